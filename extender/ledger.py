@@ -1,0 +1,82 @@
+"""Reservations that make counting race-safe.
+
+kube-scheduler's scheduling cycle is serial but binding is asynchronous: the next replica is
+filtered before the previous one shows up bound in the watch.  ``filter`` therefore reserves a
+slot (pod UID -> unit) here; the cache confirms it (drops it) when it sees the pod bound, releases
+it when the pod is deleted, and anything unconfirmed expires after ``ttl`` seconds.  Pure: time is
+an argument.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from .model import WorkloadKey
+
+__all__ = ["Ledger", "Reservation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    uid: str
+    workload: WorkloadKey
+    policy: str
+    unit: int
+    expires: float
+    node: str = ""
+
+
+class Ledger:
+    def __init__(self, *, ttl: float = 30.0) -> None:
+        if ttl <= 0:
+            raise ValueError("reservation ttl must be positive")
+        self.ttl = ttl
+        self._by_uid: dict[str, Reservation] = {}
+        self._by_workload: dict[WorkloadKey, set[str]] = defaultdict(set)
+
+    def __len__(self) -> int:
+        return len(self._by_uid)
+
+    def get(self, uid: str) -> Reservation | None:
+        return self._by_uid.get(uid)
+
+    def reserve(
+        self, *, uid: str, workload: WorkloadKey, policy: str, unit: int, now: float, node: str = ""
+    ) -> Reservation:
+        """Reserve (or move) the pod's slot; a retried filter replaces its earlier reservation."""
+        self.release(uid)
+        reservation = Reservation(uid, workload, policy, unit, now + self.ttl, node)
+        self._by_uid[uid] = reservation
+        self._by_workload[workload].add(uid)
+        return reservation
+
+    def release(self, uid: str) -> Reservation | None:
+        """Drop a reservation: the pod was seen bound (confirmed) or deleted."""
+        reservation = self._by_uid.pop(uid, None)
+        if reservation is not None:
+            uids = self._by_workload[reservation.workload]
+            uids.discard(uid)
+            if not uids:
+                del self._by_workload[reservation.workload]
+        return reservation
+
+    confirm = release
+
+    def reserved(self, workload: WorkloadKey, *, policy: str, now: float) -> dict[str, int]:
+        """Live reservations of one workload under one policy, as pod UID -> unit."""
+        result: dict[str, int] = {}
+        for uid in tuple(self._by_workload.get(workload, ())):
+            r = self._by_uid[uid]
+            if r.expires <= now:
+                self.release(uid)
+            elif r.policy == policy:
+                result[uid] = r.unit
+        return result
+
+    def expire(self, now: float) -> int:
+        """Drop every reservation past its deadline; returns how many."""
+        stale = [uid for uid, r in self._by_uid.items() if r.expires <= now]
+        for uid in stale:
+            self.release(uid)
+        return len(stale)

@@ -1,0 +1,195 @@
+"""The placement policy: the one copy of keep-N-on-ECS / overflow-to-ECI, shared by every driver.
+
+``decide`` is a pure function of the policy, how many of the workload's pods each unit already
+holds (bound pods plus reservations), and the candidate nodes kube-scheduler offered.  It walks the
+units in order and takes the first one that is below its ``max`` and has a candidate node in this
+call (``LackResourceOrExceedMax``), or the first one below its ``max`` whether or not it has a
+candidate (``ExceedMax``: never overflow for lack of room; the pod waits).  StatefulSet pods are
+placed by ordinal instead of by count: ordinal ``i`` belongs to the unit whose cumulative ``max``
+first exceeds ``i``, so StatefulSet scale-in (highest ordinal first) is shrink-ECI-first by
+construction.  Every node that is not accepted gets a reason; policy refusals are
+*unresolvable* (preempting pods there would not help).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .model import Node, NodeKind, Pod
+from .selectors import LabelSelector
+
+__all__ = [
+    "Decision",
+    "ResourcePolicy",
+    "TryNext",
+    "Unit",
+    "decide",
+    "policy_for",
+    "unit_counts",
+]
+
+
+class TryNext(enum.Enum):
+    LACK_RESOURCE_OR_EXCEED_MAX = "LackResourceOrExceedMax"
+    EXCEED_MAX = "ExceedMax"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One ordered place a workload may use: ECS nodes (optionally narrowed by labels) or ECI."""
+
+    resource: NodeKind
+    max: int | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+
+    def contains(self, node: Node) -> bool:
+        if node.kind is not self.resource:
+            return False
+        labels = node.labels
+        return all(labels.get(k) == v for k, v in self.node_selector.items())
+
+    def describe(self, index: int) -> str:
+        return f"unit {index} ({self.resource.value})"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcePolicy:
+    name: str
+    namespace: str
+    selector: LabelSelector
+    units: tuple[Unit, ...]
+    when_try_next: TryNext = TryNext.LACK_RESOURCE_OR_EXCEED_MAX
+    ignore_terminating_pods: bool = True
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def has_eci(self) -> bool:
+        return any(u.resource is NodeKind.ECI for u in self.units)
+
+    def selects(self, pod: Pod) -> bool:
+        return pod.namespace == self.namespace and self.selector.matches(pod.labels)
+
+    def unit_of(self, node: Node) -> int | None:
+        """The first unit the node belongs to, or ``None``."""
+        for i, unit in enumerate(self.units):
+            if unit.contains(node):
+                return i
+        return None
+
+    def counts(self, pod: Pod) -> bool:
+        """Whether a live pod of the workload takes a slot of its unit."""
+        if pod.finished:
+            return False
+        return not (pod.terminating and self.ignore_terminating_pods)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where the policy puts one pod: a unit, the offered nodes in it, and why others were refused."""
+
+    unit: int | None
+    accepted: tuple[str, ...]
+    unresolvable: Mapping[str, str]
+    reason: str
+
+    @property
+    def placed(self) -> bool:
+        return self.unit is not None and bool(self.accepted)
+
+
+def policy_for(policies: Iterable[ResourcePolicy], pod: Pod) -> ResourcePolicy | None:
+    """The policy that manages a pod: of several matches, the first by namespace/name (stable)."""
+    best: ResourcePolicy | None = None
+    for policy in policies:
+        if policy.selects(pod) and (best is None or policy.key < best.key):
+            best = policy
+    return best
+
+
+def unit_counts(
+    policy: ResourcePolicy,
+    *,
+    pods: Iterable[Pod],
+    nodes: Mapping[str, Node],
+    reserved: Mapping[str, int],
+    exclude_uid: str = "",
+) -> list[int]:
+    """Pods per unit: bound live pods plus reservations (pod UID -> unit) not yet seen bound."""
+    counts = [0] * len(policy.units)
+    bound: set[str] = set()
+    for pod in pods:
+        if pod.uid == exclude_uid or not pod.node_name:
+            continue
+        bound.add(pod.uid)
+        if not policy.counts(pod):
+            continue
+        node = nodes.get(pod.node_name)
+        unit = policy.unit_of(node) if node is not None else None
+        if unit is not None:
+            counts[unit] += 1
+    for uid, unit in reserved.items():
+        if uid != exclude_uid and uid not in bound and 0 <= unit < len(counts):
+            counts[unit] += 1
+    return counts
+
+
+def decide(
+    policy: ResourcePolicy,
+    *,
+    counts: Sequence[int],
+    candidates: Sequence[Node],
+    ordinal: int | None = None,
+) -> Decision:
+    """Choose the unit for one pod among the offered candidate nodes."""
+    unit_of = [policy.unit_of(node) for node in candidates]
+    chosen: int | None = None
+    skipped: list[str] = []
+    limit = 0
+    unlimited = False
+    for i, unit in enumerate(policy.units):
+        if unit.max is None:
+            unlimited = True
+        else:
+            limit += unit.max
+        if ordinal is not None:
+            under_max = unlimited or ordinal < limit
+            usage = f"ordinal {ordinal}"
+        else:
+            under_max = unit.max is None or counts[i] < unit.max
+            usage = f"{counts[i]}/{'∞' if unit.max is None else unit.max} used"
+        if not under_max:
+            skipped.append(f"{unit.describe(i)} is at its max ({usage})")
+            continue
+        has_candidate = any(u == i for u in unit_of)
+        if has_candidate or policy.when_try_next is TryNext.EXCEED_MAX:
+            chosen = i
+            break
+        skipped.append(f"{unit.describe(i)} has no feasible node in this call ({usage})")
+    where = f"policy {policy.key}"
+    if chosen is None:
+        why = f"{where}: no unit can take the pod: " + "; ".join(skipped)
+        return Decision(None, (), {n.name: why for n in candidates}, why)
+    target = policy.units[chosen].describe(chosen)
+    accepted = tuple(n.name for n, u in zip(candidates, unit_of, strict=True) if u == chosen)
+    if accepted:
+        reason = f"{where}: {target}" + (" after " + "; ".join(skipped) if skipped else "")
+    else:
+        reason = (
+            f"{where}: waits for {target} (whenTryNextUnits=ExceedMax), none of its nodes "
+            "is feasible in this call"
+        )
+    unresolvable: dict[str, str] = {}
+    for node, index in zip(candidates, unit_of, strict=True):
+        if index == chosen:
+            continue
+        if index is None:
+            unresolvable[node.name] = f"{where}: node is in none of the policy's units"
+        else:
+            other = policy.units[index].describe(index)
+            unresolvable[node.name] = f"{where}: pod belongs on {target}, not {other}"
+    return Decision(chosen, accepted, unresolvable, reason)

@@ -1,0 +1,176 @@
+"""The in-memory cluster the request handlers read: nodes by name, pods by UID, and indices.
+
+``ClusterState`` is a store, like an informer's indexer.  The watch (``extender.kube``) or a static
+file is the only writer; request handlers only read it.  Everything runs on one asyncio event loop
+and a handler never awaits while it reads, so a handler always sees a consistent state without
+copying the cluster per event.  Indices keep every read proportional to what it asks for: pods
+of one workload, pods on one node, the pending pods.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .model import (
+    ModelError,
+    Node,
+    NodeKindSettings,
+    Pod,
+    WorkloadKey,
+    node_from_dict,
+    pod_from_dict,
+)
+from .policies import policy_from_dict
+from .policy import ResourcePolicy
+
+__all__ = ["ClusterState", "load_cluster"]
+
+
+class ClusterState:
+    def __init__(
+        self,
+        *,
+        nodes: Iterable[Node] = (),
+        pods: Iterable[Pod] = (),
+        policies: Iterable[ResourcePolicy] = (),
+        synced: bool = True,
+    ) -> None:
+        self.nodes: dict[str, Node] = {}
+        self.pods: dict[str, Pod] = {}
+        self.policies: tuple[ResourcePolicy, ...] = ()
+        self.synced = synced
+        self._by_workload: dict[WorkloadKey, dict[str, Pod]] = defaultdict(dict)
+        self._by_node: dict[str, dict[str, Pod]] = defaultdict(dict)
+        self._pending: dict[str, Pod] = {}
+        self.replace(nodes=nodes, pods=pods, policies=policies)
+
+    # -- writers (the watch) -------------------------------------------------------------------
+    def replace(
+        self,
+        *,
+        nodes: Iterable[Node] | None = None,
+        pods: Iterable[Pod] | None = None,
+        policies: Iterable[ResourcePolicy] | None = None,
+    ) -> None:
+        """Replace whole kinds at once, as a relist does."""
+        if nodes is not None:
+            self.nodes = {n.name: n for n in nodes}
+        if pods is not None:
+            self.pods = {}
+            self._by_workload.clear()
+            self._by_node.clear()
+            self._pending.clear()
+            for pod in pods:
+                self.upsert_pod(pod)
+        if policies is not None:
+            self.set_policies(policies)
+
+    def set_policies(self, policies: Iterable[ResourcePolicy]) -> None:
+        self.policies = tuple(sorted(policies, key=lambda p: p.key))
+
+    def upsert_policy(self, policy: ResourcePolicy) -> None:
+        others = [p for p in self.policies if p.key != policy.key]
+        self.set_policies([*others, policy])
+
+    def remove_policy(self, key: str) -> None:
+        self.set_policies(p for p in self.policies if p.key != key)
+
+    def upsert_node(self, node: Node) -> None:
+        self.nodes[node.name] = node
+
+    def remove_node(self, name: str) -> None:
+        self.nodes.pop(name, None)
+
+    def upsert_pod(self, pod: Pod) -> Pod | None:
+        """Store a pod; returns the previous version."""
+        old = self.remove_pod(pod.uid)
+        self.pods[pod.uid] = pod
+        if pod.workload is not None:
+            self._by_workload[pod.workload][pod.uid] = pod
+        if pod.node_name:
+            self._by_node[pod.node_name][pod.uid] = pod
+        elif not pod.finished:
+            self._pending[pod.uid] = pod
+        return old
+
+    def remove_pod(self, uid: str) -> Pod | None:
+        old = self.pods.pop(uid, None)
+        if old is None:
+            return None
+        if old.workload is not None:
+            members = self._by_workload.get(old.workload)
+            if members is not None:
+                members.pop(uid, None)
+                if not members:
+                    del self._by_workload[old.workload]
+        if old.node_name:
+            on_node = self._by_node.get(old.node_name)
+            if on_node is not None:
+                on_node.pop(uid, None)
+                if not on_node:
+                    del self._by_node[old.node_name]
+        self._pending.pop(uid, None)
+        return old
+
+    # -- readers (the handlers) ----------------------------------------------------------------
+    def workload_pods(self, workload: WorkloadKey) -> Iterable[Pod]:
+        return self._by_workload.get(workload, {}).values()
+
+    def pods_on(self, node_name: str) -> Iterable[Pod]:
+        return self._by_node.get(node_name, {}).values()
+
+    def pending_pods(self) -> Iterable[Pod]:
+        return self._pending.values()
+
+    def pod_by_name(self, namespace: str, name: str) -> Pod | None:
+        """Linear: for the rare bind/admission paths only, never per filter call."""
+        for pod in self.pods.values():
+            if pod.name == name and pod.namespace == namespace:
+                return pod
+        return None
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes.values())
+
+
+def load_cluster(
+    path: str | Path, *, kind_settings: NodeKindSettings | None = None
+) -> ClusterState:
+    """A static cluster from YAML: documents (or ``items``) of kind Node, Pod and ResourcePolicy."""
+    try:
+        docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
+    except (OSError, yaml.YAMLError) as err:
+        raise ModelError(f"{path}: {err}") from None
+    objects: list[Mapping[str, Any]] = []
+    for doc in docs:
+        if not isinstance(doc, Mapping):
+            raise ModelError(f"{path}: every document must be an object")
+        if isinstance(doc.get("items"), list):
+            objects.extend(doc["items"])
+        else:
+            for key in ("nodes", "pods", "policies"):
+                objects.extend(doc.get(key) or ())
+            if "kind" in doc:
+                objects.append(doc)
+    nodes, pods, policies = [], [], []
+    for i, obj in enumerate(objects):
+        kind = obj.get("kind") if isinstance(obj, Mapping) else None
+        try:
+            if kind == "Node":
+                nodes.append(node_from_dict(obj, kind_settings))
+            elif kind == "Pod":
+                pods.append(pod_from_dict(obj))
+            elif kind == "ResourcePolicy":
+                policies.append(policy_from_dict(obj))
+            else:
+                raise ModelError(
+                    f"object {i}: kind must be Node, Pod or ResourcePolicy, not {kind!r}"
+                )
+        except ValueError as err:
+            raise ModelError(f"{path}: {err}") from None
+    return ClusterState(nodes=nodes, pods=pods, policies=policies)
