@@ -1,0 +1,1 @@
+"""Spillover node-group autoscaler."""
