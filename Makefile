@@ -37,3 +37,26 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# --- kind: a local cluster with the default-scheduler registration, KWOK nodes, the image --
+KIND_CLUSTER ?= spillover
+KWOK_VERSION ?= v0.6.1
+KWOK_RELEASE := https://github.com/kubernetes-sigs/kwok/releases/download/$(KWOK_VERSION)
+IMAGE        ?= spillover:dev
+KUBECTL      := kubectl --context kind-$(KIND_CLUSTER)
+
+kind-up:
+	docker build -t $(IMAGE) .
+	kind create cluster --name $(KIND_CLUSTER) --config manifests/kind/cluster.yaml
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	$(KUBECTL) apply -f $(KWOK_RELEASE)/kwok.yaml
+	$(KUBECTL) apply -f $(KWOK_RELEASE)/stage-fast.yaml
+	$(KUBECTL) -n kube-system rollout status deployment/kwok-controller --timeout=180s
+	$(KUBECTL) apply --server-side -k manifests/overlays/kind
+	$(KUBECTL) -n spillover-system wait --for=condition=complete job/spillover-certgen-create --timeout=180s
+	$(KUBECTL) -n kube-system rollout status daemonset/spillover-scheduler-extender --timeout=180s
+	$(KUBECTL) -n spillover-system rollout status deployment/spillover-extender --timeout=180s
+	$(KUBECTL) -n spillover-system rollout status deployment/spillover-autoscaler --timeout=300s
+
+kind-down:
+	kind delete cluster --name $(KIND_CLUSTER)
