@@ -1,0 +1,81 @@
+"""The ECS-versus-ECI cost model (DESIGN §6): prices are configuration, arithmetic lives here.
+
+ECI bills a running pod per vCPU-second and GiB-second (and per whole GPU: ECI does not share
+GPUs); ECS bills a node per hour whether it is busy or not.  A pod that takes a fraction ``s`` of a
+node (its largest share over cpu, memory and GPU) is cheaper on ECS over a window of ``H`` seconds
+when ``s * node_price * H`` is below what ECI charges for the time the pod really runs in that
+window.  For the default 2 vCPU / 8 GiB prices the break-even is 0.353 / 0.529 ≈ 2/3 of the window:
+16 hours a day, as the product documentation says.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from extender.model import Resources
+
+__all__ = [
+    "GIB",
+    "EciPrice",
+    "break_even_fraction",
+    "ecs_cheaper",
+    "node_share",
+]
+
+GIB = 2**30
+
+
+@dataclass(frozen=True, slots=True)
+class EciPrice:
+    """ECI list prices in CNY (China mainland defaults)."""
+
+    vcpu_second: float = 0.000049
+    gib_second: float = 0.00000613
+    gpu_hour: float = 12.0
+
+    def per_hour(self, requests: Resources) -> float:
+        """What ECI charges per hour for a pod with these requests (whole GPUs)."""
+        cpu = requests.cpu_milli / 1000 * self.vcpu_second * 3600
+        memory = requests.memory / GIB * self.gib_second * 3600
+        gpus = math.ceil(requests.gpu_milli / 1000) * self.gpu_hour
+        return cpu + memory + gpus
+
+
+def node_share(requests: Resources, capacity: Resources) -> float:
+    """The largest fraction of one node the pod takes over cpu, memory and GPU (1.0 if it does not fit)."""
+    shares = [0.0]
+    for want, have in (
+        (requests.cpu_milli, capacity.cpu_milli),
+        (requests.memory, capacity.memory),
+        (requests.gpu_milli, capacity.gpu_milli),
+    ):
+        if want > 0:
+            shares.append(want / have if have > 0 else math.inf)
+    return min(max(shares), math.inf)
+
+
+def break_even_fraction(*, price_per_hour: float, capacity: Resources, eci: EciPrice) -> float:
+    """The fraction of a window a node's worth of pods must run for ECS to be cheaper than ECI."""
+    eci_hour = eci.per_hour(capacity)
+    if eci_hour <= 0:
+        return math.inf
+    return price_per_hour / eci_hour
+
+
+def ecs_cheaper(
+    requests: Resources,
+    *,
+    price_per_hour: float,
+    capacity: Resources,
+    eci: EciPrice,
+    duration: float,
+    horizon: float,
+) -> bool:
+    """Whether the pod's share of an ECS node over ``horizon`` costs less than ECI for its run time."""
+    share = node_share(requests, capacity)
+    if not math.isfinite(share) or share > 1.0 or horizon <= 0:
+        return False
+    ecs = share * price_per_hour * horizon / 3600
+    runs = min(max(duration, 0.0), horizon)
+    return ecs < eci.per_hour(requests) * runs / 3600
