@@ -19,8 +19,8 @@ The forecaster is pure (numpy and scipy only) and works on one regularly sampled
    The period is a structural prior: on a weekly series only models that can represent a week
    compete with the baseline.
 3. Like Crane's DSP predictor, the model is chosen by an inner backtest on the training data
-   only: each candidate is fitted on the training data minus its last ``horizon`` and scored by
-   WAPE on that tail. A candidate must beat the robust baseline by ``min_gain`` to be chosen.
+   only: each candidate is fitted on the training data minus its last ``horizon`` (at least a
+   day, at most a third of the data) and scored by WAPE on that tail. A candidate must beat the robust baseline by ``min_gain`` to be chosen.
 4. The winner is refitted on all the data. The upper quantile is the point forecast plus the
    empirical quantile of the winner's inner-backtest residuals (split-conformal style), so its
    coverage is calibrated on errors the model really makes at that horizon.
@@ -417,8 +417,9 @@ def fit_forecast(
     steps = max(1, math.ceil(horizon / step - 1e-9))
     period = detect_period(y, step=step, settings=s)
 
-    # Inner backtest on the tail of the training data; never looks past the last sample.
-    hold = min(steps, y.size // 3)
+    # Inner backtest on the tail of the training data; never looks past the last sample. At
+    # least a day of it, so that a short horizon still chooses (and calibrates) on a full cycle.
+    hold = min(max(steps, round(DAY / step)), y.size // 3)
     inner_train, inner_test = y[: y.size - hold], y[y.size - hold :]
     models = _candidates(inner_train.size, step, period, s)
     errors: dict[str, tuple[float, FloatArray]] = {}
