@@ -44,6 +44,8 @@ class ClusterState:
         self.pods: dict[str, Pod] = {}
         self.policies: tuple[ResourcePolicy, ...] = ()
         self.synced = synced
+        self.generation = 0
+        """Bumped whenever a node is added, removed or changed: readers may cache per-node facts."""
         self._by_workload: dict[WorkloadKey, dict[str, Pod]] = defaultdict(dict)
         self._by_node: dict[str, dict[str, Pod]] = defaultdict(dict)
         self._pending: dict[str, Pod] = {}
@@ -60,6 +62,7 @@ class ClusterState:
         """Replace whole kinds at once, as a relist does."""
         if nodes is not None:
             self.nodes = {n.name: n for n in nodes}
+            self.generation += 1
         if pods is not None:
             self.pods = {}
             self._by_workload.clear()
@@ -81,10 +84,13 @@ class ClusterState:
         self.set_policies(p for p in self.policies if p.key != key)
 
     def upsert_node(self, node: Node) -> None:
+        if self.nodes.get(node.name) != node:
+            self.generation += 1
         self.nodes[node.name] = node
 
     def remove_node(self, name: str) -> None:
-        self.nodes.pop(name, None)
+        if self.nodes.pop(name, None) is not None:
+            self.generation += 1
 
     def upsert_pod(self, pod: Pod) -> Pod | None:
         """Store a pod; returns the previous version."""

@@ -1,0 +1,403 @@
+"""The extender's HTTP application: Starlette routes over the pure verbs.
+
+The app only assembles: it reads a bounded body, decodes it (``extender.wire``), asks the verb
+(``extender.verbs``) and encodes the outcome.  Bad input is a 4xx whose plain-text body names the
+problem; expected outcomes (refused nodes, unknown nodes, an unsynced cache) are 200 answers.
+The lifespan runs the background tasks it is given (the watch, the reconciler) and expires the
+ledger periodically; handlers never await anything but the request body and the binder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from . import wire
+from .ledger import Ledger
+from .metrics import Metrics
+from .model import ModelError, Node, Pod
+from .policy import ResourcePolicy
+from .ports import BackgroundTask, Binder, BindError, Clock
+from .settings import Settings
+from .snapshot import ClusterState
+from .verbs import (
+    Caches,
+    FilterOutcome,
+    Offer,
+    filter_pod,
+    group_offer,
+    preempt,
+    prioritize,
+    record_bind,
+)
+from .webhook import WebhookError, WebhookSettings, review
+
+__all__ = ["ROUTES", "VERBS", "create_app"]
+
+VERBS = ("filter", "prioritize", "preempt", "bind", "mutate")
+ROUTES = (
+    "/filter",
+    "/prioritize",
+    "/preempt",
+    "/bind",
+    "/mutate",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
+
+log = logging.getLogger("spillover.extender")
+_JSON = "application/json"
+_DECODE_ANY = msgspec.json.Decoder()
+_DECODE_OBJECT = msgspec.json.Decoder(dict[str, Any])
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise _BadRequest(400, f"invalid Content-Length header {length!r}")
+        if int(length) > limit:
+            raise _BadRequest(413, f"request body of {length} bytes exceeds the {limit}-byte limit")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BadRequest(413, f"request body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    if not size:
+        raise _BadRequest(400, "empty request body: expected a JSON object")
+    return b"".join(chunks)
+
+
+class _Handlers:
+    """The routes' behaviour, sharing the state, caches and settings of one app."""
+
+    def __init__(
+        self,
+        *,
+        state: ClusterState,
+        ledger: Ledger,
+        settings: Settings,
+        binder: Binder | None,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
+        self.state = state
+        self.ledger = ledger
+        self.settings = settings
+        self.binder = binder
+        self.clock = clock
+        self.metrics = metrics
+        self.caches = Caches(kind_settings=settings.kinds)
+        self.webhook = WebhookSettings(
+            eci_taint_key=settings.kinds.eci_taint_key,
+            managed_resource=settings.managed_resource,
+        )
+        self._latency = {verb: metrics.latency.labels(verb) for verb in VERBS}
+        self._decisions: dict[tuple[str, str], Any] = {}
+
+    def _decided(self, unit: str, reason: str) -> None:
+        child = self._decisions.get((unit, reason))
+        if child is None:
+            child = self._decisions[(unit, reason)] = self.metrics.decisions.labels(unit, reason)
+        child.inc()
+
+    def verb(
+        self, name: str, handle: Callable[[bytes], Awaitable[bytes]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        latency = self._latency[name]
+        requests = self.metrics.requests
+        limit = self.settings.max_body_bytes
+
+        async def endpoint(request: Request) -> Response:
+            start = time.perf_counter()
+            try:
+                body = await _read_body(request, limit)
+                response: Response = Response(await handle(body), media_type=_JSON)
+            except _BadRequest as err:
+                response = PlainTextResponse(err.message, status_code=err.status)
+            except (wire.WireError, ModelError, WebhookError) as err:
+                response = PlainTextResponse(str(err), status_code=400)
+            latency.observe(time.perf_counter() - start)
+            requests.labels(name, str(response.status_code)).inc()
+            if response.status_code >= 400:
+                log.info(
+                    "rejected request",
+                    extra={"verb": name, "status": response.status_code, "error": response.body},
+                )
+            return response
+
+        return endpoint
+
+    # -- verbs ----------------------------------------------------------------------------------
+    def _pod(self, raw: Mapping[str, Any]) -> Pod:
+        return self.caches.pod(raw)
+
+    def _offer_for(
+        self, args: wire.ExtenderArgs
+    ) -> tuple[Callable[[ResourcePolicy], Offer], dict[str, msgspec.Raw] | None]:
+        """How to group the offered nodes for a policy, and the raw Node items (full-Node mode)."""
+        if bytes(args.NodeNames) != b"null":
+            raw_names = args.NodeNames
+            key = bytes(raw_names)
+
+            def by_names(policy: ResourcePolicy) -> Offer:
+                return self.caches.offer(
+                    policy,
+                    state=self.state,
+                    names_key=key,
+                    names=lambda: wire.decode_node_names(raw_names),
+                )
+
+            return by_names, None
+        heads = wire.decode_node_heads(args.Nodes)
+        items = {head.metadata.name: item for head, item in heads}
+
+        def by_nodes(policy: ResourcePolicy) -> Offer:
+            offered: dict[str, Node] = {}
+            for head, item in heads:
+                name = head.metadata.name
+                if name not in self.state.nodes:
+                    raw = _DECODE_OBJECT.decode(item)
+                    offered[name] = self.caches.node(
+                        raw, name=name, version=head.metadata.resourceVersion
+                    )
+            return group_offer(policy, items, nodes=self.state.nodes, offered=offered)
+
+        return by_nodes, items
+
+    async def filter(self, body: bytes) -> bytes:
+        args = wire.decode_args(body)
+        pod = self._pod(args.Pod)
+        offer, items = self._offer_for(args)
+        outcome = filter_pod(
+            state=self.state,
+            ledger=self.ledger,
+            caches=self.caches,
+            pod=pod,
+            offer=offer,
+            now=self.clock(),
+            failure_policy=self.settings.failure_policy,
+        )
+        self._decided(outcome.unit, outcome.reason)
+        if outcome.reason not in ("unmanaged", "first_unit"):
+            log.debug("filter", extra={"pod": pod.key, "unit": outcome.unit, "why": outcome.detail})
+        return self._encode_filter(args, outcome, items)
+
+    def _encode_filter(
+        self,
+        args: wire.ExtenderArgs,
+        outcome: FilterOutcome,
+        items: Mapping[str, msgspec.Raw] | None,
+    ) -> bytes:
+        if outcome.error:
+            return wire.encode_filter_result(error=outcome.error)
+        if outcome.passed:
+            return wire.encode_filter_result(nodes=args.Nodes, node_names=args.NodeNames)
+        unresolvable = wire.grouped_map(outcome.unresolvable)
+        failed = outcome.failed or None
+        if items is None:
+            return wire.encode_filter_result(
+                node_names=wire.encode_names(outcome.accepted),
+                failed=failed,
+                unresolvable=unresolvable,
+            )
+        nodes = wire.encode_node_list([items[name] for name in outcome.accepted])
+        return wire.encode_filter_result(nodes=nodes, failed=failed, unresolvable=unresolvable)
+
+    async def prioritize(self, body: bytes) -> bytes:
+        args = wire.decode_args(body)
+        pod = self._pod(args.Pod)
+        offer, _ = self._offer_for(args)
+        outcome = prioritize(
+            state=self.state,
+            ledger=self.ledger,
+            caches=self.caches,
+            pod=pod,
+            offer=offer,
+            now=self.clock(),
+        )
+        return wire.encode_scores(outcome.hosts, outcome.score)
+
+    async def preempt(self, body: bytes) -> bytes:
+        args = wire.decode_preemption_args(body)
+        pod = self._pod(args.Pod)
+        candidates: dict[str, tuple[tuple[str, ...], int]] = {}
+        if args.NodeNameToMetaVictims is not None:
+            for node, meta in args.NodeNameToMetaVictims.items():
+                candidates[node] = (tuple(p.UID for p in meta.Pods), meta.NumPDBViolations)
+        elif args.NodeNameToVictims is not None:
+            for node, victims in args.NodeNameToVictims.items():
+                uids = tuple(_victim_uid(p, node) for p in victims.Pods)
+                candidates[node] = (uids, victims.NumPDBViolations)
+        outcome = preempt(
+            state=self.state,
+            ledger=self.ledger,
+            caches=self.caches,
+            pod=pod,
+            candidates=candidates,
+            now=self.clock(),
+        )
+        if outcome.dropped:
+            log.info("preempt", extra={"pod": pod.key, "dropped": dict(outcome.dropped)})
+        return wire.encode_preemption_result(
+            {
+                node: wire.MetaVictims([wire.MetaPod(uid) for uid in uids], violations)
+                for node, (uids, violations) in outcome.kept.items()
+            }
+        )
+
+    async def bind(self, body: bytes) -> bytes:
+        args = wire.decode_binding_args(body)
+        if self.binder is None:
+            return wire.encode_binding_result(
+                "binding is not enabled on this extender (start it with --bind)"
+            )
+        try:
+            await self.binder.bind(
+                namespace=args.PodNamespace, name=args.PodName, uid=args.PodUID, node=args.Node
+            )
+        except BindError as err:
+            log.warning("bind failed", extra={"pod": f"{args.PodNamespace}/{args.PodName}"})
+            return wire.encode_binding_result(str(err) or "binding failed")
+        record_bind(ledger=self.ledger, uid=args.PodUID, node=args.Node, now=self.clock())
+        return wire.encode_binding_result()
+
+    async def mutate(self, body: bytes) -> bytes:
+        try:
+            raw = _DECODE_ANY.decode(body)
+        except msgspec.DecodeError as err:
+            raise WebhookError(f"AdmissionReview: malformed JSON: {err}") from None
+        answer = review(
+            raw,
+            policy_for=lambda pod: self.caches.policy(self.state, pod),
+            settings=self.webhook,
+        )
+        return wire.encode(answer)
+
+    # -- probes ---------------------------------------------------------------------------------
+    async def healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(self, request: Request) -> Response:
+        if not self.state.synced:
+            return PlainTextResponse("cluster cache not synced yet", status_code=503)
+        return PlainTextResponse("ok")
+
+    async def scrape(self, request: Request) -> Response:
+        self.metrics.ledger_size.set(len(self.ledger))
+        self.metrics.synced.set(1 if self.state.synced else 0)
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _victim_uid(pod: Mapping[str, Any], node: str) -> str:
+    meta = pod.get("metadata")
+    uid = meta.get("uid") if isinstance(meta, Mapping) else None
+    if not isinstance(uid, str) or not uid:
+        raise wire.WireError(f"NodeNameToVictims[{node!r}]: every victim needs metadata.uid")
+    return uid
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if exc.status_code == 405:
+        return PlainTextResponse(
+            f"method {request.method} is not allowed on {path}",
+            status_code=405,
+            headers=dict(exc.headers or {}),
+        )
+    if exc.status_code == 404:
+        return PlainTextResponse(
+            f"unknown path {path}; this extender serves {' '.join(ROUTES)}", status_code=404
+        )
+    return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+
+
+async def _run(task: BackgroundTask) -> None:
+    try:
+        await task()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task failed", extra={"task": getattr(task, "__name__", "")})
+        raise
+
+
+def create_app(
+    *,
+    state: ClusterState,
+    ledger: Ledger,
+    settings: Settings,
+    binder: Binder | None = None,
+    background: Iterable[BackgroundTask] = (),
+    clock: Clock = time.monotonic,
+    metrics: Metrics | None = None,
+) -> Starlette:
+    metrics = metrics or Metrics()
+    handlers = _Handlers(
+        state=state, ledger=ledger, settings=settings, binder=binder, clock=clock, metrics=metrics
+    )
+    tasks = tuple(background)
+    verbs = {name: handlers.verb(name, getattr(handlers, name)) for name in VERBS}
+    prefixes = [""]
+    prefix = settings.url_prefix.strip("/")
+    if prefix:
+        prefixes.append("/" + prefix)
+    routes = [
+        Route(f"{p}/{name}", endpoint, methods=["POST"])
+        for p in prefixes
+        for name, endpoint in verbs.items()
+    ]
+    routes += [
+        Route("/healthz", handlers.healthz, methods=["GET"]),
+        Route("/readyz", handlers.readyz, methods=["GET"]),
+        Route("/metrics", handlers.scrape, methods=["GET"]),
+    ]
+
+    async def expire_ledger() -> None:
+        while True:
+            await asyncio.sleep(settings.expire_interval)
+            expired = ledger.expire(clock())
+            metrics.ledger_size.set(len(ledger))
+            if expired:
+                log.info("reservations expired", extra={"count": expired})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        running = [asyncio.create_task(_run(task)) for task in (*tasks, expire_ledger)]
+        try:
+            yield
+        finally:
+            for task in running:
+                task.cancel()
+            for task in running:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _not_found},
+    )

@@ -1,0 +1,406 @@
+"""The kube-scheduler extender protocol v1 on the wire (``k8s.io/kube-scheduler/extender/v1``).
+
+Keys are Go field names.  Go's ``encoding/json`` matches keys case-insensitively (an exact match
+wins), so decoding here does too: the top-level object is first decoded as ``{key: Raw}``, which
+only scans the values, the keys are mapped to their canonical spelling, and each value is decoded
+by itself.  Values we may hand back unchanged (``NodeNames``, ``Nodes``) stay ``msgspec.Raw`` so
+the filter answer for an unmanaged pod splices the request's bytes instead of re-encoding
+thousands of names.  Nested Go structs (``Victims``, ``MetaVictims``, ``MetaPod``) are
+normalised the same way; Kubernetes objects inside (``Pod``, ``Node``) are left as sent.
+
+Every decoding problem raises ``WireError`` with a message naming the field; the app turns it
+into a 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+
+__all__ = [
+    "NULL",
+    "ExtenderArgs",
+    "ExtenderBindingArgs",
+    "ExtenderBindingResult",
+    "ExtenderFilterResult",
+    "ExtenderPreemptionArgs",
+    "ExtenderPreemptionResult",
+    "HostPriority",
+    "MetaPod",
+    "MetaVictims",
+    "NodeHead",
+    "Victims",
+    "WireError",
+    "decode_args",
+    "decode_binding_args",
+    "decode_node_heads",
+    "decode_node_names",
+    "decode_preemption_args",
+    "encode",
+    "encode_binding_result",
+    "encode_filter_result",
+    "encode_names",
+    "encode_node_list",
+    "encode_preemption_result",
+    "encode_priorities",
+    "encode_scores",
+    "grouped_map",
+]
+
+NULL = msgspec.Raw(b"null")
+_T = TypeVar("_T")
+
+
+class WireError(ValueError):
+    """A request body that is not a valid extender message; the message names the field."""
+
+
+# -- the protocol's types (Go field names) ------------------------------------------------------
+class ExtenderArgs(msgspec.Struct):
+    """Filter and prioritize arguments.  ``Nodes`` / ``NodeNames`` are kept raw (``NULL`` when nil)."""
+
+    Pod: dict[str, Any]
+    Nodes: msgspec.Raw = NULL
+    NodeNames: msgspec.Raw = NULL
+
+
+class ExtenderFilterResult(msgspec.Struct):
+    Nodes: dict[str, Any] | None = None
+    NodeNames: list[str] | None = None
+    FailedNodes: dict[str, str] | None = None
+    FailedAndUnresolvableNodes: dict[str, str] | None = None
+    Error: str = ""
+
+
+class HostPriority(msgspec.Struct):
+    Host: str
+    Score: int
+
+
+class MetaPod(msgspec.Struct):
+    UID: str = ""
+
+
+class MetaVictims(msgspec.Struct):
+    Pods: list[MetaPod] = msgspec.field(default_factory=list)
+    NumPDBViolations: int = 0
+
+
+class Victims(msgspec.Struct):
+    Pods: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    NumPDBViolations: int = 0
+
+
+class ExtenderPreemptionArgs(msgspec.Struct):
+    Pod: dict[str, Any]
+    NodeNameToVictims: dict[str, Victims] | None = None
+    NodeNameToMetaVictims: dict[str, MetaVictims] | None = None
+
+
+class ExtenderPreemptionResult(msgspec.Struct):
+    NodeNameToMetaVictims: dict[str, MetaVictims] | None = None
+
+
+class ExtenderBindingArgs(msgspec.Struct):
+    PodName: str
+    PodNamespace: str
+    PodUID: str
+    Node: str
+
+
+class ExtenderBindingResult(msgspec.Struct):
+    Error: str = ""
+
+
+class _NodeMeta(msgspec.Struct):
+    name: str = ""
+    resourceVersion: str = ""
+
+
+class NodeHead(msgspec.Struct):
+    """Just enough of a full Node object to find it in the cache; the rest is skipped."""
+
+    metadata: _NodeMeta = msgspec.field(default_factory=_NodeMeta)
+
+
+class _NodeList(msgspec.Struct):
+    items: list[msgspec.Raw] | None = None
+
+
+class _FilterOut(msgspec.Struct):
+    Nodes: msgspec.Raw
+    NodeNames: msgspec.Raw
+    FailedNodes: msgspec.Raw
+    FailedAndUnresolvableNodes: msgspec.Raw
+    Error: str
+
+
+class _NodeListOut(msgspec.Struct):
+    metadata: dict[str, Any]
+    items: list[msgspec.Raw]
+
+
+# -- decoding -----------------------------------------------------------------------------------
+_ENCODER = msgspec.json.Encoder()
+_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_OBJECT = msgspec.json.Decoder(dict[str, Any])
+_ANY = msgspec.json.Decoder()
+_NAMES = msgspec.json.Decoder(list[str])
+_NODE_LIST = msgspec.json.Decoder(_NodeList)
+_NODE_HEAD = msgspec.json.Decoder(NodeHead)
+
+
+def _fields(*names: str) -> dict[str, str]:
+    return {name.lower(): name for name in names}
+
+
+_ARGS = _fields("Pod", "Nodes", "NodeNames")
+_PREEMPT = _fields("Pod", "NodeNameToVictims", "NodeNameToMetaVictims")
+_BIND = _fields("PodName", "PodNamespace", "PodUID", "Node")
+_VICTIMS = _fields("Pods", "NumPDBViolations")
+_META_POD = _fields("UID")
+
+
+def _canonical(raw: Mapping[str, _T], fields: Mapping[str, str]) -> dict[str, _T]:
+    """Keys spelled as Go field names; unknown keys dropped (Go ignores them too)."""
+    out: dict[str, _T] = {}
+    for key, value in raw.items():
+        name = fields.get(key.lower())
+        if name is not None:
+            out[name] = value  # like Go: the last occurrence wins
+    return out
+
+
+def _top(body: bytes, what: str, fields: Mapping[str, str]) -> dict[str, msgspec.Raw]:
+    try:
+        raw = _TOP.decode(body)
+    except msgspec.ValidationError:
+        raise WireError(f"{what}: the body must be a JSON object") from None
+    except msgspec.DecodeError as err:
+        raise WireError(f"{what}: malformed JSON: {err}") from None
+    if all(key in fields.values() for key in raw):
+        return raw
+    return _canonical(raw, fields)
+
+
+def _is_null(raw: msgspec.Raw | None) -> bool:
+    return raw is None or bytes(raw) == b"null"
+
+
+def _pod(raw: msgspec.Raw | None, what: str) -> dict[str, Any]:
+    if _is_null(raw):
+        raise WireError(f"{what}: Pod is required")
+    try:
+        return _OBJECT.decode(raw)  # type: ignore[arg-type]
+    except msgspec.DecodeError:
+        raise WireError(f"{what}: Pod must be a JSON object") from None
+
+
+def decode_args(body: bytes) -> ExtenderArgs:
+    """``ExtenderArgs`` with ``Nodes`` / ``NodeNames`` left raw (their shape is checked)."""
+    fields = _top(body, "ExtenderArgs", _ARGS)
+    pod = _pod(fields.get("Pod"), "ExtenderArgs")
+    nodes = fields.get("Nodes", NULL)
+    names = fields.get("NodeNames", NULL)
+    if not _is_null(nodes) and not bytes(nodes).startswith(b"{"):
+        raise WireError("ExtenderArgs: Nodes must be a NodeList object or null")
+    if not _is_null(names) and not bytes(names).startswith(b"["):
+        raise WireError("ExtenderArgs: NodeNames must be a list of strings or null")
+    if _is_null(nodes) and _is_null(names):
+        raise WireError("ExtenderArgs: one of Nodes or NodeNames is required")
+    return ExtenderArgs(Pod=pod, Nodes=nodes, NodeNames=names)
+
+
+def decode_node_names(raw: msgspec.Raw) -> list[str]:
+    try:
+        return _NAMES.decode(raw)
+    except msgspec.DecodeError:
+        raise WireError("ExtenderArgs: NodeNames must be a list of strings") from None
+
+
+def decode_node_heads(raw: msgspec.Raw) -> list[tuple[NodeHead, msgspec.Raw]]:
+    """The items of a raw NodeList, each with its name and resourceVersion."""
+    try:
+        items = _NODE_LIST.decode(raw).items or []
+        heads = [(_NODE_HEAD.decode(item), item) for item in items]
+    except msgspec.DecodeError as err:
+        raise WireError(f"ExtenderArgs: Nodes is not a NodeList: {err}") from None
+    for i, (head, _) in enumerate(heads):
+        if not head.metadata.name:
+            raise WireError(f"ExtenderArgs: Nodes.items[{i}].metadata.name is required")
+    return heads
+
+
+def _convert(obj: Any, type_: type[_T], what: str) -> _T:
+    try:
+        return msgspec.convert(obj, type_)
+    except msgspec.ValidationError as err:
+        raise WireError(f"{what}: {err}") from None
+
+
+def _victims_map(raw: Any, *, meta: bool, where: str) -> Any:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise WireError(f"{where}: expected an object keyed by node name")
+    out = {}
+    for node, value in raw.items():
+        if not isinstance(value, dict):
+            raise WireError(f"{where}[{node!r}]: expected an object")
+        value = _canonical(value, _VICTIMS)
+        pods = value.get("Pods")
+        if meta and isinstance(pods, list):
+            value["Pods"] = [_canonical(p, _META_POD) if isinstance(p, dict) else p for p in pods]
+        out[node] = value
+    return out
+
+
+def decode_preemption_args(body: bytes) -> ExtenderPreemptionArgs:
+    fields = _top(body, "ExtenderPreemptionArgs", _PREEMPT)
+    pod = _pod(fields.get("Pod"), "ExtenderPreemptionArgs")
+    try:
+        victims = _ANY.decode(fields.get("NodeNameToVictims", NULL))
+        meta = _ANY.decode(fields.get("NodeNameToMetaVictims", NULL))
+    except msgspec.DecodeError as err:  # pragma: no cover - the top level already parsed
+        raise WireError(f"ExtenderPreemptionArgs: {err}") from None
+    where = "ExtenderPreemptionArgs"
+    return ExtenderPreemptionArgs(
+        Pod=pod,
+        NodeNameToVictims=_convert(
+            _victims_map(victims, meta=False, where=f"{where}.NodeNameToVictims"),
+            dict[str, Victims] | None,  # type: ignore[arg-type]
+            where,
+        ),
+        NodeNameToMetaVictims=_convert(
+            _victims_map(meta, meta=True, where=f"{where}.NodeNameToMetaVictims"),
+            dict[str, MetaVictims] | None,  # type: ignore[arg-type]
+            where,
+        ),
+    )
+
+
+def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
+    fields = _top(body, "ExtenderBindingArgs", _BIND)
+    try:
+        values = {key: _ANY.decode(value) for key, value in fields.items()}
+    except msgspec.DecodeError as err:  # pragma: no cover - the top level already parsed
+        raise WireError(f"ExtenderBindingArgs: {err}") from None
+    args = _convert(values, ExtenderBindingArgs, "ExtenderBindingArgs")
+    for name in ("PodName", "PodNamespace", "Node"):
+        if not getattr(args, name):
+            raise WireError(f"ExtenderBindingArgs: {name} must not be empty")
+    return args
+
+
+# -- encoding -----------------------------------------------------------------------------------
+def encode(obj: Any) -> bytes:
+    return _ENCODER.encode(obj)
+
+
+def _as_raw(obj: Mapping[str, str] | msgspec.Raw | None) -> msgspec.Raw:
+    if obj is None:
+        return NULL
+    if isinstance(obj, msgspec.Raw):
+        return obj
+    return msgspec.Raw(_ENCODER.encode(obj))
+
+
+def encode_filter_result(
+    *,
+    nodes: msgspec.Raw = NULL,
+    node_names: msgspec.Raw = NULL,
+    failed: Mapping[str, str] | msgspec.Raw | None = None,
+    unresolvable: Mapping[str, str] | msgspec.Raw | None = None,
+    error: str = "",
+) -> bytes:
+    return _ENCODER.encode(
+        _FilterOut(nodes, node_names, _as_raw(failed), _as_raw(unresolvable), error)
+    )
+
+
+def encode_node_list(items: Sequence[msgspec.Raw]) -> msgspec.Raw:
+    return msgspec.Raw(_ENCODER.encode(_NodeListOut({}, list(items))))
+
+
+def encode_priorities(scores: Mapping[str, int]) -> bytes:
+    return _ENCODER.encode([HostPriority(host, score) for host, score in scores.items()])
+
+
+def encode_preemption_result(victims: Mapping[str, MetaVictims]) -> bytes:
+    return _ENCODER.encode(ExtenderPreemptionResult(dict(victims)))
+
+
+def encode_binding_result(error: str = "") -> bytes:
+    return _ENCODER.encode(ExtenderBindingResult(error))
+
+
+class _IdentityMemo:
+    """Encodings of the name tuples the offer cache hands out, keyed by the tuple's identity.
+
+    The same tuple object comes back for every pod that sees the same offered list, so its
+    encoding is computed once; the tuple itself is kept so its id cannot be reused.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._items: dict[tuple[int, Any], tuple[object, Any]] = {}
+
+    def get(self, obj: object, extra: Any, make: Callable[[], Any]) -> Any:
+        key = (id(obj), extra)
+        hit = self._items.get(key)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        value = make()
+        if len(self._items) >= self.size:
+            self._items.pop(next(iter(self._items)))
+        self._items[key] = (obj, value)
+        return value
+
+
+_MEMO = _IdentityMemo()
+
+
+def encode_names(names: Sequence[str]) -> msgspec.Raw:
+    """A JSON list of names (memoised for tuples, which the offer cache shares)."""
+    if not isinstance(names, tuple):
+        return msgspec.Raw(_ENCODER.encode(names))
+    raw: msgspec.Raw = _MEMO.get(names, "list", lambda: msgspec.Raw(_ENCODER.encode(names)))
+    return raw
+
+
+def _keys(names: Sequence[str]) -> list[bytes]:
+    def make() -> list[bytes]:
+        return [_ENCODER.encode(name) + b":" for name in names]
+
+    if not isinstance(names, tuple):
+        return make()
+    keys: list[bytes] = _MEMO.get(names, "keys", make)
+    return keys
+
+
+def grouped_map(
+    groups: Sequence[tuple[Sequence[str], str]], extra: Mapping[str, str] | None = None
+) -> msgspec.Raw:
+    """``{name: reason}`` for groups of names that share a reason, plus ``extra`` entries."""
+    parts = []
+    for names, reason in groups:
+        if names:
+            value = _ENCODER.encode(reason)
+            parts.append((value + b",").join(_keys(names)) + value)
+    if extra:
+        parts.append(_ENCODER.encode(dict(extra))[1:-1])
+    return msgspec.Raw(b"{" + b",".join(p for p in parts if p) + b"}")
+
+
+def encode_scores(names: Sequence[str], score: int) -> bytes:
+    """A HostPriorityList giving every name the same score (memoised for shared tuples)."""
+
+    def make() -> bytes:
+        return _ENCODER.encode([HostPriority(name, score) for name in names])
+
+    if not isinstance(names, tuple):
+        return make()
+    body: bytes = _MEMO.get(names, ("scores", score), make)
+    return body
