@@ -83,7 +83,9 @@ def _build(directory: Path, *, expected_kind: str, accumulated: list[Obj]) -> li
             _check_inside(directory, path)
             _add(objects, load_documents(path), source=path)
     for entry in spec.get("components", []):
-        objects = _build((directory / entry).resolve(), expected_kind="Component", accumulated=objects)
+        objects = _build(
+            (directory / entry).resolve(), expected_kind="Component", accumulated=objects
+        )
     for generator in spec.get("configMapGenerator", []):
         _generate_config_map(directory, generator, objects)
     for entry in spec.get("patches", []):

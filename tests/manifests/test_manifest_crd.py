@@ -20,7 +20,9 @@ from manifests_support import MANIFESTS, REPO
 
 CRD_FILE = MANIFESTS / "crd" / "resourcepolicy.yaml"
 EXAMPLES = sorted((MANIFESTS / "examples").glob("*.yaml"))
-BROKEN = [d for d in yaml.safe_load_all(Path(__file__).with_name("broken-policies.yaml").read_text())]
+BROKEN = [
+    d for d in yaml.safe_load_all(Path(__file__).with_name("broken-policies.yaml").read_text())
+]
 
 CEL_TWINS: dict[str, Callable[[Any], bool]] = {
     "(self.operator in ['In', 'NotIn']) ? (has(self.values) && size(self.values) > 0) "
@@ -151,7 +153,10 @@ def test_broken_policy_rejected(policy):
 def test_broken_policies_are_otherwise_valid_shapes():
     # Guard against a broken example that fails only for a typo in apiVersion or kind.
     for policy in BROKEN:
-        assert (policy["apiVersion"], policy["kind"]) == ("spillover.dev/v1alpha1", "ResourcePolicy")
+        assert (policy["apiVersion"], policy["kind"]) == (
+            "spillover.dev/v1alpha1",
+            "ResourcePolicy",
+        )
 
 
 def test_design_doc_example_is_accepted():

@@ -48,7 +48,8 @@ def test_lite_renderer_agrees_with_real_kustomize(directory):
 def test_objects_valid_against_kubernetes_openapi(directory):
     for obj in render(directory):
         if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS:
-            assert obj["metadata"]["name"] and obj["spec"]
+            assert obj["metadata"]["name"]
+            assert obj["spec"]
             continue
         try:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)

@@ -114,11 +114,18 @@ def test_kind_cluster_mounts_and_uses_the_config():
     (mount,) = control_plane["extraMounts"]
     assert (REPO / mount["hostPath"]).resolve() == MANIFESTS / "kind/scheduler-config.yaml"
     patches = [yaml.safe_load(p) for p in cluster["kubeadmConfigPatches"]]
-    assert {p["apiVersion"] for p in patches} == {"kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4"}
+    assert {p["apiVersion"] for p in patches} == {
+        "kubeadm.k8s.io/v1beta3",
+        "kubeadm.k8s.io/v1beta4",
+    }
     for patch in patches:
         scheduler = patch["scheduler"]
         args = scheduler["extraArgs"]
-        config = args["config"] if isinstance(args, dict) else {a["name"]: a["value"] for a in args}["config"]
+        config = (
+            args["config"]
+            if isinstance(args, dict)
+            else {a["name"]: a["value"] for a in args}["config"]
+        )
         assert config == mount["containerPath"]
         assert any(v["mountPath"] == config for v in scheduler["extraVolumes"])
 
@@ -127,7 +134,9 @@ def test_kind_cluster_mounts_and_uses_the_config():
 def test_accepted_by_kube_scheduler(path, tmp_path):
     binary = shutil.which("kube-scheduler")
     if binary is None:
-        pytest.skip("no kube-scheduler binary on PATH (none on PyPI or Debian); checked structurally")
+        pytest.skip(
+            "no kube-scheduler binary on PATH (none on PyPI or Debian); checked structurally"
+        )
     config = _load(path)
     config.pop("clientConnection", None)  # the node's kubeconfig does not exist here
     source = tmp_path / "config.yaml"
