@@ -21,6 +21,8 @@ from typing import Protocol, runtime_checkable
 
 from extender.model import Node
 
+from ..nodegroup import DEFAULT_GROUP_LABEL
+
 __all__ = [
     "GROUP_LABEL",
     "GroupStatus",
@@ -31,8 +33,9 @@ __all__ = [
     "group_of_node",
 ]
 
-GROUP_LABEL = "autoscaler.spillover.dev/node-group"
-"""Label naming a node's group, set by the kwok and simulated providers (and usable for ESS)."""
+GROUP_LABEL = DEFAULT_GROUP_LABEL
+"""Label naming a node's group (``settings.nodeGroupLabel``), set by the kwok and simulated
+providers on the nodes they create."""
 
 
 class ProviderError(Exception):
@@ -119,6 +122,6 @@ class Provider(Protocol):
         """Required. The group a node belongs to, or ``None`` for nodes no group manages."""
 
 
-def group_of_node(node: Node) -> str | None:
-    """The group named by the node's :data:`GROUP_LABEL`, if any."""
-    return node.labels.get(GROUP_LABEL) or None
+def group_of_node(node: Node, *, label: str = GROUP_LABEL) -> str | None:
+    """The group named by the node's group label, if any."""
+    return node.labels.get(label) or None
