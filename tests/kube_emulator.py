@@ -42,7 +42,7 @@ import itertools
 import re
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,17 @@ import attrs
 import kmock
 import yaml
 
-__all__ = ["RESOURCES", "KubeEmulator", "ResourceType", "serve"]
+__all__ = [
+    "RESOURCES",
+    "KubeEmulator",
+    "ResourceType",
+    "make_node",
+    "make_pdb",
+    "make_pod",
+    "make_policy",
+    "serve",
+    "until",
+]
 
 JSON = dict[str, Any]
 
@@ -375,6 +385,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
         node = target.get("name")
         if not node:
             raise _error(422, "Invalid", "target.name: Required value")
+        uid = ((body or {}).get("metadata") or {}).get("uid")
+        if uid and uid != pod["metadata"]["uid"]:
+            raise _error(409, "Conflict", f"Precondition failed: UID in precondition: {uid}")
         bound = pod.get("spec", {}).get("nodeName")
         if bound:
             raise _error(
@@ -761,3 +774,98 @@ async def serve(
             yield emulator
         finally:
             emulator.close_watches()
+
+
+# -- manifests for tests --------------------------------------------------------------------------
+def make_node(
+    name: str, *, eci: bool = False, cpu: str = "8", memory: str = "32Gi", **labels: str
+) -> JSON:
+    """An ECS node, or with ``eci=True`` a virtual-kubelet node (label and taint)."""
+    spec: JSON = {}
+    if eci:
+        labels = {"type": "virtual-kubelet", **labels}
+        spec["taints"] = [
+            {"key": "virtual-kubelet.io/provider", "value": "alibabacloud", "effect": "NoSchedule"}
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": spec,
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": "1000" if eci else "110"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def make_pod(
+    name: str,
+    namespace: str = "default",
+    *,
+    owner: tuple[str, str] | None = None,
+    node: str = "",
+    cpu: str = "100m",
+    **labels: str,
+) -> JSON:
+    """A pod; ``owner=("ReplicaSet", "web-5d8f")`` makes it a replica of Deployment ``web``."""
+    meta: JSON = {"name": name, "namespace": namespace, "labels": labels}
+    if owner is not None:
+        kind, owner_name = owner
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": kind,
+                "name": owner_name,
+                "uid": f"uid-{owner_name}",
+                "controller": True,
+            }
+        ]
+        if kind == "ReplicaSet" and "-" in owner_name:
+            meta["labels"] = {"pod-template-hash": owner_name.rsplit("-", 1)[1], **labels}
+    spec: JSON = {
+        "containers": [{"name": "app", "image": "app", "resources": {"requests": {"cpu": cpu}}}]
+    }
+    if node:
+        spec["nodeName"] = node
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def make_policy(
+    name: str,
+    namespace: str = "default",
+    *,
+    match_labels: Mapping[str, str],
+    ecs_max: int | None,
+    eci: bool = True,
+) -> JSON:
+    units: list[JSON] = [
+        {"resource": "ecs"} if ecs_max is None else {"resource": "ecs", "max": ecs_max}
+    ]
+    if eci:
+        units.append({"resource": "eci"})
+    return {
+        "apiVersion": "spillover.dev/v1alpha1",
+        "kind": "ResourcePolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"matchLabels": dict(match_labels)}, "units": units},
+    }
+
+
+def make_pdb(name: str, namespace: str, *, match_labels: Mapping[str, str], allowed: int) -> JSON:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"matchLabels": dict(match_labels)}},
+        "status": {"disruptionsAllowed": allowed},
+    }
+
+
+async def until(predicate: Callable[[], bool], *, what: str = "condition") -> None:
+    """Poll ``predicate`` on the event loop; the bound is a safety net, not a timing assertion."""
+    for _ in range(2000):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{what} never became true")

@@ -1,0 +1,479 @@
+"""The extender's only kubernetes-asyncio adapter: the list+watch cache, the binder, the patcher.
+
+``ClusterWatch`` keeps ``ClusterState`` and the reservation ``Ledger`` in step with the cluster,
+like an informer: list each kind (nodes, pods, ResourcePolicies), then watch from the list's
+resourceVersion.  A stream that ends normally resumes from the last version seen ("closed"); a
+``410 Gone`` means the server forgot that version, so the kind is listed again ("expired"); any
+other failure reconnects after an exponential, jittered backoff ("error"), resuming where it can.
+Watch events are read as raw JSON lines (not through ``kubernetes_asyncio.watch.Watch``, which
+retries 410 with the same stale version and deserializes into models we would throw away) and
+fed to the pure parsers of ``extender.model`` and ``extender.policies``; an object that does not
+parse is logged and skipped, never fatal.
+
+``DeletionCostReconciler`` writes ``controller.kubernetes.io/pod-deletion-cost`` where
+``extender.deletion_cost`` says it changed, through a token bucket.  The small pure pieces
+(``backoff_delay``, ``TokenBucket``) take time and randomness as arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .deletion_cost import ANNOTATION, changed_costs, desired_costs
+from .ledger import Ledger
+from .metrics import Metrics
+from .model import NodeKindSettings, Pod, WorkloadKey, node_from_dict, pod_from_dict
+from .policies import policy_from_dict
+from .policy import ResourcePolicy, policy_for
+from .ports import BindError, Clock
+from .snapshot import ClusterState
+
+__all__ = [
+    "ApiBinder",
+    "BackoffSettings",
+    "ClusterWatch",
+    "DeletionCostReconciler",
+    "TokenBucket",
+    "backoff_delay",
+    "load_kube_config",
+]
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+RawObject = Mapping[str, Any]
+
+GROUP, VERSION, PLURAL = "spillover.dev", "v1alpha1", "resourcepolicies"
+_MANAGED_KINDS = frozenset({"Deployment", "ReplicaSet"})
+_NETWORK_ERRORS = (ApiException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BackoffSettings:
+    initial: float = 0.5
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2  # +-20 %
+
+
+def backoff_delay(attempt: int, settings: BackoffSettings, *, rand: float) -> float:
+    """Delay before retry number ``attempt`` (0-based); ``rand`` in [0, 1) spreads the clients."""
+    base = min(settings.maximum, settings.initial * settings.factor ** min(attempt, 64))
+    return max(0.0, base * (1.0 + settings.jitter * (2.0 * rand - 1.0)))
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved up.  Time is an argument."""
+
+    def __init__(self, *, rate: float, burst: float, now: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("token bucket needs rate > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._stamp = now
+
+    def take(self, now: float) -> float:
+        """Take one token; returns how long to wait before using it (0 when one was saved)."""
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self._tokens -= 1.0
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+def _meta(obj: RawObject) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _describe(obj: RawObject) -> str:
+    meta = _meta(obj)
+    namespace = meta.get("namespace")
+    return f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name"))
+
+
+# -- the cache ------------------------------------------------------------------------------------
+class _Expired(Exception):
+    """The server no longer has the resourceVersion we asked for (410 Gone)."""
+
+
+class _StreamError(Exception):
+    """An ERROR event other than 410."""
+
+
+@dataclass(slots=True)
+class _Kind:
+    name: str
+    lister: Callable[..., Awaitable[Any]]
+    replace: Callable[[list[RawObject]], None]
+    apply: Callable[[str, RawObject], None]
+    listed: bool = False
+
+
+class ClusterWatch:
+    def __init__(
+        self,
+        api: ApiClient,
+        state: ClusterState,
+        ledger: Ledger,
+        *,
+        metrics: Metrics,
+        kind_settings: NodeKindSettings | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        backoff: BackoffSettings = BackoffSettings(),
+        rand: Callable[[], float] = random.random,
+        watch_timeout: float = 300.0,
+    ) -> None:
+        self.state = state
+        self.ledger = ledger
+        self.metrics = metrics
+        self.kind_settings = kind_settings or NodeKindSettings()
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._sleep = sleep or asyncio.sleep
+        self.backoff = backoff
+        self._rand = rand
+        self.watch_timeout = watch_timeout
+        core = client.CoreV1Api(api)
+        custom = client.CustomObjectsApi(api)
+        self._kinds = (
+            _Kind("nodes", core.list_node, self._replace_nodes, self._event_nodes),
+            _Kind("pods", core.list_pod_for_all_namespaces, self._replace_pods, self._event_pods),
+            _Kind(
+                "resourcepolicies",
+                lambda **kw: custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw),
+                self._replace_policies,
+                self._event_policies,
+            ),
+        )
+        self._synced = asyncio.Event()
+
+    async def run(self) -> None:
+        """Follow every kind until cancelled (hand it to the app lifespan)."""
+        async with asyncio.TaskGroup() as group:
+            for kind in self._kinds:
+                group.create_task(self._follow(kind), name=f"watch-{kind.name}")
+
+    async def wait_synced(self) -> None:
+        await self._synced.wait()
+
+    async def _follow(self, kind: _Kind) -> None:
+        version: str | None = None
+        attempt = 0
+        while True:
+            try:
+                if version is None:
+                    version = await self._relist(kind)
+                version = await self._stream(kind, version)
+                self.metrics.watch_restarts.labels(kind.name, "closed").inc()
+                attempt = 0
+            except _Expired:
+                log.info("watch expired, relisting", extra={"resource": kind.name})
+                self.metrics.watch_restarts.labels(kind.name, "expired").inc()
+                version = None
+                attempt = 0
+            except (*_NETWORK_ERRORS, _StreamError, ValueError) as err:
+                self.metrics.watch_restarts.labels(kind.name, "error").inc()
+                delay = backoff_delay(attempt, self.backoff, rand=self._rand())
+                attempt += 1
+                log.warning(
+                    "watch failed, retrying",
+                    extra={"resource": kind.name, "error": _error_text(err), "delay": delay},
+                )
+                await self._sleep(delay)
+
+    async def _relist(self, kind: _Kind) -> str:
+        listing = await kind.lister(_preload_content=False)
+        async with listing:
+            if listing.status == 410:
+                raise _Expired
+            if listing.status != 200:
+                raise ApiException(status=listing.status, reason=await listing.text())
+            body = await listing.json(content_type=None)
+        items = [i for i in body.get("items") or () if isinstance(i, Mapping)]
+        kind.replace(items)
+        kind.listed = True
+        if not self.state.synced and all(k.listed for k in self._kinds):
+            self.state.synced = True
+            self.metrics.synced.set(1)
+        if all(k.listed for k in self._kinds):
+            self._synced.set()
+        self._update_gauges()
+        return str(_meta(body).get("resourceVersion") or "")
+
+    async def _stream(self, kind: _Kind, version: str) -> str:
+        response = await kind.lister(
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=int(self.watch_timeout),
+            _preload_content=False,
+            # A dead connection shows as silence; the server's own timeout comes well before this.
+            _request_timeout=aiohttp.ClientTimeout(sock_read=self.watch_timeout + 30),
+        )
+        async with response:
+            if response.status == 410:
+                raise _Expired
+            if response.status != 200:
+                raise ApiException(status=response.status, reason=await response.text())
+            while line := await response.content.readline():
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                version = self._apply(kind, event) or version
+        return version
+
+    def _apply(self, kind: _Kind, event: Mapping[str, Any]) -> str | None:
+        """Apply one watch event; returns its resourceVersion."""
+        kind_of_event = event.get("type")
+        obj = event.get("object")
+        if not isinstance(obj, Mapping):
+            raise _StreamError(f"{kind.name}: watch event without an object")
+        if kind_of_event == "ERROR":
+            if obj.get("code") == 410:
+                raise _Expired
+            raise _StreamError(f"{kind.name}: {obj.get('reason')}: {obj.get('message')}")
+        version = _meta(obj).get("resourceVersion")
+        if kind_of_event != "BOOKMARK":
+            kind.apply(str(kind_of_event), obj)
+            self._update_gauges()
+        return str(version) if version else None
+
+    def _update_gauges(self) -> None:
+        self.ledger.expire(self._clock())
+        self.metrics.ledger_size.set(len(self.ledger))
+
+    # nodes
+    def _replace_nodes(self, items: list[RawObject]) -> None:
+        nodes = []
+        for raw in items:
+            try:
+                nodes.append(node_from_dict(raw, self.kind_settings))
+            except ValueError as err:
+                log.warning("skipping node", extra={"node": _describe(raw), "error": str(err)})
+        self.state.replace(nodes=nodes)
+
+    def _event_nodes(self, kind: str, raw: RawObject) -> None:
+        if kind == "DELETED":
+            self.state.remove_node(str(_meta(raw).get("name")))
+            return
+        try:
+            self.state.upsert_node(node_from_dict(raw, self.kind_settings))
+        except ValueError as err:
+            log.warning("skipping node", extra={"node": _describe(raw), "error": str(err)})
+
+    # pods
+    def _replace_pods(self, items: list[RawObject]) -> None:
+        before = set(self.state.pods)
+        pods = [pod for raw in items if (pod := self._parse_pod(raw)) is not None]
+        self.state.replace(pods=pods)
+        for uid in before - set(self.state.pods):
+            self.ledger.release(uid)
+        for pod in pods:
+            if pod.node_name:
+                self.ledger.confirm(pod.uid)
+
+    def _event_pods(self, kind: str, raw: RawObject) -> None:
+        if kind == "DELETED":
+            uid = str(_meta(raw).get("uid") or "")
+            self.state.remove_pod(uid)
+            self.ledger.release(uid)
+            return
+        pod = self._parse_pod(raw)
+        if pod is None:
+            return
+        self.state.upsert_pod(pod)
+        if pod.node_name:
+            self.ledger.confirm(pod.uid)
+
+    def _parse_pod(self, raw: RawObject) -> Pod | None:
+        try:
+            return pod_from_dict(raw)
+        except ValueError as err:
+            log.warning("skipping pod", extra={"pod": _describe(raw), "error": str(err)})
+            return None
+
+    # policies
+    def _replace_policies(self, items: list[RawObject]) -> None:
+        policies = [p for raw in items if (p := self._parse_policy(raw)) is not None]
+        self.state.set_policies(policies)
+
+    def _event_policies(self, kind: str, raw: RawObject) -> None:
+        if kind == "DELETED":
+            self.state.remove_policy(_describe(raw))
+            return
+        policy = self._parse_policy(raw)
+        if policy is not None:  # an invalid edit keeps the last valid version
+            self.state.upsert_policy(policy)
+
+    def _parse_policy(self, raw: RawObject) -> ResourcePolicy | None:
+        try:
+            return policy_from_dict(raw)
+        except ValueError as err:
+            log.warning("skipping invalid ResourcePolicy", extra={"error": str(err)})
+            return None
+
+
+def _error_text(err: BaseException) -> str:
+    if isinstance(err, ApiException):
+        return f"{err.status} {err.reason}"
+    return f"{type(err).__name__}: {err}"
+
+
+# -- binding --------------------------------------------------------------------------------------
+class ApiBinder:
+    """``extender.ports.Binder`` through ``POST pods/{name}/binding``, as kube-scheduler binds."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self._core = client.CoreV1Api(api)
+
+    async def bind(self, *, namespace: str, name: str, uid: str, node: str) -> None:
+        body = client.V1Binding(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace, uid=uid or None),
+            target=client.V1ObjectReference(api_version="v1", kind="Node", name=node),
+        )
+        try:
+            # Raw response: the server answers with a Status, which is no V1Binding.
+            response: Any = await self._core.create_namespaced_pod_binding(
+                name, namespace, body, _preload_content=False
+            )
+            async with response:
+                if 200 <= response.status < 300:
+                    return
+                text = await response.text()
+        except ApiException as err:
+            raise BindError(_status_message(err.status, err.body or err.reason)) from err
+        except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            raise BindError(f"binding {namespace}/{name} to {node}: {_error_text(err)}") from err
+        raise BindError(_status_message(response.status, text))
+
+
+def _status_message(status: int, body: Any) -> str:
+    try:
+        message = json.loads(body).get("message")
+    except (TypeError, ValueError, AttributeError):
+        message = None
+    return f"{status}: {message or body}"
+
+
+# -- pod-deletion-cost ----------------------------------------------------------------------------
+class DeletionCostReconciler:
+    """Keeps pod-deletion-cost on the pods of managed Deployments/ReplicaSets (best effort)."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        state: ClusterState,
+        *,
+        metrics: Metrics,
+        interval: float = 15.0,
+        max_patches_per_second: float = 5.0,
+        burst: int = 10,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        self._core = client.CoreV1Api(api)
+        self.state = state
+        self.metrics = metrics
+        self.interval = interval
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._sleep = sleep or asyncio.sleep
+        self._rate = max_patches_per_second
+        self._burst = burst
+        self._bucket: TokenBucket | None = None
+        self._written: dict[str, str] = {}  # uid -> value patched, until the watch shows it
+
+    async def run(self) -> None:
+        while True:
+            if self.state.synced:
+                await self.reconcile_once()
+            await self._sleep(self.interval)
+
+    async def reconcile_once(self) -> int:
+        """One pass over every policy; returns how many annotations were written."""
+        written = 0
+        for policy, workload_pods in self._managed():
+            pods = {p.uid: p for p in workload_pods}
+            desired = desired_costs(policy, pods=pods.values(), nodes=self.state.nodes)
+            for uid, cost in changed_costs(desired, pods).items():
+                if self._written.get(uid) == str(cost):
+                    continue  # written, the watch has not shown it yet
+                if await self._patch(pods[uid], cost):
+                    written += 1
+        self._forget_seen()
+        return written
+
+    def _managed(self) -> list[tuple[ResourcePolicy, list[Pod]]]:
+        policies = self.state.policies
+        if not policies:
+            return []
+        groups: dict[WorkloadKey, ResourcePolicy] = {}
+        for pod in self.state.pods.values():
+            workload = pod.workload
+            if workload is None or workload.kind not in _MANAGED_KINDS or workload in groups:
+                continue
+            policy = policy_for(policies, pod)
+            if policy is not None:
+                groups[workload] = policy
+        return [
+            (policy, [p for p in self.state.workload_pods(w) if policy_for(policies, p) is policy])
+            for w, policy in groups.items()
+        ]
+
+    async def _patch(self, pod: Pod, cost: int) -> bool:
+        now = self._clock()
+        if self._bucket is None:
+            self._bucket = TokenBucket(rate=self._rate, burst=self._burst, now=now)
+        delay = self._bucket.take(now)
+        if delay > 0:
+            await self._sleep(delay)
+        body = {"metadata": {"annotations": {ANNOTATION: str(cost)}}}
+        try:
+            response: Any = await self._core.patch_namespaced_pod(
+                pod.name, pod.namespace, body, _preload_content=False
+            )
+            async with response:
+                ok = 200 <= response.status < 300
+                detail = "" if ok else await response.text()
+        except (*_NETWORK_ERRORS, ValueError) as err:
+            ok, detail = False, _error_text(err)
+        if not ok:
+            self.metrics.deletion_cost_patches.labels("error").inc()
+            log.warning("pod-deletion-cost patch failed", extra={"pod": pod.key, "error": detail})
+            return False
+        self.metrics.deletion_cost_patches.labels("written").inc()
+        self._written[pod.uid] = str(cost)
+        return True
+
+    def _forget_seen(self) -> None:
+        for uid, value in list(self._written.items()):
+            pod = self.state.pods.get(uid)
+            if pod is None or pod.annotations.get(ANNOTATION) == value:
+                del self._written[uid]
+
+
+# -- configuration --------------------------------------------------------------------------------
+async def load_kube_config(kubeconfig: str | None = None) -> ApiClient:
+    """An ``ApiClient`` for the given kubeconfig, else in-cluster, else ``$KUBECONFIG``/~/.kube."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        load_incluster: Any = config.load_incluster_config  # untyped
+        load_incluster(client_configuration=configuration)
+    else:
+        await config.load_kube_config(client_configuration=configuration)
+    return ApiClient(configuration)
