@@ -267,3 +267,17 @@ def test_kind_overlay_uses_kwok_and_the_local_image():
     for group in parsed:
         assert set(group) >= {"name", "instanceType", "labels", "taints", "min", "max", "desired"}
         assert set(group["instanceType"]) == {"name", "cpu", "memory", "gpu", "maxPods"}
+
+
+@pytest.mark.parametrize("directory", kustomizations(), ids=lambda d: str(d.relative_to(MANIFESTS)))
+def test_extender_args_are_accepted_by_the_cli(directory, tmp_path):
+    cli = pytest.importorskip("extender.cli", reason="extender.cli not in this checkout")
+    # TLS files live in the mounted Secret: stand-ins here, so the CLI's file checks pass.
+    for name in ("tls.crt", "tls.key"):
+        (tmp_path / name).write_text("stand-in")
+    for container in _our_containers(render(directory)):
+        if container["command"] != ["spillover-extender"]:
+            continue
+        args = [a.replace("/etc/spillover/tls", str(tmp_path)) for a in container["args"]]
+        settings = cli.parse_settings(args, environ={})
+        assert settings.port in (DEFAULT_PORT, 8443)
