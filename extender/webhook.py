@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .model import ModelError, Pod, Taint, pod_from_dict
+from .model import ModelError, Pod, Toleration, pod_from_dict
 from .policy import ResourcePolicy
 
 __all__ = ["WebhookError", "WebhookSettings", "review"]
@@ -45,10 +45,18 @@ def _pointer(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+def _tolerates_key(toleration: Toleration, key: str) -> bool:
+    """Tolerates a NoSchedule taint with this key, whatever the taint's value (unknown here)."""
+    if toleration.effect not in ("", "NoSchedule"):
+        return False
+    if toleration.key == "":
+        return toleration.operator == "Exists"
+    return toleration.key == key
+
+
 def _patch(raw_pod: Mapping[str, Any], pod: Pod, settings: WebhookSettings) -> list[dict[str, Any]]:
     ops: list[dict[str, Any]] = []
-    taint = Taint(settings.eci_taint_key, "", "NoSchedule")
-    if not any(t.tolerates(taint) for t in pod.tolerations):
+    if not any(_tolerates_key(t, settings.eci_taint_key) for t in pod.tolerations):
         toleration = {"key": settings.eci_taint_key, "operator": "Exists", "effect": "NoSchedule"}
         if pod.tolerations:
             ops.append({"op": "add", "path": "/spec/tolerations/-", "value": toleration})

@@ -1,0 +1,271 @@
+"""``spillover-extender serve``: settings from flags or ``SPILLOVER_*`` variables, then uvicorn.
+
+Every flag ``--some-flag`` can also be set with the environment variable ``SPILLOVER_SOME_FLAG``;
+a flag on the command line wins.  Bad settings (a missing or invalid file, a bad value) exit
+with status 2 and one message that names the file or field.
+
+The cluster comes from ``--cluster FILE`` (a static cluster, for demos and benchmarks) or else
+from the Kubernetes API through ``extender.kube``, imported only then: one background task
+connects (``load_kube_config``), then runs ``ClusterWatch`` (which marks the cache synced) and the
+``DeletionCostReconciler``; ``ApiBinder`` binds once connected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .ledger import Ledger
+from .logs import configure
+from .metrics import Metrics
+from .model import ModelError
+from .policies import PolicyError, load_policies
+from .ports import BackgroundTask, Binder, BindError
+from .settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, Settings
+from .snapshot import ClusterState, load_cluster
+from .verbs import FAILURE_POLICIES
+
+__all__ = ["ENV_PREFIX", "SettingsError", "build", "main", "parse_settings"]
+
+ENV_PREFIX = "SPILLOVER_"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+class SettingsError(ValueError):
+    """Settings the service cannot start with; the message names the flag, variable or file."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Flag:
+    name: str
+    kind: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+_FLAGS = (
+    _Flag("host", str, "0.0.0.0", "address to listen on"),
+    _Flag("port", int, DEFAULT_PORT, "port to listen on"),
+    _Flag("kubeconfig", str, "", "kubeconfig file (default: in-cluster, then ~/.kube/config)"),
+    _Flag("policies", str, "", "ResourcePolicy YAML file, used instead of the CRD objects"),
+    _Flag("cluster", str, "", "static cluster YAML (Nodes, Pods, ResourcePolicies), no watch"),
+    _Flag("bind", bool, False, "answer the bind verb: bind pods through the API server"),
+    _Flag("tls-cert", str, "", "TLS certificate file (PEM); serve HTTPS with --tls-key"),
+    _Flag("tls-key", str, "", "TLS private key file (PEM)"),
+    _Flag(
+        "failure-policy",
+        str,
+        "error",
+        "filter answer while the cache is not synced: pass everything, or an Error",
+        FAILURE_POLICIES,
+    ),
+    _Flag("reservation-ttl", float, 30.0, "seconds an unconfirmed filter reservation lives"),
+    _Flag("max-body-bytes", int, DEFAULT_MAX_BODY_BYTES, "largest request body accepted (413)"),
+    _Flag("log-level", str, "info", "log level", ("debug", "info", "warning", "error", "critical")),
+    _Flag("url-prefix", str, "", "also serve the verbs under this path prefix"),
+    _Flag(
+        "managed-resource",
+        str,
+        "",
+        "webhook adds this extended resource to managed pods (opt-in; see extender.webhook)",
+    ),
+)
+
+
+def _env_value(flag: _Flag, environ: os._Environ[str] | dict[str, str]) -> Any:
+    raw = environ.get(flag.env)
+    if raw is None:
+        return flag.default
+    try:
+        if flag.kind is bool:
+            if raw.strip().lower() not in _TRUE + _FALSE:
+                raise ValueError
+            return raw.strip().lower() in _TRUE
+        value = flag.kind(raw)
+    except ValueError:
+        raise SettingsError(f"{flag.env}={raw!r} is not a valid {flag.kind.__name__}") from None
+    if flag.choices and value not in flag.choices:
+        raise SettingsError(f"{flag.env}={raw!r} must be one of {', '.join(flag.choices)}")
+    return value
+
+
+def _parser(environ: os._Environ[str] | dict[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spillover-extender",
+        description="Spillover kube-scheduler extender: keep N replicas on ECS, overflow to ECI.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the extender and the admission webhook",
+        description="Every flag can also be set with the environment variable shown.",
+    )
+    for flag in _FLAGS:
+        default = _env_value(flag, environ)
+        if flag.kind is bool:
+            serve.add_argument(
+                f"--{flag.name}",
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=f"{flag.help} (env {flag.env})",
+            )
+        else:
+            serve.add_argument(
+                f"--{flag.name}",
+                type=flag.kind,
+                default=default,
+                choices=flag.choices,
+                metavar=flag.dest.upper() if flag.choices is None else None,
+                help=f"{flag.help} (env {flag.env}; default {flag.default!r})",
+            )
+    return parser
+
+
+def parse_settings(
+    argv: Sequence[str] | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Settings from the command line and the environment; raises ``SettingsError``."""
+    env = dict(os.environ if environ is None else environ)
+    args = _parser(env).parse_args(argv)
+    settings = Settings(**{flag.dest: getattr(args, flag.dest) for flag in _FLAGS})
+    return _validated(settings)
+
+
+def _validated(settings: Settings) -> Settings:
+    if not 0 < settings.port < 65536:
+        raise SettingsError(f"--port {settings.port} is not a TCP port")
+    if settings.reservation_ttl <= 0:
+        raise SettingsError("--reservation-ttl must be positive")
+    if settings.max_body_bytes <= 0:
+        raise SettingsError("--max-body-bytes must be positive")
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise SettingsError("--tls-cert and --tls-key go together")
+    for name in ("tls_cert", "tls_key", "policies", "cluster", "kubeconfig"):
+        path = getattr(settings, name)
+        if path and not os.path.isfile(path):
+            raise SettingsError(f"--{name.replace('_', '-')} {path}: no such file")
+    return settings
+
+
+def build(
+    settings: Settings, metrics: Metrics
+) -> tuple[ClusterState, Ledger, Binder | None, tuple[BackgroundTask, ...]]:
+    """The cache, the ledger, the binder and the background tasks the settings ask for."""
+    ledger = Ledger(ttl=settings.reservation_ttl)
+    try:
+        policies = load_policies(settings.policies) if settings.policies else None
+        if settings.cluster:
+            state = load_cluster(settings.cluster, kind_settings=settings.kinds)
+            if policies is not None:
+                state.set_policies(policies)
+            if settings.bind:
+                raise SettingsError("--bind needs the Kubernetes API: it cannot go with --cluster")
+            return state, ledger, None, ()
+    except (PolicyError, ModelError) as err:
+        raise SettingsError(str(err)) from None
+    if importlib.util.find_spec("extender.kube") is None:
+        raise SettingsError("no --cluster given and extender.kube is not available")
+    state = ClusterState(synced=False)
+    if policies is not None:
+        state.set_policies(policies)
+    connection = _KubeConnection(settings=settings, state=state, ledger=ledger, metrics=metrics)
+    return state, ledger, connection, (connection.run,)
+
+
+class _KubeConnection:
+    """Connects to the API server inside the event loop, then watches; binds once connected."""
+
+    def __init__(
+        self, *, settings: Settings, state: ClusterState, ledger: Ledger, metrics: Metrics
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.ledger = ledger
+        self.metrics = metrics
+        self._binder: Binder | None = None
+
+    async def run(self) -> None:
+        kube: Any = importlib.import_module("extender.kube")
+        api = await kube.load_kube_config(self.settings.kubeconfig or None)
+        try:
+            watch = kube.ClusterWatch(
+                api,
+                self.state,
+                self.ledger,
+                metrics=self.metrics,
+                kind_settings=self.settings.kinds,
+            )
+            reconciler = kube.DeletionCostReconciler(api, self.state, metrics=self.metrics)
+            self._binder = kube.ApiBinder(api)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(watch.run())
+                group.create_task(reconciler.run())
+        finally:
+            self._binder = None
+            await api.close()
+
+    async def bind(self, *, namespace: str, name: str, uid: str, node: str) -> None:
+        if self._binder is None:
+            raise BindError("not connected to the Kubernetes API yet")
+        await self._binder.bind(namespace=namespace, name=name, uid=uid, node=node)
+
+
+def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    metrics = Metrics()
+    state, ledger, binder, tasks = build(settings, metrics)
+    app = create_app(
+        state=state,
+        ledger=ledger,
+        settings=settings,
+        binder=binder if settings.bind else None,
+        background=tasks,
+        metrics=metrics,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        ssl_certfile=settings.tls_cert or None,
+        ssl_keyfile=settings.tls_key or None,
+        log_config=None,
+        access_log=False,
+        log_level=settings.log_level,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        settings = parse_settings(argv)
+        configure(settings.log_level)
+        _serve(settings)  # builds everything before uvicorn starts, so bad files exit 2
+    except SettingsError as err:
+        print(f"spillover-extender: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
