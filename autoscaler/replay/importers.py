@@ -1,0 +1,187 @@
+"""Importers: other people's traces turned into Spillover trace events.
+
+**Alibaba cluster-trace-gpu-v2023** (``openb_pod_list_*.csv``).  Every row is one task of a
+production GPU cluster, with times in seconds from the trace start.  What is replayed:
+
+- Pods with a ``scheduled_time`` (phases Running, Succeeded, Failed: they ran in the original
+  cluster) arrive at ``creation_time`` and are deleted at ``deletion_time``.  Failed pods ran and
+  were billed until they ended, so they are replayed like the others.
+- Pods without a ``scheduled_time`` (phase Pending: they never ran) are skipped by default;
+  ``include_unscheduled=True`` replays them as demand too.  In the shared trace every pod has a
+  ``deletion_time``; a row without one would run to the end of the trace (the largest time seen).
+- Requests: ``cpu_milli`` millicores, ``memory_mib`` MiB, GPUs ``num_gpu * gpu_milli`` thousandths
+  (a pod with ``num_gpu=1, gpu_milli=460`` shares 46 % of one GPU, as the trace describes).
+- Workloads: every task is its own workload (a bare ``Pod/openb/<name>``).  The tasks are
+  independent jobs with their own lifetimes and the trace has no ReplicaSets, so grouping them by
+  shape would invent keep-N counts that never existed.  ``group_by="shape"`` is available to see
+  what a per-shape keep-N would do: pods of one (cpu, memory, gpu) shape become one Deployment.
+
+**Demand series** (``ts,value`` CSV, e.g. gocrane's monitoring series): the value is turned into
+the replica count of one Deployment, ``ceil(value / per_replica)`` clamped to
+``[min_replicas, max_replicas]``; an event is written only when the count changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+from extender.model import Resources, WorkloadKey
+
+from .trace import (
+    Event,
+    PodCreated,
+    PodDeleted,
+    ReplicasChanged,
+    Template,
+    Trace,
+    TraceError,
+    TraceHeader,
+)
+
+__all__ = ["OPENB_COLUMNS", "import_openb", "import_series"]
+
+OPENB_COLUMNS = (
+    "name",
+    "cpu_milli",
+    "memory_mib",
+    "num_gpu",
+    "gpu_milli",
+    "pod_phase",
+    "creation_time",
+    "deletion_time",
+    "scheduled_time",
+)
+MIB = 2**20
+
+
+def _int(row: Mapping[str, str], column: str, at: str, *, optional: bool = False) -> int | None:
+    text = (row.get(column) or "").strip()
+    if not text:
+        if optional:
+            return None
+        raise TraceError(f"{at}: column {column!r} is empty")
+    try:
+        number = float(text)
+    except ValueError:
+        raise TraceError(f"{at}: column {column!r}: {text!r} is not a number") from None
+    if not math.isfinite(number) or number < 0 or number != int(number):
+        raise TraceError(f"{at}: column {column!r}: {text!r} is not a non-negative integer")
+    return int(number)
+
+
+def import_openb(
+    path: str | Path, *, include_unscheduled: bool = False, group_by: str = "pod"
+) -> Trace:
+    """The Alibaba openb pod list as a trace; raises ``TraceError`` naming the file and line."""
+    if group_by not in ("pod", "shape"):
+        raise ValueError(f"group_by must be 'pod' or 'shape', not {group_by!r}")
+    where = str(path)
+    rows: list[tuple[int, int | None, str, Resources, dict[str, str]]] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            missing = [c for c in OPENB_COLUMNS if c not in columns]
+            if missing:
+                raise TraceError(f"{where}:1: missing column(s) {', '.join(missing)}")
+            last = -1
+            for row in reader:
+                at = f"{where}:{reader.line_num}"
+                if None in row or any(v is None for v in row.values()):
+                    raise TraceError(f"{at}: expected {len(columns)} fields")
+                created = _int(row, "creation_time", at)
+                assert created is not None
+                if created < last:
+                    raise TraceError(f"{at}: time goes backwards ({created} after {last})")
+                last = created
+                deleted = _int(row, "deletion_time", at, optional=True)
+                scheduled = _int(row, "scheduled_time", at, optional=True)
+                cpu, mem, ngpu, gmilli = (
+                    _int(row, c, at) for c in ("cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
+                )
+                if cpu is None or mem is None or ngpu is None or gmilli is None:
+                    raise AssertionError("required columns are never None")
+                if deleted is not None and deleted < created:
+                    raise TraceError(f"{at}: deletion_time {deleted} is before creation_time")
+                if scheduled is None and not include_unscheduled:
+                    continue
+                gpu = ngpu * gmilli if ngpu > 1 else gmilli if ngpu == 1 else 0
+                labels = {"app": "openb", "qos": row.get("qos") or ""}
+                rows.append(
+                    (created, deleted, row["name"], Resources(cpu, mem * MIB, 1, gpu), labels)
+                )
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise TraceError(f"{where}: {err}") from None
+    end = max((d if d is not None else c for c, d, *_ in rows), default=0)
+    events: list[tuple[float, int, Event]] = []
+    for seq, (created, deleted, name, requests, labels) in enumerate(rows):
+        if group_by == "shape":
+            gpu = requests.gpu_milli
+            shape = f"shape-{requests.cpu_milli}m-{requests.memory // MIB}mi-{gpu}g"
+            workload = WorkloadKey("openb", "Deployment", shape)
+        else:
+            workload = WorkloadKey("openb", "Pod", name)
+        uid = f"openb/{name}"
+        events.append(
+            (created, seq, PodCreated(created, uid, workload, name, Template(requests, labels)))
+        )
+        gone = float(end if deleted is None else deleted)
+        events.append((gone, seq, PodDeleted(gone, uid)))
+    # Stable sort: at equal times creations (earlier rows) come in file order, a pod's deletion
+    # after its own creation.
+    events.sort(key=lambda e: (e[0], e[1], isinstance(e[2], PodDeleted)))
+    notes = "pods that never ran are " + ("included" if include_unscheduled else "skipped")
+    return Trace(
+        TraceHeader(source=f"alibaba-openb:{Path(path).name}", notes=notes),
+        [e for _, _, e in events],
+    )
+
+
+def import_series(
+    path: str | Path,
+    *,
+    per_replica: float,
+    requests: Resources,
+    workload: WorkloadKey | None = None,
+    min_replicas: int = 1,
+    max_replicas: int = 10_000,
+    labels: Mapping[str, str] | None = None,
+) -> Trace:
+    """A ``ts,value`` demand series as the replica count of one Deployment."""
+    if per_replica <= 0:
+        raise ValueError("per_replica must be positive")
+    from autoscaler.forecast import read_series  # the one ts,value reader
+
+    try:
+        ts, values = read_series(path)
+    except OSError as err:
+        raise TraceError(f"{path}: {err}") from None
+    except ValueError as err:
+        raise TraceError(str(err)) from None
+    workload = workload or WorkloadKey("series", "Deployment", Path(path).stem)
+    template = Template(
+        Resources(requests.cpu_milli, requests.memory, 1, requests.gpu_milli),
+        dict(labels or {"app": workload.name}),
+    )
+    start = float(ts[0])
+    events: list[Event] = []
+    current = -1
+    for t, v in zip(ts.tolist(), values.tolist(), strict=True):
+        replicas = min(max_replicas, max(min_replicas, math.ceil(max(v, 0.0) / per_replica)))
+        if replicas != current:
+            first = current < 0
+            events.append(
+                ReplicasChanged(t - start, workload, replicas, template if first else None)
+            )
+            current = replicas
+    return Trace(
+        TraceHeader(
+            source=f"series:{Path(path).name}",
+            start=start,
+            notes=f"replicas = ceil(value / {per_replica:g})",
+        ),
+        events,
+    )

@@ -1,0 +1,420 @@
+"""Spillover's own trace format (version 1): JSON lines of cluster events, and its reader and writer.
+
+The first line is a header ``{"type": "header", "format": "spillover-trace", "version": 1, ...}``;
+every following line is one event with a time ``t`` in seconds from the start of the trace (times
+never go backwards).  Event types:
+
+- ``pod_created``: ``uid``, ``workload`` (``Kind/namespace/name``), ``name``, ``requests`` (a map of
+  Kubernetes quantities: ``cpu``, ``memory``, ``nvidia.com/gpu``, which may be fractional, e.g.
+  ``"460m"`` for a shared GPU), optional ``labels``.
+- ``pod_deleted``: ``uid``.
+- ``replicas_changed``: ``workload``, ``replicas``; ``requests`` / ``labels`` (the pod template)
+  are required the first time a workload appears.  The replay plays the ReplicaSet controller.
+- ``node_added``: ``name``, ``allocatable`` (quantities), optional ``labels``, ``price_per_hour``.
+- ``node_removed``: ``name``.
+
+The reader checks every line by hand (fast, and the messages name the file, line and field); the
+JSON Schema in ``data/trace.schema.json`` says the same for other tools, and a test keeps the two
+in agreement.  The writer writes to a temporary file and renames it, so a failed write leaves
+nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from extender.model import ModelError, Resources, WorkloadKey, parse_resources
+
+__all__ = [
+    "FORMAT",
+    "SCHEMA_PATH",
+    "VERSION",
+    "Event",
+    "NodeAdded",
+    "NodeRemoved",
+    "PodCreated",
+    "PodDeleted",
+    "ReplicasChanged",
+    "Template",
+    "Trace",
+    "TraceError",
+    "TraceHeader",
+    "TraceWriter",
+    "event_to_dict",
+    "iter_lines",
+    "parse_workload",
+    "read_trace",
+    "resources_to_dict",
+    "write_trace",
+]
+
+FORMAT = "spillover-trace"
+VERSION = 1
+SCHEMA_PATH = Path(__file__).parent / "data" / "trace.schema.json"
+
+
+class TraceError(ValueError):
+    """A bad input file; the message is ``file:line: problem``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    requests: Resources
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PodCreated:
+    t: float
+    uid: str
+    workload: WorkloadKey
+    name: str
+    template: Template
+
+
+@dataclass(frozen=True, slots=True)
+class PodDeleted:
+    t: float
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicasChanged:
+    t: float
+    workload: WorkloadKey
+    replicas: int
+    template: Template | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAdded:
+    t: float
+    name: str
+    allocatable: Resources
+    labels: Mapping[str, str] = field(default_factory=dict)
+    price_per_hour: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRemoved:
+    t: float
+    name: str
+
+
+Event = PodCreated | PodDeleted | ReplicasChanged | NodeAdded | NodeRemoved
+
+
+@dataclass(frozen=True, slots=True)
+class TraceHeader:
+    source: str = ""
+    start: float = 0.0  # unix seconds of t = 0, when known
+    notes: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    header: TraceHeader
+    events: list[Event]
+
+    @property
+    def end(self) -> float:
+        return self.events[-1].t if self.events else 0.0
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+
+def resources_to_dict(r: Resources) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if r.cpu_milli:
+        out["cpu"] = f"{r.cpu_milli}m" if r.cpu_milli % 1000 else str(r.cpu_milli // 1000)
+    if r.memory:
+        out["memory"] = _bytes(r.memory)
+    if r.gpu_milli:
+        out["nvidia.com/gpu"] = (
+            f"{r.gpu_milli}m" if r.gpu_milli % 1000 else str(r.gpu_milli // 1000)
+        )
+    if r.pods and r.pods != 1:
+        out["pods"] = str(r.pods)
+    return out
+
+
+def _bytes(n: int) -> str:
+    for suffix, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if n % size == 0:
+            return f"{n // size}{suffix}"
+    return str(n)
+
+
+def _template_fields(template: Template) -> dict[str, Any]:
+    out: dict[str, Any] = {"requests": resources_to_dict(template.requests)}
+    if template.labels:
+        out["labels"] = dict(template.labels)
+    return out
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    t = event.t
+    if isinstance(event, PodCreated):
+        return {
+            "t": t,
+            "type": "pod_created",
+            "uid": event.uid,
+            "workload": str(event.workload),
+            "name": event.name,
+            **_template_fields(event.template),
+        }
+    if isinstance(event, PodDeleted):
+        return {"t": t, "type": "pod_deleted", "uid": event.uid}
+    if isinstance(event, ReplicasChanged):
+        out = {
+            "t": t,
+            "type": "replicas_changed",
+            "workload": str(event.workload),
+            "replicas": event.replicas,
+        }
+        if event.template is not None:
+            out.update(_template_fields(event.template))
+        return out
+    if isinstance(event, NodeAdded):
+        node: dict[str, Any] = {
+            "t": t,
+            "type": "node_added",
+            "name": event.name,
+            "allocatable": resources_to_dict(event.allocatable)
+            | {"pods": str(event.allocatable.pods)},
+        }
+        if event.labels:
+            node["labels"] = dict(event.labels)
+        if event.price_per_hour:
+            node["price_per_hour"] = event.price_per_hour
+        return node
+    return {"t": t, "type": "node_removed", "name": event.name}
+
+
+class TraceWriter:
+    """Writes a trace atomically: lines go to a temporary file renamed into place on ``close``."""
+
+    def __init__(self, path: str | Path, header: TraceHeader) -> None:
+        self.path = Path(path)
+        self._last = -math.inf
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent or ".")
+        self._tmp = Path(tmp)
+        self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
+        head: dict[str, Any] = {"type": "header", "format": FORMAT, "version": VERSION}
+        if header.source:
+            head["source"] = header.source
+        if header.start:
+            head["start"] = header.start
+        if header.notes:
+            head["notes"] = header.notes
+        self._write(head)
+
+    def _write(self, obj: Mapping[str, Any]) -> None:
+        self._file.write(json.dumps(obj, separators=(",", ":")) + "\n")
+
+    def write(self, event: Event) -> None:
+        if event.t < self._last:
+            raise TraceError(f"{self.path}: event at t={event.t} is earlier than t={self._last}")
+        self._last = event.t
+        self._write(event_to_dict(event))
+
+    def close(self) -> None:
+        self._file.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_trace(path: str | Path, trace: Trace) -> None:
+    with TraceWriter(path, trace.header) as writer:
+        for event in trace.events:
+            writer.write(event)
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+_TYPES = ("pod_created", "pod_deleted", "replicas_changed", "node_added", "node_removed")
+
+
+def parse_workload(text: Any, where: str) -> WorkloadKey:
+    if not isinstance(text, str):
+        raise TraceError(f"{where}: workload must be a string Kind/namespace/name")
+    parts = text.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise TraceError(f"{where}: workload {text!r} is not Kind/namespace/name")
+    return WorkloadKey(parts[1], parts[0], parts[2])
+
+
+class _Decoder:
+    """Turns JSON objects into events; caches parsed requests (traces repeat a few shapes)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.last = -math.inf
+        self._requests: dict[str, Resources] = {}
+        self._workloads: dict[str, WorkloadKey] = {}
+
+    def _str(self, obj: Mapping[str, Any], key: str, at: str) -> str:
+        v = obj.get(key)
+        if not isinstance(v, str) or not v:
+            raise TraceError(f"{at}: field {key!r} must be a non-empty string")
+        return v
+
+    def _labels(self, obj: Mapping[str, Any], key: str, at: str) -> dict[str, str]:
+        raw = obj.get(key)
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise TraceError(f"{at}: field {key!r} must be a map of strings")
+        return raw
+
+    def _resources(self, obj: Mapping[str, Any], key: str, at: str, *, pod: bool) -> Resources:
+        raw = obj.get(key)
+        if not isinstance(raw, dict):
+            raise TraceError(f"{at}: field {key!r} must be a map of quantities")
+        cache_key = json.dumps(raw, sort_keys=True)
+        cached = self._requests.get(cache_key) if pod else None
+        if cached is not None:
+            return cached
+        for name, q in raw.items():
+            if not isinstance(q, str | int | float) or isinstance(q, bool):
+                raise TraceError(f"{at}: {key}.{name} must be a quantity, not {q!r}")
+        try:
+            r = parse_resources(raw, where=f"{key}")
+        except ModelError as err:
+            raise TraceError(f"{at}: {err}") from None
+        if min(r.cpu_milli, r.memory, r.gpu_milli, r.pods) < 0:
+            raise TraceError(f"{at}: {key} must not be negative")
+        if pod:
+            r = Resources(r.cpu_milli, r.memory, 1, r.gpu_milli, r.ephemeral_storage)
+            self._requests[cache_key] = r
+        return r
+
+    def _workload(self, obj: Mapping[str, Any], at: str) -> WorkloadKey:
+        raw = obj.get("workload")
+        key = self._workloads.get(raw) if isinstance(raw, str) else None
+        if key is None:
+            key = parse_workload(raw, at)
+            self._workloads[str(raw)] = key
+        return key
+
+    def event(self, obj: Any, at: str) -> Event:
+        if not isinstance(obj, dict):
+            raise TraceError(f"{at}: expected a JSON object")
+        kind = obj.get("type")
+        if kind not in _TYPES:
+            raise TraceError(
+                f"{at}: unknown event type {kind!r} (expected one of {', '.join(_TYPES)})"
+            )
+        t = obj.get("t")
+        if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t) or t < 0:
+            raise TraceError(f"{at}: field 't' must be a non-negative number of seconds, not {t!r}")
+        if t < self.last:
+            raise TraceError(f"{at}: time goes backwards (t={t} after t={self.last})")
+        self.last = t
+        t = float(t)
+        if kind == "pod_created":
+            return PodCreated(
+                t,
+                self._str(obj, "uid", at),
+                self._workload(obj, at),
+                self._str(obj, "name", at),
+                Template(
+                    self._resources(obj, "requests", at, pod=True), self._labels(obj, "labels", at)
+                ),
+            )
+        if kind == "pod_deleted":
+            return PodDeleted(t, self._str(obj, "uid", at))
+        if kind == "replicas_changed":
+            replicas = obj.get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise TraceError(f"{at}: field 'replicas' must be a non-negative integer")
+            template = None
+            if "requests" in obj:
+                template = Template(
+                    self._resources(obj, "requests", at, pod=True), self._labels(obj, "labels", at)
+                )
+            return ReplicasChanged(t, self._workload(obj, at), replicas, template)
+        if kind == "node_added":
+            price = obj.get("price_per_hour", 0.0)
+            if not isinstance(price, int | float) or isinstance(price, bool) or price < 0:
+                raise TraceError(f"{at}: field 'price_per_hour' must be a non-negative number")
+            return NodeAdded(
+                t,
+                self._str(obj, "name", at),
+                self._resources(obj, "allocatable", at, pod=False),
+                self._labels(obj, "labels", at),
+                float(price),
+            )
+        return NodeRemoved(t, self._str(obj, "name", at))
+
+
+def _header(obj: Any, at: str) -> TraceHeader:
+    if not isinstance(obj, dict) or obj.get("type") != "header":
+        raise TraceError(f'{at}: the first line must be the header {{"type": "header", ...}}')
+    if obj.get("format") != FORMAT:
+        raise TraceError(f"{at}: format must be {FORMAT!r}, not {obj.get('format')!r}")
+    if obj.get("version") != VERSION:
+        raise TraceError(
+            f"{at}: unsupported version {obj.get('version')!r} (this reader knows {VERSION})"
+        )
+    start = obj.get("start", 0.0)
+    if not isinstance(start, int | float) or isinstance(start, bool):
+        raise TraceError(f"{at}: header field 'start' must be a number")
+    return TraceHeader(str(obj.get("source", "")), float(start), str(obj.get("notes", "")))
+
+
+def iter_lines(lines: Iterable[str], where: str) -> Iterator[TraceHeader | Event]:
+    decoder = _Decoder(where)
+    header_seen = False
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        at = f"{where}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TraceError(f"{at}: not valid JSON: {err.msg} (column {err.colno})") from None
+        if not header_seen:
+            header_seen = True
+            yield _header(obj, at)
+            continue
+        yield decoder.event(obj, at)
+    if not header_seen:
+        raise TraceError(f"{where}:1: empty file, expected the trace header")
+
+
+def read_trace(path: str | Path) -> Trace:
+    """The whole trace; raises ``TraceError`` naming the file, line and problem."""
+    header: TraceHeader | None = None
+    events: list[Event] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for item in iter_lines(f, str(path)):
+                if isinstance(item, TraceHeader):
+                    header = item
+                else:
+                    events.append(item)
+    except (OSError, UnicodeDecodeError) as err:
+        raise TraceError(f"{path}: {err}") from None
+    assert header is not None
+    return Trace(header, events)
