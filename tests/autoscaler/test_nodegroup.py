@@ -1,0 +1,215 @@
+"""Node-group configuration: the fixed YAML shape, the ConfigMap form, errors that name the field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from autoscaler.costs import EciPrice, break_even_fraction, ecs_cheaper
+from autoscaler.nodegroup import (
+    ConfigError,
+    RemovalPolicy,
+    config_from_dict,
+    groups_from_configmap,
+    load_config,
+    parse_duration,
+)
+from extender.model import NodeKind, Resources, Taint
+
+DATA = Path(__file__).parents[2] / "autoscaler" / "data"
+GIB = 2**30
+
+GROUP: dict[str, Any] = {
+    "name": "general",
+    "instanceType": {
+        "name": "ecs.g7.xlarge",
+        "cpu": "4",
+        "memory": "16Gi",
+        "gpu": 0,
+        "maxPods": 110,
+    },
+    "labels": {"pool": "general"},
+    "taints": [{"key": "dedicated", "value": "web", "effect": "NoSchedule"}],
+    "pricePerHour": 0.706,
+    "spot": False,
+    "min": 0,
+    "max": 10,
+    "desired": 0,
+    "cooldown": "300s",
+    "bootTime": "60s",
+    "removalPolicy": "OldestInstance",
+}
+
+
+def _doc(**changes: Any) -> dict[str, Any]:
+    group = copy.deepcopy(GROUP)
+    group.update(changes)
+    return {
+        "groups": [
+            copy.deepcopy(GROUP),
+            copy.deepcopy(GROUP) | {"name": "b"},
+            group | {"name": "c"},
+        ]
+    }
+
+
+def test_the_documented_shape_loads() -> None:
+    config = config_from_dict({"groups": [GROUP]})
+    (group,) = config.groups
+    assert group.name == "general"
+    assert group.instance_type.cpu_milli == 4000
+    assert group.instance_type.memory == 16 * GIB
+    assert group.instance_type.capacity == Resources(4000, 16 * GIB, 110, 0)
+    assert group.labels == {"pool": "general"}
+    assert group.taints == (Taint("dedicated", "web", "NoSchedule"),)
+    assert (group.min_size, group.max_size, group.desired) == (0, 10, 0)
+    assert (group.cooldown, group.boot_time) == (300.0, 60.0)
+    assert group.removal_policy is RemovalPolicy.OLDEST_INSTANCE
+    template = group.template(overhead=Resources(100, GIB, 1))
+    assert template.kind is NodeKind.ECS
+    assert template.allocatable == Resources(3900, 15 * GIB, 109, 0)
+    assert config.settings.expander == "least-waste"
+
+
+def test_settings_load() -> None:
+    config = config_from_dict(
+        {
+            "groups": [GROUP],
+            "settings": {
+                "scaleDownUtilizationThreshold": 0.6,
+                "scaleDownUnneededTime": "5m",
+                "scaleDownDelayAfterAdd": "1h30m",
+                "maxNodesPerLoop": 7,
+                "expander": "priority",
+                "priorities": {10: ["gpu-.*"], "1": ".*"},
+                "eciPrice": {"vcpuSecond": 0.0001, "gibSecond": 0.00001, "gpuHour": 10},
+                "forecastHorizon": "2h",
+                "daemonSetOverhead": {"cpu": "100m", "memory": "128Mi"},
+            },
+        }
+    )
+    s = config.settings
+    assert s.scale_down_utilization_threshold == 0.6
+    assert (s.scale_down_unneeded_time, s.scale_down_delay_after_add) == (300.0, 5400.0)
+    assert s.max_nodes_per_loop == 7
+    assert s.priorities == {10: ("gpu-.*",), 1: (".*",)}
+    assert s.eci_price == EciPrice(0.0001, 0.00001, 10.0)
+    assert s.forecast_horizon == 7200.0
+    assert s.daemonset_overhead == Resources(100, 128 * 2**20, 0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"min": 5, "max": 2}, "groups[2].min"),
+        ({"pricePerHour": -1}, "groups[2].pricePerHour"),
+        ({"removalPolicy": "Random"}, "groups[2].removalPolicy"),
+        ({"instanceType": {"cpu": "four", "memory": "16Gi"}}, "groups[2].instanceType.cpu"),
+        ({"instanceType": {"cpu": "4", "memory": "16Gb"}}, "groups[2].instanceType.memory"),
+        ({"instanceType": {"cpu": "4"}}, "groups[2].instanceType.memory"),
+        (
+            {"instanceType": {"cpu": "4", "memory": "1Gi", "cores": 2}},
+            "groups[2].instanceType.cores",
+        ),
+        ({"colour": "blue"}, "groups[2].colour"),
+        ({"desired": 11}, "groups[2].desired"),
+        ({"max": "ten"}, "groups[2].max"),
+        ({"cooldown": "5 minutes"}, "groups[2].cooldown"),
+        ({"bootTime": -3}, "groups[2].bootTime"),
+        ({"spot": "yes"}, "groups[2].spot"),
+        ({"taints": [{"key": "a", "effect": "Never"}]}, "groups[2].taints[0].effect"),
+        ({"name": "b"}, "groups[2].name"),
+    ],
+)
+def test_errors_name_the_field(changes: dict[str, Any], field: str) -> None:
+    doc = _doc(**changes)
+    if changes == {"name": "b"}:
+        doc["groups"][2]["name"] = "b"
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(doc)
+    assert str(err.value).startswith(field + ":"), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"expander": "random"}, "settings.expander"),
+        ({"scaleDownUtilizationThreshold": 1.5}, "settings.scaleDownUtilizationThreshold"),
+        ({"maxNodesPerLoop": 0}, "settings.maxNodesPerLoop"),
+        ({"eciPrice": {"vcpuSecond": -1}}, "settings.eciPrice.vcpuSecond"),
+        ({"eciPrice": {"cpu": 1}}, "settings.eciPrice.cpu"),
+        ({"priorities": {"high": [".*"]}}, "settings.priorities['high']"),
+        ({"priorities": {1: ["("]}}, "settings.priorities[1]"),
+        ({"forecastHorizon": "soon"}, "settings.forecastHorizon"),
+        ({"verbose": True}, "settings.verbose"),
+    ],
+)
+def test_settings_errors_name_the_field(settings: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"groups": [GROUP], "settings": settings})
+    assert str(err.value).startswith(field + ":"), str(err.value)
+
+
+def test_document_errors() -> None:
+    with pytest.raises(ConfigError, match=r"^groups:"):
+        config_from_dict({"groups": []})
+    with pytest.raises(ConfigError, match=r"^config\.nodes:"):
+        config_from_dict({"groups": [GROUP], "nodes": []})
+    with pytest.raises(ConfigError, match=r"^config:"):
+        config_from_dict(["groups"])
+
+
+def test_configmap() -> None:
+    config = groups_from_configmap({"groups.yaml": yaml.safe_dump({"groups": [GROUP]})})
+    assert [g.name for g in config.groups] == ["general"]
+    with pytest.raises(ConfigError, match=r"groups\.yaml"):
+        groups_from_configmap({"other": ""})
+    with pytest.raises(ConfigError, match=r"groups\[0\]\.min"):
+        groups_from_configmap({"groups.yaml": yaml.safe_dump({"groups": [GROUP | {"min": 20}]})})
+
+
+def test_load_config_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "groups.yaml"
+    path.write_text(yaml.safe_dump({"groups": [GROUP | {"max": -1}]}))
+    with pytest.raises(ConfigError, match=r"groups\.yaml: groups\[0\]\.max"):
+        load_config(path)
+
+
+def test_default_groups_follow_the_cost_model() -> None:
+    config = load_config(DATA / "default-groups.yaml")
+    by_name = {g.name: g for g in config.groups}
+    for group in config.groups:
+        it = group.instance_type
+        if it.gpu_milli == 0:  # 0.353 CNY/h per 2 vCPU / 8 GiB, linear
+            assert group.price_per_hour == pytest.approx(0.353 * it.cpu_milli / 2000)
+            assert it.memory == it.cpu_milli // 1000 * 4 * GIB
+    gpu = by_name["gpu-8x"]
+    assert gpu.instance_type.capacity == Resources(96_000, 384 * GIB, 110, 8000)
+    assert gpu.price_per_hour == 64.0
+    # ECS is cheaper than ECI for pods running more than about 16 hours a day
+    small = by_name["general-2c8g"]
+    fraction = break_even_fraction(
+        price_per_hour=small.price_per_hour, capacity=small.instance_type.capacity, eci=EciPrice()
+    )
+    assert fraction * 24 == pytest.approx(16, abs=0.1)
+
+
+def test_ecs_cheaper_break_even() -> None:
+    pod = Resources(2000, 8 * GIB, 1)
+    node = Resources(2000, 8 * GIB, 110)
+    args = {"price_per_hour": 0.353, "capacity": node, "eci": EciPrice(), "horizon": 24 * 3600.0}
+    assert ecs_cheaper(pod, duration=17 * 3600.0, **args)
+    assert not ecs_cheaper(pod, duration=15 * 3600.0, **args)
+    assert not ecs_cheaper(Resources(4000, 8 * GIB, 1), duration=1e9, **args)  # does not fit
+
+
+def test_durations() -> None:
+    assert parse_duration("1h30m", "x") == 5400.0
+    assert parse_duration("250ms", "x") == 0.25
+    assert parse_duration(45, "x") == 45.0
+    with pytest.raises(ConfigError, match=r"^x:"):
+        parse_duration("10 m", "x")
