@@ -1,0 +1,229 @@
+"""Bad input never crashes the extender: every body gets a 200 or a 4xx naming the problem."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from extender_helpers import ECS, VIRTUAL, client, fixture, fixture_files, shop_state
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from extender import wire
+from extender.settings import Settings
+from extender.snapshot import ClusterState
+from extender.verbs import NOT_SYNCED_ERROR
+
+VERBS = ("filter", "prioritize", "preempt", "bind", "mutate")
+VALID = json.dumps(fixture("filter-deployment-pod-nodecache.json")).encode()
+BODIES = [path.read_bytes() for path in fixture_files()]
+CLIENT = client(shop_state(), settings=Settings(max_body_bytes=200_000))
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+keys = st.sampled_from(
+    [
+        "Pod",
+        "pod",
+        "Nodes",
+        "NodeNames",
+        "nodenames",
+        "NodeNameToVictims",
+        "NodeNameToMetaVictims",
+        "PodName",
+        "PodNamespace",
+        "PodUID",
+        "Node",
+        "request",
+        "metadata",
+        "spec",
+        "items",
+        "Pods",
+        "UID",
+    ]
+)
+
+
+def _mangle(value: Any, draw: Any) -> Any:
+    """Replace one nested value of a real body by an arbitrary JSON value."""
+    if isinstance(value, dict) and value and draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(value)))
+        return {**value, key: _mangle(value[key], draw)}
+    if isinstance(value, list) and value and draw(st.booleans()):
+        i = draw(st.integers(0, len(value) - 1))
+        return [*value[:i], _mangle(value[i], draw), *value[i + 1 :]]
+    return draw(json_values)
+
+
+@st.composite
+def mangled_fixtures(draw: Any) -> bytes:
+    body = json.loads(draw(st.sampled_from(BODIES)))
+    return json.dumps(_mangle(body, draw)).encode()
+
+
+@st.composite
+def truncated_fixtures(draw: Any) -> bytes:
+    body = draw(st.sampled_from(BODIES))
+    return body[: draw(st.integers(0, len(body) - 1))]
+
+
+bodies = st.one_of(
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(keys, json_values, max_size=5).map(lambda v: json.dumps(v).encode()),
+    mangled_fixtures(),
+    truncated_fixtures(),
+    st.binary(max_size=64),
+)
+
+
+def _still_serves() -> None:
+    response = CLIENT.post("/filter", content=VALID)
+    assert response.status_code == 200
+    assert msgspec.json.decode(response.content, type=wire.ExtenderFilterResult).NodeNames == list(
+        ECS
+    )
+
+
+@pytest.mark.parametrize("verb", VERBS)
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=bodies)
+def test_any_body_gets_200_or_4xx_and_the_next_request_works(verb: str, body: bytes) -> None:
+    response = CLIENT.post(f"/{verb}", content=body)
+    assert response.status_code == 200 or 400 <= response.status_code < 500, response.text
+    if response.status_code != 200:
+        assert response.text  # a message naming the problem
+        assert response.headers["content-type"].startswith("text/plain")
+    _still_serves()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{", "malformed JSON"),
+        (b"[]", "must be a JSON object"),
+        (b"{}", "Pod is required"),
+        (b'{"Pod": null, "NodeNames": []}', "Pod is required"),
+        (b'{"Pod": [], "NodeNames": []}', "Pod must be a JSON object"),
+        (b'{"Pod": {"metadata": {"name": "x"}}}', "one of Nodes or NodeNames"),
+        (b'{"Pod": {"metadata": {"name": "x"}}, "NodeNames": 5}', "NodeNames must be a list"),
+        (b'{"Pod": {"metadata": {"name": "x"}}, "Nodes": "x"}', "Nodes must be a NodeList"),
+        (b'{"Pod": {"metadata": {}}, "NodeNames": []}', "Pod.metadata.name"),
+        (
+            b'{"Pod": {"metadata": {"name": "x"}, "spec": {"containers": 3}}, "NodeNames": []}',
+            "spec.containers",
+        ),
+    ],
+)
+def test_bad_filter_bodies_name_the_problem(body: bytes, message: str) -> None:
+    response = CLIENT.post("/filter", content=body)
+    assert response.status_code == 400
+    assert message in response.text
+
+
+def test_managed_pod_with_non_string_node_names_is_400() -> None:
+    body = fixture("filter-deployment-pod-nodecache.json")
+    body["NodeNames"] = ["a", 1]
+    response = CLIENT.post("/filter", content=json.dumps(body))
+    assert response.status_code == 400
+    assert "NodeNames" in response.text
+
+
+def test_bad_bind_and_preempt_bodies_name_the_field() -> None:
+    bind = CLIENT.post("/bind", content=b'{"PodName": "a", "PodNamespace": "b", "PodUID": "c"}')
+    assert bind.status_code == 400
+    assert "Node" in bind.text
+    preempt = fixture("preempt-nodecache.json")
+    preempt["NodeNameToMetaVictims"][ECS[0]]["NumPDBViolations"] = "one"
+    response = CLIENT.post("/preempt", content=json.dumps(preempt))
+    assert response.status_code == 400
+    assert "NumPDBViolations" in response.text
+
+
+def test_oversized_bodies_are_413_with_and_without_content_length() -> None:
+    big = b'{"Pod": {}, "NodeNames": [' + b'"n",' * 60_000 + b'"n"]}'
+    response = CLIENT.post("/filter", content=big)
+    assert response.status_code == 413
+    assert "200000-byte limit" in response.text
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(big), 65536):
+            yield big[i : i + 65536]
+
+    streamed = CLIENT.post("/filter", content=chunks())  # chunked: no Content-Length
+    assert streamed.status_code == 413
+    _still_serves()
+
+
+def test_empty_body_is_400() -> None:
+    response = CLIENT.post("/prioritize", content=b"")
+    assert response.status_code == 400
+    assert "empty request body" in response.text
+
+
+def test_unknown_paths_and_wrong_methods() -> None:
+    missing = CLIENT.post("/scheduler/filterz", content=VALID)
+    assert missing.status_code == 404
+    assert "unknown path /scheduler/filterz" in missing.text
+    wrong = CLIENT.get("/filter")
+    assert wrong.status_code == 405
+    assert "GET" in wrong.text
+    assert CLIENT.post("/healthz").status_code == 405
+
+
+def test_unknown_node_names_come_back_in_failed_nodes() -> None:
+    body = fixture("filter-deployment-pod-nodecache.json")
+    body["NodeNames"] = [*body["NodeNames"], "cn-hangzhou.192.168.0.99"]
+    response = CLIENT.post("/filter", content=json.dumps(body))
+    result = msgspec.json.decode(response.content, type=wire.ExtenderFilterResult)
+    assert result.NodeNames == list(ECS)
+    assert result.FailedNodes == {
+        "cn-hangzhou.192.168.0.99": "node cn-hangzhou.192.168.0.99 is not in the extender's cache yet"
+    }
+    assert set(result.FailedAndUnresolvableNodes or {}) == {VIRTUAL}
+
+
+def test_only_unknown_nodes_are_all_failed_not_refused() -> None:
+    body = fixture("filter-deployment-pod-nodecache.json")
+    with client(ClusterState(policies=shop_state().policies)) as c:
+        result = msgspec.json.decode(
+            c.post("/filter", content=json.dumps(body)).content, type=wire.ExtenderFilterResult
+        )
+    assert result.NodeNames == []
+    assert set(result.FailedNodes or {}) == set(body["NodeNames"])
+    assert not result.FailedAndUnresolvableNodes
+
+
+@pytest.mark.parametrize(
+    "name", ["filter-deployment-pod-nodecache.json", "filter-bare-pod-nodecache.json"]
+)
+def test_unsynced_cache_follows_the_failure_policy(name: str) -> None:
+    body = json.dumps(fixture(name))
+    state = shop_state()
+    state.synced = False
+    with client(state, settings=Settings(failure_policy="error")) as c:
+        refused = msgspec.json.decode(
+            c.post("/filter", content=body).content, type=wire.ExtenderFilterResult
+        )
+        assert c.get("/readyz").status_code == 503
+        assert "not synced" in c.get("/readyz").text
+        assert c.get("/healthz").status_code == 200
+        state.synced = True
+        assert c.get("/readyz").status_code == 200
+    assert refused.Error == NOT_SYNCED_ERROR
+    state.synced = False
+    with client(state, settings=Settings(failure_policy="pass")) as c:
+        passed = msgspec.json.decode(
+            c.post("/filter", content=body).content, type=wire.ExtenderFilterResult
+        )
+        scores = c.post("/prioritize", content=body).json()
+    assert passed.Error == ""
+    assert passed.NodeNames == fixture(name)["NodeNames"]
+    assert scores == []
