@@ -1,0 +1,573 @@
+"""The autoscaler controller: read the cluster and the groups, plan, apply through a provider.
+
+One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
+
+1. leader check (a Lease; followers do nothing);
+2. read the provider's groups (target sizes, instances) with retries;
+3. record demand, refit the forecast now and then (``forecast=None`` with too little history);
+4. ``planner.plan(...)`` -- pure; all decisions are there, none here;
+5. apply: scale-ups as *absolute* targets (``increase_size(target=new_target)``), so a retry or
+   a repeated pass never adds a second batch; scale-downs cordon, evict (PDBs answer 429 and
+   the node stays) and delete the named node;
+6. write the status ConfigMap (the controller's only memory, see :mod:`autoscaler.status`),
+   Events and metrics.
+
+``--dry-run`` runs steps 1-4 and logs what it would do; it writes nothing anywhere.
+
+Reaction time: besides the periodic tick (10 s), :meth:`run` looks at the cache's pending pods
+every ``poll_interval``; a pod it has not seen before starts a pass after ``batch_window``
+(~1 s, so a burst of pods is planned together, as Karpenter batches).  Reading the in-memory
+cache is cheap (it keeps pending pods in their own index), and it needs nothing from the watch
+but the state it already fills.
+
+Time is injected: ``clock`` (default ``time.time``: Lease, node and pod timestamps are wall
+time) is the ``now`` of every decision; waiting uses the event loop, or an injected ``sleep``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from extender.model import NodeKind, Pod
+from extender.selectors import LabelSelector, Requirement
+from extender.snapshot import ClusterState
+
+from .forecast import Forecast, Forecaster, SeasonalForecaster
+from .leader import LeaseElector
+from .metrics import Metrics, reason_label
+from .nodegroup import AutoscalerConfig
+from .planner import DisruptionBudget, GroupNode, GroupState, Plan, plan
+from .providers.base import GroupStatus, InstanceState, Provider, ProviderError
+from .status import Memory, StatusStore
+
+__all__ = ["Controller", "ControllerSettings", "PassResult", "Planner", "demand_of"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+_IO_ERRORS = (ApiException, OSError, TimeoutError)
+DELETION_TAINT = "spillover.dev/to-be-deleted"
+
+
+class Planner(Protocol):
+    def __call__(
+        self,
+        state: ClusterState,
+        groups: Sequence[GroupState],
+        *,
+        forecast: Forecast | None,
+        settings: Any,
+        now: float,
+        unneeded: Mapping[str, float] | None = None,
+        pdbs: Sequence[DisruptionBudget] = (),
+    ) -> Plan: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    loop_interval: float = 10.0
+    batch_window: float = 1.0
+    poll_interval: float = 0.2
+    dry_run: bool = False
+    retries: int = 3  # attempts per provider call, retryable errors only
+    backoff: float = 0.5  # first retry delay, doubled per attempt, +-20 % jitter
+    backoff_max: float = 8.0
+    history_step: float = 60.0
+    history_limit: int = 7 * 1440
+    forecast_min_history: float = 86_400.0
+    forecast_refit: float = 900.0
+    wape_window: int = 1440
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    leader: bool
+    plan: Plan | None = None
+    scaled_up: Mapping[str, int] = field(default_factory=dict)  # group -> new target
+    deleted: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+def demand_of(state: ClusterState) -> float:
+    """ECS demand in vCPU: pods waiting for a node plus live pods on ECS nodes."""
+    milli = 0
+    for pod in state.pending_pods():
+        milli += pod.requests.cpu_milli
+    for node in state.nodes.values():
+        if node.kind is NodeKind.ECS:
+            milli += sum(p.requests.cpu_milli for p in state.pods_on(node.name) if not p.finished)
+    return milli / 1000.0
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        config: AutoscalerConfig,
+        provider: Provider,
+        state: ClusterState,
+        api: client.ApiClient | None = None,
+        status: StatusStore | None = None,
+        elector: LeaseElector | None = None,
+        metrics: Metrics | None = None,
+        settings: ControllerSettings | None = None,
+        forecaster: Forecaster | None = None,
+        planner: Planner | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.provider = provider
+        self.state = state
+        self.settings = settings or ControllerSettings()
+        self.metrics = metrics or Metrics()
+        self._api = api
+        self._core = client.CoreV1Api(api) if api is not None else None
+        self._policy = client.PolicyV1Api(api) if api is not None else None
+        self._status = status
+        self._elector = elector
+        self._forecaster = forecaster or SeasonalForecaster()
+        self._plan: Planner = planner or plan
+        self._clock = clock or time.time
+        self._sleep = sleep or asyncio.sleep
+        self._rand = rand
+        self._memory: Memory | None = None
+        self._forecast: Forecast | None = None
+        self._fitted_at = -float("inf")
+        self._errors: deque[tuple[float, float]] = deque(maxlen=self.settings.wape_window)
+        self._seen_pending: set[str] = set()
+        self.last: PassResult | None = None
+
+    # -- the loop -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Pass, wait for the tick or a new pending pod, repeat; until ``stop`` is set."""
+        stop = stop or asyncio.Event()
+        elector_task = (
+            asyncio.create_task(self._elector.run(stop), name="leader-election")
+            if self._elector is not None
+            else None
+        )
+        try:
+            while not stop.is_set():
+                await self.run_once()
+                await self.wait_for_trigger(stop)
+        finally:
+            stop.set()
+            if elector_task is not None:
+                await elector_task
+
+    async def wait_for_trigger(self, stop: asyncio.Event) -> str:
+        """Until the next tick (``"tick"``), a new pending pod (``"pending"``) or ``"stop"``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.loop_interval
+        while not stop.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return "tick"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(self.settings.poll_interval, remaining))
+            pending = {p.uid for p in self.state.pending_pods()}
+            if pending - self._seen_pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.batch_window)
+                return "pending"
+        return "stop"
+
+    # -- one pass -----------------------------------------------------------------------------
+    async def run_once(self) -> PassResult:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._pass()
+            outcome = "acted" if result.leader else "follower"
+            if result.errors:
+                outcome = "partial"
+            self.last = result
+            return result
+        finally:
+            self.metrics.loop_duration.labels(outcome).observe(time.perf_counter() - started)
+
+    async def _pass(self) -> PassResult:
+        now = self._clock()
+        self._seen_pending = {p.uid for p in self.state.pending_pods()}
+        self.metrics.pending_pods.set(len(self._seen_pending))
+        if not await self._lead():
+            return PassResult(leader=False)
+        memory = await self._recall()
+        try:
+            await self._retry(self.provider.refresh, group="*", operation="refresh")
+            statuses = {
+                s.name: s
+                for s in await self._retry(self.provider.groups, group="*", operation="groups")
+            }
+        except ProviderError as err:
+            log.error("provider unavailable; skipping this pass", extra={"error": str(err)})
+            return PassResult(leader=True, errors=(str(err),))
+        for name, status in statuses.items():
+            self.metrics.target_size.labels(name).set(status.target)
+        self._observe_demand(memory, now)
+        forecast = await self._forecast_for(memory, now)
+        groups = self._group_states(statuses, memory, now)
+        pdbs = await self._disruption_budgets()
+        result = self._plan(
+            self.state,
+            groups,
+            forecast=forecast,
+            settings=self.config.settings,
+            now=now,
+            unneeded=memory.unneeded,
+            pdbs=pdbs,
+        )
+        for up in result.scale_ups:
+            self.metrics.planned.labels(up.group, "up", reason_label(up.reason)).inc(up.delta)
+        for down in result.scale_downs:
+            self.metrics.planned.labels(down.group, "down", reason_label(down.reason)).inc()
+        if self.settings.dry_run:
+            for up in result.scale_ups:
+                log.info("dry-run: would scale up", extra=_fields(up))
+            for down in result.scale_downs:
+                log.info("dry-run: would remove node", extra=_fields(down))
+            return PassResult(leader=True, plan=result)
+        memory.unneeded = dict(result.unneeded)
+        errors: list[str] = []
+        scaled = await self._scale_up(result, memory, now, errors)
+        deleted = await self._scale_down(result, memory, now, errors)
+        await self._save(memory, statuses, result, scaled, deleted, errors, now)
+        self.metrics.last_pass.set(now)
+        return PassResult(True, result, scaled, tuple(deleted), tuple(errors))
+
+    async def _lead(self) -> bool:
+        if self._elector is None:
+            self.metrics.leader.set(1)
+            return True
+        leader = await self._elector.step()
+        self.metrics.leader.set(1 if leader else 0)
+        if not leader:
+            self._memory = None  # whoever leads next writes; re-read it when we lead again
+        return leader
+
+    def _still_leading(self) -> bool:
+        return self._elector is None or self._elector.is_leader
+
+    async def _recall(self) -> Memory:
+        if self._memory is None:
+            memory: Memory | None = None
+            if self._status is not None:
+                try:
+                    memory = await self._status.load()
+                except _IO_ERRORS as err:
+                    log.warning("status: could not read memory", extra={"error": str(err)})
+            self._memory = memory or Memory()
+            self._memory.demand.step = self.settings.history_step
+        return self._memory
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _group_states(
+        self, statuses: Mapping[str, GroupStatus], memory: Memory, now: float
+    ) -> list[GroupState]:
+        registered: dict[str, list[GroupNode]] = {}
+        for node in self.state.nodes.values():
+            owner = self.provider.node_group(node)
+            if owner is not None:
+                registered.setdefault(owner, []).append(GroupNode(node.name, node.created))
+        states = []
+        for group in self.config.groups:
+            status = statuses.get(group.name)
+            if status is None:
+                log.error("provider does not know group", extra={"group": group.name})
+                continue
+            nodes = registered.get(group.name, [])
+            names = {n.name for n in nodes}
+            upcoming = [
+                GroupNode(i.node or i.id, now)
+                for i in status.instances
+                if i.state is InstanceState.CREATING and (i.node or i.id) not in names
+            ]
+            spec = replace(
+                group,
+                min_size=max(group.min_size, status.min_size),
+                max_size=min(group.max_size, status.max_size) if status.max_size else 0,
+                desired=status.target,
+            )
+            states.append(
+                GroupState(
+                    group=spec,
+                    target_size=status.target,
+                    nodes=(*nodes, *upcoming),
+                    last_scale_up=memory.last_scale_up.get(group.name),
+                    last_scale_down=memory.last_scale_down.get(group.name),
+                )
+            )
+        return states
+
+    def _observe_demand(self, memory: Memory, now: float) -> None:
+        previous = memory.demand.last()
+        new_step = memory.demand.add(now, demand_of(self.state))
+        # When a step is complete, score the forecast that was in force for it.
+        forecast = self._forecast
+        if not new_step or previous is None or forecast is None or forecast.start > previous[0]:
+            return
+        point, _ = forecast.at(previous[0])
+        self._errors.append((abs(previous[1] - point), abs(previous[1])))
+        total = sum(a for _, a in self._errors)
+        if total > 0:
+            self.metrics.forecast_wape.set(sum(e for e, _ in self._errors) / total)
+
+    async def _forecast_for(self, memory: Memory, now: float) -> Forecast | None:
+        if memory.demand.span < self.settings.forecast_min_history:
+            return None
+        if self._forecast is None or now - self._fitted_at >= self.settings.forecast_refit:
+            ts, values = memory.demand.series()
+            horizon = self.config.settings.forecast_horizon + max(
+                (g.boot_time for g in self.config.groups), default=0.0
+            )
+            fitted = self._forecaster.fit(np.asarray(ts), np.asarray(values))
+            try:
+                self._forecast = await asyncio.to_thread(fitted.predict, horizon=horizon)
+            except (ValueError, np.linalg.LinAlgError) as err:
+                log.warning("forecast failed; planning without it", extra={"error": str(err)})
+                self._forecast = None
+            self._fitted_at = now
+        return self._forecast
+
+    async def _disruption_budgets(self) -> list[DisruptionBudget]:
+        if self._policy is None or self._api is None:
+            return []
+        try:
+            listed = await self._policy.list_pod_disruption_budget_for_all_namespaces()
+        except _IO_ERRORS as err:
+            log.warning("could not list PodDisruptionBudgets", extra={"error": str(err)})
+            return []
+        raw: dict[str, Any] = self._api.sanitize_for_serialization(listed)
+        budgets = []
+        for item in raw.get("items") or ():
+            meta, spec = item.get("metadata") or {}, item.get("spec") or {}
+            selector = spec.get("selector") or {}
+            exprs = tuple(
+                Requirement(str(e.get("key")), str(e.get("operator")), tuple(e.get("values") or ()))
+                for e in selector.get("matchExpressions") or ()
+            )
+            budgets.append(
+                DisruptionBudget(
+                    namespace=str(meta.get("namespace") or "default"),
+                    selector=LabelSelector(dict(selector.get("matchLabels") or {}), exprs),
+                    disruptions_allowed=int(
+                        (item.get("status") or {}).get("disruptionsAllowed") or 0
+                    ),
+                    name=str(meta.get("name") or ""),
+                )
+            )
+        return budgets
+
+    # -- actions ------------------------------------------------------------------------------
+    async def _scale_up(
+        self, result: Plan, memory: Memory, now: float, errors: list[str]
+    ) -> dict[str, int]:
+        scaled: dict[str, int] = {}
+        for up in result.scale_ups:
+            if not self._still_leading():
+                errors.append("lost the lease during the pass")
+                break
+            try:
+                target = await self._retry(
+                    functools.partial(self.provider.increase_size, up.group, target=up.new_target),
+                    group=up.group,
+                    operation="increase",
+                )
+            except ProviderError as err:
+                errors.append(str(err))
+                await self._event("FailedScaleUp", f"{up.group}: {err}", now, warning=True)
+                continue
+            scaled[up.group] = target
+            memory.last_scale_up[up.group] = now
+            self.metrics.applied.labels(up.group, "up", reason_label(up.reason)).inc(up.delta)
+            log.info("scaled up", extra={**_fields(up), "target": target})
+            await self._event(
+                "ScaledUpGroup",
+                f"{up.group}: target {target} (+{up.delta}) for {len(up.pods)} pods: {up.reason}",
+                now,
+            )
+        return scaled
+
+    async def _scale_down(
+        self, result: Plan, memory: Memory, now: float, errors: list[str]
+    ) -> list[str]:
+        deleted: list[str] = []
+        for down in result.scale_downs:
+            if not self._still_leading():
+                errors.append("lost the lease during the pass")
+                break
+            node = self.state.nodes.get(down.node)
+            if node is None:
+                memory.unneeded.pop(down.node, None)
+                continue
+            if not await self._drain(down.node, now):
+                errors.append(f"could not drain {down.node}")
+                continue
+            try:
+                await self._retry(
+                    functools.partial(self.provider.delete_nodes, down.group, [node]),
+                    group=down.group,
+                    operation="delete",
+                )
+            except ProviderError as err:
+                errors.append(str(err))
+                await self._uncordon(down.node)
+                await self._event("FailedScaleDown", f"{down.node}: {err}", now, warning=True)
+                continue
+            deleted.append(down.node)
+            memory.unneeded.pop(down.node, None)
+            memory.last_scale_down[down.group] = now
+            self.metrics.applied.labels(down.group, "down", reason_label(down.reason)).inc()
+            log.info("removed node", extra=_fields(down))
+            await self._event("ScaleDown", f"removed {down.node}: {down.reason}", now)
+        return deleted
+
+    async def _drain(self, node: str, now: float) -> bool:
+        """Cordon the node and evict its pods; on any refusal, uncordon and keep the node."""
+        if self._core is None:
+            return True
+        patch = {
+            "spec": {
+                "unschedulable": True,
+                "taints": [
+                    *(
+                        {"key": t.key, "value": t.value, "effect": t.effect}
+                        for t in self.state.nodes[node].taints
+                        if t.key != DELETION_TAINT
+                    ),
+                    {"key": DELETION_TAINT, "value": str(int(now)), "effect": "NoSchedule"},
+                ],
+            }
+        }
+        try:
+            await self._core.patch_node(node, patch)
+        except _IO_ERRORS as err:
+            if isinstance(err, ApiException) and err.status == 404:
+                return True
+            log.warning("could not cordon", extra={"node": node, "error": str(err)})
+            return False
+        for pod in list(self.state.pods_on(node)):
+            if _stays(pod):
+                continue
+            body = {
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": pod.name, "namespace": pod.namespace},
+            }
+            try:
+                await self._core.create_namespaced_pod_eviction(pod.name, pod.namespace, body)  # type: ignore[arg-type]
+            except _IO_ERRORS as err:
+                if isinstance(err, ApiException) and err.status == 404:
+                    continue
+                log.info("eviction refused; keeping the node", extra={"pod": pod.key, "node": node})
+                await self._uncordon(node)
+                return False
+        return True
+
+    async def _uncordon(self, node: str) -> None:
+        if self._core is None or node not in self.state.nodes:
+            return
+        taints = [
+            {"key": t.key, "value": t.value, "effect": t.effect}
+            for t in self.state.nodes[node].taints
+            if t.key != DELETION_TAINT
+        ]
+        with contextlib.suppress(*_IO_ERRORS):
+            await self._core.patch_node(node, {"spec": {"unschedulable": False, "taints": taints}})
+
+    async def _retry(self, call: Callable[[], Awaitable[T]], *, group: str, operation: str) -> T:
+        delay = self.settings.backoff
+        for attempt in range(1, self.settings.retries + 1):
+            try:
+                return await call()
+            except ProviderError as err:
+                if not err.retryable or attempt == self.settings.retries:
+                    self.metrics.provider_errors.labels(group, operation).inc()
+                    raise
+                log.warning(
+                    "provider call failed; retrying",
+                    extra={"group": group, "operation": operation, "error": str(err)},
+                )
+            jitter = 1.0 + 0.2 * (2.0 * self._rand() - 1.0)
+            await self._sleep(min(self.settings.backoff_max, delay) * jitter)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    # -- outputs ------------------------------------------------------------------------------
+    async def _event(self, reason: str, message: str, now: float, *, warning: bool = False) -> None:
+        if self._status is not None:
+            await self._status.event(reason=reason, message=message, now=now, warning=warning)
+
+    async def _save(
+        self,
+        memory: Memory,
+        statuses: Mapping[str, GroupStatus],
+        result: Plan,
+        scaled: Mapping[str, int],
+        deleted: Sequence[str],
+        errors: Sequence[str],
+        now: float,
+    ) -> None:
+        if self._status is None:
+            return
+        summary = {
+            "time": now,
+            "leader": self._elector.identity if self._elector is not None else "",
+            "groups": {
+                name: {
+                    "target": scaled.get(name, s.target),
+                    "min": s.min_size,
+                    "max": s.max_size,
+                    "instances": len(s.instances),
+                    "upcoming": s.upcoming,
+                }
+                for name, s in statuses.items()
+            },
+            "scaleUps": [_fields(u) for u in result.scale_ups],
+            "scaleDowns": [_fields(d) for d in result.scale_downs],
+            "deleted": list(deleted),
+            "unneeded": sorted(result.unneeded),
+            "unschedulable": dict(result.unschedulable),
+            "notes": list(result.notes),
+            "errors": list(errors),
+        }
+        try:
+            await self._status.save(memory, summary)
+        except _IO_ERRORS as err:
+            log.warning("status: could not write the ConfigMap", extra={"error": str(err)})
+
+
+def _stays(pod: Pod) -> bool:
+    """Pods a drain leaves alone: DaemonSet pods, mirror pods, finished pods."""
+    if pod.finished:
+        return True
+    if pod.owner is not None and pod.owner.kind == "DaemonSet":
+        return True
+    return "kubernetes.io/config.mirror" in pod.annotations
+
+
+def _fields(change: Any) -> dict[str, Any]:
+    out = {}
+    for key in ("group", "delta", "new_target", "node", "reason"):
+        if hasattr(change, key):
+            out[key] = getattr(change, key)
+    if hasattr(change, "pods"):
+        out["pods"] = len(change.pods)
+    return out

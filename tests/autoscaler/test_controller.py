@@ -1,0 +1,415 @@
+"""The controller against the API emulator with the kwok provider, in fake time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from kube_emulator import KubeEmulator
+from kubernetes_asyncio import client
+
+from autoscaler.controller import Controller, ControllerSettings, demand_of
+from autoscaler.forecast import Forecast, StaticForecaster
+from autoscaler.leader import LeaseElector, LeaseSettings
+from autoscaler.metrics import Metrics, reason_label
+from autoscaler.nodegroup import AutoscalerConfig, config_from_dict
+from autoscaler.planner import GroupState, Plan, ScaleUp, plan
+from autoscaler.providers.base import GroupStatus, ProviderError
+from autoscaler.providers.kwok import KwokProvider
+from autoscaler.status import StatusStore
+from extender.model import Node, node_from_dict, pod_from_dict
+from extender.snapshot import ClusterState
+
+from .conftest import FakeClock
+
+NS = "kube-system"
+CONFIG: dict[str, Any] = {
+    "groups": [
+        {
+            "name": "general",
+            "instanceType": {"name": "ecs.g7.large", "cpu": "2", "memory": "8Gi", "maxPods": 32},
+            "labels": {"pool": "general"},
+            "min": 0,
+            "max": 5,
+            "cooldown": "0s",
+            "bootTime": "60s",
+        }
+    ],
+    "settings": {"scaleDownUnneededTime": "10m", "scaleDownDelayAfterAdd": "0s"},
+}
+
+
+def _config() -> AutoscalerConfig:
+    return config_from_dict(CONFIG)
+
+
+def _pod(name: str, cpu: str = "1500m") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "labels": {"app": "web", "pod-template-hash": "abc"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "web-abc",
+                    "uid": "rs-1",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "x",
+                    "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}},
+                }
+            ]
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+def _sync(kube_api: KubeEmulator, state: ClusterState) -> None:
+    """What the watch does, synchronously: the cache equals the API server."""
+    state.replace(
+        nodes=[node_from_dict(n) for n in kube_api.objects_of("nodes")],
+        pods=[pod_from_dict(p) for p in kube_api.objects_of("pods")],
+    )
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+def _controller(
+    kube_client: client.ApiClient,
+    clock: FakeClock,
+    state: ClusterState,
+    *,
+    identity: str = "",
+    dry_run: bool = False,
+    provider: Any = None,
+    planner: Any = None,
+    forecaster: Any = None,
+    metrics: Metrics | None = None,
+) -> Controller:
+    config = _config()
+    elector = (
+        LeaseElector(
+            kube_client,
+            identity=identity,
+            settings=LeaseSettings(namespace=NS, lease_duration=15, renew_deadline=10),
+            clock=clock,
+        )
+        if identity
+        else None
+    )
+    return Controller(
+        config=config,
+        provider=provider or KwokProvider(kube_client, config.groups),
+        state=state,
+        api=kube_client,
+        status=StatusStore(kube_client, namespace=NS, identity=identity or "solo"),
+        elector=elector,
+        metrics=metrics,
+        settings=ControllerSettings(dry_run=dry_run),
+        forecaster=forecaster,
+        planner=planner,
+        clock=clock,
+        sleep=_no_sleep,
+        rand=lambda: 0.5,
+    )
+
+
+def _kwok_nodes(kube_api: KubeEmulator) -> list[str]:
+    return sorted(n["metadata"]["name"] for n in kube_api.objects_of("nodes"))
+
+
+def _memory(kube_api: KubeEmulator) -> dict[str, Any]:
+    cm = kube_api.get("configmaps", "spillover-autoscaler-status", NS)
+    state: dict[str, Any] = json.loads(cm["data"]["state"])
+    return state
+
+
+@pytest.fixture
+def fresh_clock(clock: FakeClock) -> FakeClock:
+    # Objects get creationTimestamps from the emulator; start the fake clock beside them.
+    clock.now = float(int(time.time()))
+    return clock
+
+
+async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    clock = fresh_clock
+    state = ClusterState()
+    kube_api.create_all(_pod(f"web-{i}") for i in range(3))
+    _sync(kube_api, state)
+    metrics = Metrics()
+    controller = _controller(kube_client, clock, state, metrics=metrics)
+
+    result = await controller.run_once()
+    assert result.leader
+    assert result.scaled_up == {"general": 3}
+    assert len(_kwok_nodes(kube_api)) == 3
+    assert (
+        metrics.applied.labels("general", "up", _reason(result)).__getattribute__("_value").get()
+        == 3
+    )
+    events = kube_api.objects_of("events", NS)
+    assert [e["reason"] for e in events] == ["ScaledUpGroup"]
+    assert _memory(kube_api)["lastScaleUp"] == {"general": clock.now}
+
+    # The nodes registered; the pods are still pending (no scheduler here): no second batch.
+    clock.advance(10)
+    _sync(kube_api, state)
+    result = await controller.run_once()
+    assert result.scaled_up == {}
+    assert len(_kwok_nodes(kube_api)) == 3
+
+    # The pods leave; the nodes become unneeded and stay for the unneeded time.
+    for i in range(3):
+        kube_api.delete("pods", f"web-{i}", "shop")
+    _sync(kube_api, state)
+    clock.advance(10)
+    result = await controller.run_once()
+    assert result.plan is not None
+    assert len(result.plan.unneeded) == 3
+    assert result.deleted == ()
+    since = dict(_memory(kube_api)["unneeded"])
+    assert len(since) == 3
+
+    # A restart loses nothing: a new controller reads the unneeded-since times back.
+    clock.advance(300)
+    restarted = _controller(kube_client, clock, state)
+    result = await restarted.run_once()
+    assert result.deleted == ()
+    assert _memory(kube_api)["unneeded"] == since
+
+    clock.advance(301)
+    result = await restarted.run_once()
+    assert sorted(result.deleted) == sorted(since)
+    assert _kwok_nodes(kube_api) == []
+    assert "ScaleDown" in {e["reason"] for e in kube_api.objects_of("events", NS)}
+
+
+def _reason(result: Any) -> str:
+    return reason_label(result.plan.scale_ups[0].reason)
+
+
+async def test_dry_run_changes_nothing(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    state = ClusterState()
+    kube_api.create_all(_pod(f"web-{i}") for i in range(2))
+    _sync(kube_api, state)
+    metrics = Metrics()
+    controller = _controller(kube_client, fresh_clock, state, dry_run=True, metrics=metrics)
+    result = await controller.run_once()
+    assert result.plan is not None
+    assert result.plan.scale_ups
+    assert result.scaled_up == {}
+    assert _kwok_nodes(kube_api) == []
+    assert kube_api.objects_of("configmaps") == []
+    assert kube_api.objects_of("events") == []
+    assert not kube_api.requests_to("POST", "/api/v1/nodes")
+    planned = metrics.registry.get_sample_value(
+        "spillover_autoscaler_planned_changes_total",
+        {"group": "general", "direction": "up", "reason": _reason(result)},
+    )
+    assert planned == 2
+
+
+async def test_two_replicas_exactly_one_acts_and_the_other_takes_over(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    clock = fresh_clock
+    state = ClusterState()
+    kube_api.create_all(_pod(f"web-{i}") for i in range(2))
+    _sync(kube_api, state)
+    a = _controller(kube_client, clock, state, identity="replica-a")
+    b = _controller(kube_client, clock, state, identity="replica-b")
+    results = await asyncio.gather(a.run_once(), b.run_once())
+    assert sorted(r.leader for r in results) == [False, True]
+    assert len(_kwok_nodes(kube_api)) == 2  # one batch, not two
+    follower = b if results[0].leader else a
+    assert not (await follower.run_once()).leader  # it has seen the leader's record now
+
+    # The leader dies. Its follower acts once the lease has expired, not before.
+    kube_api.create(_pod("web-late"))
+    _sync(kube_api, state)
+    clock.advance(10)
+    assert not (await follower.run_once()).leader
+    clock.advance(6)
+    taken = await follower.run_once()
+    assert taken.leader
+    assert taken.scaled_up == {"general": 3}
+    assert len(_kwok_nodes(kube_api)) == 3
+    assert kube_api.get("leases", "spillover-autoscaler", NS)["spec"]["holderIdentity"] in {
+        "replica-a",
+        "replica-b",
+    }
+
+
+class _FailsMidway:
+    """Delegates to the kwok provider, but the first scale-up stops after one node."""
+
+    def __init__(self, inner: KwokProvider) -> None:
+        self.inner = inner
+        self.name = "flaky"
+        self.failed = False
+
+    async def refresh(self) -> None:
+        await self.inner.refresh()
+
+    async def groups(self) -> Sequence[GroupStatus]:
+        return await self.inner.groups()
+
+    async def target_size(self, group: str) -> int:
+        return await self.inner.target_size(group)
+
+    async def increase_size(self, group: str, *, target: int) -> int:
+        if not self.failed:
+            self.failed = True
+            await self.inner.increase_size(group, target=await self.inner.target_size(group) + 1)
+            raise ProviderError("quota exceeded after one node", retryable=False)
+        return await self.inner.increase_size(group, target=target)
+
+    async def delete_nodes(self, group: str, nodes: Sequence[Node]) -> None:
+        await self.inner.delete_nodes(group, nodes)
+
+    def node_group(self, node: Node) -> str | None:
+        return self.inner.node_group(node)
+
+
+async def test_provider_failure_midway_is_repaired_by_the_next_pass(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    clock = fresh_clock
+    state = ClusterState()
+    kube_api.create_all(_pod(f"web-{i}") for i in range(3))
+    _sync(kube_api, state)
+    provider = _FailsMidway(KwokProvider(kube_client, _config().groups))
+    controller = _controller(kube_client, clock, state, provider=provider)
+    result = await controller.run_once()
+    assert result.errors
+    assert "quota exceeded" in result.errors[0]
+    assert len(_kwok_nodes(kube_api)) == 1
+    assert "FailedScaleUp" in {e["reason"] for e in kube_api.objects_of("events", NS)}
+    clock.advance(10)
+    _sync(kube_api, state)
+    result = await controller.run_once()
+    assert result.errors == ()
+    assert result.scaled_up == {"general": 3}
+    assert len(_kwok_nodes(kube_api)) == 3
+
+
+async def test_retryable_api_errors_are_retried_without_double_apply(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    state = ClusterState()
+    kube_api.create_all(_pod(f"web-{i}") for i in range(3))
+    _sync(kube_api, state)
+    controller = _controller(kube_client, fresh_clock, state)
+    kube_api.fail(r"^/api/v1/nodes$", status=500, method="POST", times=2)
+    result = await controller.run_once()
+    assert result.errors == ()
+    assert len(_kwok_nodes(kube_api)) == 3
+    assert len(kube_api.requests_to("POST", r"^/api/v1/nodes$")) == 5  # 2 failed + 3 created
+
+
+async def test_forecast_needs_history_and_history_survives_a_restart(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    clock = fresh_clock
+    seen: list[Forecast | None] = []
+
+    def recording_plan(state: ClusterState, groups: Sequence[GroupState], **kw: Any) -> Plan:
+        seen.append(kw["forecast"])
+        return Plan()
+
+    state = ClusterState()
+    kube_api.create(_pod("web-0", cpu="2"))
+    _sync(kube_api, state)
+    assert demand_of(state) == 2.0
+    forecaster = StaticForecaster(level=2.0, upper=3.0)
+    controller = _controller(
+        kube_client, clock, state, planner=recording_plan, forecaster=forecaster
+    )
+    for _ in range(3):
+        await controller.run_once()
+        clock.advance(60)
+    assert seen == [None, None, None]
+    history = _memory(kube_api)["demand"]
+    assert history["values"] == [2.0, 2.0, 2.0]
+
+    # A day of history later (restored by a new replica from the ConfigMap), a forecast is used.
+    raw = kube_api.get("configmaps", "spillover-autoscaler-status", NS)
+    memory = json.loads(raw["data"]["state"])
+    memory["demand"]["start"] -= 86_400
+    memory["demand"]["offsets"] = [0, *(o + 1440 for o in memory["demand"]["offsets"])]
+    memory["demand"]["values"] = [2.0, *memory["demand"]["values"]]
+    raw["data"]["state"] = json.dumps(memory)
+    kube_api.update(raw)
+    restarted = _controller(
+        kube_client, clock, state, planner=recording_plan, forecaster=forecaster
+    )
+    await restarted.run_once()
+    assert seen[-1] is not None
+    assert seen[-1].model == "static"
+
+
+async def test_the_loop_reacts_to_a_new_pending_pod_before_the_tick(
+    kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    state = ClusterState()
+    controller = Controller(
+        config=_config(),
+        provider=KwokProvider(kube_client, _config().groups),
+        state=state,
+        settings=ControllerSettings(loop_interval=3600, poll_interval=0.01, batch_window=0.01),
+        planner=lambda *a, **k: Plan(),
+        clock=fresh_clock,
+    )
+    await controller.run_once()
+    stop = asyncio.Event()
+    waiter = asyncio.create_task(controller.wait_for_trigger(stop))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    state.upsert_pod(pod_from_dict(_pod("web-new")))
+    assert await asyncio.wait_for(waiter, timeout=5) == "pending"
+    stop.set()
+    assert await controller.wait_for_trigger(stop) == "stop"
+
+
+async def test_planned_scale_up_uses_absolute_targets(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    """A plan repeated (e.g. a pass after a lost answer) never adds a second batch."""
+    state = ClusterState()
+
+    def same_plan(*_: Any, **__: Any) -> Plan:
+        return Plan(scale_ups=(ScaleUp("general", 2, 2, ("shop/web-0",), "pending pods"),))
+
+    controller = _controller(kube_client, fresh_clock, state, planner=same_plan)
+    for _ in range(3):
+        assert (await controller.run_once()).scaled_up == {"general": 2}
+    assert len(_kwok_nodes(kube_api)) == 2
+
+
+def test_real_planner_is_the_default(kube_client: client.ApiClient) -> None:
+    controller = Controller(
+        config=_config(),
+        provider=KwokProvider(kube_client, _config().groups),
+        state=ClusterState(),
+    )
+    assert controller._plan is plan
