@@ -318,6 +318,7 @@ class _Demand:
     pack_keys: list[tuple[int, ResourcePolicy | None, int]] = field(default_factory=list)
     pack_index: dict[tuple[int, str, int], int] = field(default_factory=dict)
     on_eci: int = 0
+    about_to_land: int = 0  # pending pods that fit free or booting capacity
 
     def add(
         self,
@@ -490,6 +491,7 @@ def _scale_up(
         fitted = k.fit_existing(req, order=order, free=free, pod_class=pack, elig=elig_nodes)
         waiting = fitted >= 0
         booting = int(np.count_nonzero(fitted >= len(ctx.ecs_nodes)))
+        demand.about_to_land = int(np.count_nonzero(waiting & ~np.array(demand.from_eci, np.bool_)))
         if waiting.any():
             notes.append(
                 f"{int(waiting.sum()) - booting} pending pod(s) fit free capacity of existing "
@@ -802,7 +804,10 @@ def _scale_down(
     if not candidates:
         return [], unneeded
     if blocked_by_scale_up:
-        notes.append(f"scale-down of {len(candidates)} unneeded node(s) waits: scaling up now")
+        notes.append(
+            f"scale-down of {len(candidates)} unneeded node(s) waits: scaling up now, "
+            "or pending pods are about to use free capacity"
+        )
         return [], unneeded
     last_up = max(
         (gs.last_scale_up for gs in ctx.groups if gs.last_scale_up is not None), default=None
@@ -937,7 +942,7 @@ def plan(
         previous=unneeded or {},
         pdbs=pdbs,
         floor_milli=floor,
-        blocked_by_scale_up=bool(added),
+        blocked_by_scale_up=bool(added) or demand.about_to_land > 0,
         notes=notes,
     )
     ups = tuple(

@@ -1,0 +1,550 @@
+"""Planner tables: small clusters whose right answer is computed by hand in each test's comment."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from autoscaler.forecast import Forecast
+from autoscaler.nodegroup import InstanceType, NodeGroup, PlannerSettings, RemovalPolicy
+from autoscaler.planner import (
+    EXPECTED_DURATION,
+    DisruptionBudget,
+    GroupNode,
+    GroupState,
+    Plan,
+    plan,
+)
+from extender.model import (
+    Node,
+    NodeKind,
+    OwnerRef,
+    Pod,
+    Resources,
+    Taint,
+    Toleration,
+    WorkloadKey,
+)
+from extender.policy import ResourcePolicy, Unit
+from extender.selectors import LabelSelector
+from extender.snapshot import ClusterState
+
+GIB = 2**30
+NOW = 100_000.0
+LABEL = "spillover.dev/node-group"
+G4 = NodeGroup("g4", InstanceType("ecs.4c16g", 4000, 16 * GIB), price_per_hour=0.706, max_size=10)
+G8 = NodeGroup("g8", InstanceType("ecs.8c32g", 8000, 32 * GIB), price_per_hour=1.0, max_size=10)
+ECI = Node(
+    "virtual-kubelet",
+    labels={"type": "virtual-kubelet"},
+    taints=(Taint("virtual-kubelet.io/provider", "alibabacloud", "NoSchedule"),),
+    allocatable=Resources(10**6, 10**15, 10**5, 10**6),
+    kind=NodeKind.ECI,
+)
+ECI_TOLERATION = Toleration("virtual-kubelet.io/provider", "Exists")
+
+
+def pod(
+    name: str,
+    cpu: int = 1000,
+    mem: int = 2 * GIB,
+    *,
+    node: str = "",
+    app: str = "web",
+    kind: str = "ReplicaSet",
+    gpu: int = 0,
+    **extra: object,
+) -> Pod:
+    owner = None if kind == "Pod" else OwnerRef(kind, f"{app}-abc" if kind == "ReplicaSet" else app)
+    workload = WorkloadKey(
+        "default", "Deployment" if kind == "ReplicaSet" else kind, name if kind == "Pod" else app
+    )
+    fields: dict[str, object] = {
+        "uid": name,
+        "name": name,
+        "namespace": "default",
+        "labels": {"app": app, "pod-template-hash": "abc"},
+        "requests": Resources(cpu, mem, 1, gpu),
+        "owner": owner,
+        "node_name": node,
+        "phase": "Running" if node else "Pending",
+        "workload": workload,
+        "tolerations": (ECI_TOLERATION,),
+    }
+    fields.update(extra)
+    return Pod(**fields)  # type: ignore[arg-type]
+
+
+def node(name: str, group: NodeGroup, created: float = 0.0, **extra: object) -> Node:
+    return Node(
+        name,
+        labels={**group.labels, LABEL: group.name},
+        taints=group.taints,
+        allocatable=group.instance_type.capacity,
+        created=created,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def run(
+    pods: Sequence[Pod],
+    groups: Sequence[GroupState],
+    *,
+    nodes: Sequence[Node] = (),
+    policies: Sequence[ResourcePolicy] = (),
+    settings: PlannerSettings | None = None,
+    forecast: Forecast | None = None,
+    unneeded: dict[str, float] | None = None,
+    pdbs: Sequence[DisruptionBudget] = (),
+    backend: str = "numba",
+) -> Plan:
+    state = ClusterState(nodes=nodes, pods=pods, policies=policies)
+    return plan(
+        state,
+        groups,
+        forecast=forecast,
+        settings=settings or PlannerSettings(),
+        now=NOW,
+        unneeded=unneeded,
+        pdbs=pdbs,
+        backend=backend,
+    )
+
+
+def ten_pods() -> list[Pod]:
+    return [pod(f"p{i}") for i in range(10)]
+
+
+# -- scale-up ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+def test_ten_small_pods_take_three_4cpu_nodes(backend: str) -> None:
+    result = run(ten_pods(), [GroupState(G4, 0)], backend=backend)
+    (up,) = result.scale_ups
+    assert (up.group, up.delta, up.new_target) == ("g4", 3, 3)
+    assert sorted(up.pods) == sorted(f"default/p{i}" for i in range(10))
+    assert "10 pod(s) fit on 3 new" in up.reason
+    assert not result.unschedulable
+
+
+def test_least_waste_and_price_pick_differently() -> None:
+    # g4: 3 nodes, cpu waste 1 - 10/12; g8: 2 nodes, cpu waste 1 - 10/16 -> least-waste takes g4.
+    # price per pod: g4 3 * 0.706 / 10 = 0.212, g8 2 * 1.0 / 10 = 0.2 -> price takes g8.
+    groups = [GroupState(G4, 0), GroupState(G8, 0)]
+    waste = run(ten_pods(), groups)
+    price = run(ten_pods(), groups, settings=PlannerSettings(expander="price"))
+    assert [(u.group, u.delta) for u in waste.scale_ups] == [("g4", 3)]
+    assert [(u.group, u.delta) for u in price.scale_ups] == [("g8", 2)]
+    assert "least-waste" in waste.scale_ups[0].reason
+    assert "price" in price.scale_ups[0].reason
+
+
+def test_priority_expander() -> None:
+    settings = PlannerSettings(expander="priority", priorities={10: ("g8",), 1: (".*",)})
+    result = run(ten_pods(), [GroupState(G4, 0), GroupState(G8, 0)], settings=settings)
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("g8", 2)]
+
+
+def test_cost_expander_compares_with_eci() -> None:
+    # Over one hour, g8's 2 nodes cost 2.0 CNY; the pods on ECI would cost
+    # 10 * (1 * 0.1764 + 2 * 0.02207) = 2.205 CNY; g4 costs 2.118: net per pod -0.0087 vs -0.0205.
+    result = run(
+        ten_pods(),
+        [GroupState(G4, 0), GroupState(G8, 0)],
+        settings=PlannerSettings(expander="cost"),
+    )
+    (up,) = result.scale_ups
+    assert up.group == "g8"
+    assert "cheaper than" in up.reason
+
+
+def test_max_size_is_respected_and_the_rest_gets_a_reason() -> None:
+    small = dataclasses.replace(G4, max_size=2)
+    result = run(ten_pods(), [GroupState(small, 0)])
+    (up,) = result.scale_ups
+    assert (up.delta, up.new_target, len(up.pods)) == (2, 2, 8)
+    assert len(result.unschedulable) == 2
+    assert all("reached its max size 2" in r for r in result.unschedulable.values())
+
+
+def test_target_above_registered_nodes_counts_as_booting_capacity() -> None:
+    # target 1 but no node registered yet: 4 pods wait for the booting node, 6 need 2 more
+    result = run(ten_pods(), [GroupState(G4, 1)])
+    (up,) = result.scale_ups
+    assert (up.delta, up.new_target, len(up.pods)) == (2, 3, 6)
+
+
+def test_overflow_goes_to_the_next_group_when_one_is_full() -> None:
+    small = dataclasses.replace(G4, max_size=2)
+    result = run(ten_pods(), [GroupState(small, 0), GroupState(G8, 0)])
+    assert [(u.group, u.delta, len(u.pods)) for u in result.scale_ups] == [
+        ("g4", 2, 8),
+        ("g8", 1, 2),
+    ]
+
+
+def test_per_loop_cap() -> None:
+    result = run(ten_pods(), [GroupState(G4, 0)], settings=PlannerSettings(max_nodes_per_loop=1))
+    assert [(u.delta, len(u.pods)) for u in result.scale_ups] == [(1, 4)]
+    assert all("per-loop cap" in r for r in result.unschedulable.values())
+
+
+def test_cooldown_is_respected() -> None:
+    result = run(ten_pods(), [GroupState(G4, 0, last_scale_up=NOW - 100)])
+    assert result.scale_ups == ()
+    assert all("in cooldown" in r for r in result.unschedulable.values())
+    later = run(ten_pods(), [GroupState(G4, 0, last_scale_up=NOW - 301)])
+    assert later.scale_ups[0].delta == 3
+
+
+def test_taint_and_selector_mismatch_are_excluded_with_a_reason() -> None:
+    tainted = dataclasses.replace(
+        G8, name="gpu", taints=(Taint("nvidia.com/gpu", "", "NoSchedule"),)
+    )
+    other = dataclasses.replace(G4, name="batch", labels={"pool": "batch"})
+    picky = [pod(f"w{i}", node_selector={"pool": "web"}) for i in range(2)]
+    wide = pod("wide", 6000)  # only the 8-cpu group could hold it, and it is tainted
+    result = run([*ten_pods(), *picky, wide], [GroupState(tainted, 0), GroupState(other, 0)])
+    (up,) = result.scale_ups
+    assert (up.group, up.delta, len(up.pods)) == ("batch", 3, 10)
+    assert set(result.unschedulable) == {"default/w0", "default/w1", "default/wide"}
+    reason = result.unschedulable["default/w0"]
+    assert "gpu: node selector / required affinity does not match" in reason
+    assert "batch: node selector / required affinity does not match" in reason
+    reason = result.unschedulable["default/wide"]
+    assert "gpu: untolerated taint nvidia.com/gpu=:NoSchedule" in reason
+    assert "batch: pod requests exceed a new node's allocatable" in reason
+
+
+def test_pod_too_big_for_every_group() -> None:
+    result = run([pod("huge", 16_000)], [GroupState(G4, 0), GroupState(G8, 0)])
+    assert result.scale_ups == ()
+    assert "exceed a new node's allocatable" in result.unschedulable["default/huge"]
+
+
+def test_gpu_pods_go_to_the_gpu_group() -> None:
+    gpu = NodeGroup(
+        "gpu",
+        InstanceType("gn7", 96_000, 384 * GIB, 8000),
+        taints=(Taint("nvidia.com/gpu", "present", "NoSchedule"),),
+        price_per_hour=64,
+        max_size=4,
+    )
+    tol = (Toleration("nvidia.com/gpu", "Exists"),)
+    pods = [pod(f"t{i}", 8000, 32 * GIB, gpu=1000, tolerations=tol) for i in range(9)]
+    result = run(pods, [GroupState(G8, 0), GroupState(gpu, 0)])
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("gpu", 2)]
+
+
+def test_free_and_booting_capacity_is_used_first() -> None:
+    # one registered g4 node with 2 cpu free, one still booting (target 2): 6 pods fit, 4 need 1 node
+    n1 = node("n1", G4)
+    busy = [pod(f"b{i}", node="n1") for i in range(2)]
+    result = run([*busy, *ten_pods()], [GroupState(G4, 2)], nodes=[n1])
+    (up,) = result.scale_ups
+    assert (up.delta, len(up.pods)) == (1, 4)
+    assert any("nodes still booting" in n for n in result.notes)
+
+
+def test_daemonset_pods_are_not_demand_and_overhead_is_subtracted() -> None:
+    ds = pod("ds", 100, GIB, kind="DaemonSet", app="kube-proxy")
+    settings = PlannerSettings(daemonset_overhead=Resources(100, GIB, 1))
+    # 3.9 allocatable cpu per node: 3 pods each -> 10 pods need 4 nodes, the DaemonSet pod none
+    result = run([ds, *ten_pods()], [GroupState(G4, 0)], settings=settings)
+    (up,) = result.scale_ups
+    assert (up.delta, len(up.pods)) == (4, 10)
+
+
+def policy(ecs_max: int) -> ResourcePolicy:
+    return ResourcePolicy(
+        "web",
+        "default",
+        LabelSelector({"app": "web"}),
+        (Unit(NodeKind.ECS, ecs_max), Unit(NodeKind.ECI)),
+    )
+
+
+def test_policy_sends_only_the_first_n_to_ecs() -> None:
+    # max 3 on ECS, one already there: 2 of the 5 pending pods are ECS demand, 3 belong on ECI
+    n1 = node("n1", G4)
+    running = pod("r0", 4000, node="n1")
+    result = run(
+        [running, *ten_pods()[:5]], [GroupState(G4, 1)], nodes=[n1, ECI], policies=[policy(3)]
+    )
+    (up,) = result.scale_ups
+    assert (up.delta, up.pods) == (1, ("default/p0", "default/p1"))
+    assert any("3 pending pod(s) belong on ECI" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(("duration", "moves"), [("55m", True), ("30m", False)])
+def test_eci_pods_cheaper_on_ecs_break_even(duration: str, moves: bool) -> None:
+    # 2 cpu / 8 GiB pod on a 2 cpu / 8 GiB node at 0.353 CNY/h vs 0.529 CNY/h on ECI:
+    # ECS is cheaper once the pod runs more than 0.353 / 0.529 = 2/3 of the 1 h horizon (40 min).
+    g2 = NodeGroup("g2", InstanceType("ecs.2c8g", 2000, 8 * GIB), price_per_hour=0.353, max_size=5)
+    on_eci = pod("e0", 2000, 8 * GIB, node=ECI.name, annotations={EXPECTED_DURATION: duration})
+    result = run([on_eci], [GroupState(g2, 0)], nodes=[ECI], policies=[policy(3)])
+    if moves:
+        (up,) = result.scale_ups
+        assert (up.group, up.delta, up.pods) == ("g2", 1, ("default/e0",))
+        assert "now on ECI, cheaper on ECS" in up.reason
+    else:
+        assert result.scale_ups == ()
+
+
+def test_eci_pods_beyond_the_ecs_max_stay() -> None:
+    g2 = NodeGroup("g2", InstanceType("ecs.2c8g", 2000, 8 * GIB), price_per_hour=0.353, max_size=5)
+    n1 = node("n1", g2)
+    on_ecs = pod("s0", 2000, 8 * GIB, node="n1")
+    on_eci = pod("e0", 2000, 8 * GIB, node=ECI.name)  # Deployment: long-running
+    result = run([on_ecs, on_eci], [GroupState(g2, 1)], nodes=[n1, ECI], policies=[policy(1)])
+    assert result.scale_ups == ()
+
+
+# -- predictive --------------------------------------------------------------------------------
+
+
+def flat(level: float, upper: float | None = None) -> Forecast:
+    n = 120
+    return Forecast(
+        start=NOW,
+        step=60.0,
+        point=np.full(n, level),
+        upper=np.full(n, level if upper is None else upper),
+        quantile=0.9,
+        period="none",
+        model="static",
+    )
+
+
+def test_forecast_pre_provisions() -> None:
+    # upper bound 10 cores for the whole window, no ECS capacity: ceil(10 / 4) = 3 nodes
+    result = run([], [GroupState(G4, 0)], forecast=flat(8, 10))
+    (up,) = result.scale_ups
+    assert (up.group, up.delta, up.pods) == ("g4", 3, ())
+    assert up.reason.startswith("forecast: pre-provision 3 node(s)")
+
+
+def test_forecast_uses_the_break_even_share_of_the_window() -> None:
+    # a 20-minute spike in a 61-minute window is shorter than the 2/3 break-even: the level is the
+    # demand that lasts (2 cores), so 1 node, not 5
+    upper = np.full(120, 2.0)
+    upper[10:30] = 20.0
+    spike = dataclasses.replace(flat(2), upper=upper)
+    result = run([], [GroupState(G4, 0)], forecast=spike)
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("g4", 1)]
+
+
+def test_forecast_never_scales_in() -> None:
+    nodes = [node(f"n{i}", G4, created=i) for i in range(3)]
+    pods = [pod(f"r{i}", 3000, node=f"n{i}") for i in range(3)]  # 75% busy: needed
+    groups = [GroupState(G4, 3, last_scale_up=0.0)]
+    for forecast in (flat(0), None):
+        result = run(pods, groups, nodes=nodes, forecast=forecast)
+        assert result.scale_ups == ()
+        assert result.scale_downs == ()
+
+
+def test_forecast_keeps_pre_provisioned_capacity() -> None:
+    # three empty nodes, unneeded for long; forecast 10 cores: removing one would leave 8 < 10
+    nodes = [node(f"n{i}", G4, created=i) for i in range(3)]
+    old = {f"n{i}": NOW - 3600 for i in range(3)}
+    groups = [GroupState(G4, 3, last_scale_up=0.0)]
+    kept = run([], groups, nodes=nodes, forecast=flat(10), unneeded=old)
+    assert kept.scale_downs == ()
+    assert any("must stay at or above 10.00 cores" in n for n in kept.notes)
+    freed = run([], groups, nodes=nodes, forecast=flat(5), unneeded=old)
+    assert [d.node for d in freed.scale_downs] == ["n0"]  # 12 - 4 = 8 >= 5, 8 - 4 = 4 < 5
+
+
+# -- scale-down --------------------------------------------------------------------------------
+
+
+def half_empty() -> tuple[list[Node], list[Pod]]:
+    """n1 holds one 0.5-cpu pod (12%); n2 is 75% busy with 1 cpu free: n1's pod fits on n2."""
+    nodes = [node("n1", G4, created=1.0), node("n2", G4, created=2.0)]
+    pods = [pod("small", 500, GIB, node="n1"), pod("big", 3000, 4 * GIB, node="n2")]
+    return nodes, pods
+
+
+def test_scale_down_after_unneeded_time_and_not_before() -> None:
+    nodes, pods = half_empty()
+    groups = [GroupState(G4, 2, last_scale_up=0.0)]
+    first = run(pods, groups, nodes=nodes)
+    assert first.scale_downs == ()
+    assert first.unneeded == {"n1": NOW}
+    early = run(pods, groups, nodes=nodes, unneeded={"n1": NOW - 599})
+    assert early.scale_downs == ()
+    assert early.unneeded == {"n1": NOW - 599}
+    late = run(pods, groups, nodes=nodes, unneeded={"n1": NOW - 600, "gone": 1.0})
+    (down,) = late.scale_downs
+    assert (down.group, down.node) == ("g4", "n1")
+    assert "fit on n2" in down.reason
+    assert "cpu 12%" in down.reason
+    assert late.unneeded == {"n1": NOW - 600}
+
+
+def test_scale_down_needs_the_pods_to_fit_elsewhere() -> None:
+    nodes, pods = half_empty()
+    pods[0] = pod("small", 1500, GIB, node="n1")  # 37% busy, but only 1 cpu free on n2
+    result = run(pods, [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0})
+    assert result.scale_downs == ()
+    assert any("do not all fit" in n for n in result.notes)
+
+
+def test_pdb_blocks() -> None:
+    nodes, pods = half_empty()
+    pdb = DisruptionBudget("default", LabelSelector({"app": "web"}), 0, "web")
+    result = run(
+        pods, [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0}, pdbs=[pdb]
+    )
+    assert result.scale_downs == ()
+    assert any("PodDisruptionBudget" in n for n in result.notes)
+    allowed = dataclasses.replace(pdb, disruptions_allowed=1)
+    result = run(
+        pods,
+        [GroupState(G4, 2, last_scale_up=0.0)],
+        nodes=nodes,
+        unneeded={"n1": 0.0},
+        pdbs=[allowed],
+    )
+    assert [d.node for d in result.scale_downs] == ["n1"]
+
+
+def test_min_size_blocks() -> None:
+    nodes, pods = half_empty()
+    group = dataclasses.replace(G4, min_size=2)
+    result = run(pods, [GroupState(group, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0})
+    assert result.scale_downs == ()
+    assert any("min size 2" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("policy_", "gone"),
+    [(RemovalPolicy.OLDEST_INSTANCE, "old"), (RemovalPolicy.NEWEST_INSTANCE, "new")],
+)
+def test_removal_policy_order(policy_: RemovalPolicy, gone: str) -> None:
+    group = dataclasses.replace(G4, min_size=1, removal_policy=policy_)
+    nodes = [node("new", group, created=50.0), node("old", group, created=10.0)]
+    result = run(
+        [],
+        [GroupState(group, 2, last_scale_up=0.0)],
+        nodes=nodes,
+        unneeded={"new": 0.0, "old": 0.0},
+    )
+    assert [d.node for d in result.scale_downs] == [gone]
+
+
+def test_pods_that_cannot_move_keep_their_node() -> None:
+    nodes, pods = half_empty()
+    bare = pod("bare", 100, GIB, node="n1", kind="Pod")
+    pinned = pod(
+        "pinned",
+        100,
+        GIB,
+        node="n1",
+        annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+    )
+    for blocker, why in ((bare, "has no controller"), (pinned, "safe-to-evict")):
+        result = run(
+            [*pods, blocker],
+            [GroupState(G4, 2, last_scale_up=0.0)],
+            nodes=nodes,
+            unneeded={"n1": 0.0},
+        )
+        assert result.scale_downs == ()
+        assert any(why in n for n in result.notes)
+
+
+def test_daemonset_pods_do_not_block() -> None:
+    nodes, pods = half_empty()
+    ds = pod("proxy-n1", 100, GIB, node="n1", kind="DaemonSet", app="kube-proxy")
+    result = run(
+        [*pods, ds], [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0}
+    )
+    assert [d.node for d in result.scale_downs] == ["n1"]
+
+
+def test_delay_after_scale_up_and_no_scale_down_while_scaling_up() -> None:
+    nodes, pods = half_empty()
+    quick = dataclasses.replace(G4, cooldown=0.0)
+    recent = run(
+        pods, [GroupState(quick, 2, last_scale_up=NOW - 60)], nodes=nodes, unneeded={"n1": 0.0}
+    )
+    assert recent.scale_downs == ()
+    assert any("delay after scale-up" in n for n in recent.notes)
+    busy = run(
+        [*pods, pod("x", 3600)],
+        [GroupState(G4, 2, last_scale_up=0.0)],
+        nodes=nodes,
+        unneeded={"n1": 0.0},
+    )
+    assert busy.scale_ups
+    assert busy.scale_downs == ()
+    landing = run(
+        [*pods, pod("y", 3500)],
+        [GroupState(G4, 2, last_scale_up=0.0)],
+        nodes=nodes,
+        unneeded={"n1": 0.0},
+    )
+    assert landing.scale_ups == ()
+    assert landing.scale_downs == ()  # y is about to land on n1
+
+
+def test_receiving_nodes_stay_and_eci_nodes_are_never_scaled() -> None:
+    # n1 and n2 both 25% busy: n1 goes, its pod moves to n2, so n2 must stay this pass
+    nodes = [node("n1", G4, created=1.0), node("n2", G4, created=2.0), ECI]
+    pods = [pod("a", 1000, node="n1"), pod("b", 1000, node="n2"), pod("e", 100, node=ECI.name)]
+    unneeded = {"n1": 0.0, "n2": 0.0, ECI.name: 0.0}
+    result = run(pods, [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded=unneeded)
+    assert [d.node for d in result.scale_downs] == ["n1"]
+    assert ECI.name not in result.unneeded
+    assert any("n2 stays: it receives pods" in n for n in result.notes)
+
+
+def test_group_membership_from_the_provider() -> None:
+    # the node has no group label, but the provider lists it
+    plain = Node("i-123", allocatable=G4.instance_type.capacity, created=5.0)
+    result = run(
+        [],
+        [GroupState(G4, 1, (GroupNode("i-123", 5.0),), last_scale_up=0.0)],
+        nodes=[plain],
+        unneeded={"i-123": 0.0},
+    )
+    assert [(d.group, d.node) for d in result.scale_downs] == [("g4", "i-123")]
+
+
+def test_backends_agree_on_a_mixed_cluster() -> None:
+    rng = np.random.default_rng(7)
+    groups = [
+        GroupState(G4, 2),
+        GroupState(G8, 1),
+        GroupState(dataclasses.replace(G4, name="g4b", price_per_hour=0.6, max_size=3), 0),
+    ]
+    nodes = [node("a", G4, 1.0), node("b", G4, 2.0), node("c", G8, 3.0)]
+    pods = [
+        pod(f"r{i}", int(rng.choice([250, 500, 1500])), node=str(rng.choice(["a", "b", "c"])))
+        for i in range(6)
+    ]
+    pods += [
+        pod(f"p{i}", int(rng.choice([250, 1000, 3000])), int(rng.choice([1, 4])) * GIB)
+        for i in range(40)
+    ]
+    fast = run(pods, groups, nodes=nodes, unneeded={"a": 0.0})
+    slow = run(pods, groups, nodes=nodes, unneeded={"a": 0.0}, backend="reference")
+    assert fast == slow
+    assert fast.scale_ups
+
+
+def test_plan_to_dict() -> None:
+    data = run(ten_pods(), [GroupState(G4, 0)]).to_dict()
+    assert data["scaleUps"][0]["newTarget"] == 3
+    assert set(data) == {"scaleUps", "scaleDowns", "unneeded", "unschedulable", "notes"}
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(ValueError, match="backend"):
+        run([], [], backend="gpu")
