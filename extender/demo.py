@@ -17,7 +17,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ def _pod_name(body: Any) -> str:
     return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for row in rows:
@@ -180,8 +180,8 @@ def main() -> None:
         template = json.loads((fixtures / "filter-deployment-pod-nodecache.json").read_bytes())
         ecs = eci = 0
         for i in range(50):
-            body = {"Pod": _burst_pod(template["Pod"], i), "NodeNames": template["NodeNames"]}
-            status, answer = _post(conn, "/filter", json.dumps(body).encode())
+            burst = {"Pod": _burst_pod(template["Pod"], i), "NodeNames": template["NodeNames"]}
+            status, answer = _post(conn, "/filter", json.dumps(burst).encode())
             names = answer.get("NodeNames") if isinstance(answer, dict) else None
             if names and all(n.startswith("virtual-kubelet") for n in names):
                 eci += 1
