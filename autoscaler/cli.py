@@ -1,0 +1,392 @@
+"""``spillover-autoscaler``: ``run`` (the controller) and the offline tools, in one command.
+
+``run --groups FILE | --groups-configmap NAME --provider kwok|ess|simulated`` loads and checks
+the node-group configuration first (an invalid one exits with status 2 and one message naming
+the field), connects to the cluster, serves ``/healthz``, ``/readyz`` and ``/metrics`` on
+``--port``, compiles the planner's kernels (``autoscaler.kernels.warm_up``), fills the cluster
+cache (``extender.kube.ClusterWatch``) and only then reports ready and runs the controller
+(leader election first, unless ``--no-leader-election``).  SIGTERM releases the lease.
+
+The other subcommands are mounted from their modules: ``forecast`` (``autoscaler.forecast_cli``),
+``plan`` (``autoscaler.plan_cli``), ``record`` and ``replay`` (``autoscaler.replay.cli``); a
+module that is not there (yet) just leaves its subcommand out.
+
+Every flag of every subcommand can also be set with ``SPILLOVER_AUTOSCALER_<FLAG>`` (``--dry-run``
+is ``SPILLOVER_AUTOSCALER_DRY_RUN=true``); the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .forecast_cli import parse_duration
+from .nodegroup import AutoscalerConfig, ConfigError, groups_from_configmap, load_config
+
+__all__ = ["ENV_PREFIX", "Runtime", "build_parser", "load_groups", "main"]
+
+ENV_PREFIX = "SPILLOVER_AUTOSCALER_"
+PROVIDERS = ("kwok", "ess", "simulated")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+_OPTIONAL_SUBCOMMANDS = (
+    ("autoscaler.forecast_cli", "add_parser"),
+    ("autoscaler.plan_cli", "add_parser"),
+    ("autoscaler.replay.cli", "add_parsers"),
+)
+
+log = logging.getLogger("autoscaler.cli")
+
+
+class UsageError(ValueError):
+    """A setting the command cannot start with; the message names the flag or variable."""
+
+
+# -- parser -----------------------------------------------------------------------------------
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--groups", default="", help="node-group configuration YAML file")
+    p.add_argument(
+        "--groups-configmap", default="", help="ConfigMap (key groups.yaml) in --namespace"
+    )
+    p.add_argument("--provider", choices=PROVIDERS, default=None, help="node-group provider")
+    p.add_argument("--kubeconfig", default="", help="kubeconfig (default: in-cluster, ~/.kube)")
+    p.add_argument("--dry-run", action="store_true", help="plan and log; change nothing")
+    p.add_argument("--namespace", default="kube-system", help="namespace of lease, status, config")
+    p.add_argument("--host", default="0.0.0.0", help="address of /healthz /readyz /metrics")
+    p.add_argument("--port", type=int, default=8080, help="port of /healthz /readyz /metrics")
+    p.add_argument("--loop-interval", type=parse_duration, default=10.0, help="e.g. 10s")
+    p.add_argument("--batch-window", type=parse_duration, default=1.0, help="pending-pod batch")
+    p.add_argument("--identity", default="", help="leader-election identity (default: hostname)")
+    p.add_argument("--lease-name", default="spillover-autoscaler")
+    p.add_argument("--status-configmap", default="spillover-autoscaler-status")
+    p.add_argument("--no-leader-election", action="store_true", help="act without a Lease")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--ess-region", default="", help="ESS: region id, e.g. cn-hangzhou")
+    p.add_argument(
+        "--ess-scaling-groups",
+        default="",
+        help="ESS: group=ScalingGroupId,... (default: the group name is the id)",
+    )
+    p.add_argument("--ess-endpoint", default="", help="ESS: endpoint (default: regional)")
+    p.add_argument("--ess-protocol", default="https", choices=("https", "http"))
+    p.add_argument("--ess-instance-label", default="", help="ESS: node label with the instance id")
+    p.add_argument("--ess-scale-up", default="desired", choices=("desired", "adjustment"))
+    p.set_defaults(func=_run_command)
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="spillover-autoscaler", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    run = sub.add_parser("run", help="run the autoscaler controller")
+    _run_arguments(run)
+    for module_name, hook in _OPTIONAL_SUBCOMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name is not None and module_name.startswith(err.name):
+                continue  # not written yet
+            raise
+        getattr(module, hook)(sub)
+    for subparser in sub.choices.values():
+        _env_defaults(subparser, environ)
+    return parser
+
+
+def _env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Defaults from ``SPILLOVER_AUTOSCALER_<DEST>``; an unusable value names the variable."""
+    for action in parser._actions:  # argparse has no public iterator over actions
+        if not action.option_strings or action.dest in ("help", argparse.SUPPRESS):
+            continue
+        name = ENV_PREFIX + action.dest.upper()
+        if name not in environ:
+            continue
+        raw = environ[name]
+        value: Any
+        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+            if raw.lower() not in _TRUE + _FALSE:
+                parser.error(f"{name}: expected true or false, got {raw!r}")
+            value = (raw.lower() in _TRUE) == isinstance(action, argparse._StoreTrueAction)
+        else:
+            try:
+                value = action.type(raw) if callable(action.type) else raw
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+                parser.error(f"{name}: {err}")
+            if action.choices is not None and value not in action.choices:
+                choices = ", ".join(map(str, action.choices))
+                parser.error(f"{name}: must be one of {choices}, not {raw!r}")
+        action.default = value
+        action.required = False
+
+
+# -- run --------------------------------------------------------------------------------------
+def load_groups(args: argparse.Namespace, configmap: Mapping[str, str] | None) -> AutoscalerConfig:
+    if bool(args.groups) == bool(args.groups_configmap):
+        raise UsageError("give exactly one of --groups FILE or --groups-configmap NAME")
+    if args.groups:
+        return load_config(args.groups)
+    if configmap is None:
+        raise ConfigError(f"ConfigMap {args.namespace}/{args.groups_configmap}: not found")
+    try:
+        return groups_from_configmap(configmap)
+    except ConfigError as err:
+        raise ConfigError(f"ConfigMap {args.namespace}/{args.groups_configmap}: {err}") from None
+
+
+def _ess_groups(args: argparse.Namespace, config: AutoscalerConfig) -> dict[str, str]:
+    mapping = {g.name: g.name for g in config.groups}
+    for item in filter(None, (s.strip() for s in args.ess_scaling_groups.split(","))):
+        name, sep, group_id = item.partition("=")
+        if not sep or not name or not group_id:
+            raise UsageError(f"--ess-scaling-groups: expected group=ScalingGroupId, got {item!r}")
+        if name not in mapping:
+            raise UsageError(f"--ess-scaling-groups: {name!r} is not a configured node group")
+        mapping[name] = group_id
+    return mapping
+
+
+@dataclass
+class Runtime:
+    """Everything ``run`` assembles; ``serve`` runs it until ``stop``."""
+
+    args: argparse.Namespace
+    api: Any = None
+    config: AutoscalerConfig | None = None
+    controller: Any = None
+    ready: bool = False
+    registries: list[Any] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        """Connect and check the configuration; raises ``ConfigError``/``UsageError``."""
+        from kubernetes_asyncio import client
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        from extender.kube import load_kube_config
+
+        args = self.args
+        if args.provider is None:
+            raise UsageError("--provider (or SPILLOVER_AUTOSCALER_PROVIDER) is required")
+        if bool(args.groups) == bool(args.groups_configmap):
+            raise UsageError("give exactly one of --groups FILE or --groups-configmap NAME")
+        if args.groups:
+            self.config = load_groups(args, None)
+        self.api = await load_kube_config(args.kubeconfig or None)
+        if self.config is None:
+            data: Mapping[str, str] | None = None
+            try:
+                cm = await client.CoreV1Api(self.api).read_namespaced_config_map(
+                    args.groups_configmap, args.namespace
+                )
+                data = cm.data or {}
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+            self.config = load_groups(args, data)
+        self.controller = self._controller(self.config)
+
+    def _controller(self, config: AutoscalerConfig) -> Any:
+        from prometheus_client import CollectorRegistry
+
+        from extender.ledger import Ledger
+        from extender.metrics import Metrics as WatchMetrics
+        from extender.snapshot import ClusterState
+
+        from .controller import Controller, ControllerSettings
+        from .leader import LeaseElector, LeaseSettings
+        from .metrics import Metrics
+        from .status import StatusStore
+
+        args = self.args
+        identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
+        state = ClusterState(synced=False)
+        metrics = Metrics()
+        watch_metrics = WatchMetrics(CollectorRegistry())
+        self.registries = [metrics.registry, watch_metrics.registry]
+        self._watch_parts = (state, Ledger(), watch_metrics)
+        elector = (
+            None
+            if args.no_leader_election
+            else LeaseElector(
+                self.api,
+                identity=identity,
+                settings=LeaseSettings(name=args.lease_name, namespace=args.namespace),
+                clock=_wall_clock(),
+            )
+        )
+        return Controller(
+            config=config,
+            provider=self._provider(config),
+            state=state,
+            api=self.api,
+            status=StatusStore(
+                self.api, namespace=args.namespace, name=args.status_configmap, identity=identity
+            ),
+            elector=elector,
+            metrics=metrics,
+            settings=ControllerSettings(
+                loop_interval=args.loop_interval,
+                batch_window=args.batch_window,
+                dry_run=args.dry_run,
+            ),
+        )
+
+    def _provider(self, config: AutoscalerConfig) -> Any:
+        args = self.args
+        label = config.settings.node_group_label
+        if args.provider == "kwok":
+            from .providers.kwok import KwokProvider
+
+            return KwokProvider(self.api, config.groups, label=label)
+        if args.provider == "simulated":
+            from .providers.simulated import SimulatedProvider
+
+            return SimulatedProvider(config.groups, clock=_wall_clock(), label=label)
+        if not args.ess_region:
+            raise UsageError("--ess-region is required with --provider ess")
+        try:
+            from .providers.ess import EssConfig, EssProvider
+        except ImportError as err:  # pragma: no cover - depends on the installed extras
+            raise UsageError(f"--provider ess needs the ess extra ({err})") from None
+        return EssProvider(
+            EssConfig(
+                region=args.ess_region,
+                scaling_groups=_ess_groups(args, config),
+                endpoint=args.ess_endpoint,
+                protocol=args.ess_protocol,
+                instance_label=args.ess_instance_label,
+                scale_up=args.ess_scale_up,
+            )
+        )
+
+    def app(self) -> Any:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import PlainTextResponse, Response
+        from starlette.routing import Route
+
+        async def healthz(_: Request) -> Response:
+            return PlainTextResponse("ok")
+
+        async def readyz(_: Request) -> Response:
+            if self.ready:
+                return PlainTextResponse("ready")
+            return PlainTextResponse("not ready: warming up or syncing the cache", 503)
+
+        async def metrics(_: Request) -> Response:
+            body = b"".join(generate_latest(r) for r in self.registries)
+            return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+        return Starlette(
+            routes=[
+                Route("/healthz", healthz),
+                Route("/readyz", readyz),
+                Route("/metrics", metrics),
+            ]
+        )
+
+    async def serve(self, stop: asyncio.Event, *, http: bool = True) -> None:
+        import uvicorn
+
+        from extender.kube import ClusterWatch
+
+        from . import kernels
+
+        server = None
+        if http:
+            server = _server_class()(
+                uvicorn.Config(
+                    self.app(), host=self.args.host, port=self.args.port, log_config=None
+                )
+            )
+            self.tasks.append(asyncio.create_task(server.serve(), name="http"))
+        state, ledger, watch_metrics = self._watch_parts
+        watch = ClusterWatch(self.api, state, ledger, metrics=watch_metrics)
+        self.tasks.append(asyncio.create_task(watch.run(), name="watch"))
+        try:
+            await asyncio.to_thread(kernels.warm_up)
+            synced = asyncio.create_task(watch.wait_synced())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({synced, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            synced.cancel()
+            stopped.cancel()
+            if not stop.is_set():
+                self.ready = True
+                log.info("ready", extra={"provider": self.args.provider})
+                await self.controller.run(stop)
+        finally:
+            self.ready = False
+            if server is not None:
+                server.should_exit = True
+            for task in self.tasks:
+                if task.get_name() != "http":
+                    task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self.api.close()
+
+
+def _server_class() -> type[Any]:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # signals set ``stop`` (see _serve), which stops this server too
+
+    return Server
+
+
+def _wall_clock() -> Callable[[], float]:
+    import time
+
+    return time.time
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    runtime = Runtime(args)
+    try:
+        await runtime.start()
+    except (ConfigError, UsageError) as err:
+        if runtime.api is not None:
+            await runtime.api.close()
+        print(f"spillover-autoscaler: error: {err}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await runtime.serve(stop)
+    return 0
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from extender.logs import configure
+
+    configure(args.log_level)
+    return asyncio.run(_serve(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""``spillover-autoscaler``: flags and environment, refusing bad configuration, ``run`` end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from kube_emulator import KubeEmulator
+
+from autoscaler.cli import Runtime, build_parser, main
+
+GOOD: dict[str, Any] = {
+    "groups": [
+        {
+            "name": "general",
+            "instanceType": {"cpu": "2", "memory": "8Gi", "maxPods": 32},
+            "min": 0,
+            "max": 4,
+            "cooldown": "0s",
+        }
+    ],
+    "settings": {"scaleDownDelayAfterAdd": "0s"},
+}
+
+
+def _write(tmp_path: Path, doc: dict[str, Any]) -> str:
+    path = tmp_path / "groups.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def _bad(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(GOOD)
+    target: Any = doc["groups"][0]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("min",), 5, "groups[0].min: 5 is greater than max 4"),
+        (("pricePerHour",), -1, "groups[0].pricePerHour: must not be negative"),
+        (("instanceType", "memory"), "8Gx", "groups[0].instanceType.memory"),
+        (("instanceType", "cpu"), "-2", "groups[0].instanceType.cpu"),
+    ],
+)
+def test_bad_group_config_refuses_to_start_naming_the_field(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    path: tuple[str, ...],
+    value: Any,
+    message: str,
+) -> None:
+    groups = _write(tmp_path, _bad(path, value))
+    assert main(["run", "--groups", groups, "--provider", "kwok"]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1  # one clear line, no traceback
+
+
+def test_unknown_provider_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    groups = _write(tmp_path, GOOD)
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--groups", groups, "--provider", "gce"])
+    assert info.value.code == 2
+    assert "--provider: invalid choice: 'gce'" in capsys.readouterr().err
+    monkeypatch.setenv("SPILLOVER_AUTOSCALER_PROVIDER", "gce")
+    with pytest.raises(SystemExit):
+        main(["run", "--groups", groups])
+    assert "SPILLOVER_AUTOSCALER_PROVIDER: must be one of kwok, ess, simulated" in (
+        capsys.readouterr().err
+    )
+
+
+def test_missing_provider_or_groups_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--groups", _write(tmp_path, GOOD)]) == 2
+    assert "--provider" in capsys.readouterr().err
+    assert main(["run", "--provider", "kwok"]) == 2
+    assert "exactly one of --groups FILE or --groups-configmap NAME" in capsys.readouterr().err
+
+
+def test_every_flag_also_comes_from_the_environment() -> None:
+    env = {
+        "SPILLOVER_AUTOSCALER_PROVIDER": "ess",
+        "SPILLOVER_AUTOSCALER_DRY_RUN": "true",
+        "SPILLOVER_AUTOSCALER_LOOP_INTERVAL": "30s",
+        "SPILLOVER_AUTOSCALER_PORT": "9090",
+        "SPILLOVER_AUTOSCALER_GROUPS_CONFIGMAP": "groups",
+        "SPILLOVER_AUTOSCALER_HORIZON": "2h",
+    }
+    parser = build_parser(env)
+    args = parser.parse_args(["run"])
+    assert (args.provider, args.dry_run, args.loop_interval, args.port) == ("ess", True, 30.0, 9090)
+    assert args.groups_configmap == "groups"
+    assert parser.parse_args(["run", "--port", "1"]).port == 1  # the command line wins
+    forecast = parser.parse_args(["forecast", "series.csv"])
+    assert forecast.horizon == 7200.0
+
+
+def test_bad_environment_values_name_the_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser({"SPILLOVER_AUTOSCALER_DRY_RUN": "maybe"})
+    assert "SPILLOVER_AUTOSCALER_DRY_RUN: expected true or false" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser({"SPILLOVER_AUTOSCALER_PORT": "http"})
+    assert "SPILLOVER_AUTOSCALER_PORT" in capsys.readouterr().err
+
+
+def test_subcommands_are_assembled() -> None:
+    from autoscaler import forecast_cli
+
+    parser = build_parser({})
+    assert parser.parse_args(["forecast", "series.csv"]).func is forecast_cli.run
+    assert parser.parse_args(["run"]).command == "run"
+
+
+def _args(kube_api: KubeEmulator, groups: str, *extra: str) -> Any:
+    assert kube_api.kubeconfig_path is not None
+    return build_parser({}).parse_args(
+        [
+            "run",
+            "--groups",
+            groups,
+            "--provider",
+            "kwok",
+            "--kubeconfig",
+            str(kube_api.kubeconfig_path),
+            "--loop-interval",
+            "1s",
+            "--batch-window",
+            "0.1s",
+            *extra,
+        ]
+    )
+
+
+def _pending(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1500m"}}}]},
+        "status": {"phase": "Pending"},
+    }
+
+
+async def _until(predicate: Any, *, polls: int = 1200) -> None:
+    """Poll until ``predicate``; the poll budget is a safety net, nothing asserts on time."""
+    for _ in range(polls):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_run_scales_the_cluster_and_serves_probes(
+    kube_api: KubeEmulator, tmp_path: Path
+) -> None:
+    kube_api.create_all([_pending("p-1"), _pending("p-2")])
+    runtime = Runtime(_args(kube_api, _write(tmp_path, GOOD)))
+    await runtime.start()
+    transport = httpx.ASGITransport(app=runtime.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://autoscaler") as http:
+        assert (await http.get("/readyz")).status_code == 503
+        stop = asyncio.Event()
+        task = asyncio.create_task(runtime.serve(stop, http=False))
+        try:
+            await _until(lambda: len(kube_api.objects_of("nodes")) == 2)
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/readyz")).status_code == 200
+            metrics = (await http.get("/metrics")).text
+            assert "spillover_autoscaler_applied_changes_total" in metrics
+            assert "spillover_extender_watch_restarts" in metrics
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+    lease = kube_api.get("leases", "spillover-autoscaler", "kube-system")
+    assert lease["spec"]["holderIdentity"] == ""  # released on shutdown
+
+
+async def test_run_dry_run_changes_nothing(kube_api: KubeEmulator, tmp_path: Path) -> None:
+    kube_api.create(_pending("p-1"))
+    runtime = Runtime(_args(kube_api, _write(tmp_path, GOOD), "--dry-run"))
+    await runtime.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.serve(stop, http=False))
+    try:
+        await _until(lambda: runtime.controller.last is not None)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert runtime.controller.last.plan.scale_ups
+    assert kube_api.objects_of("nodes") == []
+    assert kube_api.objects_of("configmaps") == []
+
+
+async def test_groups_from_a_configmap_are_checked_too(kube_api: KubeEmulator) -> None:
+    bad = _bad(("max",), -1)
+    kube_api.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "groups", "namespace": "kube-system"},
+            "data": {"groups.yaml": yaml.safe_dump(bad)},
+        }
+    )
+    assert kube_api.kubeconfig_path is not None
+    args = [
+        "run",
+        "--groups-configmap",
+        "groups",
+        "--provider",
+        "kwok",
+        "--kubeconfig",
+        str(kube_api.kubeconfig_path),
+    ]
+    runtime = Runtime(build_parser({}).parse_args(args))
+    with pytest.raises(ValueError, match=r"ConfigMap kube-system/groups: groups\[0\]\.max"):
+        await runtime.start()
+    await runtime.api.close()
