@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -51,7 +53,7 @@ from .metrics import Metrics, reason_label
 from .nodegroup import AutoscalerConfig
 from .planner import DisruptionBudget, GroupNode, GroupState, Plan, plan
 from .providers.base import GroupStatus, InstanceState, Provider, ProviderError
-from .status import Memory, StatusStore
+from .status import DemandHistory, Memory, StatusStore
 
 __all__ = ["Controller", "ControllerSettings", "PassResult", "Planner", "demand_of"]
 
@@ -92,6 +94,8 @@ class ControllerSettings:
     forecast_min_history: float = 86_400.0
     forecast_refit: float = 900.0
     wape_window: int = 1440
+    status_interval: float = 60.0  # rewrite an unchanged status at most this often
+    pod_events: int = 20  # TriggeredScaleUp events per scale-up, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,7 @@ class Controller:
         self._fitted_at = -float("inf")
         self._errors: deque[tuple[float, float]] = deque(maxlen=self.settings.wape_window)
         self._seen_pending: set[str] = set()
+        self._saved: tuple[str, float] = ("", -math.inf)
         self.last: PassResult | None = None
 
     # -- the loop -----------------------------------------------------------------------------
@@ -273,8 +278,14 @@ class Controller:
                     memory = await self._status.load()
                 except _IO_ERRORS as err:
                     log.warning("status: could not read memory", extra={"error": str(err)})
-            self._memory = memory or Memory()
-            self._memory.demand.step = self.settings.history_step
+            memory = memory or Memory()
+            s = self.settings
+            if (memory.demand.step, memory.demand.limit) != (s.history_step, s.history_limit):
+                memory.demand = DemandHistory.from_json(
+                    memory.demand.to_json(), step=s.history_step, limit=s.history_limit
+                )
+            self._memory = memory
+            self._saved = ("", -math.inf)
         return self._memory
 
     # -- inputs -------------------------------------------------------------------------------
@@ -403,6 +414,7 @@ class Controller:
                 f"{up.group}: target {target} (+{up.delta}) for {len(up.pods)} pods: {up.reason}",
                 now,
             )
+            await self._pod_events(up.pods, f"pod triggered scale-up: {up.group} -> {target}", now)
         return scaled
 
     async def _scale_down(
@@ -515,6 +527,20 @@ class Controller:
         if self._status is not None:
             await self._status.event(reason=reason, message=message, now=now, warning=warning)
 
+    async def _pod_events(self, pods: Sequence[str], message: str, now: float) -> None:
+        if self._status is None:
+            return
+        for key in pods[: self.settings.pod_events]:
+            namespace, _, name = key.rpartition("/")
+            await self._status.event(
+                reason="TriggeredScaleUp",
+                message=message,
+                now=now,
+                kind="Pod",
+                name=name,
+                namespace=namespace or "default",
+            )
+
     async def _save(
         self,
         memory: Memory,
@@ -527,8 +553,7 @@ class Controller:
     ) -> None:
         if self._status is None:
             return
-        summary = {
-            "time": now,
+        summary: dict[str, Any] = {
             "leader": self._elector.identity if self._elector is not None else "",
             "groups": {
                 name: {
@@ -548,10 +573,17 @@ class Controller:
             "notes": list(result.notes),
             "errors": list(errors),
         }
+        durable = {k: v for k, v in memory.to_json().items() if k != "demand"}
+        fingerprint = json.dumps([summary, durable], sort_keys=True, default=str)
+        last_fingerprint, saved_at = self._saved
+        if fingerprint == last_fingerprint and now - saved_at < self.settings.status_interval:
+            return  # nothing new but the demand series, which can wait a minute
         try:
-            await self._status.save(memory, summary)
+            await self._status.save(memory, {"time": now, **summary})
         except _IO_ERRORS as err:
             log.warning("status: could not write the ConfigMap", extra={"error": str(err)})
+            return
+        self._saved = (fingerprint, now)
 
 
 def _stays(pod: Pod) -> bool:

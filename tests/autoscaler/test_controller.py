@@ -167,6 +167,9 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     )
     events = kube_api.objects_of("events", NS)
     assert [e["reason"] for e in events] == ["ScaledUpGroup"]
+    pod_events = kube_api.objects_of("events", "shop")
+    assert sorted(e["involvedObject"]["name"] for e in pod_events) == ["web-0", "web-1", "web-2"]
+    assert {e["reason"] for e in pod_events} == {"TriggeredScaleUp"}
     assert _memory(kube_api)["lastScaleUp"] == {"general": clock.now}
 
     # The nodes registered; the pods are still pending (no scheduler here): no second batch.
@@ -404,6 +407,10 @@ async def test_planned_scale_up_uses_absolute_targets(
     for _ in range(3):
         assert (await controller.run_once()).scaled_up == {"general": 2}
     assert len(_kwok_nodes(kube_api)) == 2
+    # Created by the first pass, updated by the second (it sees the new instances); the third
+    # has nothing new to say and does not write.
+    assert len(kube_api.requests_to("POST", "/configmaps$")) == 1
+    assert len(kube_api.requests_to("PUT", "/configmaps/")) == 1
 
 
 def test_real_planner_is_the_default(kube_client: client.ApiClient) -> None:
