@@ -140,3 +140,21 @@ async def test_unknown_group_and_bad_credentials(ess: FakeEss) -> None:
     with pytest.raises(ProviderError, match="DescribeScalingGroups failed") as info:
         await provider.refresh()
     assert info.value.code == "InvalidAccessKeyId.NotFound"
+
+
+async def test_requests_are_signed_with_the_secret(ess: FakeEss) -> None:
+    """The fake checks the SDK's ACS3-HMAC-SHA256 signature: a wrong secret is refused."""
+    wrong = EssProvider(
+        EssConfig(
+            region="cn-hangzhou",
+            scaling_groups={"general": "asg-general"},
+            access_key_id="test-ak",
+            access_key_secret="not-the-secret",
+            endpoint=f"127.0.0.1:{ess.port}",
+            protocol="http",
+        )
+    )
+    with pytest.raises(ProviderError) as info:
+        await wrong.refresh()
+    assert info.value.code == "SignatureDoesNotMatch"
+    await _provider(ess).refresh()  # the right secret passes the same check
