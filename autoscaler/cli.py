@@ -12,7 +12,9 @@ The other subcommands are mounted from their modules: ``forecast`` (``autoscaler
 module that is not there (yet) just leaves its subcommand out.
 
 Every flag of every subcommand can also be set with ``SPILLOVER_AUTOSCALER_<FLAG>`` (``--dry-run``
-is ``SPILLOVER_AUTOSCALER_DRY_RUN=true``); the command line wins.
+is ``SPILLOVER_AUTOSCALER_DRY_RUN=true``); the command line wins.  ESS credentials are never
+flags: ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` (/ ``ALIBABA_CLOUD_SECURITY_TOKEN``) when
+set, else the SDK's default credential chain (RRSA/OIDC on ACK, profile, ECS RAM role).
 """
 
 from __future__ import annotations
@@ -264,6 +266,9 @@ class Runtime:
         return EssProvider(
             EssConfig(
                 region=args.ess_region,
+                access_key_id=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
+                access_key_secret=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
+                security_token=os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""),
                 scaling_groups=_ess_groups(args, config),
                 endpoint=args.ess_endpoint,
                 protocol=args.ess_protocol,

@@ -100,6 +100,13 @@ class EssProvider:
             )
             if config.endpoint:
                 sdk_config.endpoint = config.endpoint
+            if not (config.access_key_id and config.access_key_secret):
+                # The SDK's default chain: environment, RRSA/OIDC (ACK), profile, ECS RAM role.
+                from alibabacloud_credentials.client import (  # type: ignore[import-untyped]
+                    Client as Credentials,
+                )
+
+                sdk_config.credential = Credentials()
             client = Client(sdk_config)
         self._client = client
         self._groups: dict[str, GroupStatus] = {}

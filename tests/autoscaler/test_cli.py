@@ -12,7 +12,10 @@ import pytest
 import yaml
 from kube_emulator import KubeEmulator
 
-from autoscaler.cli import Runtime, build_parser, main
+from autoscaler.cli import Runtime, UsageError, build_parser, main
+from autoscaler.nodegroup import load_config
+
+from .conftest import FakeEss
 
 GOOD: dict[str, Any] = {
     "groups": [
@@ -230,3 +233,50 @@ async def test_groups_from_a_configmap_are_checked_too(kube_api: KubeEmulator) -
     with pytest.raises(ValueError, match=r"ConfigMap kube-system/groups: groups\[0\]\.max"):
         await runtime.start()
     await runtime.api.close()
+
+
+async def test_run_with_the_ess_provider(
+    kube_api: KubeEmulator, tmp_path: Path, fake_ess: FakeEss, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Credentials come from the standard ALIBABA_CLOUD_* environment variables."""
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "test-ak")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "test-sk")
+    fake_ess.add_group("asg-general", min_size=0, max_size=4, desired=0)
+    kube_api.create_all([_pending("p-1"), _pending("p-2")])
+    args = _args(
+        kube_api,
+        _write(tmp_path, GOOD),
+        "--ess-region",
+        "cn-hangzhou",
+        "--ess-endpoint",
+        f"127.0.0.1:{fake_ess.port}",
+        "--ess-protocol",
+        "http",
+        "--ess-scaling-groups",
+        "general=asg-general",
+    )
+    args.provider = "ess"
+    runtime = Runtime(args)
+    await runtime.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.serve(stop, http=False))
+    try:
+        await _until(lambda: fake_ess.groups["asg-general"].desired == 2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert "ModifyScalingGroup" in fake_ess.actions()
+
+
+def test_ess_needs_a_region_and_known_groups(tmp_path: Path) -> None:
+    groups = _write(tmp_path, GOOD)
+    args = build_parser({}).parse_args(
+        ["run", "--groups", groups, "--provider", "ess", "--ess-scaling-groups", "gpu=asg-1"]
+    )
+    runtime = Runtime(args)
+    runtime.config = load_config(groups)
+    with pytest.raises(UsageError, match="--ess-region is required"):
+        runtime._provider(runtime.config)
+    args.ess_region = "cn-hangzhou"
+    with pytest.raises(UsageError, match="'gpu' is not a configured node group"):
+        runtime._provider(runtime.config)
