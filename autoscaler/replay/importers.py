@@ -11,6 +11,12 @@ production GPU cluster, with times in seconds from the trace start.  What is rep
   ``deletion_time``; a row without one would run to the end of the trace (the largest time seen).
 - Requests: ``cpu_milli`` millicores, ``memory_mib`` MiB, GPUs ``num_gpu * gpu_milli`` thousandths
   (a pod with ``num_gpu=1, gpu_milli=460`` shares 46 % of one GPU, as the trace describes).
+- Expected run time: the planner moves pods from ECI to ECS only when it expects them to run long
+  enough (annotation ``spillover.dev/expected-duration``; bare pods and Jobs without it stay on
+  ECI).  With ``expected_duration="history"`` (default) each pod is annotated with the median run
+  time of the pods of its shape (cpu, memory, GPU, QoS) that had *already finished* when it was
+  created: what an operator could know at that moment, never the pod's own future.  ``"none"``
+  leaves the annotation off.
 - Workloads: every task is its own workload (a bare ``Pod/openb/<name>``).  The tasks are
   independent jobs with their own lifetimes and the trace has no ReplicaSets, so grouping them by
   shape would invent keep-N counts that never existed.  ``group_by="shape"`` is available to see
@@ -23,11 +29,14 @@ the replica count of one Deployment, ``ceil(value / per_replica)`` clamped to
 
 from __future__ import annotations
 
+import bisect
 import csv
+import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 
+from autoscaler.planner import EXPECTED_DURATION
 from extender.model import Resources, WorkloadKey
 
 from .trace import (
@@ -73,11 +82,19 @@ def _int(row: Mapping[str, str], column: str, at: str, *, optional: bool = False
 
 
 def import_openb(
-    path: str | Path, *, include_unscheduled: bool = False, group_by: str = "pod"
+    path: str | Path,
+    *,
+    include_unscheduled: bool = False,
+    group_by: str = "pod",
+    expected_duration: str = "history",
 ) -> Trace:
     """The Alibaba openb pod list as a trace; raises ``TraceError`` naming the file and line."""
     if group_by not in ("pod", "shape"):
         raise ValueError(f"group_by must be 'pod' or 'shape', not {group_by!r}")
+    if expected_duration not in ("history", "none"):
+        raise ValueError(
+            f"expected_duration must be 'history' or 'none', not {expected_duration!r}"
+        )
     where = str(path)
     rows: list[tuple[int, int | None, str, Resources, dict[str, str]]] = []
     try:
@@ -116,8 +133,20 @@ def import_openb(
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise TraceError(f"{where}: {err}") from None
     end = max((d if d is not None else c for c, d, *_ in rows), default=0)
+    history = _History() if expected_duration == "history" else None
     events: list[tuple[float, int, Event]] = []
     for seq, (created, deleted, name, requests, labels) in enumerate(rows):
+        annotations: dict[str, str] = {}
+        if history is not None:
+            shape = (requests.cpu_milli, requests.memory, requests.gpu_milli, labels["qos"])
+            known = history.median(shape, now=created)
+            if known is not None:
+                annotations[EXPECTED_DURATION] = f"{known:g}s"
+            history.add(
+                shape,
+                ends=end if deleted is None else deleted,
+                lasted=(end if deleted is None else deleted) - created,
+            )
         if group_by == "shape":
             gpu = requests.gpu_milli
             shape = f"shape-{requests.cpu_milli}m-{requests.memory // MIB}mi-{gpu}g"
@@ -126,7 +155,11 @@ def import_openb(
             workload = WorkloadKey("openb", "Pod", name)
         uid = f"openb/{name}"
         events.append(
-            (created, seq, PodCreated(created, uid, workload, name, Template(requests, labels)))
+            (
+                created,
+                seq,
+                PodCreated(created, uid, workload, name, Template(requests, labels, annotations)),
+            )
         )
         gone = float(end if deleted is None else deleted)
         events.append((gone, seq, PodDeleted(gone, uid)))
@@ -138,6 +171,28 @@ def import_openb(
         TraceHeader(source=f"alibaba-openb:{Path(path).name}", notes=notes),
         [e for _, _, e in events],
     )
+
+
+class _History:
+    """Run times of finished pods per shape, revealed only once each pod has ended."""
+
+    def __init__(self) -> None:
+        self._future: list[tuple[int, int, Hashable, int]] = []
+        self._done: dict[Hashable, list[int]] = {}
+        self._seq = 0
+
+    def add(self, shape: Hashable, *, ends: int, lasted: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._future, (ends, self._seq, shape, lasted))
+
+    def median(self, shape: Hashable, *, now: int) -> float | None:
+        while self._future and self._future[0][0] <= now:
+            _, _, done_shape, lasted = heapq.heappop(self._future)
+            bisect.insort(self._done.setdefault(done_shape, []), lasted)
+        known = self._done.get(shape)
+        if not known:
+            return None
+        return float(known[len(known) // 2])
 
 
 def import_series(

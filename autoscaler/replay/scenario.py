@@ -13,7 +13,7 @@
       eciStartDelay: 10s   # an ECI pod starts this long after it is bound ...
       eciStartJitter: 2s   # ... plus a seeded uniform jitter in [0, jitter)
       ecsPodStartDelay: 0s # a pod bound to a ready ECS node starts after this
-    forecast: {enabled: true, refit: 6h, history: 168h, step: 5m}
+    forecast: {enabled: true, refit: 6h, history: 168h, step: 5m, passEvery: 30m}
     target: {pendingP99: 15s}
     baselines: {headroom: [0, 1, 2, 4], staticNodes: auto}
     samplePeriod: 5m     # resolution of the time series in the report and plot
@@ -66,6 +66,7 @@ class ForecastSpec:
     refit: float = 6 * 3600.0
     history: float = 7 * 86_400.0
     step: float = 300.0
+    every: float = 1800.0  # a planner pass at least this often while a forecast is in force
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
     if timing.loop_period <= 0:
         raise ScenarioError("timing.loopPeriod: must be positive")
     f = _map(doc.get("forecast"), "forecast")
-    _known(f, ("enabled", "refit", "history", "step"), "forecast")
+    _known(f, ("enabled", "refit", "history", "step", "passEvery"), "forecast")
     fd = ForecastSpec()
     enabled = f.get("enabled", fd.enabled)
     if not isinstance(enabled, bool):
@@ -169,6 +170,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         _duration(f, "refit", fd.refit, "forecast"),
         _duration(f, "history", fd.history, "forecast"),
         _duration(f, "step", fd.step, "forecast"),
+        _duration(f, "passEvery", fd.every, "forecast"),
     )
     target = _map(doc.get("target"), "target")
     _known(target, ("pendingP99",), "target")

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
+import autoscaler.forecast as forecasting
 import autoscaler.planner as planner
 from autoscaler.costs import GIB
 from autoscaler.nodegroup import NodeGroup
@@ -281,6 +282,22 @@ class Simulation:
         self.samples: list[tuple[float, ...]] = []
         self.next_sample = 0.0
         self.end = trace.end
+        # Predictive sizing: the forecast is of requested cpu cores of live pods without GPUs (the
+        # demand general-purpose groups can hold), sampled every forecast.step, refitted every
+        # forecast.refit on the last forecast.history, as the controller records and refits it.
+        self.live_cpu_general = 0
+        self.fc_t: list[float] = []
+        self.fc_v: list[float] = []
+        self.fc_next_sample = 0.0
+        self.fc_next_refit = 0.0
+        self.fc: forecasting.Forecast | None = None
+        self.forecast_fits = 0
+        self.predictive = (
+            variant.forecast
+            and scenario.forecast.enabled
+            and variant.autoscaling
+            and bool(self.groups)
+        )
         for node in self.provider.nodes(now=0.0):
             self._node_ready(node, requested=0.0)
         for _ in range(variant.headroom if variant.headroom_group in self.groups else 0):
@@ -346,6 +363,12 @@ class Simulation:
         while self.next_sample <= t and self.next_sample <= self.end:
             self._sample(self.next_sample)
             self.next_sample += period
+        if self.predictive:
+            step = self.scenario.forecast.step
+            while self.fc_next_sample <= t:
+                self.fc_t.append(self.fc_next_sample)
+                self.fc_v.append(self.live_cpu_general / 1000)
+                self.fc_next_sample += step
         self.now = t
 
     def _sample(self, t: float) -> None:
@@ -406,6 +429,8 @@ class Simulation:
             self.n_pods += 1
         self.live_cpu += r.cpu_milli
         self.live_gpu += r.gpu_milli
+        if not r.gpu_milli and not rec.balloon:
+            self.live_cpu_general += r.cpu_milli
         self.state.upsert_pod(rec.pod)
         return rec
 
@@ -430,8 +455,6 @@ class Simulation:
         if not self._place(rec):
             self.pending[rec.uid] = rec
             self._request_plan(self._reaction())
-        else:
-            self._request_plan(self._tick())
 
     def _pod_deleted(self, uid: str) -> None:
         rec = self.pods.pop(uid, None)
@@ -446,10 +469,14 @@ class Simulation:
         r = rec.pod.requests
         self.live_cpu -= r.cpu_milli
         self.live_gpu -= r.gpu_milli
+        if not r.gpu_milli and not rec.balloon:
+            self.live_cpu_general -= r.cpu_milli
         self.state.remove_pod(uid)
-        if on_ecs and self.pending:
-            self._push(self.now, _RETRY)
-        self._request_plan(self._tick())
+        if on_ecs:
+            # Lower utilization may start a node's scale-down timer; pending pods may fit now.
+            if self.pending:
+                self._push(self.now, _RETRY)
+            self._request_plan(self._tick())
 
     def _replicas(self, ev: ReplicasChanged) -> None:
         current = self.replicas.get(ev.workload)
@@ -625,8 +652,8 @@ class Simulation:
         rec.pod = replace(rec.pod, node_name=rec.bound, phase="Running")
         self.state.upsert_pod(rec.pod)
         if node is None:
-            # An ECI pod may belong on ECS (cost model): the planner gets to look soon.
-            self._request_plan(self._reaction())
+            # An ECI pod may belong on ECS (cost model): the next loop looks at it.
+            self._request_plan(self._tick())
 
     def _unbind(self, rec: _Pod) -> None:
         if not rec.bound:
@@ -692,7 +719,6 @@ class Simulation:
         self.node_requested[node.name] = requested
         self.state.upsert_node(node)
         self.peak_nodes = max(self.peak_nodes, len(self.nodes))
-        self._request_plan(self._tick())
 
     def _node_removed(self, name: str) -> None:
         rec = self.nodes.pop(name)
@@ -763,13 +789,30 @@ class Simulation:
             )
         return states
 
+    def _refit(self) -> None:
+        spec = self.scenario.forecast
+        self.fc_next_refit = self.now + spec.refit
+        n = max(0, len(self.fc_t) - int(spec.history / spec.step))
+        values = self.fc_v[n:]
+        self.fc = None
+        if len(values) < 12 or max(values) <= 0:
+            return  # under an hour of history, or nothing to forecast
+        boot = max((g.boot_time for g in self.groups.values()), default=0.0)
+        horizon = spec.refit + boot + self.settings.forecast_horizon + spec.step
+        self.forecast_fits += 1
+        self.fc = forecasting.fit_forecast(
+            np.asarray(self.fc_t[n:], np.float64), np.asarray(values, np.float64), horizon=horizon
+        )
+
     def _autoscale(self) -> None:
         now = self.now
+        if self.predictive and now >= self.fc_next_refit:
+            self._refit()
         self.planner_calls += 1
         result = planner.plan(
             self.state,
             self._group_states(),
-            forecast=None,
+            forecast=self.fc,
             settings=self.settings,
             now=now,
             unneeded=self.unneeded,
@@ -798,13 +841,19 @@ class Simulation:
             self.last_down[group] = now
         # Come back when something the planner waits for is due: unneeded nodes, pods pending
         # for ECS capacity that is not on its way.
-        if self.unneeded:
-            due = min(self.unneeded.values()) + self.settings.scale_down_unneeded_time
-            self._request_plan(max(due, self._tick()))
+        # Unneeded nodes whose time is already up but that stayed (their pods cannot move) wait
+        # for the next change instead of a pass every loop.
+        wait = self.settings.scale_down_unneeded_time
+        due = [since + wait for since in self.unneeded.values() if since + wait > now]
+        if due:
+            self._request_plan(max(min(due), self._tick()))
         waiting = any(uid not in result.unschedulable for uid in self.pending)
         booting = any(self.provider.next_ready(now=now) is not None for _ in (0,))
         if waiting and not booting:
             self._request_plan(self._tick())
+        if self.fc is not None:
+            # Pre-provisioning needs passes even when nothing happens.
+            self._request_plan(now + self.scenario.forecast.every)
 
     # -- the end -------------------------------------------------------------------------------------
     def check(self) -> None:

@@ -6,10 +6,11 @@ never go backwards).  Event types:
 
 - ``pod_created``: ``uid``, ``workload`` (``Kind/namespace/name``), ``name``, ``requests`` (a map of
   Kubernetes quantities: ``cpu``, ``memory``, ``nvidia.com/gpu``, which may be fractional, e.g.
-  ``"460m"`` for a shared GPU), optional ``labels``.
+  ``"460m"`` for a shared GPU), optional ``labels`` and ``annotations`` (the planner reads
+  ``spillover.dev/expected-duration``).
 - ``pod_deleted``: ``uid``.
 - ``replicas_changed``: ``workload``, ``replicas``; ``requests`` / ``labels`` (the pod template)
-  are required the first time a workload appears.  The replay plays the ReplicaSet controller.
+  (and ``annotations``) are required the first time a workload appears.  The replay plays the ReplicaSet controller.
 - ``node_added``: ``name``, ``allocatable`` (quantities), optional ``labels``, ``price_per_hour``.
 - ``node_removed``: ``name``.
 
@@ -68,6 +69,7 @@ class TraceError(ValueError):
 class Template:
     requests: Resources
     labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,8 @@ def _template_fields(template: Template) -> dict[str, Any]:
     out: dict[str, Any] = {"requests": resources_to_dict(template.requests)}
     if template.labels:
         out["labels"] = dict(template.labels)
+    if template.annotations:
+        out["annotations"] = dict(template.annotations)
     return out
 
 
@@ -309,6 +313,13 @@ class _Decoder:
             self._requests[cache_key] = r
         return r
 
+    def _template(self, obj: Mapping[str, Any], at: str) -> Template:
+        return Template(
+            self._resources(obj, "requests", at, pod=True),
+            self._labels(obj, "labels", at),
+            self._labels(obj, "annotations", at),
+        )
+
     def _workload(self, obj: Mapping[str, Any], at: str) -> WorkloadKey:
         raw = obj.get("workload")
         key = self._workloads.get(raw) if isinstance(raw, str) else None
@@ -338,9 +349,7 @@ class _Decoder:
                 self._str(obj, "uid", at),
                 self._workload(obj, at),
                 self._str(obj, "name", at),
-                Template(
-                    self._resources(obj, "requests", at, pod=True), self._labels(obj, "labels", at)
-                ),
+                self._template(obj, at),
             )
         if kind == "pod_deleted":
             return PodDeleted(t, self._str(obj, "uid", at))
@@ -350,9 +359,7 @@ class _Decoder:
                 raise TraceError(f"{at}: field 'replicas' must be a non-negative integer")
             template = None
             if "requests" in obj:
-                template = Template(
-                    self._resources(obj, "requests", at, pod=True), self._labels(obj, "labels", at)
-                )
+                template = self._template(obj, at)
             return ReplicasChanged(t, self._workload(obj, at), replicas, template)
         if kind == "node_added":
             price = obj.get("price_per_hour", 0.0)
