@@ -138,12 +138,12 @@ def import_openb(
     for seq, (created, deleted, name, requests, labels) in enumerate(rows):
         annotations: dict[str, str] = {}
         if history is not None:
-            shape = (requests.cpu_milli, requests.memory, requests.gpu_milli, labels["qos"])
-            known = history.median(shape, now=created)
+            kind = (requests.cpu_milli, requests.memory, requests.gpu_milli, labels["qos"])
+            known = history.median(kind, now=created)
             if known is not None:
                 annotations[EXPECTED_DURATION] = f"{known:g}s"
             history.add(
-                shape,
+                kind,
                 ends=end if deleted is None else deleted,
                 lasted=(end if deleted is None else deleted) - created,
             )
