@@ -170,7 +170,10 @@ class Controller:
         )
         try:
             while not stop.is_set():
-                await self.run_once()
+                try:
+                    await self.run_once()
+                except Exception:  # a bug or an unexpected API answer: log it, keep serving
+                    log.exception("controller pass failed")
                 await self.wait_for_trigger(stop)
         finally:
             stop.set()

@@ -17,7 +17,7 @@ from autoscaler.forecast import Forecast, StaticForecaster
 from autoscaler.leader import LeaseElector, LeaseSettings
 from autoscaler.metrics import Metrics, reason_label
 from autoscaler.nodegroup import AutoscalerConfig, config_from_dict
-from autoscaler.planner import GroupState, Plan, ScaleUp, plan
+from autoscaler.planner import GroupState, Plan, ScaleDown, ScaleUp, plan
 from autoscaler.providers.base import GroupStatus, ProviderError
 from autoscaler.providers.kwok import KwokProvider
 from autoscaler.status import StatusStore
@@ -464,3 +464,74 @@ async def test_simulated_provider_in_virtual_time_without_an_api(fresh_clock: Fa
         state.upsert_node(node)
     assert len(state.nodes) == 3
     assert (await controller.run_once()).scaled_up == {}
+
+
+def _on(pod: dict[str, Any], node: str) -> dict[str, Any]:
+    pod["spec"]["nodeName"] = node
+    pod["status"]["phase"] = "Running"
+    return pod
+
+
+async def test_scale_down_drains_by_eviction_and_respects_disruption_budgets(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    state = ClusterState()
+    provider = KwokProvider(kube_client, _config().groups)
+    await provider.increase_size("general", target=2)
+    free, guarded = sorted(_kwok_nodes(kube_api))
+    kube_api.create(_on(_pod("web-free"), free))
+    guarded_pod = _on(_pod("db-0"), guarded)
+    guarded_pod["metadata"]["labels"] = {"app": "db"}
+    kube_api.create(guarded_pod)
+    kube_api.create(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "db", "namespace": "shop"},
+            "spec": {"selector": {"matchLabels": {"app": "db"}}},
+            "status": {"disruptionsAllowed": 0},
+        }
+    )
+    _sync(kube_api, state)
+
+    def remove_both(*_: Any, **__: Any) -> Plan:
+        return Plan(
+            scale_downs=(
+                ScaleDown("general", free, "underutilized"),
+                ScaleDown("general", guarded, "underutilized"),
+            )
+        )
+
+    controller = _controller(kube_client, fresh_clock, state, planner=remove_both)
+    result = await controller.run_once()
+    assert result.deleted == (free,)
+    assert result.errors == (f"could not drain {guarded}",)
+    assert _kwok_nodes(kube_api) == [guarded]
+    assert [p["metadata"]["name"] for p in kube_api.objects_of("pods")] == ["db-0"]
+    node = kube_api.get("nodes", guarded)
+    assert not node["spec"].get("unschedulable")  # uncordoned again
+    assert all(t["key"] != "spillover.dev/to-be-deleted" for t in node["spec"].get("taints") or [])
+
+
+async def test_a_failing_pass_does_not_stop_the_loop(
+    kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    calls: list[int] = []
+    stop = asyncio.Event()
+
+    def broken(*_: Any, **__: Any) -> Plan:
+        calls.append(1)
+        if len(calls) == 2:
+            stop.set()
+        raise RuntimeError("planner bug")
+
+    controller = Controller(
+        config=_config(),
+        provider=KwokProvider(kube_client, _config().groups),
+        state=ClusterState(),
+        settings=ControllerSettings(loop_interval=0.01, poll_interval=0.01),
+        planner=broken,
+        clock=fresh_clock,
+    )
+    await asyncio.wait_for(controller.run(stop), timeout=10)
+    assert len(calls) == 2
