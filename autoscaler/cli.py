@@ -221,7 +221,7 @@ class Runtime:
         self._watch_parts = (state, Ledger(), watch_metrics)
         elector = (
             None
-            if args.no_leader_election
+            if args.no_leader_election or args.dry_run
             else LeaseElector(
                 self.api,
                 identity=identity,

@@ -12,7 +12,8 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 6. write the status ConfigMap (the controller's only memory, see :mod:`autoscaler.status`),
    Events and metrics.
 
-``--dry-run`` runs steps 1-4 and logs what it would do; it writes nothing anywhere.
+``--dry-run`` runs steps 2-4 and logs what it would do; it writes nothing anywhere, not even the
+Lease (a dry-run replica must never take the lease from the one that acts).
 
 Reaction time: besides the periodic tick (10 s), :meth:`run` looks at the cache's pending pods
 every ``poll_interval``; a pod it has not seen before starts a pass after ``batch_window``
@@ -165,7 +166,7 @@ class Controller:
         stop = stop or asyncio.Event()
         elector_task = (
             asyncio.create_task(self._elector.run(stop), name="leader-election")
-            if self._elector is not None
+            if self._elector is not None and not self.settings.dry_run
             else None
         )
         try:
@@ -217,6 +218,8 @@ class Controller:
         self.metrics.pending_pods.set(len(self._seen_pending))
         if not await self._lead():
             return PassResult(leader=False)
+        if not self.state.synced:
+            return PassResult(leader=True, errors=("the cluster cache is not synced yet",))
         memory = await self._recall()
         try:
             await self._retry(self.provider.refresh, group="*", operation="refresh")
@@ -246,13 +249,13 @@ class Controller:
             self.metrics.planned.labels(up.group, "up", reason_label(up.reason)).inc(up.delta)
         for down in result.scale_downs:
             self.metrics.planned.labels(down.group, "down", reason_label(down.reason)).inc()
+        memory.unneeded = dict(result.unneeded)  # dry-run keeps it too, in memory only
         if self.settings.dry_run:
             for up in result.scale_ups:
                 log.info("dry-run: would scale up", extra=_fields(up))
             for down in result.scale_downs:
                 log.info("dry-run: would remove node", extra=_fields(down))
             return PassResult(leader=True, plan=result)
-        memory.unneeded = dict(result.unneeded)
         errors: list[str] = []
         scaled = await self._scale_up(result, memory, now, errors)
         deleted = await self._scale_down(result, memory, now, errors)
@@ -261,7 +264,8 @@ class Controller:
         return PassResult(True, result, scaled, tuple(deleted), tuple(errors))
 
     async def _lead(self) -> bool:
-        if self._elector is None:
+        # A dry run never contends for the Lease: taking it would stop the real autoscaler.
+        if self._elector is None or self.settings.dry_run:
             self.metrics.leader.set(1)
             return True
         leader = await self._elector.step()

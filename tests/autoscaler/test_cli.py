@@ -207,6 +207,7 @@ async def test_run_dry_run_changes_nothing(kube_api: KubeEmulator, tmp_path: Pat
     assert runtime.controller.last.plan.scale_ups
     assert kube_api.objects_of("nodes") == []
     assert kube_api.objects_of("configmaps") == []
+    assert kube_api.objects_of("leases") == []
 
 
 async def test_groups_from_a_configmap_are_checked_too(kube_api: KubeEmulator) -> None:

@@ -216,7 +216,9 @@ async def test_dry_run_changes_nothing(
     kube_api.create_all(_pod(f"web-{i}") for i in range(2))
     _sync(kube_api, state)
     metrics = Metrics()
-    controller = _controller(kube_client, fresh_clock, state, dry_run=True, metrics=metrics)
+    controller = _controller(
+        kube_client, fresh_clock, state, identity="preview", dry_run=True, metrics=metrics
+    )
     result = await controller.run_once()
     assert result.plan is not None
     assert result.plan.scale_ups
@@ -224,6 +226,7 @@ async def test_dry_run_changes_nothing(
     assert _kwok_nodes(kube_api) == []
     assert kube_api.objects_of("configmaps") == []
     assert kube_api.objects_of("events") == []
+    assert kube_api.objects_of("leases") == []  # never contends with the replica that acts
     assert not kube_api.requests_to("POST", "/api/v1/nodes")
     planned = metrics.registry.get_sample_value(
         "spillover_autoscaler_planned_changes_total",
