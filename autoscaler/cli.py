@@ -102,7 +102,12 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
             if err.name is not None and module_name.startswith(err.name):
                 continue  # not written yet
             raise
+        before = set(sub.choices)
         getattr(module, hook)(sub)
+        for name in set(sub.choices) - before:
+            added = sub.choices[name]
+            if added.get_default("func") is None and hasattr(module, "run"):
+                added.set_defaults(func=module.run)
     for subparser in sub.choices.values():
         _env_defaults(subparser, environ)
     return parser

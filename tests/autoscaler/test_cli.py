@@ -281,3 +281,33 @@ def test_ess_needs_a_region_and_known_groups(tmp_path: Path) -> None:
     args.ess_region = "cn-hangzhou"
     with pytest.raises(UsageError, match="'gpu' is not a configured node group"):
         runtime._provider(runtime.config)
+
+
+def test_optional_subcommands_are_mounted_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from autoscaler import cli
+
+    fake = types.ModuleType("autoscaler._fake_replay_cli")
+
+    def add_parsers(sub: Any) -> None:
+        sub.add_parser("record").add_argument("--out", default="trace.jsonl")
+        sub.add_parser("replay")
+
+    def run(args: Any) -> int:
+        return 7 if args.command == "record" else 8
+
+    fake.add_parsers = add_parsers  # type: ignore[attr-defined]
+    fake.run = run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setattr(
+        cli,
+        "_OPTIONAL_SUBCOMMANDS",
+        (*cli._OPTIONAL_SUBCOMMANDS, (fake.__name__, "add_parsers"), ("autoscaler.nope", "x")),
+    )
+    monkeypatch.setenv("SPILLOVER_AUTOSCALER_OUT", "env.jsonl")
+    args = cli.build_parser().parse_args(["record"])
+    assert args.out == "env.jsonl"
+    assert main(["record"]) == 7
+    assert main(["replay"]) == 8
