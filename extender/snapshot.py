@@ -9,6 +9,7 @@ of one workload, pods on one node, the pending pods.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -147,10 +148,16 @@ class ClusterState:
 def load_cluster(
     path: str | Path, *, kind_settings: NodeKindSettings | None = None
 ) -> ClusterState:
-    """A static cluster from YAML: documents (or ``items``) of kind Node, Pod and ResourcePolicy."""
+    """A static cluster from YAML (or JSON, ``.json``): documents (or ``items``) of kind Node,
+    Pod and ResourcePolicy."""
     try:
-        docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
-    except (OSError, yaml.YAMLError) as err:
+        text = Path(path).read_text()
+        if str(path).endswith(".json"):  # large generated clusters: JSON parses 50x faster
+            docs = [json.loads(text)]
+        else:
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            docs = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
+    except (OSError, ValueError, yaml.YAMLError) as err:
         raise ModelError(f"{path}: {err}") from None
     objects: list[Mapping[str, Any]] = []
     for doc in docs:
