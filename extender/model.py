@@ -177,6 +177,7 @@ class Node:
     unschedulable: bool = False
     ready: bool = True
     created: float = 0.0
+    provider_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +353,7 @@ def node_from_dict(raw: Mapping[str, Any], settings: NodeKindSettings | None = N
         unschedulable=bool(spec.get("unschedulable")),
         ready=ready,
         created=_timestamp(meta.get("creationTimestamp")),
+        provider_id=str(spec.get("providerID") or ""),
     )
 
 

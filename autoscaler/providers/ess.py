@@ -65,7 +65,7 @@ class EssConfig:
 
 def instance_id_of(node: Node, *, label: str = "") -> str:
     """The ECS instance id behind a node, or ``""``."""
-    provider_id = str(getattr(node, "provider_id", "") or "")
+    provider_id = node.provider_id
     if provider_id:
         return provider_id.rsplit(".", 1)[-1].rsplit("/", 1)[-1]
     if label and node.labels.get(label):
@@ -102,7 +102,7 @@ class EssProvider:
                 sdk_config.endpoint = config.endpoint
             if not (config.access_key_id and config.access_key_secret):
                 # The SDK's default chain: environment, RRSA/OIDC (ACK), profile, ECS RAM role.
-                from alibabacloud_credentials.client import (  # type: ignore[import-untyped]
+                from alibabacloud_credentials.client import (
                     Client as Credentials,
                 )
 
