@@ -158,9 +158,9 @@ class _Handlers:
         self, args: wire.ExtenderArgs
     ) -> tuple[Callable[[ResourcePolicy], Offer], dict[str, msgspec.Raw] | None]:
         """How to group the offered nodes for a policy, and the raw Node items (full-Node mode)."""
-        if bytes(args.NodeNames) != b"null":
+        if not wire.is_null(args.NodeNames):
             raw_names = args.NodeNames
-            key = bytes(raw_names)
+            key = bytes(raw_names)  # one copy, hashed once: the offer cache's key
 
             def by_names(policy: ResourcePolicy) -> Offer:
                 return self.caches.offer(

@@ -8,6 +8,7 @@ like ``Quantity.MilliValue()`` and ``Quantity.Value()``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -68,9 +69,24 @@ def parse_quantity(text: str | int | float) -> Fraction:
 
 def milli_value(text: str | int | float) -> int:
     """Thousandths, rounded up (``Quantity.MilliValue``): cpu ``"250m"`` -> 250, ``"0.1"`` -> 100."""
+    if type(text) is str:
+        return _milli_str(text)
     return math.ceil(parse_quantity(text) * 1000)
 
 
 def value(text: str | int | float) -> int:
     """Whole units, rounded up (``Quantity.Value``): memory ``"1.5Gi"`` -> 1610612736."""
+    if type(text) is str:
+        return _value_str(text)
+    return math.ceil(parse_quantity(text))
+
+
+# Every pod of a workload repeats the same few quantity strings: parse each once.
+@functools.lru_cache(maxsize=8192)
+def _milli_str(text: str) -> int:
+    return math.ceil(parse_quantity(text) * 1000)
+
+
+@functools.lru_cache(maxsize=8192)
+def _value_str(text: str) -> int:
     return math.ceil(parse_quantity(text))

@@ -143,6 +143,7 @@ class Caches:
     pods: _Lru[tuple[str, str], Pod] = field(default_factory=lambda: _Lru(4_096))
     _policies: tuple[ResourcePolicy, ...] | None = None
     _by_namespace: dict[str, tuple[ResourcePolicy, ...]] = field(default_factory=dict)
+    _matches: dict[Hashable, ResourcePolicy | None] = field(default_factory=dict)
 
     def policy(self, state: ClusterState, pod: Pod) -> ResourcePolicy | None:
         """``policy_for`` over only the pod's namespace (the index follows ``state.policies``)."""
@@ -152,7 +153,15 @@ class Caches:
                 by_namespace.setdefault(p.namespace, []).append(p)
             self._by_namespace = {ns: tuple(ps) for ns, ps in by_namespace.items()}
             self._policies = state.policies
-        return policy_for(self._by_namespace.get(pod.namespace, ()), pod)
+            self._matches.clear()
+        # The replicas of a workload share their labels: match each label set once.
+        key = (pod.namespace, frozenset(pod.labels.items()))
+        if key in self._matches:
+            return self._matches[key]
+        if len(self._matches) >= 65_536:
+            self._matches.clear()
+        found = self._matches[key] = policy_for(self._by_namespace.get(pod.namespace, ()), pod)
+        return found
 
     def pod(self, raw: Mapping[str, object]) -> Pod:
         """``pod_from_dict`` memoised per (uid, resourceVersion): filter then prioritize share it."""

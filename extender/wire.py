@@ -47,6 +47,7 @@ __all__ = [
     "encode_priorities",
     "encode_scores",
     "grouped_map",
+    "is_null",
 ]
 
 NULL = msgspec.Raw(b"null")
@@ -129,14 +130,6 @@ class _NodeList(msgspec.Struct):
     items: list[msgspec.Raw] | None = None
 
 
-class _FilterOut(msgspec.Struct):
-    Nodes: msgspec.Raw
-    NodeNames: msgspec.Raw
-    FailedNodes: msgspec.Raw
-    FailedAndUnresolvableNodes: msgspec.Raw
-    Error: str
-
-
 class _NodeListOut(msgspec.Struct):
     metadata: dict[str, Any]
     items: list[msgspec.Raw]
@@ -185,12 +178,19 @@ def _top(body: bytes, what: str, fields: Mapping[str, str]) -> dict[str, msgspec
     return _canonical(raw, fields)
 
 
-def _is_null(raw: msgspec.Raw | None) -> bool:
-    return raw is None or bytes(raw) == b"null"
+def is_null(raw: msgspec.Raw | None) -> bool:
+    if raw is None:
+        return True
+    view = memoryview(raw)  # no copy: NodeNames can be hundreds of kB
+    return len(view) == 4 and view.tobytes() == b"null"
+
+
+def _starts(raw: msgspec.Raw, char: bytes) -> bool:
+    return memoryview(raw)[:1].tobytes() == char
 
 
 def _pod(raw: msgspec.Raw | None, what: str) -> dict[str, Any]:
-    if _is_null(raw):
+    if is_null(raw):
         raise WireError(f"{what}: Pod is required")
     try:
         return _OBJECT.decode(raw)  # type: ignore[arg-type]
@@ -204,11 +204,11 @@ def decode_args(body: bytes) -> ExtenderArgs:
     pod = _pod(fields.get("Pod"), "ExtenderArgs")
     nodes = fields.get("Nodes", NULL)
     names = fields.get("NodeNames", NULL)
-    if not _is_null(nodes) and not bytes(nodes).startswith(b"{"):
+    if not is_null(nodes) and not _starts(nodes, b"{"):
         raise WireError("ExtenderArgs: Nodes must be a NodeList object or null")
-    if not _is_null(names) and not bytes(names).startswith(b"["):
+    if not is_null(names) and not _starts(names, b"["):
         raise WireError("ExtenderArgs: NodeNames must be a list of strings or null")
-    if _is_null(nodes) and _is_null(names):
+    if is_null(nodes) and is_null(names):
         raise WireError("ExtenderArgs: one of Nodes or NodeNames is required")
     return ExtenderArgs(Pod=pod, Nodes=nodes, NodeNames=names)
 
@@ -315,8 +315,21 @@ def encode_filter_result(
     unresolvable: Mapping[str, str] | msgspec.Raw | None = None,
     error: str = "",
 ) -> bytes:
-    return _ENCODER.encode(
-        _FilterOut(nodes, node_names, _as_raw(failed), _as_raw(unresolvable), error)
+    """ExtenderFilterResult, spliced from raw parts (one copy of large node lists)."""
+    return b"".join(
+        (
+            b'{"Nodes":',
+            nodes,
+            b',"NodeNames":',
+            node_names,
+            b',"FailedNodes":',
+            _as_raw(failed),
+            b',"FailedAndUnresolvableNodes":',
+            _as_raw(unresolvable),
+            b',"Error":',
+            _ENCODER.encode(error),
+            b"}",
+        )
     )
 
 
@@ -383,15 +396,29 @@ def _keys(names: Sequence[str]) -> list[bytes]:
 def grouped_map(
     groups: Sequence[tuple[Sequence[str], str]], extra: Mapping[str, str] | None = None
 ) -> msgspec.Raw:
-    """``{name: reason}`` for groups of names that share a reason, plus ``extra`` entries."""
-    parts = []
+    """``{name: reason}`` for groups of names that share a reason, plus ``extra`` entries.
+
+    Built by joining memoised ``"name":`` keys in C; a group's whole map is memoised too, since
+    the replicas of one workload are refused the same nodes for the same reason.
+    """
+    pieces: list[bytes] = []
     for names, reason in groups:
         if names:
-            value = _ENCODER.encode(reason)
-            parts.append((value + b",").join(_keys(names)) + value)
+            pieces.append(_group_map(names, reason))
     if extra:
-        parts.append(_ENCODER.encode(dict(extra))[1:-1])
-    return msgspec.Raw(b"{" + b",".join(p for p in parts if p) + b"}")
+        pieces.append(_ENCODER.encode(dict(extra))[1:-1])
+    return msgspec.Raw(b"{" + b",".join(pieces) + b"}")
+
+
+def _group_map(names: Sequence[str], reason: str) -> bytes:
+    def make() -> bytes:
+        value = _ENCODER.encode(reason)
+        return (value + b",").join(_keys(names)) + value
+
+    if not isinstance(names, tuple) or len(names) < 64:
+        return make()
+    body: bytes = _MEMO.get(names, ("map", reason), make)
+    return body
 
 
 def encode_scores(names: Sequence[str], score: int) -> bytes:
