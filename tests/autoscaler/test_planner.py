@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -548,3 +550,41 @@ def test_plan_to_dict() -> None:
 def test_unknown_backend() -> None:
     with pytest.raises(ValueError, match="backend"):
         run([], [], backend="gpu")
+
+
+# -- the plan command --------------------------------------------------------------------------
+
+
+def test_plan_cli_on_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    from autoscaler import plan_cli
+
+    data = Path(plan_cli.__file__).parent / "data"
+    argv = [
+        "plan",
+        "--cluster",
+        str(data / "example-cluster.yaml"),
+        "--groups",
+        str(data / "default-groups.yaml"),
+        "--now",
+        "1795400000",
+    ]
+    assert plan_cli.main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {u["group"]: u["delta"] for u in result["scaleUps"]} == {"general-2c8g": 4, "gpu-8x": 1}
+    assert "fits no node group" in result["unschedulable"]["ci/arm-builder"]
+    assert plan_cli.main(argv) == 0
+    assert "scale up   gpu-8x: +1 -> 1 nodes" in capsys.readouterr().out
+
+
+def test_plan_cli_refuses_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from autoscaler import plan_cli
+
+    groups = tmp_path / "groups.yaml"
+    groups.write_text(
+        "groups: [{name: a, instanceType: {cpu: '4', memory: 16Gi}, min: 3, max: 1}]\n"
+    )
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("nodes: []\n")
+    argv = ["plan", "--cluster", str(cluster), "--groups", str(groups)]
+    assert plan_cli.main(argv) == 2
+    assert "groups[0].min" in capsys.readouterr().err
