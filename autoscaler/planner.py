@@ -44,6 +44,7 @@ Scale-down
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -52,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from extender.model import Node, NodeKind, Pod
+from extender.model import Node, NodeKind, Pod, Resources
 from extender.policy import ResourcePolicy, decide, policy_for, unit_counts
 from extender.selectors import LabelSelector, fits_node_selector, untolerated_taint
 from extender.snapshot import ClusterState
@@ -84,6 +85,7 @@ EXPECTED_DURATION = "spillover.dev/expected-duration"
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 BACKENDS = ("numba", "reference")
 _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?")
 
 IntArray = npt.NDArray[np.int64]
 
@@ -222,7 +224,7 @@ class _Context:
         ]
         self.classes: list[_Class] = []
         self._class_index: dict[tuple[Any, ...], int] = {}
-        self._node_elig: dict[tuple[int, str, int], npt.NDArray[np.bool_]] = {}
+        self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self.cap = np.array([_vector(t.allocatable) for t in self.templates], np.int64).reshape(
             len(self.groups), 4
         )
@@ -258,12 +260,18 @@ class _Context:
         return len(self.classes) - 1
 
     def node_elig(
-        self, cls: int, policy: ResourcePolicy | None, unit: int, nodes: Sequence[Node]
+        self,
+        cls: int,
+        policy: ResourcePolicy | None,
+        unit: int,
+        nodes: Sequence[Node],
+        *,
+        purpose: str,
     ) -> npt.NDArray[np.bool_]:
         """Which of ``nodes`` a pod class may use (within the policy's unit, if any)."""
-        key = (cls, policy.key if policy else "", unit)
+        key = (purpose, cls, policy.key if policy else "", unit)  # one node list per purpose
         found = self._node_elig.get(key)
-        if found is not None and found.shape[0] == len(nodes):
+        if found is not None:
             return found
         pod = self.classes[cls].pod
         unit_obj = policy.units[unit] if policy is not None and unit >= 0 else None
@@ -279,7 +287,7 @@ def _accepts(pod: Pod, node: Node) -> bool:
     return fits_node_selector(pod, node) and untolerated_taint(pod.tolerations, node.taints) is None
 
 
-def _vector(r: Any) -> tuple[int, int, int, int]:
+def _vector(r: Resources) -> tuple[int, int, int, int]:
     return (r.cpu_milli, r.memory, r.gpu_milli, r.pods)
 
 
@@ -297,8 +305,8 @@ def _expected_duration(pod: Pod, horizon: float) -> float:
     raw = pod.annotations.get(EXPECTED_DURATION)
     if raw is not None:
         try:
-            return parse_duration(raw if not raw.replace(".", "", 1).isdigit() else float(raw), "")
-        except ValueError:
+            return max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
+        except ValueError:  # a bad annotation counts as unknown: the pod stays where it is
             return 0.0
     if pod.workload is not None and pod.workload.kind in _LONG_RUNNING:
         return horizon
@@ -359,7 +367,7 @@ def _demand(ctx: _Context, unschedulable: dict[str, str]) -> _Demand:
             counts[key] = found
         return found
 
-    def candidates(cls: int, policy: ResourcePolicy) -> list[Node]:
+    def candidates(cls: int) -> list[Node]:
         c = ctx.classes[cls]
         return [t for t, ok in zip(ctx.templates, c.groups, strict=True) if ok] + c.eci_nodes
 
@@ -375,7 +383,7 @@ def _demand(ctx: _Context, unschedulable: dict[str, str]) -> _Demand:
         decision = decide(
             policy,
             counts=unit_counts_now,
-            candidates=candidates(cls, policy),
+            candidates=candidates(cls),
             ordinal=pod.ordinal,
         )
         if decision.unit is None:
@@ -405,9 +413,7 @@ def _demand(ctx: _Context, unschedulable: dict[str, str]) -> _Demand:
             now_counts = counts_for(policy, pod)
             trial = list(now_counts)
             trial[own] -= 1
-            decision = decide(
-                policy, counts=trial, candidates=candidates(cls, policy), ordinal=pod.ordinal
-            )
+            decision = decide(policy, counts=trial, candidates=candidates(cls), ordinal=pod.ordinal)
             if decision.unit is None or policy.units[decision.unit].resource is not NodeKind.ECS:
                 continue
             usable = [
@@ -486,7 +492,7 @@ def _scale_up(
     nodes, free = _free_capacity(ctx)
     if len(nodes):
         elig_nodes = np.stack(
-            [ctx.node_elig(c, p, u, nodes) for c, p, u in demand.pack_keys]
+            [ctx.node_elig(c, p, u, nodes, purpose="fit") for c, p, u in demand.pack_keys]
         ).reshape(len(demand.pack_keys), len(nodes))
         fitted = k.fit_existing(req, order=order, free=free, pod_class=pack, elig=elig_nodes)
         waiting = fitted >= 0
@@ -854,7 +860,7 @@ def _scale_down(
     classes = sorted(set(pod_class))
     remap = {c: i for i, c in enumerate(classes)}
     elig = (
-        np.stack([ctx.node_elig(c, None, -1, dests) for c in classes])
+        np.stack([ctx.node_elig(c, None, -1, dests, purpose="drain") for c in classes])
         if classes
         else np.ones((1, len(dests)), np.bool_)
     )

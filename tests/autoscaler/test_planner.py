@@ -282,7 +282,9 @@ def test_policy_sends_only_the_first_n_to_ecs() -> None:
     assert any("3 pending pod(s) belong on ECI" in n for n in result.notes)
 
 
-@pytest.mark.parametrize(("duration", "moves"), [("55m", True), ("30m", False)])
+@pytest.mark.parametrize(
+    ("duration", "moves"), [("55m", True), ("3300", True), ("30m", False), ("soon", False)]
+)
 def test_eci_pods_cheaper_on_ecs_break_even(duration: str, moves: bool) -> None:
     # 2 cpu / 8 GiB pod on a 2 cpu / 8 GiB node at 0.353 CNY/h vs 0.529 CNY/h on ECI:
     # ECS is cheaper once the pod runs more than 0.353 / 0.529 = 2/3 of the 1 h horizon (40 min).
