@@ -318,43 +318,60 @@ def _expected_duration(pod: Pod, horizon: float) -> float:
 
 @dataclass(slots=True)
 class _Demand:
+    """ECS demand, collected per pod in lists, then turned into arrays by ``finish``."""
+
+    horizon_hours: float
     pods: list[Pod] = field(default_factory=list)
-    req: list[tuple[int, int, int, int]] = field(default_factory=list)
-    pack: list[int] = field(default_factory=list)  # index into pack_keys
-    eci_hours: list[float] = field(default_factory=list)  # expected run time within horizon, h
-    from_eci: list[bool] = field(default_factory=list)
-    pack_keys: list[tuple[int, ResourcePolicy | None, int]] = field(default_factory=list)
-    pack_index: dict[tuple[int, str, int], int] = field(default_factory=dict)
+    classes: list[int] = field(default_factory=list)
+    policies: list[ResourcePolicy | None] = field(default_factory=list)
+    units: list[int] = field(default_factory=list)
+    eci_hours_of: dict[int, float] = field(default_factory=dict)  # pods now on ECI: run time, h
     on_eci: int = 0
     about_to_land: int = 0  # pending pods that fit free or booting capacity
+    # filled by finish()
+    req: IntArray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    pack: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    pack_keys: list[tuple[int, ResourcePolicy | None, int]] = field(default_factory=list)
+    eci_hours: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    from_eci: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
 
     def add(
-        self,
-        pod: Pod,
-        cls: int,
-        policy: ResourcePolicy | None,
-        unit: int,
-        hours: float,
-        from_eci: bool,
+        self, pod: Pod, cls: int, policy: ResourcePolicy | None, unit: int, eci_hours: float = -1
     ) -> None:
-        key = (cls, policy.key if policy else "", unit)
-        k = self.pack_index.get(key)
-        if k is None:
-            k = len(self.pack_keys)
-            self.pack_keys.append((cls, policy, unit))
-            self.pack_index[key] = k
-        r = pod.requests
+        if eci_hours >= 0:
+            self.eci_hours_of[len(self.pods)] = eci_hours
         self.pods.append(pod)
-        self.req.append((r.cpu_milli, r.memory, r.gpu_milli, 1))
-        self.pack.append(k)
-        self.eci_hours.append(hours)
-        self.from_eci.append(from_eci)
+        self.classes.append(cls)
+        self.policies.append(policy)
+        self.units.append(unit)
+
+    def finish(self) -> None:
+        n = len(self.pods)
+        reqs = [p.requests for p in self.pods]
+        self.req = np.array(
+            [(r.cpu_milli, r.memory, r.gpu_milli, 1) for r in reqs], np.int64
+        ).reshape(n, 4)
+        index: dict[tuple[int, str, int], int] = {}
+        pack = []
+        for cls, policy, unit in zip(self.classes, self.policies, self.units, strict=True):
+            key = (cls, policy.key if policy is not None else "", unit)
+            k = index.get(key)
+            if k is None:
+                k = index[key] = len(self.pack_keys)
+                self.pack_keys.append((cls, policy, unit))
+            pack.append(k)
+        self.pack = np.array(pack, np.int64)
+        self.eci_hours = np.full(n, self.horizon_hours)
+        self.from_eci = np.zeros(n, np.bool_)
+        for i, hours in self.eci_hours_of.items():
+            self.eci_hours[i] = hours
+            self.from_eci[i] = True
 
 
 def _demand(ctx: _Context, unschedulable: dict[str, str]) -> _Demand:
     state, settings = ctx.state, ctx.settings
     horizon = settings.forecast_horizon
-    demand = _Demand()
+    demand = _Demand(horizon / 3600)
     policies = state.policies
     counts: dict[Any, list[int]] = {}
 
@@ -377,7 +394,7 @@ def _demand(ctx: _Context, unschedulable: dict[str, str]) -> _Demand:
         cls = ctx.class_of(pod)
         policy = policy_for(policies, pod) if policies else None
         if policy is None:
-            demand.add(pod, cls, None, -1, horizon / 3600, False)
+            demand.add(pod, cls, None, -1)
             continue
         unit_counts_now = counts_for(policy, pod)
         decision = decide(
@@ -393,9 +410,10 @@ def _demand(ctx: _Context, unschedulable: dict[str, str]) -> _Demand:
         if policy.units[decision.unit].resource is NodeKind.ECI:
             demand.on_eci += 1
             continue
-        demand.add(pod, cls, policy, decision.unit, horizon / 3600, False)
+        demand.add(pod, cls, policy, decision.unit)
 
     if not policies:
+        demand.finish()
         return demand
     eci_price = settings.eci_price
     for node in ctx.eci_nodes:
@@ -435,7 +453,8 @@ def _demand(ctx: _Context, unschedulable: dict[str, str]) -> _Demand:
                 continue
             now_counts[own] -= 1
             now_counts[decision.unit] += 1
-            demand.add(pod, cls, policy, decision.unit, min(duration, horizon) / 3600, True)
+            demand.add(pod, cls, policy, decision.unit, min(duration, horizon) / 3600)
+    demand.finish()
     return demand
 
 
@@ -485,8 +504,7 @@ def _scale_up(
     out: dict[int, tuple[int, list[str], list[str]]] = {}
     if not demand.pods:
         return out
-    req = np.array(demand.req, np.int64).reshape(len(demand.req), 4)
-    pack = np.array(demand.pack, np.int64)
+    req, pack = demand.req, demand.pack
     order = _order(req)
 
     nodes, free = _free_capacity(ctx)
@@ -497,7 +515,7 @@ def _scale_up(
         fitted = k.fit_existing(req, order=order, free=free, pod_class=pack, elig=elig_nodes)
         waiting = fitted >= 0
         booting = int(np.count_nonzero(fitted >= len(ctx.ecs_nodes)))
-        demand.about_to_land = int(np.count_nonzero(waiting & ~np.array(demand.from_eci, np.bool_)))
+        demand.about_to_land = int(np.count_nonzero(waiting & ~demand.from_eci))
         if waiting.any():
             notes.append(
                 f"{int(waiting.sum()) - booting} pending pod(s) fit free capacity of existing "
@@ -518,7 +536,7 @@ def _scale_up(
     base_elig = pack_groups[:, pack]
     price = np.array([gs.group.price_per_hour for gs in ctx.groups], np.float64)
     eci = settings.eci_price
-    hours = np.array(demand.eci_hours, np.float64)
+    hours = demand.eci_hours
     eci_cost = (
         req[:, 0] / 1000 * eci.vcpu_second * 3600
         + req[:, 1] / GIB * eci.gib_second * 3600
@@ -570,7 +588,7 @@ def _scale_up(
         g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
         placed = assign[g] >= 0
         keys = [demand.pods[i].key for i in np.flatnonzero(placed)]
-        from_eci = int(sum(demand.from_eci[i] for i in np.flatnonzero(placed)))
+        from_eci = int(np.count_nonzero(demand.from_eci & placed))
         it = option.group.instance_type
         reason = (
             f"{option.pods} pod(s)"
@@ -605,7 +623,7 @@ def _explain(
     big: npt.NDArray[np.bool_] = np.any(req[idx][None, :, :] > ctx.cap[:, None, :], axis=2)
     cache: dict[tuple[int, bytes], str] = {}
     for col, i in enumerate(idx):
-        key = (demand.pack[i], big[:, col].tobytes())
+        key = (int(demand.pack[i]), big[:, col].tobytes())
         text = cache.get(key)
         if text is None:
             cls, policy, unit = demand.pack_keys[demand.pack[i]]
@@ -936,7 +954,7 @@ def plan(
     if forecast is not None:
         level = _forecast_level(ctx, forecast, now, notes)
         _predict(ctx, level, added, now=now, notes=notes)
-    migrating = sum(r[0] for r, eci in zip(demand.req, demand.from_eci, strict=True) if eci)
+    migrating = int(demand.req[demand.from_eci, 0].sum())
     used = 0
     for name in ctx.node_group:
         used += sum(p.requests.cpu_milli for p in state.pods_on(name) if not p.finished)
