@@ -1,0 +1,185 @@
+"""DeletionCostReconciler against the loopback API server, with a fake clock and sleep."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from kube_emulator import KubeEmulator, make_node, make_pod, make_policy, until
+from kubernetes_asyncio import client
+
+from extender.deletion_cost import ANNOTATION
+from extender.kube import ClusterWatch, DeletionCostReconciler
+from extender.ledger import Ledger
+from extender.metrics import Metrics
+from extender.snapshot import ClusterState
+
+pytestmark = pytest.mark.integration
+
+PATCHES = r"^/api/v1/namespaces/shop/pods/[^/]+$"
+
+
+@dataclass
+class FakeTime:
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        self.now += delay
+        await asyncio.sleep(0)  # let the loop run, as a real sleep would
+
+
+@dataclass
+class World:
+    state: ClusterState
+    metrics: Metrics
+    time: FakeTime
+
+    def reconciler(self, api: client.ApiClient, **kwargs: float) -> DeletionCostReconciler:
+        return DeletionCostReconciler(
+            api,
+            self.state,
+            metrics=self.metrics,
+            clock=self.time.clock,
+            sleep=self.time.sleep,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def patches(self, outcome: str) -> float:
+        value = self.metrics.registry.get_sample_value(
+            "spillover_extender_deletion_cost_patches_total", {"outcome": outcome}
+        )
+        return value or 0.0
+
+
+@pytest.fixture
+async def world(kube_api: KubeEmulator, kube_client: client.ApiClient) -> AsyncIterator[World]:
+    kube_api.create(make_node("ecs-1"))
+    kube_api.create(make_node("ecs-2"))
+    kube_api.create(make_node("eci-1", eci=True))
+    kube_api.create(make_policy("web", "shop", match_labels={"app": "web"}, ecs_max=2))
+    rs = ("ReplicaSet", "web-5d8f")
+    for name, node in [("web-a", "ecs-1"), ("web-b", "ecs-2"), ("web-c", "ecs-1")]:
+        kube_api.create(make_pod(name, "shop", owner=rs, node=node, app="web"))
+    for name in ("web-d", "web-e"):
+        kube_api.create(make_pod(name, "shop", owner=rs, node="eci-1", app="web"))
+    kube_api.create(make_pod("web-pending", "shop", owner=rs, app="web"))
+    kube_api.create(make_pod("db-0", "shop", owner=("StatefulSet", "db"), node="ecs-1", app="web"))
+    kube_api.create(make_pod("bare", "shop", node="ecs-2", app="web"))
+    kube_api.create(make_pod("other", "shop", owner=("ReplicaSet", "x-1"), node="ecs-1"))
+
+    state = ClusterState(synced=False)
+    metrics = Metrics()
+    watch = ClusterWatch(kube_client, state, Ledger(), metrics=metrics)
+    task = asyncio.create_task(watch.run())
+    async with asyncio.timeout(10):  # safety net
+        await watch.wait_synced()
+    yield World(state, metrics, FakeTime())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def annotations(kube_api: KubeEmulator) -> dict[str, str | None]:
+    return {
+        p["metadata"]["name"]: (p["metadata"].get("annotations") or {}).get(ANNOTATION)
+        for p in kube_api.objects_of("pods", "shop")
+    }
+
+
+async def test_writes_costs_ecs_within_max_over_eci_over_beyond_max(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, world: World
+) -> None:
+    written = await world.reconciler(kube_client).reconcile_once()
+    assert written == 5
+    assert annotations(kube_api) == {
+        "web-a": "200",  # ECS, within max 2
+        "web-b": "200",
+        "web-c": "-100",  # ECS beyond max: deleted first
+        "web-d": "100",  # ECI
+        "web-e": "100",
+        "web-pending": None,  # not bound
+        "db-0": None,  # StatefulSet: ordinal order already shrinks ECI first
+        "bare": None,  # bare pod: no ReplicaSet deletes it
+        "other": None,  # no policy
+    }
+    assert world.patches("written") == 5
+
+
+async def test_does_not_patch_again_when_nothing_changed(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, world: World
+) -> None:
+    reconciler = world.reconciler(kube_client)
+    await reconciler.reconcile_once()
+    patches = len(kube_api.requests_to("PATCH", PATCHES))
+    assert patches == 5
+    # before the watch shows the annotations: still no second write
+    assert await reconciler.reconcile_once() == 0
+    await until(
+        lambda: all(
+            ANNOTATION in p.annotations
+            for p in world.state.pods.values()
+            if p.node_name and p.name.startswith("web-")
+        ),
+        what="annotations in the cache",
+    )
+    assert await reconciler.reconcile_once() == 0
+    assert len(kube_api.requests_to("PATCH", PATCHES)) == patches
+
+
+async def test_patches_only_what_changed(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, world: World
+) -> None:
+    reconciler = world.reconciler(kube_client)
+    await reconciler.reconcile_once()
+    await until(lambda: _annotated(world) == 5, what="annotations in the cache")
+    kube_api.delete("pods", "web-a", "shop")  # web-c moves within max
+    await until(lambda: len(list(world.state.pods_on("ecs-1"))) == 3, what="deletion seen")
+    before = len(kube_api.requests_to("PATCH", PATCHES))
+    assert await reconciler.reconcile_once() == 1
+    [patch] = kube_api.requests_to("PATCH", PATCHES)[before:]
+    assert patch.url.path.endswith("/web-c")
+    assert annotations(kube_api)["web-c"] == "200"
+
+
+async def test_rate_limited_through_the_token_bucket(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, world: World
+) -> None:
+    reconciler = world.reconciler(kube_client, max_patches_per_second=2.0, burst=1)
+    assert await reconciler.reconcile_once() == 5
+    assert world.time.sleeps == [0.5, 0.5, 0.5, 0.5]  # 1 from the burst, then 2 per second
+
+
+async def test_errors_are_counted_and_retried_next_pass(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, world: World
+) -> None:
+    kube_api.fail(PATCHES, status=500, times=2, method="PATCH")
+    reconciler = world.reconciler(kube_client)
+    assert await reconciler.reconcile_once() == 3
+    assert world.patches("error") == 2
+    assert await reconciler.reconcile_once() == 2
+    assert None not in {v for k, v in annotations(kube_api).items() if k in _MANAGED}
+
+
+async def test_run_waits_for_the_interval_between_passes(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, world: World
+) -> None:
+    reconciler = world.reconciler(kube_client, interval=7.0)
+    task = asyncio.create_task(reconciler.run())
+    await until(lambda: len(world.time.sleeps) >= 2, what="two passes")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert world.time.sleeps[:2] == [7.0, 7.0]
+    assert world.patches("written") == 5
+
+
+_MANAGED = {"web-a", "web-b", "web-c", "web-d", "web-e"}
+
+
+def _annotated(world: World) -> int:
+    return sum(1 for p in world.state.pods.values() if ANNOTATION in p.annotations)
