@@ -1,0 +1,80 @@
+"""In-process end to end: filter (extender.verbs) -> bind through the API -> watch confirms.
+
+kube-scheduler's cycle is serial but bindings land asynchronously, so each replica is filtered
+before the cache has seen the previous ones bound; the ledger is what keeps the count exact.
+"""
+
+import asyncio
+
+import pytest
+from kube_emulator import KubeEmulator, make_node, make_pod, make_policy, until
+from kubernetes_asyncio import client
+
+from extender.kube import ApiBinder, ClusterWatch
+from extender.ledger import Ledger
+from extender.metrics import Metrics
+from extender.model import NodeKind, pod_from_dict
+from extender.policy import ResourcePolicy
+from extender.snapshot import ClusterState
+from extender.verbs import Caches, Offer, filter_pod, group_offer, record_bind
+
+pytestmark = pytest.mark.integration
+
+REPLICAS = 50
+ECS_MAX = 10
+
+
+async def test_fifty_replicas_keep_exactly_ten_on_ecs(
+    kube_api: KubeEmulator, kube_client: client.ApiClient
+) -> None:
+    nodes = [make_node(f"ecs-{i}") for i in range(3)] + [make_node("eci-0", eci=True)]
+    kube_api.create_all(nodes)
+    kube_api.create(make_policy("web", "shop", match_labels={"app": "web"}, ecs_max=ECS_MAX))
+    state, ledger = ClusterState(synced=False), Ledger(ttl=3600)
+    watch = ClusterWatch(kube_client, state, ledger, metrics=Metrics())
+    task = asyncio.create_task(watch.run())
+    try:
+        async with asyncio.timeout(10):  # safety net
+            await watch.wait_synced()
+        owner = ("ReplicaSet", "web-5d8f")
+        pods = [
+            kube_api.create(make_pod(f"web-{i:02}", "shop", owner=owner, app="web"))
+            for i in range(REPLICAS)
+        ]
+        names = [n["metadata"]["name"] for n in nodes]
+        binder = ApiBinder(kube_client)
+        caches = Caches()
+        loop = asyncio.get_running_loop()
+
+        def offer(policy: ResourcePolicy) -> Offer:
+            return group_offer(policy, names, nodes=state.nodes)
+
+        for raw in pods:
+            pod = pod_from_dict(raw)
+            outcome = filter_pod(
+                state=state,
+                ledger=ledger,
+                caches=caches,
+                pod=pod,
+                offer=offer,
+                now=loop.time(),
+            )
+            assert outcome.accepted, outcome.detail
+            node = outcome.accepted[0]
+            await binder.bind(namespace=pod.namespace, name=pod.name, uid=pod.uid, node=node)
+            record_bind(ledger=ledger, uid=pod.uid, node=node, now=loop.time())
+
+        await until(
+            lambda: sum(1 for p in state.pods.values() if p.node_name) == REPLICAS,
+            what="every binding seen by the watch",
+        )
+        kinds = [state.nodes[p.node_name].kind for p in state.pods.values()]
+        assert kinds.count(NodeKind.ECS) == ECS_MAX
+        assert kinds.count(NodeKind.ECI) == REPLICAS - ECS_MAX
+        assert len(ledger) == 0  # every reservation confirmed by the watch
+        on_server = [p["spec"]["nodeName"] for p in kube_api.objects_of("pods", "shop")]
+        assert sum(1 for n in on_server if n.startswith("ecs-")) == ECS_MAX
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
