@@ -555,19 +555,35 @@ def _scale_up(
             room[g] = gs.group.max_size - gs.target_size
     loop_left = settings.max_nodes_per_loop
     expander = expander_for(settings)
+    # Groups with the same new-node allocatable, the same eligible pods and the same room pack
+    # identically (typically one instance type in several zones): pack each kind once.
+    template_key = [ctx.cap[g].tobytes() + pack_groups[g].tobytes() for g in range(g_count)]
     while remaining.any() and loop_left > 0:
-        elig = base_elig & remaining[None, :]
         max_nodes = np.minimum(room, loop_left)
-        used, assign = k.ffd(req, order=order, cap=ctx.cap, elig=elig, max_nodes=max_nodes)
-        scores = k.option_matrix(
+        kinds: dict[tuple[bytes, int], int] = {}
+        first_of_kind: list[int] = []
+        inverse = np.empty(g_count, np.int64)
+        for g in range(g_count):
+            kind = kinds.setdefault((template_key[g], int(max_nodes[g])), len(first_of_kind))
+            if kind == len(first_of_kind):
+                first_of_kind.append(g)
+            inverse[g] = kind
+        reps = np.array(first_of_kind, np.int64)
+        elig = base_elig[reps] & remaining[None, :]
+        used_r, assign_r = k.ffd(
+            req, order=order, cap=ctx.cap[reps], elig=elig, max_nodes=max_nodes[reps]
+        )
+        scores_r = k.option_matrix(
             req,
-            assign=assign,
-            used=used,
-            cap=ctx.cap,
-            price=price,
+            assign=assign_r,
+            used=used_r,
+            cap=ctx.cap[reps],
+            price=np.ones(len(reps)),
             eci_cost=eci_cost,
             hours=horizon_h,
         )
+        scores = scores_r[inverse]
+        scores[:, 4] = scores[:, 1] * price * horizon_h
         options = [
             Option(
                 group=ctx.groups[g].group,
@@ -586,7 +602,7 @@ def _scale_up(
             break
         option, why = choice
         g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
-        placed = assign[g] >= 0
+        placed = assign_r[inverse[g]] >= 0
         keys = [demand.pods[i].key for i in np.flatnonzero(placed)]
         from_eci = int(np.count_nonzero(demand.from_eci & placed))
         it = option.group.instance_type
