@@ -181,7 +181,11 @@ class ClusterWatch:
                 self.metrics.watch_restarts.labels(kind.name, "closed").inc()
                 attempt = 0
             except _Expired:
-                log.info("watch expired, relisting", extra={"resource": kind.name})
+                log.info(
+                    "%s watch expired (410 Gone), relisting",
+                    kind.name,
+                    extra={"resource": kind.name},
+                )
                 self.metrics.watch_restarts.labels(kind.name, "expired").inc()
                 version = None
                 attempt = 0
@@ -190,7 +194,10 @@ class ClusterWatch:
                 delay = backoff_delay(attempt, self.backoff, rand=self._rand())
                 attempt += 1
                 log.warning(
-                    "watch failed, retrying",
+                    "%s watch failed (%s), retrying in %.1fs",
+                    kind.name,
+                    _error_text(err),
+                    delay,
                     extra={"resource": kind.name, "error": _error_text(err), "delay": delay},
                 )
                 await self._sleep(delay)
@@ -263,7 +270,9 @@ class ClusterWatch:
             try:
                 nodes.append(node_from_dict(raw, self.kind_settings))
             except ValueError as err:
-                log.warning("skipping node", extra={"node": _describe(raw), "error": str(err)})
+                log.warning(
+                    "skipping node: %s", err, extra={"node": _describe(raw), "error": str(err)}
+                )
         self.state.replace(nodes=nodes)
 
     def _event_nodes(self, kind: str, raw: RawObject) -> None:
@@ -273,7 +282,7 @@ class ClusterWatch:
         try:
             self.state.upsert_node(node_from_dict(raw, self.kind_settings))
         except ValueError as err:
-            log.warning("skipping node", extra={"node": _describe(raw), "error": str(err)})
+            log.warning("skipping node: %s", err, extra={"node": _describe(raw), "error": str(err)})
 
     # pods
     def _replace_pods(self, items: list[RawObject]) -> None:
@@ -303,7 +312,7 @@ class ClusterWatch:
         try:
             return pod_from_dict(raw)
         except ValueError as err:
-            log.warning("skipping pod", extra={"pod": _describe(raw), "error": str(err)})
+            log.warning("skipping pod: %s", err, extra={"pod": _describe(raw), "error": str(err)})
             return None
 
     # policies
@@ -323,7 +332,7 @@ class ClusterWatch:
         try:
             return policy_from_dict(raw)
         except ValueError as err:
-            log.warning("skipping invalid ResourcePolicy", extra={"error": str(err)})
+            log.warning("skipping invalid ResourcePolicy: %s", err, extra={"error": str(err)})
             return None
 
 
@@ -452,7 +461,12 @@ class DeletionCostReconciler:
             ok, detail = False, _error_text(err)
         if not ok:
             self.metrics.deletion_cost_patches.labels("error").inc()
-            log.warning("pod-deletion-cost patch failed", extra={"pod": pod.key, "error": detail})
+            log.warning(
+                "pod-deletion-cost patch of %s failed: %s",
+                pod.key,
+                detail,
+                extra={"pod": pod.key, "error": detail},
+            )
             return False
         self.metrics.deletion_cost_patches.labels("written").inc()
         self._written[pod.uid] = str(cost)

@@ -190,8 +190,7 @@ async def test_invalid_objects_are_skipped_and_logged(
     await synced(cache)
     assert [p.key for p in cache.state.policies] == ["shop/web"]
     assert not cache.state.pods
-    messages = " ".join(str(r.__dict__.get("error")) for r in caplog.records)
-    assert "spec.units" in messages
+    assert "ResourcePolicy shop/broken: spec.units" in caplog.text
 
     # a later invalid edit keeps the last valid version; the watch keeps going
     await kube_api.wait_watching("resourcepolicies")

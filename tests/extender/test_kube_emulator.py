@@ -327,3 +327,18 @@ async def test_discovery_and_version(kube_api: KubeEmulator, kube_client: client
     assert version.major == "1"
     groups = await client.ApisApi(kube_client).get_api_versions()
     assert "spillover.dev" in {g.name for g in groups.groups}
+
+
+async def test_status_subresource_changes_only_status(
+    kube_api: KubeEmulator, kube_client: client.ApiClient
+) -> None:
+    core = client.CoreV1Api(kube_client)
+    kube_api.create(pod("p", app="web"))
+    await core.patch_namespaced_pod_status(
+        "p", "default", {"metadata": {"labels": {"app": "x"}}, "status": {"phase": "Running"}}
+    )
+    stored = kube_api.get("pods", "p", "default")
+    assert stored["status"] == {"phase": "Running"}
+    assert stored["metadata"]["labels"] == {"app": "web"}
+    read = await core.read_namespaced_pod_status("p", "default")
+    assert read.status.phase == "Running"

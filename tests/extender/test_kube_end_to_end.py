@@ -5,12 +5,17 @@ before the cache has seen the previous ones bound; the ledger is what keeps the 
 """
 
 import asyncio
+import contextlib
+import itertools
+import socket
+import sys
 
+import aiohttp
 import pytest
 from kube_emulator import KubeEmulator, make_node, make_pod, make_policy, until
 from kubernetes_asyncio import client
 
-from extender.kube import ApiBinder, ClusterWatch
+from extender.kube import ApiBinder, ClusterWatch, load_kube_config
 from extender.ledger import Ledger
 from extender.metrics import Metrics
 from extender.model import NodeKind, pod_from_dict
@@ -78,3 +83,60 @@ async def test_fifty_replicas_keep_exactly_ten_on_ecs(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_load_kube_config_reads_the_given_file(kube_api: KubeEmulator) -> None:
+    kube_api.create(make_node("ecs-1"))
+    assert kube_api.kubeconfig_path is not None
+    api = await load_kube_config(str(kube_api.kubeconfig_path))
+    async with api:
+        nodes = await client.CoreV1Api(api).list_node()
+    assert [n.metadata.name for n in nodes.items] == ["ecs-1"]
+
+
+async def test_cli_serve_syncs_from_the_api_server(kube_api: KubeEmulator) -> None:
+    """``spillover-extender serve --kubeconfig`` as a child process, watching the emulator."""
+    kube_api.create(make_node("ecs-1"))
+    kube_api.create(make_policy("web", "shop", match_labels={"app": "web"}, ecs_max=1))
+    with socket.socket() as probe:  # a free port for the child
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from extender.cli import main; main()",
+        "serve",
+        "--kubeconfig",
+        str(kube_api.kubeconfig_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            await until_ready(http, f"http://127.0.0.1:{port}/readyz", process)
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                metrics = await response.text()
+        assert "spillover_extender_cache_synced 1.0" in metrics
+        assert kube_api.watch_count() >= 3  # nodes, pods, resourcepolicies
+    finally:
+        process.terminate()
+        await process.communicate()
+
+
+async def until_ready(
+    http: aiohttp.ClientSession, url: str, process: asyncio.subprocess.Process
+) -> None:
+    async with asyncio.timeout(60):  # safety net: interpreter start-up and imports
+        for _poll in itertools.count():
+            if process.returncode is not None:
+                assert process.stderr is not None
+                pytest.fail(f"extender exited: {(await process.stderr.read()).decode()}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.1)
