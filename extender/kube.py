@@ -121,6 +121,7 @@ class _Kind:
     replace: Callable[[list[RawObject]], None]
     apply: Callable[[str, RawObject], None]
     listed: bool = False
+    version: str | None = None  # the last resourceVersion seen; None: list again
 
 
 class ClusterWatch:
@@ -171,13 +172,12 @@ class ClusterWatch:
         await self._synced.wait()
 
     async def _follow(self, kind: _Kind) -> None:
-        version: str | None = None
         attempt = 0
         while True:
             try:
-                if version is None:
-                    version = await self._relist(kind)
-                version = await self._stream(kind, version)
+                if kind.version is None:
+                    kind.version = await self._relist(kind)
+                await self._stream(kind, kind.version)
                 self.metrics.watch_restarts.labels(kind.name, "closed").inc()
                 attempt = 0
             except _Expired:
@@ -187,9 +187,11 @@ class ClusterWatch:
                     extra={"resource": kind.name},
                 )
                 self.metrics.watch_restarts.labels(kind.name, "expired").inc()
-                version = None
+                kind.version = None
                 attempt = 0
-            except (*_NETWORK_ERRORS, _StreamError, ValueError) as err:
+            except Exception as err:  # never let the cache die; a bug shows in the log
+                if not isinstance(err, (*_NETWORK_ERRORS, _StreamError, ValueError)):
+                    log.exception("%s watch: unexpected error", kind.name)
                 self.metrics.watch_restarts.labels(kind.name, "error").inc()
                 delay = backoff_delay(attempt, self.backoff, rand=self._rand())
                 attempt += 1
@@ -221,7 +223,8 @@ class ClusterWatch:
         self._update_gauges()
         return str(_meta(body).get("resourceVersion") or "")
 
-    async def _stream(self, kind: _Kind, version: str) -> str:
+    async def _stream(self, kind: _Kind, version: str) -> None:
+        """Follow one watch stream to its end, keeping ``kind.version`` current."""
         response = await kind.lister(
             watch=True,
             resource_version=version,
@@ -239,9 +242,7 @@ class ClusterWatch:
             while line := await response.content.readline():
                 if not line.strip():
                     continue
-                event = json.loads(line)
-                version = self._apply(kind, event) or version
-        return version
+                kind.version = self._apply(kind, json.loads(line)) or kind.version
 
     def _apply(self, kind: _Kind, event: Mapping[str, Any]) -> str | None:
         """Apply one watch event; returns its resourceVersion."""
