@@ -326,9 +326,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             new = copy.deepcopy(old)
             new["status"] = copy.deepcopy(body.get("status"))
         else:
-            new = copy.deepcopy(body)
-            if "status" in old:  # status only changes through its subresource... mostly
-                new.setdefault("status", copy.deepcopy(old["status"]))
+            new = _keep_status(old, copy.deepcopy(body))
         return self._commit(rtype, old, new)
 
     def _patch(
@@ -360,6 +358,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
             kept = copy.deepcopy(old)
             kept["status"] = new.get("status")
             new = kept
+        else:
+            new = _keep_status(old, new)
         return self._commit(rtype, old, new)
 
     def _delete(self, rtype: ResourceType, ns: str, name: str) -> JSON:
@@ -399,33 +399,36 @@ class KubeEmulator(kmock.KubernetesEmulator):
         new = copy.deepcopy(pod)
         new.setdefault("spec", {})["nodeName"] = node
         self._commit(pods, pod, new)
-        return _status(201, "", "") | {"status": "Success"}
+        return _status(201, "", "")
 
     def _evict(self, ns: str, name: str) -> JSON:
         pods = RESOURCES[("", "v1", "pods")]
         pdbs = RESOURCES[("policy", "v1", "poddisruptionbudgets")]
         pod = self._get(pods, ns, name)
-        labels = pod.get("metadata", {}).get("labels") or {}
-        for (t, pns, _), pdb in list(self.store.items()):
-            if t != pdbs or pns != ns:
-                continue
-            match = (pdb.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
-            if not _labels_match(pod, match):
-                continue
-            allowed = int((pdb.get("status") or {}).get("disruptionsAllowed", 0))
-            if allowed <= 0:
+        budgets = [
+            pdb
+            for (t, pns, _), pdb in self.store.items()
+            if t == pdbs
+            and pns == ns
+            and _labels_match(
+                pod, ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            )
+        ]
+        for pdb in budgets:  # check every budget before touching any
+            if int((pdb.get("status") or {}).get("disruptionsAllowed", 0)) <= 0:
                 raise _error(
                     429,
                     "TooManyRequests",
                     "Cannot evict pod as it would violate the pod's disruption budget.",
                     causes=[{"reason": "DisruptionBudget", "message": pdb["metadata"]["name"]}],
                 )
+        for pdb in budgets:  # what the disruption controller would recompute
             new_pdb = copy.deepcopy(pdb)
-            new_pdb.setdefault("status", {})["disruptionsAllowed"] = allowed - 1
+            status = new_pdb["status"]
+            status["disruptionsAllowed"] = int(status["disruptionsAllowed"]) - 1
             self._commit(pdbs, pdb, new_pdb)
-        del labels
         self._delete(pods, ns, name)
-        return _status(201, "", "") | {"status": "Success"}
+        return _status(201, "", "")
 
     # -- watch ------------------------------------------------------------------------------------
     async def _watch(
@@ -520,7 +523,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         ]
 
     def create(self, obj: Mapping[str, Any]) -> JSON:
-        """Create an object from a manifest (``apiVersion`` + ``kind`` pick the resource)."""
+        """Create an object from a manifest (``apiVersion`` + ``kind`` pick the resource).
+
+        Unlike a real server, creation keeps ``status`` (tests set a PDB's status this way).
+        """
         rtype = _BY_KIND[(obj["apiVersion"], obj["kind"])]
         ns = obj.get("metadata", {}).get("namespace", "") if rtype.namespaced else ""
         return self._create(rtype, ns, dict(obj))
@@ -543,6 +549,19 @@ class KubeEmulator(kmock.KubernetesEmulator):
         """Merge-patch (RFC 7386) an object."""
         return self._patch(
             _by_plural(plural), namespace, name, dict(patch), ctype="application/merge-patch+json"
+        )
+
+    def patch_status(
+        self, plural: str, name: str, patch: Mapping[str, Any], namespace: str = ""
+    ) -> JSON:
+        """Merge-patch the ``status`` subresource (``{"status": {...}}``)."""
+        return self._patch(
+            _by_plural(plural),
+            namespace,
+            name,
+            dict(patch),
+            ctype="application/merge-patch+json",
+            status_only=True,
         )
 
     def delete(self, plural: str, name: str, namespace: str = "") -> JSON:  # type: ignore[override]
@@ -730,6 +749,14 @@ def _check_precondition(rtype: ResourceType, name: str, old: JSON, body: Mapping
             "modified; please apply your changes to the latest version and try again",
             name=name,
         )
+
+
+def _keep_status(old: JSON, new: JSON) -> JSON:
+    """Writes to the main resource leave ``status`` alone: it has its own subresource."""
+    new.pop("status", None)
+    if "status" in old:
+        new["status"] = copy.deepcopy(old["status"])
+    return new
 
 
 def _labels_match(obj: Mapping[str, Any], want: Mapping[str, str]) -> bool:

@@ -342,3 +342,14 @@ async def test_status_subresource_changes_only_status(
     assert stored["metadata"]["labels"] == {"app": "web"}
     read = await core.read_namespaced_pod_status("p", "default")
     assert read.status.phase == "Running"
+
+
+async def test_main_resource_writes_leave_status_alone(kube_api: KubeEmulator) -> None:
+    kube_api.create(pod("p"))
+    kube_api.patch_status("pods", "p", {"status": {"phase": "Running"}}, "default")
+    kube_api.patch(
+        "pods", "p", {"status": {"phase": "Failed"}, "metadata": {"labels": {"a": "b"}}}, "default"
+    )
+    stored = kube_api.get("pods", "p", "default")
+    assert stored["status"] == {"phase": "Running"}
+    assert stored["metadata"]["labels"] == {"a": "b"}
