@@ -76,8 +76,8 @@ class Variant:
     forecast: bool = True
     eci: bool = True
     reaction_delay: float | None = 1.0
-    headroom: int = 0  # placeholder pods, each the size of one node of headroom_group
-    headroom_group: str = ""
+    headroom: int = 0  # placeholder pods per headroom group, each the size of one of its nodes
+    headroom_groups: tuple[str, ...] = ()
     static: Mapping[str, int] = field(default_factory=dict)  # group -> nodes kept, no autoscaling
     description: str = ""
 
@@ -300,8 +300,9 @@ class Simulation:
         )
         for node in self.provider.nodes(now=0.0):
             self._node_ready(node, requested=0.0)
-        for _ in range(variant.headroom if variant.headroom_group in self.groups else 0):
-            self._create_balloon()
+        for group in variant.headroom_groups:
+            for _ in range(variant.headroom if group in self.groups else 0):
+                self._create_balloon(group)
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> Result:
@@ -434,8 +435,8 @@ class Simulation:
         self.state.upsert_pod(rec.pod)
         return rec
 
-    def _create_balloon(self) -> None:
-        group = self.groups[self.variant.headroom_group]
+    def _create_balloon(self, name: str) -> None:
+        group = self.groups[name]
         a = group.template(overhead=self.settings.daemonset_overhead).allocatable
         self.serial += 1
         uid = f"overprovisioning-{self.serial}"
@@ -847,10 +848,21 @@ class Simulation:
         due = [since + wait for since in self.unneeded.values() if since + wait > now]
         if due:
             self._request_plan(max(min(due), self._tick()))
-        waiting = any(uid not in result.unschedulable for uid in self.pending)
-        booting = any(self.provider.next_ready(now=now) is not None for _ in (0,))
-        if waiting and not booting:
-            self._request_plan(self._tick())
+        # Pods still pending for ECS capacity that is not on its way: look again next loop if
+        # this pass acted, else once a group's cooldown ends (a pass with nothing new to see
+        # would decide the same; any change in the cluster asks for a pass anyway).
+        waiting = any(rec.pod.key not in result.unschedulable for rec in self.pending.values())
+        if waiting and self.provider.next_ready(now=now) is None:
+            if result.scale_ups or result.scale_downs:
+                self._request_plan(self._tick())
+            else:
+                ends = [
+                    self.last_up[g] + self.groups[g].cooldown
+                    for g in self.last_up
+                    if self.last_up[g] + self.groups[g].cooldown > now
+                ]
+                if ends:
+                    self._request_plan(max(min(ends), self._tick()))
         if self.fc is not None:
             # Pre-provisioning needs passes even when nothing happens.
             self._request_plan(now + self.scenario.forecast.every)

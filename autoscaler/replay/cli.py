@@ -1,0 +1,207 @@
+"""``spillover-autoscaler replay`` and ``record``.
+
+``replay TRACE --format jsonl|openb|series --scenario FILE --out DIR [--json] [--quiet]`` replays
+a trace with Spillover and every baseline and writes ``summary.md``, ``summary.json``,
+``actions.jsonl`` (Spillover's scaling actions) and ``replay.png`` to ``DIR``; ``--json`` also
+prints the summary and the baseline table to stdout.  A bad input file stops the command with
+``file:line: problem`` (exit status 2) before anything is written.
+
+``record --out trace.jsonl [--duration 1h] [--kubeconfig FILE]`` writes the trace format from a
+live cluster (``autoscaler.replay.record``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from extender.model import ModelError, Resources, parse_resources
+
+from .threads import limit_blas_threads
+from .trace import Trace, TraceError
+
+__all__ = ["add_parsers", "load_input", "main", "run", "write_outputs"]
+
+FORMATS = ("jsonl", "openb", "series")
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add ``replay`` and ``record`` to an ``argparse`` subparsers object."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "replay", help="replay a trace against Spillover and the baselines"
+    )
+    p.add_argument("trace", help="trace file (see --format)")
+    p.add_argument("--format", choices=FORMATS, default="jsonl", help="input format")
+    p.add_argument("--scenario", default="", help="scenario YAML (default: the bundled one)")
+    p.add_argument("--out", default="replay-out", help="output directory")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON to stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
+    p.add_argument(
+        "--per-replica", type=float, default=20.0, help="series: demand one replica serves"
+    )
+    p.add_argument("--replica-cpu", default="2", help="series: cpu request of one replica")
+    p.add_argument("--replica-memory", default="8Gi", help="series: memory request of one replica")
+    p.add_argument("--min-replicas", type=int, default=1, help="series: fewest replicas")
+    p.add_argument(
+        "--include-unscheduled", action="store_true", help="openb: replay pods that never ran"
+    )
+    p.add_argument("--group-by", choices=("pod", "shape"), default="pod", help="openb workloads")
+    p.add_argument(
+        "--expected-duration",
+        choices=("history", "none"),
+        default="history",
+        help="openb: annotate pods with the median run time of finished pods of their shape",
+    )
+    p.set_defaults(func=run)
+    r: argparse.ArgumentParser = subparsers.add_parser(
+        "record", help="record a live cluster's pod, workload and node events as a trace"
+    )
+    r.add_argument("--out", required=True, help="trace file to write (JSON lines)")
+    r.add_argument("--kubeconfig", default="", help="kubeconfig (default: in-cluster, ~/.kube)")
+    r.add_argument("--duration", type=float, default=0.0, help="seconds to record (0: until ^C)")
+    r.add_argument("--namespace", default="", help="only this namespace (default: all)")
+    r.set_defaults(func=run)
+
+
+def load_input(args: argparse.Namespace) -> Trace:
+    from .importers import import_openb, import_series
+    from .trace import read_trace
+
+    if args.format == "openb":
+        return import_openb(
+            args.trace,
+            include_unscheduled=args.include_unscheduled,
+            group_by=args.group_by,
+            expected_duration=args.expected_duration,
+        )
+    if args.format == "series":
+        try:
+            requests = parse_resources(
+                {"cpu": args.replica_cpu, "memory": args.replica_memory}, where="--replica-*"
+            )
+        except ModelError as err:
+            raise TraceError(str(err)) from None
+        return import_series(
+            args.trace,
+            per_replica=args.per_replica,
+            requests=Resources(requests.cpu_milli, requests.memory, 1),
+            min_replicas=args.min_replicas,
+        )
+    return read_trace(args.trace)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_outputs(comparison: Any, out: Path) -> dict[str, Path]:
+    from .plot import plot_comparison
+    from .report import closing_note, summary_json, summary_markdown
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "markdown": out / "summary.md",
+        "json": out / "summary.json",
+        "actions": out / "actions.jsonl",
+        "plot": out / "replay.png",
+    }
+    summary = summary_json(comparison)
+    summary["closing_note"] = closing_note(comparison)
+    _atomic_write(paths["json"], (json.dumps(summary, indent=2) + "\n").encode())
+    _atomic_write(
+        paths["markdown"],
+        summary_markdown(comparison, closing=summary["closing_note"]).encode(),
+    )
+    actions = "".join(
+        json.dumps(
+            {"t": a.t, "group": a.group, "kind": a.kind, "nodes": a.nodes, "reason": a.reason}
+        )
+        + "\n"
+        for a in comparison.spillover.actions
+    )
+    _atomic_write(paths["actions"], actions.encode())
+    tmp_plot = out / ".replay.png.tmp.png"
+    plot_comparison(comparison, tmp_plot)
+    os.replace(tmp_plot, paths["plot"])
+    return paths
+
+
+def _progress(total: int, quiet: bool) -> tuple[Callable[[str, int], None] | None, Any]:
+    if quiet:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="ev", delay=2.0, file=sys.stderr, leave=False)
+
+    def tick(variant: str, n: int) -> None:
+        bar.set_description(variant, refresh=False)
+        bar.update(n)
+
+    return tick, bar
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from .report import compare, summary_json, variants
+    from .scenario import ScenarioError, load_scenario
+
+    limit_blas_threads()
+    try:
+        scenario = load_scenario(args.scenario or None)
+        trace = load_input(args)
+    except (TraceError, ScenarioError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from .report import fluid_bound
+
+    n_variants = len(variants(scenario, fluid_bound(trace, scenario)))
+    tick, bar = _progress(len(trace.events) * n_variants, args.quiet)
+    try:
+        comparison = compare(trace, scenario, name=Path(args.trace).name, progress=tick)
+    except ValueError as err:  # inconsistent trace content found while replaying
+        print(f"error: {args.trace}: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if bar is not None:
+            bar.close()
+    paths = write_outputs(comparison, Path(args.out))
+    if args.json:
+        print(json.dumps(summary_json(comparison), indent=2))
+    elif not args.quiet:
+        print(Path(paths["markdown"]).read_text())
+        for kind, path in paths.items():
+            print(f"{kind:>8}: {path}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "command", "replay") == "record" or not hasattr(args, "trace"):
+        from .record import record_main
+
+        return record_main(args)
+    return run_replay(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spillover-replay")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parsers(sub)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
