@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from extender.model import Resources
 
 from .threads import limit_blas_threads
+from .trace import Trace
 
 __all__ = ["data_file", "main"]
 
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     scenario = load_scenario()
     openb = data_file("alibaba-openb-pods.csv")
     crane = data_file("crane-series-daily.csv")
-    inputs = [
+    inputs: list[tuple[str, Path, Callable[[], Trace]]] = [
         ("alibaba-openb", openb, lambda: import_openb(openb)),
         (
             "crane-daily",
