@@ -305,6 +305,11 @@ class _Decoder:
         try:
             r = parse_resources(raw, where=f"{key}")
         except ModelError as err:
+            for name, q in raw.items():  # name the quantity that failed
+                try:
+                    parse_resources({name: q}, where=f"{key}.{name}")
+                except ModelError as one:
+                    raise TraceError(f"{at}: {one}") from None
             raise TraceError(f"{at}: {err}") from None
         if min(r.cpu_milli, r.memory, r.gpu_milli, r.pods) < 0:
             raise TraceError(f"{at}: {key} must not be negative")

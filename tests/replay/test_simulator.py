@@ -1,0 +1,206 @@
+"""The simulator: a hand-computed scenario, invariants, determinism, and the shared decision code."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+import autoscaler.planner
+import extender.deletion_cost
+import extender.policy
+from autoscaler.replay.report import fluid_bound, variants
+from autoscaler.replay.scenario import Scenario
+from autoscaler.replay.simulator import Result, Simulation, Variant, simulate
+from autoscaler.replay.trace import (
+    Event,
+    PodCreated,
+    PodDeleted,
+    ReplicasChanged,
+    Template,
+    Trace,
+    TraceHeader,
+)
+from extender.model import NodeKind, Resources, WorkloadKey
+from extender.policy import Unit
+
+from .conftest import small_scenario
+
+ONE = Template(Resources(1000, 2**30, 1, 0), {"app": "web"})
+WEB = WorkloadKey("shop", "Deployment", "web")
+ECI_RATE = 1 * 0.000049 + 1 * 0.00000613  # one vCPU and one GiB per second
+
+
+def one_pod_trace() -> Trace:
+    return Trace(
+        TraceHeader(),
+        [
+            PodCreated(0.0, "a", WorkloadKey("shop", "Pod", "a"), "a", ONE),
+            PodDeleted(1000.0, "a"),
+            PodDeleted(2000.0, "unknown"),  # a no-op that makes the replay last 2000 s
+        ],
+    )
+
+
+def by_name(scenario: Scenario, trace: Trace) -> dict[str, Variant]:
+    return {v.name: v for v in variants(scenario, fluid_bound(trace, scenario))}
+
+
+def test_hand_computed_spillover(scenario: Scenario) -> None:
+    trace = one_pod_trace()
+    r = simulate(trace, scenario, by_name(scenario, trace)["spillover"], audit=True)
+    # No ECS node at t=0: the policy overflows to ECI; it starts 10 s later and runs to t=1000.
+    # A bare pod without an expected duration stays on ECI: the planner adds nothing.
+    assert r.pending.tolist() == [10.0]
+    assert r.ecs_cost == 0.0
+    assert r.eci_vcpu_seconds == pytest.approx(990.0)
+    assert r.eci_gib_seconds == pytest.approx(990.0)
+    assert r.eci_cost == pytest.approx(990 * ECI_RATE, rel=1e-12)
+    assert r.cost == pytest.approx(0.0545787, rel=1e-9)
+    assert r.eci_share == 1.0
+    assert r.actions == ()
+
+
+def test_hand_computed_reactive_all_ecs(scenario: Scenario) -> None:
+    trace = one_pod_trace()
+    r = simulate(trace, scenario, by_name(scenario, trace)["reactive-ecs"], audit=True)
+    # Pending at 0; the loop runs at t=10 and asks for a node; it boots for 60 s: pending 70 s.
+    # The pod leaves at 1000; the next loop (1010) marks the node unneeded; 100 s later (1110) it
+    # goes.  Billed 1100 s at 0.001 CNY/s.
+    assert r.pending.tolist() == [70.0]
+    assert [(a.t, a.kind, a.nodes) for a in r.actions] == [
+        (10.0, "scale-up", 1),
+        (1110.0, "scale-down", 1),
+    ]
+    assert r.ecs_node_seconds == pytest.approx(1100.0)
+    assert r.ecs_cost == pytest.approx(1.1)
+    assert r.eci_cost == 0.0
+    assert r.peak_nodes == 1
+
+
+def test_hand_computed_static_and_all_eci(scenario: Scenario) -> None:
+    trace = one_pod_trace()
+    v = by_name(scenario, trace)
+    static = simulate(trace, scenario, v["static-N"], audit=True)
+    assert static.pending.tolist() == [0.0]
+    assert static.cost == pytest.approx(2.0)  # one node for the whole 2000 s
+    eci = simulate(trace, scenario, v["all-eci"], audit=True)
+    assert eci.cost == pytest.approx(990 * ECI_RATE)
+
+
+def random_trace(seed: int, *, pods: int = 300, replicas: bool = True) -> Trace:
+    rng = random.Random(seed)
+    events: list[tuple[float, int, Event]] = []
+    shapes = [Resources(500, 2**29, 1), Resources(1000, 2**30, 1), Resources(2000, 4 * 2**30, 1)]
+    for i in range(pods):
+        start = rng.uniform(0, 20_000)
+        life = rng.expovariate(1 / 1500)
+        shape = rng.choice(shapes)
+        wl = WorkloadKey("shop", "Pod", f"p{i}")
+        events.append((start, 2 * i, PodCreated(start, f"p{i}", wl, f"p{i}", Template(shape))))
+        events.append((start + life, 2 * i + 1, PodDeleted(start + life, f"p{i}")))
+    if replicas:
+        t = 0.0
+        for k in range(60):
+            n = rng.randint(0, 12)
+            events.append((t, 10**6 + k, ReplicasChanged(t, WEB, n, ONE if k == 0 else None)))
+            t += rng.uniform(100, 600)
+    events.sort(key=lambda e: (e[0], e[1]))
+    return Trace(TraceHeader(), [e for _, _, e in events])
+
+
+def check_result(r: Result, scenario: Scenario) -> None:
+    price = scenario.autoscaler.settings.eci_price
+    parts = (
+        r.eci_vcpu_seconds * price.vcpu_second
+        + r.eci_gib_seconds * price.gib_second
+        + r.eci_gpu_seconds * price.gpu_hour / 3600
+    )
+    assert r.eci_cost == pytest.approx(parts, rel=1e-9, abs=1e-12)
+    groups = {g.name: g.price_per_hour for g in scenario.autoscaler.groups}
+    ecs = sum(s * groups[g] / 3600 for g, s in r.ecs_node_seconds_by_group.items())
+    assert r.ecs_cost == pytest.approx(ecs, rel=1e-9, abs=1e-12)
+    assert r.cost == pytest.approx(r.ecs_cost + r.eci_cost)
+    assert r.timeline.cost[-1] <= r.cost + 1e-9
+    # Every pod is either started (a pending time) or reported as never started.
+    assert r.pending.size == r.pods
+    assert (r.pending >= 0).all()
+
+
+@pytest.mark.parametrize(
+    "name", ["spillover", "reactive-ecs", "reactive-ecs+1", "all-eci", "static-N"]
+)
+def test_invariants_on_a_random_trace(name: str) -> None:
+    scenario = small_scenario()
+    trace = random_trace(11)
+    sim = Simulation(trace, scenario, by_name(scenario, trace)[name], audit=True)
+    r = sim.run()  # audit: no pod on two nodes, no node over capacity, after every step
+    check_result(r, scenario)
+    if name == "all-eci":
+        assert r.ecs_cost == 0.0
+    if name == "spillover":
+        assert r.pending_percentile(99) <= 10.0  # ECS or ECI: never more than the ECI start
+
+
+def test_same_seed_same_result_and_jitter_is_seeded() -> None:
+    scenario = small_scenario(
+        timing={"loopPeriod": "10s", "eciStartDelay": "10s", "eciStartJitter": "4s"}
+    )
+    trace = random_trace(5)
+    v = by_name(scenario, trace)["spillover"]
+    a, b = simulate(trace, scenario, v), simulate(trace, scenario, v)
+    assert a.cost == b.cost
+    assert np.array_equal(a.pending, b.pending)
+    assert a.actions == b.actions
+    other = simulate(trace, replace(scenario, seed=scenario.seed + 1), v)
+    assert not np.array_equal(a.pending, other.pending)
+
+
+def test_scale_in_removes_eci_replicas_first() -> None:
+    """keep-2-on-ECS: replicas 5 -> 2 deletes the three ECI pods (pod-deletion-cost)."""
+    scenario = small_scenario()
+    keep2 = replace(scenario.policies[0], units=(Unit(NodeKind.ECS, max=2), Unit(NodeKind.ECI)))
+    variant = Variant("keep-2", (keep2,), autoscaling=False, forecast=False, static={"small": 3})
+    trace = Trace(
+        TraceHeader(),
+        [
+            ReplicasChanged(0.0, WEB, 5, ONE),
+            ReplicasChanged(100.0, WEB, 2),
+            ReplicasChanged(200.0, WEB, 2),
+        ],
+    )
+    sim = Simulation(trace, replace(scenario, policies=(keep2,)), variant, audit=True)
+    sim.run()
+    # 2 ECS pods and 3 ECI pods ran; the survivors are the ECS ones.
+    live = sim.replicas[WEB][1]
+    assert len(live) == 2
+    assert sim.eci_pod_s == pytest.approx(3 * 90.0)  # started at 10, all deleted at 100
+    assert sim.ecs_pod_s == pytest.approx(2 * 200.0)  # the ECS pods ran to the end
+
+
+def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"decide": 0, "policy_for": 0, "plan": 0, "desired_costs": 0}
+
+    def counting(module: Any, name: str) -> None:
+        original = getattr(module, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counting(extender.policy, "decide")
+    counting(extender.policy, "policy_for")
+    counting(autoscaler.planner, "plan")
+    counting(extender.deletion_cost, "desired_costs")
+    scenario = small_scenario()
+    trace = random_trace(2, pods=50)
+    r = simulate(trace, scenario, by_name(scenario, trace)["spillover"])
+    assert calls["decide"] == r.decide_calls > 0
+    assert calls["plan"] == r.planner_calls > 0
+    assert calls["policy_for"] > 0
+    assert calls["desired_costs"] > 0
