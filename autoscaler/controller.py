@@ -50,7 +50,7 @@ from extender.snapshot import ClusterState
 
 from .forecast import Forecast, Forecaster, SeasonalForecaster
 from .leader import LeaseElector
-from .metrics import Metrics, reason_label
+from .metrics import Metrics
 from .nodegroup import AutoscalerConfig
 from .planner import DisruptionBudget, GroupNode, GroupState, Plan, plan
 from .providers.base import GroupStatus, InstanceState, Provider, ProviderError
@@ -246,9 +246,9 @@ class Controller:
             pdbs=pdbs,
         )
         for up in result.scale_ups:
-            self.metrics.planned.labels(up.group, "up", reason_label(up.reason)).inc(up.delta)
+            self.metrics.planned.labels(up.group, "up", up.code).inc(up.delta)
         for down in result.scale_downs:
-            self.metrics.planned.labels(down.group, "down", reason_label(down.reason)).inc()
+            self.metrics.planned.labels(down.group, "down", down.code).inc()
         memory.unneeded = dict(result.unneeded)  # dry-run keeps it too, in memory only
         if self.settings.dry_run:
             for up in result.scale_ups:
@@ -414,7 +414,7 @@ class Controller:
                 continue
             scaled[up.group] = target
             memory.last_scale_up[up.group] = now
-            self.metrics.applied.labels(up.group, "up", reason_label(up.reason)).inc(up.delta)
+            self.metrics.applied.labels(up.group, "up", up.code).inc(up.delta)
             log.info("scaled up", extra={**_fields(up), "target": target})
             await self._event(
                 "ScaledUpGroup",
@@ -453,7 +453,7 @@ class Controller:
             deleted.append(down.node)
             memory.unneeded.pop(down.node, None)
             memory.last_scale_down[down.group] = now
-            self.metrics.applied.labels(down.group, "down", reason_label(down.reason)).inc()
+            self.metrics.applied.labels(down.group, "down", down.code).inc()
             log.info("removed node", extra=_fields(down))
             await self._event("ScaleDown", f"removed {down.node}: {down.reason}", now)
         return deleted

@@ -1,25 +1,17 @@
-"""Prometheus metrics of the autoscaler controller, on a registry of its own."""
+"""Prometheus metrics of the autoscaler controller, on a registry of its own.
+
+The ``reason`` label of planned and applied changes is the change's ``code`` ("pending-pods",
+"underutilized", ...), a short fixed vocabulary of the planner; the free-text reason, with its
+numbers and names, goes to events and the status ConfigMap only.
+"""
 
 from __future__ import annotations
 
-import re
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["Metrics", "reason_label"]
+__all__ = ["Metrics"]
 
 _LOOP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_WORD = re.compile(r"[a-z][a-z0-9-]*")
-
-
-def reason_label(reason: str) -> str:
-    """A bounded label value from a planner reason: its leading words, before any detail.
-
-    Reasons carry numbers and names ("3 pending pods: shop/web-1 ..."); labels must not.
-    """
-    head = reason.split(":", 1)[0].lower()
-    words = [w for w in _WORD.findall(head) if not w.isdigit()][:4]
-    return "-".join(words) or "unspecified"
 
 
 class Metrics:

@@ -130,6 +130,7 @@ def test_ten_small_pods_take_three_4cpu_nodes(backend: str) -> None:
     assert (up.group, up.delta, up.new_target) == ("g4", 3, 3)
     assert sorted(up.pods) == sorted(f"default/p{i}" for i in range(10))
     assert "10 pod(s) fit on 3 new" in up.reason
+    assert up.code == "pending-pods"
     assert not result.unschedulable
 
 
@@ -310,6 +311,7 @@ def test_eci_pods_cheaper_on_ecs_break_even(duration: str, moves: bool) -> None:
         (up,) = result.scale_ups
         assert (up.group, up.delta, up.pods) == ("g2", 1, ("default/e0",))
         assert "now on ECI, cheaper on ECS" in up.reason
+        assert up.code == "eci-cheaper-on-ecs"
     else:
         assert result.scale_ups == ()
 
@@ -345,6 +347,16 @@ def test_forecast_pre_provisions() -> None:
     (up,) = result.scale_ups
     assert (up.group, up.delta, up.pods) == ("g4", 3, ())
     assert up.reason.startswith("forecast: pre-provision 3 node(s)")
+    assert up.code == "predictive"
+
+
+def test_a_group_grown_for_pods_and_forecast_has_the_code_of_its_first_reason() -> None:
+    # 10 pods take 3 nodes (12 cores); the forecast wants 20 cores: 2 more nodes, same group
+    result = run(ten_pods(), [GroupState(G4, 0)], forecast=flat(18, 20))
+    (up,) = result.scale_ups
+    assert up.delta == 5
+    assert "; then forecast: pre-provision 2 node(s)" in up.reason
+    assert up.code == "pending-pods"
 
 
 def test_forecast_uses_the_break_even_share_of_the_window() -> None:
@@ -403,6 +415,7 @@ def test_scale_down_after_unneeded_time_and_not_before() -> None:
     assert (down.group, down.node) == ("g4", "n1")
     assert "fit on n2" in down.reason
     assert "cpu 12%" in down.reason
+    assert down.code == "underutilized"
     assert late.unneeded == {"n1": NOW - 600}
 
 
@@ -485,6 +498,18 @@ def test_daemonset_pods_do_not_block() -> None:
         [*pods, ds], [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0}
     )
     assert [d.node for d in result.scale_downs] == ["n1"]
+    assert result.scale_downs[0].code == "underutilized"
+
+
+def test_a_node_with_only_daemonset_pods_is_empty() -> None:
+    nodes, pods = half_empty()
+    ds = pod("proxy-n1", 100, GIB, node="n1", kind="DaemonSet", app="kube-proxy")
+    result = run(
+        [pods[1], ds], [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0}
+    )
+    (down,) = result.scale_downs
+    assert (down.node, down.code) == ("n1", "empty")
+    assert "it runs no pod that must move" in down.reason
 
 
 def test_delay_after_scale_up_and_no_scale_down_while_scaling_up() -> None:
@@ -561,6 +586,7 @@ def test_backends_agree_on_a_mixed_cluster() -> None:
 def test_plan_to_dict() -> None:
     data = run(ten_pods(), [GroupState(G4, 0)]).to_dict()
     assert data["scaleUps"][0]["newTarget"] == 3
+    assert data["scaleUps"][0]["code"] == "pending-pods"
     assert set(data) == {"scaleUps", "scaleDowns", "unneeded", "unschedulable", "notes"}
 
 

@@ -1,0 +1,181 @@
+"""What every planner pass reads: the cluster, the groups and their new-node templates, once.
+
+A ``Context`` is built once per ``planner.plan`` call and shared by the demand, scale-up,
+predictive and scale-down passes.  It maps nodes to groups (by the provider's member list, then
+by the node-group label), counts registered and upcoming nodes, and caches what is expensive to
+recompute per pod: pod classes (pods that match nodes the same way) and, per class, policy unit
+and node list, which nodes they may use.  Nothing in it changes after construction except those
+caches, so the passes may run in any order over it.
+
+``Growth`` is what scale-up and the predictive pass add to one group; the planner turns it into
+a ``ScaleUp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from extender.model import Node, NodeKind, Pod, Resources
+from extender.policy import ResourcePolicy
+from extender.selectors import fits_node_selector, untolerated_taint
+from extender.snapshot import ClusterState
+
+from .nodegroup import PlannerSettings
+
+if TYPE_CHECKING:
+    from .planner import GroupState
+
+__all__ = ["Context", "Growth", "IntArray", "PodClass", "accepts", "fmt_time", "vector"]
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class PodClass:
+    """Pods that match nodes the same way (node selector, required affinity, tolerations)."""
+
+    pod: Pod
+    groups: list[bool]
+    group_why: list[str]
+    eci_nodes: list[Node]
+
+
+@dataclass(slots=True)
+class Growth:
+    """Nodes to add to one group in this pass: how many, for which pods, why.
+
+    ``code`` is the machine-readable reason of the first contribution, which leads ``reasons``.
+    """
+
+    delta: int = 0
+    pods: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    code: str = ""
+
+    def add(self, nodes: int, *, pods: Sequence[str], reason: str, code: str) -> None:
+        self.delta += nodes
+        self.pods.extend(pods)
+        self.reasons.append(reason)
+        self.code = self.code or code
+
+
+class Context:
+    def __init__(
+        self, state: ClusterState, groups: Sequence[GroupState], settings: PlannerSettings
+    ) -> None:
+        self.state = state
+        self.groups = list(groups)
+        self.settings = settings
+        self.templates = [
+            gs.group.template(overhead=settings.daemonset_overhead) for gs in self.groups
+        ]
+        self.template_group = {t.name: g for g, t in enumerate(self.templates)}
+        index = {gs.group.name: g for g, gs in enumerate(self.groups)}
+        self.node_group: dict[str, int] = {}
+        for g, gs in enumerate(self.groups):
+            for member in gs.nodes:
+                self.node_group[member.name] = g
+        label = settings.node_group_label
+        for node in state.nodes.values():
+            if node.kind is NodeKind.ECS and node.name not in self.node_group:
+                g_label = index.get(node.labels.get(label, ""))
+                if g_label is not None:
+                    self.node_group[node.name] = g_label
+        self.registered = [0] * len(self.groups)
+        for name, g in self.node_group.items():
+            if name in state.nodes:
+                self.registered[g] += 1
+        self.eci_nodes = [n for n in state.nodes.values() if n.kind is NodeKind.ECI]
+        self.ecs_nodes = [
+            n
+            for n in state.nodes.values()
+            if n.kind is NodeKind.ECS and n.ready and not n.unschedulable
+        ]
+        self.classes: list[PodClass] = []
+        self._class_index: dict[tuple[Any, ...], int] = {}
+        self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
+        self.cap = np.array([vector(t.allocatable) for t in self.templates], np.int64).reshape(
+            len(self.groups), 4
+        )
+
+    def upcoming(self, g: int) -> int:
+        return max(0, self.groups[g].target_size - self.registered[g])
+
+    def class_of(self, pod: Pod) -> int:
+        key = (
+            tuple(pod.node_selector.items()) if pod.node_selector else (),
+            pod.required_affinity,
+            pod.tolerations,
+        )
+        found = self._class_index.get(key)
+        if found is not None:
+            return found
+        ok: list[bool] = []
+        why: list[str] = []
+        for template in self.templates:
+            taint = untolerated_taint(pod.tolerations, template.taints)
+            if not fits_node_selector(pod, template):
+                ok.append(False)
+                why.append("node selector / required affinity does not match the group's labels")
+            elif taint is not None:
+                ok.append(False)
+                why.append(f"untolerated taint {taint.key}={taint.value}:{taint.effect}")
+            else:
+                ok.append(True)
+                why.append("")
+        eci = [n for n in self.eci_nodes if accepts(pod, n)]
+        self.classes.append(PodClass(pod, ok, why, eci))
+        self._class_index[key] = len(self.classes) - 1
+        return len(self.classes) - 1
+
+    def node_elig(
+        self,
+        cls: int,
+        policy: ResourcePolicy | None,
+        unit: int,
+        nodes: Sequence[Node],
+        *,
+        purpose: str,
+    ) -> npt.NDArray[np.bool_]:
+        """Which of ``nodes`` a pod class may use (within the policy's unit, if any)."""
+        key = (purpose, cls, policy.key if policy else "", unit)  # one node list per purpose
+        found = self._node_elig.get(key)
+        if found is not None:
+            return found
+        pod = self.classes[cls].pod
+        unit_obj = policy.units[unit] if policy is not None and unit >= 0 else None
+        out = np.array(
+            [accepts(pod, n) and (unit_obj is None or unit_obj.contains(n)) for n in nodes],
+            np.bool_,
+        )
+        self._node_elig[key] = out
+        return out
+
+    def ecs_capacity_milli(self, added: Mapping[int, Growth]) -> int:
+        """Allocatable cpu of the groups' registered ECS nodes, upcoming nodes and ``added``."""
+        total = 0
+        for name in self.node_group:
+            node = self.state.nodes.get(name)
+            if node is not None and node.kind is NodeKind.ECS:
+                total += node.allocatable.cpu_milli
+        for g in range(len(self.groups)):
+            nodes = self.upcoming(g) + (added[g].delta if g in added else 0)
+            total += nodes * self.templates[g].allocatable.cpu_milli
+        return total
+
+
+def accepts(pod: Pod, node: Node) -> bool:
+    return fits_node_selector(pod, node) and untolerated_taint(pod.tolerations, node.taints) is None
+
+
+def vector(r: Resources) -> tuple[int, int, int, int]:
+    return (r.cpu_milli, r.memory, r.gpu_milli, r.pods)
+
+
+def fmt_time(t: float) -> str:
+    return f"t={t:.0f}"

@@ -1,0 +1,193 @@
+"""ECS demand: which pending pods, and which pods now on ECI, a scale-up should make room for.
+
+ECS demand is every pending pod whose placement policy chooses an ECS unit (the policy from
+``extender.policy``, with the workload's live counts; pending pods of one workload are counted one
+after another so that replica N+1 goes to ECI), every pending pod no policy manages (as
+cluster-autoscaler would), and every pod running on ECI for lack of ECS room whose expected run
+time makes ECS cheaper (``autoscaler.costs``).  The expected run time is the annotation
+``spillover.dev/expected-duration`` (``8h``, ``3600``) or, for Deployments, StatefulSets and
+ReplicaSets, the whole horizon; Jobs and bare pods without the annotation stay on ECI.  DaemonSet
+pods are not demand: a new node's DaemonSets are ``settings.daemonset_overhead``, subtracted from
+its allocatable.  Pending pods no policy unit can take get their reason in ``unschedulable``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from extender.model import Node, NodeKind, Pod
+from extender.policy import ResourcePolicy, decide, policy_for, unit_counts
+
+from .context import Context, IntArray
+from .costs import ecs_cheaper
+from .nodegroup import parse_duration
+
+__all__ = ["EXPECTED_DURATION", "Demand", "collect", "expected_duration"]
+
+EXPECTED_DURATION = "spillover.dev/expected-duration"
+_LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?")
+
+
+def expected_duration(pod: Pod, horizon: float) -> float:
+    """Seconds ``pod`` is expected to keep running; 0 when unknown (it then stays on ECI)."""
+    raw = pod.annotations.get(EXPECTED_DURATION)
+    if raw is not None:
+        try:
+            return max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
+        except ValueError:  # a bad annotation counts as unknown: the pod stays where it is
+            return 0.0
+    if pod.workload is not None and pod.workload.kind in _LONG_RUNNING:
+        return horizon
+    return 0.0
+
+
+@dataclass(slots=True)
+class Demand:
+    """ECS demand, collected per pod in lists, then turned into arrays by ``finish``."""
+
+    horizon_hours: float
+    pods: list[Pod] = field(default_factory=list)
+    classes: list[int] = field(default_factory=list)
+    policies: list[ResourcePolicy | None] = field(default_factory=list)
+    units: list[int] = field(default_factory=list)
+    eci_hours_of: dict[int, float] = field(default_factory=dict)  # pods now on ECI: run time, h
+    on_eci: int = 0
+    about_to_land: int = 0  # pending pods that fit free or booting capacity (set by scale-up)
+    # filled by finish()
+    req: IntArray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    pack: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    pack_keys: list[tuple[int, ResourcePolicy | None, int]] = field(default_factory=list)
+    eci_hours: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    from_eci: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+
+    def add(
+        self, pod: Pod, cls: int, policy: ResourcePolicy | None, unit: int, eci_hours: float = -1
+    ) -> None:
+        if eci_hours >= 0:
+            self.eci_hours_of[len(self.pods)] = eci_hours
+        self.pods.append(pod)
+        self.classes.append(cls)
+        self.policies.append(policy)
+        self.units.append(unit)
+
+    def finish(self) -> None:
+        n = len(self.pods)
+        reqs = [p.requests for p in self.pods]
+        self.req = np.array(
+            [(r.cpu_milli, r.memory, r.gpu_milli, 1) for r in reqs], np.int64
+        ).reshape(n, 4)
+        index: dict[tuple[int, str, int], int] = {}
+        pack = []
+        for cls, policy, unit in zip(self.classes, self.policies, self.units, strict=True):
+            key = (cls, policy.key if policy is not None else "", unit)
+            k = index.get(key)
+            if k is None:
+                k = index[key] = len(self.pack_keys)
+                self.pack_keys.append((cls, policy, unit))
+            pack.append(k)
+        self.pack = np.array(pack, np.int64)
+        self.eci_hours = np.full(n, self.horizon_hours)
+        self.from_eci = np.zeros(n, np.bool_)
+        for i, hours in self.eci_hours_of.items():
+            self.eci_hours[i] = hours
+            self.from_eci[i] = True
+
+
+def collect(ctx: Context, unschedulable: dict[str, str]) -> Demand:
+    """The ECS demand of this pass; pods no policy unit can take go to ``unschedulable``."""
+    state, settings = ctx.state, ctx.settings
+    horizon = settings.forecast_horizon
+    demand = Demand(horizon / 3600)
+    policies = state.policies
+    counts: dict[Any, list[int]] = {}
+
+    def counts_for(policy: ResourcePolicy, pod: Pod) -> list[int]:
+        key = (policy.key, pod.workload)
+        found = counts.get(key)
+        if found is None:
+            pods = state.workload_pods(pod.workload) if pod.workload is not None else ()
+            found = unit_counts(policy, pods=pods, nodes=state.nodes, reserved={})
+            counts[key] = found
+        return found
+
+    def candidates(cls: int) -> list[Node]:
+        c = ctx.classes[cls]
+        return [t for t, ok in zip(ctx.templates, c.groups, strict=True) if ok] + c.eci_nodes
+
+    for pod in state.pending_pods():
+        if pod.terminating or (pod.owner is not None and pod.owner.kind == "DaemonSet"):
+            continue
+        cls = ctx.class_of(pod)
+        policy = policy_for(policies, pod) if policies else None
+        if policy is None:
+            demand.add(pod, cls, None, -1)
+            continue
+        unit_counts_now = counts_for(policy, pod)
+        decision = decide(
+            policy,
+            counts=unit_counts_now,
+            candidates=candidates(cls),
+            ordinal=pod.ordinal,
+        )
+        if decision.unit is None:
+            unschedulable[pod.key] = decision.reason
+            continue
+        unit_counts_now[decision.unit] += 1
+        if policy.units[decision.unit].resource is NodeKind.ECI:
+            demand.on_eci += 1
+            continue
+        demand.add(pod, cls, policy, decision.unit)
+
+    if not policies:
+        demand.finish()
+        return demand
+    eci_price = settings.eci_price
+    for node in ctx.eci_nodes:
+        for pod in sorted(state.pods_on(node.name), key=lambda p: (p.created, p.key)):
+            if pod.finished or pod.terminating or pod.workload is None:
+                continue
+            policy = policy_for(policies, pod)
+            own = policy.unit_of(node) if policy is not None else None
+            if policy is None or own is None:
+                continue
+            duration = expected_duration(pod, horizon)
+            if duration <= 0:
+                continue
+            cls = ctx.class_of(pod)
+            now_counts = counts_for(policy, pod)
+            trial = list(now_counts)
+            trial[own] -= 1
+            decision = decide(policy, counts=trial, candidates=candidates(cls), ordinal=pod.ordinal)
+            if decision.unit is None or policy.units[decision.unit].resource is not NodeKind.ECS:
+                continue
+            usable = [
+                g
+                for g, t in enumerate(ctx.templates)
+                if ctx.classes[cls].groups[g] and policy.units[decision.unit].contains(t)
+            ]
+            if not any(
+                ecs_cheaper(
+                    pod.requests,
+                    price_per_hour=ctx.groups[g].group.price_per_hour,
+                    capacity=ctx.templates[g].allocatable,
+                    eci=eci_price,
+                    duration=duration,
+                    horizon=horizon,
+                )
+                for g in usable
+            ):
+                continue
+            now_counts[own] -= 1
+            now_counts[decision.unit] += 1
+            demand.add(pod, cls, policy, decision.unit, min(duration, horizon) / 3600)
+    demand.finish()
+    return demand
+
+
+# -- scale-up ----------------------------------------------------------------------------------

@@ -1,0 +1,208 @@
+"""Scale-down: which group nodes are unneeded, and which of those can be removed now.
+
+A group node whose requested cpu and memory are both below the threshold is unneeded from the
+first pass that saw it so; once unneeded long enough, it is removed when its pods all fit on the
+nodes that stay (simulated one candidate after another, updating free capacity, as
+cluster-autoscaler does; the simulation is ``k.drain``), its group stays at or above its minimum,
+PodDisruptionBudgets allow the evictions, ECS capacity stays at or above ``floor_milli`` and no
+scale-up happened within ``scale_down_delay_after_add``.  Nodes of one group are taken in the
+order of its removal policy.  A node with a pod that cannot move (no controller, or
+``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"``) stays; local storage is not
+modelled.  DaemonSet pods do not need to move.  Destinations are ECS nodes only; ECI virtual
+nodes are never scaled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from extender.model import Node, NodeKind, Pod
+
+from .context import Context, fmt_time
+from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
+
+if TYPE_CHECKING:
+    from .planner import DisruptionBudget
+
+__all__ = ["EMPTY", "SAFE_TO_EVICT", "UNDERUTILIZED", "Removal", "scale_down"]
+
+SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+UNDERUTILIZED = "underutilized"
+EMPTY = "empty"  # no pod but DaemonSet pods: nothing to move
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """A node to remove; the planner makes it a ``ScaleDown``."""
+
+    group: str
+    node: str
+    reason: str
+    code: str
+
+
+def scale_down(
+    ctx: Context,
+    k: ModuleType,
+    *,
+    now: float,
+    previous: Mapping[str, float],
+    pdbs: Sequence[DisruptionBudget],
+    floor_milli: float,
+    blocked_by_scale_up: bool,
+    notes: list[str],
+) -> tuple[list[Removal], dict[str, float]]:
+    """Nodes to remove now, and every unneeded node with the time it became unneeded."""
+    state, settings = ctx.state, ctx.settings
+    threshold = settings.scale_down_utilization_threshold
+    unneeded: dict[str, float] = {}
+    candidates: list[tuple[tuple[Any, ...], Node, int, list[Pod], str]] = []
+    for name, g in ctx.node_group.items():
+        node = state.nodes.get(name)
+        if node is None or node.kind is not NodeKind.ECS:
+            continue
+        pods = [p for p in state.pods_on(name) if not p.finished]
+        a = node.allocatable
+        cpu = sum(p.requests.cpu_milli for p in pods) / a.cpu_milli if a.cpu_milli else 1.0
+        mem = sum(p.requests.memory for p in pods) / a.memory if a.memory else 1.0
+        if max(cpu, mem) >= threshold:
+            continue
+        since = previous.get(name, now)
+        unneeded[name] = since
+        if now - since < settings.scale_down_unneeded_time:
+            continue
+        movable = [p for p in pods if p.owner is None or p.owner.kind != "DaemonSet"]
+        stuck = next(
+            (
+                p
+                for p in movable
+                if p.owner is None or p.annotations.get(SAFE_TO_EVICT, "").lower() == "false"
+            ),
+            None,
+        )
+        if stuck is not None:
+            why = (
+                "has no controller"
+                if stuck.owner is None
+                else f'is annotated {SAFE_TO_EVICT}: "false"'
+            )
+            notes.append(f"node {name} stays: pod {stuck.key} {why}")
+            continue
+        gs = ctx.groups[g]
+        if gs.in_cooldown(now):
+            notes.append(f"node {name} stays: group {gs.group.name} is in cooldown")
+            continue
+        created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
+        newest_first = gs.group.removal_policy.value == "NewestInstance"
+        key = (g, -created if newest_first else created, name)
+        text = (
+            f"unneeded since {fmt_time(since)} for {now - since:.0f}s "
+            f"(requests cpu {cpu:.0%}, memory {mem:.0%} < {threshold:.0%})"
+        )
+        candidates.append((key, node, g, movable, text))
+    if not candidates:
+        return [], unneeded
+    if blocked_by_scale_up:
+        notes.append(
+            f"scale-down of {len(candidates)} unneeded node(s) waits: scaling up now, "
+            "or pending pods are about to use free capacity"
+        )
+        return [], unneeded
+    last_up = max(
+        (gs.last_scale_up for gs in ctx.groups if gs.last_scale_up is not None), default=None
+    )
+    if last_up is not None and now - last_up < settings.scale_down_delay_after_add:
+        notes.append(
+            f"scale-down of {len(candidates)} unneeded node(s) waits until "
+            f"{fmt_time(last_up + settings.scale_down_delay_after_add)} (delay after scale-up)"
+        )
+        return [], unneeded
+    candidates.sort(key=lambda c: c[0])
+
+    # destinations: schedulable nodes first, candidates last, so pods prefer nodes that stay
+    cand_names = {c[1].name for c in candidates}
+    dests = [n for n in ctx.ecs_nodes if n.name not in cand_names] + [c[1] for c in candidates]
+    position = {n.name: i for i, n in enumerate(dests)}
+    rows = []
+    for node in dests:
+        used = [0, 0, 0, 0]
+        for pod in state.pods_on(node.name):
+            if not pod.finished:
+                r = pod.requests
+                used[0] += r.cpu_milli
+                used[1] += r.memory
+                used[2] += r.gpu_milli
+                used[3] += 1
+        a = node.allocatable
+        slots = a.pods - used[3] if (node.ready and not node.unschedulable) else 0
+        rows.append((a.cpu_milli - used[0], a.memory - used[1], a.gpu_milli - used[2], slots))
+    free = np.array(rows, np.int64).reshape(len(rows), 4)
+    req_rows: list[tuple[int, int, int, int]] = []
+    pod_class: list[int] = []
+    pod_pdb: list[int] = []
+    starts = [0]
+    cand_node: list[int] = []
+    for _, node, _, movable, _ in candidates:
+        for pod in movable:
+            r = pod.requests
+            req_rows.append((r.cpu_milli, r.memory, r.gpu_milli, 1))
+            pod_class.append(ctx.class_of(pod))
+            pod_pdb.append(next((b for b, pdb in enumerate(pdbs) if pdb.covers(pod)), -1))
+        starts.append(len(req_rows))
+        cand_node.append(position[node.name])
+    classes = sorted(set(pod_class))
+    remap = {c: i for i, c in enumerate(classes)}
+    elig = (
+        np.stack([ctx.node_elig(c, None, -1, dests, purpose="drain") for c in classes])
+        if classes
+        else np.ones((1, len(dests)), np.bool_)
+    )
+    status, dest = k.drain(
+        np.array(req_rows, np.int64).reshape(len(req_rows), 4),
+        pod_class=np.array([remap[c] for c in pod_class], np.int64),
+        pod_pdb=np.array(pod_pdb, np.int64),
+        cand_start=np.array(starts, np.int64),
+        cand_node=np.array(cand_node, np.int64),
+        cand_group=np.array([c[2] for c in candidates], np.int64),
+        group_budget=np.array([gs.target_size - gs.group.min_size for gs in ctx.groups], np.int64),
+        pdb_budget=np.array([max(p.disruptions_allowed, 0) for p in pdbs], np.int64),
+        free=free,
+        elig=elig,
+    )
+    capacity = ctx.ecs_capacity_milli({})
+    downs: list[Removal] = []
+    for c, (_, node, g, movable, text) in enumerate(candidates):
+        group = ctx.groups[g].group
+        outcome = int(status[c])
+        if outcome == DRAIN_REMOVED:
+            if capacity - node.allocatable.cpu_milli < floor_milli:
+                notes.append(
+                    f"node {node.name} stays: ECS capacity must stay at or above "
+                    f"{floor_milli / 1000:.2f} cores (forecast and pods moving to ECS)"
+                )
+                continue
+            capacity -= node.allocatable.cpu_milli
+            targets = sorted({dests[int(dest[i])].name for i in range(starts[c], starts[c + 1])})
+            moved = (
+                f"its {len(movable)} pod(s) fit on {', '.join(targets)}"
+                if movable
+                else "it runs no pod that must move"
+            )
+            code = UNDERUTILIZED if movable else EMPTY
+            downs.append(Removal(group.name, node.name, f"{text}; {moved}", code))
+        elif outcome == DRAIN_NO_FIT:
+            notes.append(f"node {node.name} stays: its pods do not all fit on other nodes")
+        elif outcome == DRAIN_MIN_SIZE:
+            notes.append(
+                f"node {node.name} stays: group {group.name} is at its min size {group.min_size}"
+            )
+        elif outcome == DRAIN_PDB:
+            notes.append(f"node {node.name} stays: a PodDisruptionBudget allows no more evictions")
+        elif outcome == DRAIN_RECEIVED:
+            notes.append(f"node {node.name} stays: it receives pods from a removed node")
+    return downs, unneeded

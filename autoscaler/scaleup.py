@@ -1,0 +1,232 @@
+"""Scale-up: which groups get new nodes for the ECS demand, by bin packing and an expander.
+
+Demand that first-fits the free capacity of existing nodes or of nodes still booting (target size
+above registered nodes) needs no new node.  The rest is packed first-fit-decreasing onto new nodes
+of every group it may use (node selector, required node affinity and taints against the group's
+labels and taints; the policy unit's node selector), an expander picks one group, and this repeats
+for the pods left over.  Max sizes, cooldowns and ``max_nodes_per_loop`` bound the options; pods
+nothing can take get a reason.  The packing runs in ``k`` (``autoscaler.kernels`` or
+``autoscaler.kernels_ref``), chosen by the planner.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+import numpy.typing as npt
+
+from extender.model import Node
+
+from .context import Context, Growth, IntArray, fmt_time, vector
+from .costs import GIB
+from .demand import Demand
+from .expanders import Option, expander_for
+
+__all__ = ["ECI_CHEAPER_ON_ECS", "PENDING_PODS", "scale_up"]
+
+PENDING_PODS = "pending-pods"
+ECI_CHEAPER_ON_ECS = "eci-cheaper-on-ecs"
+
+
+def _order(req: IntArray) -> IntArray:
+    """Decreasing GPU, then cpu, then memory (stable, so equal pods keep their order)."""
+    return np.lexsort((-req[:, 1], -req[:, 0], -req[:, 2])).astype(np.int64)
+
+
+def _free_capacity(ctx: Context) -> tuple[list[Node], IntArray]:
+    """Existing ECS nodes' free capacity, then one template per node still booting."""
+    nodes = list(ctx.ecs_nodes)
+    rows = []
+    for node in nodes:
+        used = [0, 0, 0, 0]
+        for pod in ctx.state.pods_on(node.name):
+            if not pod.finished:
+                r = pod.requests
+                used[0] += r.cpu_milli
+                used[1] += r.memory
+                used[2] += r.gpu_milli
+                used[3] += 1
+        a = node.allocatable
+        rows.append(
+            (a.cpu_milli - used[0], a.memory - used[1], a.gpu_milli - used[2], a.pods - used[3])
+        )
+    for g in range(len(ctx.groups)):
+        for _ in range(ctx.upcoming(g)):
+            nodes.append(ctx.templates[g])
+            rows.append(vector(ctx.templates[g].allocatable))
+    return nodes, np.array(rows, np.int64).reshape(len(rows), 4)
+
+
+def scale_up(
+    ctx: Context,
+    demand: Demand,
+    k: ModuleType,
+    *,
+    now: float,
+    unschedulable: dict[str, str],
+    notes: list[str],
+) -> dict[int, Growth]:
+    """Nodes to add per group index; sets ``demand.about_to_land``."""
+    settings = ctx.settings
+    out: dict[int, Growth] = {}
+    if not demand.pods:
+        return out
+    req, pack = demand.req, demand.pack
+    order = _order(req)
+
+    nodes, free = _free_capacity(ctx)
+    if len(nodes):
+        elig_nodes = np.stack(
+            [ctx.node_elig(c, p, u, nodes, purpose="fit") for c, p, u in demand.pack_keys]
+        ).reshape(len(demand.pack_keys), len(nodes))
+        fitted = k.fit_existing(req, order=order, free=free, pod_class=pack, elig=elig_nodes)
+        waiting = fitted >= 0
+        booting = int(np.count_nonzero(fitted >= len(ctx.ecs_nodes)))
+        demand.about_to_land = int(np.count_nonzero(waiting & ~demand.from_eci))
+        if waiting.any():
+            notes.append(
+                f"{int(waiting.sum()) - booting} pending pod(s) fit free capacity of existing "
+                f"nodes, {booting} fit nodes still booting: no new node for them"
+            )
+    else:
+        waiting = np.zeros(len(demand.pods), np.bool_)
+    remaining = ~waiting
+
+    g_count = len(ctx.groups)
+    pack_groups = np.zeros((g_count, len(demand.pack_keys)), np.bool_)
+    for j, (cls, policy, unit) in enumerate(demand.pack_keys):
+        c = ctx.classes[cls]
+        for g in range(g_count):
+            pack_groups[g, j] = c.groups[g] and (
+                policy is None or policy.units[unit].contains(ctx.templates[g])
+            )
+    base_elig = pack_groups[:, pack]
+    price = np.array([gs.group.price_per_hour for gs in ctx.groups], np.float64)
+    eci = settings.eci_price
+    hours = demand.eci_hours
+    eci_cost = (
+        req[:, 0] / 1000 * eci.vcpu_second * 3600
+        + req[:, 1] / GIB * eci.gib_second * 3600
+        + np.ceil(req[:, 2] / 1000) * eci.gpu_hour
+    ) * hours
+    horizon_h = settings.forecast_horizon / 3600
+    blocked: list[str] = []
+    room = np.zeros(g_count, np.int64)
+    for g, gs in enumerate(ctx.groups):
+        if gs.in_cooldown(now):
+            blocked.append(f"in cooldown until {fmt_time(gs.last_any() + gs.group.cooldown)}")
+        elif gs.target_size >= gs.group.max_size:
+            blocked.append(f"at its max size {gs.group.max_size}")
+        else:
+            blocked.append("")
+            room[g] = gs.group.max_size - gs.target_size
+    loop_left = settings.max_nodes_per_loop
+    expander = expander_for(settings)
+    # Groups with the same new-node allocatable, the same eligible pods and the same room pack
+    # identically (typically one instance type in several zones): pack each kind once.
+    template_key = [ctx.cap[g].tobytes() + pack_groups[g].tobytes() for g in range(g_count)]
+    while remaining.any() and loop_left > 0:
+        max_nodes = np.minimum(room, loop_left)
+        kinds: dict[tuple[bytes, int], int] = {}
+        first_of_kind: list[int] = []
+        inverse = np.empty(g_count, np.int64)
+        for g in range(g_count):
+            kind = kinds.setdefault((template_key[g], int(max_nodes[g])), len(first_of_kind))
+            if kind == len(first_of_kind):
+                first_of_kind.append(g)
+            inverse[g] = kind
+        reps = np.array(first_of_kind, np.int64)
+        elig = base_elig[reps] & remaining[None, :]
+        used_r, assign_r = k.ffd(
+            req, order=order, cap=ctx.cap[reps], elig=elig, max_nodes=max_nodes[reps]
+        )
+        scores_r = k.option_matrix(
+            req,
+            assign=assign_r,
+            used=used_r,
+            cap=ctx.cap[reps],
+            price=np.ones(len(reps)),
+            eci_cost=eci_cost,
+            hours=horizon_h,
+        )
+        scores = scores_r[inverse]
+        scores[:, 4] = scores[:, 1] * price * horizon_h
+        options = [
+            Option(
+                group=ctx.groups[g].group,
+                nodes=int(scores[g, 1]),
+                pods=int(scores[g, 0]),
+                cpu_waste=float(scores[g, 2]),
+                memory_waste=float(scores[g, 3]),
+                node_cost=float(scores[g, 4]),
+                eci_cost=float(scores[g, 5]),
+            )
+            for g in range(g_count)
+            if scores[g, 0] > 0
+        ]
+        choice = expander.choose(options)
+        if choice is None:
+            break
+        option, why = choice
+        g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
+        placed = assign_r[inverse[g]] >= 0
+        keys = [demand.pods[i].key for i in np.flatnonzero(placed)]
+        from_eci = int(np.count_nonzero(demand.from_eci & placed))
+        it = option.group.instance_type
+        reason = (
+            f"{option.pods} pod(s)"
+            + (f" ({from_eci} now on ECI, cheaper on ECS)" if from_eci else "")
+            + f" fit on {option.nodes} new {it.name or option.group.name} node(s) "
+            f"({it.cpu_milli / 1000:g} cpu, {it.memory / GIB:g}Gi"
+            + (f", {it.gpu_milli / 1000:g} gpu" if it.gpu_milli else "")
+            + f"); {why}"
+        )
+        code = PENDING_PODS if from_eci < len(keys) else ECI_CHEAPER_ON_ECS
+        out.setdefault(g, Growth()).add(option.nodes, pods=keys, reason=reason, code=code)
+        room[g] -= option.nodes
+        loop_left -= option.nodes
+        if room[g] <= 0:
+            blocked[g] = f"reached its max size {ctx.groups[g].group.max_size}"
+        remaining &= ~placed
+    if remaining.any():
+        _explain(ctx, demand, req, remaining, blocked, loop_left, unschedulable)
+    return out
+
+
+def _explain(
+    ctx: Context,
+    demand: Demand,
+    req: IntArray,
+    remaining: npt.NDArray[np.bool_],
+    blocked: list[str],
+    loop_left: int,
+    unschedulable: dict[str, str],
+) -> None:
+    idx = np.flatnonzero(remaining)
+    big: npt.NDArray[np.bool_] = np.any(req[idx][None, :, :] > ctx.cap[:, None, :], axis=2)
+    cache: dict[tuple[int, bytes], str] = {}
+    for col, i in enumerate(idx):
+        key = (int(demand.pack[i]), big[:, col].tobytes())
+        text = cache.get(key)
+        if text is None:
+            cls, policy, unit = demand.pack_keys[demand.pack[i]]
+            c = ctx.classes[cls]
+            parts = []
+            for g, gs in enumerate(ctx.groups):
+                if not c.groups[g]:
+                    why = c.group_why[g]
+                elif policy is not None and not policy.units[unit].contains(ctx.templates[g]):
+                    why = f"outside {policy.units[unit].describe(unit)} of policy {policy.key}"
+                elif big[g, col]:
+                    why = "pod requests exceed a new node's allocatable"
+                elif blocked[g]:
+                    why = blocked[g]
+                elif loop_left <= 0:
+                    why = f"the per-loop cap of {ctx.settings.max_nodes_per_loop} nodes is reached"
+                else:
+                    why = "no room left in this pass"
+                parts.append(f"{gs.group.name}: {why}")
+            text = "fits no node group: " + ("; ".join(parts) if parts else "no node groups")
+            cache[key] = text
+        unschedulable[demand.pods[i].key] = text
