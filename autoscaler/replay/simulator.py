@@ -393,35 +393,34 @@ class Simulation:
         )
 
     # -- pods --------------------------------------------------------------------------------------
-    def _policy(self, pod: Pod) -> ResourcePolicy | None:
-        key = (pod.workload or BALLOON, frozenset(pod.labels.items()))
-        if key not in self.policy_cache:
-            self.policy_cache[key] = placement.policy_for(self.state.policies, pod)
-        return self.policy_cache[key]
-
     def _new_pod(self, uid: str, wl: WorkloadKey, name: str, template: Template) -> _Pod:
         r = template.requests
+        key = (wl, frozenset(template.labels.items()))
+        if key in self.policy_cache:
+            policy = self.policy_cache[key]
+        else:
+            probe = Pod(uid=uid, name=name, namespace=wl.namespace, labels=template.labels)
+            policy = self.policy_cache[key] = placement.policy_for(self.state.policies, probe)
+        tolerations: tuple[Toleration, ...] = ()
+        if r.gpu_milli:
+            tolerations += (GPU_TOLERATION,)
+        tol_eci = policy is not None and policy.has_eci and self.variant.eci
+        if tol_eci:
+            tolerations += (ECI_TOLERATION,)
         pod = Pod(
             uid=uid,
             name=name,
             namespace=wl.namespace,
             labels=template.labels,
+            annotations=template.annotations,
             requests=r,
-            owner=None,
             created=self.now,
             workload=wl,
+            tolerations=tolerations,
             priority=-1 if wl == BALLOON else 0,
         )
-        policy = self._policy(pod)
         rec = _Pod(uid, wl, pod, policy, self.now)
-        tolerations: tuple[Toleration, ...] = ()
-        if r.gpu_milli:
-            tolerations += (GPU_TOLERATION,)
-        if policy is not None and policy.has_eci and self.variant.eci:
-            tolerations += (ECI_TOLERATION,)
-            rec.tol_eci = True
-        if tolerations:
-            rec.pod = replace(pod, tolerations=tolerations)
+        rec.tol_eci = tol_eci
         if rec.key is not None and rec.key not in self.counts:
             assert policy is not None
             self.counts[rec.key] = [0] * len(policy.units)
@@ -650,7 +649,7 @@ class Simulation:
             if unit is not None:
                 assert rec.key is not None
                 self.counts[rec.key][unit] += 1
-        rec.pod = replace(rec.pod, node_name=rec.bound, phase="Running")
+        rec.pod = _moved(rec.pod, rec.bound, "Running")
         self.state.upsert_pod(rec.pod)
         if node is None:
             # An ECI pod may belong on ECS (cost model): the next loop looks at it.
@@ -700,8 +699,8 @@ class Simulation:
         rec.node = None
         rec.bound = ""
         rec.started = math.inf
-        rec.pod = replace(rec.pod, node_name="", phase="Pending")
-        if rec.uid in self.pods:
+        if rec.uid in self.pods:  # evicted, not deleted: pending again
+            rec.pod = _moved(rec.pod, "", "Pending")
             self.state.upsert_pod(rec.pod)
 
     def _retry(self) -> None:
@@ -970,6 +969,30 @@ class Simulation:
             pending_pods=data[:, 8],
             cost=cost,
         )
+
+
+def _moved(p: Pod, node_name: str, phase: str) -> Pod:
+    """``replace(p, node_name=..., phase=...)`` without its per-field overhead (hot path)."""
+    return Pod(
+        uid=p.uid,
+        name=p.name,
+        namespace=p.namespace,
+        labels=p.labels,
+        annotations=p.annotations,
+        requests=p.requests,
+        owner=p.owner,
+        node_name=node_name,
+        phase=phase,
+        terminating=p.terminating,
+        tolerations=p.tolerations,
+        node_selector=p.node_selector,
+        required_affinity=p.required_affinity,
+        priority=p.priority,
+        scheduler_name=p.scheduler_name,
+        nominated_node=p.nominated_node,
+        created=p.created,
+        workload=p.workload,
+    )
 
 
 def _require(ok: bool, message: str) -> None:

@@ -1,0 +1,130 @@
+"""Replay throughput: events per second for the Alibaba trace and a synthetic 1,000,000-event trace.
+
+Targets (issue 4): the Alibaba trace in <= 5 s end to end (import + the Spillover replay), and
+1,000,000 pod events in <= 60 s on one core.  Prints a table; never asserts on time.
+
+    .venv/bin/python bench/replay.py [--events 1000000] [--skip-synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+# bench/autoscaler.py (another benchmark) would shadow the package when run as a script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+from autoscaler.replay.demo import data_file  # noqa: E402
+from autoscaler.replay.importers import import_openb  # noqa: E402
+from autoscaler.replay.report import compare, fluid_bound, variants  # noqa: E402
+from autoscaler.replay.scenario import load_scenario  # noqa: E402
+from autoscaler.replay.simulator import simulate  # noqa: E402
+from autoscaler.replay.threads import limit_blas_threads  # noqa: E402
+from autoscaler.replay.trace import (  # noqa: E402
+    Event,
+    PodCreated,
+    PodDeleted,
+    Template,
+    Trace,
+    TraceHeader,
+    read_trace,
+    write_trace,
+)
+from extender.model import Resources, WorkloadKey  # noqa: E402
+
+
+def synthetic(events: int, *, seed: int = 1, rate: float = 10.0, life: float = 60.0) -> Trace:
+    """``events`` pod events: Poisson arrivals (``rate``/s), exponential lives (mean ``life`` s),
+    three cpu shapes (one Deployment each), managed by the default scenario's ``series`` policy
+    (ECS, then ECI)."""
+    rng = random.Random(seed)
+    shapes = [
+        Template(Resources(500, 2**30, 1), {"app": "synthetic"}),
+        Template(Resources(1000, 2 * 2**30, 1), {"app": "synthetic"}),
+        Template(Resources(2000, 8 * 2**30, 1), {"app": "synthetic"}),
+    ]
+    pending: list[tuple[float, int, Event]] = []
+    t = 0.0
+    for i in range(events // 2):
+        t += rng.expovariate(rate)
+        uid = f"s{i}"
+        k = rng.randrange(len(shapes))
+        wl = WorkloadKey("series", "Deployment", f"synthetic-{k}")
+        pending.append((t, 2 * i, PodCreated(t, uid, wl, uid, shapes[k])))
+        end = t + rng.expovariate(1 / life)
+        pending.append((end, 2 * i + 1, PodDeleted(end, uid)))
+    pending.sort(key=lambda e: (e[0], e[1]))
+    return Trace(TraceHeader(source="synthetic"), [e for _, _, e in pending])
+
+
+def row(name: str, events: int, seconds: float, target: str, extra: str = "") -> str:
+    return f"| {name} | {events:,} | {seconds:.2f} | {events / seconds:,.0f} | {target} | {extra} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--skip-synthetic", action="store_true")
+    args = parser.parse_args()
+    limit_blas_threads()
+    scenario = load_scenario()
+    print("| run | events | seconds | events/s | target | notes |")
+    print("| --- | ---: | ---: | ---: | --- | --- |")
+
+    start = time.perf_counter()
+    trace = import_openb(data_file("alibaba-openb-pods.csv"))
+    spill = variants(scenario, fluid_bound(trace, scenario))[0]
+    r = simulate(trace, scenario, spill)
+    seconds = time.perf_counter() - start
+    print(
+        row(
+            "Alibaba openb: import + Spillover replay",
+            len(trace.events),
+            seconds,
+            "<= 5 s",
+            f"{r.planner_calls:,} planner passes, {r.decide_calls:,} decisions",
+        )
+    )
+    start = time.perf_counter()
+    c = compare(trace, scenario)
+    seconds = time.perf_counter() - start
+    print(
+        row(
+            f"Alibaba openb: Spillover + {len(c.results) - 1} baselines + bound",
+            len(trace.events) * len(c.results),
+            seconds,
+            "(whole report)",
+        )
+    )
+    if args.skip_synthetic:
+        return
+    start = time.perf_counter()
+    big = synthetic(args.events)
+    made = time.perf_counter() - start
+    path = Path("/tmp/spillover-bench-synthetic.jsonl")
+    start = time.perf_counter()
+    write_trace(path, big)
+    big = read_trace(path)
+    io = time.perf_counter() - start
+    path.unlink()
+    start = time.perf_counter()
+    spill = variants(scenario, fluid_bound(big, scenario))[0]
+    r = simulate(big, scenario, spill)
+    seconds = time.perf_counter() - start
+    print(
+        row(
+            "synthetic: Spillover replay",
+            len(big.events),
+            seconds,
+            "<= 60 s",
+            f"{r.planner_calls:,} planner passes; peak {r.peak_nodes} nodes; "
+            f"generate {made:.1f} s, write+read JSONL {io:.1f} s",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
