@@ -349,7 +349,10 @@ def prioritize(
     offer: Callable[[ResourcePolicy], Offer],
     now: float,
 ) -> PriorityOutcome:
-    """Score 10 for the nodes of the unit the policy chooses, nothing (not 0) for the others."""
+    """Score 10 for the nodes of the unit the policy chooses, nothing (not 0) for the others.
+
+    Nothing at all when every offered node is in that unit: a uniform score ranks nothing.
+    """
     if not state.synced:
         return PriorityOutcome(unit="none")
     policy = caches.policy(state, pod)
@@ -361,6 +364,11 @@ def prioritize(
     workload = _workload(pod)
     counts = _counts(policy, pod, state=state, ledger=ledger, now=now, workload=workload)
     decision, accepted, _ = _decide(policy, pod, grouped, counts)
+    if len(grouped.groups) == 1 and not grouped.unknown:
+        # Every offered node would get the same score (kube-scheduler offers only the nodes that
+        # passed filter, so this is the usual case): a constant added to every node changes no
+        # ranking, and an empty answer saves encoding and sending thousands of names.
+        accepted = ()
     return PriorityOutcome(
         accepted,
         unit=_unit_label(policy, decision.unit if decision.accepted else None),

@@ -379,3 +379,17 @@ def test_webhook_bad_reviews_are_400(body: bytes) -> None:
         response = c.post("/mutate", content=body)
     assert response.status_code == 400
     assert response.text.startswith("AdmissionReview")
+
+
+def test_prioritize_of_only_the_chosen_units_nodes_is_empty() -> None:
+    """After filter, kube-scheduler offers only accepted nodes: a uniform 10 would rank nothing."""
+    body = fixture("prioritize-deployment-pod-nodecache.json")
+    with client(shop_state()) as c:
+        mixed = _post(c, "prioritize", body)
+        body["NodeNames"] = list(ECS)
+        uniform = _post(c, "prioritize", body)
+        body["NodeNames"] = [*ECS, "cn-hangzhou.192.168.0.99"]
+        with_unknown = _post(c, "prioritize", body)
+    assert {p.Host: p.Score for p in mixed} == dict.fromkeys(ECS, 10)
+    assert uniform == []
+    assert {p.Host: p.Score for p in with_unknown} == dict.fromkeys(ECS, 10)
