@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -32,8 +31,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import forecast_cli, plan_cli
 from .forecast_cli import parse_duration
 from .nodegroup import AutoscalerConfig, ConfigError, groups_from_configmap, load_config
+from .replay import cli as replay_cli
 
 __all__ = ["ENV_PREFIX", "Runtime", "build_parser", "load_groups", "main"]
 
@@ -41,11 +42,6 @@ ENV_PREFIX = "SPILLOVER_AUTOSCALER_"
 PROVIDERS = ("kwok", "ess", "simulated")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
-_OPTIONAL_SUBCOMMANDS = (
-    ("autoscaler.forecast_cli", "add_parser"),
-    ("autoscaler.plan_cli", "add_parser"),
-    ("autoscaler.replay.cli", "add_parsers"),
-)
 
 log = logging.getLogger("autoscaler.cli")
 
@@ -95,19 +91,17 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     sub.required = True
     run = sub.add_parser("run", help="run the autoscaler controller")
     _run_arguments(run)
-    for module_name, hook in _OPTIONAL_SUBCOMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name is not None and module_name.startswith(err.name):
-                continue  # not written yet
-            raise
-        before = set(sub.choices)
-        getattr(module, hook)(sub)
-        for name in set(sub.choices) - before:
-            added = sub.choices[name]
-            if added.get_default("func") is None and hasattr(module, "run"):
-                added.set_defaults(func=module.run)
+    forecast_cli.add_parser(sub)
+    plan_cli.add_parser(sub)
+    replay_cli.add_parsers(sub)
+    for name, module_run in (
+        ("forecast", forecast_cli.run),
+        ("plan", plan_cli.run),
+        ("record", replay_cli.run),
+        ("replay", replay_cli.run),
+    ):
+        if sub.choices[name].get_default("func") is None:
+            sub.choices[name].set_defaults(func=module_run)
     for subparser in sub.choices.values():
         _env_defaults(subparser, environ)
     return parser

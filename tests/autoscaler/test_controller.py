@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from autoscaler_fakes import FakeClock
 from kube_emulator import KubeEmulator
 from kubernetes_asyncio import client
 
@@ -23,8 +24,6 @@ from autoscaler.providers.kwok import KwokProvider
 from autoscaler.status import StatusStore
 from extender.model import Node, node_from_dict, pod_from_dict
 from extender.snapshot import ClusterState
-
-from .conftest import FakeClock
 
 NS = "kube-system"
 CONFIG: dict[str, Any] = {

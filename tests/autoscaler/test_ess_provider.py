@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from autoscaler_fakes import FakeEss
 
 from autoscaler.providers.base import InstanceState, ProviderError
 from autoscaler.providers.ess import EssConfig, EssProvider, instance_id_of
 from extender.model import Node
-
-from .conftest import FakeEss
 
 
 def _provider(ess: FakeEss, **kwargs: object) -> EssProvider:

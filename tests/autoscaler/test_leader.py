@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from autoscaler_fakes import FakeClock
 from kube_emulator import KubeEmulator
 from kubernetes_asyncio import client
 
 from autoscaler.leader import LeaseElector, LeaseSettings
-
-from .conftest import FakeClock
 
 SETTINGS = LeaseSettings(name="lock", namespace="kube-system", lease_duration=15, renew_deadline=10)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from autoscaler_fakes import FakeClock
 from kube_emulator import KubeEmulator
 from kubernetes_asyncio import client
 
@@ -13,8 +14,6 @@ from autoscaler.providers.base import GROUP_LABEL, InstanceState, Provider, Prov
 from autoscaler.providers.kwok import KWOK_ANNOTATION, KwokProvider
 from autoscaler.providers.simulated import SimulatedProvider
 from extender.model import Node, Resources, Taint, node_from_dict
-
-from .conftest import FakeClock
 
 GIB = 1024**3
 
