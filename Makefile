@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m extender.demo
+	$(BIN)/python -m autoscaler.replay.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
