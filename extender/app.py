@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from . import wire
 from .ledger import Ledger
@@ -59,7 +60,6 @@ ROUTES = (
 )
 
 log = logging.getLogger("spillover.extender")
-_JSON = "application/json"
 _DECODE_ANY = msgspec.json.Decoder()
 _DECODE_OBJECT = msgspec.json.Decoder(dict[str, Any])
 
@@ -71,23 +71,84 @@ class _BadRequest(Exception):
         self.message = message
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
     if length is not None:
         if not length.isdigit():
-            raise _BadRequest(400, f"invalid Content-Length header {length!r}")
+            raise _BadRequest(
+                400, f"invalid Content-Length header {length.decode(errors='replace')!r}"
+            )
         if int(length) > limit:
-            raise _BadRequest(413, f"request body of {length} bytes exceeds the {limit}-byte limit")
+            raise _BadRequest(
+                413, f"request body of {int(length)} bytes exceeds the {limit}-byte limit"
+            )
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _BadRequest(400, "client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _BadRequest(413, f"request body exceeds the {limit}-byte limit")
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     if not size:
         raise _BadRequest(400, "empty request body: expected a JSON object")
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Verb:
+    """A verb as a bare ASGI endpoint: the hot path skips Request/Response objects."""
+
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[bytes], Awaitable[bytes]],
+        *,
+        metrics: Metrics,
+        limit: int,
+    ) -> None:
+        self.name = name
+        self.handle = handle
+        self.limit = limit
+        self.latency = metrics.latency.labels(name)
+        self.requests = metrics.requests
+        self.ok = metrics.requests.labels(name, "200")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        try:
+            body = await self.handle(await _read_body(scope, receive, self.limit))
+        except _BadRequest as err:
+            await self._reject(send, err.status, err.message)
+        except (wire.WireError, ModelError, WebhookError) as err:
+            await self._reject(send, 400, str(err))
+        else:
+            await _respond(send, 200, body, b"application/json")
+            self.ok.inc()
+        self.latency.observe(time.perf_counter() - start)
+
+    async def _reject(self, send: Send, status: int, message: str) -> None:
+        await _respond(send, status, message.encode(), b"text/plain; charset=utf-8")
+        self.requests.labels(self.name, str(status)).inc()
+        log.info("rejected request", extra={"verb": self.name, "status": status, "error": message})
 
 
 class _Handlers:
@@ -114,7 +175,6 @@ class _Handlers:
             eci_taint_key=settings.kinds.eci_taint_key,
             managed_resource=settings.managed_resource,
         )
-        self._latency = {verb: metrics.latency.labels(verb) for verb in VERBS}
         self._decisions: dict[tuple[str, str], Any] = {}
 
     def _decided(self, unit: str, reason: str) -> None:
@@ -122,33 +182,6 @@ class _Handlers:
         if child is None:
             child = self._decisions[(unit, reason)] = self.metrics.decisions.labels(unit, reason)
         child.inc()
-
-    def verb(
-        self, name: str, handle: Callable[[bytes], Awaitable[bytes]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        latency = self._latency[name]
-        requests = self.metrics.requests
-        limit = self.settings.max_body_bytes
-
-        async def endpoint(request: Request) -> Response:
-            start = time.perf_counter()
-            try:
-                body = await _read_body(request, limit)
-                response: Response = Response(await handle(body), media_type=_JSON)
-            except _BadRequest as err:
-                response = PlainTextResponse(err.message, status_code=err.status)
-            except (wire.WireError, ModelError, WebhookError) as err:
-                response = PlainTextResponse(str(err), status_code=400)
-            latency.observe(time.perf_counter() - start)
-            requests.labels(name, str(response.status_code)).inc()
-            if response.status_code >= 400:
-                log.info(
-                    "rejected request",
-                    extra={"verb": name, "status": response.status_code, "error": response.body},
-                )
-            return response
-
-        return endpoint
 
     # -- verbs ----------------------------------------------------------------------------------
     def _pod(self, raw: Mapping[str, Any]) -> Pod:
@@ -360,7 +393,10 @@ def create_app(
         state=state, ledger=ledger, settings=settings, binder=binder, clock=clock, metrics=metrics
     )
     tasks = tuple(background)
-    verbs = {name: handlers.verb(name, getattr(handlers, name)) for name in VERBS}
+    verbs = {
+        name: _Verb(name, getattr(handlers, name), metrics=metrics, limit=settings.max_body_bytes)
+        for name in VERBS
+    }
     prefixes = [""]
     prefix = settings.url_prefix.strip("/")
     if prefix:
