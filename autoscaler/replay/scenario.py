@@ -13,7 +13,7 @@
       eciStartDelay: 10s   # an ECI pod starts this long after it is bound ...
       eciStartJitter: 2s   # ... plus a seeded uniform jitter in [0, jitter)
       ecsPodStartDelay: 0s # a pod bound to a ready ECS node starts after this
-    forecast: {enabled: true, refit: 6h, history: 168h, step: 5m, passEvery: 30m}
+    forecast: {enabled: true, refit: 6h, history: 168h, step: 5m, passEvery: 1h}
     target: {pendingP99: 15s}
     baselines: {headroom: [0, 1, 2, 4], staticNodes: auto}
     samplePeriod: 5m     # resolution of the time series in the report and plot
@@ -66,7 +66,7 @@ class ForecastSpec:
     refit: float = 6 * 3600.0
     history: float = 7 * 86_400.0
     step: float = 300.0
-    every: float = 1800.0  # a planner pass at least this often while a forecast is in force
+    every: float = 3600.0  # a planner pass at least this often while a forecast is in force
 
 
 @dataclass(frozen=True, slots=True)
