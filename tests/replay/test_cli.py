@@ -177,3 +177,17 @@ def test_recorder_translates_watch_events() -> None:
     [added] = rec.node("ADDED", node, 7.0)
     assert isinstance(added, NodeAdded)
     assert added.allocatable.cpu_milli == 4000
+
+
+def test_demo_data_falls_back_to_the_bundled_copies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from autoscaler.replay import demo
+
+    monkeypatch.setattr(demo, "ROOT", tmp_path / "fresh-clone")  # no ../shared/data beside it
+    for name in ("alibaba-openb-pods.csv", "crane-series-daily.csv"):
+        path = demo.data_file(name)
+        assert path.parent == demo.BUNDLED
+        assert path.is_file()
+    shared = demo.ROOT.parent / "shared" / "data"
+    assert shared != demo.BUNDLED
