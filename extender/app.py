@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -204,17 +205,19 @@ class _Handlers:
                 )
 
             return by_names, None
-        heads = wire.decode_node_heads(args.Nodes)
-        items = {head.metadata.name: item for head, item in heads}
+        nodes_raw = args.Nodes
+        items: dict[str, msgspec.Raw] = {}  # filled when a policy needs the offered nodes
 
         def by_nodes(policy: ResourcePolicy) -> Offer:
             offered: dict[str, Node] = {}
-            for head, item in heads:
+            for head, item in wire.decode_node_heads(nodes_raw):
                 name = head.metadata.name
+                items[name] = item
                 if name not in self.state.nodes:
-                    raw = _DECODE_OBJECT.decode(item)
                     offered[name] = self.caches.node(
-                        raw, name=name, version=head.metadata.resourceVersion
+                        functools.partial(_DECODE_OBJECT.decode, item),
+                        name=name,
+                        version=head.metadata.resourceVersion,
                     )
             return group_offer(policy, items, nodes=self.state.nodes, offered=offered)
 

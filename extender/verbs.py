@@ -178,13 +178,13 @@ class Caches:
         pod = pod_from_dict(raw)
         return pod if key is None else self.pods.put(key, pod)
 
-    def node(self, raw: Mapping[str, object], *, name: str, version: str) -> Node:
-        """``node_from_dict`` memoised per (name, resourceVersion)."""
+    def node(self, load: Callable[[], Mapping[str, object]], *, name: str, version: str) -> Node:
+        """``node_from_dict(load())`` memoised per (name, resourceVersion): ``load`` runs on a miss."""
         if not version:
-            return node_from_dict(raw, self.kind_settings)
+            return node_from_dict(load(), self.kind_settings)
         cached = self.nodes.get((name, version))
         if cached is None:
-            cached = self.nodes.put((name, version), node_from_dict(raw, self.kind_settings))
+            cached = self.nodes.put((name, version), node_from_dict(load(), self.kind_settings))
         return cached
 
     def offer(

@@ -393,3 +393,15 @@ def test_prioritize_of_only_the_chosen_units_nodes_is_empty() -> None:
     assert {p.Host: p.Score for p in mixed} == dict.fromkeys(ECS, 10)
     assert uniform == []
     assert {p.Host: p.Score for p in with_unknown} == dict.fromkeys(ECS, 10)
+
+
+def test_full_node_mode_uses_offered_nodes_the_cache_does_not_know() -> None:
+    state = ClusterState(policies=shop_policies())  # empty node cache
+    body = fixture("filter-deployment-pod-fullnodes.json")
+    with client(state) as c:
+        first = _post(c, "filter", body)
+        again = _post(c, "filter", body)  # parsed Node objects are memoised per resourceVersion
+    for result in (first, again):
+        assert [n["metadata"]["name"] for n in result.Nodes["items"]] == list(ECS)
+        assert set(result.FailedAndUnresolvableNodes) == {VIRTUAL}
+        assert not result.FailedNodes
