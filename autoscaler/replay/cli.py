@@ -26,7 +26,7 @@ from extender.model import ModelError, Resources, parse_resources
 from .threads import limit_blas_threads
 from .trace import Trace, TraceError
 
-__all__ = ["add_parsers", "load_input", "main", "run", "write_outputs"]
+__all__ = ["add_parsers", "load_input", "main", "progress_bar", "run", "write_outputs"]
 
 FORMATS = ("jsonl", "openb", "series")
 
@@ -139,7 +139,7 @@ def write_outputs(comparison: Any, out: Path) -> dict[str, Path]:
     return paths
 
 
-def _progress(total: int, quiet: bool) -> tuple[Callable[[str, int], None] | None, Any]:
+def progress_bar(total: int, quiet: bool) -> tuple[Callable[[str, int], None] | None, Any]:
     if quiet:
         return None, None
     from tqdm import tqdm
@@ -167,7 +167,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from .report import fluid_bound
 
     n_variants = len(variants(scenario, fluid_bound(trace, scenario)))
-    tick, bar = _progress(len(trace.events) * n_variants, args.quiet)
+    tick, bar = progress_bar(len(trace.events) * n_variants, args.quiet)
     try:
         comparison = compare(trace, scenario, name=Path(args.trace).name, progress=tick)
     except ValueError as err:  # inconsistent trace content found while replaying

@@ -35,9 +35,9 @@ def data_file(name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .cli import write_outputs
+    from .cli import progress_bar, write_outputs
     from .importers import import_openb, import_series
-    from .report import compare
+    from .report import compare, fluid_bound, variants
     from .scenario import load_scenario
 
     parser = argparse.ArgumentParser(prog="python -m autoscaler.replay.demo")
@@ -61,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, path, load in inputs:
         started = time.perf_counter()
         trace = load()
-        comparison = compare(trace, scenario, name=f"{name} ({path})")
+        n = len(variants(scenario, fluid_bound(trace, scenario)))
+        tick, bar = progress_bar(len(trace.events) * n, args.quiet)
+        try:
+            comparison = compare(trace, scenario, name=f"{name} ({path})", progress=tick)
+        finally:
+            if bar is not None:
+                bar.close()
         paths = write_outputs(comparison, out / name)
         written.append((name, paths, time.perf_counter() - started))
         if not args.quiet:

@@ -43,6 +43,7 @@ import autoscaler.forecast as forecasting
 import autoscaler.planner as planner
 from autoscaler.costs import GIB
 from autoscaler.nodegroup import NodeGroup
+from autoscaler.providers.base import ProviderError
 from autoscaler.providers.simulated import SimulatedProvider
 from extender import deletion_cost
 from extender import policy as placement
@@ -86,7 +87,7 @@ class Variant:
 class Action:
     t: float
     group: str
-    kind: str  # "scale-up" | "scale-down"
+    kind: str  # "scale-up" | "scale-down" | "refused" (the provider said no)
     nodes: int
     reason: str
 
@@ -820,7 +821,11 @@ class Simulation:
         self.unneeded = dict(result.unneeded)
         for up in result.scale_ups:
             before = {s.name for s in self.provider.nodes(now=math.inf)}
-            self.provider.set_target(up.group, up.new_target, now=now)
+            try:
+                self.provider.set_target(up.group, up.new_target, now=now)
+            except ProviderError as err:  # the planner respects max sizes; report, go on
+                self.actions.append(Action(now, up.group, "refused", 0, str(err)))
+                continue
             boot = self.groups[up.group].boot_time
             added = [n for n in self.provider.nodes(now=math.inf) if n.name not in before]
             for node in added:
