@@ -132,8 +132,10 @@ async def record(
     duration: float = 0.0,
     namespace: str = "",
     clock: Callable[[], float] = time.monotonic,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    """List + watch pods, Deployments and nodes into ``writer`` until ``duration`` (0: forever)."""
+    """List + watch pods, Deployments and nodes into ``writer`` until ``duration`` (0: forever)
+    or until ``stop`` is set; returns how many events were written."""
     from kubernetes_asyncio import client, watch
 
     recorder = Recorder()
@@ -184,10 +186,17 @@ async def record(
 
     tasks = [asyncio.create_task(follow(*k)) for k in kinds]
     try:
+        waits: list[asyncio.Future[Any]] = list(tasks)
         if duration > 0:
-            await asyncio.sleep(duration)
-        else:
-            await asyncio.gather(*tasks)
+            waits.append(asyncio.ensure_future(asyncio.sleep(duration)))
+        if stop is not None:
+            waits.append(asyncio.ensure_future(stop.wait()))
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task in tasks and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        for extra in waits[len(tasks) :]:
+            extra.cancel()
     finally:
         for task in tasks:
             task.cancel()

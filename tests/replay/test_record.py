@@ -1,0 +1,94 @@
+"""``record`` against the loopback API server: list + watch into the trace format."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from kube_emulator import KubeEmulator, make_node, make_pod, until
+from kubernetes_asyncio import client
+
+from autoscaler.replay.record import record
+from autoscaler.replay.trace import (
+    Event,
+    NodeAdded,
+    PodCreated,
+    PodDeleted,
+    ReplicasChanged,
+    TraceHeader,
+    TraceWriter,
+    read_trace,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class Writer(TraceWriter):
+    """Remembers what it wrote, so the test can wait for the watch instead of sleeping."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, TraceHeader(source="test"))
+        self.seen: list[Event] = []
+
+    def write(self, event: Event) -> None:
+        super().write(event)
+        self.seen.append(event)
+
+
+def deployment(replicas: int) -> dict[str, object]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "2"}}}]},
+            },
+        },
+    }
+
+
+async def test_record_lists_then_follows(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path
+) -> None:
+    kube_api.create(make_node("ecs-1"))
+    kube_api.create(make_pod("job-1", "batch", owner=("Job", "etl"), cpu="500m"))
+    kube_api.create(make_pod("web-1", "shop", owner=("ReplicaSet", "web-5d8f")))
+    kube_api.create(deployment(2))
+    path = tmp_path / "trace.jsonl"
+    writer = Writer(path)
+    stop = asyncio.Event()
+    ticks = iter(range(1000))
+    task = asyncio.create_task(
+        record(kube_client, writer, stop=stop, clock=lambda: float(next(ticks)))
+    )
+    async with asyncio.timeout(10):
+        await kube_api.wait_watching("pods")
+        await kube_api.wait_watching("deployments")
+        await kube_api.wait_watching("nodes")
+        kube_api.patch("deployments", "web", {"spec": {"replicas": 5}}, namespace="shop")
+        kube_api.delete("pods", "job-1", namespace="batch")
+        await until(
+            lambda: (
+                any(isinstance(e, PodDeleted) for e in writer.seen)
+                and any(isinstance(e, ReplicasChanged) and e.replicas == 5 for e in writer.seen)
+            ),
+            what="the watch events",
+        )
+        stop.set()
+        written = await task
+    writer.close()
+    events = read_trace(path).events
+    assert written == len(events)
+    kinds = [type(e) for e in events]
+    assert NodeAdded in kinds
+    created = [e for e in events if isinstance(e, PodCreated)]
+    assert [e.name for e in created] == ["job-1"]  # web-1 is recorded through its Deployment
+    assert created[0].template.requests.cpu_milli == 500
+    assert any(isinstance(e, PodDeleted) and e.uid == created[0].uid for e in events)
+    replicas = [e.replicas for e in events if isinstance(e, ReplicasChanged)]
+    assert replicas == [2, 5]
