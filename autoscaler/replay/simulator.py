@@ -33,11 +33,10 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
-import numpy.typing as npt
 
 import autoscaler.forecast as forecasting
 import autoscaler.planner as planner
@@ -52,6 +51,7 @@ from extender.policy import ResourcePolicy
 from extender.selectors import fits_node_selector, tolerates_taints
 from extender.snapshot import ClusterState
 
+from .results import Action, Result, Timeline, Variant
 from .scenario import Scenario
 from .trace import NodeAdded, NodeRemoved, PodCreated, PodDeleted, ReplicasChanged, Template, Trace
 
@@ -65,83 +65,6 @@ BALLOON = WorkloadKey("kube-system", "Deployment", "overprovisioning")
 _TRACE_GROUP = "(trace)"
 
 _READY, _PLAN, _RETRY = 0, 1, 2
-
-
-@dataclass(frozen=True, slots=True)
-class Variant:
-    """One way of running the cluster: Spillover itself or a baseline."""
-
-    name: str
-    policies: tuple[ResourcePolicy, ...]
-    autoscaling: bool = True
-    forecast: bool = True
-    eci: bool = True
-    reaction_delay: float | None = 1.0
-    headroom: int = 0  # placeholder pods per headroom group, each the size of one of its nodes
-    headroom_groups: tuple[str, ...] = ()
-    static: Mapping[str, int] = field(default_factory=dict)  # group -> nodes kept, no autoscaling
-    description: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    t: float
-    group: str
-    kind: str  # "scale-up" | "scale-down" | "refused" (the provider said no)
-    nodes: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    t: npt.NDArray[np.float64]
-    demand_cpu: npt.NDArray[np.float64]  # vCPU requested by live pods
-    demand_gpu: npt.NDArray[np.float64]  # GPUs requested by live pods
-    ecs_cpu: npt.NDArray[np.float64]  # vCPU of Ready ECS nodes
-    ecs_gpu: npt.NDArray[np.float64]
-    ecs_nodes: npt.NDArray[np.float64]
-    ecs_pods: npt.NDArray[np.float64]
-    eci_pods: npt.NDArray[np.float64]
-    pending_pods: npt.NDArray[np.float64]
-    cost: npt.NDArray[np.float64]  # cumulative CNY
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    name: str
-    description: str
-    duration: float
-    ecs_cost: float
-    ecs_node_seconds: float
-    ecs_node_seconds_by_group: Mapping[str, float]
-    eci_cost: float
-    eci_vcpu_seconds: float
-    eci_gib_seconds: float
-    eci_gpu_seconds: float
-    pending: npt.NDArray[np.float64]  # seconds, one per pod (placeholders excluded)
-    never_started: int
-    pods: int
-    ecs_pod_seconds: float
-    eci_pod_seconds: float
-    actions: tuple[Action, ...]
-    peak_nodes: int
-    planner_calls: int
-    decide_calls: int
-    events: int
-    evictions: int
-    timeline: Timeline
-
-    @property
-    def cost(self) -> float:
-        return self.ecs_cost + self.eci_cost
-
-    @property
-    def eci_share(self) -> float:
-        total = self.ecs_pod_seconds + self.eci_pod_seconds
-        return self.eci_pod_seconds / total if total > 0 else 0.0
-
-    def pending_percentile(self, q: float) -> float:
-        return float(np.percentile(self.pending, q)) if self.pending.size else 0.0
 
 
 class _Pod:
