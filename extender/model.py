@@ -300,7 +300,7 @@ def pod_from_dict(raw: Mapping[str, Any]) -> Pod:
             value=str(t.get("value") or ""),
             effect=str(t.get("effect") or ""),
         )
-        for t in _list(spec.get("tolerations"), f"{where}: spec.tolerations")
+        for t in _maps(spec.get("tolerations"), f"{where}: spec.tolerations")
     )
     priority = spec.get("priority") or 0
     if not isinstance(priority, int) or isinstance(priority, bool):
@@ -339,9 +339,9 @@ def node_from_dict(raw: Mapping[str, Any], settings: NodeKindSettings | None = N
     labels = _str_map(meta.get("labels"), f"{where}: metadata.labels")
     taints = tuple(
         Taint(str(t.get("key") or ""), str(t.get("value") or ""), str(t.get("effect") or ""))
-        for t in _list(spec.get("taints"), f"{where}: spec.taints")
+        for t in _maps(spec.get("taints"), f"{where}: spec.taints")
     )
-    conditions = _list(status.get("conditions"), f"{where}: status.conditions")
+    conditions = _maps(status.get("conditions"), f"{where}: status.conditions")
     ready = all(c.get("status") == "True" for c in conditions if c.get("type") == "Ready")
     allocatable = status.get("allocatable") or status.get("capacity")
     return Node(
@@ -396,9 +396,12 @@ def _required_affinity(
             (
                 str(e.get("key") or ""),
                 str(e.get("operator") or ""),
-                tuple(str(v) for v in (e.get("values") or ())),
+                tuple(str(v) for v in _list(e.get("values"), f"{where}: matchExpressions.values")),
             )
-            for e in _list(_map(term, f"{where}: nodeSelectorTerm").get("matchExpressions"), where)
+            for e in _maps(
+                _map(term, f"{where}: nodeSelectorTerm").get("matchExpressions"),
+                f"{where}: nodeSelectorTerms.matchExpressions",
+            )
         )
         terms.append(exprs)
     return tuple(terms)
@@ -427,6 +430,11 @@ def _list(raw: Any, where: str) -> Sequence[Any]:
     if not isinstance(raw, list):
         raise ModelError(f"{where}: expected a list, got {type(raw).__name__}")
     return raw
+
+
+def _maps(raw: Any, where: str) -> list[Mapping[str, Any]]:
+    """A list of objects (tolerations, taints, conditions); each item must be an object."""
+    return [_map(item, f"{where}[{i}]") for i, item in enumerate(_list(raw, where))]
 
 
 def _str(raw: Any, where: str) -> str:

@@ -227,3 +227,43 @@ def test_unsynced_cache_follows_the_failure_policy(name: str) -> None:
     assert passed.Error == ""
     assert passed.NodeNames == fixture(name)["NodeNames"]
     assert scores == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"tolerations": ["x", None]}, "spec.tolerations[0]"),
+        (
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [{"key": "a", "values": 5}]}]
+                        }
+                    }
+                }
+            },
+            "matchExpressions.values",
+        ),
+        (
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [7]}]
+                        }
+                    }
+                }
+            },
+            "nodeSelectorTerms",
+        ),
+    ],
+)
+@pytest.mark.parametrize("verb", ["filter", "prioritize", "preempt"])
+def test_malformed_pod_lists_are_400_not_500(verb: str, spec: dict[str, Any], message: str) -> None:
+    """Found by the fuzzer: list items of the wrong type inside the Pod once raised a 500."""
+    pod = {"metadata": {"name": "x", "namespace": "shop", "labels": {"app": "web"}}, "spec": spec}
+    body = {"Pod": pod, "NodeNames": list(ECS), "NodeNameToMetaVictims": {}}
+    response = CLIENT.post(f"/{verb}", content=json.dumps(body))
+    assert response.status_code == 400
+    assert message in response.text
