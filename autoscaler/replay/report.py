@@ -318,7 +318,7 @@ def closing_note(c: Comparison) -> str:
     life_text = f" (median pod life {life / 60:.0f} min)" if not math.isnan(life) else ""
     if c.dominates:
         parts.append(
-            f"Spillover keeps {1 - s.eci_share:.0%} of pod-hours on ECS, sized by the planner, and "
+            f"Spillover keeps {1 - s.eci_share:.1%} of pod-hours on ECS, sized by the planner, and "
             f"sends only the bursts to ECI, whose start (about {s.pending_percentile(99):.0f} s at "
             "p99) is what pods wait at worst. The all-ECS baselines wait for node boots unless "
             "they pay for spare nodes; all-ECI and a static base pay ECI prices for demand that "
@@ -326,7 +326,7 @@ def closing_note(c: Comparison) -> str:
         )
     else:
         parts.append(
-            f"{s.eci_share:.0%} of Spillover's pod-hours ran on ECI{life_text}. The planner adds "
+            f"{s.eci_share:.1%} of Spillover's pod-hours ran on ECI{life_text}. The planner adds "
             "ECS capacity for pending pods and, pod by pod, for ECI pods whose expected run time "
             "(annotation spillover.dev/expected-duration, or the whole horizon for Deployments and "
             "StatefulSets) makes ECS cheaper; its forecast pre-provisions general-purpose groups "
