@@ -245,3 +245,34 @@ def test_cli_serves_a_static_cluster_configured_by_environment() -> None:
     refused = json.loads(answer)["FailedAndUnresolvableNodes"]
     assert set(refused) == set(ECS)
     assert "policy shop/db" in refused[ECS[0]]
+
+
+def test_logs_are_one_json_object_per_line() -> None:
+    import io
+    import logging
+
+    from extender.logs import configure
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        configure("debug", stream=stream)
+        logging.getLogger("spillover.extender").info(
+            "filter", extra={"pod": "shop/web-1", "unit": "ecs"}
+        )
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("spillover.extender").exception("failed")
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    first, second = (
+        json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")
+    )
+    assert first["msg"] == "filter"
+    assert first["level"] == "info"
+    assert (first["pod"], first["unit"]) == ("shop/web-1", "ecs")
+    assert second["level"] == "error"
+    assert "ValueError: boom" in second["exc"]
