@@ -26,7 +26,7 @@ from typing import Any
 from .ledger import Ledger
 from .logs import configure
 from .metrics import Metrics
-from .model import ModelError
+from .model import ModelError, NodeKindSettings
 from .policies import PolicyError, load_policies
 from .ports import BackgroundTask, Binder, BindError
 from .settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, Settings
@@ -81,6 +81,8 @@ _FLAGS = (
     _Flag("max-body-bytes", int, DEFAULT_MAX_BODY_BYTES, "largest request body accepted (413)"),
     _Flag("log-level", str, "info", "log level", ("debug", "info", "warning", "error", "critical")),
     _Flag("url-prefix", str, "", "also serve the verbs under this path prefix"),
+    _Flag("eci-label", str, "type=virtual-kubelet", "label KEY=VALUE marking ECI virtual nodes"),
+    _Flag("eci-taint-key", str, "virtual-kubelet.io/provider", "taint key of ECI virtual nodes"),
     _Flag(
         "managed-resource",
         str,
@@ -145,8 +147,13 @@ def parse_settings(
     """Settings from the command line and the environment; raises ``SettingsError``."""
     env = dict(os.environ if environ is None else environ)
     args = _parser(env).parse_args(argv)
-    settings = Settings(**{flag.dest: getattr(args, flag.dest) for flag in _FLAGS})
-    return _validated(settings)
+    values = {flag.dest: getattr(args, flag.dest) for flag in _FLAGS}
+    label_key, equals, label_value = values.pop("eci_label").partition("=")
+    taint_key = values.pop("eci_taint_key")
+    if not equals or not label_key or not taint_key:
+        raise SettingsError("--eci-label must be KEY=VALUE and --eci-taint-key non-empty")
+    kinds = NodeKindSettings(label_key, label_value, taint_key)
+    return _validated(Settings(**values, kinds=kinds))
 
 
 def _validated(settings: Settings) -> Settings:

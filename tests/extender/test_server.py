@@ -276,3 +276,18 @@ def test_logs_are_one_json_object_per_line() -> None:
     assert (first["pod"], first["unit"]) == ("shop/web-1", "ecs")
     assert second["level"] == "error"
     assert "ValueError: boom" in second["exc"]
+
+
+def test_settings_from_flags_and_environment() -> None:
+    from extender.cli import SettingsError, parse_settings
+
+    env = {"SPILLOVER_PORT": "9443", "SPILLOVER_BIND": "true", "SPILLOVER_ECI_TAINT_KEY": "eci/x"}
+    settings = parse_settings(["serve", "--failure-policy", "pass", "--eci-label", "kind=eci"], env)
+    assert (settings.port, settings.bind, settings.failure_policy) == (9443, True, "pass")
+    assert (settings.kinds.eci_label_key, settings.kinds.eci_label_value) == ("kind", "eci")
+    assert settings.kinds.eci_taint_key == "eci/x"
+    assert parse_settings(["serve", "--port", "8000"], env).port == 8000  # the flag wins
+    with pytest.raises(SettingsError, match="KEY=VALUE"):
+        parse_settings(["serve", "--eci-label", "virtual"], {})
+    with pytest.raises(SettingsError, match="--tls-cert and --tls-key go together"):
+        parse_settings(["serve", "--tls-cert", __file__], {})
