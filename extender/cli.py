@@ -17,7 +17,9 @@ import asyncio
 import gc
 import importlib
 import importlib.util
+import logging
 import os
+import random
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from .verbs import FAILURE_POLICIES
 __all__ = ["ENV_PREFIX", "SettingsError", "build", "main", "parse_settings"]
 
 ENV_PREFIX = "SPILLOVER_"
+log = logging.getLogger("extender.cli")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -68,6 +71,12 @@ _FLAGS = (
     _Flag("policies", str, "", "ResourcePolicy YAML file, used instead of the CRD objects"),
     _Flag("cluster", str, "", "static cluster YAML (Nodes, Pods, ResourcePolicies), no watch"),
     _Flag("bind", bool, False, "answer the bind verb: bind pods through the API server"),
+    _Flag(
+        "no-deletion-cost",
+        bool,
+        False,
+        "do not run the pod-deletion-cost reconciler (run it in one extender Deployment only)",
+    ),
     _Flag("tls-cert", str, "", "TLS certificate file (PEM); serve HTTPS with --tls-key"),
     _Flag("tls-key", str, "", "TLS private key file (PEM)"),
     _Flag(
@@ -210,7 +219,20 @@ class _KubeConnection:
         self._binder: Binder | None = None
 
     async def run(self) -> None:
+        """Connect and follow the cluster; a failed connection is retried with backoff."""
         kube: Any = importlib.import_module("extender.kube")
+        attempt = 0
+        while True:
+            try:
+                await self._connected(kube)
+                attempt = 0
+            except Exception as err:  # a bad kubeconfig or a lost API server: log, wait, retry
+                delay = kube.backoff_delay(attempt, kube.BackoffSettings(), rand=random.random())
+                attempt += 1
+                log.error("Kubernetes API connection failed (%s), retrying in %.1fs", err, delay)
+                await asyncio.sleep(delay)
+
+    async def _connected(self, kube: Any) -> None:
         api = await kube.load_kube_config(self.settings.kubeconfig or None)
         try:
             watch = kube.ClusterWatch(
@@ -219,12 +241,14 @@ class _KubeConnection:
                 self.ledger,
                 metrics=self.metrics,
                 kind_settings=self.settings.kinds,
+                watch_policies=not self.settings.policies,
             )
-            reconciler = kube.DeletionCostReconciler(api, self.state, metrics=self.metrics)
             self._binder = kube.ApiBinder(api)
             async with asyncio.TaskGroup() as group:
                 group.create_task(watch.run())
-                group.create_task(reconciler.run())
+                if not self.settings.no_deletion_cost:
+                    reconciler = kube.DeletionCostReconciler(api, self.state, metrics=self.metrics)
+                    group.create_task(reconciler.run())
         finally:
             self._binder = None
             await api.close()

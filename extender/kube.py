@@ -138,7 +138,9 @@ class ClusterWatch:
         backoff: BackoffSettings = BackoffSettings(),
         rand: Callable[[], float] = random.random,
         watch_timeout: float = 300.0,
+        watch_policies: bool = True,
     ) -> None:
+        """``watch_policies=False`` leaves ``state.policies`` alone (they came from a file)."""
         self.state = state
         self.ledger = ledger
         self.metrics = metrics
@@ -150,16 +152,20 @@ class ClusterWatch:
         self.watch_timeout = watch_timeout
         core = client.CoreV1Api(api)
         custom = client.CustomObjectsApi(api)
-        self._kinds = (
+        kinds = [
             _Kind("nodes", core.list_node, self._replace_nodes, self._event_nodes),
             _Kind("pods", core.list_pod_for_all_namespaces, self._replace_pods, self._event_pods),
-            _Kind(
-                "resourcepolicies",
-                lambda **kw: custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw),
-                self._replace_policies,
-                self._event_policies,
-            ),
-        )
+        ]
+        if watch_policies:
+            kinds.append(
+                _Kind(
+                    "resourcepolicies",
+                    lambda **kw: custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw),
+                    self._replace_policies,
+                    self._event_policies,
+                )
+            )
+        self._kinds = tuple(kinds)
         self._synced = asyncio.Event()
 
     async def run(self) -> None:

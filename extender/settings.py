@@ -32,4 +32,5 @@ class Settings:
     url_prefix: str = ""
     managed_resource: str = ""
     expire_interval: float = 5.0
+    no_deletion_cost: bool = False
     kinds: NodeKindSettings = field(default_factory=NodeKindSettings)

@@ -200,3 +200,27 @@ async def test_invalid_objects_are_skipped_and_logged(
     assert [p.units[0].max for p in cache.state.policies] == [1]
     kube_api.delete("resourcepolicies", "web", "shop")
     await until(lambda: not cache.state.policies, what="policy removed")
+
+
+async def test_policies_from_a_file_are_not_replaced_by_the_crd(
+    kube_api: KubeEmulator, kube_client: client.ApiClient
+) -> None:
+    """``--policies FILE`` with a watch: nodes and pods come from the API, policies stay as given."""
+    from extender.policies import policy_from_dict
+
+    kube_api.create(make_node("ecs-1"))
+    kube_api.create(make_policy("crd", "shop", match_labels={"app": "web"}, ecs_max=5))
+    state = ClusterState(synced=False)
+    state.set_policies([policy_from_dict(make_policy("file", "shop", match_labels={}, ecs_max=1))])
+    watch = ClusterWatch(kube_client, state, Ledger(), metrics=Metrics(), watch_policies=False)
+    task = asyncio.create_task(watch.run())
+    try:
+        async with asyncio.timeout(10):  # safety net
+            await watch.wait_synced()
+        assert "ecs-1" in state.nodes
+        assert [p.key for p in state.policies] == ["shop/file"]
+        assert kube_api.requests_to("GET", "resourcepolicies") == []
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -7,6 +7,8 @@ before the cache has seen the previous ones bound; the ledger is what keeps the 
 import asyncio
 import contextlib
 import itertools
+import pathlib
+import shutil
 import socket
 import sys
 
@@ -140,3 +142,45 @@ async def until_ready(
                     if response.status == 200:
                         return
             await asyncio.sleep(0.1)
+
+
+async def test_cli_serve_retries_a_failed_connection(
+    kube_api: KubeEmulator, tmp_path: pathlib.Path
+) -> None:
+    """A kubeconfig that cannot be loaded at start is retried, not given up: once it is fixed,
+    /readyz turns 200; ``--no-deletion-cost`` patches nothing."""
+    kube_api.create(make_node("ecs-1"))
+    kube_api.create(make_pod("web-1", "shop", owner=("ReplicaSet", "web-5d8f"), node="ecs-1"))
+    kube_api.create(make_policy("web", "shop", match_labels={"app": "web"}, ecs_max=1))
+    kubeconfig = tmp_path / "late-kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")  # no context yet
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from extender.cli import main; main()",
+        "serve",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-deletion-cost",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        async with asyncio.timeout(60):  # safety net
+            while b"connection failed" not in await process.stderr.readline():
+                pass
+        shutil.copyfile(kube_api.kubeconfig_path, kubeconfig)
+        async with aiohttp.ClientSession() as http:
+            await until_ready(http, f"http://127.0.0.1:{port}/readyz", process)
+        assert kube_api.requests_to("PATCH", "/pods/") == []
+    finally:
+        process.terminate()
+        await process.communicate()
