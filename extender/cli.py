@@ -72,10 +72,11 @@ _FLAGS = (
     _Flag("cluster", str, "", "static cluster YAML (Nodes, Pods, ResourcePolicies), no watch"),
     _Flag("bind", bool, False, "answer the bind verb: bind pods through the API server"),
     _Flag(
-        "no-deletion-cost",
+        "deletion-cost",
         bool,
-        False,
-        "do not run the pod-deletion-cost reconciler (run it in one extender Deployment only)",
+        True,
+        "run the pod-deletion-cost reconciler (--no-deletion-cost in scheduler sidecars: one "
+        "extender Deployment writing it is enough)",
     ),
     _Flag("tls-cert", str, "", "TLS certificate file (PEM); serve HTTPS with --tls-key"),
     _Flag("tls-key", str, "", "TLS private key file (PEM)"),
@@ -246,7 +247,7 @@ class _KubeConnection:
             self._binder = kube.ApiBinder(api)
             async with asyncio.TaskGroup() as group:
                 group.create_task(watch.run())
-                if not self.settings.no_deletion_cost:
+                if self.settings.deletion_cost:
                     reconciler = kube.DeletionCostReconciler(api, self.state, metrics=self.metrics)
                     group.create_task(reconciler.run())
         finally:

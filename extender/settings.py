@@ -32,5 +32,5 @@ class Settings:
     url_prefix: str = ""
     managed_resource: str = ""
     expire_interval: float = 5.0
-    no_deletion_cost: bool = False
+    deletion_cost: bool = True
     kinds: NodeKindSettings = field(default_factory=NodeKindSettings)
