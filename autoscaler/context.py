@@ -156,16 +156,22 @@ class Context:
         self._node_elig[key] = out
         return out
 
-    def ecs_capacity_milli(self, added: Mapping[int, Growth]) -> int:
-        """Allocatable cpu of the groups' registered ECS nodes, upcoming nodes and ``added``."""
+    def capacity_milli(
+        self, groups: Sequence[int], dim: int, added: Mapping[int, Growth] | None = None
+    ) -> int:
+        """Allocatable of ``groups`` in one dimension (0 cpu, 1 memory, 2 gpu, 3 pods):
+        registered nodes, upcoming nodes and ``added``."""
+        wanted = set(groups)
         total = 0
-        for name in self.node_group:
+        for name, g in self.node_group.items():
+            if g not in wanted:
+                continue
             node = self.state.nodes.get(name)
             if node is not None and node.kind is NodeKind.ECS:
-                total += node.allocatable.cpu_milli
-        for g in range(len(self.groups)):
-            nodes = self.upcoming(g) + (added[g].delta if g in added else 0)
-            total += nodes * self.templates[g].allocatable.cpu_milli
+                total += vector(node.allocatable)[dim]
+        for g in wanted:
+            nodes = self.upcoming(g) + (added[g].delta if added and g in added else 0)
+            total += nodes * int(self.cap[g, dim])
         return total
 
 

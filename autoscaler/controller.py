@@ -4,7 +4,8 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 
 1. leader check (a Lease; followers do nothing);
 2. read the provider's groups (target sizes, instances) with retries;
-3. record demand, refit the forecast now and then (``forecast=None`` with too little history);
+3. record demand per resource class (``class_demand``), refit each class's forecast now and
+   then (a class with too little history, or none ever, has no forecast);
 4. ``planner.plan(...)`` -- pure; all decisions are there, none here;
 5. apply: scale-ups as *absolute* targets (``increase_size(target=new_target)``), so a retry or
    a repeated pass never adds a second batch; scale-downs cordon, evict (PDBs answer 429 and
@@ -45,6 +46,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from extender.model import NodeKind, Pod
+from extender.policy import policy_for
 from extender.selectors import LabelSelector, Requirement
 from extender.snapshot import ClusterState
 
@@ -53,10 +55,18 @@ from .leader import LeaseElector
 from .metrics import Metrics
 from .nodegroup import AutoscalerConfig
 from .planner import DisruptionBudget, GroupNode, GroupState, Plan, plan
+from .predictive import CLASSES, CPU, demand_class
 from .providers.base import GroupStatus, InstanceState, Provider, ProviderError
 from .status import DemandHistory, Memory, StatusStore
 
-__all__ = ["Controller", "ControllerSettings", "PassResult", "Planner", "demand_of"]
+__all__ = [
+    "Controller",
+    "ControllerSettings",
+    "PassResult",
+    "Planner",
+    "class_demand",
+    "demand_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +83,7 @@ class Planner(Protocol):
         state: ClusterState,
         groups: Sequence[GroupState],
         *,
-        forecast: Forecast | None,
+        forecast: Forecast | Mapping[str, Forecast] | None,
         settings: Any,
         now: float,
         unneeded: Mapping[str, float] | None = None,
@@ -108,15 +118,36 @@ class PassResult:
     errors: tuple[str, ...] = ()
 
 
-def demand_of(state: ClusterState) -> float:
-    """ECS demand in vCPU: pods waiting for a node plus live pods on ECS nodes."""
-    milli = 0
+def class_demand(state: ClusterState) -> dict[str, float]:
+    """Aggregate demand ECS could hold, per resource class (cpu cores, GPUs; see
+    ``autoscaler.predictive``): pods waiting for a node, live pods on ECS nodes, and live pods on
+    ECI whose placement policy has an ECS unit (short pods there are steady demand in aggregate).
+    """
+    milli = dict.fromkeys(CLASSES, 0)
+
+    def count(pod: Pod) -> None:
+        cls, amount = demand_class(pod.requests)
+        milli[cls] += amount
+
     for pod in state.pending_pods():
-        milli += pod.requests.cpu_milli
+        count(pod)
+    policies = state.policies
     for node in state.nodes.values():
-        if node.kind is NodeKind.ECS:
-            milli += sum(p.requests.cpu_milli for p in state.pods_on(node.name) if not p.finished)
-    return milli / 1000.0
+        for pod in state.pods_on(node.name):
+            if pod.finished:
+                continue
+            if node.kind is NodeKind.ECS:
+                count(pod)
+            elif policies:
+                policy = policy_for(policies, pod)
+                if policy is not None and any(u.resource is NodeKind.ECS for u in policy.units):
+                    count(pod)
+    return {cls: m / 1000.0 for cls, m in milli.items()}
+
+
+def demand_of(state: ClusterState) -> float:
+    """The cpu class of :func:`class_demand`, in cores."""
+    return class_demand(state)[CPU]
 
 
 class Controller:
@@ -153,7 +184,7 @@ class Controller:
         self._sleep = sleep or asyncio.sleep
         self._rand = rand
         self._memory: Memory | None = None
-        self._forecast: Forecast | None = None
+        self._forecast: dict[str, Forecast] = {}
         self._fitted_at = -float("inf")
         self._errors: deque[tuple[float, float]] = deque(maxlen=self.settings.wape_window)
         self._seen_pending: set[str] = set()
@@ -291,6 +322,13 @@ class Controller:
                 memory.demand = DemandHistory.from_json(
                     memory.demand.to_json(), step=s.history_step, limit=s.history_limit
                 )
+            if (memory.gpu_demand.step, memory.gpu_demand.limit) != (
+                s.history_step,
+                s.history_limit,
+            ):
+                memory.gpu_demand = DemandHistory.from_json(
+                    memory.gpu_demand.to_json(), step=s.history_step, limit=s.history_limit
+                )
             self._memory = memory
             self._saved = ("", -math.inf)
         return self._memory
@@ -335,10 +373,14 @@ class Controller:
         return states
 
     def _observe_demand(self, memory: Memory, now: float) -> None:
-        previous = memory.demand.last()
-        new_step = memory.demand.add(now, demand_of(self.state))
-        # When a step is complete, score the forecast that was in force for it.
-        forecast = self._forecast
+        history = memory.demand
+        previous = history.last()
+        demand = class_demand(self.state)
+        new_step = False
+        for cls, series in memory.histories().items():
+            new_step |= series.add(now, demand[cls]) and cls == CPU
+        # When a step is complete, score the cpu forecast that was in force for it.
+        forecast = self._forecast.get(CPU)
         if not new_step or previous is None or forecast is None or forecast.start > previous[0]:
             return
         point, _ = forecast.at(previous[0])
@@ -347,22 +389,28 @@ class Controller:
         if total > 0:
             self.metrics.forecast_wape.set(sum(e for e, _ in self._errors) / total)
 
-    async def _forecast_for(self, memory: Memory, now: float) -> Forecast | None:
-        if memory.demand.span < self.settings.forecast_min_history:
-            return None
-        if self._forecast is None or now - self._fitted_at >= self.settings.forecast_refit:
-            ts, values = memory.demand.series()
+    async def _forecast_for(self, memory: Memory, now: float) -> dict[str, Forecast] | None:
+        if not self._forecast or now - self._fitted_at >= self.settings.forecast_refit:
+            self._forecast = {}
             horizon = self.config.settings.forecast_horizon + max(
                 (g.boot_time for g in self.config.groups), default=0.0
             )
-            fitted = self._forecaster.fit(np.asarray(ts), np.asarray(values))
-            try:
-                self._forecast = await asyncio.to_thread(fitted.predict, horizon=horizon)
-            except (ValueError, np.linalg.LinAlgError) as err:
-                log.warning("forecast failed; planning without it", extra={"error": str(err)})
-                self._forecast = None
+            for cls, history in memory.histories().items():
+                if history.span < self.settings.forecast_min_history:
+                    continue
+                ts, values = history.series()
+                if cls != CPU and max(values, default=0.0) <= 0:
+                    continue  # no demand of this class ever: nothing to pre-provision
+                fitted = self._forecaster.fit(np.asarray(ts), np.asarray(values))
+                try:
+                    self._forecast[cls] = await asyncio.to_thread(fitted.predict, horizon=horizon)
+                except (ValueError, np.linalg.LinAlgError) as err:
+                    log.warning(
+                        "forecast failed; planning without it",
+                        extra={"error": str(err), "class": cls},
+                    )
             self._fitted_at = now
-        return self._forecast
+        return self._forecast or None
 
     async def _disruption_budgets(self) -> list[DisruptionBudget]:
         if self._policy is None or self._api is None:
@@ -580,7 +628,7 @@ class Controller:
             "notes": list(result.notes),
             "errors": list(errors),
         }
-        durable = {k: v for k, v in memory.to_json().items() if k != "demand"}
+        durable = {k: v for k, v in memory.to_json().items() if k not in ("demand", "gpuDemand")}
         fingerprint = json.dumps([summary, durable], sort_keys=True, default=str)
         last_fingerprint, saved_at = self._saved
         if fingerprint == last_fingerprint and now - saved_at < self.settings.status_interval:

@@ -12,8 +12,9 @@ thing, all over one shared ``context.Context``:
    ECS demand (and why the others are not);
 2. ``scaleup`` -- demand that fits free or booting capacity needs nothing; the rest is bin-packed
    onto new nodes of each group it may use and an expander picks the group, repeatedly;
-3. ``predictive`` -- with a forecast, nodes for the part of forecast demand that lasts long
-   enough to belong on ECS; that level is also a floor for scale-down;
+3. ``predictive`` -- with a forecast per resource class (``cpu`` for general groups, ``gpu`` for
+   GPU groups; a bare ``Forecast`` is the ``cpu`` one), nodes for the part of aggregate demand
+   that lasts long enough to belong on ECS; each level is also a floor for scale-down;
 4. ``scaledown`` -- unneeded nodes, whether their pods fit elsewhere, group minimums,
    PodDisruptionBudgets and the removal policy; it waits while anything scales up.
 
@@ -40,7 +41,7 @@ from . import kernels_ref, predictive, scaledown, scaleup
 from .context import Context
 from .demand import EXPECTED_DURATION
 from .nodegroup import NodeGroup, PlannerSettings
-from .scaledown import SAFE_TO_EVICT
+from .scaledown import SAFE_TO_EVICT, Floor
 
 if TYPE_CHECKING:
     from .forecast import Forecast
@@ -168,7 +169,7 @@ def plan(
     state: ClusterState,
     groups: Sequence[GroupState],
     *,
-    forecast: Forecast | None,
+    forecast: Forecast | Mapping[str, Forecast] | None,
     settings: PlannerSettings,
     now: float,
     unneeded: Mapping[str, float] | None = None,
@@ -184,22 +185,41 @@ def plan(
     if demand.on_eci:
         notes.append(f"{demand.on_eci} pending pod(s) belong on ECI by policy: not ECS demand")
     added = scaleup.scale_up(ctx, demand, k, now=now, unschedulable=unschedulable, notes=notes)
-    level = 0.0
-    if forecast is not None:
-        level = predictive.forecast_level(ctx, forecast, now, notes)
+    floors: list[Floor] = []
+    for level in predictive.forecast_levels(
+        ctx, predictive.by_class(forecast), now=now, notes=notes
+    ):
         predictive.pre_provision(ctx, level, added, now=now, notes=notes)
+        floors.append(
+            Floor(
+                frozenset(level.groups),
+                level.dim,
+                level.milli,
+                f"capacity of its {level.cls} groups must stay at or above "
+                f"{level.describe(level.milli)} (forecast)",
+            )
+        )
     migrating = int(demand.req[demand.from_eci, 0].sum())
     used = 0
     for name in ctx.node_group:
         used += sum(p.requests.cpu_milli for p in state.pods_on(name) if not p.finished)
-    floor = max(level * 1000, float(used + migrating))
+    if used + migrating > 0:
+        floors.append(
+            Floor(
+                frozenset(range(len(ctx.groups))),
+                0,
+                float(used + migrating),
+                f"ECS capacity must stay at or above {(used + migrating) / 1000:.2f} cores "
+                "(pods on and moving to ECS)",
+            )
+        )
     removals, still = scaledown.scale_down(
         ctx,
         k,
         now=now,
         previous=unneeded or {},
         pdbs=pdbs,
-        floor_milli=floor,
+        floors=floors,
         blocked_by_scale_up=bool(added) or demand.about_to_land > 0,
         notes=notes,
     )

@@ -1,45 +1,126 @@
-"""Predictive scale-up: pre-provision ECS nodes for forecast demand that lasts.
+"""Predictive scale-up: pre-provision ECS nodes for forecast demand that lasts, per resource class.
 
-The forecast is cluster-wide ECS demand in **requested CPU cores** (what the controller records:
-cpu requests of pods on ECS plus ECS demand that is pending).  ECS should hold the part of it that
-lasts: over the next boot time + horizon, the level that the upper quantile stays above for at
-least the break-even fraction of the window (about 2/3 with the default prices).  Capacity short of
-that level is added to a general group (no NoSchedule taint, no GPU).  A forecast never removes a
-node; it only keeps scale-down from going below that level (the planner passes the level on as
-the scale-down floor).
+Demand is aggregate and per resource class (what the controller and the replay record: requests
+of live pods that may run on ECS, whether they run on ECS, on ECI or wait):
+
+- ``cpu``: requested **CPU cores** of pods without GPUs, held by general groups (no NoSchedule
+  or NoExecute taint, no GPU);
+- ``gpu``: requested **GPUs** (``gpu_milli / 1000``) of GPU pods, held by groups with GPUs.
+
+Aggregate matters: a thousand 12-minute pods are each too short to be cheaper on ECS, but if they
+keep a dozen GPUs busy around the clock those GPUs belong on ECS.  For each class with a
+forecast, ECS should hold the part that lasts: over the next boot time + horizon, the level that
+the upper quantile stays above for at least the break-even fraction of the window
+(``autoscaler.costs``; about 2/3 with the default general-purpose prices).  Capacity of the
+class's groups short of that level is added to one of them (the expander picks).  Pods then find
+that room as they arrive (the placement policy takes the first unit with a feasible node), so no
+pod is ever moved.  A forecast never removes a node; it only keeps scale-down from taking the
+class's capacity below its level.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from extender.model import Resources
+
 from .context import Context, Growth
-from .costs import GIB, break_even_fraction
+from .costs import break_even_fraction
 from .expanders import Option, expander_for
+from .nodegroup import NodeGroup
 
 if TYPE_CHECKING:
     from .forecast import Forecast
 
-__all__ = ["PREDICTIVE", "forecast_level", "pre_provision"]
+__all__ = [
+    "CLASSES",
+    "CPU",
+    "GPU",
+    "PREDICTIVE",
+    "Level",
+    "by_class",
+    "demand_class",
+    "forecast_levels",
+    "group_class",
+    "pre_provision",
+]
 
 PREDICTIVE = "predictive"
+CPU = "cpu"
+GPU = "gpu"
+CLASSES = (CPU, GPU)
+DIM = {CPU: 0, GPU: 2}  # column of the class in the planner's (cpu, memory, gpu, pods) vectors
+_UNIT = {CPU: "cores", GPU: "GPUs"}
+_GROUPS = {CPU: "general-purpose node group (untainted, no GPU)", GPU: "node group with GPUs"}
 
 
-def _general(ctx: Context, g: int) -> bool:
-    group = ctx.groups[g].group
+def group_class(group: NodeGroup) -> str | None:
+    """The class whose demand ``group`` holds: ``gpu`` with GPUs, ``cpu`` if general, else none."""
+    if group.instance_type.gpu_milli > 0:
+        return GPU
     hard = any(t.effect in ("NoSchedule", "NoExecute") for t in group.taints)
-    return not hard and group.instance_type.gpu_milli == 0
+    return None if hard else CPU
 
 
-def forecast_level(ctx: Context, forecast: Forecast, now: float, notes: list[str]) -> float:
-    """Cores of forecast demand that last long enough to belong on ECS (0 when none)."""
-    general = [g for g in range(len(ctx.groups)) if _general(ctx, g)]
-    if not general:
-        notes.append("forecast ignored: no general-purpose node group (untainted, no GPU)")
-        return 0.0
+def demand_class(requests: Resources) -> tuple[str, int]:
+    """A pod's class and its demand in milli-units of that class (millicores or GPU-milli)."""
+    if requests.gpu_milli > 0:
+        return GPU, requests.gpu_milli
+    return CPU, requests.cpu_milli
+
+
+def by_class(forecast: Forecast | Mapping[str, Forecast] | None) -> dict[str, Forecast]:
+    """Forecasts per class; a bare ``Forecast`` is the ``cpu`` class (what it used to mean)."""
+    if forecast is None:
+        return {}
+    if isinstance(forecast, Mapping):
+        return dict(forecast)
+    return {CPU: forecast}
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """Forecast demand of one class that belongs on ECS, in milli-units, and the groups for it."""
+
+    cls: str
+    groups: tuple[int, ...]
+    milli: float
+
+    @property
+    def dim(self) -> int:
+        return DIM[self.cls]
+
+    def describe(self, milli: float) -> str:
+        return f"{milli / 1000:.2f} {_UNIT[self.cls]}"
+
+
+def forecast_levels(
+    ctx: Context, forecasts: Mapping[str, Forecast], *, now: float, notes: list[str]
+) -> list[Level]:
+    """Per class with a forecast, the level that lasts long enough to belong on ECS."""
+    levels = []
+    for cls, forecast in forecasts.items():
+        if cls not in DIM:
+            notes.append(f"forecast of unknown class {cls!r} ignored")
+            continue
+        level = _level(ctx, cls, forecast, now=now, notes=notes)
+        if level is not None:
+            levels.append(level)
+    return levels
+
+
+def _level(
+    ctx: Context, cls: str, forecast: Forecast, *, now: float, notes: list[str]
+) -> Level | None:
+    groups = tuple(g for g, gs in enumerate(ctx.groups) if group_class(gs.group) == cls)
+    if not groups:
+        notes.append(f"{cls} forecast ignored: no {_GROUPS[cls]}")
+        return None
     eci = ctx.settings.eci_price
     fraction = min(
         break_even_fraction(
@@ -47,56 +128,60 @@ def forecast_level(ctx: Context, forecast: Forecast, now: float, notes: list[str
             capacity=ctx.templates[g].allocatable,
             eci=eci,
         )
-        for g in general
+        for g in groups
     )
-    boot = max(ctx.groups[g].group.boot_time for g in general)
+    boot = max(ctx.groups[g].group.boot_time for g in groups)
     end = now + boot + ctx.settings.forecast_horizon
     times = forecast.start + forecast.step * np.arange(forecast.upper.size, dtype=np.float64)
     window = forecast.upper[(times >= now - forecast.step) & (times <= end)]
     if window.size == 0:
-        notes.append("forecast ignored: it does not cover the next boot time + horizon")
-        return 0.0
+        notes.append(f"{cls} forecast ignored: it does not cover the next boot time + horizon")
+        return None
     if fraction >= 1.0:
-        notes.append("forecast: ECS is never cheaper than ECI at these prices")
-        return 0.0
-    level = float(np.quantile(window, 1.0 - fraction))
+        notes.append(f"{cls} forecast: ECS is never cheaper than ECI at these prices")
+        return None
+    value = max(float(np.quantile(window, 1.0 - fraction)), 0.0)
+    level = Level(cls, groups, value * 1000)
     notes.append(
-        f"forecast: the {forecast.quantile:.0%} upper bound stays at or above {level:.2f} cores "
-        f"for {fraction:.0%} of the next {(end - now) / 60:.0f} min (break-even share), "
-        "so that much belongs on ECS"
+        f"forecast: the {forecast.quantile:.0%} upper bound stays at or above "
+        f"{level.describe(level.milli)} for {fraction:.0%} of the next {(end - now) / 60:.0f} min "
+        "(break-even share), so that much belongs on ECS"
     )
-    return max(level, 0.0)
+    return level
 
 
 def pre_provision(
     ctx: Context,
-    level: float,
+    level: Level,
     added: dict[int, Growth],
     *,
     now: float,
     notes: list[str],
 ) -> None:
-    capacity = ctx.ecs_capacity_milli(added)
-    deficit = level * 1000 - capacity
+    dim = level.dim
+    capacity = ctx.capacity_milli(level.groups, dim, added)
+    deficit = level.milli - capacity
     if deficit <= 0:
         return
     loop_left = ctx.settings.max_nodes_per_loop - sum(a.delta for a in added.values())
     eci = ctx.settings.eci_price
     hours = ctx.settings.forecast_horizon / 3600
     options = []
-    for g, gs in enumerate(ctx.groups):
-        if not _general(ctx, g) or gs.in_cooldown(now):
+    for g in level.groups:
+        gs = ctx.groups[g]
+        if gs.in_cooldown(now):
             continue
         grown = added[g].delta if g in added else 0
         room = min(gs.group.max_size - gs.target_size - grown, loop_left)
         cap = ctx.templates[g].allocatable
-        if room <= 0 or cap.cpu_milli <= 0:
+        per_node = int(ctx.cap[g, dim])
+        if room <= 0 or per_node <= 0:
             continue
-        nodes = min(room, math.ceil(deficit / cap.cpu_milli))
-        covered = min(deficit, nodes * cap.cpu_milli)
-        waste = 1.0 - covered / (nodes * cap.cpu_milli)
-        memory = covered / cap.cpu_milli * cap.memory  # in the group's cpu:memory ratio
-        eci_hour = covered / 1000 * eci.vcpu_second * 3600 + memory / GIB * eci.gib_second * 3600
+        nodes = min(room, math.ceil(deficit / per_node))
+        covered = min(deficit, nodes * per_node)
+        waste = 1.0 - covered / (nodes * per_node)
+        # what ECI charges for that much demand, other resources in the node's ratio
+        eci_hour = covered / per_node * eci.per_hour(cap)
         options.append(
             Option(
                 gs.group,
@@ -111,13 +196,14 @@ def pre_provision(
     choice = expander_for(ctx.settings).choose(options)
     if choice is None:
         notes.append(
-            f"forecast wants {deficit / 1000:.2f} more ECS cores but no general group can grow now"
+            f"forecast wants {level.describe(deficit)} more on ECS but no "
+            f"{_GROUPS[level.cls]} can grow now"
         )
         return
     option, why = choice
     g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
     reason = (
-        f"forecast: pre-provision {option.nodes} node(s) for {deficit / 1000:.2f} cores of lasting "
-        f"demand above ECS capacity {capacity / 1000:.2f} cores; {why}"
+        f"forecast: pre-provision {option.nodes} node(s) for {level.describe(deficit)} of lasting "
+        f"demand above ECS capacity {level.describe(capacity)}; {why}"
     )
     added.setdefault(g, Growth()).add(option.nodes, pods=(), reason=reason, code=PREDICTIVE)

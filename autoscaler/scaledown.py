@@ -4,7 +4,8 @@ A group node whose requested cpu and memory are both below the threshold is unne
 first pass that saw it so; once unneeded long enough, it is removed when its pods all fit on the
 nodes that stay (simulated one candidate after another, updating free capacity, as
 cluster-autoscaler does; the simulation is ``k.drain``), its group stays at or above its minimum,
-PodDisruptionBudgets allow the evictions, ECS capacity stays at or above ``floor_milli`` and no
+PodDisruptionBudgets allow the evictions, the capacity of each ``Floor``'s groups stays at or
+above its level (the forecast's, per resource class, and what pods on or moving to ECS use) and no
 scale-up happened within ``scale_down_delay_after_add``.  Nodes of one group are taken in the
 order of its removal policy.  A node with a pod that cannot move (no controller, or
 ``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"``) stays; local storage is not
@@ -23,17 +24,27 @@ import numpy as np
 
 from extender.model import Node, NodeKind, Pod
 
-from .context import Context, fmt_time
+from .context import Context, fmt_time, vector
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
 
 if TYPE_CHECKING:
     from .planner import DisruptionBudget
 
-__all__ = ["EMPTY", "SAFE_TO_EVICT", "UNDERUTILIZED", "Removal", "scale_down"]
+__all__ = ["EMPTY", "SAFE_TO_EVICT", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
 
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 UNDERUTILIZED = "underutilized"
 EMPTY = "empty"  # no pod but DaemonSet pods: nothing to move
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """Scale-down keeps the capacity of ``groups`` in dimension ``dim`` at or above ``milli``."""
+
+    groups: frozenset[int]
+    dim: int  # 0 cpu, 2 gpu
+    milli: float
+    why: str  # "ECS capacity must stay at or above 10.00 cores (forecast)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +64,7 @@ def scale_down(
     now: float,
     previous: Mapping[str, float],
     pdbs: Sequence[DisruptionBudget],
-    floor_milli: float,
+    floors: Sequence[Floor],
     blocked_by_scale_up: bool,
     notes: list[str],
 ) -> tuple[list[Removal], dict[str, float]]:
@@ -174,19 +185,27 @@ def scale_down(
         free=free,
         elig=elig,
     )
-    capacity = ctx.ecs_capacity_milli({})
+    capacity = [ctx.capacity_milli(sorted(f.groups), f.dim) for f in floors]
     downs: list[Removal] = []
     for c, (_, node, g, movable, text) in enumerate(candidates):
         group = ctx.groups[g].group
         outcome = int(status[c])
         if outcome == DRAIN_REMOVED:
-            if capacity - node.allocatable.cpu_milli < floor_milli:
-                notes.append(
-                    f"node {node.name} stays: ECS capacity must stay at or above "
-                    f"{floor_milli / 1000:.2f} cores (forecast and pods moving to ECS)"
-                )
+            have = vector(node.allocatable)
+            held = next(
+                (
+                    f
+                    for f, cap in zip(floors, capacity, strict=True)
+                    if g in f.groups and cap - have[f.dim] < f.milli
+                ),
+                None,
+            )
+            if held is not None:
+                notes.append(f"node {node.name} stays: {held.why}")
                 continue
-            capacity -= node.allocatable.cpu_milli
+            for i, f in enumerate(floors):
+                if g in f.groups:
+                    capacity[i] -= have[f.dim]
             targets = sorted({dests[int(dest[i])].name for i in range(starts[c], starts[c + 1])})
             moved = (
                 f"its {len(movable)} pod(s) fit on {', '.join(targets)}"

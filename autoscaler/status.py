@@ -1,8 +1,8 @@
 """What the controller must not forget, kept in the cluster: the status ConfigMap, and Events.
 
 The controller keeps no local state a restart would lose.  Between passes it remembers when each
-node became unneeded, when each group last scaled, and a per-minute series of demand for the
-forecaster; all of it is written to the status ConfigMap (``data.state``, JSON) after every pass
+node became unneeded, when each group last scaled, and per-minute series of demand for the
+forecaster, one per resource class (``demand``: cpu cores, ``gpuDemand``: GPUs); all of it is written to the status ConfigMap (``data.state``, JSON) after every pass
 that acts, and read back when a replica becomes the leader.  ``data.status`` is the
 human-readable part (``kubectl get cm -o yaml``), like cluster-autoscaler's status ConfigMap.
 :class:`Memory` and :class:`DemandHistory` are pure; :class:`StatusStore` is the I/O.
@@ -97,7 +97,12 @@ class Memory:
     unneeded: dict[str, float] = field(default_factory=dict)
     last_scale_up: dict[str, float] = field(default_factory=dict)
     last_scale_down: dict[str, float] = field(default_factory=dict)
-    demand: DemandHistory = field(default_factory=DemandHistory)
+    demand: DemandHistory = field(default_factory=DemandHistory)  # the cpu class, in cores
+    gpu_demand: DemandHistory = field(default_factory=DemandHistory)  # the gpu class, in GPUs
+
+    def histories(self) -> dict[str, DemandHistory]:
+        """Demand series by resource class (see ``autoscaler.predictive``)."""
+        return {"cpu": self.demand, "gpu": self.gpu_demand}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +110,7 @@ class Memory:
             "lastScaleUp": self.last_scale_up,
             "lastScaleDown": self.last_scale_down,
             "demand": self.demand.to_json(),
+            "gpuDemand": self.gpu_demand.to_json(),
         }
 
     @classmethod
@@ -115,6 +121,7 @@ class Memory:
             last_scale_up=_times(doc.get("lastScaleUp")),
             last_scale_down=_times(doc.get("lastScaleDown")),
             demand=DemandHistory.from_json(doc.get("demand"), step=step, limit=limit),
+            gpu_demand=DemandHistory.from_json(doc.get("gpuDemand"), step=step, limit=limit),
         )
 
 
@@ -155,7 +162,10 @@ class StatusStore:
             cm = await self._core.read_namespaced_config_map(self.name, self.namespace)
         except ApiException as err:
             if err.status == 404:
-                return Memory(demand=DemandHistory(step=self._step, limit=self._limit))
+                return Memory(
+                    demand=DemandHistory(step=self._step, limit=self._limit),
+                    gpu_demand=DemandHistory(step=self._step, limit=self._limit),
+                )
             raise
         data = cm.data or {}
         try:

@@ -329,14 +329,16 @@ def closing_note(c: Comparison) -> str:
             f"{s.eci_share:.1%} of Spillover's pod-hours ran on ECI{life_text}. The planner adds "
             "ECS capacity for pending pods and, pod by pod, for ECI pods whose expected run time "
             "(annotation spillover.dev/expected-duration, or the whole horizon for Deployments and "
-            "StatefulSets) makes ECS cheaper; its forecast pre-provisions general-purpose groups "
-            "only (requested CPU cores). Demand made of many short pods is steady in aggregate but "
-            "no single pod qualifies, so it stays on ECI."
+            "StatefulSets) makes ECS cheaper; its forecast pre-provisions each resource class "
+            "(requested CPU cores for general-purpose groups, GPUs for GPU groups) to the level "
+            "aggregate demand stays above for the break-even share of the next boot time + "
+            "horizon. Demand above that level, and demand the forecast misses, stays on ECI."
         )
         if c.gpu_share_of_bound > 0.5:
             parts.append(
-                f"Here {c.gpu_share_of_bound:.0%} of the fluid bound's ECS cost is GPU nodes, which "
-                "the forecast does not size."
+                f"Here {c.gpu_share_of_bound:.0%} of the fluid bound's ECS cost is GPU nodes: "
+                "GPU pods share nodes by GPU fraction, so packing loses capacity the fluid bound "
+                "does not."
             )
         static = by_name.get("static-N")
         if static is not None and static.cost <= s.cost:
@@ -353,8 +355,8 @@ def closing_note(c: Comparison) -> str:
                 "pods are not migrated, so those nodes only served later pods."
             )
         parts.append(
-            "What would close the gap: an aggregate (forecast) target for GPU and other "
-            "non-general groups, or a group minimum chosen from a replay like this one."
+            "What would close the gap: a better forecast of this trace's aggregate demand, or a "
+            "group minimum chosen from a replay like this one."
         )
     return " ".join(parts)
 

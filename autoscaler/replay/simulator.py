@@ -40,6 +40,7 @@ import numpy as np
 
 import autoscaler.forecast as forecasting
 import autoscaler.planner as planner
+import autoscaler.predictive as predictive
 from autoscaler.costs import GIB
 from autoscaler.nodegroup import NodeGroup
 from autoscaler.providers.base import ProviderError
@@ -206,15 +207,17 @@ class Simulation:
         self.samples: list[tuple[float, ...]] = []
         self.next_sample = 0.0
         self.end = trace.end
-        # Predictive sizing: the forecast is of requested cpu cores of live pods without GPUs (the
-        # demand general-purpose groups can hold), sampled every forecast.step, refitted every
-        # forecast.refit on the last forecast.history, as the controller records and refits it.
-        self.live_cpu_general = 0
+        # Predictive sizing: one forecast per resource class (autoscaler.predictive) of live pods,
+        # wherever they run: requested cpu cores of pods without GPUs (the demand general-purpose
+        # groups can hold) and requested GPUs of GPU pods (GPU groups), sampled every
+        # forecast.step, refitted every forecast.refit on the last forecast.history, as the
+        # controller records and refits them.
+        self.live_milli = dict.fromkeys(predictive.CLASSES, 0)
         self.fc_t: list[float] = []
-        self.fc_v: list[float] = []
+        self.fc_v: dict[str, list[float]] = {cls: [] for cls in predictive.CLASSES}
         self.fc_next_sample = 0.0
         self.fc_next_refit = 0.0
-        self.fc: forecasting.Forecast | None = None
+        self.fc: dict[str, forecasting.Forecast] = {}
         self.forecast_fits = 0
         self.predictive = (
             variant.forecast
@@ -292,7 +295,8 @@ class Simulation:
             step = self.scenario.forecast.step
             while self.fc_next_sample <= t:
                 self.fc_t.append(self.fc_next_sample)
-                self.fc_v.append(self.live_cpu_general / 1000)
+                for cls, series in self.fc_v.items():
+                    series.append(self.live_milli[cls] / 1000)
                 self.fc_next_sample += step
         self.now = t
 
@@ -353,8 +357,9 @@ class Simulation:
             self.n_pods += 1
         self.live_cpu += r.cpu_milli
         self.live_gpu += r.gpu_milli
-        if not r.gpu_milli and not rec.balloon:
-            self.live_cpu_general += r.cpu_milli
+        if not rec.balloon:
+            cls, amount = predictive.demand_class(r)
+            self.live_milli[cls] += amount
         self.state.upsert_pod(rec.pod)
         return rec
 
@@ -393,8 +398,9 @@ class Simulation:
         r = rec.pod.requests
         self.live_cpu -= r.cpu_milli
         self.live_gpu -= r.gpu_milli
-        if not r.gpu_milli and not rec.balloon:
-            self.live_cpu_general -= r.cpu_milli
+        if not rec.balloon:
+            cls, amount = predictive.demand_class(r)
+            self.live_milli[cls] -= amount
         self.state.remove_pod(uid)
         if on_ecs:
             # Lower utilization may start a node's scale-down timer; pending pods may fit now.
@@ -717,16 +723,20 @@ class Simulation:
         spec = self.scenario.forecast
         self.fc_next_refit = self.now + spec.refit
         n = max(0, len(self.fc_t) - int(spec.history / spec.step))
-        values = self.fc_v[n:]
-        self.fc = None
-        if len(values) < 12 or max(values) <= 0:
-            return  # under an hour of history, or nothing to forecast
+        self.fc = {}
+        if len(self.fc_t) - n < 12:
+            return  # under an hour of history
         boot = max((g.boot_time for g in self.groups.values()), default=0.0)
         horizon = spec.refit + boot + self.settings.forecast_horizon + spec.step
-        self.forecast_fits += 1
-        self.fc = forecasting.fit_forecast(
-            np.asarray(self.fc_t[n:], np.float64), np.asarray(values, np.float64), horizon=horizon
-        )
+        ts = np.asarray(self.fc_t[n:], np.float64)
+        for cls, series in self.fc_v.items():
+            values = series[n:]
+            if max(values) <= 0:
+                continue  # nothing of this class to forecast
+            self.forecast_fits += 1
+            self.fc[cls] = forecasting.fit_forecast(
+                ts, np.asarray(values, np.float64), horizon=horizon
+            )
 
     def _autoscale(self) -> None:
         now = self.now
@@ -736,7 +746,7 @@ class Simulation:
         result = planner.plan(
             self.state,
             self._group_states(),
-            forecast=self.fc,
+            forecast=self.fc or None,
             settings=self.settings,
             now=now,
             unneeded=self.unneeded,
@@ -790,7 +800,7 @@ class Simulation:
                 ]
                 if ends:
                     self._request_plan(max(min(ends), self._tick()))
-        if self.fc is not None:
+        if self.fc:
             # Pre-provisioning needs passes even when nothing happens.
             self._request_plan(now + self.scenario.forecast.every)
 

@@ -13,7 +13,7 @@ from autoscaler_fakes import FakeClock
 from kube_emulator import KubeEmulator
 from kubernetes_asyncio import client
 
-from autoscaler.controller import Controller, ControllerSettings, demand_of
+from autoscaler.controller import Controller, ControllerSettings, class_demand, demand_of
 from autoscaler.forecast import Forecast, StaticForecaster
 from autoscaler.leader import LeaseElector, LeaseSettings
 from autoscaler.metrics import Metrics
@@ -22,7 +22,9 @@ from autoscaler.planner import GroupState, Plan, ScaleDown, ScaleUp, plan
 from autoscaler.providers.base import GroupStatus, ProviderError
 from autoscaler.providers.kwok import KwokProvider
 from autoscaler.status import StatusStore
-from extender.model import Node, node_from_dict, pod_from_dict
+from extender.model import Node, NodeKind, Pod, Resources, node_from_dict, pod_from_dict
+from extender.policy import ResourcePolicy, Unit
+from extender.selectors import LabelSelector
 from extender.snapshot import ClusterState
 
 NS = "kube-system"
@@ -332,7 +334,7 @@ async def test_forecast_needs_history_and_history_survives_a_restart(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
     clock = fresh_clock
-    seen: list[Forecast | None] = []
+    seen: list[dict[str, Forecast] | None] = []
 
     def recording_plan(state: ClusterState, groups: Sequence[GroupState], **kw: Any) -> Plan:
         seen.append(kw["forecast"])
@@ -366,7 +368,8 @@ async def test_forecast_needs_history_and_history_survives_a_restart(
     )
     await restarted.run_once()
     assert seen[-1] is not None
-    assert seen[-1].model == "static"
+    assert seen[-1]["cpu"].model == "static"  # per resource class; no GPU demand, no gpu forecast
+    assert "gpu" not in seen[-1]
 
 
 async def test_the_loop_reacts_to_a_new_pending_pod_before_the_tick(
@@ -533,3 +536,36 @@ async def test_a_failing_pass_does_not_stop_the_loop(
     )
     await asyncio.wait_for(controller.run(stop), timeout=10)
     assert len(calls) == 2
+
+
+def test_class_demand_counts_gpu_pods_in_gpus_and_eci_pods_that_could_run_on_ecs() -> None:
+    ecs = Node("ecs-1", allocatable=Resources(96_000, 2**40, 110, 8000))
+    eci = Node("vk", allocatable=Resources(10**6, 2**50, 10**4, 10**5), kind=NodeKind.ECI)
+
+    def p(name: str, ns: str, node: str, cpu: int, gpu: int = 0) -> Pod:
+        return Pod(
+            uid=name,
+            name=name,
+            namespace=ns,
+            requests=Resources(cpu, 2**30, 1, gpu),
+            node_name=node,
+            phase="Running" if node else "Pending",
+        )
+
+    first_ecs = ResourcePolicy(
+        "train", "ml", LabelSelector({}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+    )
+    eci_only = ResourcePolicy("burst", "burst", LabelSelector({}), (Unit(NodeKind.ECI),))
+    state = ClusterState(
+        nodes=[ecs, eci],
+        pods=[
+            p("a", "ml", "ecs-1", 8000, 2000),  # gpu: 2 GPUs, its cpu is not general demand
+            p("b", "ml", "vk", 4000, 500),  # on ECI, could be on ECS: 0.5 GPU
+            p("c", "ml", "", 1500),  # pending: 1.5 cores
+            p("d", "ml", "vk", 2000),  # on ECI, could be on ECS: 2 cores
+            p("e", "burst", "vk", 3000),  # ECI by policy: not ECS demand
+        ],
+        policies=[first_ecs, eci_only],
+    )
+    assert class_demand(state) == {"cpu": 3.5, "gpu": 2.5}
+    assert demand_of(state) == 3.5

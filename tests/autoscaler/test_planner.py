@@ -391,6 +391,105 @@ def test_forecast_keeps_pre_provisioned_capacity() -> None:
     assert [d.node for d in freed.scale_downs] == ["n0"]  # 12 - 4 = 8 >= 5, 8 - 4 = 4 < 5
 
 
+GPU8 = NodeGroup(
+    "gpu8",
+    InstanceType("ecs.gn7i.8gpu", 96_000, 384 * GIB, gpu_milli=8000),
+    price_per_hour=64.0,
+    max_size=10,
+    taints=(Taint("nvidia.com/gpu", "present", "NoSchedule"),),
+)
+GPU_TOLERATION = Toleration("nvidia.com/gpu", "Exists")
+
+
+def gpu_job(name: str, gpu: int = 1000, **extra: object) -> Pod:
+    """A short GPU Job pod: on its own never cheaper on ECS (no expected duration)."""
+    return pod(
+        name,
+        4000,
+        16 * GIB,
+        kind="Job",
+        app="train",
+        gpu=gpu,
+        tolerations=(ECI_TOLERATION, GPU_TOLERATION),
+        **extra,
+    )
+
+
+def test_gpu_forecast_sizes_the_gpu_group() -> None:
+    # 12 GPUs steady for the whole window, GPU nodes of 8: ceil(12 / 8) = 2 nodes of gpu8, none
+    # of the general group (no cpu forecast)
+    result = run([], [GroupState(G4, 0), GroupState(GPU8, 0)], forecast={"gpu": flat(12)})
+    (up,) = result.scale_ups
+    assert (up.group, up.delta, up.pods, up.code) == ("gpu8", 2, (), "predictive")
+    assert "12.00 GPUs of lasting demand above ECS capacity 0.00 GPUs" in up.reason
+
+
+def test_forecasts_per_class_size_their_own_groups() -> None:
+    # cpu 10 cores -> 3 g4 nodes; gpu 12 GPUs -> 2 gpu8 nodes (whose 192 cores do not count as
+    # general capacity: GPU pods' taint keeps general pods off them)
+    groups = [GroupState(G4, 0), GroupState(GPU8, 0)]
+    result = run([], groups, forecast={"cpu": flat(10), "gpu": flat(12)})
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("g4", 3), ("gpu8", 2)]
+
+
+def test_short_gpu_pods_land_on_pre_provisioned_gpu_nodes() -> None:
+    # the two gpu8 nodes the forecast asked for are up; twelve short 1-GPU pods arrive: they fit
+    # their free capacity, so nothing scales up and nothing is sent to ECI for lack of room
+    nodes = [node(f"gpu-{i}", GPU8, created=i) for i in range(2)]
+    pods = [gpu_job(f"j{i}") for i in range(12)]
+    groups = [GroupState(G4, 0), GroupState(GPU8, 2, last_scale_up=0.0)]
+    result = run(pods, groups, nodes=nodes, forecast={"gpu": flat(12)})
+    assert result.scale_ups == ()
+    assert result.unschedulable == {}
+    assert any("12 pending pod(s) fit free capacity of existing nodes" in n for n in result.notes)
+
+
+def test_short_gpu_pods_on_eci_are_not_moved_to_ecs() -> None:
+    # pods already on ECI stay there: each is too short to be cheaper on ECS on its own, and the
+    # forecast only sizes capacity for the pods still to come
+    nodes = [ECI, node("gpu-0", GPU8)]
+    pods = [gpu_job(f"j{i}", node="virtual-kubelet") for i in range(4)]
+    groups = [GroupState(GPU8, 1, last_scale_up=0.0)]
+    train = ResourcePolicy(
+        "train",
+        "default",
+        LabelSelector({"app": "train"}),
+        (Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
+    )
+    result = run(pods, groups, nodes=nodes, policies=[train], forecast={"gpu": flat(8)})
+    assert result.scale_ups == ()
+    assert result.scale_downs == ()
+
+
+def test_gpu_forecast_never_scales_in_and_holds_its_level() -> None:
+    # two empty gpu8 nodes, unneeded for long: a 12-GPU forecast keeps both (16 - 8 = 8 < 12), a
+    # 5-GPU forecast lets one go (8 >= 5), no forecast lets both go; a 0-GPU forecast removes no
+    # busy node either
+    nodes = [node(f"gpu-{i}", GPU8, created=i) for i in range(2)]
+    old = {f"gpu-{i}": NOW - 3600 for i in range(2)}
+    groups = [GroupState(GPU8, 2, last_scale_up=0.0)]
+    kept = run([], groups, nodes=nodes, forecast={"gpu": flat(12)}, unneeded=old)
+    assert kept.scale_ups == ()
+    assert kept.scale_downs == ()
+    assert any("must stay at or above 12.00 GPUs (forecast)" in n for n in kept.notes)
+    one = run([], groups, nodes=nodes, forecast={"gpu": flat(5)}, unneeded=old)
+    assert [d.node for d in one.scale_downs] == ["gpu-0"]
+    both = run([], groups, nodes=nodes, forecast=None, unneeded=old)
+    assert [d.node for d in both.scale_downs] == ["gpu-0", "gpu-1"]
+    busy = [gpu_job(f"j{i}", 8000, node=f"gpu-{i}") for i in range(2)]
+    busy = [dataclasses.replace(p, requests=Resources(60_000, 300 * GIB, 1, 8000)) for p in busy]
+    for forecast in ({"gpu": flat(0)}, None):
+        result = run(busy, groups, nodes=nodes, forecast=forecast)
+        assert result.scale_ups == ()
+        assert result.scale_downs == ()
+
+
+def test_gpu_forecast_without_gpu_groups_is_ignored_with_a_note() -> None:
+    result = run([], [GroupState(G4, 0)], forecast={"gpu": flat(12)})
+    assert result.scale_ups == ()
+    assert "gpu forecast ignored: no node group with GPUs" in result.notes
+
+
 # -- scale-down --------------------------------------------------------------------------------
 
 

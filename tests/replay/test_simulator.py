@@ -204,3 +204,87 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
     assert calls["plan"] == r.planner_calls > 0
     assert calls["policy_for"] > 0
     assert calls["desired_costs"] > 0
+
+
+def gpu_scenario() -> Scenario:
+    """The small group plus an 8-GPU group at 64 CNY/h, forecast on (refit every 6 h)."""
+    gpu = {
+        "name": "gpu",
+        "instanceType": {"cpu": "96", "memory": "384Gi", "gpu": 8, "maxPods": 110},
+        "labels": {"spillover.dev/node-group": "gpu"},
+        "taints": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}],
+        "pricePerHour": 64.0,
+        "min": 0,
+        "max": 10,
+        "cooldown": "0s",
+        "bootTime": "120s",
+    }
+    small = {
+        "name": "small",
+        "instanceType": {"cpu": "2", "memory": "8Gi", "maxPods": 110},
+        "labels": {"spillover.dev/node-group": "small"},
+        "pricePerHour": 3.6,
+        "min": 0,
+        "max": 10,
+        "cooldown": "0s",
+        "bootTime": "60s",
+    }
+    settings = {
+        "scaleDownUtilizationThreshold": 0.5,
+        "scaleDownUnneededTime": "10m",
+        "scaleDownDelayAfterAdd": "10m",
+        "eciPrice": {"vcpuSecond": 0.000049, "gibSecond": 0.00000613, "gpuHour": 12},
+    }
+    return small_scenario(
+        autoscaler={"groups": [small, gpu], "settings": settings},
+        forecast={
+            "enabled": True,
+            "refit": "6h",
+            "history": "168h",
+            "step": "5m",
+            "passEvery": "1h",
+        },
+    )
+
+
+def steady_short_gpu_pods(hours: int) -> Trace:
+    """Twelve 1-GPU pods at all times, each living 10 minutes: too short for ECS one by one."""
+    gpu_pod = Template(Resources(4000, 16 * 2**30, 1, 1000), {"app": "train"})
+    events: list[tuple[float, int, Event]] = []
+    n = 0
+    for slot in range(12):
+        t = slot * 50.0
+        while t < hours * 3600:
+            wl = WorkloadKey("shop", "Pod", f"g{n}")
+            events.append((t, 2 * n, PodCreated(t, f"g{n}", wl, f"g{n}", gpu_pod)))
+            events.append((t + 600, 2 * n + 1, PodDeleted(t + 600, f"g{n}")))
+            n += 1
+            t += 600
+    events.sort(key=lambda e: (e[0], e[1]))
+    return Trace(TraceHeader(), [e for _, _, e in events])
+
+
+def test_steady_short_gpu_demand_lands_on_forecast_gpu_nodes() -> None:
+    scenario = gpu_scenario()
+    trace = steady_short_gpu_pods(48)
+    sim = Simulation(trace, scenario, by_name(scenario, trace)["spillover"], audit=True)
+    on_eci: set[str] = set()
+    bind = sim._bind
+
+    def checked_bind(rec: Any, node: Any) -> None:
+        assert rec.uid not in on_eci, f"{rec.uid} left ECI"  # an ECI pod is never moved
+        if node is None:
+            # the policy overflows to ECI only when no ECS node has room for the pod
+            assert sim._candidates(rec) == []
+            on_eci.add(rec.uid)
+        bind(rec, node)
+
+    sim._bind = checked_bind  # type: ignore[method-assign]
+    r = sim.run()
+    check_result(r, scenario)
+    # Until the first refit with history (6 h) every pod runs on ECI; from then on the gpu
+    # forecast (12 GPUs) keeps two 8-GPU nodes and the pods land there as they arrive.
+    assert r.ecs_node_seconds_by_group.get("gpu", 0.0) > 0
+    assert r.ecs_node_seconds_by_group.get("small", 0.0) == 0.0
+    assert r.eci_share < 0.25
+    assert r.pending_percentile(99) <= 10.0
