@@ -13,7 +13,7 @@ a ``ScaleUp``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from extender.policy import ResourcePolicy
 from extender.selectors import fits_node_selector, untolerated_taint
 from extender.snapshot import ClusterState
 
-from .nodegroup import PlannerSettings
+from .nodegroup import NodeGroup, PlannerSettings
 
 if TYPE_CHECKING:
     from .planner import GroupState
@@ -71,9 +71,9 @@ class Context:
         self.state = state
         self.groups = list(groups)
         self.settings = settings
-        self.templates = [
-            gs.group.template(overhead=settings.daemonset_overhead) for gs in self.groups
-        ]
+        self.templates, self.cap, self._cap_rows = _templates(
+            [gs.group for gs in self.groups], settings.daemonset_overhead
+        )
         self.template_group = {t.name: g for g, t in enumerate(self.templates)}
         index = {gs.group.name: g for g, gs in enumerate(self.groups)}
         self.node_group: dict[str, int] = {}
@@ -99,9 +99,7 @@ class Context:
         self.classes: list[PodClass] = []
         self._class_index: dict[tuple[Any, ...], int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
-        self.cap = np.array([vector(t.allocatable) for t in self.templates], np.int64).reshape(
-            len(self.groups), 4
-        )
+        self._registered_cap: list[list[int]] | None = None
 
     def upcoming(self, g: int) -> int:
         return max(0, self.groups[g].target_size - self.registered[g])
@@ -157,22 +155,57 @@ class Context:
         return out
 
     def capacity_milli(
-        self, groups: Sequence[int], dim: int, added: Mapping[int, Growth] | None = None
+        self, groups: Iterable[int], dim: int, added: Mapping[int, Growth] | None = None
     ) -> int:
         """Allocatable of ``groups`` in one dimension (0 cpu, 1 memory, 2 gpu, 3 pods):
         registered nodes, upcoming nodes and ``added``."""
-        wanted = set(groups)
+        registered = self._registered_cap
+        if registered is None:
+            registered = [[0, 0, 0, 0] for _ in self.groups]
+            nodes = self.state.nodes
+            for name, g in self.node_group.items():
+                node = nodes.get(name)
+                if node is not None and node.kind is NodeKind.ECS:
+                    a, row = node.allocatable, registered[g]
+                    row[0] += a.cpu_milli
+                    row[1] += a.memory
+                    row[2] += a.gpu_milli
+                    row[3] += a.pods
+            self._registered_cap = registered
         total = 0
-        for name, g in self.node_group.items():
-            if g not in wanted:
-                continue
-            node = self.state.nodes.get(name)
-            if node is not None and node.kind is NodeKind.ECS:
-                total += vector(node.allocatable)[dim]
-        for g in wanted:
-            nodes = self.upcoming(g) + (added[g].delta if added and g in added else 0)
-            total += nodes * int(self.cap[g, dim])
+        for g in set(groups):
+            nodes_ = self.upcoming(g) + (added[g].delta if added and g in added else 0)
+            total += registered[g][dim] + nodes_ * self._cap_rows[g][dim]
         return total
+
+
+_TemplateKey = tuple[tuple[int, ...], int]
+_TEMPLATES: dict[
+    _TemplateKey, tuple[Any, list[Node], IntArray, list[tuple[int, int, int, int]]]
+] = {}
+
+
+def _templates(
+    groups: Sequence[NodeGroup], overhead: Resources
+) -> tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]:
+    """New-node templates of ``groups`` and their allocatable as an array and as rows.
+
+    The same groups are planned pass after pass (the replay reuses the objects), so this is
+    memoized by identity; an entry holds its groups and overhead, so their ids cannot be reused
+    while it exists.  Groups and resources are frozen: a hit is exactly what a miss computes.
+    """
+    key = (tuple(map(id, groups)), id(overhead))
+    hit = _TEMPLATES.get(key)
+    if hit is not None:
+        return hit[1], hit[2], hit[3]
+    templates = [g.template(overhead=overhead) for g in groups]
+    rows = [vector(t.allocatable) for t in templates]
+    cap = np.array(rows, np.int64).reshape(len(rows), 4)
+    cap.flags.writeable = False
+    if len(_TEMPLATES) >= 256:
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = ((tuple(groups), overhead), templates, cap, rows)
+    return templates, cap, rows
 
 
 def accepts(pod: Pod, node: Node) -> bool:

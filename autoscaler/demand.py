@@ -149,15 +149,19 @@ def collect(ctx: Context, unschedulable: dict[str, str]) -> Demand:
         return demand
     eci_price = settings.eci_price
     for node in ctx.eci_nodes:
-        for pod in sorted(state.pods_on(node.name), key=lambda p: (p.created, p.key)):
+        # cheap filters first: most pods on ECI are short (no expected duration) and stay there
+        movable = []
+        for pod in state.pods_on(node.name):
             if pod.finished or pod.terminating or pod.workload is None:
                 continue
+            duration = expected_duration(pod, horizon)
+            if duration > 0:
+                movable.append((pod.created, pod.key, pod, duration))
+        movable.sort(key=lambda m: (m[0], m[1]))
+        for _, _, pod, duration in movable:
             policy = policy_for(policies, pod)
             own = policy.unit_of(node) if policy is not None else None
             if policy is None or own is None:
-                continue
-            duration = expected_duration(pod, horizon)
-            if duration <= 0:
                 continue
             cls = ctx.class_of(pod)
             now_counts = counts_for(policy, pod)

@@ -200,19 +200,6 @@ def plan(
             )
         )
     migrating = int(demand.req[demand.from_eci, 0].sum())
-    used = 0
-    for name in ctx.node_group:
-        used += sum(p.requests.cpu_milli for p in state.pods_on(name) if not p.finished)
-    if used + migrating > 0:
-        floors.append(
-            Floor(
-                frozenset(range(len(ctx.groups))),
-                0,
-                float(used + migrating),
-                f"ECS capacity must stay at or above {(used + migrating) / 1000:.2f} cores "
-                "(pods on and moving to ECS)",
-            )
-        )
     removals, still = scaledown.scale_down(
         ctx,
         k,
@@ -220,6 +207,7 @@ def plan(
         previous=unneeded or {},
         pdbs=pdbs,
         floors=floors,
+        migrating_milli=migrating,
         blocked_by_scale_up=bool(added) or demand.about_to_land > 0,
         notes=notes,
     )

@@ -65,6 +65,7 @@ def scale_down(
     previous: Mapping[str, float],
     pdbs: Sequence[DisruptionBudget],
     floors: Sequence[Floor],
+    migrating_milli: int,
     blocked_by_scale_up: bool,
     notes: list[str],
 ) -> tuple[list[Removal], dict[str, float]]:
@@ -73,14 +74,26 @@ def scale_down(
     threshold = settings.scale_down_utilization_threshold
     unneeded: dict[str, float] = {}
     candidates: list[tuple[tuple[Any, ...], Node, int, list[Pod], str]] = []
+    kept = migrating_milli  # cpu that group nodes must keep: their pods and pods moving to ECS
+    usage: dict[str, tuple[int, int, int, int]] = {}  # requests of a group node's live pods
     for name, g in ctx.node_group.items():
         node = state.nodes.get(name)
+        pods = []
+        cpu_milli = memory = gpu_milli = 0
+        for p in state.pods_on(name):
+            if not p.finished:
+                pods.append(p)
+                r = p.requests
+                cpu_milli += r.cpu_milli
+                memory += r.memory
+                gpu_milli += r.gpu_milli
+        kept += cpu_milli
+        usage[name] = (cpu_milli, memory, gpu_milli, len(pods))
         if node is None or node.kind is not NodeKind.ECS:
             continue
-        pods = [p for p in state.pods_on(name) if not p.finished]
         a = node.allocatable
-        cpu = sum(p.requests.cpu_milli for p in pods) / a.cpu_milli if a.cpu_milli else 1.0
-        mem = sum(p.requests.memory for p in pods) / a.memory if a.memory else 1.0
+        cpu = cpu_milli / a.cpu_milli if a.cpu_milli else 1.0
+        mem = memory / a.memory if a.memory else 1.0
         if max(cpu, mem) >= threshold:
             continue
         since = previous.get(name, now)
@@ -141,14 +154,17 @@ def scale_down(
     position = {n.name: i for i, n in enumerate(dests)}
     rows = []
     for node in dests:
-        used = [0, 0, 0, 0]
-        for pod in state.pods_on(node.name):
-            if not pod.finished:
-                r = pod.requests
-                used[0] += r.cpu_milli
-                used[1] += r.memory
-                used[2] += r.gpu_milli
-                used[3] += 1
+        used = usage.get(node.name)
+        if used is None:
+            c = m = gp = n = 0
+            for pod in state.pods_on(node.name):
+                if not pod.finished:
+                    r = pod.requests
+                    c += r.cpu_milli
+                    m += r.memory
+                    gp += r.gpu_milli
+                    n += 1
+            used = (c, m, gp, n)
         a = node.allocatable
         slots = a.pods - used[3] if (node.ready and not node.unschedulable) else 0
         rows.append((a.cpu_milli - used[0], a.memory - used[1], a.gpu_milli - used[2], slots))
@@ -185,7 +201,18 @@ def scale_down(
         free=free,
         elig=elig,
     )
-    capacity = [ctx.capacity_milli(sorted(f.groups), f.dim) for f in floors]
+    if kept > 0:
+        floors = [
+            *floors,
+            Floor(
+                frozenset(range(len(ctx.groups))),
+                0,
+                float(kept),
+                f"ECS capacity must stay at or above {kept / 1000:.2f} cores "
+                "(pods on and moving to ECS)",
+            ),
+        ]
+    capacity = [ctx.capacity_milli(f.groups, f.dim) for f in floors]
     downs: list[Removal] = []
     for c, (_, node, g, movable, text) in enumerate(candidates):
         group = ctx.groups[g].group
