@@ -141,6 +141,8 @@ class _Verb:
             await self._reject(send, err.status, err.message)
         except (wire.WireError, ModelError, WebhookError) as err:
             await self._reject(send, 400, str(err))
+        except UnicodeDecodeError as err:  # msgspec raises it for invalid UTF-8 inside strings
+            await self._reject(send, 400, f"request body is not valid UTF-8 JSON: {err}")
         else:
             await _respond(send, 200, body, b"application/json")
             self.ok.inc()
