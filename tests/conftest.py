@@ -3,12 +3,20 @@
 Sub-directories add their own fixtures in their own ``conftest.py``; keep this one generic.
 """
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from kube_emulator import KubeEmulator, serve
 from kubernetes_asyncio import client
+
+# CI explores a fixed set of examples so a landing never depends on luck; local runs keep
+# exploring new ones (and the database replays anything they found).
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture
