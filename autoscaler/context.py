@@ -30,7 +30,16 @@ from .nodegroup import NodeGroup, PlannerSettings
 if TYPE_CHECKING:
     from .planner import GroupState
 
-__all__ = ["Context", "Growth", "IntArray", "PodClass", "accepts", "fmt_time", "vector"]
+__all__ = [
+    "Context",
+    "Growth",
+    "IntArray",
+    "PodClass",
+    "Usage",
+    "accepts",
+    "fmt_time",
+    "vector",
+]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -43,6 +52,16 @@ class PodClass:
     groups: list[bool]
     group_why: list[str]
     eci_nodes: list[Node]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Live (not finished) pods on one node and the sum of their requests."""
+
+    pods: list[Pod]
+    cpu_milli: int
+    memory: int
+    gpu_milli: int
 
 
 @dataclass(slots=True)
@@ -100,6 +119,23 @@ class Context:
         self._class_index: dict[tuple[Any, ...], int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._registered_cap: list[list[int]] | None = None
+        self._usage: dict[str, Usage] = {}
+
+    def usage(self, node: str) -> Usage:
+        """The live pods on ``node`` and their summed requests (scale-up and -down both ask)."""
+        found = self._usage.get(node)
+        if found is None:
+            pods = []
+            cpu = memory = gpu = 0
+            for pod in self.state.pods_on(node):
+                if not pod.finished:
+                    pods.append(pod)
+                    r = pod.requests
+                    cpu += r.cpu_milli
+                    memory += r.memory
+                    gpu += r.gpu_milli
+            found = self._usage[node] = Usage(pods, cpu, memory, gpu)
+        return found
 
     def upcoming(self, g: int) -> int:
         return max(0, self.groups[g].target_size - self.registered[g])

@@ -133,8 +133,7 @@ def _level(
     )
     boot = max(ctx.groups[g].group.boot_time for g in groups)
     end = now + boot + ctx.settings.forecast_horizon
-    times = forecast.start + forecast.step * np.arange(forecast.upper.size, dtype=np.float64)
-    window = forecast.upper[(times >= now - forecast.step) & (times <= end)]
+    window = _window(forecast, now - forecast.step, end)
     if window.size == 0:
         notes.append(f"{cls} forecast ignored: it does not cover the next boot time + horizon")
         return None
@@ -149,6 +148,28 @@ def _level(
         "(break-even share), so that much belongs on ECS"
     )
     return level
+
+
+def _window(forecast: Forecast, lo: float, hi: float) -> npt.NDArray[np.float64]:
+    """``forecast.upper`` at the steps whose time ``start + step * i`` is within [lo, hi].
+
+    The steps are found by arithmetic, then checked with the exact expression the mask
+    ``lo <= forecast.times <= hi`` evaluates, so the slice is the mask's, without the arrays."""
+    start, step, n = forecast.start, forecast.step, forecast.upper.size
+    if not (step > 0 and math.isfinite(start) and math.isfinite(lo) and math.isfinite(hi)):
+        times = start + step * np.arange(n, dtype=np.float64)
+        return forecast.upper[(times >= lo) & (times <= hi)]
+    first = min(max(math.ceil((lo - start) / step), 0), n)
+    while first > 0 and start + step * (first - 1) >= lo:
+        first -= 1
+    while first < n and start + step * first < lo:
+        first += 1
+    last = min(max(math.floor((hi - start) / step), -1), n - 1)
+    while last + 1 < n and start + step * (last + 1) <= hi:
+        last += 1
+    while last >= 0 and start + step * last > hi:
+        last -= 1
+    return forecast.upper[first : max(first, last + 1)]
 
 
 def _quantile(values: npt.NDArray[np.float64], q: float) -> float:

@@ -75,20 +75,11 @@ def scale_down(
     unneeded: dict[str, float] = {}
     candidates: list[tuple[tuple[Any, ...], Node, int, list[Pod], str]] = []
     kept = migrating_milli  # cpu that group nodes must keep: their pods and pods moving to ECS
-    usage: dict[str, tuple[int, int, int, int]] = {}  # requests of a group node's live pods
     for name, g in ctx.node_group.items():
         node = state.nodes.get(name)
-        pods = []
-        cpu_milli = memory = gpu_milli = 0
-        for p in state.pods_on(name):
-            if not p.finished:
-                pods.append(p)
-                r = p.requests
-                cpu_milli += r.cpu_milli
-                memory += r.memory
-                gpu_milli += r.gpu_milli
+        u = ctx.usage(name)
+        pods, cpu_milli, memory = u.pods, u.cpu_milli, u.memory
         kept += cpu_milli
-        usage[name] = (cpu_milli, memory, gpu_milli, len(pods))
         if node is None or node.kind is not NodeKind.ECS:
             continue
         a = node.allocatable
@@ -154,17 +145,8 @@ def scale_down(
     position = {n.name: i for i, n in enumerate(dests)}
     rows = []
     for node in dests:
-        used = usage.get(node.name)
-        if used is None:
-            c = m = gp = n = 0
-            for pod in state.pods_on(node.name):
-                if not pod.finished:
-                    r = pod.requests
-                    c += r.cpu_milli
-                    m += r.memory
-                    gp += r.gpu_milli
-                    n += 1
-            used = (c, m, gp, n)
+        u = ctx.usage(node.name)
+        used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.pods))
         a = node.allocatable
         slots = a.pods - used[3] if (node.ready and not node.unschedulable) else 0
         rows.append((a.cpu_milli - used[0], a.memory - used[1], a.gpu_milli - used[2], slots))

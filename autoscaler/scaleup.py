@@ -39,17 +39,15 @@ def _free_capacity(ctx: Context) -> tuple[list[Node], IntArray]:
     nodes = list(ctx.ecs_nodes)
     rows = []
     for node in nodes:
-        used = [0, 0, 0, 0]
-        for pod in ctx.state.pods_on(node.name):
-            if not pod.finished:
-                r = pod.requests
-                used[0] += r.cpu_milli
-                used[1] += r.memory
-                used[2] += r.gpu_milli
-                used[3] += 1
+        u = ctx.usage(node.name)
         a = node.allocatable
         rows.append(
-            (a.cpu_milli - used[0], a.memory - used[1], a.gpu_milli - used[2], a.pods - used[3])
+            (
+                a.cpu_milli - u.cpu_milli,
+                a.memory - u.memory,
+                a.gpu_milli - u.gpu_milli,
+                a.pods - len(u.pods),
+            )
         )
     for g in range(len(ctx.groups)):
         for _ in range(ctx.upcoming(g)):
