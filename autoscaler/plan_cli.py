@@ -8,7 +8,8 @@ A node belongs to a node group through the label named by ``settings.nodeGroupLa
 ``spillover.dev/node-group: <group name>``); a group's current target size is the larger of its
 ``desired`` and the number of its nodes in the file.  ``--unneeded`` reads the unneeded-since
 timestamps of an earlier pass (the JSON ``unneeded`` map of ``--json``) so scale-down can be
-previewed; ``--forecast`` fits a forecast on a ``ts,value`` CSV of ECS demand in cpu cores.
+previewed; ``--forecast`` fits a forecast on a ``ts,value`` CSV of cpu demand in cores (general
+groups), ``--gpu-forecast`` on one of GPU demand in GPUs (GPU groups).
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extender.model import ModelError
 from extender.snapshot import ClusterState, load_cluster
 
 from .nodegroup import AutoscalerConfig, ConfigError, load_config
 from .planner import BACKENDS, GroupNode, GroupState, Plan, plan
+
+if TYPE_CHECKING:
+    from .forecast import Forecast
 
 __all__ = ["add_parser", "format_plan", "group_states", "main", "run"]
 
@@ -46,7 +50,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.add_argument("--now", type=float, default=None, help="unix time (default: the clock)")
     parser.add_argument("--unneeded", default=None, help="JSON map node -> unneeded since")
-    parser.add_argument("--forecast", default=None, help="ts,value CSV of ECS demand (cores)")
+    parser.add_argument("--forecast", default=None, help="ts,value CSV of cpu demand (cores)")
+    parser.add_argument("--gpu-forecast", default=None, help="ts,value CSV of GPU demand (GPUs)")
     parser.add_argument("--backend", choices=BACKENDS, default="numba", help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
     return parser
@@ -75,20 +80,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"spillover-autoscaler plan: {err}", file=sys.stderr)
         return 2
     now = time.time() if args.now is None else args.now
-    forecast = None
-    if args.forecast:
+    forecasts: dict[str, Forecast] = {}
+    for cls, path in (("cpu", args.forecast), ("gpu", args.gpu_forecast)):
+        if not path:
+            continue
         from .forecast import fit_forecast, read_series
 
         try:
-            ts, values = read_series(args.forecast)
-            forecast = fit_forecast(ts, values, horizon=config.settings.forecast_horizon)
+            ts, values = read_series(path)
+            forecasts[cls] = fit_forecast(ts, values, horizon=config.settings.forecast_horizon)
         except (OSError, ValueError) as err:
-            print(f"spillover-autoscaler plan: {args.forecast}: {err}", file=sys.stderr)
+            print(f"spillover-autoscaler plan: {path}: {err}", file=sys.stderr)
             return 2
     result = plan(
         state,
         group_states(config, state),
-        forecast=forecast,
+        forecast=forecasts or None,
         settings=config.settings,
         now=now,
         unneeded=unneeded,

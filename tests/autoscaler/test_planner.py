@@ -718,6 +718,36 @@ def test_plan_cli_on_the_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "scale up   gpu-8x: +1 -> 1 nodes" in capsys.readouterr().out
 
 
+def test_plan_cli_gpu_forecast_sizes_the_gpu_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from autoscaler import plan_cli
+
+    data = Path(plan_cli.__file__).parent / "data"
+    now = 1795400000
+    series = tmp_path / "gpus.csv"
+    rows = (f"{now - 2 * 86_400 + 300 * i},20" for i in range(2 * 288))
+    series.write_text("ts,value\n" + "\n".join(rows) + "\n")
+    argv = [
+        "plan",
+        "--cluster",
+        str(data / "example-cluster.yaml"),
+        "--groups",
+        str(data / "default-groups.yaml"),
+        "--now",
+        str(now),
+        "--gpu-forecast",
+        str(series),
+        "--json",
+    ]
+    assert plan_cli.main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    # one node for the pending GPU pod, then 20 GPUs of steady demand need ceil(20 / 8) = 3
+    (gpu,) = [u for u in result["scaleUps"] if u["group"] == "gpu-8x"]
+    assert gpu["delta"] == 3
+    assert "; then forecast: pre-provision 2 node(s) for 12.00 GPUs" in gpu["reason"]
+
+
 def test_plan_cli_refuses_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from autoscaler import plan_cli
 
