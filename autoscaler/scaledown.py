@@ -138,6 +138,48 @@ def scale_down(
         )
         return [], unneeded
     candidates.sort(key=lambda c: c[0])
+    if kept > 0:
+        floors = [
+            *floors,
+            Floor(
+                frozenset(range(len(ctx.groups))),
+                0,
+                float(kept),
+                f"ECS capacity must stay at or above {kept / 1000:.2f} cores "
+                "(pods on and moving to ECS)",
+            ),
+        ]
+    capacity = [ctx.capacity_milli(f.groups, f.dim) for f in floors]
+
+    def held_by(node: Node, g: int) -> Floor | None:
+        have = vector(node.allocatable)
+        return next(
+            (
+                f
+                for f, cap in zip(floors, capacity, strict=True)
+                if g in f.groups and cap - have[f.dim] < f.milli
+            ),
+            None,
+        )
+
+    # Typically empty nodes a forecast keeps, pass after pass: when no candidate has a pod to
+    # move and a floor holds each one now (capacity only falls as nodes go), none can go, and the
+    # drain would only count group minimums: count them here, with the same notes.
+    if all(not c[3] for c in candidates):
+        held = [h for h in (held_by(c[1], c[2]) for c in candidates) if h is not None]
+        if len(held) == len(candidates):
+            budget = [gs.target_size - gs.group.min_size for gs in ctx.groups]
+            for (_, node, g, _, _), h in zip(candidates, held, strict=True):
+                group = ctx.groups[g].group
+                if budget[g] <= 0:
+                    notes.append(
+                        f"node {node.name} stays: group {group.name} is at its min size "
+                        f"{group.min_size}"
+                    )
+                    continue
+                budget[g] -= 1
+                notes.append(f"node {node.name} stays: {h.why}")
+            return [], unneeded
 
     # destinations: schedulable nodes first, candidates last, so pods prefer nodes that stay
     cand_names = {c[1].name for c in candidates}
@@ -183,35 +225,16 @@ def scale_down(
         free=free,
         elig=elig,
     )
-    if kept > 0:
-        floors = [
-            *floors,
-            Floor(
-                frozenset(range(len(ctx.groups))),
-                0,
-                float(kept),
-                f"ECS capacity must stay at or above {kept / 1000:.2f} cores "
-                "(pods on and moving to ECS)",
-            ),
-        ]
-    capacity = [ctx.capacity_milli(f.groups, f.dim) for f in floors]
     downs: list[Removal] = []
     for c, (_, node, g, movable, text) in enumerate(candidates):
         group = ctx.groups[g].group
         outcome = int(status[c])
         if outcome == DRAIN_REMOVED:
-            have = vector(node.allocatable)
-            held = next(
-                (
-                    f
-                    for f, cap in zip(floors, capacity, strict=True)
-                    if g in f.groups and cap - have[f.dim] < f.milli
-                ),
-                None,
-            )
-            if held is not None:
-                notes.append(f"node {node.name} stays: {held.why}")
+            floor = held_by(node, g)
+            if floor is not None:
+                notes.append(f"node {node.name} stays: {floor.why}")
                 continue
+            have = vector(node.allocatable)
             for i, f in enumerate(floors):
                 if g in f.groups:
                     capacity[i] -= have[f.dim]

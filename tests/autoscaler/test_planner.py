@@ -391,6 +391,24 @@ def test_forecast_keeps_pre_provisioned_capacity() -> None:
     assert [d.node for d in freed.scale_downs] == ["n0"]  # 12 - 4 = 8 >= 5, 8 - 4 = 4 < 5
 
 
+def test_forecast_and_min_size_both_keep_empty_nodes_with_their_own_reasons() -> None:
+    # four empty nodes, min 2, forecast 14 cores: the first two would take capacity below 14
+    # (16 - 4 = 12), the last two would take the group below its minimum
+    g4 = dataclasses.replace(G4, min_size=2)
+    nodes = [node(f"n{i}", g4, created=i) for i in range(4)]
+    old = {f"n{i}": NOW - 3600 for i in range(4)}
+    result = run(
+        [], [GroupState(g4, 4, last_scale_up=0.0)], nodes=nodes, forecast=flat(14), unneeded=old
+    )
+    assert result.scale_downs == ()
+    assert [n for n in result.notes if n.startswith("node ")] == [
+        "node n0 stays: capacity of its cpu groups must stay at or above 14.00 cores (forecast)",
+        "node n1 stays: capacity of its cpu groups must stay at or above 14.00 cores (forecast)",
+        "node n2 stays: group g4 is at its min size 2",
+        "node n3 stays: group g4 is at its min size 2",
+    ]
+
+
 GPU8 = NodeGroup(
     "gpu8",
     InstanceType("ecs.gn7i.8gpu", 96_000, 384 * GIB, gpu_milli=8000),
