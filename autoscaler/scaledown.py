@@ -1,7 +1,7 @@
 """Scale-down: which group nodes are unneeded, and which of those can be removed now.
 
-A group node whose requested cpu and memory are both below the threshold is unneeded from the
-first pass that saw it so; once unneeded long enough, it is removed when its pods all fit on the
+A group node whose requested cpu and memory are both below the threshold (for a node with GPUs:
+whose requested GPUs are) is unneeded from the first pass that saw it so; once unneeded long enough, it is removed when its pods all fit on the
 nodes that stay (simulated one candidate after another, updating free capacity, as
 cluster-autoscaler does; the simulation is ``k.drain``), its group stays at or above its minimum,
 PodDisruptionBudgets allow the evictions, the capacity of each ``Floor``'s groups stays at or
@@ -85,7 +85,10 @@ def scale_down(
         a = node.allocatable
         cpu = cpu_milli / a.cpu_milli if a.cpu_milli else 1.0
         mem = memory / a.memory if a.memory else 1.0
-        if max(cpu, mem) >= threshold:
+        # GPU nodes are judged by their GPUs alone, as cluster-autoscaler does: a node whose
+        # GPUs are busy is needed however little cpu its pods ask for.
+        gpu = u.gpu_milli / a.gpu_milli if a.gpu_milli else None
+        if (max(cpu, mem) if gpu is None else gpu) >= threshold:
             continue
         since = previous.get(name, now)
         unneeded[name] = since
@@ -115,9 +118,10 @@ def scale_down(
         created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
         newest_first = gs.group.removal_policy.value == "NewestInstance"
         key = (g, -created if newest_first else created, name)
+        requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
         text = (
             f"unneeded since {fmt_time(since)} for {now - since:.0f}s "
-            f"(requests cpu {cpu:.0%}, memory {mem:.0%} < {threshold:.0%})"
+            f"(requests {requested} < {threshold:.0%})"
         )
         candidates.append((key, node, g, movable, text))
     if not candidates:

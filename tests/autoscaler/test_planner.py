@@ -778,3 +778,17 @@ def test_plan_cli_refuses_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtu
     argv = ["plan", "--cluster", str(cluster), "--groups", str(groups)]
     assert plan_cli.main(argv) == 2
     assert "groups[0].min" in capsys.readouterr().err
+
+
+def test_gpu_nodes_are_judged_by_their_gpus() -> None:
+    """A GPU node with busy GPUs is needed however little cpu its pods ask for (as in
+    cluster-autoscaler); one whose GPUs idle is unneeded even if cpu were busy."""
+    tol = (Toleration("nvidia.com/gpu", "Exists"),)
+    busy = node("busy", GPU8)
+    idle = node("idle", GPU8)
+    pods = [
+        *(pod(f"g{i}", 500, GIB, node="busy", gpu=1000, tolerations=tol) for i in range(6)),
+        pod("cpu-heavy", 80_000, GIB, node="idle", tolerations=tol),
+    ]
+    result = run(pods, [GroupState(GPU8, 2, last_scale_up=0.0)], nodes=[busy, idle])
+    assert result.unneeded == {"idle": NOW}
