@@ -100,23 +100,8 @@ async def test_cli_serve_syncs_from_the_api_server(kube_api: KubeEmulator) -> No
     """``spillover-extender serve --kubeconfig`` as a child process, watching the emulator."""
     kube_api.create(make_node("ecs-1"))
     kube_api.create(make_policy("web", "shop", match_labels={"app": "web"}, ecs_max=1))
-    with socket.socket() as probe:  # a free port for the child
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from extender.cli import main; main()",
-        "serve",
-        "--kubeconfig",
-        str(kube_api.kubeconfig_path),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    assert kube_api.kubeconfig_path is not None
+    process, port = await start_serve(kube_api.kubeconfig_path)
     try:
         async with aiohttp.ClientSession() as http:
             await until_ready(http, f"http://127.0.0.1:{port}/readyz", process)
@@ -127,6 +112,31 @@ async def test_cli_serve_syncs_from_the_api_server(kube_api: KubeEmulator) -> No
     finally:
         process.terminate()
         await process.communicate()
+
+
+async def start_serve(
+    kubeconfig: pathlib.Path, *options: str
+) -> tuple[asyncio.subprocess.Process, int]:
+    """``spillover-extender serve --kubeconfig`` as a child process on a free local port."""
+    with socket.socket() as probe:  # a free port for the child
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from extender.cli import main; main()",
+        "serve",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *options,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    return process, port
 
 
 async def until_ready(
@@ -154,24 +164,7 @@ async def test_cli_serve_retries_a_failed_connection(
     kube_api.create(make_policy("web", "shop", match_labels={"app": "web"}, ecs_max=1))
     kubeconfig = tmp_path / "late-kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")  # no context yet
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from extender.cli import main; main()",
-        "serve",
-        "--kubeconfig",
-        str(kubeconfig),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-deletion-cost",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process, port = await start_serve(kubeconfig, "--no-deletion-cost")
     try:
         assert process.stderr is not None
         async with asyncio.timeout(60):  # safety net
