@@ -19,24 +19,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 
-try:  # the extender's own constants, so that a change in the code fails these tests
-    from extender.app import ROUTES
-except ImportError:  # the app module is not there yet in this checkout: the documented paths
-    ROUTES = (
-        "/filter",
-        "/prioritize",
-        "/preempt",
-        "/bind",
-        "/mutate",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-    )
-try:
-    from extender.cli import DEFAULT_PORT
-except ImportError:  # the documented default of `spillover-extender serve --port`
-    DEFAULT_PORT = 8888
-
 AUTOSCALER_PORT = (
     8080  # `spillover-autoscaler run --port` default, serving /healthz /readyz /metrics
 )

@@ -10,15 +10,16 @@ import pytest
 from manifests_support import (
     AUTOSCALER_PORT,
     AUTOSCALER_ROUTES,
-    DEFAULT_PORT,
     MANIFESTS,
-    ROUTES,
     find,
     flag,
     kustomizations,
     pod_spec,
     render,
 )
+
+from extender.app import ROUTES
+from extender.settings import DEFAULT_PORT
 
 Grants = dict[tuple[str, str], set[str]]
 

@@ -17,7 +17,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from manifests_support import DEFAULT_PORT, MANIFESTS, REPO, ROUTES, scheduler_config_files
+from manifests_support import MANIFESTS, REPO, scheduler_config_files
+
+from extender.app import ROUTES
+from extender.settings import DEFAULT_PORT
 
 FILES = scheduler_config_files()
 IDS = [str(p.relative_to(MANIFESTS)) for p in FILES]
