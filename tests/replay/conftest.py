@@ -16,28 +16,31 @@ def data(name: str) -> Path:
     return shared if shared.is_file() else BUNDLED / name
 
 
+SMALL_GROUP: dict[str, Any] = {
+    "name": "small",
+    "instanceType": {"cpu": "2", "memory": "8Gi", "maxPods": 110},
+    "labels": {"spillover.dev/node-group": "small"},
+    "pricePerHour": 3.6,
+    "min": 0,
+    "max": 10,
+    "cooldown": "0s",
+    "bootTime": "60s",
+}
+"""The group of ``small_scenario``, reused by richer scenarios (shared: never mutate it)."""
+ECI_PRICE: dict[str, Any] = {"vcpuSecond": 0.000049, "gibSecond": 0.00000613, "gpuHour": 12}
+
+
 def small_scenario(**overrides: Any) -> Scenario:
     """One 2 cpu / 8 GiB group at 3.6 CNY/h (0.001 CNY/s), 60 s boot, no jitter, no forecast."""
     doc: dict[str, Any] = {
         "seed": 3,
         "autoscaler": {
-            "groups": [
-                {
-                    "name": "small",
-                    "instanceType": {"cpu": "2", "memory": "8Gi", "maxPods": 110},
-                    "labels": {"spillover.dev/node-group": "small"},
-                    "pricePerHour": 3.6,
-                    "min": 0,
-                    "max": 10,
-                    "cooldown": "0s",
-                    "bootTime": "60s",
-                }
-            ],
+            "groups": [SMALL_GROUP],
             "settings": {
                 "scaleDownUtilizationThreshold": 0.5,
                 "scaleDownUnneededTime": "100s",
                 "scaleDownDelayAfterAdd": "0s",
-                "eciPrice": {"vcpuSecond": 0.000049, "gibSecond": 0.00000613, "gpuHour": 12},
+                "eciPrice": ECI_PRICE,
             },
         },
         "policies": [

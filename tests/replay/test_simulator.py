@@ -27,7 +27,7 @@ from autoscaler.replay.trace import (
 from extender.model import NodeKind, Resources, WorkloadKey
 from extender.policy import Unit
 
-from .conftest import small_scenario
+from .conftest import ECI_PRICE, SMALL_GROUP, small_scenario
 
 ONE = Template(Resources(1000, 2**30, 1, 0), {"app": "web"})
 WEB = WorkloadKey("shop", "Deployment", "web")
@@ -219,24 +219,14 @@ def gpu_scenario() -> Scenario:
         "cooldown": "0s",
         "bootTime": "120s",
     }
-    small = {
-        "name": "small",
-        "instanceType": {"cpu": "2", "memory": "8Gi", "maxPods": 110},
-        "labels": {"spillover.dev/node-group": "small"},
-        "pricePerHour": 3.6,
-        "min": 0,
-        "max": 10,
-        "cooldown": "0s",
-        "bootTime": "60s",
-    }
     settings = {
         "scaleDownUtilizationThreshold": 0.5,
         "scaleDownUnneededTime": "10m",
         "scaleDownDelayAfterAdd": "10m",
-        "eciPrice": {"vcpuSecond": 0.000049, "gibSecond": 0.00000613, "gpuHour": 12},
+        "eciPrice": ECI_PRICE,
     }
     return small_scenario(
-        autoscaler={"groups": [small, gpu], "settings": settings},
+        autoscaler={"groups": [SMALL_GROUP, gpu], "settings": settings},
         forecast={
             "enabled": True,
             "refit": "6h",
