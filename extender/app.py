@@ -63,6 +63,7 @@ ROUTES = (
 log = logging.getLogger("spillover.extender")
 _DECODE_ANY = msgspec.json.Decoder()
 _DECODE_OBJECT = msgspec.json.Decoder(dict[str, Any])
+_OfferFor = Callable[[ResourcePolicy], Offer]
 
 
 class _BadRequest(Exception):
@@ -192,7 +193,7 @@ class _Handlers:
 
     def _offer_for(
         self, args: wire.ExtenderArgs
-    ) -> tuple[Callable[[ResourcePolicy], Offer], dict[str, msgspec.Raw] | None]:
+    ) -> tuple[_OfferFor, dict[str, msgspec.Raw] | None]:
         """How to group the offered nodes for a policy, and the raw Node items (full-Node mode)."""
         if not wire.is_null(args.NodeNames):
             raw_names = args.NodeNames
@@ -225,10 +226,17 @@ class _Handlers:
 
         return by_nodes, items
 
-    async def filter(self, body: bytes) -> bytes:
+    def _placement(
+        self, body: bytes
+    ) -> tuple[wire.ExtenderArgs, Pod, _OfferFor, dict[str, msgspec.Raw] | None]:
+        """The filter / prioritize request: its args, its pod and how to group its nodes."""
         args = wire.decode_args(body)
         pod = self._pod(args.Pod)
         offer, items = self._offer_for(args)
+        return args, pod, offer, items
+
+    async def filter(self, body: bytes) -> bytes:
+        args, pod, offer, items = self._placement(body)
         outcome = filter_pod(
             state=self.state,
             ledger=self.ledger,
@@ -265,9 +273,7 @@ class _Handlers:
         return wire.encode_filter_result(nodes=nodes, failed=failed, unresolvable=unresolvable)
 
     async def prioritize(self, body: bytes) -> bytes:
-        args = wire.decode_args(body)
-        pod = self._pod(args.Pod)
-        offer, _ = self._offer_for(args)
+        _, pod, offer, _ = self._placement(body)
         outcome = prioritize(
             state=self.state,
             ledger=self.ledger,
