@@ -87,6 +87,14 @@ def _sync(kube_api: KubeEmulator, state: ClusterState) -> None:
     )
 
 
+def _with_web_pods(kube_api: KubeEmulator, count: int) -> ClusterState:
+    """``count`` pending pods web-0, web-1, ... on the API server, and a cache synced to it."""
+    state = ClusterState()
+    kube_api.create_all(_pod(f"web-{i}") for i in range(count))
+    _sync(kube_api, state)
+    return state
+
+
 async def _no_sleep(_: float) -> None:
     return None
 
@@ -152,9 +160,7 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
     clock = fresh_clock
-    state = ClusterState()
-    kube_api.create_all(_pod(f"web-{i}") for i in range(3))
-    _sync(kube_api, state)
+    state = _with_web_pods(kube_api, 3)
     metrics = Metrics()
     controller = _controller(kube_client, clock, state, metrics=metrics)
 
@@ -209,9 +215,7 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
 async def test_dry_run_changes_nothing(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
-    state = ClusterState()
-    kube_api.create_all(_pod(f"web-{i}") for i in range(2))
-    _sync(kube_api, state)
+    state = _with_web_pods(kube_api, 2)
     metrics = Metrics()
     controller = _controller(
         kube_client, fresh_clock, state, identity="preview", dry_run=True, metrics=metrics
@@ -236,9 +240,7 @@ async def test_two_replicas_exactly_one_acts_and_the_other_takes_over(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
     clock = fresh_clock
-    state = ClusterState()
-    kube_api.create_all(_pod(f"web-{i}") for i in range(2))
-    _sync(kube_api, state)
+    state = _with_web_pods(kube_api, 2)
     a = _controller(kube_client, clock, state, identity="replica-a")
     b = _controller(kube_client, clock, state, identity="replica-b")
     results = await asyncio.gather(a.run_once(), b.run_once())
@@ -298,9 +300,7 @@ async def test_provider_failure_midway_is_repaired_by_the_next_pass(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
     clock = fresh_clock
-    state = ClusterState()
-    kube_api.create_all(_pod(f"web-{i}") for i in range(3))
-    _sync(kube_api, state)
+    state = _with_web_pods(kube_api, 3)
     provider = _FailsMidway(KwokProvider(kube_client, _config().groups))
     controller = _controller(kube_client, clock, state, provider=provider)
     result = await controller.run_once()
@@ -319,9 +319,7 @@ async def test_provider_failure_midway_is_repaired_by_the_next_pass(
 async def test_retryable_api_errors_are_retried_without_double_apply(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
-    state = ClusterState()
-    kube_api.create_all(_pod(f"web-{i}") for i in range(3))
-    _sync(kube_api, state)
+    state = _with_web_pods(kube_api, 3)
     controller = _controller(kube_client, fresh_clock, state)
     kube_api.fail(r"^/api/v1/nodes$", status=500, method="POST", times=2)
     result = await controller.run_once()
