@@ -33,6 +33,16 @@ async def read_events(response: Any) -> list[dict[str, Any]]:
     return events
 
 
+async def live_node_watch(kube_api: KubeEmulator, kube_client: client.ApiClient) -> Any:
+    """A raw watch of nodes from the current version, once the emulator serves it."""
+    response = await client.CoreV1Api(kube_client).list_node(
+        watch=True, resource_version=str(kube_api.resource_version), _preload_content=False
+    )
+    async with asyncio.timeout(10):
+        await kube_api.wait_watching("nodes")
+    return response
+
+
 async def test_create_assigns_metadata_and_list_carries_resource_version(
     kube_api: KubeEmulator, kube_client: client.ApiClient
 ) -> None:
@@ -129,12 +139,7 @@ async def test_history_limit_expires_old_versions(kube_client: client.ApiClient)
 async def test_expire_watches_sends_410_to_live_streams(
     kube_api: KubeEmulator, kube_client: client.ApiClient
 ) -> None:
-    core = client.CoreV1Api(kube_client)
-    response = await core.list_node(
-        watch=True, resource_version=str(kube_api.resource_version), _preload_content=False
-    )
-    async with asyncio.timeout(10):
-        await kube_api.wait_watching("nodes")
+    response = await live_node_watch(kube_api, kube_client)
     kube_api.expire_watches("nodes")
     [event] = await read_events(response)
     assert event["object"]["code"] == 410
@@ -303,12 +308,7 @@ async def test_injected_faults_then_recovery(
 async def test_dropped_watch_breaks_the_connection(
     kube_api: KubeEmulator, kube_client: client.ApiClient
 ) -> None:
-    core = client.CoreV1Api(kube_client)
-    response = await core.list_node(
-        watch=True, resource_version=str(kube_api.resource_version), _preload_content=False
-    )
-    async with asyncio.timeout(10):
-        await kube_api.wait_watching("nodes")
+    response = await live_node_watch(kube_api, kube_client)
     kube_api.drop_watches("nodes")
     with pytest.raises(aiohttp.ClientPayloadError):
         await read_events(response)
