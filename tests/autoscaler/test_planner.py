@@ -518,6 +518,14 @@ def half_empty() -> tuple[list[Node], list[Pod]]:
     return nodes, pods
 
 
+def run_on_half_empty(pods: Sequence[Pod], *, pdbs: Sequence[DisruptionBudget] = ()) -> Plan:
+    """One pass over ``half_empty()``'s nodes (G4, scaled up long ago), n1 unneeded since 0."""
+    nodes, _ = half_empty()
+    return run(
+        pods, [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0}, pdbs=pdbs
+    )
+
+
 def test_scale_down_after_unneeded_time_and_not_before() -> None:
     nodes, pods = half_empty()
     groups = [GroupState(G4, 2, last_scale_up=0.0)]
@@ -537,29 +545,21 @@ def test_scale_down_after_unneeded_time_and_not_before() -> None:
 
 
 def test_scale_down_needs_the_pods_to_fit_elsewhere() -> None:
-    nodes, pods = half_empty()
+    _, pods = half_empty()
     pods[0] = pod("small", 1500, GIB, node="n1")  # 37% busy, but only 1 cpu free on n2
-    result = run(pods, [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0})
+    result = run_on_half_empty(pods)
     assert result.scale_downs == ()
     assert any("do not all fit" in n for n in result.notes)
 
 
 def test_pdb_blocks() -> None:
-    nodes, pods = half_empty()
+    _, pods = half_empty()
     pdb = DisruptionBudget("default", LabelSelector({"app": "web"}), 0, "web")
-    result = run(
-        pods, [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0}, pdbs=[pdb]
-    )
+    result = run_on_half_empty(pods, pdbs=[pdb])
     assert result.scale_downs == ()
     assert any("PodDisruptionBudget" in n for n in result.notes)
     allowed = dataclasses.replace(pdb, disruptions_allowed=1)
-    result = run(
-        pods,
-        [GroupState(G4, 2, last_scale_up=0.0)],
-        nodes=nodes,
-        unneeded={"n1": 0.0},
-        pdbs=[allowed],
-    )
+    result = run_on_half_empty(pods, pdbs=[allowed])
     assert [d.node for d in result.scale_downs] == ["n1"]
 
 
@@ -588,7 +588,7 @@ def test_removal_policy_order(policy_: RemovalPolicy, gone: str) -> None:
 
 
 def test_pods_that_cannot_move_keep_their_node() -> None:
-    nodes, pods = half_empty()
+    _, pods = half_empty()
     bare = pod("bare", 100, GIB, node="n1", kind="Pod")
     pinned = pod(
         "pinned",
@@ -598,32 +598,23 @@ def test_pods_that_cannot_move_keep_their_node() -> None:
         annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
     )
     for blocker, why in ((bare, "has no controller"), (pinned, "safe-to-evict")):
-        result = run(
-            [*pods, blocker],
-            [GroupState(G4, 2, last_scale_up=0.0)],
-            nodes=nodes,
-            unneeded={"n1": 0.0},
-        )
+        result = run_on_half_empty([*pods, blocker])
         assert result.scale_downs == ()
         assert any(why in n for n in result.notes)
 
 
 def test_daemonset_pods_do_not_block() -> None:
-    nodes, pods = half_empty()
+    _, pods = half_empty()
     ds = pod("proxy-n1", 100, GIB, node="n1", kind="DaemonSet", app="kube-proxy")
-    result = run(
-        [*pods, ds], [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0}
-    )
+    result = run_on_half_empty([*pods, ds])
     assert [d.node for d in result.scale_downs] == ["n1"]
     assert result.scale_downs[0].code == "underutilized"
 
 
 def test_a_node_with_only_daemonset_pods_is_empty() -> None:
-    nodes, pods = half_empty()
+    _, pods = half_empty()
     ds = pod("proxy-n1", 100, GIB, node="n1", kind="DaemonSet", app="kube-proxy")
-    result = run(
-        [pods[1], ds], [GroupState(G4, 2, last_scale_up=0.0)], nodes=nodes, unneeded={"n1": 0.0}
-    )
+    result = run_on_half_empty([pods[1], ds])
     (down,) = result.scale_downs
     assert (down.node, down.code) == ("n1", "empty")
     assert "it runs no pod that must move" in down.reason
@@ -637,20 +628,10 @@ def test_delay_after_scale_up_and_no_scale_down_while_scaling_up() -> None:
     )
     assert recent.scale_downs == ()
     assert any("delay after scale-up" in n for n in recent.notes)
-    busy = run(
-        [*pods, pod("x", 3600)],
-        [GroupState(G4, 2, last_scale_up=0.0)],
-        nodes=nodes,
-        unneeded={"n1": 0.0},
-    )
+    busy = run_on_half_empty([*pods, pod("x", 3600)])
     assert busy.scale_ups
     assert busy.scale_downs == ()
-    landing = run(
-        [*pods, pod("y", 3500)],
-        [GroupState(G4, 2, last_scale_up=0.0)],
-        nodes=nodes,
-        unneeded={"n1": 0.0},
-    )
+    landing = run_on_half_empty([*pods, pod("y", 3500)])
     assert landing.scale_ups == ()
     assert landing.scale_downs == ()  # y is about to land on n1
 
