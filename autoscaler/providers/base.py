@@ -30,6 +30,7 @@ __all__ = [
     "InstanceState",
     "Provider",
     "ProviderError",
+    "check_max_size",
     "group_of_node",
 ]
 
@@ -49,6 +50,15 @@ class ProviderError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+
+
+def check_max_size(*, provider: str, group: str, target: int, max_size: int) -> None:
+    """A target above the group's max size is an error no retry can fix."""
+    if target > max_size:
+        raise ProviderError(
+            f"{provider}: group {group}: target {target} exceeds max {max_size}",
+            retryable=False,
+        )
 
 
 class InstanceState(enum.Enum):

@@ -22,7 +22,14 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from extender.model import GPU_RESOURCE, Node, Resources
 
 from ..nodegroup import NodeGroup
-from .base import GROUP_LABEL, GroupStatus, Instance, InstanceState, ProviderError
+from .base import (
+    GROUP_LABEL,
+    GroupStatus,
+    Instance,
+    InstanceState,
+    ProviderError,
+    check_max_size,
+)
 
 __all__ = ["KWOK_ANNOTATION", "KwokProvider", "node_manifest"]
 
@@ -110,11 +117,7 @@ class KwokProvider:
         current = self._status(group).target
         if target <= current:
             return current
-        if target > spec.max_size:
-            raise ProviderError(
-                f"kwok: group {group}: target {target} exceeds max {spec.max_size}",
-                retryable=False,
-            )
+        check_max_size(provider="kwok", group=group, target=target, max_size=spec.max_size)
         for _ in range(target - current):
             name = f"{group}-{secrets.token_hex(3)}"
             try:

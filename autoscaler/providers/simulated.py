@@ -15,7 +15,14 @@ from dataclasses import dataclass, replace
 from extender.model import Node, Resources
 
 from ..nodegroup import NodeGroup
-from .base import GROUP_LABEL, GroupStatus, Instance, InstanceState, ProviderError
+from .base import (
+    GROUP_LABEL,
+    GroupStatus,
+    Instance,
+    InstanceState,
+    ProviderError,
+    check_max_size,
+)
 
 __all__ = ["SimulatedAction", "SimulatedNode", "SimulatedProvider"]
 
@@ -91,11 +98,7 @@ class SimulatedProvider:
         current = sum(1 for s in self._nodes.values() if s.group == group)
         if target <= current:
             return current
-        if target > spec.max_size:
-            raise ProviderError(
-                f"simulated: group {group}: target {target} exceeds max {spec.max_size}",
-                retryable=False,
-            )
+        check_max_size(provider="simulated", group=group, target=target, max_size=spec.max_size)
         added = tuple(
             self._add(spec, requested=now, ready_at=now + spec.boot_time).node.name
             for _ in range(target - current)
