@@ -20,8 +20,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from autoscaler.replay.demo import data_file  # noqa: E402
 from autoscaler.replay.importers import import_openb  # noqa: E402
 from autoscaler.replay.report import compare, fluid_bound, variants  # noqa: E402
-from autoscaler.replay.scenario import load_scenario  # noqa: E402
-from autoscaler.replay.simulator import simulate  # noqa: E402
+from autoscaler.replay.scenario import Scenario, load_scenario  # noqa: E402
+from autoscaler.replay.simulator import Result, simulate  # noqa: E402
 from autoscaler.replay.threads import limit_blas_threads  # noqa: E402
 from autoscaler.replay.trace import (  # noqa: E402
     Event,
@@ -60,6 +60,11 @@ def synthetic(events: int, *, seed: int = 1, rate: float = 10.0, life: float = 6
     return Trace(TraceHeader(source="synthetic"), [e for _, _, e in pending])
 
 
+def replay_spillover(trace: Trace, scenario: Scenario) -> Result:
+    """The Spillover variant's replay (the variants are sized from the trace's fluid bound)."""
+    return simulate(trace, scenario, variants(scenario, fluid_bound(trace, scenario))[0])
+
+
 def row(name: str, events: int, seconds: float, target: str, extra: str = "") -> str:
     return f"| {name} | {events:,} | {seconds:.2f} | {events / seconds:,.0f} | {target} | {extra} |"
 
@@ -76,8 +81,7 @@ def main() -> None:
 
     start = time.perf_counter()
     trace = import_openb(data_file("alibaba-openb-pods.csv"))
-    spill = variants(scenario, fluid_bound(trace, scenario))[0]
-    r = simulate(trace, scenario, spill)
+    r = replay_spillover(trace, scenario)
     seconds = time.perf_counter() - start
     print(
         row(
@@ -111,8 +115,7 @@ def main() -> None:
     io = time.perf_counter() - start
     path.unlink()
     start = time.perf_counter()
-    spill = variants(scenario, fluid_bound(big, scenario))[0]
-    r = simulate(big, scenario, spill)
+    r = replay_spillover(big, scenario)
     seconds = time.perf_counter() - start
     print(
         row(
