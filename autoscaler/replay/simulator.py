@@ -548,6 +548,14 @@ class Simulation:
             self.unit_cache[key] = policy.unit_of(node)
         return self.unit_cache[key]
 
+    def _count(self, rec: _Pod, target: Node, delta: int) -> None:
+        """Add ``delta`` to the count of the unit of ``rec``'s policy that ``target`` is in."""
+        if rec.policy is not None:
+            unit = self._unit(rec.policy, target)
+            if unit is not None:
+                assert rec.key is not None
+                self.counts[rec.key][unit] += delta
+
     def _bind(self, rec: _Pod, node: _Node | None) -> None:
         now = self.now
         if node is None:
@@ -574,11 +582,7 @@ class Simulation:
             rec.waited = rec.started - rec.created
             if not rec.balloon:
                 self.pending_times.append(rec.waited)
-        if rec.policy is not None:
-            unit = self._unit(rec.policy, target)
-            if unit is not None:
-                assert rec.key is not None
-                self.counts[rec.key][unit] += 1
+        self._count(rec, target, 1)
         rec.pod = _moved(rec.pod, rec.bound, "Running")
         self.state.upsert_pod(rec.pod)
         if node is None:
@@ -621,11 +625,7 @@ class Simulation:
             del node.members[rec.uid]
             if not rec.balloon:
                 self.ecs_pod_s += ran
-        if rec.policy is not None:
-            unit = self._unit(rec.policy, target)
-            if unit is not None:
-                assert rec.key is not None
-                self.counts[rec.key][unit] -= 1
+        self._count(rec, target, -1)
         rec.node = None
         rec.bound = ""
         rec.started = math.inf
