@@ -696,19 +696,26 @@ def test_unknown_backend() -> None:
 # -- the plan command --------------------------------------------------------------------------
 
 
-def test_plan_cli_on_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+def example_plan_argv(now: int) -> list[str]:
+    """``plan`` over the bundled example cluster and default node groups at ``now``."""
     from autoscaler import plan_cli
 
     data = Path(plan_cli.__file__).parent / "data"
-    argv = [
+    return [
         "plan",
         "--cluster",
         str(data / "example-cluster.yaml"),
         "--groups",
         str(data / "default-groups.yaml"),
         "--now",
-        "1795400000",
+        str(now),
     ]
+
+
+def test_plan_cli_on_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    from autoscaler import plan_cli
+
+    argv = example_plan_argv(1795400000)
     assert plan_cli.main([*argv, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {u["group"]: u["delta"] for u in result["scaleUps"]} == {"general-2c8g": 4, "gpu-8x": 1}
@@ -722,19 +729,12 @@ def test_plan_cli_gpu_forecast_sizes_the_gpu_group(
 ) -> None:
     from autoscaler import plan_cli
 
-    data = Path(plan_cli.__file__).parent / "data"
     now = 1795400000
     series = tmp_path / "gpus.csv"
     rows = (f"{now - 2 * 86_400 + 300 * i},20" for i in range(2 * 288))
     series.write_text("ts,value\n" + "\n".join(rows) + "\n")
     argv = [
-        "plan",
-        "--cluster",
-        str(data / "example-cluster.yaml"),
-        "--groups",
-        str(data / "default-groups.yaml"),
-        "--now",
-        str(now),
+        *example_plan_argv(now),
         "--gpu-forecast",
         str(series),
         "--json",
