@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -133,16 +133,6 @@ class ClusterState:
 
     def pending_pods(self) -> Iterable[Pod]:
         return self._pending.values()
-
-    def pod_by_name(self, namespace: str, name: str) -> Pod | None:
-        """Linear: for the rare bind/admission paths only, never per filter call."""
-        for pod in self.pods.values():
-            if pod.name == name and pod.namespace == namespace:
-                return pod
-        return None
-
-    def __iter__(self) -> Iterator[Node]:
-        return iter(self.nodes.values())
 
 
 def load_cluster(
