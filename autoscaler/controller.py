@@ -140,7 +140,7 @@ def class_demand(state: ClusterState) -> dict[str, float]:
                 count(pod)
             elif policies:
                 policy = policy_for(policies, pod)
-                if policy is not None and any(u.resource is NodeKind.ECS for u in policy.units):
+                if policy is not None and policy.has_ecs:
                     count(pod)
     return {cls: m / 1000.0 for cls, m in milli.items()}
 

@@ -71,6 +71,10 @@ class ResourcePolicy:
     def has_eci(self) -> bool:
         return any(u.resource is NodeKind.ECI for u in self.units)
 
+    @property
+    def has_ecs(self) -> bool:
+        return any(u.resource is NodeKind.ECS for u in self.units)
+
     def selects(self, pod: Pod) -> bool:
         return pod.namespace == self.namespace and self.selector.matches(pod.labels)
 
