@@ -267,7 +267,8 @@ def _number(text: str, *, path: str | Path, line: int, column: str) -> float:
 
 
 def _regular(ts: FloatArray, values: FloatArray) -> tuple[float, float, FloatArray]:
-    """(start, step, values on a regular grid): the median step; gaps interpolated."""
+    """(start, step, values on a regular grid): the median step (whole seconds), the values
+    interpolated onto it, so gaps, jitter and irregular steps all become one value a step."""
     ts = np.asarray(ts, np.float64)
     values = np.asarray(values, np.float64)
     if ts.ndim != 1 or ts.shape != values.shape or ts.size < 2:
@@ -281,6 +282,8 @@ def _regular(ts: FloatArray, values: FloatArray) -> tuple[float, float, FloatArr
     diffs = np.diff(ts)
     diffs = diffs[diffs > 0]
     step = float(np.median(diffs)) if diffs.size else 60.0
+    if step >= 1.0:
+        step = float(round(step))  # jittered 15 s samples are a 15 s series, not a 14.99 s one
     n = round((ts[-1] - ts[0]) / step) + 1
     grid = ts[0] + step * np.arange(n, dtype=np.float64)
     if n == ts.size and np.allclose(grid, ts, rtol=0.0, atol=step * 1e-6):
