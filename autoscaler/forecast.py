@@ -44,6 +44,7 @@ planner's decision, not this module's.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -442,49 +443,62 @@ def _day_type(day: int, width: int, s: ForecastSettings) -> Model:
     return predict
 
 
+@functools.lru_cache(maxsize=8)
+def _harmonics(rows: int, spacing: float, first: float, day: int, week: int) -> FloatArray:
+    """Columns 1, t / WEEK, ``day`` daily and ``week`` weekly harmonics (cos, sin; weekly ones
+    that are multiples of 7 left out: they are daily) at t = first + spacing * i, i < rows.
+
+    Cached, and sized in powers of two so that one design serves every cut point and refit:
+    the fit's rows are the last rows of a past design (its time runs up to the fit's end), the
+    forecast's the first rows of a future one. Read-only, since it is shared.
+    """
+    t = first + spacing * np.arange(rows, dtype=np.float64)
+    cols = [np.ones((rows, 1)), (t / WEEK)[:, None]]
+    for period, count in ((DAY, day), (WEEK, week)):
+        if count:
+            # cos and sin of k 2 pi t / period as powers of one complex exponential: a cumulative
+            # product instead of 2 * count trigonometric evaluations
+            z = np.exp((2j * np.pi / period) * t)
+            powers = np.cumprod(np.broadcast_to(z[:, None], (rows, count)), axis=1)
+            keep = [period == DAY or k % 7 != 0 for k in range(1, count + 1)]
+            cols += [powers.real[:, keep], powers.imag[:, keep]]
+    out = np.hstack(cols)
+    out.setflags(write=False)
+    return out
+
+
+def _bucket(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
 def _fourier(step: float, s: ForecastSettings, *, weekly: bool) -> Model:
     factor = max(1, round(s.fit_resolution / step))
-
-    def harmonics(t: FloatArray, period: float, count: int) -> FloatArray:
-        # cos and sin of k * 2 pi t / period for k = 1..count, as powers of one complex
-        # exponential (a cumulative product instead of 2 * count trigonometric evaluations)
-        z = np.exp((2j * np.pi / period) * t)
-        powers = np.cumprod(np.broadcast_to(z[:, None], (t.size, count)), axis=1)
-        return np.hstack([powers.real, powers.imag])
-
-    def design(t: FloatArray, span: float) -> tuple[FloatArray, int]:
-        cols = [np.ones((t.size, 1)), (t / span)[:, None]]
-        cols.append(harmonics(t, DAY, s.fourier_day_harmonics))
-        n_day = 2 + 2 * s.fourier_day_harmonics
-        if weekly:
-            week = harmonics(t, WEEK, s.fourier_week_harmonics)
-            keep = [k % 7 != 0 for k in range(1, s.fourier_week_harmonics + 1)] * 2
-            cols.append(week[:, keep])  # multiples of 7 are daily harmonics already
-        return np.hstack(cols), n_day
+    spacing = factor * step  # seconds per bin of the fit
+    week = s.fourier_week_harmonics if weekly else 0
+    n_day = 2 + 2 * s.fourier_day_harmonics
 
     def predict(train: FloatArray, steps: int) -> FloatArray:
         y = _coarse(train, factor)
-        offset = train.size - y.size * factor  # samples dropped at the start by _coarse
-        # seconds relative to the end of the training data, at bin centres
-        t_fit = (offset + (np.arange(y.size, dtype=np.float64) + 0.5) * factor - train.size) * step
-        span = float(train.size * step)
-        w = np.sqrt(0.5 ** (-t_fit / s.half_life))
-        x, n_day = design(t_fit, span)
-        a, b = x * w[:, None], y * w
-        n_week = x.shape[1] - n_day
-        if n_week:
-            # Ridge on the weekly harmonics: with one or two weeks of history they would
-            # otherwise fit one week's noise as if it repeated.
-            ridge = np.zeros((n_week, x.shape[1]))
-            ridge[:, n_day:] = np.eye(n_week) * math.sqrt(s.week_ridge * float(w @ w))
-            a, b = np.vstack([a, ridge]), np.concatenate([b, np.zeros(n_week)])
+        m, rows = y.size, _bucket(y.size)
+        # time in seconds relative to the end of the training data, at bin centres
+        x = _harmonics(rows, spacing, -(rows - 0.5) * spacing, s.fourier_day_harmonics, week)[-m:]
+        t = -(m - 0.5 - np.arange(m, dtype=np.float64)) * spacing
+        w = 0.5 ** (-t / s.half_life)
         # Normal equations: the columns are near-orthogonal harmonics, so they are well
         # conditioned, and a 70-column Gram matrix is ten times faster than an SVD or QR.
-        gram = a.T @ a
-        gram[np.diag_indices_from(gram)] += 1e-9 * float(np.trace(gram)) / gram.shape[0]
-        beta = scipy.linalg.solve(gram, a.T @ b, assume_a="pos", check_finite=False)
-        x_new, _ = design(np.arange(steps, dtype=np.float64) * step, span)
-        return np.asarray(x_new @ beta)
+        xw = x * w[:, None]
+        gram = xw.T @ x
+        diagonal = np.diag_indices_from(gram)
+        gram[diagonal] += 1e-9 * float(np.trace(gram)) / gram.shape[0]
+        if week:
+            # Ridge on the weekly harmonics: with one or two weeks of history they would
+            # otherwise fit one week's noise as if it repeated.
+            gram[n_day:, n_day:][np.diag_indices(gram.shape[0] - n_day)] += s.week_ridge * float(
+                w @ w
+            )
+        beta = scipy.linalg.solve(gram, xw.T @ y, assume_a="pos", check_finite=False)
+        ahead = _harmonics(_bucket(steps), step, 0.0, s.fourier_day_harmonics, week)[:steps]
+        return np.asarray(ahead @ beta)
 
     return predict
 
