@@ -4,8 +4,8 @@ The forecaster is pure (numpy and scipy only) and works on one series.
 
 1. The series is put on a regular grid at its median step (gaps interpolated; a 15-second series
    stays at 15 seconds) and its period detected (:func:`detect_period`): ``day``, ``week`` (a
-   daily cycle inside a weekly one: the days of the week keep their levels from one week to the
-   next, which takes two full weeks to tell) or ``none``.
+   daily cycle inside a weekly one: the days of the week keep their levels or their spreads
+   from one week to the next, which takes two full weeks to tell) or ``none``.
 2. Candidate models, each a function ``(train, steps) -> point``:
 
    - ``seasonal-naive-day`` and ``seasonal-naive-week``: the last day (week) repeated. Always
@@ -23,10 +23,11 @@ The forecaster is pure (numpy and scipy only) and works on one series.
      days are split into, say, working days and weekends by their level; the kind of a day is
      that of the same day last week).
    - ``fourier+trend``: daily (and, on weekly series, ridge-damped weekly) harmonics, intercept
-     and linear trend fitted by weighted least squares (``scipy.linalg.lstsq``) on five-minute
-     means, recent days weighted more.
+     and linear trend fitted by weighted least squares (normal equations, ``scipy.linalg``) on
+     five-minute means, recent days weighted more.
    - combinations: ``median`` (the per-step median of all of the above) and ``weighted-mean``
-     (the three best in the backtest, weighted by the inverse of their WAPE).
+     (the three best in the backtest, weighted by the inverse of their WAPE; its own backtest
+     score is a little optimistic, since the weights come from the same cuts).
 3. Each candidate is scored by WAPE pooled over several cut points (rolling origin, one day
    apart): fitted on the data before a cut, scored on the ``horizon`` after it (at least a day).
    Every cut leaves at least a week of training data when the series has one (so that
@@ -541,6 +542,7 @@ class _Choice:
     residuals: FloatArray  # actual - point of the chosen model over the cuts
     weights: dict[str, float]  # the weighted-mean's members and weights
     cuts: int
+    candidates: tuple[str, ...]  # the models scored (the median combines exactly these)
 
 
 def _origins(n: int, hold: int, day: int, s: ForecastSettings) -> list[int]:
@@ -567,7 +569,7 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
     day = max(1, round(DAY / step))
     hold = min(max(steps, day), y.size // 3)
     if hold == 0:
-        return _Choice("robust-baseline", {}, np.zeros(0), {}, 0)
+        return _Choice("robust-baseline", {}, np.zeros(0), {}, 0, ("robust-baseline",))
     origins = _origins(y.size, hold, day, s)
     models = _candidates(min(origins), step, period, s)
     preds: dict[str, list[FloatArray]] = {name: [] for name in models}
@@ -592,7 +594,8 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
             joined[name] = p
             scores[name] = wape(actual, p)
     chosen = min(scores, key=lambda k: scores[k])  # first of equals: the simplest
-    return _Choice(chosen, scores, actual - joined[chosen], weights, len(origins))
+    residuals = actual - joined[chosen]
+    return _Choice(chosen, scores, residuals, weights, len(origins), tuple(models))
 
 
 def _predict(
@@ -601,9 +604,9 @@ def _predict(
     models = _candidates(y.size, step, period, s)
     if choice.model in models:
         return models[choice.model](y, steps)
-    preds = {name: np.maximum(model(y, steps), 0.0) for name, model in models.items()}
-    weights = {k: w for k, w in choice.weights.items() if k in preds}
-    return _combine(preds, weights)[choice.model]
+    # A combination: of the candidates the backtest scored, not of any the full history adds.
+    preds = {k: np.maximum(models[k](y, steps), 0.0) for k in choice.candidates}
+    return _combine(preds, choice.weights)[choice.model]
 
 
 def fit_forecast(

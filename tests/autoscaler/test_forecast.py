@@ -17,10 +17,16 @@ from autoscaler.forecast import (
     wape,
 )
 from autoscaler.forecast_cli import main, parse_duration
+from autoscaler.replay.threads import limit_blas_threads
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 T0 = 1_600_000_000.0
 MINUTE = 60.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread() -> None:
+    limit_blas_threads()  # small least-squares fits: threads only contend on a busy machine
 
 
 def shared(name: str) -> Path:
@@ -367,8 +373,15 @@ def _percent(line: str) -> float | None:
     return None if word == "n/a" else float(word.rstrip("%")) / 100.0
 
 
-def test_cli_text_says_what_the_json_says(capsys: pytest.CaptureFixture[str]) -> None:
-    path = shared("crane-series-weekly.csv")
+def test_cli_text_says_what_the_json_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    step = 300.0
+    values = _daily(16, noise=10.0, seed=9, step=step)
+    path = tmp_path / "s.csv"
+    path.write_text(
+        "ts,value\n" + "".join(f"{T0 + step * i:.0f},{v}\n" for i, v in enumerate(values))
+    )
     argv = [str(path), "--horizon", "2h", "--backtest", "2d"]
     assert main([*argv, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
