@@ -143,7 +143,8 @@ def text(r: Report) -> str:
     ]
     if b["cuts"]:
         lines += [
-            f"backtest {b['cuts']} cut points, WAPE of each candidate (the lowest is the model)",
+            f"backtest {b['cuts']} cut point{'s' if b['cuts'] > 1 else ''}, WAPE of each "
+            "candidate (the lowest is the model)",
             *(f"  {name:<22} {pct(w)}" for name, w in b["candidates"].items()),
             f"  model WAPE             {pct(b['wape'])}",
             f"  seasonal-naive (day)   {pct(b['wape_seasonal_naive_day'])}",
