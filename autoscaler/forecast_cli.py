@@ -1,7 +1,10 @@
 """``spillover-autoscaler forecast SERIES.csv --horizon 1d --backtest 2d [--json]``.
 
-Backtests the forecaster on the last ``--backtest`` of the series (fitted on what comes before,
-compared with seasonal-naive), then forecasts ``--horizon`` past the end of the whole series.
+Forecasts ``--horizon`` past the end of the series and says which model it chose and why: the
+WAPE of every candidate in the rolling-origin backtest, the two seasonal-naive forecasts among
+them, on the same cut points. With ``--backtest 2d`` it also holds out the last two days, fits on
+what comes before and scores that forecast (and seasonal-naive) on them. ``--json`` prints the
+same report as one JSON object; the text output is that object, formatted.
 ``autoscaler.cli`` mounts it through :func:`add_parser` and :func:`run`; ``main`` lets it run on
 its own as ``python -m autoscaler.forecast_cli``.
 """
@@ -16,9 +19,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from autoscaler.forecast import backtest, fit_forecast, read_series
+from autoscaler.forecast import Backtest, Forecast, backtest, fit_forecast, read_series
 
-__all__ = ["add_parser", "main", "parse_duration", "run"]
+__all__ = ["add_parser", "main", "parse_duration", "report", "run", "text"]
+
+Report = dict[str, Any]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -63,7 +68,40 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
+    return round(x, 6) if math.isfinite(x) else None
+
+
+def report(series: str, fc: Forecast, holdout: Backtest | None, seconds: float | None) -> Report:
+    """The command's output as one JSON-ready dict; the text output prints exactly this."""
+    scores = fc.scores
+    return {
+        "series": series,
+        "period": fc.period,
+        "model": fc.model,
+        "members": {k: round(w, 6) for k, w in fc.weights.items()},
+        "quantile": fc.quantile,
+        "backtest": {
+            "cuts": fc.cuts,
+            "wape": _finite(fc.backtest_wape),
+            "wape_seasonal_naive_day": _finite(scores.get("seasonal-naive-day", math.nan)),
+            "wape_seasonal_naive_week": _finite(scores.get("seasonal-naive-week", math.nan)),
+            "candidates": {k: _finite(v) for k, v in sorted(scores.items(), key=lambda kv: kv[1])},
+        },
+        "holdout": None
+        if holdout is None
+        else {
+            "seconds": seconds,
+            "model": holdout.forecast.model,
+            "wape": _finite(holdout.wape),
+            "wape_seasonal_naive_day": _finite(holdout.wape_seasonal_naive_day),
+            "wape_seasonal_naive_week": _finite(holdout.wape_seasonal_naive_week),
+            "coverage": round(holdout.coverage, 6),
+        },
+        "start": fc.start,
+        "step": fc.step,
+        "forecast": [round(float(x), 6) for x in fc.point],
+        "upper": [round(float(x), 6) for x in fc.upper],
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,45 +123,43 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {args.series}: {e}", file=sys.stderr)
         return 2
-
-    report: dict[str, Any] = {
-        "series": str(args.series),
-        "period": fc.period,
-        "model": fc.model,
-        "quantile": fc.quantile,
-        "backtest_model": bt.forecast.model if bt else None,
-        "wape": _finite(bt.wape) if bt else None,
-        "wape_seasonal_naive_day": _finite(bt.wape_seasonal_naive_day) if bt else None,
-        "wape_seasonal_naive_week": _finite(bt.wape_seasonal_naive_week) if bt else None,
-        "coverage": bt.coverage if bt else None,
-        "start": fc.start,
-        "step": fc.step,
-        "forecast": [round(float(x), 6) for x in fc.point],
-        "upper": [round(float(x), 6) for x in fc.upper],
-    }
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(_text(report))
+    r = report(str(args.series), fc, bt, args.backtest)
+    print(json.dumps(r) if args.json else text(r))
     return 0
 
 
-def _text(r: dict[str, Any]) -> str:
+def text(r: Report) -> str:
+    """The report as text: the same numbers as the JSON, as percentages with two decimals."""
+
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100.0 * x:.2f}%"
 
+    b = r["backtest"]
+    members = ", ".join(f"{k} {w:.3g}" for k, w in r["members"].items())
     lines = [
         f"series   {r['series']}",
         f"period   {r['period']}",
-        f"model    {r['model']}",
+        f"model    {r['model']}" + (f" ({members})" if members else ""),
     ]
-    if r["backtest_model"] is not None:
+    if b["cuts"]:
         lines += [
-            f"backtest model {r['backtest_model']}",
-            f"  WAPE forecast                  {pct(r['wape'])}",
-            f"  WAPE seasonal-naive (day)      {pct(r['wape_seasonal_naive_day'])}",
-            f"  WAPE seasonal-naive (week)     {pct(r['wape_seasonal_naive_week'])}",
-            f"  p{100 * r['quantile']:g} coverage                  {pct(r['coverage'])}",
+            f"backtest {b['cuts']} cut point{'s' if b['cuts'] > 1 else ''}, WAPE of each "
+            "candidate (the lowest is the model)",
+            *(f"  {name:<22} {pct(w)}" for name, w in b["candidates"].items()),
+            f"  model WAPE             {pct(b['wape'])}",
+            f"  seasonal-naive (day)   {pct(b['wape_seasonal_naive_day'])}",
+            f"  seasonal-naive (week)  {pct(b['wape_seasonal_naive_week'])}",
+        ]
+    else:
+        lines.append("backtest none (history too short)")
+    h = r["holdout"]
+    if h is not None:
+        lines += [
+            f"holdout  last {h['seconds']:g}s, fitted on the data before it: model {h['model']}",
+            f"  WAPE forecast          {pct(h['wape'])}",
+            f"  seasonal-naive (day)   {pct(h['wape_seasonal_naive_day'])}",
+            f"  seasonal-naive (week)  {pct(h['wape_seasonal_naive_week'])}",
+            f"  p{100 * r['quantile']:g} coverage          {pct(h['coverage'])}",
         ]
     lines.append(f"forecast ({len(r['forecast'])} steps of {r['step']:g}s from {r['start']:.0f})")
     lines.append("ts,point,upper")

@@ -1,0 +1,114 @@
+"""The forecaster on every shared production series, the last two days held out (issue 9).
+
+The yardstick on each series is the better of the two seasonal-naive forecasts (same time
+yesterday, same time last week), chosen in hindsight on the held-out days: the forecast must not
+be worse than it. TOLERANCE allows one percent, for two series where the held-out days leave
+nothing to choose between: input6's are dominated by a one-off spike (every candidate scores
+0.96-0.99), and input12's weekly-profile (the mean of its two weeks) lands 0.5% behind copying
+the last week. input15, whose last week repeats the week before, is forecast as that week
+exactly (ratio 1.0).
+
+KNOWN_SHORT lists the series where the forecast loses today, each with the reason; those tests
+are strict xfails, so they fail as soon as the forecaster passes them. The same for the geometric
+mean's target of 0.8: GEOMEAN_NOW guards the level reached, the target is a strict xfail.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autoscaler.forecast import DAY, Backtest, backtest, read_series
+from autoscaler.replay.threads import limit_blas_threads
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SERIES = [
+    "crane-series-daily.csv",
+    "crane-series-weekly.csv",
+    *sorted(f"crane/{p.name}" for p in (DATA / "crane").glob("*.csv")),
+]
+TOLERANCE = 0.01
+GEOMEAN_NOW = 0.95  # measured 0.913 (bench/RESULTS.md)
+KNOWN_SHORT = {
+    "crane/input0.csv": (
+        "8 days whose level climbs 10-15% into the held-out days; on the earlier cuts the level "
+        "fell as often as it rose, so the backtest rightly prefers the 7-day median profile, "
+        "which lags the climb (ratio 1.62)"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, Backtest]:
+    if not (DATA / "crane").is_dir():
+        pytest.skip(f"shared data {DATA} not available")
+    limit_blas_threads()
+    out = {}
+    for name in SERIES:
+        ts, values = read_series(DATA / name)
+        out[name] = backtest(ts, values, holdout=2 * DAY)
+    return out
+
+
+def ratio(bt: Backtest) -> float:
+    # nanmin: seasonal-naive-week is nan on a series shorter than a week plus the holdout
+    best = float(np.nanmin([bt.wape_seasonal_naive_day, bt.wape_seasonal_naive_week]))
+    return 1.0 if bt.wape == best else bt.wape / best
+
+
+def test_every_shared_series_is_covered(results: dict[str, Backtest]) -> None:
+    assert len(results) == 11
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_SHORT[name]))
+        if name in KNOWN_SHORT
+        else name
+        for name in SERIES
+    ],
+)
+def test_no_worse_than_the_better_seasonal_naive(name: str, results: dict[str, Backtest]) -> None:
+    bt = results[name]
+    assert bt.actual.size == bt.forecast.point.size == round(2 * DAY / bt.forecast.step)
+    assert ratio(bt) <= 1.0 + TOLERANCE
+
+
+def test_the_week_copy_is_forecast_as_that_week(results: dict[str, Backtest]) -> None:
+    bt = results["crane/input15.csv"]
+    assert bt.forecast.step == 15.0
+    assert bt.wape == bt.wape_seasonal_naive_week < 1e-4
+
+
+def test_geometric_mean_of_ratios_holds_its_level(results: dict[str, Backtest]) -> None:
+    ratios = [ratio(bt) for bt in results.values()]
+    assert math.exp(float(np.mean(np.log(ratios)))) <= GEOMEAN_NOW
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9's target; 0.913 today (input0 alone costs 0.04)")
+def test_geometric_mean_of_ratios_target(results: dict[str, Backtest]) -> None:
+    ratios = [ratio(bt) for bt in results.values()]
+    assert math.exp(float(np.mean(np.log(ratios)))) <= 0.8
+
+
+def test_chosen_model_never_lost_to_seasonal_naive_in_its_backtest(
+    results: dict[str, Backtest],
+) -> None:
+    for name, bt in results.items():
+        fc = bt.forecast
+        naive = [v for k, v in fc.scores.items() if k.startswith("seasonal-naive")]
+        assert fc.cuts >= 2, name
+        assert naive, name
+        assert fc.backtest_wape <= min(naive), name
+
+
+def test_upper_band_coverage_is_calibrated(results: dict[str, Backtest]) -> None:
+    coverage = [bt.coverage for bt in results.values()]
+    assert 0.85 <= float(np.median(coverage)) <= 0.95
+    for bt in results.values():
+        assert np.all(bt.forecast.upper >= bt.forecast.point)
+        assert np.all(bt.forecast.point >= 0.0)
