@@ -424,7 +424,9 @@ class Controller:
         budgets = []
         for item in raw.get("items") or ():
             meta, spec = item.get("metadata") or {}, item.get("spec") or {}
-            selector = spec.get("selector") or {}
+            selector = spec.get("selector")
+            if selector is None:
+                continue  # policy/v1: a null selector selects no pods (an empty one selects all)
             exprs = tuple(
                 Requirement(str(e.get("key")), str(e.get("operator")), tuple(e.get("values") or ()))
                 for e in selector.get("matchExpressions") or ()
