@@ -100,16 +100,24 @@ def parse_resources(raw: Mapping[str, Any] | None, *, where: str) -> Resources:
         return Resources()
     if not isinstance(raw, Mapping):
         raise ModelError(f"{where}: expected a map of resource quantities")
+    key = ""
     try:
-        return Resources(
-            cpu_milli=milli_value(raw["cpu"]) if "cpu" in raw else 0,
-            memory=value(raw["memory"]) if "memory" in raw else 0,
-            pods=value(raw["pods"]) if "pods" in raw else 0,
-            gpu_milli=milli_value(raw[GPU_RESOURCE]) if GPU_RESOURCE in raw else 0,
-            ephemeral_storage=value(raw["ephemeral-storage"]) if "ephemeral-storage" in raw else 0,
-        )
+        amounts = []
+        for key, parse in _RESOURCE_PARSERS:
+            amounts.append(parse(raw[key]) if key in raw else 0)
     except QuantityError as err:
-        raise ModelError(f"{where}: {err}") from None
+        raise ModelError(f"{where}.{key}: {err}") from None
+    return Resources(*amounts)
+
+
+_RESOURCE_PARSERS = (
+    ("cpu", milli_value),
+    ("memory", value),
+    ("pods", value),
+    (GPU_RESOURCE, milli_value),
+    ("ephemeral-storage", value),
+)
+"""In the order of ``Resources``' fields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +290,8 @@ def pod_requests(spec: Mapping[str, Any], *, where: str = "pod") -> Resources:
         total = total + _container_requests(c, f"{where}.spec.containers[{i}]")
     sidecars = Resources()
     init_max = Resources()
-    for i, c in enumerate(_list(spec.get("initContainers"), f"{where}.spec.initContainers")):
+    for i, raw in enumerate(_list(spec.get("initContainers"), f"{where}.spec.initContainers")):
+        c = _map(raw, f"{where}.spec.initContainers[{i}]")
         req = _container_requests(c, f"{where}.spec.initContainers[{i}]")
         if c.get("restartPolicy") == "Always":
             sidecars = sidecars + req
