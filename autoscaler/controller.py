@@ -45,7 +45,7 @@ import numpy as np
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from extender.model import NodeKind, Pod
+from extender.model import NodeKind, Pod, is_daemon_or_static
 from extender.policy import policy_for
 from extender.selectors import LabelSelector, Requirement
 from extender.snapshot import ClusterState
@@ -645,11 +645,7 @@ class Controller:
 
 def _stays(pod: Pod) -> bool:
     """Pods a drain leaves alone: DaemonSet pods, mirror pods, finished pods."""
-    if pod.finished:
-        return True
-    if pod.owner is not None and pod.owner.kind == "DaemonSet":
-        return True
-    return "kubernetes.io/config.mirror" in pod.annotations
+    return pod.finished or is_daemon_or_static(pod)
 
 
 def _fields(change: Any) -> dict[str, Any]:

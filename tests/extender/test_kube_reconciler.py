@@ -198,3 +198,42 @@ _MANAGED = {"web-a", "web-b", "web-c", "web-d", "web-e"}
 
 def _annotated(world: World) -> int:
     return sum(1 for p in world.state.pods.values() if ANNOTATION in p.annotations)
+
+
+async def test_scale_in_order_is_eci_then_nodes_in_no_unit_then_ecs_newest_first(
+    kube_api: KubeEmulator, kube_client: client.ApiClient
+) -> None:
+    """Regression: pods on nodes in no unit got 0, below ECI's cost, so a ReplicaSet scale-in
+    removed them before the ECI pods."""
+    kube_api.create(make_node("ecs-1", pool="general"))
+    kube_api.create(make_node("gpu-1", pool="gpu"))  # in no unit of the policy
+    kube_api.create(make_node("eci-1", eci=True))
+    web = make_policy("web", "shop", match_labels={"app": "web"}, ecs_max=5)
+    web["spec"]["units"][0]["nodeSelector"] = {"pool": "general"}
+    kube_api.create(web)
+    rs = ("ReplicaSet", "web-5d8f")
+    stamps = {
+        "web-old": ("ecs-1", "2026-01-01T00:00:00Z"),
+        "web-new": ("ecs-1", "2026-01-02T00:00:00Z"),
+        "web-gpu": ("gpu-1", "2026-01-03T00:00:00Z"),
+        "web-eci": ("eci-1", "2025-12-01T00:00:00Z"),
+    }
+    for name, (node, created) in stamps.items():
+        pod = make_pod(name, "shop", owner=rs, node=node, app="web")
+        pod["metadata"]["creationTimestamp"] = created  # the emulator keeps a given one
+        kube_api.create(pod)
+    state = ClusterState(synced=False)
+    watch = ClusterWatch(kube_client, state, Ledger(), metrics=Metrics())
+    task = asyncio.create_task(watch.run())
+    try:
+        async with asyncio.timeout(10):  # safety net
+            await watch.wait_synced()
+        world = World(state, Metrics(), FakeTime())
+        assert await world.reconciler(kube_client).reconcile_once() == 4
+        costs = {k: int(v) for k, v in annotations(kube_api).items() if v is not None}
+        # a ReplicaSet deletes the lowest cost first
+        assert sorted(costs, key=costs.__getitem__) == ["web-eci", "web-gpu", "web-new", "web-old"]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -426,3 +426,86 @@ def test_daemonset_and_static_pods_get_no_deletion_cost() -> None:
         _pod("web", node="ecs-1"),
     ]
     assert set(desired_costs(policy, pods=pods, nodes=nodes)) == {"web"}
+
+
+# -- full-Node mode: a pod bound to a node the cache does not know yet -------------------------
+def test_a_pod_bound_to_an_unknown_node_is_counted_by_its_held_reservation() -> None:
+    """Regression: the reservation was dropped when the pod was seen bound, and unit_counts
+    skipped the pod because its node was not in the cache: the unit went over its max."""
+    from extender.ledger import Ledger
+
+    policy = _policy({"resource": "ecs", "max": 2}, {"resource": "eci"})
+    workload = WorkloadKey("ns", "Deployment", "a")
+    ledger = Ledger(ttl=30.0)
+    ledger.reserve(uid="a", workload=workload, policy=policy.key, unit=0, now=0.0)
+    ledger.seen_bound("a", node="ecs-new", node_known=False)
+    pods = [_pod("a", node="ecs-new")]
+    later = 3600.0  # long after the ttl: held until the node is known
+    reserved = ledger.reserved(workload, policy=policy.key, now=later)
+    assert reserved == {"a": 0}
+    assert unit_counts(policy, pods=pods, nodes={}, reserved=reserved) == [1, 0]
+    # the node arrives: the pod counts itself, the reservation goes
+    nodes = {"ecs-new": Node("ecs-new")}
+    ledger.seen_bound("a", node="ecs-new", node_known=True)
+    reserved = ledger.reserved(workload, policy=policy.key, now=later)
+    assert reserved == {}
+    assert unit_counts(policy, pods=pods, nodes=nodes, reserved=reserved) == [1, 0]
+
+
+# -- StatefulSet spec.ordinals.start ---------------------------------------------------------
+def test_ordinals_count_from_the_statefulsets_start() -> None:
+    from extender.model import statefulset_start
+    from extender.snapshot import ClusterState
+
+    raw = {"metadata": {"name": "db", "namespace": "ns"}, "spec": {"ordinals": {"start": 5}}}
+    workload, start = statefulset_start(raw)
+    assert (workload, start) == (WorkloadKey("ns", "StatefulSet", "db"), 5)
+    sts = OwnerRef("StatefulSet", "db")
+    pod = Pod("u", "db-6", "ns", owner=sts, workload=workload)
+    state = ClusterState()
+    assert state.ordinal(pod) == 6
+    state.set_ordinal_start(workload, start)
+    assert state.ordinal(pod) == 1
+    policy = _policy({"resource": "ecs", "max": 2}, {"resource": "eci"})
+    decision = decide(policy, counts=[0, 0], candidates=[ECS_NODE, ECI_NODE], ordinal=1)
+    assert decision.accepted == ("ecs-1",)
+    state.set_ordinal_start(workload, 0)
+    assert state.ordinal_starts == {}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [({"ordinals": {"start": -1}}, "ordinals.start"), ({"ordinals": 5}, "spec.ordinals")],
+)
+def test_bad_statefulset_ordinals_name_the_field(spec: dict[str, Any], message: str) -> None:
+    from extender.model import statefulset_start
+
+    with pytest.raises(ModelError, match=message):
+        statefulset_start({"metadata": {"name": "db"}, "spec": spec})
+
+
+@pytest.mark.parametrize("index", ["²", "١", "1²", "-1", " 1"])
+def test_only_ascii_digits_make_an_ordinal(index: str) -> None:
+    """Regression: "²" passes ``str.isdigit`` and then ``int`` raised (a 500)."""
+    sts = OwnerRef("StatefulSet", "db")
+    pod = Pod("u", f"db-{index}", "ns", {"apps.kubernetes.io/pod-index": index}, owner=sts)
+    assert pod.ordinal is None
+    assert Pod("u", "db-3", "ns", {"apps.kubernetes.io/pod-index": index}, owner=sts).ordinal == 3
+
+
+def test_daemonset_and_static_pods_match_no_policy() -> None:
+    from extender.model import is_daemon_or_static
+
+    everything = policy_from_dict(
+        {
+            "metadata": {"name": "all", "namespace": "ns"},
+            "spec": {"selector": {}, "units": [{"resource": "ecs", "max": 2}]},
+        }
+    )
+    daemon = _pod("ds", owner=OwnerRef("DaemonSet", "agent"))
+    mirror = _pod("static", owner=OwnerRef("Node", "ecs-1"))
+    annotated = _pod("static2", annotations={"kubernetes.io/config.mirror": "x"})
+    for pod in (daemon, mirror, annotated):
+        assert is_daemon_or_static(pod)
+        assert policy_for([everything], pod) is None
+    assert policy_for([everything], _pod("web")) is everything
