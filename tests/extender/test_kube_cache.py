@@ -189,7 +189,8 @@ async def test_connection_errors_back_off_to_the_maximum_then_reset(
     kube_api.stop()
     await until(lambda: cache.restarts("nodes", "error") >= 5, what="five failed reconnects")
     kube_api.start()
-    await kube_api.wait_watching(None, count=4)  # nodes, pods, statefulsets, policies
+    async with asyncio.timeout(10):  # safety net
+        await kube_api.wait_watching(None, count=4)  # nodes, pods, statefulsets, policies
     node_sleeps = cache.sleeps[:5]
     assert max(node_sleeps) <= 4.0  # BackoffSettings(maximum=4.0) of the fixture
     kube_api.drop_watches("nodes")
