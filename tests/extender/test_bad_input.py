@@ -9,7 +9,15 @@ from typing import Any
 
 import msgspec
 import pytest
-from extender_helpers import ECS, VIRTUAL, client, fixture, fixture_files, shop_state
+from extender_helpers import (
+    ECS,
+    VIRTUAL,
+    admission_review,
+    client,
+    fixture,
+    fixture_files,
+    shop_state,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -330,23 +338,8 @@ def statefulset_pods_with_unicode_ordinals(draw: Any) -> dict[str, Any]:
 
 def _verb_body(verb: str, pod: Any) -> dict[str, Any]:
     if verb == "mutate":
-        return _admission_review(pod)
+        return admission_review(pod)
     return {"Pod": pod, "NodeNames": [*ECS, VIRTUAL], "NodeNameToMetaVictims": {ECS[0]: {}}}
-
-
-def _admission_review(pod: Any, **request: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "r",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "operation": "CREATE",
-            "namespace": "shop",
-            "object": pod,
-            **request,
-        },
-    }
 
 
 @pytest.mark.parametrize("verb", ["filter", "prioritize", "preempt", "mutate"])
@@ -398,7 +391,7 @@ review_parts = st.fixed_dictionaries(
 def test_admission_review_variants_are_200_or_4xx(
     parts: dict[str, Any], top: dict[str, Any]
 ) -> None:
-    review = _admission_review(POD)
+    review = admission_review(POD)
     review["request"].update(parts)
     review.update(top)
     response = CLIENT.post("/mutate", content=json.dumps(review))

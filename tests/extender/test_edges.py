@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from extender_helpers import ECS, VIRTUAL, fixture, fixture_nodes, policy, shop_state
+from extender_helpers import (
+    ECS,
+    VIRTUAL,
+    admission_review,
+    fixture,
+    fixture_nodes,
+    policy,
+    shop_state,
+)
 
 from extender.app import create_app
 from extender.demo import running_server
@@ -52,24 +60,10 @@ class Server:
 
     def mutate(self, pod: dict[str, Any]) -> list[dict[str, Any]]:
         """The JSONPatch the webhook answers for creating ``pod`` ([] when none)."""
-        status, answer = self.post("/mutate", _review(pod))
+        status, answer = self.post("/mutate", admission_review(pod))
         assert status == 200, answer
         patch = answer["response"].get("patch")
         return json.loads(base64.b64decode(patch)) if patch else []
-
-
-def _review(pod: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "review-1",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "operation": "CREATE",
-            "namespace": "shop",
-            "object": pod,
-        },
-    }
 
 
 def serve(state: ClusterState, settings: Settings | None = None) -> Iterator[Server]:
@@ -273,7 +267,7 @@ def test_deeply_nested_json_is_a_400_and_the_connection_stays_open(shop: Server,
 def test_metadata_of_the_wrong_type_on_mutate_is_a_400(shop: Server, metadata: Any) -> None:
     pod = web_pod()
     pod["metadata"] = metadata
-    status, answer = shop.post("/mutate", _review(pod))
+    status, answer = shop.post("/mutate", admission_review(pod))
     assert status == 400
     assert "request.object.metadata must be an object" in answer
     assert shop.filter(web_pod())["NodeNames"] == list(ECS)
