@@ -237,7 +237,7 @@ class _Handlers:
     ) -> tuple[wire.ExtenderArgs, Pod, _OfferFor, dict[str, msgspec.Raw] | None]:
         """The filter / prioritize request: its args, its pod and how to group its nodes."""
         args = wire.decode_args(body)
-        pod = self.caches.pod(args.Pod, key=args.PodBytes)
+        pod = self._pod(args.Pod)
         offer, items = self._offer_for(args)
         return args, pod, offer, items
 

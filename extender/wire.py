@@ -65,8 +65,6 @@ class ExtenderArgs(msgspec.Struct):
     Pod: dict[str, Any]
     Nodes: msgspec.Raw = NULL
     NodeNames: msgspec.Raw = NULL
-    PodBytes: bytes = b""
-    """The Pod exactly as sent: the key of the parse cache (a changed body is parsed again)."""
 
 
 class ExtenderFilterResult(msgspec.Struct):
@@ -203,8 +201,7 @@ def _pod(raw: msgspec.Raw | None, what: str) -> dict[str, Any]:
 def decode_args(body: bytes) -> ExtenderArgs:
     """``ExtenderArgs`` with ``Nodes`` / ``NodeNames`` left raw (their shape is checked)."""
     fields = _top(body, "ExtenderArgs", _ARGS)
-    raw_pod = fields.get("Pod")
-    pod = _pod(raw_pod, "ExtenderArgs")
+    pod = _pod(fields.get("Pod"), "ExtenderArgs")
     nodes = fields.get("Nodes", NULL)
     names = fields.get("NodeNames", NULL)
     if not is_null(nodes) and not _starts(nodes, b"{"):
@@ -213,7 +210,7 @@ def decode_args(body: bytes) -> ExtenderArgs:
         raise WireError("ExtenderArgs: NodeNames must be a list of strings or null")
     if is_null(nodes) and is_null(names):
         raise WireError("ExtenderArgs: one of Nodes or NodeNames is required")
-    return ExtenderArgs(Pod=pod, Nodes=nodes, NodeNames=names, PodBytes=bytes(raw_pod or b""))
+    return ExtenderArgs(Pod=pod, Nodes=nodes, NodeNames=names)
 
 
 def decode_node_names(raw: msgspec.Raw) -> list[str]:
