@@ -28,6 +28,7 @@ EXTENDER_USES: Grants = {
     ("", "nodes"): {"get", "list", "watch"},
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "pods/binding"): {"create"},
+    ("apps", "statefulsets"): {"get", "list", "watch"},
     ("spillover.dev", "resourcepolicies"): {"get", "list", "watch"},
 }
 # What the autoscaler controller and its kwok provider call (cluster-wide).
@@ -36,6 +37,7 @@ AUTOSCALER_USES: Grants = {
     ("", "pods"): {"list", "watch"},
     ("", "pods/eviction"): {"create"},
     ("policy", "poddisruptionbudgets"): {"list", "watch"},
+    ("apps", "statefulsets"): {"list", "watch"},
     ("spillover.dev", "resourcepolicies"): {"list", "watch"},
     ("", "events"): {"create"},
 }
