@@ -92,6 +92,11 @@ class ForecastSettings:
     smooth: float = 900.0  # profiles are smoothed by a moving mean this wide (seconds)
     level_window: float = 6 * 3600.0  # level-profile: rescaled to the level of this last window
     baseline_window: float = 2 * 3600.0  # the robust baseline's median window
+    damped_window: float = 3 * 3600.0  # damped-level-profile: the level of this last window...
+    damped_half_life: float = DAY  # ...its correction halves every half-life ahead
+    shift_window: float = 3600.0  # seasonal-naive-week+level: the shift over this last window...
+    shift_half_life: float = 6 * 3600.0  # ...halves every half-life ahead
+    level_clip: float = 2.0  # damped-level-profile: the level ratio stays within [1/c, c]
     cuts: int = 5  # rolling-origin cut points of the backtest, one day apart
     min_train: float = 2 * DAY  # no cut leaves less training data than this (when it can)
     day_acf: float = 0.3  # detrended autocorrelation at one day needed for "day"
@@ -387,6 +392,35 @@ def _robust_baseline(step: float, s: ForecastSettings) -> Model:
     return predict
 
 
+def _robust_day(day: int) -> Model:
+    def predict(train: FloatArray, steps: int) -> FloatArray:
+        return np.full(steps, float(np.median(train[-day:])))
+
+    return predict
+
+
+def _corrected(base: Model, window: int, half_life: int, clip: float) -> Model:
+    """``base`` fitted on ``train`` but its last ``window`` steps, then corrected by how far
+    those steps came out from what it forecast for them (their medians): multiplied by the
+    ratio (kept within [1/clip, clip]) when ``clip``, else shifted by the difference. The
+    correction halves every ``half_life`` steps ahead: a level change is followed without being
+    extrapolated for ever."""
+
+    def predict(train: FloatArray, steps: int) -> FloatArray:
+        if train.size <= window:
+            return base(train, steps)
+        ahead = base(train[:-window], window + steps)
+        seen, future = ahead[:window], ahead[window:]
+        damping = 0.5 ** (np.arange(steps, dtype=np.float64) / half_life)
+        if clip:
+            expected = float(np.median(seen))
+            ratio = float(np.median(train[-window:])) / expected if expected > 0.0 else 1.0
+            return np.asarray(future * (1.0 + (np.clip(ratio, 1.0 / clip, clip) - 1.0) * damping))
+        return np.asarray(future + float(np.median(train[-window:] - seen)) * damping)
+
+    return predict
+
+
 def _profile(day: int, days: int, width: int) -> Model:
     def predict(train: FloatArray, steps: int) -> FloatArray:
         profile = np.median(_days(train, day, days), axis=0)
@@ -519,10 +553,23 @@ def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> dict[s
         # seasonal-naive-week, with more it averages out one week's noise.
         models["weekly-profile"] = _weekly_profile(7 * day, s.profile_weeks)
         models["seasonal-naive-week"] = _seasonal_naive(7 * day)
+        models["seasonal-naive-week+level"] = _corrected(
+            _seasonal_naive(7 * day),
+            max(1, round(s.shift_window / step)),
+            max(1, round(s.shift_half_life / step)),
+            0.0,
+        )
+    models["robust-day"] = _robust_day(day)
     width = round(s.smooth / step)
     models["seasonal-profile"] = _profile(day, s.profile_days, width)
     window = max(1, min(day, round(s.level_window / step)))
     models["level-profile"] = _level_profile(day, s.profile_days, width, window)
+    models["damped-level-profile"] = _corrected(
+        _profile(day, s.profile_days, width),
+        max(1, min(day // 2, round(s.damped_window / step))),
+        max(1, round(s.damped_half_life / step)),
+        s.level_clip,
+    )
     if n >= 8 * day:
         models["day-type"] = _day_type(day, width, s)
     if n >= 2 * day:
