@@ -92,6 +92,7 @@ class ForecastSettings:
     smooth: float = 900.0  # profiles are smoothed by a moving mean this wide (seconds)
     level_window: float = 6 * 3600.0  # level-profile: rescaled to the level of this last window
     baseline_window: float = 2 * 3600.0  # the robust baseline's median window
+    robust_days: int = 3  # robust-3-days: the median of at most this many days
     damped_window: float = 3 * 3600.0  # damped-level-profile: the level of this last window...
     damped_half_life: float = DAY  # ...its correction halves every half-life ahead
     shift_window: float = 3600.0  # seasonal-naive-week+level: the shift over this last window...
@@ -392,23 +393,21 @@ def _robust_baseline(step: float, s: ForecastSettings) -> Model:
     return predict
 
 
-def _robust_day(day: int) -> Model:
+def _robust_days(window: int) -> Model:
     def predict(train: FloatArray, steps: int) -> FloatArray:
-        return np.full(steps, float(np.median(train[-day:])))
+        return np.full(steps, float(np.median(train[-window:])))
 
     return predict
 
 
-def _corrected(base: Model, window: int, half_life: int, clip: float) -> Model:
+def _corrected(base: Model, window: int, half_life: int, clip: float = 0.0) -> Model:
     """``base`` fitted on ``train`` but its last ``window`` steps, then corrected by how far
-    those steps came out from what it forecast for them (their medians): multiplied by the
-    ratio (kept within [1/clip, clip]) when ``clip``, else shifted by the difference. The
-    correction halves every ``half_life`` steps ahead: a level change is followed without being
-    extrapolated for ever."""
+    those steps came out from what it forecast for them (medians): multiplied by the ratio (kept
+    within [1/clip, clip]) when ``clip``, else shifted by the median difference. The correction
+    halves every ``half_life`` steps ahead: a level change is followed, not extrapolated for
+    ever. The caller offers it only when ``base`` can be fitted without the last ``window``."""
 
     def predict(train: FloatArray, steps: int) -> FloatArray:
-        if train.size <= window:
-            return base(train, steps)
         ahead = base(train[:-window], window + steps)
         seen, future = ahead[:window], ahead[window:]
         damping = 0.5 ** (np.arange(steps, dtype=np.float64) / half_life)
@@ -553,23 +552,23 @@ def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> dict[s
         # seasonal-naive-week, with more it averages out one week's noise.
         models["weekly-profile"] = _weekly_profile(7 * day, s.profile_weeks)
         models["seasonal-naive-week"] = _seasonal_naive(7 * day)
-        models["seasonal-naive-week+level"] = _corrected(
-            _seasonal_naive(7 * day),
-            max(1, round(s.shift_window / step)),
-            max(1, round(s.shift_half_life / step)),
-            0.0,
-        )
-    models["robust-day"] = _robust_day(day)
+    shift = max(1, min(day, round(s.shift_window / step)))
+    if n >= 7 * day + shift:
+        half_life = max(1, round(s.shift_half_life / step))
+        models["seasonal-naive-week+level"] = _corrected(_seasonal_naive(7 * day), shift, half_life)
+    models[f"robust-{s.robust_days}-days"] = _robust_days(s.robust_days * day)
     width = round(s.smooth / step)
     models["seasonal-profile"] = _profile(day, s.profile_days, width)
     window = max(1, min(day, round(s.level_window / step)))
     models["level-profile"] = _level_profile(day, s.profile_days, width, window)
-    models["damped-level-profile"] = _corrected(
-        _profile(day, s.profile_days, width),
-        max(1, min(day // 2, round(s.damped_window / step))),
-        max(1, round(s.damped_half_life / step)),
-        s.level_clip,
-    )
+    damped = max(1, min(day // 2, round(s.damped_window / step)))
+    if n >= day + damped:
+        models["damped-level-profile"] = _corrected(
+            _profile(day, s.profile_days, width),
+            damped,
+            max(1, round(s.damped_half_life / step)),
+            s.level_clip,
+        )
     if n >= 8 * day:
         models["day-type"] = _day_type(day, width, s)
     if n >= 2 * day:

@@ -256,8 +256,8 @@ def test_unseasonal_series_use_robust_baseline(kind: str) -> None:
     fc = fit_forecast(minutes(values.size), values, horizon=6 * 3600.0)
 
     assert fc.period == "none"
-    # the median of the last two hours, or of the last day (less noisy when the level holds)
-    assert fc.model in {"robust-baseline", "robust-day"}
+    # the median of the last two hours, or of the last three days (less noisy when it holds)
+    assert fc.model in {"robust-baseline", "robust-3-days"}
     assert fc.point.size == 360
     assert np.all(np.isfinite(fc.point))
     assert np.all(fc.point >= 0.0)
@@ -266,6 +266,17 @@ def test_unseasonal_series_use_robust_baseline(kind: str) -> None:
     assert np.ptp(fc.point) == 0.0
     recent = values[-120:]
     assert recent.min() - 1.0 <= fc.point[0] <= recent.max() + 1.0
+
+
+def test_a_half_day_burst_on_a_flat_series_does_not_lift_the_forecast() -> None:
+    rng = np.random.default_rng(13)
+    values = 100 + rng.normal(0, 20, 8 * 1440)
+    values[-1080:-440] = 300 + rng.normal(0, 20, 640)  # 10 h at 3x, ending 7 h before the end
+    fc = fit_forecast(minutes(values.size), values, horizon=DAY)
+
+    # a one-day median is chosen (the burst spoils every cut alike) and sits at 126; the
+    # three-day median at 104
+    assert abs(float(np.median(fc.point)) - 100.0) < 8.0
 
 
 def test_level_shift_follows_the_new_level() -> None:
