@@ -13,21 +13,12 @@ The forecaster is pure (numpy and scipy only) and works on one series.
      backtest.
    - ``weekly-profile``: the mean of the last (up to four) weeks. With one week of history it
      is ``seasonal-naive-week`` (and wins the tie); with two it averages one week's noise out.
-   - ``seasonal-naive-week+level``: last week's copy shifted by how far the last hour came out
-     from it (median difference), the shift halving every six hours ahead: a weekly series
-     whose level moved since last week.
    - ``robust-baseline``: the median of the recent window, flat. Never extrapolates a trend.
-   - ``robust-3-days``: the median of the last three days, flat: the level of a series that is
-     noise and bursts around a steady level, which a half-day burst cannot move (a one-day
-     median can).
    - ``seasonal-profile``: the per-minute-of-day median of the last seven days, smoothed over a
      quarter of an hour. The median ignores a one-off spike day. (A three-day median lost to
      it in hindsight on every shared series where it won a backtest: too noisy to keep.)
    - ``level-profile``: the seven-day profile rescaled to the level of the last hours, which
      follows level shifts and trends without extrapolating them.
-   - ``damped-level-profile``: the seven-day profile fitted without the last three hours,
-     rescaled by how those hours came out against it (ratio of medians, within [1/2, 2]), the
-     rescaling halving every day ahead: follows a level that climbs from day to day.
    - ``day-type`` (eight days or more): each day ahead copies the latest days of its own kind (the
      days are split into, say, working days and weekends by their level; the kind of a day is
      that of the same day last week).
@@ -35,7 +26,7 @@ The forecaster is pure (numpy and scipy only) and works on one series.
      and linear trend fitted by weighted least squares (normal equations, ``scipy.linalg``) on
      five-minute means, recent days weighted more.
    - combinations: ``median`` (the per-step median of all of the above) and ``weighted-mean``
-     (the five best in the backtest, weighted by the inverse of their WAPE; its own backtest
+     (the three best in the backtest, weighted by the inverse of their WAPE; its own backtest
      score is a little optimistic, since the weights come from the same cuts).
 3. Each candidate is scored by WAPE pooled over several cut points (rolling origin, one day
    apart): fitted on the data before a cut, scored on the ``horizon`` after it (at least a day).
@@ -44,9 +35,8 @@ The forecaster is pure (numpy and scipy only) and works on one series.
    WAPE wins; a tie goes to the simpler (earlier) model. Since the seasonal-naive forecasts are
    candidates on the same cuts, the chosen model never lost to them in its own backtest.
 4. The winner is refitted on all the data. The upper band is the point forecast plus the
-   empirical quantile of the winner's backtest residuals (each cut's, then the median over the
-   cuts, so that one cut with a spike does not widen it), so its coverage is calibrated on
-   errors the model really made, not padded.
+   empirical quantile of the winner's backtest residuals, so its coverage is calibrated on errors
+   the model really made, not padded.
 
 Forecasts are clipped at zero: demand is never negative. Whether a forecast may scale in is the
 planner's decision, not this module's.
@@ -588,9 +578,7 @@ def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> dict[s
 
 # --- fitting ---------------------------------------------------------------------------------
 
-# Members of the weighted-mean combination. Five, not three: on the shared series, with the
-# two-day holdout moved back by zero, one and two days, five members did better each time.
-_TOP = 5
+_TOP = 3  # members of the weighted-mean combination
 
 
 @dataclass(frozen=True, slots=True)
@@ -686,12 +674,7 @@ def fit_forecast(
     period = detect_period(y, step=step, settings=s)
     choice = _choose(y, step=step, steps=steps, period=period, s=s)
     point = np.maximum(_predict(y, steps, choice, step=step, period=period, s=s), 0.0)
-    margin = 0.0
-    if choice.residuals.size:
-        # every cut's own quantile, then their median: one cut with a spike in it (larger
-        # errors than any other) would otherwise widen the band of every forecast
-        per_cut = np.quantile(choice.residuals.reshape(choice.cuts, -1), quantile, axis=1)
-        margin = float(np.median(per_cut))
+    margin = float(np.quantile(choice.residuals, quantile)) if choice.residuals.size else 0.0
     upper = point + max(margin, 0.0)
     return Forecast(
         start=start + step * y.size,
