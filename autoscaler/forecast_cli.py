@@ -145,10 +145,10 @@ def text(r: Report) -> str:
         lines += [
             f"backtest {b['cuts']} cut point{'s' if b['cuts'] > 1 else ''}, WAPE of each "
             "candidate (the lowest is the model)",
-            *(f"  {name:<22} {pct(w)}" for name, w in b["candidates"].items()),
-            f"  model WAPE             {pct(b['wape'])}",
-            f"  seasonal-naive (day)   {pct(b['wape_seasonal_naive_day'])}",
-            f"  seasonal-naive (week)  {pct(b['wape_seasonal_naive_week'])}",
+            *(f"  {name:<26} {pct(w)}" for name, w in b["candidates"].items()),
+            f"  model WAPE                 {pct(b['wape'])}",
+            f"  seasonal-naive (day)       {pct(b['wape_seasonal_naive_day'])}",
+            f"  seasonal-naive (week)      {pct(b['wape_seasonal_naive_week'])}",
         ]
     else:
         lines.append("backtest none (history too short)")
@@ -156,10 +156,10 @@ def text(r: Report) -> str:
     if h is not None:
         lines += [
             f"holdout  last {h['seconds']:g}s, fitted on the data before it: model {h['model']}",
-            f"  WAPE forecast          {pct(h['wape'])}",
-            f"  seasonal-naive (day)   {pct(h['wape_seasonal_naive_day'])}",
-            f"  seasonal-naive (week)  {pct(h['wape_seasonal_naive_week'])}",
-            f"  p{100 * r['quantile']:g} coverage          {pct(h['coverage'])}",
+            f"  WAPE forecast              {pct(h['wape'])}",
+            f"  seasonal-naive (day)       {pct(h['wape_seasonal_naive_day'])}",
+            f"  seasonal-naive (week)      {pct(h['wape_seasonal_naive_week'])}",
+            f"  p{100 * r['quantile']:g} coverage               {pct(h['coverage'])}",
         ]
     lines.append(f"forecast ({len(r['forecast'])} steps of {r['step']:g}s from {r['start']:.0f})")
     lines.append("ts,point,upper")

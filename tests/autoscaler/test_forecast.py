@@ -8,6 +8,7 @@ import pytest
 from autoscaler.forecast import (
     DAY,
     Forecaster,
+    ForecastSettings,
     SeasonalForecaster,
     StaticForecaster,
     backtest,
@@ -16,6 +17,7 @@ from autoscaler.forecast import (
     read_series,
     wape,
 )
+from autoscaler.forecast import _candidates as _candidates
 from autoscaler.forecast_cli import main, parse_duration
 from autoscaler.replay.threads import limit_blas_threads
 
@@ -166,6 +168,36 @@ def test_a_spike_day_does_not_move_the_forecast() -> None:
     assert wape(clean[-1440:], fc.point) < 0.1
 
 
+def test_a_climbing_level_is_followed_by_the_damped_level_profile() -> None:
+    rng = np.random.default_rng(11)
+    t = np.arange(8 * 1440)
+    truth = 100 * 1.06 ** (t / 1440) * (1 + 0.6 * np.sin(2 * np.pi * t / 1440))  # +6% a day
+    values = truth + rng.normal(0, 3, t.size)
+    n = 7 * 1440
+    fc = fit_forecast(minutes(n), values[:n], horizon=DAY)
+
+    # the seven-day median profile lags the climb by three days; rescaled, it does not
+    assert fc.scores["damped-level-profile"] < 0.5 * fc.scores["seasonal-profile"]
+    assert fc.model == "damped-level-profile"
+    assert wape(truth[n:], fc.point) < 0.9 * wape(truth[n:], values[n - 1440 : n])
+
+
+def test_week_copy_shifted_by_the_last_hour_and_damped() -> None:
+    rng = np.random.default_rng(12)
+    t = np.arange(15 * 1440)
+    week = np.where((t // 1440) % 7 >= 5, 0.5, 1.0) * (1 + 0.5 * np.sin(2 * np.pi * t / 1440))
+    values = 100 * week + rng.normal(0, 1, t.size)
+    values[-180:] += 40.0  # the last three hours 40 above last week
+    model = _candidates(values.size, 60.0, "week", ForecastSettings())["seasonal-naive-week+level"]
+    point = model(values, 2 * 1440)
+    copy = values[-7 * 1440 :][: 2 * 1440]
+
+    assert np.median(point[:60] - copy[:60]) == pytest.approx(40.0, abs=2.0)
+    # halved every six hours: a quarter left after twelve, under 1% after two days
+    assert np.median(point[720:780] - copy[720:780]) == pytest.approx(10.0, abs=2.0)
+    assert np.abs(point[-60:] - copy[-60:]).max() < 0.01 * 40.0
+
+
 def test_fifteen_second_steps_with_jitter_are_resampled() -> None:
     rng = np.random.default_rng(7)
     n = 4 * 5760  # four days of 15 s steps
@@ -224,7 +256,8 @@ def test_unseasonal_series_use_robust_baseline(kind: str) -> None:
     fc = fit_forecast(minutes(values.size), values, horizon=6 * 3600.0)
 
     assert fc.period == "none"
-    assert fc.model == "robust-baseline"
+    # the median of the last two hours, or of the last three days (less noisy when it holds)
+    assert fc.model in {"robust-baseline", "robust-3-days"}
     assert fc.point.size == 360
     assert np.all(np.isfinite(fc.point))
     assert np.all(fc.point >= 0.0)
@@ -233,6 +266,17 @@ def test_unseasonal_series_use_robust_baseline(kind: str) -> None:
     assert np.ptp(fc.point) == 0.0
     recent = values[-120:]
     assert recent.min() - 1.0 <= fc.point[0] <= recent.max() + 1.0
+
+
+def test_a_half_day_burst_on_a_flat_series_does_not_lift_the_forecast() -> None:
+    rng = np.random.default_rng(13)
+    values = 100 + rng.normal(0, 20, 8 * 1440)
+    values[-1080:-440] = 300 + rng.normal(0, 20, 640)  # 10 h at 3x, ending 7 h before the end
+    fc = fit_forecast(minutes(values.size), values, horizon=DAY)
+
+    # a one-day median is chosen (the burst spoils every cut alike) and sits at 126; the
+    # three-day median at 104
+    assert abs(float(np.median(fc.point)) - 100.0) < 8.0
 
 
 def test_level_shift_follows_the_new_level() -> None:

@@ -2,11 +2,10 @@
 
 The yardstick on each series is the better of the two seasonal-naive forecasts (same time
 yesterday, same time last week), chosen in hindsight on the held-out days: the forecast must not
-be worse than it. TOLERANCE allows one percent, for two series where the held-out days leave
-nothing to choose between: input6's are dominated by a one-off spike (every candidate scores
-0.96-0.99), and input12's weekly-profile (the mean of its two weeks) lands 0.5% behind copying
-the last week. input15, whose last week repeats the week before, is forecast as that week
-exactly (ratio 1.0).
+be worse than it. TOLERANCE allows one percent on one series only, input6, whose held-out days
+are dominated by a one-off spike that no forecast sees coming (every candidate scores 0.96-0.99
+WAPE, the week copy 0.9655, ours 0.9662). input15, whose last week repeats the week before, is
+forecast as that week exactly (ratio 1.0).
 
 KNOWN_SHORT lists the series where the forecast loses today, each with the reason; those tests
 are strict xfails, so they fail as soon as the forecaster passes them. The same for the geometric
@@ -30,13 +29,13 @@ SERIES = [
     "crane-series-weekly.csv",
     *sorted(f"crane/{p.name}" for p in (DATA / "crane").glob("*.csv")),
 ]
-TOLERANCE = 0.01
-GEOMEAN_NOW = 0.95  # measured 0.913 (bench/RESULTS.md)
+TOLERANCE = {"crane/input6.csv": 0.01}
+GEOMEAN_NOW = 0.85  # measured 0.819 (bench/RESULTS.md)
 KNOWN_SHORT = {
     "crane/input0.csv": (
-        "8 days whose level climbs 10-15% into the held-out days; on the earlier cuts the level "
-        "fell as often as it rose, so the backtest rightly prefers the 7-day median profile, "
-        "which lags the climb (ratio 1.62)"
+        "8 days (3 cut points on 2-4 days of training) whose level climbs 10-15% into the "
+        "held-out days; the damped-level-profile follows part of the climb (ratio 1.08, 1.62 "
+        "before), copying yesterday is still closer"
     ),
 }
 
@@ -75,7 +74,7 @@ def test_every_shared_series_is_covered(results: dict[str, Backtest]) -> None:
 def test_no_worse_than_the_better_seasonal_naive(name: str, results: dict[str, Backtest]) -> None:
     bt = results[name]
     assert bt.actual.size == bt.forecast.point.size == round(2 * DAY / bt.forecast.step)
-    assert ratio(bt) <= 1.0 + TOLERANCE
+    assert ratio(bt) <= 1.0 + TOLERANCE.get(name, 0.0)
 
 
 def test_the_week_copy_is_forecast_as_that_week(results: dict[str, Backtest]) -> None:
@@ -89,7 +88,14 @@ def test_geometric_mean_of_ratios_holds_its_level(results: dict[str, Backtest]) 
     assert math.exp(float(np.mean(np.log(ratios)))) <= GEOMEAN_NOW
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9's target; 0.913 today (input0 alone costs 0.04)")
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "issue 9's target; 0.819 today. input6 (spike) and input15 (an exact week copy) cannot "
+        "go below 1.0, so the other nine need 0.76 on average; input0 (1.08) and input4 (0.86: "
+        "a flat level with random bursts) are furthest from it"
+    ),
+)
 def test_geometric_mean_of_ratios_target(results: dict[str, Backtest]) -> None:
     ratios = [ratio(bt) for bt in results.values()]
     assert math.exp(float(np.mean(np.log(ratios)))) <= 0.8
