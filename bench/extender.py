@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -109,8 +110,9 @@ def _cluster(size: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dic
 
 
 class Server:
-    def __init__(self, argv: list[str], port: int) -> None:
+    def __init__(self, argv: list[str], port: int, *, profiled: bool = False) -> None:
         self.port = port
+        self.profiled = profiled
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while True:
@@ -126,11 +128,29 @@ class Server:
                 raise RuntimeError(f"server did not start: {argv}")
             time.sleep(0.1)
 
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    @property
+    def pid(self) -> int:
+        """The server's own pid (under py-spy, the child py-spy started)."""
+        if self.profiled:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            return int(children.split()[0])
+        return self.proc.pid
+
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
+        if self.profiled:  # py-spy writes its file when the profiled child exits
+            os.kill(self.pid, signal.SIGTERM)
+            self.proc.wait(timeout=60)
+            return
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)
@@ -199,13 +219,16 @@ def _drive(
     conn = _Client(server.port)
     latencies: dict[str, list[float]] = {"filter": [], "prioritize": []}
     decode = msgspec.json.Decoder(_Answer).decode
-    head = b',"' + key.encode() + b'":'
-    other = b',"Nodes":null}' if key == "NodeNames" else b',"NodeNames":null}'
+    # Go's encoding/json writes the struct's fields in order: Pod, Nodes, NodeNames.
+    if key == "NodeNames":
+        head, tail = b',"Nodes":null,"NodeNames":', b"}"
+    else:
+        head, tail = b',"Nodes":', b',"NodeNames":null}'
     server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
     start = time.perf_counter()
     pairs = 0
     for pod in pods:
-        body = b"".join((b'{"Pod":', pod, head, nodes, other))
+        body = b"".join((b'{"Pod":', pod, head, nodes, tail))
         for verb in ("filter", "prioritize"):
             t0 = time.perf_counter()
             status, data = conn.post(f"/{verb}", body)
@@ -215,7 +238,7 @@ def _drive(
             if verb == "filter":
                 answer = decode(data)
                 accepted = answer.NodeNames if key == "NodeNames" else answer.Nodes
-                body = b"".join((b'{"Pod":', pod, head, accepted, other))
+                body = b"".join((b'{"Pod":', pod, head, accepted, tail))
         pairs += 1
         if pairs >= max_pairs or time.perf_counter() - start > seconds:
             break
@@ -223,6 +246,8 @@ def _drive(
     conn.close()
     return {
         "pairs": pairs,
+        "pair_ms": (sum(latencies["filter"]) + sum(latencies["prioritize"])) / pairs * 1000,
+        "rss_mb": server.rss_mb(),
         "pairs_per_s": pairs / wall,
         "server_cpu": (server.cpu_seconds() - server_cpu) / wall,
         "server_ms_per_pair": (server.cpu_seconds() - server_cpu) / pairs * 1000,
@@ -247,39 +272,149 @@ def _pods(template: dict[str, Any], count: int, seed: int) -> list[bytes]:
     ]
 
 
-def run_size(size: int, *, seconds: float, naive_seconds: float, tmp: Path) -> dict[str, Any]:
+def _serve_argv(cluster: Path, port: int, server: str) -> list[str]:
+    argv = [sys.executable, "-m", "extender.cli", "serve", "--cluster", str(cluster)]
+    return [
+        *argv,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--server",
+        server,
+    ]
+
+
+def _spillover(
+    cluster: Path,
+    names: bytes,
+    template: dict[str, Any],
+    *,
+    server: str,
+    seconds: float,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    port = _free_port()
+    argv = _serve_argv(cluster, port, server)
+    if profile is not None:
+        argv = [
+            "py-spy",
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "2000",
+            "--nonblocking",
+            "-o",
+            str(profile),
+            "--",
+            *argv,
+        ]
+        argv[0] = str(Path(sys.executable).parent / "py-spy")
+    process = Server(argv, port, profiled=profile is not None)
+    try:
+        warm = _pods(template, 200, seed=1)
+        _drive(process, warm, key="NodeNames", nodes=names, seconds=5, max_pairs=len(warm))
+        pods = _pods(template, 20_000, seed=2)
+        return _drive(
+            process, pods, key="NodeNames", nodes=names, seconds=seconds, max_pairs=len(pods)
+        )
+    finally:
+        process.stop()
+
+
+def run_size(
+    size: int,
+    *,
+    servers: list[str],
+    seconds: float,
+    naive_seconds: float,
+    repeat: int,
+    profile: Path | None,
+    tmp: Path,
+) -> dict[str, Any]:
     nodes, objects, template = _cluster(size)
     cluster = tmp / f"cluster-{size}.json"
     cluster.write_text(json.dumps({"items": [*nodes, *objects]}))
-    names = json.dumps([n["metadata"]["name"] for n in nodes]).encode()
+    names = json.dumps([n["metadata"]["name"] for n in nodes], separators=(",", ":")).encode()
     full = json.dumps({"metadata": {}, "items": nodes}).encode()
     result: dict[str, Any] = {"size": size, "names_bytes": len(names), "full_bytes": len(full)}
-
-    port = _free_port()
-    argv = [sys.executable, "-m", "extender.cli", "serve", "--cluster", str(cluster)]
-    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    server = Server(argv, port)
-    try:
-        warm = _pods(template, 100, seed=1)
-        _drive(server, warm, key="NodeNames", nodes=names, seconds=5, max_pairs=100)
-        pods = _pods(template, 20_000, seed=2)
-        result["spillover"] = _drive(
-            server, pods, key="NodeNames", nodes=names, seconds=seconds, max_pairs=len(pods)
-        )
-    finally:
-        server.stop()
-
-    port = _free_port()
-    naive_argv = [sys.executable, str(ROOT / "bench/naive_extender.py"), "--cluster", str(cluster)]
-    server = Server([*naive_argv, "--port", str(port)], port)
-    try:
-        pods = _pods(template, 200, seed=3)
-        result["naive"] = _drive(
-            server, pods, key="Nodes", nodes=full, seconds=naive_seconds, max_pairs=len(pods)
-        )
-    finally:
-        server.stop()
+    result["servers"] = {server: [] for server in servers}
+    for _ in range(repeat):  # interleaved, so load from other jobs hits every server alike
+        for server in servers:
+            result["servers"][server].append(
+                _spillover(cluster, names, template, server=server, seconds=seconds)
+            )
+    if profile is not None:
+        for server in servers:
+            out = profile / f"pyspy-{server}-{size}.txt"
+            _spillover(cluster, names, template, server=server, seconds=seconds, profile=out)
+            result.setdefault("profiles", {})[server] = breakdown(out)
+    if naive_seconds > 0:
+        port = _free_port()
+        naive = [sys.executable, str(ROOT / "bench/naive_extender.py"), "--cluster", str(cluster)]
+        process = Server([*naive, "--port", str(port)], port)
+        try:
+            pods = _pods(template, 200, seed=3)
+            result["naive"] = _drive(
+                process, pods, key="Nodes", nodes=full, seconds=naive_seconds, max_pairs=len(pods)
+            )
+        finally:
+            process.stop()
     return result
+
+
+# -- where the time goes: py-spy's raw (collapsed) stacks, binned by the leafmost known frame -----
+_BINS = (
+    ("body read", ("_read_body",)),
+    ("body JSON scan (Pod + names)", ("_top (", "decode_args (", "split_args (")),
+    ("Pod decode", ("pod_from_dict", "Caches.pod (", "_pod (", "pods_of (")),
+    (
+        "names: decode / group / hash",
+        ("_offer_for", "Caches.offer (", "group_offer", "decode_node_names", "offer_for ("),
+    ),
+    (
+        "decision (policy, counts, ledger)",
+        ("filter_pod", "prioritize (extender/verbs", "_counts", "decide (", "Caches.policy"),
+    ),
+    ("encoding", ("encode_", "grouped_map", "_group_map", "_encode_filter")),
+    ("response send", ("_respond",)),
+)
+
+
+_SERVING = ("_Verb.__call__", "uvicorn/protocols", "granian/", "starlette/", "uvloop")
+_STARTUP = ("load_cluster", "importlib", "build (extender/cli")
+_LOOP_IDLE = ("Runner.run (", "run (uvloop", "run (extender/server", "run (asyncio/runners")
+
+
+def breakdown(path: Path) -> dict[str, float]:
+    """Share of the server's samples per bin; the rest is the HTTP server and the event loop."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        if not any(k in stack for k in _SERVING) or any(k in stack for k in _STARTUP):
+            continue
+        if frames[-1].startswith(_LOOP_IDLE):
+            continue  # the event loop in C: waiting for I/O (granian's Rust threads: unsampled)
+        name = "HTTP server (parsing, framing, event loop)"
+        ours = [f for f in reversed(frames) if "extender/" in f]
+        for frame in ours:
+            hit = next((b for b, keys in _BINS if any(k in frame for k in keys)), None)
+            if hit is not None:
+                name = hit
+                break
+        else:
+            if ours or any("starlette/" in f for f in frames):
+                name = "app dispatch (Starlette, metrics)"
+        counts[name] = counts.get(name, 0) + int(count)
+        total += int(count)
+    return {name: n / total for name, n in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
 def _machine() -> str:
@@ -292,54 +427,116 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, Python {platform.python_version()}"
 
 
+SCHEDULER_PODS_PER_S = (79, 45)
+"""kube-scheduler v1.36 alone at 5,000 nodes on a 2-core machine (DESIGN.md section 4; issue 13)."""
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    ranked = sorted(runs, key=lambda m: m["pairs_per_s"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
 def _table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| nodes | extender | pairs | filter p50 / p99 ms | prioritize p50 / p99 ms | pairs/s "
-        "| server CPU | server CPU ms/pair | client CPU |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| nodes | server | runs | pairs/s best / median | filter p50 / p99 ms "
+        "| prioritize p50 / p99 ms | server CPU ms/pair | RSS MB | client CPU "
+        "| est. scheduler speed with extender (79 / 45 pods/s alone) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
-        for name in ("spillover", "naive"):
-            m = r[name]
+        for server, runs in r["servers"].items():
+            m = _median_run(runs)
+            best = max(x["pairs_per_s"] for x in runs)
+            ratios = " / ".join(
+                f"{(1 / alone) / (1 / alone + m['pair_ms'] / 1000):.3f}x"
+                for alone in SCHEDULER_PODS_PER_S
+            )
             lines.append(
-                f"| {r['size']:,} | {name} | {m['pairs']} "
+                f"| {r['size']:,} | {server} | {len(runs)} "
+                f"| {best:,.0f} / {m['pairs_per_s']:,.0f} "
                 f"| {m['filter_p50']:.2f} / {m['filter_p99']:.2f} "
                 f"| {m['prioritize_p50']:.2f} / {m['prioritize_p99']:.2f} "
-                f"| {m['pairs_per_s']:,.0f} | {m['server_cpu']:.0%} "
-                f"| {m['server_ms_per_pair']:.2f} | {m['client_cpu']:.0%} |"
+                f"| {m['server_ms_per_pair']:.2f} | {max(x['rss_mb'] for x in runs):.0f} "
+                f"| {m['client_cpu']:.0%} | {ratios} |"
+            )
+        if "naive" in r:
+            m = r["naive"]
+            lines.append(
+                f"| {r['size']:,} | naive stdlib (full Nodes) | 1 | {m['pairs_per_s']:,.1f} "
+                f"| {m['filter_p50']:.2f} / {m['filter_p99']:.2f} "
+                f"| {m['prioritize_p50']:.2f} / {m['prioritize_p99']:.2f} "
+                f"| {m['server_ms_per_pair']:.2f} | {m['rss_mb']:.0f} | {m['client_cpu']:.0%} | |"
             )
     return "\n".join(lines)
+
+
+def _profiles(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for r in results:
+        for server, shares in r.get("profiles", {}).items():
+            parts = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+            rows.append(f"- {r['size']:,} nodes, {server}: {parts}")
+    if not rows:
+        return ""
+    return (
+        "\nWhere the server's time goes (py-spy, 2,000 samples/s, share of the server's busy "
+        "samples, binned by the leafmost known frame; time in C is charged to the Python line "
+        "that called it):\n\n" + "\n".join(rows) + "\n"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,5000,10000")
-    parser.add_argument("--seconds", type=float, default=8.0, help="per size, Spillover")
-    parser.add_argument("--naive-seconds", type=float, default=6.0, help="per size, baseline")
+    parser.add_argument("--servers", default="granian,uvicorn", help="HTTP servers to compare")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per size and server")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per size and server")
+    parser.add_argument("--naive-seconds", type=float, default=6.0, help="0: skip the baseline")
+    parser.add_argument(
+        "--profile", type=Path, help="one more run per server under py-spy, stacks kept in this dir"
+    )
+    parser.add_argument("--note", default="", help="a line for RESULTS.md (e.g. machine load)")
     parser.add_argument("--no-append", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args()
+    servers = args.servers.split(",")
     results = []
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
             print(f"{size} nodes ...", file=sys.stderr, flush=True)
             results.append(
                 run_size(
-                    size, seconds=args.seconds, naive_seconds=args.naive_seconds, tmp=Path(tmp)
+                    size,
+                    servers=servers,
+                    seconds=args.seconds,
+                    naive_seconds=args.naive_seconds,
+                    repeat=args.repeat,
+                    profile=args.profile,
+                    tmp=Path(tmp),
                 )
             )
-    table = _table(results)
+    load = max(load, os.getloadavg()[0])
     sizes = ", ".join(
         f"{r['size']:,} nodes: names {r['names_bytes'] / 1e3:,.0f} kB, full Nodes {r['full_bytes'] / 1e6:,.1f} MB"
         for r in results
     )
     section = (
         f"\n## Extender: filter+prioritize pairs ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n\n"
-        f"Machine: {_machine()}.  `bench/extender.py`: one uvicorn worker, one persistent HTTP/1.1\n"
-        "connection, every call offers every node; 1,000 Deployments (policy `ecs max 3 -> eci` on\n"
-        "half), each pod a new replica.  Spillover gets node names (`nodeCacheCapable: true`); the\n"
-        "naive stdlib extender (`bench/naive_extender.py`) gets full Node objects and walks all pods.\n"
-        f"Request sizes: {sizes}.  Targets at 5,000 nodes: p99 <= 2 ms per call, >= 1,000 pairs/s.\n\n"
-        f"{table}\n"
+        f"Machine: {_machine()}; load average up to {load:.1f} during the run"
+        f"{' (shared with other jobs: a loaded machine)' if load > 1.5 else ''}.  "
+        f"{args.note}\n"
+        "`bench/extender.py`: `spillover-extender serve --cluster` in one process per server, one\n"
+        "persistent HTTP/1.1 connection driven the way kube-scheduler's serial cycle does (pod after\n"
+        "pod: filter offered every node, then prioritize offered what filter accepted); 1,000\n"
+        "Deployments, 500 ResourcePolicies (`ecs max 3 -> eci` on every other one), each pod a new\n"
+        "replica.  Spillover gets node names (`nodeCacheCapable: true`); the naive stdlib extender\n"
+        f"(`bench/naive_extender.py`) gets full Node objects.  Request sizes: {sizes}.\n"
+        "Latencies and CPU are those of the median run.  The last column is an *estimate*: the\n"
+        "scheduler's own cycle (1/79 s or 1/45 s per pod at 5,000 nodes, DESIGN.md section 4) plus\n"
+        "the extender's filter+prioritize round trips, which the serial cycle waits for; it leaves\n"
+        "out kube-scheduler's own cost of encoding the request and decoding the answer, and the CPU\n"
+        "the extender takes from the control plane on a shared machine.\n\n"
+        f"{_table(results)}\n{_profiles(results)}"
     )
     print(section)
     if not args.no_append:

@@ -1,4 +1,4 @@
-"""``spillover-extender serve``: settings from flags or ``SPILLOVER_*`` variables, then uvicorn.
+"""``spillover-extender serve``: settings from flags or ``SPILLOVER_*`` variables, then a server.
 
 Every flag ``--some-flag`` can also be set with the environment variable ``SPILLOVER_SOME_FLAG``;
 a flag on the command line wins.  Bad settings (a missing or invalid file, a bad value) exit
@@ -31,7 +31,7 @@ from .metrics import Metrics
 from .model import ModelError, NodeKindSettings
 from .policies import PolicyError, load_policies
 from .ports import BackgroundTask, Binder, BindError
-from .settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, Settings
+from .settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_SERVER, SERVERS, Settings
 from .snapshot import ClusterState, load_cluster
 from .verbs import FAILURE_POLICIES
 
@@ -78,6 +78,7 @@ _FLAGS = (
         "run the pod-deletion-cost reconciler (--no-deletion-cost in scheduler sidecars: one "
         "extender Deployment writing it is enough)",
     ),
+    _Flag("server", str, DEFAULT_SERVER, "HTTP server running the app", SERVERS),
     _Flag("tls-cert", str, "", "TLS certificate file (PEM); serve HTTPS with --tls-key"),
     _Flag("tls-key", str, "", "TLS private key file (PEM)"),
     _Flag(
@@ -261,9 +262,8 @@ class _KubeConnection:
 
 
 def _serve(settings: Settings) -> None:
-    import uvicorn
-
     from .app import create_app
+    from .server import run
 
     metrics = Metrics()
     state, ledger, binder, tasks = build(settings, metrics)
@@ -278,26 +278,14 @@ def _serve(settings: Settings) -> None:
         background=tasks,
         metrics=metrics,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        ssl_certfile=settings.tls_cert or None,
-        ssl_keyfile=settings.tls_key or None,
-        log_config=None,
-        access_log=False,
-        log_level=settings.log_level,
-    )
+    run(app, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = parse_settings(argv)
         configure(settings.log_level)
-        _serve(settings)  # builds everything before uvicorn starts, so bad files exit 2
+        _serve(settings)  # builds everything before the server starts, so bad files exit 2
     except SettingsError as err:
         print(f"spillover-extender: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
