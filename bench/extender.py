@@ -110,10 +110,18 @@ def _cluster(size: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dic
 
 
 class Server:
-    def __init__(self, argv: list[str], port: int, *, profiled: bool = False) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        *,
+        profiled: bool = False,
+        env: dict[str, str] | None = None,
+        cwd: Path = ROOT,
+    ) -> None:
         self.port = port
         self.profiled = profiled
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 120
         while True:
             try:

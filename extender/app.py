@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import wire
 from .ledger import Ledger
@@ -242,10 +242,11 @@ class _Handlers:
         """
         split = wire.split_node_names(body)
         if split is not None:
-            head, raw_names = split
+            head, names_bytes = split
+            raw_names = msgspec.Raw(names_bytes)
             try:
                 args = wire.decode_raw_args(head, node_names=raw_names)
-                names = self.names.parse(raw_names)
+                names = self.names.parse(names_bytes)
             except (wire.WireError, UnicodeDecodeError):
                 pass  # decoded as a whole below, which names the problem as usual
             else:
@@ -463,8 +464,31 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    return Starlette(
+    return _App(
+        {route.path: route.endpoint for route in routes if isinstance(route.endpoint, _Verb)},
         routes=routes,
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_found},
     )
+
+
+class _App(Starlette):
+    """Starlette, with the verbs' POSTs handed straight to their endpoint.
+
+    kube-scheduler calls filter and prioritize for every pod; the router's walk over the routes
+    and the two exception middlewares cost more than the answer to a known case, and a verb
+    handles its own errors anyway.  Everything else (other methods, the probes, unknown paths)
+    goes through Starlette as before.
+    """
+
+    def __init__(self, verbs: Mapping[str, ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._verbs = dict(verbs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            verb = self._verbs.get(scope["path"])
+            if verb is not None:
+                await verb(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

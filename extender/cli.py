@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import pickle
 import random
 import sys
 from collections.abc import Sequence
@@ -191,7 +192,7 @@ def build(
     try:
         policies = load_policies(settings.policies) if settings.policies else None
         if settings.cluster:
-            state = load_cluster(settings.cluster, kind_settings=settings.kinds)
+            state = _compacted(load_cluster(settings.cluster, kind_settings=settings.kinds))
             if policies is not None:
                 state.set_policies(policies)
             if settings.bind:
@@ -206,6 +207,18 @@ def build(
         state.set_policies(policies)
     connection = _KubeConnection(settings=settings, state=state, ledger=ledger, metrics=metrics)
     return state, ledger, connection, (connection.run,)
+
+
+def _compacted(state: ClusterState) -> ClusterState:
+    """A copy of a freshly loaded cluster, made so the parse's garbage can go back to the OS.
+
+    Parsing a large cluster file builds every object's whole JSON; the few strings the cache
+    keeps end up scattered over the allocator's arenas, which then cannot be released (at 5,000
+    nodes: 160 MB resident for 10 MB of live objects).  A copy packs the live objects together
+    and frees the old arenas whole (about 80 MB resident).
+    """
+    copy: ClusterState = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    return copy
 
 
 class _KubeConnection:

@@ -256,7 +256,7 @@ _NAMES_KEY = b',"NodeNames":['
 _NAMES_NULL = b',"NodeNames":null}'
 
 
-def split_node_names(body: bytes) -> tuple[bytes, msgspec.Raw] | None:
+def split_node_names(body: bytes) -> tuple[bytes, bytes] | None:
     """The body with ``NodeNames`` set to null, and the raw list, for the compact JSON Go writes
     (``{"Pod":{...},"Nodes":null,"NodeNames":[...]}``); ``None`` for any other shape.
 
@@ -272,7 +272,7 @@ def split_node_names(body: bytes) -> tuple[bytes, msgspec.Raw] | None:
     at = body.find(_NAMES_KEY)
     if at < 0:
         return None
-    return body[:at] + _NAMES_NULL, msgspec.Raw(body[at + len(_NAMES_KEY) - 1 : -1])
+    return body[:at] + _NAMES_NULL, body[at + len(_NAMES_KEY) - 1 : -1]
 
 
 class NameList:
@@ -306,12 +306,13 @@ class NameLists:
                 return known
         return None
 
-    def parse(self, raw: msgspec.Raw) -> NameList:
+    def parse(self, raw: bytes | msgspec.Raw) -> NameList:
         """The known list with these bytes, or a new one; ``WireError`` if not a list of strings."""
         known = self.find(raw)
         if known is not None:
             return known
-        return self.add(bytes(raw), tuple(decode_node_names(raw)))
+        data = raw if isinstance(raw, bytes) else bytes(raw)
+        return self.add(data, tuple(decode_node_names(msgspec.Raw(data))))
 
     def add(self, raw: bytes | msgspec.Raw, names: tuple[str, ...]) -> NameList:
         """Remember a list (also one the extender encoded itself: prioritize offers it back)."""
