@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import random
-import signal
 import socket
 import statistics
 import subprocess
@@ -115,12 +114,10 @@ class Server:
         argv: list[str],
         port: int,
         *,
-        profiled: bool = False,
         env: dict[str, str] | None = None,
         cwd: Path = ROOT,
     ) -> None:
         self.port = port
-        self.profiled = profiled
         self.proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 120
         while True:
@@ -144,10 +141,6 @@ class Server:
 
     @property
     def pid(self) -> int:
-        """The server's own pid (under py-spy, the child py-spy started)."""
-        if self.profiled:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-            return int(children.split()[0])
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
@@ -155,10 +148,6 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
-        if self.profiled:  # py-spy writes its file when the profiled child exits
-            os.kill(self.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
-            return
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)
@@ -280,19 +269,15 @@ def _pods(template: dict[str, Any], count: int, seed: int) -> list[bytes]:
     ]
 
 
-def _serve_argv(cluster: Path, port: int, server: str) -> list[str]:
+def _serve_argv(cluster: Path, port: int, server: str) -> tuple[list[str], Path]:
+    """The command line for ``server``: a server name, or ``NAME@DIR`` for the code in checkout
+    DIR with its default server (e.g. ``uvicorn@../main``: the main branch, "before")."""
+    name, _, code = server.partition("@")
     argv = [sys.executable, "-m", "extender.cli", "serve", "--cluster", str(cluster)]
-    return [
-        *argv,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--server",
-        server,
-    ]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    if code:
+        return argv, Path(code).resolve()
+    return [*argv, "--server", name], ROOT
 
 
 def _spillover(
@@ -302,26 +287,11 @@ def _spillover(
     *,
     server: str,
     seconds: float,
-    profile: Path | None = None,
 ) -> dict[str, Any]:
     port = _free_port()
-    argv = _serve_argv(cluster, port, server)
-    if profile is not None:
-        argv = [
-            "py-spy",
-            "record",
-            "--format",
-            "raw",
-            "--rate",
-            "2000",
-            "--nonblocking",
-            "-o",
-            str(profile),
-            "--",
-            *argv,
-        ]
-        argv[0] = str(Path(sys.executable).parent / "py-spy")
-    process = Server(argv, port, profiled=profile is not None)
+    argv, code = _serve_argv(cluster, port, server)
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    process = Server(argv, port, env=env, cwd=code)
     try:
         warm = _pods(template, 200, seed=1)
         _drive(process, warm, key="NodeNames", nodes=names, seconds=5, max_pairs=len(warm))
@@ -340,7 +310,7 @@ def run_size(
     seconds: float,
     naive_seconds: float,
     repeat: int,
-    profile: Path | None,
+    profile: bool,
     tmp: Path,
 ) -> dict[str, Any]:
     nodes, objects, template = _cluster(size)
@@ -355,11 +325,8 @@ def run_size(
             result["servers"][server].append(
                 _spillover(cluster, names, template, server=server, seconds=seconds)
             )
-    if profile is not None:
-        for server in servers:
-            out = profile / f"pyspy-{server}-{size}.txt"
-            _spillover(cluster, names, template, server=server, seconds=seconds, profile=out)
-            result.setdefault("profiles", {})[server] = breakdown(out)
+    if profile:
+        result["profiles"] = {server: _profile(size, cluster, server) for server in servers}
     if naive_seconds > 0:
         port = _free_port()
         naive = [sys.executable, str(ROOT / "bench/naive_extender.py"), "--cluster", str(cluster)]
@@ -374,55 +341,146 @@ def run_size(
     return result
 
 
-# -- where the time goes: py-spy's raw (collapsed) stacks, binned by the leafmost known frame -----
+# -- where the time goes -------------------------------------------------------------------------
+# The app's share is measured in a child process (the code under test on its PYTHONPATH) that
+# calls the ASGI app directly with the bench's bodies: wall time per pair, split by a cProfile
+# run into bins by function (C calls are charged to the bin of their caller).  The HTTP server's
+# share is the rest of the server's CPU per pair in the HTTP run.
 _BINS = (
-    ("body read", ("_read_body",)),
-    ("body JSON scan (Pod + names)", ("_top (", "decode_args (", "split_args (")),
-    ("Pod decode", ("pod_from_dict", "Caches.pod (", "_pod (", "pods_of (")),
+    ("body read", ("app.py:_read_body",)),
     (
-        "names: decode / group / hash",
-        ("_offer_for", "Caches.offer (", "group_offer", "decode_node_names", "offer_for ("),
+        "request JSON: split, top-level scan, Pod to dict",
+        ("wire.py:split_node_names", "wire.py:_top", "wire.py:decode_", "wire.py:_pod", "is_null"),
+    ),
+    ("Pod model (pod_from_dict)", ("model.py:", "quantity.py:", "verbs.py:pod", "app.py:_pod")),
+    (
+        "offered names: find / decode / group",
+        ("NameLists", "decode_node_names", "group_offer", "verbs.py:offer", "_layout", "_by_names"),
     ),
     (
-        "decision (policy, counts, ledger)",
-        ("filter_pod", "prioritize (extender/verbs", "_counts", "decide (", "Caches.policy"),
+        "decision: policy, counts, decide, ledger",
+        (
+            "verbs.py:filter_pod",
+            "verbs.py:prioritize",
+            "verbs.py:_",
+            "verbs.py:policy",
+            "verbs.py:remember",
+            "verbs.py:recall",
+            "policy.py:",
+            "ledger.py:",
+            "selectors.py:",
+        ),
     ),
-    ("encoding", ("encode_", "grouped_map", "_group_map", "_encode_filter")),
-    ("response send", ("_respond",)),
+    (
+        "encoding the answer",
+        (
+            "wire.py:encode",
+            "grouped_map",
+            "_group_map",
+            "_template",
+            "wire.py:get",
+            "_keys",
+            "app.py:_encode_filter",
+        ),
+    ),
+    ("handing the answer to the server", ("app.py:_respond",)),
+    ("dispatch, metrics", ("app.py:", "starlette/", "prometheus_client/")),
 )
 
 
-_SERVING = ("_Verb.__call__", "uvicorn/protocols", "granian/", "starlette/", "uvloop")
-_STARTUP = ("load_cluster", "importlib", "build (extender/cli")
-_LOOP_IDLE = ("Runner.run (", "run (uvloop", "run (extender/server", "run (asyncio/runners")
+def _bin_of(func: tuple[str, int, str]) -> str | None:
+    name = f"{func[0]}:{func[2]}"
+    return next((b for b, keys in _BINS if any(k in name for k in keys)), None)
 
 
-def breakdown(path: Path) -> dict[str, float]:
-    """Share of the server's samples per bin; the rest is the HTTP server and the event loop."""
-    counts: dict[str, int] = {}
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = stack.split(";")
-        if not any(k in stack for k in _SERVING) or any(k in stack for k in _STARTUP):
-            continue
-        if frames[-1].startswith(_LOOP_IDLE):
-            continue  # the event loop in C: waiting for I/O (granian's Rust threads: unsampled)
-        name = "HTTP server (parsing, framing, event loop)"
-        ours = [f for f in reversed(frames) if "extender/" in f]
-        for frame in ours:
-            hit = next((b for b, keys in _BINS if any(k in frame for k in keys)), None)
-            if hit is not None:
-                name = hit
-                break
-        else:
-            if ours or any("starlette/" in f for f in frames):
-                name = "app dispatch (Starlette, metrics)"
-        counts[name] = counts.get(name, 0) + int(count)
-        total += int(count)
-    return {name: n / total for name, n in sorted(counts.items(), key=lambda kv: -kv[1])}
+def _app_profile(size: int, cluster: Path, pairs: int = 1_500) -> dict[str, float]:
+    """In the child: CPU ms per pair of the app alone, in total and per bin."""
+    import asyncio
+    import cProfile
+    import pstats
+
+    here = Path(__file__).resolve().parent  # this file is extender.py too: not on the path
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    from extender.app import create_app
+    from extender.ledger import Ledger
+    from extender.settings import Settings
+    from extender.snapshot import load_cluster
+
+    nodes, _, template = _cluster(size)
+    names = json.dumps([n["metadata"]["name"] for n in nodes], separators=(",", ":")).encode()
+    app = create_app(state=load_cluster(cluster), ledger=Ledger(), settings=Settings())
+    decode = msgspec.json.Decoder(_Answer).decode
+    spent = [0]
+
+    async def call(path: str, body: bytes) -> bytes:
+        headers = [(b"content-length", str(len(body)).encode())]
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "http_version": "1.1",
+            "scheme": "http",
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        start = time.thread_time_ns()  # CPU time: the machine may be shared
+        await app(scope, receive, send)
+        spent[0] += time.thread_time_ns() - start
+        answer: bytes = sent[1]["body"]
+        return answer
+
+    async def drive(pods: list[bytes]) -> None:
+        for pod in pods:
+            head = b'{"Pod":' + pod + b',"Nodes":null,"NodeNames":'
+            accepted = decode(await call("/filter", head + names + b"}")).NodeNames
+            await call("/prioritize", head + bytes(accepted) + b"}")
+
+    async def run() -> dict[str, float]:
+        await drive(_pods(template, 200, seed=1))
+        spent[0] = 0
+        await drive(_pods(template, pairs, seed=2))
+        app_ms = spent[0] / pairs / 1e6
+        profile = cProfile.Profile()
+        profile.enable()
+        await drive(_pods(template, 500, seed=3))
+        profile.disable()
+        stats: dict[Any, Any] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+        shares: dict[str, float] = {}
+        for func, (_, _, own, _, callers) in stats.items():
+            edges = callers.items() if callers else [(func, (0, 0, own, 0))]
+            for caller, edge in edges:
+                where = _bin_of(func) or _bin_of(caller)
+                if where is None:
+                    continue  # the bench's own calls, asyncio: shared out pro rata below
+                shares[where] = shares.get(where, 0.0) + edge[2]
+        total = sum(shares.values())
+        return {"app_ms": app_ms, **{k: v / total * app_ms for k, v in shares.items()}}
+
+    return asyncio.run(run())
+
+
+def _profile(size: int, cluster: Path, server: str) -> dict[str, float]:
+    _, code = _serve_argv(cluster, 0, server)
+    child = subprocess.run(
+        [sys.executable, __file__, "--profile-child", str(size), "--cluster", str(cluster)],
+        env={**os.environ, "PYTHONPATH": str(code)},
+        cwd=code,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    profile: dict[str, float] = json.loads(child.stdout)
+    return profile
 
 
 def _machine() -> str:
@@ -479,17 +537,23 @@ def _table(results: list[dict[str, Any]]) -> str:
 
 
 def _profiles(results: list[dict[str, Any]]) -> str:
-    rows = []
+    bins = [name for name, _ in _BINS]
+    lines = [
+        "| nodes | server | app ms/pair | " + " | ".join(bins) + " | HTTP server (the rest) |",
+        "| ---: | --- | ---: |" + " ---: |" * (len(bins) + 1),
+    ]
     for r in results:
-        for server, shares in r.get("profiles", {}).items():
-            parts = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
-            rows.append(f"- {r['size']:,} nodes, {server}: {parts}")
-    if not rows:
+        for server, p in r.get("profiles", {}).items():
+            rest = _median_run(r["servers"][server])["server_ms_per_pair"] - p["app_ms"]
+            cells = " | ".join(f"{p.get(name, 0.0):.3f}" for name in bins)
+            lines.append(f"| {r['size']:,} | {server} | {p['app_ms']:.3f} | {cells} | {rest:.3f} |")
+    if len(lines) == 2:
         return ""
     return (
-        "\nWhere the server's time goes (py-spy, 2,000 samples/s, share of the server's busy "
-        "samples, binned by the leafmost known frame; time in C is charged to the Python line "
-        "that called it):\n\n" + "\n".join(rows) + "\n"
+        "\nWhere a pair's time goes, ms per filter+prioritize pair: the app alone (ASGI calls in "
+        "one process,\nCPU time, split by cProfile into bins, C calls charged to their caller), "
+        "and the rest of the\nserver's CPU per pair in the HTTP run above (parsing, framing, "
+        "socket I/O, the event loop):\n\n" + "\n".join(lines) + "\n"
     )
 
 
@@ -500,12 +564,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per size and server")
     parser.add_argument("--repeat", type=int, default=1, help="runs per size and server")
     parser.add_argument("--naive-seconds", type=float, default=6.0, help="0: skip the baseline")
-    parser.add_argument(
-        "--profile", type=Path, help="one more run per server under py-spy, stacks kept in this dir"
-    )
+    parser.add_argument("--profile", action="store_true", help="where a pair's time goes")
+    parser.add_argument("--profile-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cluster", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--note", default="", help="a line for RESULTS.md (e.g. machine load)")
     parser.add_argument("--no-append", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args()
+    if args.profile_child:
+        print(json.dumps(_app_profile(args.profile_child, args.cluster)))
+        return
     servers = args.servers.split(",")
     results = []
     load = os.getloadavg()[0]
