@@ -45,7 +45,7 @@ import numpy as np
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from extender.model import NodeKind, Pod
+from extender.model import NodeKind, Pod, is_daemon_or_static
 from extender.policy import policy_for
 from extender.selectors import LabelSelector, Requirement
 from extender.snapshot import ClusterState
@@ -424,7 +424,9 @@ class Controller:
         budgets = []
         for item in raw.get("items") or ():
             meta, spec = item.get("metadata") or {}, item.get("spec") or {}
-            selector = spec.get("selector") or {}
+            selector = spec.get("selector")
+            if selector is None:
+                continue  # policy/v1: a null selector selects no pods (an empty one selects all)
             exprs = tuple(
                 Requirement(str(e.get("key")), str(e.get("operator")), tuple(e.get("values") or ()))
                 for e in selector.get("matchExpressions") or ()
@@ -643,11 +645,7 @@ class Controller:
 
 def _stays(pod: Pod) -> bool:
     """Pods a drain leaves alone: DaemonSet pods, mirror pods, finished pods."""
-    if pod.finished:
-        return True
-    if pod.owner is not None and pod.owner.kind == "DaemonSet":
-        return True
-    return "kubernetes.io/config.mirror" in pod.annotations
+    return pod.finished or is_daemon_or_static(pod)
 
 
 def _fields(change: Any) -> dict[str, Any]:

@@ -133,7 +133,7 @@ def collect(ctx: Context, unschedulable: dict[str, str]) -> Demand:
             policy,
             counts=unit_counts_now,
             candidates=candidates(cls),
-            ordinal=pod.ordinal,
+            ordinal=state.ordinal(pod),
         )
         if decision.unit is None:
             unschedulable[pod.key] = decision.reason
@@ -167,7 +167,9 @@ def collect(ctx: Context, unschedulable: dict[str, str]) -> Demand:
             now_counts = counts_for(policy, pod)
             trial = list(now_counts)
             trial[own] -= 1
-            decision = decide(policy, counts=trial, candidates=candidates(cls), ordinal=pod.ordinal)
+            decision = decide(
+                policy, counts=trial, candidates=candidates(cls), ordinal=state.ordinal(pod)
+            )
             if decision.unit is None or policy.units[decision.unit].resource is not NodeKind.ECS:
                 continue
             usable = [

@@ -145,6 +145,11 @@ class _Verb:
             await self._reject(send, 400, str(err))
         except UnicodeDecodeError as err:  # msgspec raises it for invalid UTF-8 inside strings
             await self._reject(send, 400, f"request body is not valid UTF-8 JSON: {err}")
+        except RecursionError:  # msgspec's answer to JSON nested thousands of levels deep
+            await self._reject(send, 400, "request body is JSON nested too deeply")
+        except Exception:  # a bug: answer it here so the keep-alive connection survives
+            log.exception("internal error", extra={"verb": self.name})
+            await self._reject(send, 500, f"internal error in {self.name}; see the extender log")
         else:
             await _respond(send, 200, body, b"application/json")
             self.ok.inc()
@@ -190,6 +195,7 @@ class _Handlers:
         self.caches = Caches(kind_settings=settings.kinds)
         self.webhook = WebhookSettings(
             eci_taint_key=settings.kinds.eci_taint_key,
+            eci_taint_value=settings.eci_taint_value,
             managed_resource=settings.managed_resource,
         )
         self._decisions: dict[tuple[str, str], Any] = {}
@@ -358,6 +364,7 @@ class _Handlers:
             raw,
             policy_for=lambda pod: self.caches.policy(self.state, pod),
             settings=self.webhook,
+            eci_taints=lambda: self.caches.eci_taints(self.state),
         )
         return wire.encode(answer)
 

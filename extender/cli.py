@@ -86,15 +86,28 @@ _FLAGS = (
         "failure-policy",
         str,
         "error",
-        "filter answer while the cache is not synced: pass everything, or an Error",
+        "filter answer while the cache is not synced (or stale): pass everything, or an Error",
         FAILURE_POLICIES,
     ),
     _Flag("reservation-ttl", float, 30.0, "seconds an unconfirmed filter reservation lives"),
+    _Flag(
+        "watch-staleness",
+        float,
+        15.0,
+        "seconds a watch may be down before the extender is unready and filter follows "
+        "--failure-policy (ready again once every such watch has listed again)",
+    ),
     _Flag("max-body-bytes", int, DEFAULT_MAX_BODY_BYTES, "largest request body accepted (413)"),
     _Flag("log-level", str, "info", "log level", ("debug", "info", "warning", "error", "critical")),
     _Flag("url-prefix", str, "", "also serve the verbs under this path prefix"),
     _Flag("eci-label", str, "type=virtual-kubelet", "label KEY=VALUE marking ECI virtual nodes"),
     _Flag("eci-taint-key", str, "virtual-kubelet.io/provider", "taint key of ECI virtual nodes"),
+    _Flag(
+        "eci-taint-value",
+        str,
+        "",
+        "the virtual nodes' taint value, for the webhook until the cache has seen a virtual node",
+    ),
     _Flag(
         "managed-resource",
         str,
@@ -173,6 +186,8 @@ def _validated(settings: Settings) -> Settings:
         raise SettingsError(f"--port {settings.port} is not a TCP port")
     if settings.reservation_ttl <= 0:
         raise SettingsError("--reservation-ttl must be positive")
+    if settings.watch_staleness <= 0:
+        raise SettingsError("--watch-staleness must be positive")
     if settings.max_body_bytes <= 0:
         raise SettingsError("--max-body-bytes must be positive")
     if bool(settings.tls_cert) != bool(settings.tls_key):
@@ -257,6 +272,7 @@ class _KubeConnection:
                 metrics=self.metrics,
                 kind_settings=self.settings.kinds,
                 watch_policies=not self.settings.policies,
+                staleness=self.settings.watch_staleness,
             )
             self._binder = kube.ApiBinder(api)
             async with asyncio.TaskGroup() as group:

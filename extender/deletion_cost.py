@@ -1,23 +1,44 @@
 """Shrink-ECI-first for Deployments and ReplicaSets through ``pod-deletion-cost``.
 
 A ReplicaSet scaling in deletes pods with the lowest ``controller.kubernetes.io/pod-deletion-cost``
-first.  Pods in earlier units get higher costs; inside a unit, the pods beyond its ``max`` (the
-newest ones, when a policy's max was lowered) get negative costs so they go before anything else.
-Pods on nodes in no unit get 0.  ``desired_costs`` is pure; the reconciler writes only the
-annotations whose value changes.
+first (an int32).  Each unit gets a band of ``STEP`` (10^8) values.  The order, first deleted first:
+
+1. pods beyond their unit's ``max`` (the newest ones, when a policy's max was lowered):
+   ``-STEP * (unit + 1)``;
+2. the pods of each unit in reverse unit order, so ECI (the last unit) before ECS: unit ``i`` of
+   ``n`` costs ``STEP * (n - i)`` plus an age bonus, so that inside a unit the newest pod goes
+   first: ``STEP // 2 - 1`` minus the minutes from 2020-01-01 to the pod's creation.  The bonus
+   depends on the pod alone, so neither a scale-up nor a scale-in rewrites the other pods'
+   annotations; pods created in the same minute tie and the ReplicaSet controller's own order
+   decides between them;
+3. pods on nodes in no unit: right after the pods of the *first* ECI unit, before any unit that
+   precedes it (``STEP * (n - first_eci) + STEP // 2``).  They are not where the policy wants
+   them, but the promise is "ECI first", so no ECI pod outlives them.  Without an ECI unit they
+   go right after the last unit (``STEP // 2``).
+
+At most 16 units (``extender.policy.MAX_UNITS``, the CRD's ``maxItems``) keep every cost inside
+an int32.  ``desired_costs`` is pure; the reconciler writes only the annotations whose value
+changes.  DaemonSet and static pods never get one (``extender.model.is_daemon_or_static``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .model import Node, Pod
+from .model import Node, NodeKind, Pod, is_daemon_or_static
 from .policy import ResourcePolicy
 
-__all__ = ["ANNOTATION", "STEP", "changed_costs", "desired_costs"]
+__all__ = ["ANNOTATION", "STEP", "age_bonus", "changed_costs", "desired_costs"]
 
 ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
-STEP = 100
+STEP = 10**8
+_EPOCH = 1_577_836_800.0  # 2020-01-01T00:00:00Z
+
+
+def age_bonus(created: float) -> int:
+    """Older pods more: ``STEP // 2 - 1`` for a pod created before 2020, 1 less per minute."""
+    minutes = int(max(0.0, created - _EPOCH) // 60)
+    return max(0, STEP // 2 - 1 - minutes)
 
 
 def desired_costs(
@@ -26,16 +47,18 @@ def desired_costs(
     """Pod UID -> deletion cost for the bound, live pods of one workload."""
     by_unit: dict[int, list[Pod]] = {}
     costs: dict[str, int] = {}
+    n = len(policy.units)
+    first_eci = next((i for i, u in enumerate(policy.units) if u.resource is NodeKind.ECI), None)
+    nowhere = STEP // 2 + (0 if first_eci is None else STEP * (n - first_eci))
     for pod in pods:
-        if not pod.node_name or pod.finished or pod.terminating:
+        if not pod.node_name or pod.finished or pod.terminating or is_daemon_or_static(pod):
             continue
         node = nodes.get(pod.node_name)
         unit = policy.unit_of(node) if node is not None else None
         if unit is None:
-            costs[pod.uid] = 0
+            costs[pod.uid] = nowhere
         else:
             by_unit.setdefault(unit, []).append(pod)
-    n = len(policy.units)
     for unit, members in by_unit.items():
         members.sort(key=lambda p: (p.created, p.name))
         limit = policy.units[unit].max
@@ -43,7 +66,7 @@ def desired_costs(
             if limit is not None and rank >= limit:
                 costs[pod.uid] = -STEP * (unit + 1)
             else:
-                costs[pod.uid] = STEP * (n - unit)
+                costs[pod.uid] = STEP * (n - unit) + age_bonus(pod.created)
     return costs
 
 

@@ -10,6 +10,16 @@ retries 410 with the same stale version and deserializes into models we would th
 fed to the pure parsers of ``extender.model`` and ``extender.policies``; an object that does not
 parse is logged and skipped, never fatal.
 
+Health (what ``/readyz`` and ``/filter`` follow through ``state.synced``): a kind is *down* from
+its first failed request until a request of it succeeds again.  When one has been down for
+``staleness`` seconds the cache is no longer trusted: ``state.synced`` turns false (the extender
+reports unready, ``/filter`` answers by its ``--failure-policy``) and every kind that was down
+lists again; the cache is synced again once each of them has re-listed.  Reconnecting is prompt:
+the backoff is reset by any successful request, and a 429 or 5xx (an API server that is starting:
+"storage is (re)initializing") waits at most ``BackoffSettings.busy_maximum``.
+
+StatefulSets are watched only for ``spec.ordinals.start`` (``ClusterState.ordinal``).
+
 ``DeletionCostReconciler`` writes ``controller.kubernetes.io/pod-deletion-cost`` where
 ``extender.deletion_cost`` says it changed, through a token bucket.  The small pure pieces
 (``backoff_delay``, ``TokenBucket``) take time and randomness as arguments.
@@ -34,7 +44,14 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .deletion_cost import ANNOTATION, changed_costs, desired_costs
 from .ledger import Ledger
 from .metrics import Metrics
-from .model import NodeKindSettings, Pod, WorkloadKey, node_from_dict, pod_from_dict
+from .model import (
+    NodeKindSettings,
+    Pod,
+    WorkloadKey,
+    node_from_dict,
+    pod_from_dict,
+    statefulset_start,
+)
 from .policies import policy_from_dict
 from .policy import ResourcePolicy, policy_for
 from .ports import BindError, Clock
@@ -64,14 +81,24 @@ _NETWORK_ERRORS = (ApiException, aiohttp.ClientError, asyncio.TimeoutError, OSEr
 @dataclass(frozen=True, slots=True)
 class BackoffSettings:
     initial: float = 0.5
-    maximum: float = 30.0
+    maximum: float = 5.0
     factor: float = 2.0
     jitter: float = 0.2  # +-20 %
+    busy_maximum: float = 1.0
+    """The longest wait after a 429 or 5xx: the server answers, it is starting or overloaded."""
 
 
-def backoff_delay(attempt: int, settings: BackoffSettings, *, rand: float) -> float:
-    """Delay before retry number ``attempt`` (0-based); ``rand`` in [0, 1) spreads the clients."""
-    base = min(settings.maximum, settings.initial * settings.factor ** min(attempt, 64))
+def backoff_delay(
+    attempt: int, settings: BackoffSettings, *, rand: float, status: int | None = None
+) -> float:
+    """Delay before retry number ``attempt`` (0-based); ``rand`` in [0, 1) spreads the clients.
+
+    ``status``: the HTTP status of the failure, if the server answered one.
+    """
+    cap = settings.maximum
+    if status is not None and (status == 429 or status >= 500):
+        cap = min(cap, settings.busy_maximum)
+    base = min(cap, settings.initial * settings.factor ** min(attempt, 64))
     return max(0.0, base * (1.0 + settings.jitter * (2.0 * rand - 1.0)))
 
 
@@ -122,6 +149,7 @@ class _Kind:
     apply: Callable[[str, RawObject], None]
     listed: bool = False
     version: str | None = None  # the last resourceVersion seen; None: list again
+    down_since: float | None = None  # the first failure since the last successful request
 
 
 class ClusterWatch:
@@ -139,8 +167,10 @@ class ClusterWatch:
         rand: Callable[[], float] = random.random,
         watch_timeout: float = 300.0,
         watch_policies: bool = True,
+        staleness: float = 15.0,
     ) -> None:
-        """``watch_policies=False`` leaves ``state.policies`` alone (they came from a file)."""
+        """``watch_policies=False`` leaves ``state.policies`` alone (they came from a file);
+        ``staleness``: seconds a kind may be down before the cache stops being trusted."""
         self.state = state
         self.ledger = ledger
         self.metrics = metrics
@@ -150,11 +180,21 @@ class ClusterWatch:
         self.backoff = backoff
         self._rand = rand
         self.watch_timeout = watch_timeout
+        if staleness <= 0:
+            raise ValueError("staleness must be positive")
+        self.staleness = staleness
         core = client.CoreV1Api(api)
+        apps = client.AppsV1Api(api)
         custom = client.CustomObjectsApi(api)
         kinds = [
             _Kind("nodes", core.list_node, self._replace_nodes, self._event_nodes),
             _Kind("pods", core.list_pod_for_all_namespaces, self._replace_pods, self._event_pods),
+            _Kind(
+                "statefulsets",
+                apps.list_stateful_set_for_all_namespaces,
+                self._replace_statefulsets,
+                self._event_statefulsets,
+            ),
         ]
         if watch_policies:
             kinds.append(
@@ -178,14 +218,13 @@ class ClusterWatch:
         await self._synced.wait()
 
     async def _follow(self, kind: _Kind) -> None:
-        attempt = 0
+        attempts = [0]  # reset by any successful request (``_succeeded``)
         while True:
             try:
                 if kind.version is None:
-                    kind.version = await self._relist(kind)
-                await self._stream(kind, kind.version)
+                    kind.version = await self._relist(kind, attempts)
+                await self._stream(kind, kind.version, attempts)
                 self.metrics.watch_restarts.labels(kind.name, "closed").inc()
-                attempt = 0
             except _Expired:
                 log.info(
                     "%s watch expired (410 Gone), relisting",
@@ -194,13 +233,21 @@ class ClusterWatch:
                 )
                 self.metrics.watch_restarts.labels(kind.name, "expired").inc()
                 kind.version = None
-                attempt = 0
             except Exception as err:  # never let the cache die; a bug shows in the log
                 if not isinstance(err, (*_NETWORK_ERRORS, _StreamError, ValueError)):
                     log.exception("%s watch: unexpected error", kind.name)
                 self.metrics.watch_restarts.labels(kind.name, "error").inc()
-                delay = backoff_delay(attempt, self.backoff, rand=self._rand())
-                attempt += 1
+                now = self._clock()
+                if kind.down_since is None:
+                    kind.down_since = now
+                status = err.status if isinstance(err, ApiException) else None
+                delay = backoff_delay(attempts[0], self.backoff, rand=self._rand(), status=status)
+                attempts[0] += 1
+                stale_at = kind.down_since + self.staleness
+                if self._stale(kind, now):
+                    kind.version = None  # list again: events may be missing
+                elif now + delay > stale_at:
+                    delay = max(0.0, stale_at - now)  # wake up to stop trusting the cache
                 log.warning(
                     "%s watch failed (%s), retrying in %.1fs",
                     kind.name,
@@ -210,7 +257,30 @@ class ClusterWatch:
                 )
                 await self._sleep(delay)
 
-    async def _relist(self, kind: _Kind) -> str:
+    def _succeeded(self, kind: _Kind, attempts: list[int]) -> None:
+        """The server answered a request of this kind: reset its backoff and its outage."""
+        attempts[0] = 0
+        kind.down_since = None
+
+    def _stale(self, kind: _Kind, now: float) -> bool:
+        """Whether ``kind`` has been down for ``staleness``; if so the cache stops being synced
+        until the kind has listed again."""
+        if kind.down_since is None or now - kind.down_since < self.staleness:
+            return False
+        if kind.listed:
+            kind.listed = False
+            log.warning(
+                "%s watch down for %.1fs: cache not trusted until it lists again",
+                kind.name,
+                now - kind.down_since,
+                extra={"resource": kind.name},
+            )
+        if self.state.synced:
+            self.state.synced = False
+            self.metrics.synced.set(0)
+        return True
+
+    async def _relist(self, kind: _Kind, attempts: list[int]) -> str:
         listing = await kind.lister(_preload_content=False)
         async with listing:
             if listing.status == 410:
@@ -218,6 +288,7 @@ class ClusterWatch:
             if listing.status != 200:
                 raise ApiException(status=listing.status, reason=await listing.text())
             body = await listing.json(content_type=None)
+        self._succeeded(kind, attempts)
         items = [i for i in body.get("items") or () if isinstance(i, Mapping)]
         kind.replace(items)
         kind.listed = True
@@ -229,7 +300,7 @@ class ClusterWatch:
         self._update_gauges()
         return str(_meta(body).get("resourceVersion") or "")
 
-    async def _stream(self, kind: _Kind, version: str) -> None:
+    async def _stream(self, kind: _Kind, version: str, attempts: list[int]) -> None:
         """Follow one watch stream to its end, keeping ``kind.version`` current."""
         response = await kind.lister(
             watch=True,
@@ -245,6 +316,7 @@ class ClusterWatch:
                 raise _Expired
             if response.status != 200:
                 raise ApiException(status=response.status, reason=await response.text())
+            self._succeeded(kind, attempts)
             while line := await response.content.readline():
                 if not line.strip():
                     continue
@@ -284,15 +356,25 @@ class ClusterWatch:
                     "skipping node: %s", err, extra={"node": _describe(raw), "error": str(err)}
                 )
         self.state.replace(nodes=nodes)
+        for node in nodes:
+            self._node_known(node.name)
 
     def _event_nodes(self, kind: str, raw: RawObject) -> None:
         if kind == "DELETED":
             self.state.remove_node(str(_meta(raw).get("name")))
             return
         try:
-            self.state.upsert_node(node_from_dict(raw, self.kind_settings))
+            node = node_from_dict(raw, self.kind_settings)
         except ValueError as err:
             log.warning("skipping node: %s", err, extra={"node": _describe(raw), "error": str(err)})
+            return
+        self.state.upsert_node(node)
+        self._node_known(node.name)
+
+    def _node_known(self, name: str) -> None:
+        """The pods bound there now count themselves: drop the reservations held for them."""
+        for pod in tuple(self.state.pods_on(name)):
+            self.ledger.confirm(pod.uid)
 
     # pods
     def _replace_pods(self, items: list[RawObject]) -> None:
@@ -302,8 +384,7 @@ class ClusterWatch:
         for uid in before - set(self.state.pods):
             self.ledger.release(uid)
         for pod in pods:
-            if pod.node_name:
-                self.ledger.confirm(pod.uid)
+            self._seen(pod)
 
     def _event_pods(self, kind: str, raw: RawObject) -> None:
         if kind == "DELETED":
@@ -315,14 +396,42 @@ class ClusterWatch:
         if pod is None:
             return
         self.state.upsert_pod(pod)
+        self._seen(pod)
+
+    def _seen(self, pod: Pod) -> None:
         if pod.node_name:
-            self.ledger.confirm(pod.uid)
+            known = pod.node_name in self.state.nodes
+            self.ledger.seen_bound(pod.uid, node=pod.node_name, node_known=known)
 
     def _parse_pod(self, raw: RawObject) -> Pod | None:
         try:
             return pod_from_dict(raw)
         except ValueError as err:
             log.warning("skipping pod: %s", err, extra={"pod": _describe(raw), "error": str(err)})
+            return None
+
+    # statefulsets: only spec.ordinals.start matters
+    def _replace_statefulsets(self, items: list[RawObject]) -> None:
+        starts = [s for raw in items if (s := self._parse_statefulset(raw)) is not None]
+        self.state.ordinal_starts.clear()
+        for workload, start in starts:
+            self.state.set_ordinal_start(workload, start)
+
+    def _event_statefulsets(self, kind: str, raw: RawObject) -> None:
+        parsed = self._parse_statefulset(raw)
+        if parsed is not None:
+            workload, start = parsed
+            self.state.set_ordinal_start(workload, 0 if kind == "DELETED" else start)
+
+    def _parse_statefulset(self, raw: RawObject) -> tuple[WorkloadKey, int] | None:
+        try:
+            return statefulset_start(raw)
+        except ValueError as err:
+            log.warning(
+                "skipping StatefulSet: %s",
+                err,
+                extra={"statefulset": _describe(raw), "error": str(err)},
+            )
             return None
 
     # policies

@@ -5,12 +5,19 @@ filtered before the previous one shows up bound in the watch.  ``filter`` theref
 slot (pod UID -> unit) here; the cache confirms it (drops it) when it sees the pod bound, releases
 it when the pod is deleted, and anything unconfirmed expires after ``ttl`` seconds.  Pure: time is
 an argument.
+
+A pod seen bound to a node the cache does not know yet (full-Node mode judges such nodes from
+the request; the node watch may lag) cannot count itself: ``unit_counts`` finds no unit for it.
+``seen_bound`` then keeps its reservation, pinned to the node and without expiry, and the cache
+drops it once the node arrives (or the pod goes): the pod is counted by the unit its
+reservation chose until its node is known.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .model import WorkloadKey
 
@@ -62,6 +69,15 @@ class Ledger:
         return reservation
 
     confirm = release
+
+    def seen_bound(self, uid: str, *, node: str, node_known: bool) -> None:
+        """The watch saw the pod bound to ``node``: confirm, or hold until the node is known."""
+        if node_known:
+            self.release(uid)
+            return
+        reservation = self._by_uid.get(uid)
+        if reservation is not None and reservation.expires != math.inf:
+            self._by_uid[uid] = replace(reservation, expires=math.inf, node=node)
 
     def reserved(self, workload: WorkloadKey, *, policy: str, now: float) -> dict[str, int]:
         """Live reservations of one workload under one policy, as pod UID -> unit."""

@@ -19,6 +19,7 @@ from .quantity import QuantityError, milli_value, value
 
 __all__ = [
     "GPU_RESOURCE",
+    "MIRROR_ANNOTATION",
     "ModelError",
     "Node",
     "NodeKind",
@@ -29,11 +30,13 @@ __all__ = [
     "Taint",
     "Toleration",
     "WorkloadKey",
+    "is_daemon_or_static",
     "node_from_dict",
     "node_kind",
     "parse_resources",
     "pod_from_dict",
     "pod_requests",
+    "statefulset_start",
     "workload_of",
 ]
 
@@ -97,16 +100,24 @@ def parse_resources(raw: Mapping[str, Any] | None, *, where: str) -> Resources:
         return Resources()
     if not isinstance(raw, Mapping):
         raise ModelError(f"{where}: expected a map of resource quantities")
+    key = ""
     try:
-        return Resources(
-            cpu_milli=milli_value(raw["cpu"]) if "cpu" in raw else 0,
-            memory=value(raw["memory"]) if "memory" in raw else 0,
-            pods=value(raw["pods"]) if "pods" in raw else 0,
-            gpu_milli=milli_value(raw[GPU_RESOURCE]) if GPU_RESOURCE in raw else 0,
-            ephemeral_storage=value(raw["ephemeral-storage"]) if "ephemeral-storage" in raw else 0,
-        )
+        amounts = []
+        for key, parse in _RESOURCE_PARSERS:
+            amounts.append(parse(raw[key]) if key in raw else 0)
     except QuantityError as err:
-        raise ModelError(f"{where}: {err}") from None
+        raise ModelError(f"{where}.{key}: {err}") from None
+    return Resources(*amounts)
+
+
+_RESOURCE_PARSERS = (
+    ("cpu", milli_value),
+    ("memory", value),
+    ("pods", value),
+    (GPU_RESOURCE, milli_value),
+    ("ephemeral-storage", value),
+)
+"""In the order of ``Resources``' fields."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,11 +226,32 @@ class Pod:
         if self.owner is None or self.owner.kind != "StatefulSet":
             return None
         index = self.labels.get("apps.kubernetes.io/pod-index")
-        if index is not None and index.isdigit():
+        if index is not None and _is_ascii_number(index):
             return int(index)
         prefix = self.owner.name + "-"
         suffix = self.name[len(prefix) :] if self.name.startswith(prefix) else ""
-        return int(suffix) if suffix.isdigit() else None
+        return int(suffix) if _is_ascii_number(suffix) else None
+
+
+def _is_ascii_number(text: str) -> bool:
+    """Kubernetes writes ordinals in ASCII; ``str.isdigit`` also takes "²", which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+_PER_NODE_OWNERS = frozenset({"DaemonSet", "Node"})
+
+
+def is_daemon_or_static(pod: Pod) -> bool:
+    """A DaemonSet pod, or a static pod (its mirror pod, owned by the Node): bound to its node.
+
+    Such pods go where their node is, whatever a policy's selector says: the extender, the
+    webhook, the deletion-cost reconciler and the autoscaler all leave them alone.
+    """
+    owner = pod.owner
+    if owner is not None and owner.kind in _PER_NODE_OWNERS:
+        return True
+    return MIRROR_ANNOTATION in pod.annotations
 
 
 def node_kind(
@@ -258,7 +290,8 @@ def pod_requests(spec: Mapping[str, Any], *, where: str = "pod") -> Resources:
         total = total + _container_requests(c, f"{where}.spec.containers[{i}]")
     sidecars = Resources()
     init_max = Resources()
-    for i, c in enumerate(_list(spec.get("initContainers"), f"{where}.spec.initContainers")):
+    for i, raw in enumerate(_list(spec.get("initContainers"), f"{where}.spec.initContainers")):
+        c = _map(raw, f"{where}.spec.initContainers[{i}]")
         req = _container_requests(c, f"{where}.spec.initContainers[{i}]")
         if c.get("restartPolicy") == "Always":
             sidecars = sidecars + req
@@ -325,6 +358,23 @@ def pod_from_dict(raw: Mapping[str, Any]) -> Pod:
         created=_timestamp(meta.get("creationTimestamp")),
         workload=workload_of(namespace, name, owner, labels),
     )
+
+
+def statefulset_start(raw: Mapping[str, Any]) -> tuple[WorkloadKey, int]:
+    """A StatefulSet's workload and its first ordinal (``spec.ordinals.start``, default 0)."""
+    if not isinstance(raw, Mapping):
+        raise ModelError("StatefulSet: expected a JSON object")
+    meta = _map(raw.get("metadata"), "StatefulSet.metadata")
+    name = _str(meta.get("name"), "StatefulSet.metadata.name")
+    namespace = _str(meta.get("namespace") or "default", "StatefulSet.metadata.namespace")
+    spec = _map(raw.get("spec"), f"StatefulSet {namespace}/{name}: spec")
+    ordinals = _map(spec.get("ordinals"), f"StatefulSet {namespace}/{name}: spec.ordinals")
+    start = ordinals.get("start") or 0
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise ModelError(
+            f"StatefulSet {namespace}/{name}: spec.ordinals.start must be a non-negative integer"
+        )
+    return WorkloadKey(namespace, "StatefulSet", name), start
 
 
 def node_from_dict(raw: Mapping[str, Any], settings: NodeKindSettings | None = None) -> Node:

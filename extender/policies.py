@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from .model import NodeKind
-from .policy import ResourcePolicy, TryNext, Unit
+from .policy import MAX_UNITS, ResourcePolicy, TryNext, Unit
 from .selectors import LabelSelector, Requirement
 
 __all__ = ["API_VERSION", "KIND", "PolicyError", "load_policies", "policy_from_dict"]
@@ -41,6 +41,9 @@ def policy_from_dict(
     units_raw = spec.get("units")
     if not isinstance(units_raw, list) or not units_raw:
         raise PolicyError(f"{where}: spec.units must be a non-empty list")
+    if len(units_raw) > MAX_UNITS:
+        # as the CRD's maxItems; pod-deletion-cost (an int32) gives each unit a band of 10^8
+        raise PolicyError(f"{where}: spec.units: at most {MAX_UNITS} units")
     units = tuple(_unit(u, f"{where}: spec.units[{i}]") for i, u in enumerate(units_raw))
     try_next_raw = spec.get("whenTryNextUnits") or TryNext.LACK_RESOURCE_OR_EXCEED_MAX.value
     if isinstance(try_next_raw, Mapping):  # ACK spells it {policy: ...}

@@ -17,10 +17,11 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .model import Node, NodeKind, Pod
+from .model import Node, NodeKind, Pod, is_daemon_or_static
 from .selectors import LabelSelector
 
 __all__ = [
+    "MAX_UNITS",
     "Decision",
     "ResourcePolicy",
     "TryNext",
@@ -29,6 +30,10 @@ __all__ = [
     "policy_for",
     "unit_counts",
 ]
+
+
+MAX_UNITS = 16
+"""As the CRD's ``maxItems``."""
 
 
 class TryNext(enum.Enum):
@@ -69,11 +74,13 @@ class ResourcePolicy:
 
     @property
     def has_eci(self) -> bool:
-        return any(u.resource is NodeKind.ECI for u in self.units)
+        """Some ECI unit can hold a pod (``max: 0`` holds none)."""
+        return any(u.resource is NodeKind.ECI and u.max != 0 for u in self.units)
 
     @property
     def has_ecs(self) -> bool:
-        return any(u.resource is NodeKind.ECS for u in self.units)
+        """Some ECS unit can hold a pod (``max: 0`` holds none)."""
+        return any(u.resource is NodeKind.ECS and u.max != 0 for u in self.units)
 
     def selects(self, pod: Pod) -> bool:
         return pod.namespace == self.namespace and self.selector.matches(pod.labels)
@@ -107,7 +114,12 @@ class Decision:
 
 
 def policy_for(policies: Iterable[ResourcePolicy], pod: Pod) -> ResourcePolicy | None:
-    """The policy that manages a pod: of several matches, the first by namespace/name (stable)."""
+    """The policy that manages a pod: of several matches, the first by namespace/name (stable).
+
+    DaemonSet and static pods are never managed: they belong on their own node.
+    """
+    if is_daemon_or_static(pod):
+        return None
     best: ResourcePolicy | None = None
     for policy in policies:
         if policy.selects(pod) and (best is None or policy.key < best.key):
@@ -123,17 +135,24 @@ def unit_counts(
     reserved: Mapping[str, int],
     exclude_uid: str = "",
 ) -> list[int]:
-    """Pods per unit: bound live pods plus reservations (pod UID -> unit) not yet seen bound."""
+    """Pods per unit: bound live pods plus reservations (pod UID -> unit) not yet seen bound.
+
+    A pod bound to a node the cache does not know yet is counted by its reservation (if it has
+    one): its unit cannot be told from the node.
+    """
     counts = [0] * len(policy.units)
     bound: set[str] = set()
     for pod in pods:
         if pod.uid == exclude_uid or not pod.node_name:
             continue
-        bound.add(pod.uid)
         if not policy.counts(pod):
+            bound.add(pod.uid)
             continue
         node = nodes.get(pod.node_name)
-        unit = policy.unit_of(node) if node is not None else None
+        if node is None:
+            continue
+        bound.add(pod.uid)
+        unit = policy.unit_of(node)
         if unit is not None:
             counts[unit] += 1
     for uid, unit in reserved.items():

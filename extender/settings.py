@@ -35,6 +35,8 @@ class Settings:
     log_level: str = "info"
     url_prefix: str = ""
     managed_resource: str = ""
+    eci_taint_value: str = ""
+    watch_staleness: float = 15.0
     expire_interval: float = 5.0
     deletion_cost: bool = True
     server: str = DEFAULT_SERVER

@@ -5,6 +5,10 @@ file is the only writer; request handlers only read it.  Everything runs on one 
 and a handler never awaits while it reads, so a handler always sees a consistent state without
 copying the cluster per event.  Indices keep every read proportional to what it asks for: pods
 of one workload, pods on one node, the pending pods.
+
+StatefulSets are kept only for ``spec.ordinals.start`` (when not 0): the policy places a
+StatefulSet pod by its ordinal relative to the start (``ordinal``), so a StatefulSet that
+starts at 5 keeps replicas 5 .. 5+N-1 on the first unit.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .model import (
     WorkloadKey,
     node_from_dict,
     pod_from_dict,
+    statefulset_start,
 )
 from .policies import policy_from_dict
 from .policy import ResourcePolicy
@@ -45,6 +50,8 @@ class ClusterState:
         self.pods: dict[str, Pod] = {}
         self.policies: tuple[ResourcePolicy, ...] = ()
         self.synced = synced
+        self.ordinal_starts: dict[WorkloadKey, int] = {}
+        """StatefulSet -> ``spec.ordinals.start``, only those that do not start at 0."""
         self.generation = 0
         """Bumped whenever a node is added, removed or changed: readers may cache per-node facts."""
         self._by_workload: dict[WorkloadKey, dict[str, Pod]] = defaultdict(dict)
@@ -73,6 +80,12 @@ class ClusterState:
                 self.upsert_pod(pod)
         if policies is not None:
             self.set_policies(policies)
+
+    def set_ordinal_start(self, workload: WorkloadKey, start: int) -> None:
+        if start:
+            self.ordinal_starts[workload] = start
+        else:
+            self.ordinal_starts.pop(workload, None)
 
     def set_policies(self, policies: Iterable[ResourcePolicy]) -> None:
         self.policies = tuple(sorted(policies, key=lambda p: p.key))
@@ -134,12 +147,19 @@ class ClusterState:
     def pending_pods(self) -> Iterable[Pod]:
         return self._pending.values()
 
+    def ordinal(self, pod: Pod) -> int | None:
+        """The StatefulSet pod's ordinal counted from its StatefulSet's ``ordinals.start``."""
+        ordinal = pod.ordinal
+        if ordinal is None or not self.ordinal_starts or pod.workload is None:
+            return ordinal
+        return max(0, ordinal - self.ordinal_starts.get(pod.workload, 0))
+
 
 def load_cluster(
     path: str | Path, *, kind_settings: NodeKindSettings | None = None
 ) -> ClusterState:
     """A static cluster from YAML (or JSON, ``.json``): documents (or ``items``) of kind Node,
-    Pod and ResourcePolicy."""
+    Pod, ResourcePolicy and StatefulSet."""
     try:
         text = Path(path).read_text()
         if str(path).endswith(".json"):  # large generated clusters: JSON parses 50x faster
@@ -161,6 +181,7 @@ def load_cluster(
             if "kind" in doc:
                 objects.append(doc)
     nodes, pods, policies = [], [], []
+    starts: list[tuple[WorkloadKey, int]] = []
     for i, obj in enumerate(objects):
         kind = obj.get("kind") if isinstance(obj, Mapping) else None
         try:
@@ -170,10 +191,16 @@ def load_cluster(
                 pods.append(pod_from_dict(obj))
             elif kind == "ResourcePolicy":
                 policies.append(policy_from_dict(obj))
+            elif kind == "StatefulSet":
+                starts.append(statefulset_start(obj))
             else:
                 raise ModelError(
-                    f"object {i}: kind must be Node, Pod or ResourcePolicy, not {kind!r}"
+                    f"object {i}: kind must be Node, Pod, ResourcePolicy or StatefulSet, "
+                    f"not {kind!r}"
                 )
         except ValueError as err:
             raise ModelError(f"{path}: {err}") from None
-    return ClusterState(nodes=nodes, pods=pods, policies=policies)
+    state = ClusterState(nodes=nodes, pods=pods, policies=policies)
+    for workload, start in starts:
+        state.set_ordinal_start(workload, start)
+    return state

@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from .ledger import Ledger, Reservation
-from .model import Node, NodeKindSettings, Pod, WorkloadKey, node_from_dict, pod_from_dict
+from .model import (
+    Node,
+    NodeKind,
+    NodeKindSettings,
+    Pod,
+    Taint,
+    WorkloadKey,
+    is_daemon_or_static,
+    node_from_dict,
+    pod_from_dict,
+)
 from .policy import Decision, ResourcePolicy, decide, policy_for, unit_counts
 from .snapshot import ClusterState
 from .wire import NameList, decode_pod
@@ -141,12 +151,29 @@ class Caches:
     kind_settings: NodeKindSettings = field(default_factory=NodeKindSettings)
     offers: _Lru[Hashable, Offer] = field(default_factory=lambda: _Lru(32))
     nodes: _Lru[tuple[str, str], Node] = field(default_factory=lambda: _Lru(20_000))
-    pods: _Lru[tuple[str, str], Pod] = field(default_factory=lambda: _Lru(4_096))
+    pods: _Lru[str, tuple[Mapping[str, object], Pod]] = field(default_factory=lambda: _Lru(1_024))
     pod_bodies: _Lru[bytes, Pod] = field(default_factory=lambda: _Lru(256))
     decisions: _Lru[str, tuple[Pod, int, Decision]] = field(default_factory=lambda: _Lru(256))
     _policies: tuple[ResourcePolicy, ...] | None = None
     _by_namespace: dict[str, tuple[ResourcePolicy, ...]] = field(default_factory=dict)
     _matches: dict[Hashable, ResourcePolicy | None] = field(default_factory=dict)
+    _eci_taints: tuple[int, tuple[Taint, ...]] = (-1, ())
+
+    def eci_taints(self, state: ClusterState) -> tuple[Taint, ...]:
+        """The distinct taints with the ECI taint key on the cache's ECI nodes (per generation)."""
+        generation, taints = self._eci_taints
+        if generation != state.generation:
+            key = self.kind_settings.eci_taint_key
+            found = {
+                t
+                for node in state.nodes.values()
+                if node.kind is NodeKind.ECI
+                for t in node.taints
+                if t.key == key
+            }
+            taints = tuple(sorted(found, key=lambda t: (t.value, t.effect)))
+            self._eci_taints = (state.generation, taints)
+        return taints
 
     def policy(self, state: ClusterState, pod: Pod) -> ResourcePolicy | None:
         """``policy_for`` over only the pod's namespace (the index follows ``state.policies``)."""
@@ -157,6 +184,8 @@ class Caches:
             self._by_namespace = {ns: tuple(ps) for ns, ps in by_namespace.items()}
             self._policies = state.policies
             self._matches.clear()
+        if is_daemon_or_static(pod):  # not keyed by its labels: decided before the memo
+            return None
         # The replicas of a workload share their labels: match each label set once.
         key = (pod.namespace, frozenset(pod.labels.items()))
         if key in self._matches:
@@ -167,19 +196,19 @@ class Caches:
         return found
 
     def pod(self, raw: Mapping[str, object]) -> Pod:
-        """``pod_from_dict`` memoised per (uid, resourceVersion): filter then prioritize share it."""
+        """``pod_from_dict`` memoised per UID while the body stays the same: filter then
+        prioritize share it.  A different body under a known UID (new labels, or an invalid
+        body) is parsed again, so it gets its own decision or its own 400."""
         meta = raw.get("metadata")
-        key: tuple[str, str] | None = None
-        if isinstance(meta, Mapping):
-            uid, version = meta.get("uid"), meta.get("resourceVersion")
-            if isinstance(uid, str) and isinstance(version, str) and uid and version:
-                key = (uid, version)
-        if key is not None:
-            cached = self.pods.get(key)
-            if cached is not None:
-                return cached
+        uid = meta.get("uid") if isinstance(meta, Mapping) else None
+        if not isinstance(uid, str) or not uid:
+            return pod_from_dict(raw)
+        cached = self.pods.get(uid)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
         pod = pod_from_dict(raw)
-        return pod if key is None else self.pods.put(key, pod)
+        self.pods.put(uid, (raw, pod))
+        return pod
 
     def node(self, load: Callable[[], Mapping[str, object]], *, name: str, version: str) -> Node:
         """``node_from_dict(load())`` memoised per (name, resourceVersion): ``load`` runs on a miss."""
@@ -293,10 +322,10 @@ def _reason_label(decision: Decision) -> str:
 
 
 def _decide(
-    policy: ResourcePolicy, pod: Pod, offer: Offer, counts: Sequence[int]
+    policy: ResourcePolicy, pod: Pod, offer: Offer, counts: Sequence[int], *, ordinal: int | None
 ) -> tuple[Decision, tuple[str, ...], tuple[tuple[tuple[str, ...], str], ...]]:
     """``decide`` on one node per group, expanded back to every offered name."""
-    decision = decide(policy, counts=counts, candidates=offer.representatives, ordinal=pod.ordinal)
+    decision = decide(policy, counts=counts, candidates=offer.representatives, ordinal=ordinal)
     accepted = offer.names(decision.unit) if decision.accepted else ()
     refused = []
     for rep in offer.representatives:
@@ -339,7 +368,7 @@ def filter_pod(
         )
     workload = _workload(pod)
     counts = _counts(policy, pod, state=state, ledger=ledger, now=now, workload=workload)
-    decision, accepted, refused = _decide(policy, pod, grouped, counts)
+    decision, accepted, refused = _decide(policy, pod, grouped, counts, ordinal=state.ordinal(pod))
     caches.remember(pod, state.generation, decision)
     if reserve and decision.placed and decision.unit is not None:
         ledger.reserve(
@@ -387,7 +416,7 @@ def prioritize(
         workload = _workload(pod)
         counts = _counts(policy, pod, state=state, ledger=ledger, now=now, workload=workload)
         decision = decide(
-            policy, counts=counts, candidates=grouped.representatives, ordinal=pod.ordinal
+            policy, counts=counts, candidates=grouped.representatives, ordinal=state.ordinal(pod)
         )
     accepted = grouped.names(decision.unit) if decision.accepted and not single else ()
     return PriorityOutcome(
@@ -432,7 +461,7 @@ def preempt(
         counts = _counts(
             policy, pod, state=state, ledger=ledger, now=now, workload=workload, without=own
         )
-        decision = decide(policy, counts=counts, candidates=(node,), ordinal=pod.ordinal)
+        decision = decide(policy, counts=counts, candidates=(node,), ordinal=state.ordinal(pod))
         if decision.accepted:
             kept[name] = (victims, violations)
         else:

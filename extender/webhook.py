@@ -2,8 +2,13 @@
 
 Without a toleration for the virtual node's taint kube-scheduler never offers the virtual node to
 the extender, so the policy could never overflow to ECI.  On Pod CREATE, a pod matched by a policy
-that has an ECI unit gets ``{key: <eci taint key>, operator: Exists, effect: NoSchedule}`` unless a
-toleration it already has tolerates that taint.  Everything else is allowed unchanged: the webhook
+whose ECI unit can hold a pod (not ``max: 0``) gets ``{key: <eci taint key>, operator: Exists,
+effect: NoSchedule}`` unless the tolerations it already has tolerate the virtual nodes' taints.
+Those taints are the ones the cache has seen on ECI nodes (key = the configured taint key); with
+no virtual node in the cache yet, the configured value (``--eci-taint-value``); with none
+configured either, only a toleration that matches any value (``Exists``) counts.  A toleration for
+``virtual-kubelet.io/provider=other-provider`` therefore does not count for an ``alibabacloud``
+virtual node.  DaemonSet and static pods are never touched (``extender.model.is_daemon_or_static``).  Everything else is allowed unchanged: the webhook
 never refuses a pod (``allowed`` is always true; a webhook outage must not block pod creation).
 
 Optional (``managed_resource``, off by default): the pod's first container also gets a request
@@ -21,14 +26,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .model import ModelError, Pod, Toleration, pod_from_dict
+from .model import ModelError, Pod, Taint, Toleration, pod_from_dict
 from .policy import ResourcePolicy
 
-__all__ = ["WebhookError", "WebhookSettings", "review"]
+__all__ = ["WebhookError", "WebhookSettings", "review", "tolerates_virtual_nodes"]
 
 
 class WebhookError(ValueError):
@@ -38,6 +43,8 @@ class WebhookError(ValueError):
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
     eci_taint_key: str = "virtual-kubelet.io/provider"
+    eci_taint_value: str = ""
+    """The virtual node's taint value when the cache has no virtual node yet ("": unknown)."""
     managed_resource: str = ""
 
 
@@ -45,18 +52,34 @@ def _pointer(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def _tolerates_key(toleration: Toleration, key: str) -> bool:
-    """Tolerates a NoSchedule taint with this key, whatever the taint's value (unknown here)."""
-    if toleration.effect not in ("", "NoSchedule"):
-        return False
-    if toleration.key == "":
-        return toleration.operator == "Exists"
-    return toleration.key == key
+def tolerates_virtual_nodes(
+    tolerations: Sequence[Toleration], taints: Sequence[Taint], settings: WebhookSettings
+) -> bool:
+    """Whether the pod's tolerations already let it onto every virtual node.
+
+    ``taints``: the ECI taints the cache knows (key = ``settings.eci_taint_key``).  Without
+    any, the configured value stands in; without that, the value is unknown and only a
+    toleration matching every value of the key (``Exists``) counts.
+    """
+    key = settings.eci_taint_key
+    wanted = [t for t in taints if t.key == key]
+    if not wanted:
+        if not settings.eci_taint_value:
+            any_value = Taint(key, "", "NoSchedule")
+            return any(t.operator == "Exists" and t.tolerates(any_value) for t in tolerations)
+        wanted = [Taint(key, settings.eci_taint_value, "NoSchedule")]
+    return all(
+        any(t.tolerates(taint) for t in tolerations)
+        for taint in wanted
+        if taint.effect in ("NoSchedule", "NoExecute")
+    )
 
 
-def _patch(raw_pod: Mapping[str, Any], pod: Pod, settings: WebhookSettings) -> list[dict[str, Any]]:
+def _patch(
+    raw_pod: Mapping[str, Any], pod: Pod, settings: WebhookSettings, taints: Sequence[Taint]
+) -> list[dict[str, Any]]:
     ops: list[dict[str, Any]] = []
-    if not any(_tolerates_key(t, settings.eci_taint_key) for t in pod.tolerations):
+    if not tolerates_virtual_nodes(pod.tolerations, taints, settings):
         toleration = {"key": settings.eci_taint_key, "operator": "Exists", "effect": "NoSchedule"}
         if pod.tolerations:
             ops.append({"op": "add", "path": "/spec/tolerations/-", "value": toleration})
@@ -99,8 +122,12 @@ def review(
     *,
     policy_for: Callable[[Pod], ResourcePolicy | None],
     settings: WebhookSettings,
+    eci_taints: Callable[[], Sequence[Taint]] = tuple,
 ) -> dict[str, Any]:
-    """The AdmissionReview answer for one request: always allowed, maybe with a JSONPatch."""
+    """The AdmissionReview answer for one request: always allowed, maybe with a JSONPatch.
+
+    ``eci_taints``: the virtual nodes' taints the cache knows (asked only for managed pods).
+    """
     if not isinstance(body, Mapping):
         raise WebhookError("AdmissionReview: the body must be a JSON object")
     request = body.get("request")
@@ -126,7 +153,7 @@ def review(
     policy = policy_for(pod)
     if policy is None or not policy.has_eci:
         return answer
-    ops = _patch(raw_pod, pod, settings)
+    ops = _patch(raw_pod, pod, settings, eci_taints())
     if ops:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
@@ -135,7 +162,13 @@ def review(
 
 def _pod(raw_pod: Mapping[str, Any], request: Mapping[str, Any]) -> Pod:
     """The pod as created: name and namespace may still be empty (``generateName``)."""
-    meta = dict(raw_pod.get("metadata") or {})
+    raw_meta = raw_pod.get("metadata")
+    if raw_meta is not None and not isinstance(raw_meta, Mapping):
+        raise WebhookError(
+            f"AdmissionReview: request.object.metadata must be an object, "
+            f"not {type(raw_meta).__name__}"
+        )
+    meta = dict(raw_meta or {})
     if not meta.get("namespace"):
         meta["namespace"] = request.get("namespace") or "default"
     if not meta.get("name"):

@@ -20,9 +20,10 @@ emulated behaviour.  What stock kmock 0.8 lacks, and this subclass adds:
 - subresources ``pods/{name}/binding`` (201, ``409`` when already bound), ``pods/{name}/eviction``
   (deletes the pod; ``429`` when a matching PodDisruptionBudget has ``disruptionsAllowed: 0``)
   and ``{resource}/{name}/status``;
-- fault injection: ``fail(...)`` makes the next N matching requests answer with a status,
-  ``drop_watches`` cuts live watch streams abruptly, ``close_watches`` ends them cleanly,
-  ``expire_watches`` sends them a 410.
+- fault injection: ``fail(...)`` makes the next N matching requests answer with a status (a 429
+  "storage is (re)initializing" as a starting server sends, a 5xx), ``drop_watches`` cuts live
+  watch streams abruptly, ``close_watches`` ends them cleanly, ``expire_watches`` sends them a
+  410, ``stop()`` / ``start()`` make it a stopped server (every connection reset) and back.
 
 The store is a dict of plain JSON objects instead of kmock's ``ObjectsArray``, because every
 write here must bump one global resourceVersion and append to one event history, which kmock's
@@ -91,6 +92,7 @@ RESOURCES: dict[tuple[str, str, str], ResourceType] = {
         ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
         ResourceType("apps", "v1", "deployments", "Deployment", True),
         ResourceType("apps", "v1", "replicasets", "ReplicaSet", True),
+        ResourceType("apps", "v1", "statefulsets", "StatefulSet", True),
         ResourceType("spillover.dev", "v1alpha1", "resourcepolicies", "ResourcePolicy", True),
     )
 }
@@ -124,6 +126,8 @@ class _Fault:
     path: re.Pattern[str]
     status: int
     remaining: int
+    watch: bool | None = None  # only watch requests (True), only others (False), any (None)
+    message: str = "injected fault"
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -147,6 +151,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _watchers: set[_Watcher] = attrs.field(factory=set, init=False)
     _watch_started: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     kubeconfig_path: Path | None = attrs.field(default=None, init=False)
+    stopped: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -166,13 +171,24 @@ class KubeEmulator(kmock.KubernetesEmulator):
     # -- kmock plumbing ---------------------------------------------------------------------------
     async def _handle(self, request: kmock.Request) -> Any:
         # Skip KubernetesEmulator._handle (its naive store); keep kmock's dispatch and journal.
+        if self.stopped:  # as a stopped server: the connection is reset, no answer
+            transport = request._raw_request.transport
+            if transport is not None:
+                transport.abort()
+            return await self._render_error(_error(503, "ServiceUnavailable", "stopped"))
+        is_watch = request.params.get("watch") in _WATCH_VALUES
         for fault in self._faults:
             method_ok = fault.method in (None, request.method.value.upper())
-            if fault.remaining > 0 and method_ok and fault.path.search(request.url.path):
+            watch_ok = fault.watch in (None, is_watch)
+            if (
+                fault.remaining > 0
+                and method_ok
+                and watch_ok
+                and fault.path.search(request.url.path)
+            ):
                 fault.remaining -= 1
-                return await self._render_error(
-                    _error(fault.status, "InternalError", "injected fault")
-                )
+                reason = "TooManyRequests" if fault.status == 429 else "InternalError"
+                return await self._render_error(_error(fault.status, reason, fault.message))
         return await kmock.KubernetesScaffold._handle(self, request)
 
     async def _render_error(self, exc: Exception) -> Any:
@@ -410,9 +426,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             for (t, pns, _), pdb in self.store.items()
             if t == pdbs
             and pns == ns
-            and _labels_match(
-                pod, ((pdb.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            )
+            # policy/v1: a null selector selects no pods, an empty one every pod
+            and (selector := (pdb.get("spec") or {}).get("selector")) is not None
+            and _labels_match(pod, selector.get("matchLabels") or {})
         ]
         for pdb in budgets:  # check every budget before touching any
             if int((pdb.get("status") or {}).get("disruptionsAllowed", 0)) <= 0:
@@ -578,11 +594,28 @@ class KubeEmulator(kmock.KubernetesEmulator):
         return self._commit(rtype, old, new)
 
     def fail(
-        self, path: str | re.Pattern[str], *, status: int = 500, times: int = 1, method: str = ""
+        self,
+        path: str | re.Pattern[str],
+        *,
+        status: int = 500,
+        times: int = 1,
+        method: str = "",
+        watch: bool | None = None,
+        message: str = "injected fault",
     ) -> None:
-        """Answer the next ``times`` requests whose path matches (regex search) with ``status``."""
+        """Answer the next ``times`` requests whose path matches (regex search) with ``status``;
+        ``watch=True`` / ``False``: only watch requests / only the others."""
         pattern = re.compile(path) if isinstance(path, str) else path
-        self._faults.append(_Fault(method.upper() or None, pattern, status, times))
+        self._faults.append(_Fault(method.upper() or None, pattern, status, times, watch, message))
+
+    def stop(self) -> None:
+        """Act as a stopped API server: live watches are cut and every request is reset."""
+        self.stopped = True
+        self.drop_watches()
+
+    def start(self) -> None:
+        """Serve again after ``stop`` (a restarted server keeps its store, as etcd does)."""
+        self.stopped = False
 
     def compact(self) -> None:
         """Forget the event history: any watch resuming from an older version gets 410."""

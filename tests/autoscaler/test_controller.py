@@ -512,6 +512,37 @@ async def test_scale_down_drains_by_eviction_and_respects_disruption_budgets(
     assert all(t["key"] != "spillover.dev/to-be-deleted" for t in node["spec"].get("taints") or [])
 
 
+async def test_a_disruption_budget_with_a_null_selector_blocks_nothing(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    """Regression: a PDB with a null selector (policy/v1: selects no pods) was read as the whole
+    namespace, which blocked every scale-down there."""
+    state = ClusterState()
+    provider = KwokProvider(kube_client, _config().groups)
+    await provider.increase_size("general", target=1)
+    [node] = _kwok_nodes(kube_api)
+    kube_api.create(_on(_pod("web-0"), node))
+    kube_api.create(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "nothing", "namespace": "shop"},
+            "spec": {"selector": None, "maxUnavailable": 0},
+            "status": {"disruptionsAllowed": 0},
+        }
+    )
+    _sync(kube_api, state)
+
+    def remove(*_: Any, pdbs: Any = (), **__: Any) -> Plan:
+        assert list(pdbs) == []  # the budget selects no pod: the planner never sees it
+        return Plan(scale_downs=(ScaleDown("general", node, "underutilized"),))
+
+    controller = _controller(kube_client, fresh_clock, state, planner=remove)
+    result = await controller.run_once()
+    assert result.deleted == (node,)
+    assert result.errors == ()
+
+
 async def test_a_failing_pass_does_not_stop_the_loop(
     kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:

@@ -69,6 +69,22 @@ def web_pod_dict(i: int, *, uid: str | None = None) -> dict[str, Any]:
     return pod
 
 
+def admission_review(pod: Any, **request: Any) -> dict[str, Any]:
+    """An AdmissionReview v1 creating ``pod`` in namespace shop; ``request`` overrides fields."""
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "req-1",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "operation": "CREATE",
+            "namespace": "shop",
+            "object": pod,
+            **request,
+        },
+    }
+
+
 def bound(pod: dict[str, Any], node: str) -> Pod:
     raw = copy.deepcopy(pod)
     raw["spec"]["nodeName"] = node

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 import pytest
-from extender_helpers import ECS, VIRTUAL, client, fixture, fixture_files, shop_state
+from extender_helpers import (
+    ECS,
+    VIRTUAL,
+    admission_review,
+    client,
+    fixture,
+    fixture_files,
+    shop_state,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -269,3 +278,126 @@ def test_malformed_pod_lists_are_400_not_500(verb: str, spec: dict[str, Any], me
     response = CLIENT.post(f"/{verb}", content=json.dumps(body))
     assert response.status_code == 400
     assert message in response.text
+
+
+# -- targeted fuzzing: wrong JSON types at every level of a Pod, Unicode digits, reviews ------
+POD = fixture("filter-deployment-pod-nodecache.json")["Pod"]
+STS_POD = fixture("filter-statefulset-pod-nodecache.json")["Pod"]
+WRONG_TYPES = st.sampled_from([None, True, 0, -1, 1.5, "", "x", "²", [], ["x"], [{}], {}, {"a": 1}])
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into a JSON value: each object key and list index, at every level."""
+    paths = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            paths += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            paths += _paths(item, (*prefix, i))
+    return paths
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    copied = copy.copy(value)
+    copied[head] = _replaced(value[head], rest, new)
+    return copied
+
+
+POD_PATHS = _paths(POD)
+STS_PATHS = _paths(STS_POD)
+
+
+@st.composite
+def pods_with_a_wrong_type(draw: Any) -> dict[str, Any]:
+    """The captured pod (Deployment or StatefulSet) with one value anywhere replaced."""
+    pod, paths = draw(st.sampled_from([(POD, POD_PATHS), (STS_POD, STS_PATHS)]))
+    new: dict[str, Any] = _replaced(pod, draw(st.sampled_from(paths)), draw(WRONG_TYPES))
+    return new
+
+
+unicode_digits = st.text(
+    alphabet=st.characters(categories=["Nd", "No", "Nl"]), min_size=1, max_size=4
+)
+
+
+@st.composite
+def statefulset_pods_with_unicode_ordinals(draw: Any) -> dict[str, Any]:
+    pod = copy.deepcopy(STS_POD)
+    meta = pod["metadata"]
+    digits = draw(unicode_digits)
+    if draw(st.booleans()):
+        meta["labels"]["apps.kubernetes.io/pod-index"] = digits
+    if draw(st.booleans()):
+        meta["name"] = "db-" + draw(unicode_digits)
+    return pod
+
+
+def _verb_body(verb: str, pod: Any) -> dict[str, Any]:
+    if verb == "mutate":
+        return admission_review(pod)
+    return {"Pod": pod, "NodeNames": [*ECS, VIRTUAL], "NodeNameToMetaVictims": {ECS[0]: {}}}
+
+
+@pytest.mark.parametrize("verb", ["filter", "prioritize", "preempt", "mutate"])
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pod=pods_with_a_wrong_type())
+@example(pod={**POD, "metadata": 5})  # once a 500 on /mutate
+@example(pod={**POD, "metadata": "web"})
+@example(pod={**POD, "metadata": ["a"]})
+@example(pod={**POD, "spec": {**POD["spec"], "initContainers": [None]}})  # once a 500
+def test_a_wrong_type_anywhere_in_the_pod_is_200_or_4xx(verb: str, pod: dict[str, Any]) -> None:
+    response = CLIENT.post(f"/{verb}", content=json.dumps(_verb_body(verb, pod)))
+    assert response.status_code == 200 or 400 <= response.status_code < 500, response.text
+    _still_serves()
+
+
+@pytest.mark.parametrize("verb", ["filter", "prioritize", "preempt", "mutate"])
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pod=statefulset_pods_with_unicode_ordinals())
+@example(pod={**STS_POD, "metadata": {**STS_POD["metadata"], "name": "db-²"}})  # once a 500
+def test_unicode_digits_in_ordinals_are_200(verb: str, pod: dict[str, Any]) -> None:
+    response = CLIENT.post(f"/{verb}", content=json.dumps(_verb_body(verb, pod)))
+    assert response.status_code == 200, response.text
+
+
+review_parts = st.fixed_dictionaries(
+    {},
+    optional={
+        "apiVersion": st.sampled_from(["admission.k8s.io/v1", "admission.k8s.io/v1beta1", 5]),
+        "uid": st.sampled_from(["r", "", 5, None]),
+        "kind": st.one_of(
+            st.sampled_from([{"group": "", "version": "v1", "kind": "Pod"}, {"kind": "Pod"}]),
+            json_values,
+        ),
+        "operation": st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT", "", 3, None]),
+        "subResource": st.sampled_from(["", "status", "binding", 1]),
+        "namespace": st.one_of(st.sampled_from(["shop", "", None]), json_values),
+        "name": st.one_of(st.sampled_from(["web-1", ""]), json_values),
+        "object": st.one_of(pods_with_a_wrong_type(), json_values),
+        "oldObject": json_values,
+        "dryRun": json_values,
+    },
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    parts=review_parts, top=st.dictionaries(st.sampled_from(["apiVersion", "kind"]), json_values)
+)
+def test_admission_review_variants_are_200_or_4xx(
+    parts: dict[str, Any], top: dict[str, Any]
+) -> None:
+    review = admission_review(POD)
+    review["request"].update(parts)
+    review.update(top)
+    response = CLIENT.post("/mutate", content=json.dumps(review))
+    assert response.status_code == 200 or 400 <= response.status_code < 500, response.text
+    if response.status_code == 200:
+        answer = response.json()
+        assert answer["response"]["allowed"] is True
+        assert answer["response"]["uid"] == review["request"]["uid"]
+    _still_serves()

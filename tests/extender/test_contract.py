@@ -12,6 +12,7 @@ import pytest
 from extender_helpers import (
     ECS,
     VIRTUAL,
+    admission_review,
     client,
     fixture,
     fixture_files,
@@ -277,17 +278,7 @@ def _review(pod: dict[str, Any], operation: str = "CREATE") -> dict[str, Any]:
     pod = copy.deepcopy(pod)
     pod.get("spec", {}).pop("nodeName", None)
     pod["metadata"].pop("name", None)  # created with generateName
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "req-1",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "operation": operation,
-            "namespace": "shop",
-            "object": pod,
-        },
-    }
+    return admission_review(pod, operation=operation)
 
 
 def _mutate(c: Any, review: dict[str, Any]) -> tuple[dict[str, Any], list[Any] | None]:

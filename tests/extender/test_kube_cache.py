@@ -151,7 +151,51 @@ async def test_reconnects_with_backoff_after_server_errors(
     await synced(cache)
     assert "ecs-1" in cache.state.nodes
     assert cache.restarts("nodes", "error") == 3
-    assert cache.sleeps == [0.5, 1.0, 2.0]
+    # a server that answers 5xx is up: the wait is capped at busy_maximum (1 s)
+    assert cache.sleeps == [0.5, 1.0, 1.0]
+
+
+async def test_a_starting_server_answering_429_is_retried_within_a_second(
+    kube_api: KubeEmulator, cache: Cache
+) -> None:
+    """Regression: a 429 "storage is (re)initializing" during the server's start set a 28.8 s
+    wait (the delay had doubled through the outage)."""
+    message = "storage is (re)initializing"
+    kube_api.fail("^/api/v1/pods$", status=429, times=8, message=message)
+    await synced(cache)
+    assert cache.restarts("pods", "error") == 8
+    assert cache.sleeps[:2] == [0.5, 1.0]
+    assert max(cache.sleeps) == 1.0
+
+
+async def test_the_backoff_is_reset_by_any_successful_request(
+    kube_api: KubeEmulator, cache: Cache
+) -> None:
+    """Regression: the delay was reset only when a watch stream ended cleanly, so a list that
+    succeeded between failing watches did not count."""
+    kube_api.fail("^/api/v1/nodes$", status=503, times=3, watch=False)  # the list, 3 times
+    kube_api.fail("^/api/v1/nodes$", status=503, times=1, watch=True)  # then its watch once
+    await synced(cache)
+    await kube_api.wait_watching("nodes")
+    assert cache.restarts("nodes", "error") == 4
+    assert cache.sleeps == [0.5, 1.0, 1.0, 0.5]  # the successful list reset it
+
+
+async def test_connection_errors_back_off_to_the_maximum_then_reset(
+    kube_api: KubeEmulator, cache: Cache
+) -> None:
+    await synced(cache)
+    await kube_api.wait_watching("nodes")
+    kube_api.stop()
+    await until(lambda: cache.restarts("nodes", "error") >= 5, what="five failed reconnects")
+    kube_api.start()
+    async with asyncio.timeout(10):  # safety net
+        await kube_api.wait_watching(None, count=4)  # nodes, pods, statefulsets, policies
+    node_sleeps = cache.sleeps[:5]
+    assert max(node_sleeps) <= 4.0  # BackoffSettings(maximum=4.0) of the fixture
+    kube_api.drop_watches("nodes")
+    await until(lambda: cache.restarts("nodes", "error") >= 6, what="one more failure")
+    assert cache.sleeps[-1] == 0.5  # reset by the reconnect
 
 
 async def test_resumes_after_dropped_and_closed_streams(
@@ -220,6 +264,50 @@ async def test_policies_from_a_file_are_not_replaced_by_the_crd(
         assert "ecs-1" in state.nodes
         assert [p.key for p in state.policies] == ["shop/file"]
         assert kube_api.requests_to("GET", "resourcepolicies") == []
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_watch_down_past_the_staleness_unsyncs_until_it_has_relisted(
+    kube_api: KubeEmulator, kube_client: client.ApiClient
+) -> None:
+    """Regression: ``state.synced`` was set once and never cleared when the watches failed."""
+    kube_api.create(make_node("ecs-1"))
+    state, metrics = ClusterState(synced=False), Metrics()
+    clock = [0.0]
+
+    async def sleep(delay: float) -> None:  # virtual time: each wait moves the clock
+        clock[0] += delay
+        await asyncio.sleep(0)
+
+    watch = ClusterWatch(
+        kube_client,
+        state,
+        Ledger(),
+        metrics=metrics,
+        clock=lambda: clock[0],
+        sleep=sleep,
+        rand=lambda: 0.5,
+        staleness=10.0,
+    )
+    task = asyncio.create_task(watch.run())
+    try:
+        async with asyncio.timeout(10):  # safety net
+            await watch.wait_synced()
+        await kube_api.wait_watching(None, count=4)
+        kube_api.fail("^/api/v1/nodes$", status=503, times=10**6)  # only nodes: pods stay fresh
+        kube_api.drop_watches("nodes")
+        await until(lambda: not state.synced, what="the cache no longer trusted")
+        assert clock[0] >= 10.0  # not before the staleness
+        assert metrics.registry.get_sample_value("spillover_extender_cache_synced") == 0
+        lists = len(kube_api.requests_to("GET", "^/api/v1/nodes$"))
+        kube_api._faults.clear()
+        await until(lambda: state.synced, what="synced again")
+        again = [r for r in kube_api.requests_to("GET", "^/api/v1/nodes$")[lists:]]
+        assert "watch" not in again[0].params  # a relist, not a resumed watch
+        assert metrics.registry.get_sample_value("spillover_extender_cache_synced") == 1
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -108,7 +108,9 @@ async def test_cli_serve_syncs_from_the_api_server(kube_api: KubeEmulator) -> No
             async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
                 metrics = await response.text()
         assert "spillover_extender_cache_synced 1.0" in metrics
-        assert kube_api.watch_count() >= 3  # nodes, pods, resourcepolicies
+        # nodes, pods, statefulsets, resourcepolicies: ready comes after the lists, the watches
+        # open right after
+        await kube_api.wait_watching(None, count=4)
     finally:
         process.terminate()
         await process.communicate()

@@ -8,7 +8,7 @@ import pytest
 from kube_emulator import KubeEmulator, make_node, make_pod, make_policy, until
 from kubernetes_asyncio import client
 
-from extender.deletion_cost import ANNOTATION
+from extender.deletion_cost import ANNOTATION, STEP, age_bonus
 from extender.kube import ClusterWatch, DeletionCostReconciler
 from extender.ledger import Ledger
 from extender.metrics import Metrics
@@ -71,6 +71,13 @@ async def world(kube_api: KubeEmulator, kube_client: client.ApiClient) -> AsyncI
     kube_api.create(make_pod("db-0", "shop", owner=("StatefulSet", "db"), node="ecs-1", app="web"))
     kube_api.create(make_pod("bare", "shop", node="ecs-2", app="web"))
     kube_api.create(make_pod("other", "shop", owner=("ReplicaSet", "x-1"), node="ecs-1"))
+    # per-node pods with the workload's labels: a policy never manages them
+    kube_api.create(
+        make_pod("agent-x1", "shop", owner=("DaemonSet", "agent"), node="ecs-1", app="web")
+    )
+    mirror = make_pod("static-ecs-2", "shop", owner=("Node", "ecs-2"), node="ecs-2", app="web")
+    mirror["metadata"]["annotations"] = {"kubernetes.io/config.mirror": "abc"}
+    kube_api.create(mirror)
 
     state = ClusterState(synced=False)
     metrics = Metrics()
@@ -96,16 +103,23 @@ async def test_writes_costs_ecs_within_max_over_eci_over_beyond_max(
 ) -> None:
     written = await world.reconciler(kube_client).reconcile_once()
     assert written == 5
+
+    def cost(band: int, name: str) -> str:
+        [pod] = [p for p in world.state.pods.values() if p.name == name]
+        return str(band * STEP + age_bonus(pod.created))
+
     assert annotations(kube_api) == {
-        "web-a": "200",  # ECS, within max 2
-        "web-b": "200",
-        "web-c": "-100",  # ECS beyond max: deleted first
-        "web-d": "100",  # ECI
-        "web-e": "100",
+        "web-a": cost(2, "web-a"),  # ECS, within max 2
+        "web-b": cost(2, "web-b"),
+        "web-c": str(-STEP),  # ECS beyond max: deleted first
+        "web-d": cost(1, "web-d"),  # ECI
+        "web-e": cost(1, "web-e"),
         "web-pending": None,  # not bound
         "db-0": None,  # StatefulSet: ordinal order already shrinks ECI first
         "bare": None,  # bare pod: no ReplicaSet deletes it
         "other": None,  # no policy
+        "agent-x1": None,  # DaemonSet pod
+        "static-ecs-2": None,  # mirror pod of a static pod
     }
     assert world.patches("written") == 5
 
@@ -138,12 +152,13 @@ async def test_patches_only_what_changed(
     await reconciler.reconcile_once()
     await until(lambda: _annotated(world) == 5, what="annotations in the cache")
     kube_api.delete("pods", "web-a", "shop")  # web-c moves within max
-    await until(lambda: len(list(world.state.pods_on("ecs-1"))) == 3, what="deletion seen")
+    await until(lambda: len(list(world.state.pods_on("ecs-1"))) == 4, what="deletion seen")
     before = len(kube_api.requests_to("PATCH", PATCHES))
     assert await reconciler.reconcile_once() == 1
     [patch] = kube_api.requests_to("PATCH", PATCHES)[before:]
     assert patch.url.path.endswith("/web-c")
-    assert annotations(kube_api)["web-c"] == "200"
+    [web_c] = [p for p in world.state.pods.values() if p.name == "web-c"]
+    assert annotations(kube_api)["web-c"] == str(2 * STEP + age_bonus(web_c.created))
 
 
 async def test_rate_limited_through_the_token_bucket(
@@ -183,3 +198,42 @@ _MANAGED = {"web-a", "web-b", "web-c", "web-d", "web-e"}
 
 def _annotated(world: World) -> int:
     return sum(1 for p in world.state.pods.values() if ANNOTATION in p.annotations)
+
+
+async def test_scale_in_order_is_eci_then_nodes_in_no_unit_then_ecs_newest_first(
+    kube_api: KubeEmulator, kube_client: client.ApiClient
+) -> None:
+    """Regression: pods on nodes in no unit got 0, below ECI's cost, so a ReplicaSet scale-in
+    removed them before the ECI pods."""
+    kube_api.create(make_node("ecs-1", pool="general"))
+    kube_api.create(make_node("gpu-1", pool="gpu"))  # in no unit of the policy
+    kube_api.create(make_node("eci-1", eci=True))
+    web = make_policy("web", "shop", match_labels={"app": "web"}, ecs_max=5)
+    web["spec"]["units"][0]["nodeSelector"] = {"pool": "general"}
+    kube_api.create(web)
+    rs = ("ReplicaSet", "web-5d8f")
+    stamps = {
+        "web-old": ("ecs-1", "2026-01-01T00:00:00Z"),
+        "web-new": ("ecs-1", "2026-01-02T00:00:00Z"),
+        "web-gpu": ("gpu-1", "2026-01-03T00:00:00Z"),
+        "web-eci": ("eci-1", "2025-12-01T00:00:00Z"),
+    }
+    for name, (node, created) in stamps.items():
+        pod = make_pod(name, "shop", owner=rs, node=node, app="web")
+        pod["metadata"]["creationTimestamp"] = created  # the emulator keeps a given one
+        kube_api.create(pod)
+    state = ClusterState(synced=False)
+    watch = ClusterWatch(kube_client, state, Ledger(), metrics=Metrics())
+    task = asyncio.create_task(watch.run())
+    try:
+        async with asyncio.timeout(10):  # safety net
+            await watch.wait_synced()
+        world = World(state, Metrics(), FakeTime())
+        assert await world.reconciler(kube_client).reconcile_once() == 4
+        costs = {k: int(v) for k, v in annotations(kube_api).items() if v is not None}
+        # a ReplicaSet deletes the lowest cost first
+        assert sorted(costs, key=costs.__getitem__) == ["web-eci", "web-gpu", "web-new", "web-old"]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -21,7 +21,7 @@ from extender.model import (
     pod_requests,
 )
 from extender.policies import PolicyError, load_policies, policy_from_dict
-from extender.policy import ResourcePolicy, TryNext, decide, policy_for, unit_counts
+from extender.policy import MAX_UNITS, ResourcePolicy, TryNext, decide, policy_for, unit_counts
 from extender.quantity import QuantityError, milli_value, parse_quantity, value
 
 GiB = 1 << 30
@@ -345,9 +345,167 @@ def test_desired_costs_make_eci_and_surplus_pods_go_first() -> None:
         _pod("gone", node="ecs-1", terminating=True),
     ]
     costs = desired_costs(policy, pods=pods, nodes=nodes)
-    assert costs == {"old-ecs": 2 * STEP, "new-ecs": -STEP, "eci": STEP, "nowhere": 0}
+    top = STEP // 2 - 1  # the age bonus of a pod created before 2020
+    assert costs == {
+        "old-ecs": 2 * STEP + top,
+        "new-ecs": -STEP,
+        "eci": STEP + top,
+        "nowhere": STEP + STEP // 2,
+    }
     current = {p.uid: p for p in pods}
     current["eci"] = _pod(
-        "eci", node="vk", annotations={"controller.kubernetes.io/pod-deletion-cost": str(STEP)}
+        "eci",
+        node="vk",
+        annotations={"controller.kubernetes.io/pod-deletion-cost": str(STEP + top)},
     )
-    assert changed_costs(costs, current) == {"old-ecs": 2 * STEP, "new-ecs": -STEP, "nowhere": 0}
+    assert changed_costs(costs, current) == {
+        "old-ecs": 2 * STEP + top,
+        "new-ecs": -STEP,
+        "nowhere": STEP + STEP // 2,
+    }
+
+
+def _deletion_order(policy: ResourcePolicy, pods: list[Pod], nodes: dict[str, Node]) -> list[str]:
+    costs = desired_costs(policy, pods=pods, nodes=nodes)
+    return sorted(costs, key=lambda uid: costs[uid])
+
+
+DAY = 86_400.0
+T0 = 1_750_000_000.0  # 2025
+
+
+def test_scale_in_removes_eci_before_pods_on_nodes_in_no_unit() -> None:
+    """Regression: pods on nodes outside every unit got 0, below ECI's cost: deleted first."""
+    nodes = {"ecs-1": ECS_NODE, "vk": ECI_NODE, "gpu-1": ECS_OTHER}
+    general = {"resource": "ecs", "max": 5, "nodeSelector": {"pool": "general"}}
+    policy = _policy(general, {"resource": "eci"})
+    pods = [
+        _pod("on-ecs", node="ecs-1", created=T0),
+        _pod("outside", node="gpu-1", created=T0 + DAY),
+        _pod("on-eci", node="vk", created=T0 - DAY),
+    ]
+    assert policy.unit_of(ECS_OTHER) is None
+    assert _deletion_order(policy, pods, nodes) == ["on-eci", "outside", "on-ecs"]
+
+
+def test_scale_in_removes_the_newest_ecs_pod_first_and_never_rewrites_the_others() -> None:
+    policy = _policy({"resource": "ecs", "max": 10}, {"resource": "eci"})
+    nodes = {"ecs-1": ECS_NODE, "vk": ECI_NODE}
+    pods = [_pod(f"p{i}", node="ecs-1", created=T0 + i * 3600) for i in range(4)]
+    assert _deletion_order(policy, pods, nodes) == ["p3", "p2", "p1", "p0"]
+    before = desired_costs(policy, pods=pods, nodes=nodes)
+    after = desired_costs(policy, pods=pods[1:], nodes=nodes)  # p0 deleted
+    assert all(after[uid] == before[uid] for uid in after)
+    grown = desired_costs(
+        policy, pods=[*pods, _pod("p4", node="ecs-1", created=T0 + DAY)], nodes=nodes
+    )
+    assert all(grown[uid] == before[uid] for uid in before)
+
+
+def test_deletion_costs_stay_inside_int32_with_the_most_units() -> None:
+    units = [{"resource": "ecs", "max": 1, "nodeSelector": {"u": str(i)}} for i in range(15)]
+    policy = _policy(*units, {"resource": "eci"})
+    assert len(policy.units) == MAX_UNITS
+    nodes = {f"n{i}": Node(f"n{i}", {"u": str(i)}) for i in range(15)}
+    nodes["vk"] = ECI_NODE
+    pods = [_pod(f"a{i}", node=f"n{i}") for i in range(15)]
+    pods += [_pod(f"b{i}", node=f"n{i}", created=T0) for i in range(15)]  # beyond max 1
+    pods += [_pod("e", node="vk"), _pod("x", node="elsewhere")]
+    costs = desired_costs(policy, pods=pods, nodes=nodes)
+    assert all(-(2**31) <= c < 2**31 for c in costs.values())
+    with pytest.raises(PolicyError, match="at most 16 units"):
+        _policy(*units, {"resource": "eci"}, {"resource": "eci"})
+
+
+def test_daemonset_and_static_pods_get_no_deletion_cost() -> None:
+    policy = _policy({"resource": "ecs"}, {"resource": "eci"})
+    nodes = {"ecs-1": ECS_NODE}
+    pods = [
+        _pod("ds", node="ecs-1", owner=OwnerRef("DaemonSet", "agent")),
+        _pod("mirror", node="ecs-1", annotations={"kubernetes.io/config.mirror": "x"}),
+        _pod("web", node="ecs-1"),
+    ]
+    assert set(desired_costs(policy, pods=pods, nodes=nodes)) == {"web"}
+
+
+# -- full-Node mode: a pod bound to a node the cache does not know yet -------------------------
+def test_a_pod_bound_to_an_unknown_node_is_counted_by_its_held_reservation() -> None:
+    """Regression: the reservation was dropped when the pod was seen bound, and unit_counts
+    skipped the pod because its node was not in the cache: the unit went over its max."""
+    from extender.ledger import Ledger
+
+    policy = _policy({"resource": "ecs", "max": 2}, {"resource": "eci"})
+    workload = WorkloadKey("ns", "Deployment", "a")
+    ledger = Ledger(ttl=30.0)
+    ledger.reserve(uid="a", workload=workload, policy=policy.key, unit=0, now=0.0)
+    ledger.seen_bound("a", node="ecs-new", node_known=False)
+    pods = [_pod("a", node="ecs-new")]
+    later = 3600.0  # long after the ttl: held until the node is known
+    reserved = ledger.reserved(workload, policy=policy.key, now=later)
+    assert reserved == {"a": 0}
+    assert unit_counts(policy, pods=pods, nodes={}, reserved=reserved) == [1, 0]
+    # the node arrives: the pod counts itself, the reservation goes
+    nodes = {"ecs-new": Node("ecs-new")}
+    ledger.seen_bound("a", node="ecs-new", node_known=True)
+    reserved = ledger.reserved(workload, policy=policy.key, now=later)
+    assert reserved == {}
+    assert unit_counts(policy, pods=pods, nodes=nodes, reserved=reserved) == [1, 0]
+
+
+# -- StatefulSet spec.ordinals.start ---------------------------------------------------------
+def test_ordinals_count_from_the_statefulsets_start() -> None:
+    from extender.model import statefulset_start
+    from extender.snapshot import ClusterState
+
+    raw = {"metadata": {"name": "db", "namespace": "ns"}, "spec": {"ordinals": {"start": 5}}}
+    workload, start = statefulset_start(raw)
+    assert (workload, start) == (WorkloadKey("ns", "StatefulSet", "db"), 5)
+    sts = OwnerRef("StatefulSet", "db")
+    pod = Pod("u", "db-6", "ns", owner=sts, workload=workload)
+    state = ClusterState()
+    assert state.ordinal(pod) == 6
+    state.set_ordinal_start(workload, start)
+    assert state.ordinal(pod) == 1
+    policy = _policy({"resource": "ecs", "max": 2}, {"resource": "eci"})
+    decision = decide(policy, counts=[0, 0], candidates=[ECS_NODE, ECI_NODE], ordinal=1)
+    assert decision.accepted == ("ecs-1",)
+    state.set_ordinal_start(workload, 0)
+    assert state.ordinal_starts == {}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [({"ordinals": {"start": -1}}, "ordinals.start"), ({"ordinals": 5}, "spec.ordinals")],
+)
+def test_bad_statefulset_ordinals_name_the_field(spec: dict[str, Any], message: str) -> None:
+    from extender.model import statefulset_start
+
+    with pytest.raises(ModelError, match=message):
+        statefulset_start({"metadata": {"name": "db"}, "spec": spec})
+
+
+@pytest.mark.parametrize("index", ["²", "١", "1²", "-1", " 1"])
+def test_only_ascii_digits_make_an_ordinal(index: str) -> None:
+    """Regression: "²" passes ``str.isdigit`` and then ``int`` raised (a 500)."""
+    sts = OwnerRef("StatefulSet", "db")
+    pod = Pod("u", f"db-{index}", "ns", {"apps.kubernetes.io/pod-index": index}, owner=sts)
+    assert pod.ordinal is None
+    assert Pod("u", "db-3", "ns", {"apps.kubernetes.io/pod-index": index}, owner=sts).ordinal == 3
+
+
+def test_daemonset_and_static_pods_match_no_policy() -> None:
+    from extender.model import is_daemon_or_static
+
+    everything = policy_from_dict(
+        {
+            "metadata": {"name": "all", "namespace": "ns"},
+            "spec": {"selector": {}, "units": [{"resource": "ecs", "max": 2}]},
+        }
+    )
+    daemon = _pod("ds", owner=OwnerRef("DaemonSet", "agent"))
+    mirror = _pod("static", owner=OwnerRef("Node", "ecs-1"))
+    annotated = _pod("static2", annotations={"kubernetes.io/config.mirror": "x"})
+    for pod in (daemon, mirror, annotated):
+        assert is_daemon_or_static(pod)
+        assert policy_for([everything], pod) is None
+    assert policy_for([everything], _pod("web")) is everything

@@ -28,6 +28,7 @@ EXTENDER_USES: Grants = {
     ("", "nodes"): {"get", "list", "watch"},
     ("", "pods"): {"get", "list", "watch", "patch"},
     ("", "pods/binding"): {"create"},
+    ("apps", "statefulsets"): {"get", "list", "watch"},
     ("spillover.dev", "resourcepolicies"): {"get", "list", "watch"},
 }
 # What the autoscaler controller and its kwok provider call (cluster-wide).
