@@ -104,7 +104,7 @@ def test_tricky_compact_bodies_get_the_whole_body_answer(verb: str, body: bytes)
 _name = st.text(st.characters(codec="utf-8"), max_size=6)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     names=st.lists(st.sampled_from([*ECS, VIRTUAL, "other"]) | _name, max_size=6),
     labels=st.dictionaries(st.sampled_from(["app", "NodeNames", "x"]), _name, max_size=2),
