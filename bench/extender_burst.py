@@ -3,8 +3,9 @@
 A loopback Kubernetes API server (``tests/kube_emulator.py``, in a child process) holds the
 cluster of ``bench/extender.py`` (5,000 nodes, 2,000 bound pods, 500 ResourcePolicies);
 ``spillover-extender serve --kubeconfig`` lists and watches it.  One client drives filter +
-prioritize pairs serially, as kube-scheduler does; after a quiet stretch the API server creates
-1,000 pods at once, which reach the extender as one burst of watch events.  Reported: filter p50 /
+prioritize pairs serially, as kube-scheduler does; after a quiet stretch the API server cuts the
+pods watch, refuses its first retries and creates 1,000 pods meanwhile, so the resumed watch
+receives the 1,000 events in one burst.  Reported: filter p50 /
 p99 / max before the burst and in the seconds after it.
 
     .venv/bin/python bench/extender_burst.py [--events 1000] [--server uvicorn] [--code DIR]
@@ -51,6 +52,10 @@ async def _emulate(size: int, kubeconfig_dir: Path) -> None:
         loop = asyncio.get_running_loop()
         while line := await loop.run_in_executor(None, sys.stdin.readline):
             count = int(line.split()[1])
+            # Cut the pods watch and refuse its first retries while the pods are created: the
+            # watch then resumes from its resourceVersion and gets every event in one burst.
+            emulator.fail("/api/v1/pods$", status=500, times=2, watch=True)
+            emulator.drop_watches("pods")
             for n in range(count):
                 pod = bench._pod(template, n % bench.WORKLOADS, f"burst-{n:06d}")
                 pod["metadata"]["name"] += f"-b{n}"

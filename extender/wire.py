@@ -294,7 +294,7 @@ class NameLists:
     even hashing, 120 kB.
     """
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 16) -> None:
         self.size = size
         self._by_length: dict[int, list[NameList]] = {}
         self._order: list[NameList] = []
