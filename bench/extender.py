@@ -209,10 +209,18 @@ class _Client:
 
 
 def _drive(
-    server: Server, pods: list[bytes], *, key: str, nodes: bytes, seconds: float, max_pairs: int
+    server: Server,
+    pods: list[bytes],
+    *,
+    key: str,
+    nodes: bytes | list[bytes],
+    seconds: float,
+    max_pairs: int,
 ) -> dict[str, Any]:
     """Per pod: filter with every node, then prioritize with the nodes filter accepted (as
-    kube-scheduler does); latencies per verb, pairs/s, CPU of both sides."""
+    kube-scheduler does); latencies per verb, pairs/s, CPU of both sides.  ``nodes``: the
+    offered list, or several orders of it offered in turn."""
+    offers = [nodes] if isinstance(nodes, bytes) else nodes
     conn = _Client(server.port)
     latencies: dict[str, list[float]] = {"filter": [], "prioritize": []}
     decode = msgspec.json.Decoder(_Answer).decode
@@ -224,8 +232,8 @@ def _drive(
     server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
     start = time.perf_counter()
     pairs = 0
-    for pod in pods:
-        body = b"".join((b'{"Pod":', pod, head, nodes, tail))
+    for i, pod in enumerate(pods):
+        body = b"".join((b'{"Pod":', pod, head, offers[i % len(offers)], tail))
         for verb in ("filter", "prioritize"):
             t0 = time.perf_counter()
             status, data = conn.post(f"/{verb}", body)
@@ -282,7 +290,7 @@ def _serve_argv(cluster: Path, port: int, server: str) -> tuple[list[str], Path]
 
 def _spillover(
     cluster: Path,
-    names: bytes,
+    names: bytes | list[bytes],
     template: dict[str, Any],
     *,
     server: str,
@@ -311,19 +319,27 @@ def run_size(
     naive_seconds: float,
     repeat: int,
     profile: bool,
+    shuffle: int = 0,
     tmp: Path,
 ) -> dict[str, Any]:
     nodes, objects, template = _cluster(size)
     cluster = tmp / f"cluster-{size}.json"
     cluster.write_text(json.dumps({"items": [*nodes, *objects]}))
     names = json.dumps([n["metadata"]["name"] for n in nodes], separators=(",", ":")).encode()
+    offers: bytes | list[bytes] = names
+    if shuffle:  # kube-scheduler filters in parallel: the feasible list's order varies
+        rng = random.Random(size)
+        orders = [[n["metadata"]["name"] for n in nodes] for _ in range(shuffle)]
+        for order in orders:
+            rng.shuffle(order)
+        offers = [json.dumps(o, separators=(",", ":")).encode() for o in orders]
     full = json.dumps({"metadata": {}, "items": nodes}).encode()
     result: dict[str, Any] = {"size": size, "names_bytes": len(names), "full_bytes": len(full)}
     result["servers"] = {server: [] for server in servers}
     for _ in range(repeat):  # interleaved, so load from other jobs hits every server alike
         for server in servers:
             result["servers"][server].append(
-                _spillover(cluster, names, template, server=server, seconds=seconds)
+                _spillover(cluster, offers, template, server=server, seconds=seconds)
             )
     if profile:
         result["profiles"] = {server: _profile(size, cluster, server) for server in servers}
@@ -565,6 +581,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per size and server")
     parser.add_argument("--naive-seconds", type=float, default=6.0, help="0: skip the baseline")
     parser.add_argument("--profile", action="store_true", help="where a pair's time goes")
+    parser.add_argument(
+        "--shuffle", type=int, default=0, help="offer N orders of the node list in turn"
+    )
     parser.add_argument("--profile-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cluster", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--note", default="", help="a line for RESULTS.md (e.g. machine load)")
@@ -587,6 +606,7 @@ def main() -> None:
                     naive_seconds=args.naive_seconds,
                     repeat=args.repeat,
                     profile=args.profile,
+                    shuffle=args.shuffle,
                     tmp=Path(tmp),
                 )
             )
@@ -606,6 +626,12 @@ def main() -> None:
         "Deployments, 500 ResourcePolicies (`ecs max 3 -> eci` on every other one), each pod a new\n"
         "replica.  Spillover gets node names (`nodeCacheCapable: true`); the naive stdlib extender\n"
         f"(`bench/naive_extender.py`) gets full Node objects.  Request sizes: {sizes}.\n"
+        + (
+            f"Filter is offered {args.shuffle} orders of the node list in turn (kube-scheduler's "
+            "parallel filter reorders the feasible nodes from pod to pod).\n"
+            if args.shuffle
+            else ""
+        )
         "Latencies and CPU are those of the median run.  The last column is an *estimate*: the\n"
         "scheduler's own cycle (1/79 s or 1/45 s per pod at 5,000 nodes, DESIGN.md section 4) plus\n"
         "the extender's filter+prioritize round trips, which the serial cycle waits for; it leaves\n"

@@ -276,33 +276,42 @@ def split_node_names(body: bytes) -> tuple[bytes, bytes] | None:
 
 
 class NameList:
-    """One offered ``NodeNames`` list: its bytes and its names.  Hashable by identity, so
-    caches of what was computed from the list can be keyed on it."""
+    """One offered ``NodeNames`` list: its names (in the order first seen).  Hashable by
+    identity, so caches of what was computed from the list can be keyed on it."""
 
-    __slots__ = ("__weakref__", "names", "raw")
+    __slots__ = ("__weakref__", "_set", "names")
 
-    def __init__(self, raw: bytes, names: tuple[str, ...]) -> None:
-        self.raw = raw
+    def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
+        self._set: frozenset[str] | None = None
+
+    def name_set(self) -> frozenset[str]:
+        if self._set is None:
+            self._set = frozenset(self.names)
+        return self._set
 
 
 class NameLists:
-    """The last ``size`` distinct name lists, found again by comparing bytes, not by decoding.
+    """The last ``size`` spellings of offered name lists, found again by comparing bytes.
 
     Lists of one length are few (consecutive calls mostly offer the very same list), and bytes
     equality is a ``memcmp`` that stops at the first difference: far cheaper than decoding, or
-    even hashing, 120 kB.
+    even hashing, 120 kB.  kube-scheduler filters nodes in parallel, so the same feasible nodes
+    can come in another order: a list whose bytes are new is decoded (in C) and, if it holds
+    the names of a known list, becomes another spelling of that list (a set comparison in C),
+    so whatever was computed for the list is reused instead of a Python walk over every name.
+    The names keep the order first seen; kube-scheduler does not read the order of an answer.
     """
 
     def __init__(self, size: int = 16) -> None:
         self.size = size
-        self._by_length: dict[int, list[NameList]] = {}
-        self._order: list[NameList] = []
+        self._by_length: dict[int, list[tuple[bytes, NameList]]] = {}
+        self._order: list[tuple[bytes, NameList]] = []
 
     def find(self, raw: bytes | msgspec.Raw) -> NameList | None:
         data = raw if isinstance(raw, bytes) else bytes(raw)  # a copy (fast); == is a memcmp
-        for known in self._by_length.get(len(data), ()):
-            if data == known.raw:
+        for spelling, known in self._by_length.get(len(data), ()):
+            if data == spelling:
                 return known
         return None
 
@@ -312,22 +321,36 @@ class NameLists:
         if known is not None:
             return known
         data = raw if isinstance(raw, bytes) else bytes(raw)
-        return self.add(data, tuple(decode_node_names(msgspec.Raw(data))))
+        names = tuple(decode_node_names(msgspec.Raw(data)))
+        offered: frozenset[str] | None = None
+        for _, other in reversed(self._order):  # newest first
+            if len(other.names) != len(names):
+                continue
+            if offered is None:
+                offered = frozenset(names)
+                if len(offered) != len(names):
+                    break  # a name twice: not another order of a known list
+            if other.name_set() == offered:
+                return self._remember(data, other)
+        return self._remember(data, NameList(names))
 
     def add(self, raw: bytes | msgspec.Raw, names: tuple[str, ...]) -> NameList:
         """Remember a list (also one the extender encoded itself: prioritize offers it back)."""
         known = self.find(raw)
         if known is not None:
             return known
-        entry = NameList(raw if isinstance(raw, bytes) else bytes(raw), names)
-        self._by_length.setdefault(len(raw), []).insert(0, entry)
-        self._order.append(entry)
+        return self._remember(raw if isinstance(raw, bytes) else bytes(raw), NameList(names))
+
+    def _remember(self, raw: bytes, entry: NameList) -> NameList:
+        spelling = (raw, entry)
+        self._by_length.setdefault(len(raw), []).insert(0, spelling)
+        self._order.append(spelling)
         if len(self._order) > self.size:
             old = self._order.pop(0)
-            same = self._by_length[len(old.raw)]
+            same = self._by_length[len(old[0])]
             same.remove(old)
             if not same:
-                del self._by_length[len(old.raw)]
+                del self._by_length[len(old[0])]
         return entry
 
 

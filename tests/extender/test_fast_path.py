@@ -143,6 +143,27 @@ def test_name_lists_know_a_list_by_its_bytes_and_stay_bounded() -> None:
         lists.parse(msgspec.Raw(b"[1]"))
 
 
+def test_a_list_in_another_order_is_the_same_list() -> None:
+    """kube-scheduler's parallel filter reorders the feasible nodes: same names, same entry."""
+    lists = wire.NameLists()
+    first = lists.parse(b'["a","b","c"]')
+    assert lists.parse(b'["c","a","b"]') is first
+    assert lists.find(b'["c","a","b"]') is first  # now known by these bytes too
+    assert lists.parse(b'["a","a","b"]') is not first  # a name twice
+    assert lists.parse(b'["a","b","d"]') is not first
+
+
+def test_a_reordered_offer_gets_the_same_verdicts() -> None:
+    names = [*ECS, VIRTUAL]
+    http = client(shop_state())
+    answers = [
+        http.post("/filter", content=_compact(web_pod_dict(i), order)).json()
+        for i, order in enumerate([names, names[::-1]])
+    ]
+    assert set(answers[0]["NodeNames"]) == set(answers[1]["NodeNames"]) == set(ECS)
+    assert answers[0]["FailedAndUnresolvableNodes"] == answers[1]["FailedAndUnresolvableNodes"]
+
+
 def test_a_scheduling_cycle_decodes_the_pod_once_and_decides_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
