@@ -615,6 +615,12 @@ def main() -> None:
         f"{r['size']:,} nodes: names {r['names_bytes'] / 1e3:,.0f} kB, full Nodes {r['full_bytes'] / 1e6:,.1f} MB"
         for r in results
     )
+    shuffled = (
+        f"Filter is offered {args.shuffle} orders of the node list in turn (kube-scheduler's "
+        "parallel filter reorders the feasible nodes from pod to pod).\n"
+        if args.shuffle
+        else ""
+    )
     section = (
         f"\n## Extender: filter+prioritize pairs ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n\n"
         f"Machine: {_machine()}; load average up to {load:.1f} during the run"
@@ -626,12 +632,7 @@ def main() -> None:
         "Deployments, 500 ResourcePolicies (`ecs max 3 -> eci` on every other one), each pod a new\n"
         "replica.  Spillover gets node names (`nodeCacheCapable: true`); the naive stdlib extender\n"
         f"(`bench/naive_extender.py`) gets full Node objects.  Request sizes: {sizes}.\n"
-        + (
-            f"Filter is offered {args.shuffle} orders of the node list in turn (kube-scheduler's "
-            "parallel filter reorders the feasible nodes from pod to pod).\n"
-            if args.shuffle
-            else ""
-        )
+        f"{shuffled}"
         "Latencies and CPU are those of the median run.  The last column is an *estimate*: the\n"
         "scheduler's own cycle (1/79 s or 1/45 s per pod at 5,000 nodes, DESIGN.md section 4) plus\n"
         "the extender's filter+prioritize round trips, which the serial cycle waits for; it leaves\n"
