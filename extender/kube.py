@@ -355,9 +355,11 @@ class ClusterWatch:
                 log.warning(
                     "skipping node: %s", err, extra={"node": _describe(raw), "error": str(err)}
                 )
+        known = self.state.nodes
+        arrived = [n.name for n in nodes if n.name not in known]
         self.state.replace(nodes=nodes)
-        for node in nodes:
-            self._node_known(node.name)
+        for name in arrived:
+            self._node_known(name)
 
     def _event_nodes(self, kind: str, raw: RawObject) -> None:
         if kind == "DELETED":
@@ -368,8 +370,10 @@ class ClusterWatch:
         except ValueError as err:
             log.warning("skipping node: %s", err, extra={"node": _describe(raw), "error": str(err)})
             return
+        arrived = node.name not in self.state.nodes
         self.state.upsert_node(node)
-        self._node_known(node.name)
+        if arrived:
+            self._node_known(node.name)
 
     def _node_known(self, name: str) -> None:
         """The pods bound there now count themselves: drop the reservations held for them."""

@@ -100,24 +100,27 @@ def parse_resources(raw: Mapping[str, Any] | None, *, where: str) -> Resources:
         return Resources()
     if not isinstance(raw, Mapping):
         raise ModelError(f"{where}: expected a map of resource quantities")
-    key = ""
     try:
-        amounts = []
-        for key, parse in _RESOURCE_PARSERS:
-            amounts.append(parse(raw[key]) if key in raw else 0)
+        return Resources(
+            cpu_milli=milli_value(raw["cpu"]) if "cpu" in raw else 0,
+            memory=value(raw["memory"]) if "memory" in raw else 0,
+            pods=value(raw["pods"]) if "pods" in raw else 0,
+            gpu_milli=milli_value(raw[GPU_RESOURCE]) if GPU_RESOURCE in raw else 0,
+            ephemeral_storage=value(raw["ephemeral-storage"]) if "ephemeral-storage" in raw else 0,
+        )
     except QuantityError as err:
-        raise ModelError(f"{where}.{key}: {err}") from None
-    return Resources(*amounts)
+        raise ModelError(f"{where}.{_bad_quantity(raw)}: {err}") from None
 
 
-_RESOURCE_PARSERS = (
-    ("cpu", milli_value),
-    ("memory", value),
-    ("pods", value),
-    (GPU_RESOURCE, milli_value),
-    ("ephemeral-storage", value),
-)
-"""In the order of ``Resources``' fields."""
+def _bad_quantity(raw: Mapping[str, Any]) -> str:
+    """The name of the first resource whose quantity does not parse (the error path only)."""
+    for key in ("cpu", "memory", "pods", GPU_RESOURCE, "ephemeral-storage"):
+        try:
+            if key in raw:
+                value(raw[key])
+        except QuantityError:
+            return key
+    return "?"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ Those taints are the ones the cache has seen on ECI nodes (key = the configured 
 no virtual node in the cache yet, the configured value (``--eci-taint-value``); with none
 configured either, only a toleration that matches any value (``Exists``) counts.  A toleration for
 ``virtual-kubelet.io/provider=other-provider`` therefore does not count for an ``alibabacloud``
-virtual node.  DaemonSet and static pods are never touched (``extender.model.is_daemon_or_static``).  Everything else is allowed unchanged: the webhook
+virtual node.  DaemonSet and static pods are never touched
+(``extender.model.is_daemon_or_static``).  Everything else is allowed unchanged: the webhook
 never refuses a pod (``allowed`` is always true; a webhook outage must not block pod creation).
 
 Optional (``managed_resource``, off by default): the pod's first container also gets a request

@@ -79,6 +79,8 @@ class ExtenderArgs(msgspec.Struct):
     Pod: dict[str, Any]
     Nodes: msgspec.Raw = NULL
     NodeNames: msgspec.Raw = NULL
+    PodBytes: bytes = b""
+    """The Pod exactly as sent: the key of the parse cache (a changed body is parsed again)."""
 
 
 class ExtenderFilterResult(msgspec.Struct):
@@ -249,7 +251,8 @@ def decode_pod(raw: msgspec.Raw | bytes) -> dict[str, Any]:
 def decode_args(body: bytes) -> ExtenderArgs:
     """``ExtenderArgs`` with ``Nodes`` / ``NodeNames`` left raw (their shape is checked)."""
     raw = decode_raw_args(body)
-    return ExtenderArgs(Pod=_pod(raw.Pod, "ExtenderArgs"), Nodes=raw.Nodes, NodeNames=raw.NodeNames)
+    pod = _pod(raw.Pod, "ExtenderArgs")
+    return ExtenderArgs(Pod=pod, Nodes=raw.Nodes, NodeNames=raw.NodeNames, PodBytes=bytes(raw.Pod))
 
 
 _NAMES_KEY = b',"NodeNames":['

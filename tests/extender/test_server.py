@@ -194,6 +194,7 @@ def test_bad_policies_file_exits_2_naming_it(
         ({"SPILLOVER_PORT": "eighty"}, "SPILLOVER_PORT='eighty' is not a valid int"),
         ({"SPILLOVER_FAILURE_POLICY": "maybe"}, "must be one of pass, error"),
         ({"SPILLOVER_BIND": "perhaps"}, "SPILLOVER_BIND"),
+        ({"SPILLOVER_WATCH_STALENESS": "0"}, "--watch-staleness must be positive"),
         (
             {"SPILLOVER_TLS_CERT": "/nonexistent.crt", "SPILLOVER_TLS_KEY": "/nonexistent.key"},
             "no such file",
@@ -287,6 +288,10 @@ def test_settings_from_flags_and_environment() -> None:
     assert (settings.kinds.eci_label_key, settings.kinds.eci_label_value) == ("kind", "eci")
     assert settings.kinds.eci_taint_key == "eci/x"
     assert parse_settings(["serve", "--port", "8000"], env).port == 8000  # the flag wins
+    tuned = parse_settings(
+        ["serve", "--watch-staleness", "7.5", "--eci-taint-value", "alibabacloud"], {}
+    )
+    assert (tuned.watch_staleness, tuned.eci_taint_value) == (7.5, "alibabacloud")
     with pytest.raises(SettingsError, match="KEY=VALUE"):
         parse_settings(["serve", "--eci-label", "virtual"], {})
     with pytest.raises(SettingsError, match="--tls-cert and --tls-key go together"):

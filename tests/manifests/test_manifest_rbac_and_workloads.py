@@ -37,6 +37,7 @@ AUTOSCALER_USES: Grants = {
     ("", "pods"): {"list", "watch"},
     ("", "pods/eviction"): {"create"},
     ("policy", "poddisruptionbudgets"): {"list", "watch"},
+    ("apps", "statefulsets"): {"list", "watch"},
     ("spillover.dev", "resourcepolicies"): {"list", "watch"},
     ("", "events"): {"create"},
 }
