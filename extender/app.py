@@ -259,7 +259,7 @@ class _Handlers:
                 pod = self.caches.pod_json(bytes(args.Pod))
                 return _Placement(args.Nodes, raw_names, pod, self._by_names(raw_names, names))
         full = wire.decode_args(body)
-        pod = self.caches.pod(full.Pod, key=full.PodBytes)
+        pod = self._pod(full.Pod)
         if not wire.is_null(full.NodeNames):
             return _Placement(full.Nodes, full.NodeNames, pod, self._by_names(full.NodeNames))
         offer, items = self._by_nodes(full.Nodes)

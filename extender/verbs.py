@@ -151,7 +151,8 @@ class Caches:
     kind_settings: NodeKindSettings = field(default_factory=NodeKindSettings)
     offers: _Lru[Hashable, Offer] = field(default_factory=lambda: _Lru(32))
     nodes: _Lru[tuple[str, str], Node] = field(default_factory=lambda: _Lru(20_000))
-    pods: _Lru[bytes, Pod] = field(default_factory=lambda: _Lru(1_024))
+    pods: _Lru[str, tuple[Mapping[str, object], Pod]] = field(default_factory=lambda: _Lru(1_024))
+    pod_bodies: _Lru[bytes, Pod] = field(default_factory=lambda: _Lru(256))
     decisions: _Lru[str, tuple[Pod, int, Decision]] = field(default_factory=lambda: _Lru(256))
     _policies: tuple[ResourcePolicy, ...] | None = None
     _by_namespace: dict[str, tuple[ResourcePolicy, ...]] = field(default_factory=dict)
@@ -194,16 +195,20 @@ class Caches:
         found = self._matches[key] = policy_for(self._by_namespace.get(pod.namespace, ()), pod)
         return found
 
-    def pod(self, raw: Mapping[str, object], *, key: bytes = b"") -> Pod:
-        """``pod_from_dict`` memoised by the Pod's bytes as sent (``key``): filter then
-        prioritize share it.  A changed body under a known UID (new labels, or an invalid body)
-        is another key: it gets its own decision or its own 400.  No key: no memo."""
-        if not key:
+    def pod(self, raw: Mapping[str, object]) -> Pod:
+        """``pod_from_dict`` memoised per UID while the body stays the same: filter then
+        prioritize share it.  A different body under a known UID (new labels, or an invalid
+        body) is parsed again, so it gets its own decision or its own 400."""
+        meta = raw.get("metadata")
+        uid = meta.get("uid") if isinstance(meta, Mapping) else None
+        if not isinstance(uid, str) or not uid:
             return pod_from_dict(raw)
-        cached = self.pods.get(key)
-        if cached is None:
-            cached = self.pods.put(key, pod_from_dict(raw))
-        return cached
+        cached = self.pods.get(uid)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        pod = pod_from_dict(raw)
+        self.pods.put(uid, (raw, pod))
+        return pod
 
     def node(self, load: Callable[[], Mapping[str, object]], *, name: str, version: str) -> Node:
         """``node_from_dict(load())`` memoised per (name, resourceVersion): ``load`` runs on a miss."""
@@ -223,11 +228,12 @@ class Caches:
         return offer
 
     def pod_json(self, raw: bytes) -> Pod:
-        """``pod`` for a Pod still in JSON: on a hit (prioritize after filter) it is not even
-        decoded."""
-        cached = self.pods.get(raw)
+        """``pod_from_dict`` of a Pod still in JSON, memoised by its exact bytes: on a hit
+        (prioritize after filter, same body) it is not even decoded; a changed body is another
+        key, so it gets its own decision or its own 400 (as with ``pod``)."""
+        cached = self.pod_bodies.get(raw)
         if cached is None:
-            cached = self.pods.put(raw, pod_from_dict(decode_pod(raw)))
+            cached = self.pod_bodies.put(raw, pod_from_dict(decode_pod(raw)))
         return cached
 
     def remember(self, pod: Pod, generation: int, decision: Decision) -> None:

@@ -79,8 +79,6 @@ class ExtenderArgs(msgspec.Struct):
     Pod: dict[str, Any]
     Nodes: msgspec.Raw = NULL
     NodeNames: msgspec.Raw = NULL
-    PodBytes: bytes = b""
-    """The Pod exactly as sent: the key of the parse cache (a changed body is parsed again)."""
 
 
 class ExtenderFilterResult(msgspec.Struct):
@@ -252,7 +250,7 @@ def decode_args(body: bytes) -> ExtenderArgs:
     """``ExtenderArgs`` with ``Nodes`` / ``NodeNames`` left raw (their shape is checked)."""
     raw = decode_raw_args(body)
     pod = _pod(raw.Pod, "ExtenderArgs")
-    return ExtenderArgs(Pod=pod, Nodes=raw.Nodes, NodeNames=raw.NodeNames, PodBytes=bytes(raw.Pod))
+    return ExtenderArgs(Pod=pod, Nodes=raw.Nodes, NodeNames=raw.NodeNames)
 
 
 _NAMES_KEY = b',"NodeNames":['
