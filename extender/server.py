@@ -8,8 +8,10 @@ granian's Rust HTTP thread answers big bodies with less latency when a core is f
 costs more CPU per request (every request crosses threads), and on the 2 shared cores a
 scheduler has, CPU is what the other control-plane processes lose.
 
-granian runs embedded (``granian.server.embed.Server``): its Rust HTTP stack on its own thread
-hands each request to our asyncio loop.  We install the SIGINT / SIGTERM handlers ourselves
+granian runs embedded (``granian.server.embed.Server``, which granian itself calls experimental:
+one more reason it is not the default), not through its CLI, because the app is built here in
+this process with its loaded cluster; its Rust HTTP stack on its own thread hands each request
+to our asyncio loop.  We install the SIGINT / SIGTERM handlers ourselves
 (embedded granian does not): a signal stops accepting, lets the requests in flight finish and
 runs the lifespan shutdown, as uvicorn does.  Body-size limits stay in the app (``_read_body``),
 so both servers answer an oversized body with the same 413.
