@@ -15,6 +15,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -24,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import wire
 from .ledger import Ledger
@@ -160,6 +161,18 @@ class _Verb:
         log.info("rejected request", extra={"verb": self.name, "status": status, "error": message})
 
 
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """A filter / prioritize request: the raw offered nodes, the pod, how to group the nodes for
+    a policy, and (full-Node mode) the raw Node items by name, filled by the grouping."""
+
+    nodes: msgspec.Raw
+    names: msgspec.Raw
+    pod: Pod
+    offer: _OfferFor
+    items: dict[str, msgspec.Raw] | None = None
+
+
 class _Handlers:
     """The routes' behaviour, sharing the state, caches and settings of one app."""
 
@@ -186,6 +199,7 @@ class _Handlers:
             managed_resource=settings.managed_resource,
         )
         self._decisions: dict[tuple[str, str], Any] = {}
+        self.names = wire.NameLists()
 
     def _decided(self, unit: str, reason: str) -> None:
         child = self._decisions.get((unit, reason))
@@ -197,24 +211,17 @@ class _Handlers:
     def _pod(self, raw: Mapping[str, Any]) -> Pod:
         return self.caches.pod(raw)
 
-    def _offer_for(
-        self, args: wire.ExtenderArgs
-    ) -> tuple[_OfferFor, dict[str, msgspec.Raw] | None]:
-        """How to group the offered nodes for a policy, and the raw Node items (full-Node mode)."""
-        if not wire.is_null(args.NodeNames):
-            raw_names = args.NodeNames
-            key = bytes(raw_names)  # one copy, hashed once: the offer cache's key
+    def _by_names(self, raw: msgspec.Raw, names: wire.NameList | None = None) -> _OfferFor:
+        """How to group offered names for a policy (the list is decoded only if a policy asks)."""
 
-            def by_names(policy: ResourcePolicy) -> Offer:
-                return self.caches.offer(
-                    policy,
-                    state=self.state,
-                    names_key=key,
-                    names=lambda: wire.decode_node_names(raw_names),
-                )
+        def by_names(policy: ResourcePolicy) -> Offer:
+            listed = names or self.names.parse(raw)
+            return self.caches.offer(policy, state=self.state, names=listed)
 
-            return by_names, None
-        nodes_raw = args.Nodes
+        return by_names
+
+    def _by_nodes(self, nodes_raw: msgspec.Raw) -> tuple[_OfferFor, dict[str, msgspec.Raw]]:
+        """How to group offered full Node objects for a policy, and the raw items by name."""
         items: dict[str, msgspec.Raw] = {}  # filled when a policy needs the offered nodes
 
         def by_nodes(policy: ResourcePolicy) -> Offer:
@@ -232,60 +239,74 @@ class _Handlers:
 
         return by_nodes, items
 
-    def _placement(
-        self, body: bytes
-    ) -> tuple[wire.ExtenderArgs, Pod, _OfferFor, dict[str, msgspec.Raw] | None]:
-        """The filter / prioritize request: its args, its pod and how to group its nodes."""
-        args = wire.decode_args(body)
-        pod = self._pod(args.Pod)
-        offer, items = self._offer_for(args)
-        return args, pod, offer, items
+    def _placement(self, body: bytes) -> _Placement:
+        """The filter / prioritize request: its args, its pod and how to group its nodes.
+
+        The compact body kube-scheduler sends takes a path that neither decodes a Pod seen before
+        nor scans a name list seen before (``wire.split_node_names``, ``wire.NameLists``); any
+        other body, or one that is not what it looked like, is decoded as a whole.
+        """
+        split = wire.split_node_names(body)
+        if split is not None:
+            head, names_bytes = split
+            raw_names = msgspec.Raw(names_bytes)
+            try:
+                args = wire.decode_raw_args(head, node_names=raw_names)
+                names = self.names.parse(names_bytes)
+            except (wire.WireError, UnicodeDecodeError):
+                pass  # decoded as a whole below, which names the problem as usual
+            else:
+                pod = self.caches.pod_json(bytes(args.Pod))
+                return _Placement(args.Nodes, raw_names, pod, self._by_names(raw_names, names))
+        full = wire.decode_args(body)
+        pod = self._pod(full.Pod)
+        if not wire.is_null(full.NodeNames):
+            return _Placement(full.Nodes, full.NodeNames, pod, self._by_names(full.NodeNames))
+        offer, items = self._by_nodes(full.Nodes)
+        return _Placement(full.Nodes, full.NodeNames, pod, offer, items)
 
     async def filter(self, body: bytes) -> bytes:
-        args, pod, offer, items = self._placement(body)
+        placement = self._placement(body)
+        pod = placement.pod
         outcome = filter_pod(
             state=self.state,
             ledger=self.ledger,
             caches=self.caches,
             pod=pod,
-            offer=offer,
+            offer=placement.offer,
             now=self.clock(),
             failure_policy=self.settings.failure_policy,
         )
         self._decided(outcome.unit, outcome.reason)
         if outcome.reason not in ("unmanaged", "first_unit"):
             log.debug("filter", extra={"pod": pod.key, "unit": outcome.unit, "why": outcome.detail})
-        return self._encode_filter(args, outcome, items)
+        return self._encode_filter(placement, outcome)
 
-    def _encode_filter(
-        self,
-        args: wire.ExtenderArgs,
-        outcome: FilterOutcome,
-        items: Mapping[str, msgspec.Raw] | None,
-    ) -> bytes:
+    def _encode_filter(self, placement: _Placement, outcome: FilterOutcome) -> bytes:
         if outcome.error:
             return wire.encode_filter_result(error=outcome.error)
         if outcome.passed:
-            return wire.encode_filter_result(nodes=args.Nodes, node_names=args.NodeNames)
+            return wire.encode_filter_result(nodes=placement.nodes, node_names=placement.names)
+        items = placement.items
+        if items is None:
+            if outcome.accepted:  # prioritize offers this list back: know it by its bytes
+                self.names.add(wire.encode_names(outcome.accepted), outcome.accepted)
+            return wire.encode_filter_names(
+                outcome.accepted, refused=outcome.unresolvable, failed=outcome.failed
+            )
         unresolvable = wire.grouped_map(outcome.unresolvable)
         failed = outcome.failed or None
-        if items is None:
-            return wire.encode_filter_result(
-                node_names=wire.encode_names(outcome.accepted),
-                failed=failed,
-                unresolvable=unresolvable,
-            )
         nodes = wire.encode_node_list([items[name] for name in outcome.accepted])
         return wire.encode_filter_result(nodes=nodes, failed=failed, unresolvable=unresolvable)
 
     async def prioritize(self, body: bytes) -> bytes:
-        _, pod, offer, _ = self._placement(body)
+        placement = self._placement(body)
         outcome = prioritize(
             state=self.state,
             ledger=self.ledger,
             caches=self.caches,
-            pod=pod,
-            offer=offer,
+            pod=placement.pod,
+            offer=placement.offer,
             now=self.clock(),
         )
         return wire.encode_scores(outcome.hosts, outcome.score)
@@ -450,8 +471,31 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    return Starlette(
+    return _App(
+        {route.path: route.endpoint for route in routes if isinstance(route.endpoint, _Verb)},
         routes=routes,
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_found},
     )
+
+
+class _App(Starlette):
+    """Starlette, with the verbs' POSTs handed straight to their endpoint.
+
+    kube-scheduler calls filter and prioritize for every pod; the router's walk over the routes
+    and the two exception middlewares cost more than the answer to a known case, and a verb
+    handles its own errors anyway.  Everything else (other methods, the probes, unknown paths)
+    goes through Starlette as before.
+    """
+
+    def __init__(self, verbs: Mapping[str, ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._verbs = dict(verbs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            verb = self._verbs.get(scope["path"])
+            if verb is not None:
+                await verb(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

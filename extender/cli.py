@@ -1,4 +1,4 @@
-"""``spillover-extender serve``: settings from flags or ``SPILLOVER_*`` variables, then uvicorn.
+"""``spillover-extender serve``: settings from flags or ``SPILLOVER_*`` variables, then a server.
 
 Every flag ``--some-flag`` can also be set with the environment variable ``SPILLOVER_SOME_FLAG``;
 a flag on the command line wins.  Bad settings (a missing or invalid file, a bad value) exit
@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import pickle
 import random
 import sys
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from .metrics import Metrics
 from .model import ModelError, NodeKindSettings
 from .policies import PolicyError, load_policies
 from .ports import BackgroundTask, Binder, BindError
-from .settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, Settings
+from .settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_SERVER, SERVERS, Settings
 from .snapshot import ClusterState, load_cluster
 from .verbs import FAILURE_POLICIES
 
@@ -78,6 +79,7 @@ _FLAGS = (
         "run the pod-deletion-cost reconciler (--no-deletion-cost in scheduler sidecars: one "
         "extender Deployment writing it is enough)",
     ),
+    _Flag("server", str, DEFAULT_SERVER, "HTTP server running the app", SERVERS),
     _Flag("tls-cert", str, "", "TLS certificate file (PEM); serve HTTPS with --tls-key"),
     _Flag("tls-key", str, "", "TLS private key file (PEM)"),
     _Flag(
@@ -205,7 +207,7 @@ def build(
     try:
         policies = load_policies(settings.policies) if settings.policies else None
         if settings.cluster:
-            state = load_cluster(settings.cluster, kind_settings=settings.kinds)
+            state = _compacted(load_cluster(settings.cluster, kind_settings=settings.kinds))
             if policies is not None:
                 state.set_policies(policies)
             if settings.bind:
@@ -220,6 +222,18 @@ def build(
         state.set_policies(policies)
     connection = _KubeConnection(settings=settings, state=state, ledger=ledger, metrics=metrics)
     return state, ledger, connection, (connection.run,)
+
+
+def _compacted(state: ClusterState) -> ClusterState:
+    """A copy of a freshly loaded cluster, made so the parse's garbage can go back to the OS.
+
+    Parsing a large cluster file builds every object's whole JSON; the few strings the cache
+    keeps end up scattered over the allocator's arenas, which then cannot be released (at 5,000
+    nodes: 160 MB resident for 10 MB of live objects).  A copy packs the live objects together
+    and frees the old arenas whole (about 80 MB resident).
+    """
+    copy: ClusterState = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    return copy
 
 
 class _KubeConnection:
@@ -277,9 +291,8 @@ class _KubeConnection:
 
 
 def _serve(settings: Settings) -> None:
-    import uvicorn
-
     from .app import create_app
+    from .server import run
 
     metrics = Metrics()
     state, ledger, binder, tasks = build(settings, metrics)
@@ -294,26 +307,14 @@ def _serve(settings: Settings) -> None:
         background=tasks,
         metrics=metrics,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        ssl_certfile=settings.tls_cert or None,
-        ssl_keyfile=settings.tls_key or None,
-        log_config=None,
-        access_log=False,
-        log_level=settings.log_level,
-    )
+    run(app, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = parse_settings(argv)
         configure(settings.log_level)
-        _serve(settings)  # builds everything before uvicorn starts, so bad files exit 2
+        _serve(settings)  # builds everything before the server starts, so bad files exit 2
     except SettingsError as err:
         print(f"spillover-extender: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

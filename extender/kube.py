@@ -321,6 +321,9 @@ class ClusterWatch:
                 if not line.strip():
                     continue
                 kind.version = self._apply(kind, json.loads(line)) or kind.version
+                # A burst of events is already buffered, so readline() would not yield: give
+                # the waiting requests their turn after every event, never after the batch.
+                await asyncio.sleep(0)
 
     def _apply(self, kind: _Kind, event: Mapping[str, Any]) -> str | None:
         """Apply one watch event; returns its resourceVersion."""

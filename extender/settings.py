@@ -6,13 +6,17 @@ from dataclasses import dataclass, field
 
 from .model import NodeKindSettings
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_PORT", "Settings"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_PORT", "DEFAULT_SERVER", "SERVERS", "Settings"]
 
 DEFAULT_PORT = 8888
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 """Measured (bench/extender.py, Node objects shaped like the captured ones, managedFields included):
 a full-Node ExtenderArgs is 22 MB at 5,000 nodes and 44 MB at 10,000; 64 MiB leaves room for about
 14,000.  With ``nodeCacheCapable: true`` 10,000 node names are only 243 kB."""
+
+SERVERS = ("uvicorn", "granian")
+DEFAULT_SERVER = "uvicorn"
+"""The HTTP server of ``spillover-extender serve`` (``extender.server``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,4 +39,5 @@ class Settings:
     watch_staleness: float = 15.0
     expire_interval: float = 5.0
     deletion_cost: bool = True
+    server: str = DEFAULT_SERVER
     kinds: NodeKindSettings = field(default_factory=NodeKindSettings)

@@ -34,6 +34,7 @@ from .model import (
 )
 from .policy import Decision, ResourcePolicy, decide, policy_for, unit_counts
 from .snapshot import ClusterState
+from .wire import NameList, decode_pod
 
 __all__ = [
     "FAILURE_POLICIES",
@@ -151,6 +152,8 @@ class Caches:
     offers: _Lru[Hashable, Offer] = field(default_factory=lambda: _Lru(32))
     nodes: _Lru[tuple[str, str], Node] = field(default_factory=lambda: _Lru(20_000))
     pods: _Lru[str, tuple[Mapping[str, object], Pod]] = field(default_factory=lambda: _Lru(1_024))
+    pod_bodies: _Lru[bytes, Pod] = field(default_factory=lambda: _Lru(256))
+    decisions: _Lru[str, tuple[Pod, int, Decision]] = field(default_factory=lambda: _Lru(256))
     _policies: tuple[ResourcePolicy, ...] | None = None
     _by_namespace: dict[str, tuple[ResourcePolicy, ...]] = field(default_factory=dict)
     _matches: dict[Hashable, ResourcePolicy | None] = field(default_factory=dict)
@@ -216,20 +219,33 @@ class Caches:
             cached = self.nodes.put((name, version), node_from_dict(load(), self.kind_settings))
         return cached
 
-    def offer(
-        self,
-        policy: ResourcePolicy,
-        *,
-        state: ClusterState,
-        names_key: bytes,
-        names: Callable[[], Sequence[str]],
-    ) -> Offer:
-        """The grouping of one offered name list (``names_key``: its raw JSON), memoised."""
-        key = (_layout(policy), state.generation, names_key)
+    def offer(self, policy: ResourcePolicy, *, state: ClusterState, names: NameList) -> Offer:
+        """The grouping of one offered name list, memoised per (unit layout, node generation)."""
+        key = (_layout(policy), state.generation, names)
         offer = self.offers.get(key)
         if offer is None:
-            offer = self.offers.put(key, group_offer(policy, names(), nodes=state.nodes))
+            offer = self.offers.put(key, group_offer(policy, names.names, nodes=state.nodes))
         return offer
+
+    def pod_json(self, raw: bytes) -> Pod:
+        """``pod_from_dict`` of a Pod still in JSON, memoised by its exact bytes: on a hit
+        (prioritize after filter, same body) it is not even decoded; a changed body is another
+        key, so it gets its own decision or its own 400 (as with ``pod``)."""
+        cached = self.pod_bodies.get(raw)
+        if cached is None:
+            cached = self.pod_bodies.put(raw, pod_from_dict(decode_pod(raw)))
+        return cached
+
+    def remember(self, pod: Pod, generation: int, decision: Decision) -> None:
+        """Filter's decision for ``pod``, reused by prioritize in the same scheduling cycle."""
+        self.decisions.put(pod.uid, (pod, generation, decision))
+
+    def recall(self, pod: Pod, generation: int) -> Decision | None:
+        """The decision filter made for this very Pod (same body) on the same nodes, if any."""
+        hit = self.decisions.get(pod.uid)
+        if hit is None or hit[0] is not pod or hit[1] != generation:
+            return None
+        return hit[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +370,7 @@ def filter_pod(
     workload = _workload(pod)
     counts = _counts(policy, pod, state=state, ledger=ledger, now=now, workload=workload)
     decision, accepted, refused = _decide(policy, pod, grouped, counts, ordinal=state.ordinal(pod))
+    caches.remember(pod, state.generation, decision)
     if reserve and decision.placed and decision.unit is not None:
         ledger.reserve(
             uid=pod.uid, workload=workload, policy=policy.key, unit=decision.unit, now=now
@@ -390,14 +407,19 @@ def prioritize(
     grouped = offer(policy)
     if not grouped.representatives:
         return PriorityOutcome(unit="none")
-    workload = _workload(pod)
-    counts = _counts(policy, pod, state=state, ledger=ledger, now=now, workload=workload)
-    decision, accepted, _ = _decide(policy, pod, grouped, counts, ordinal=state.ordinal(pod))
-    if len(grouped.groups) == 1 and not grouped.unknown:
-        # Every offered node would get the same score (kube-scheduler offers only the nodes that
-        # passed filter, so this is the usual case): a constant added to every node changes no
-        # ranking, and an empty answer saves encoding and sending thousands of names.
-        accepted = ()
+    # Filter's answer is one unit's nodes, and kube-scheduler offers prioritize just those: every
+    # offered node would get the same score, a constant that changes no ranking, so the answer
+    # is empty (no thousands of names to encode and send) and filter's decision, made moments
+    # ago for this very Pod body, names the unit.  Anything else is decided afresh.
+    single = len(grouped.groups) == 1 and not grouped.unknown
+    decision = caches.recall(pod, state.generation) if single else None
+    if decision is None:
+        workload = _workload(pod)
+        counts = _counts(policy, pod, state=state, ledger=ledger, now=now, workload=workload)
+        decision = decide(
+            policy, counts=counts, candidates=grouped.representatives, ordinal=state.ordinal(pod)
+        )
+    accepted = grouped.names(decision.unit) if decision.accepted and not single else ()
     return PriorityOutcome(
         accepted,
         unit=_unit_label(policy, decision.unit if decision.accepted else None),

@@ -1,0 +1,95 @@
+"""The HTTP servers that can run the extender's ASGI app: uvicorn (the default) or granian.
+
+Both serve the same Starlette app from ``extender.app`` in this process, on one event loop, so
+the handlers, the watch and the ledger share memory exactly as before; only the HTTP/1.1 layer
+(parsing, framing, keep-alive, TLS) differs.  ``bench/extender.py --servers`` compares them side
+by side; bench/RESULTS.md has the numbers that kept uvicorn (httptools, uvloop) the default:
+granian's Rust HTTP thread answers big bodies with less latency when a core is free, but it
+costs more CPU per request (every request crosses threads), and on the 2 shared cores a
+scheduler has, CPU is what the other control-plane processes lose.
+
+granian runs embedded (``granian.server.embed.Server``, which granian itself calls experimental:
+one more reason it is not the default), not through its CLI, because the app is built here in
+this process with its loaded cluster; its Rust HTTP stack on its own thread hands each request
+to our asyncio loop.  We install the SIGINT / SIGTERM handlers ourselves
+(embedded granian does not): a signal stops accepting, lets the requests in flight finish and
+runs the lifespan shutdown, as uvicorn does.  Body-size limits stay in the app (``_read_body``),
+so both servers answer an oversized body with the same 413.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import signal
+from typing import Any
+
+from starlette.types import ASGIApp
+
+from .settings import Settings
+
+__all__ = ["run"]
+
+
+def run(app: ASGIApp, settings: Settings) -> None:
+    """Serve ``app`` until SIGINT / SIGTERM with the server ``settings.server`` names."""
+    if settings.server == "uvicorn":
+        _uvicorn(app, settings)
+    elif settings.server == "granian":
+        _loop_runner()(_granian(app, settings))
+    else:  # the CLI validates the choice; this is a bug
+        raise ValueError(f"unknown server {settings.server!r}")
+
+
+def _loop_runner() -> Any:
+    if importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        return uvloop.run
+    return asyncio.run
+
+
+def _uvicorn(app: ASGIApp, settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        ssl_certfile=settings.tls_cert or None,
+        ssl_keyfile=settings.tls_key or None,
+        log_config=None,
+        access_log=False,
+        log_level=settings.log_level,
+    )
+
+
+async def _granian(app: ASGIApp, settings: Settings) -> None:
+    from pathlib import Path
+
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    server = Server(
+        app,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.http1,  # as uvicorn: kube-scheduler's keep-alive HTTP/1.1 connection
+        http1_settings=HTTP1Settings(keep_alive=True),
+        websockets=False,
+        log_enabled=False,
+        log_level=LogLevels(settings.log_level),
+        ssl_cert=Path(settings.tls_cert) if settings.tls_cert else None,
+        ssl_key=Path(settings.tls_key) if settings.tls_key else None,
+        ssl_protocol_min=SSLProtocols.tls12,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    await server.serve()

@@ -1,0 +1,194 @@
+"""The request path for the compact bodies kube-scheduler sends: same answers, less work.
+
+``wire.split_node_names`` cuts the NodeNames list out of Go's compact body without scanning it;
+these tests check that every body gets exactly the answer the whole-body decoding gives, and
+count the work the caches save (the style of
+``tests/replay/test_simulator.py::test_replay_drives_the_shared_decision_code``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import msgspec
+import pytest
+from extender_helpers import (
+    ECS,
+    VIRTUAL,
+    big_cluster,
+    client,
+    shop_policies,
+    shop_state,
+    web_pod_dict,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extender import policy as policy_module
+from extender import verbs, wire
+from extender.snapshot import ClusterState
+
+
+def _compact(pod: dict[str, Any], names: list[str] | None, nodes: Any = None) -> bytes:
+    """The body as Go's encoding/json writes it: compact, fields in struct order."""
+    return json.dumps(
+        {"Pod": pod, "Nodes": nodes, "NodeNames": names}, separators=(",", ":")
+    ).encode()
+
+
+def _both(state_factory: Any, verb: str, body: bytes) -> tuple[Any, Any]:
+    """(answer to ``body``, answer to the same JSON pretty-printed: decoded as a whole)."""
+    pretty = json.dumps(json.loads(body), indent=1).encode()
+    answers = []
+    for data in (body, pretty):
+        response = client(state_factory()).post(f"/{verb}", content=data)
+        ok = response.status_code == 200  # 200: compare values (a pass-through keeps spacing)
+        answers.append((response.status_code, response.json() if ok else response.text))
+    return answers[0], answers[1]
+
+
+@pytest.mark.parametrize("verb", ["filter", "prioritize"])
+@pytest.mark.parametrize(
+    "names",
+    [
+        [*ECS, VIRTUAL],
+        [ECS[0], "no-such-node", VIRTUAL],
+        [],
+        [VIRTUAL],
+    ],
+)
+def test_compact_bodies_get_the_whole_body_answer(verb: str, names: list[str]) -> None:
+    body = _compact(web_pod_dict(1), names)
+    assert wire.split_node_names(body) is not None  # the fast path is taken
+    fast, whole = _both(shop_state, verb, body)
+    assert fast == whole
+    assert fast[0] == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the key inside the Pod, as an unknown field and in an annotation value
+        b'{"Pod":{"metadata":{"name":"p"},"x":{"a":1,"NodeNames":["evil"]}},"Nodes":null,'
+        b'"NodeNames":["' + ECS[0].encode() + b'"]}',
+        b'{"Pod":{"metadata":{"name":"p","annotations":{"a":",\\"NodeNames\\":[x]}"}}},'
+        b'"Nodes":null,"NodeNames":["' + ECS[0].encode() + b'"]}',
+        # not lists of strings, not JSON after the key, two lists
+        b'{"Pod":{"metadata":{"name":"p","namespace":"shop","labels":{"app":"web"}}},'
+        b'"Nodes":null,"NodeNames":[1,2]}',
+        b'{"Pod":{"metadata":{"name":"p"}},"Nodes":null,"NodeNames":["a"]]}',
+        b'{"Pod":{"metadata":{"name":"p"}},"NodeNames":["a"],"NodeNames":["b"]}',
+        b'{"Pod":{"metadata":{"name":"p"}},"nodenames":null,"NodeNames":["'
+        + ECS[1].encode()
+        + b'"]}',
+        b'{"Pod":[],"Nodes":null,"NodeNames":["a"]}',
+        b'{"Nodes":null,"NodeNames":["a"]}',
+        b'{"Pod":{"metadata":{"name":"p"}},"Nodes":7,"NodeNames":["a"]}',
+        b'{"Pod":{"metadata":{"name":"p\xff"}},"Nodes":null,"NodeNames":["a"]}',
+        b'{"Pod":{"metadata":{"name":"p"}},"Nodes":null,"NodeNames":["a\\u0000"]}',
+    ],
+)
+@pytest.mark.parametrize("verb", ["filter", "prioritize"])
+def test_tricky_compact_bodies_get_the_whole_body_answer(verb: str, body: bytes) -> None:
+    answers = []
+    for data in (body, body.replace(b',"NodeNames":', b', "NodeNames":')):  # not compact: whole
+        assert wire.split_node_names(data) is None or data is body
+        response = client(shop_state()).post(f"/{verb}", content=data)
+        # the space moves the byte offsets in JSON errors by one
+        answers.append((response.status_code, re.sub(r"\(byte \d+\)", "", response.text)))
+    assert answers[0] == answers[1]
+
+
+_name = st.text(st.characters(codec="utf-8"), max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(st.sampled_from([*ECS, VIRTUAL, "other"]) | _name, max_size=6),
+    labels=st.dictionaries(st.sampled_from(["app", "NodeNames", "x"]), _name, max_size=2),
+    managed=st.booleans(),
+)
+def test_any_compact_body_gets_the_whole_body_answer(
+    names: list[str], labels: dict[str, str], managed: bool
+) -> None:
+    pod = web_pod_dict(3)
+    pod["metadata"]["labels"] = {**labels, **({"app": "web"} if managed else {})}
+    fast, whole = _both(shop_state, "filter", _compact(pod, names))
+    assert fast == whole
+
+
+def test_split_node_names_cuts_the_list_without_decoding_it() -> None:
+    body = _compact({"metadata": {"name": "p"}}, ["a", "b"])
+    head, names = wire.split_node_names(body) or (b"", msgspec.Raw(b""))
+    assert bytes(names) == b'["a","b"]'
+    assert json.loads(head) == {
+        "Pod": {"metadata": {"name": "p"}},
+        "Nodes": None,
+        "NodeNames": None,
+    }
+    assert wire.split_node_names(json.dumps(json.loads(body)).encode()) is None  # not compact
+
+
+def test_name_lists_know_a_list_by_its_bytes_and_stay_bounded() -> None:
+    lists = wire.NameLists(size=2)
+    first = lists.parse(msgspec.Raw(b'["a","b"]'))
+    assert first.names == ("a", "b")
+    assert lists.parse(msgspec.Raw(bytes(bytearray(b'["a","b"]')))) is first  # equal bytes
+    assert lists.parse(msgspec.Raw(b'["a","c"]')) is not first  # same length, other names
+    lists.parse(msgspec.Raw(b'["d"]'))
+    assert lists.find(b'["a","b"]') is None  # evicted: the oldest of three
+    with pytest.raises(wire.WireError, match="NodeNames must be a list of strings"):
+        lists.parse(msgspec.Raw(b"[1]"))
+
+
+def test_a_list_in_another_order_is_the_same_list() -> None:
+    """kube-scheduler's parallel filter reorders the feasible nodes: same names, same entry."""
+    lists = wire.NameLists()
+    first = lists.parse(b'["a","b","c"]')
+    assert lists.parse(b'["c","a","b"]') is first
+    assert lists.find(b'["c","a","b"]') is first  # now known by these bytes too
+    assert lists.parse(b'["a","a","b"]') is not first  # a name twice
+    assert lists.parse(b'["a","b","d"]') is not first
+
+
+def test_a_reordered_offer_gets_the_same_verdicts() -> None:
+    names = [*ECS, VIRTUAL]
+    http = client(shop_state())
+    answers = [
+        http.post("/filter", content=_compact(web_pod_dict(i), order)).json()
+        for i, order in enumerate([names, names[::-1]])
+    ]
+    assert set(answers[0]["NodeNames"]) == set(answers[1]["NodeNames"]) == set(ECS)
+    assert answers[0]["FailedAndUnresolvableNodes"] == answers[1]["FailedAndUnresolvableNodes"]
+
+
+def test_a_scheduling_cycle_decodes_the_pod_once_and_decides_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Filter then prioritize of one pod over 2,000 nodes: one Pod decode, one ``decide``, the
+    names grouped once per list, and prioritize answers an empty list (one unit offered)."""
+    calls = {"decide": 0, "pod": 0, "group": 0}
+
+    def counting(name: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(verbs, "decide", counting("decide", policy_module.decide))
+    monkeypatch.setattr(verbs, "pod_from_dict", counting("pod", verbs.pod_from_dict))
+    monkeypatch.setattr(verbs, "group_offer", counting("group", verbs.group_offer))
+    state = ClusterState(nodes=big_cluster(2_000), policies=shop_policies(web_max=5))
+    names = [n.name for n in big_cluster(2_000)]
+    http = client(state)
+    for i in range(3):
+        pod = web_pod_dict(i)
+        filtered = http.post("/filter", content=_compact(pod, names))
+        accepted = filtered.json()["NodeNames"]
+        assert len(accepted) == 1_999  # the ECS nodes
+        scored = http.post("/prioritize", content=_compact(pod, accepted))
+        assert scored.json() == []
+    assert calls == {"decide": 3, "pod": 3, "group": 2}  # groups: the offered and the accepted
