@@ -36,12 +36,14 @@ The forecaster is pure (numpy and scipy only) and works on one series.
      five-minute means, recent days weighted more.
    - combinations: ``median`` (the per-step median of all of the above) and ``weighted-mean``
      (the three best in the backtest, weighted by the inverse of their WAPE; its own backtest
-     score is a little optimistic, since the weights come from the same cuts).
+     score is a little optimistic, since the weights come from the same cuts, so a combination
+     is chosen only when it beats the best single candidate by 2%).
 3. Each candidate is scored by WAPE pooled over several cut points (rolling origin, one day
    apart): fitted on the data before a cut, scored on the ``horizon`` after it (at least a day).
    Every cut leaves at least a week of training data when the series has one (so that
    ``seasonal-naive-week`` competes), else at least two days. The candidate with the lowest
-   WAPE wins; a tie goes to the simpler (earlier) model. Since the seasonal-naive forecasts are
+   WAPE wins (a combination only by the margin above); a tie goes to the simpler (earlier)
+   model. Since the seasonal-naive forecasts are
    candidates on the same cuts, the chosen model never lost to them in its own backtest.
 4. The winner is refitted on all the data. The upper band is the point forecast plus the
    empirical quantile of the winner's backtest residuals, so its coverage is calibrated on errors
@@ -590,6 +592,9 @@ def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> dict[s
 # --- fitting ---------------------------------------------------------------------------------
 
 _TOP = 3  # members of the weighted-mean combination
+# A combination is chosen only when its backtest WAPE is this much (relatively) below the best
+# single candidate's: the weighted mean's weights come from the very cuts that score it.
+_COMBINATION_MARGIN = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -651,6 +656,9 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
             joined[name] = p
             scores[name] = wape(actual, p)
     chosen = min(scores, key=lambda k: scores[k])  # first of equals: the simplest
+    single = min(models, key=lambda k: scores[k])
+    if chosen not in models and scores[chosen] > (1.0 - _COMBINATION_MARGIN) * scores[single]:
+        chosen = single  # a combination's own score is optimistic: it must win clearly
     residuals = actual - joined[chosen]
     return _Choice(chosen, scores, residuals, weights, len(origins), tuple(models))
 
