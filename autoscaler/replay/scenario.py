@@ -7,6 +7,7 @@
       groups: [...]
       settings: {...}
     policies: [...]      # ResourcePolicy documents (spillover.dev/v1alpha1)
+    everyNamespace: false  # true: the policies also select pods of every namespace of the trace
     timing:
       loopPeriod: 10s      # the autoscaler's periodic loop
       reactionDelay: 1s    # a new pending/overflowed pod triggers a pass this much later (null: wait for the loop)
@@ -19,12 +20,17 @@
     samplePeriod: 5m     # resolution of the time series in the report and plot
 
 Everything but ``autoscaler.groups`` has a default; ``data/default-scenario.yaml`` is bundled.
+
+``everyNamespace`` (or ``replay --every-namespace``): a recorded cluster's namespaces are not the
+scenario's, and a pod no policy selects is unmanaged (ECS only, never ECI).  With it, every
+namespace of the trace that no policy names gets a copy of each policy (``policies_for``), so a
+recorded trace replays with the bundled scenario's policies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,7 @@ __all__ = [
     "ScenarioError",
     "Timing",
     "load_scenario",
+    "policies_for",
     "scenario_from_dict",
 ]
 
@@ -82,6 +89,20 @@ class Scenario:
     sample_period: float = 300.0
     autoscaling: bool = True
     name: str = "spillover"
+    every_namespace: bool = False
+
+
+def policies_for(
+    policies: tuple[ResourcePolicy, ...], namespaces: Iterable[str]
+) -> tuple[ResourcePolicy, ...]:
+    """``policies`` plus, for each namespace none of them names, a copy of each in it."""
+    named = {p.namespace for p in policies}
+    extra = [
+        replace(p, namespace=ns)
+        for ns in sorted(set(namespaces) - named)
+        for p in policies
+    ]
+    return (*policies, *extra)
 
 
 def _map(raw: Any, where: str) -> Mapping[str, Any]:
@@ -119,6 +140,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
             "baselines",
             "samplePeriod",
             "name",
+            "everyNamespace",
         ),
         "scenario",
     )
@@ -182,6 +204,9 @@ def scenario_from_dict(raw: Any) -> Scenario:
     static = b.get("staticNodes", "auto")
     if static != "auto" and (not isinstance(static, int) or isinstance(static, bool) or static < 0):
         raise ScenarioError("baselines.staticNodes: expected 'auto' or a non-negative integer")
+    every_namespace = doc.get("everyNamespace", False)
+    if not isinstance(every_namespace, bool):
+        raise ScenarioError("everyNamespace: expected true or false")
     name = doc.get("name", "spillover")
     if not isinstance(name, str) or not name:
         raise ScenarioError("name: expected a non-empty string")
@@ -196,6 +221,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         static_nodes=None if static == "auto" else int(static),
         sample_period=_duration(doc, "samplePeriod", 300.0, "scenario"),
         name=name,
+        every_namespace=every_namespace,
     )
     if scenario.sample_period <= 0:
         raise ScenarioError("scenario.samplePeriod: must be positive")
