@@ -107,8 +107,8 @@ def group_state(
 
     ``registered``: the group's nodes known to the cluster; instances the provider is still
     creating are added (created at ``requested[id]``, else ``now``).  The min and max sizes are
-    the stricter of the configuration and the provider; the desired size is the provider's.  The
-    controller and the replay both build their groups here.
+    the stricter of the configuration and the provider; the current size is the provider's
+    target (``target_size``).  The controller and the replay both build their groups here.
     """
     names = {n.name for n in registered}
     asked = requested or {}
@@ -117,12 +117,12 @@ def group_state(
         for i in status.instances
         if i.state is InstanceState.CREATING and (i.node or i.id) not in names
     ]
-    spec = replace(
-        group,
-        min_size=max(group.min_size, status.min_size),
-        max_size=min(group.max_size, status.max_size) if status.max_size else 0,
-        desired=status.target,
-    )
+    low = max(group.min_size, status.min_size)
+    high = min(group.max_size, status.max_size) if status.max_size else 0
+    # The same object when nothing is clamped: the planner memoizes node templates by identity.
+    spec = group
+    if (low, high) != (group.min_size, group.max_size):
+        spec = replace(group, min_size=low, max_size=high)
     return GroupState(
         group=spec,
         target_size=status.target,

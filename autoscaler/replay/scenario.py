@@ -14,7 +14,7 @@
       eciStartDelay: 10s   # an ECI pod starts this long after it is bound ...
       eciStartJitter: 2s   # ... plus a seeded uniform jitter in [0, jitter)
       ecsPodStartDelay: 0s # a pod bound to a ready ECS node starts after this
-    forecast: {enabled: true, refit: 6h, history: 168h, step: 5m, passEvery: 1h}
+    forecast: {enabled: true, refit: 6h, history: 168h, step: 5m, passEvery: 1h, minHistory: 1d}
     target: {pendingP99: 15s}
     baselines: {headroom: [0, 1, 2, 4], staticNodes: auto}
     samplePeriod: 5m     # resolution of the time series in the report and plot
@@ -74,6 +74,7 @@ class ForecastSpec:
     history: float = 7 * 86_400.0
     step: float = 300.0
     every: float = 3600.0  # a planner pass at least this often while a forecast is in force
+    min_history: float = 86_400.0  # no forecast before this much history (the controller's default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +98,7 @@ def policies_for(
 ) -> tuple[ResourcePolicy, ...]:
     """``policies`` plus, for each namespace none of them names, a copy of each in it."""
     named = {p.namespace for p in policies}
-    extra = [
-        replace(p, namespace=ns)
-        for ns in sorted(set(namespaces) - named)
-        for p in policies
-    ]
+    extra = [replace(p, namespace=ns) for ns in sorted(set(namespaces) - named) for p in policies]
     return (*policies, *extra)
 
 
@@ -182,7 +179,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
     if timing.loop_period <= 0:
         raise ScenarioError("timing.loopPeriod: must be positive")
     f = _map(doc.get("forecast"), "forecast")
-    _known(f, ("enabled", "refit", "history", "step", "passEvery"), "forecast")
+    _known(f, ("enabled", "refit", "history", "step", "passEvery", "minHistory"), "forecast")
     fd = ForecastSpec()
     enabled = f.get("enabled", fd.enabled)
     if not isinstance(enabled, bool):
@@ -193,6 +190,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         _duration(f, "history", fd.history, "forecast"),
         _duration(f, "step", fd.step, "forecast"),
         _duration(f, "passEvery", fd.every, "forecast"),
+        _duration(f, "minHistory", fd.min_history, "forecast"),
     )
     target = _map(doc.get("target"), "target")
     _known(target, ("pendingP99",), "target")

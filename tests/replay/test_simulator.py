@@ -177,8 +177,8 @@ def test_scale_in_removes_eci_replicas_first() -> None:
     # 2 ECS pods and 3 ECI pods ran; the survivors are the ECS ones.
     live = sim.replicas[WEB][1]
     assert len(live) == 2
-    assert sim.eci_pod_s == pytest.approx(3 * 90.0)  # started at 10, all deleted at 100
-    assert sim.ecs_pod_s == pytest.approx(2 * 200.0)  # the ECS pods ran to the end
+    assert sim.scheduler.eci_pod_s == pytest.approx(3 * 90.0)  # started at 10, all deleted at 100
+    assert sim.scheduler.ecs_pod_s == pytest.approx(2 * 200.0)  # the ECS pods ran to the end
 
 
 def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,6 +233,7 @@ def gpu_scenario() -> Scenario:
             "history": "168h",
             "step": "5m",
             "passEvery": "1h",
+            "minHistory": "1h",
         },
     )
 
@@ -259,17 +260,17 @@ def test_steady_short_gpu_demand_lands_on_forecast_gpu_nodes() -> None:
     trace = steady_short_gpu_pods(48)
     sim = Simulation(trace, scenario, by_name(scenario, trace)["spillover"], audit=True)
     on_eci: set[str] = set()
-    bind = sim._bind
+    bind = sim.scheduler.bind
 
     def checked_bind(rec: Any, node: Any) -> None:
         assert rec.uid not in on_eci, f"{rec.uid} left ECI"  # an ECI pod is never moved
         if node is None:
             # the policy overflows to ECI only when no ECS node has room for the pod
-            assert sim._candidates(rec) == []
+            assert sim.scheduler.candidates(rec) == []
             on_eci.add(rec.uid)
         bind(rec, node)
 
-    sim._bind = checked_bind  # type: ignore[method-assign]
+    sim.scheduler.bind = checked_bind  # type: ignore[method-assign]
     r = sim.run()
     check_result(r, scenario)
     # Until the first refit with history (6 h) every pod runs on ECI; from then on the gpu
