@@ -229,6 +229,7 @@ class TraceWriter:
         self.path = Path(path)
         self._last = -math.inf
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent or ".")
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a trace is for sharing
         self._tmp = Path(tmp)
         self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
         head: dict[str, Any] = {"type": "header", "format": FORMAT, "version": VERSION}
