@@ -398,6 +398,7 @@ class Simulation:
             timeline=self._timeline(),
             split=split,
             unmanaged=s.unmanaged,
+            idle_nodes=b.idle_nodes(),
         )
 
     def _booting_group(self, name: str) -> str:
