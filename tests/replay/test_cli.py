@@ -81,6 +81,9 @@ def test_replay_writes_summary_json_and_plot(
     assert "closing_note" in saved
     assert (out / "replay.png").read_bytes()[:4] == b"\x89PNG"
     assert "| **spillover** |" in (out / "summary.md").read_text()
+    assert "## Where the money went (CNY)" in (out / "summary.md").read_text()
+    split = saved["summary"]["cost_split"]
+    assert sum(split.values()) == pytest.approx(saved["summary"]["cost"], abs=0.1)
     assert (out / "actions.jsonl").exists()
 
 

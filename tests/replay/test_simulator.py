@@ -176,6 +176,11 @@ def check_result(r: Result, scenario: Scenario) -> None:
     ecs = sum(s * groups[g] / 3600 for g, s in r.ecs_node_seconds_by_group.items())
     assert r.ecs_cost == pytest.approx(ecs, rel=1e-9, abs=1e-12)
     assert r.cost == pytest.approx(r.ecs_cost + r.eci_cost)
+    # Every CNY is in one bucket of the split.
+    split = r.split
+    assert split.ecs_busy + split.ecs_idle == pytest.approx(r.ecs_cost, rel=1e-9, abs=1e-9)
+    assert split.eci_burst + split.eci_long_stay == pytest.approx(r.eci_cost, rel=1e-9, abs=1e-9)
+    assert min(v for _, v in split.items()) >= 0
     assert r.timeline.cost[-1] <= r.cost + 1e-9
     # Every pod is either started (a pending time) or reported as never started.
     assert r.pending.size == r.pods
