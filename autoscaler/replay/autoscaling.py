@@ -127,12 +127,11 @@ class Autoscaler:
         states = []
         for name, group in self.groups.items():
             status = self.provider.status(name, now=now)
-            asked = self.billing.requested_at
+            requested = self.billing.requested
             registered = [
-                planner.GroupNode(n.name, asked(n.name, now) or 0.0)
+                planner.GroupNode(n.name, requested[n.name])
                 for n in self.scheduler.by_group.get(name, ())
             ]
-            requested = {i.id: asked(i.id, now) or 0.0 for i in status.instances}
             states.append(
                 planner.group_state(
                     group,

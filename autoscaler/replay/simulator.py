@@ -262,8 +262,7 @@ class Simulation:
     # -- nodes ---------------------------------------------------------------------------------------
     def _nodes_ready(self, t: float) -> None:
         for node in self.provider.nodes(now=t):
-            billed = self.billing.requested_at(node.name) is not None
-            if node.name not in self.scheduler.nodes and billed:
+            if node.name not in self.scheduler.nodes and node.name in self.billing.requested:
                 self.scheduler.node_ready(node)
 
     def _trace_node_added(self, ev: NodeAdded) -> None:
