@@ -44,7 +44,7 @@ from .autoscaling import Autoscaler
 from .billing import Billing
 from .results import Action, CostSplit, Result, Timeline, Variant
 from .scenario import Scenario, policies_for
-from .scheduler import TRACE_GROUP, Clock, PodRecord, Scheduler, balloon_workload
+from .scheduler import ECI_NODE, TRACE_GROUP, Clock, PodRecord, Scheduler, balloon_workload
 from .trace import (
     MAX_SPAN,
     NodeAdded,
@@ -57,6 +57,7 @@ from .trace import (
 )
 
 __all__ = [
+    "ECI_NODE",
     "MAX_SAMPLES",
     "Action",
     "CostSplit",
