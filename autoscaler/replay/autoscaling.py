@@ -89,11 +89,12 @@ class Autoscaler:
             return
         now = self.clock.now
         if react and self.reaction_delay is not None:
-            self._at(now + self.reaction_delay)
+            self.at(now + self.reaction_delay)
         else:
-            self._at(self.tick())
+            self.at(self.tick())
 
-    def _at(self, t: float) -> None:
+    def at(self, t: float) -> None:
+        """A pass at ``t`` unless one is asked for earlier."""
         if self.enabled and t < self.plan_at:
             self.plan_at = t
             self.push_plan(t)
@@ -209,7 +210,7 @@ class Autoscaler:
         wait = self.settings.scale_down_unneeded_time
         due = [since + wait for since in self.unneeded.values() if since + wait > now]
         if due:
-            self._at(max(min(due), self.tick()))
+            self.at(max(min(due), self.tick()))
         # Pods still pending for ECS capacity that is not on its way: look again next loop if
         # this pass acted, else once a group's cooldown ends (a pass with nothing new to see
         # would decide the same; any change in the cluster asks for a pass anyway).
@@ -217,7 +218,7 @@ class Autoscaler:
         waiting = any(rec.pod.key not in result.unschedulable for rec in pending)
         if waiting and self.provider.next_ready(now=now) is None:
             if result.scale_ups or result.scale_downs:
-                self._at(self.tick())
+                self.at(self.tick())
             else:
                 ends = [
                     self.last_up[g] + self.groups[g].cooldown
@@ -225,7 +226,7 @@ class Autoscaler:
                     if self.last_up[g] + self.groups[g].cooldown > now
                 ]
                 if ends:
-                    self._at(max(min(ends), self.tick()))
+                    self.at(max(min(ends), self.tick()))
         if self.fc:
             # Pre-provisioning needs passes even when nothing happens.
-            self._at(now + self.scenario.forecast.every)
+            self.at(now + self.scenario.forecast.every)

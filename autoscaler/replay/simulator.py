@@ -65,6 +65,7 @@ __all__ = [
     "Simulation",
     "Timeline",
     "Variant",
+    "namespaces",
     "simulate",
 ]
 
@@ -181,7 +182,7 @@ class Simulation:
         end = self.end
         step = max(1, n // 200)
         if scheduler.pending or self.groups:
-            self.autoscaler._at(0.0)
+            self.autoscaler.at(0.0)
         while True:
             if heap and heap[0][0] <= end and (i >= n or heap[0][0] <= events[i].t):
                 t, _, kind = heapq.heappop(heap)
