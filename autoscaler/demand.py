@@ -3,10 +3,12 @@
 ECS demand is every pending pod whose placement policy chooses an ECS unit (the policy from
 ``extender.policy``, with the workload's live counts; pending pods of one workload are counted one
 after another so that replica N+1 goes to ECI), every pending pod no policy manages (as
-cluster-autoscaler would), and every pod running on ECI for lack of ECS room whose expected run
-time makes ECS cheaper (``autoscaler.costs``).  The expected run time is the annotation
-``spillover.dev/expected-duration`` (``8h``, ``3600``) or, for Deployments, StatefulSets and
-ReplicaSets, the whole horizon; Jobs and bare pods without the annotation stay on ECI.  DaemonSet
+cluster-autoscaler would), and every pod running on ECI for lack of ECS room that could be moved
+(``autoscaler.eviction``) and whose expected remaining run time could make a new node cheaper
+(``costs.ecs_cheaper``; scale-up then judges the nodes it really builds with
+``costs.new_node_pays``).  The expected remaining run time is the annotation
+``spillover.dev/expected-duration`` (``8h``, ``3600``) less the pod's age or, for Deployments,
+StatefulSets and ReplicaSets without it, the whole horizon.  DaemonSet
 pods are not demand: a new node's DaemonSets are ``settings.daemonset_overhead``, subtracted from
 its allocatable.  Pending pods no policy unit can take get their reason in ``unschedulable``.
 """
@@ -25,23 +27,26 @@ from extender.policy import ResourcePolicy, decide, policy_for, unit_counts
 
 from .context import Context, IntArray
 from .costs import ecs_cheaper
+from .eviction import move_blocker
 from .nodegroup import parse_duration
 
-__all__ = ["EXPECTED_DURATION", "Demand", "collect", "expected_duration"]
+__all__ = ["EXPECTED_DURATION", "Demand", "collect", "remaining"]
 
 EXPECTED_DURATION = "spillover.dev/expected-duration"
 _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?")
 
 
-def expected_duration(pod: Pod, horizon: float) -> float:
+def remaining(pod: Pod, *, now: float, horizon: float) -> float:
     """Seconds ``pod`` is expected to keep running; 0 when unknown (it then stays on ECI)."""
     raw = pod.annotations.get(EXPECTED_DURATION)
     if raw is not None:
         try:
-            return max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
+            total = max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
         except ValueError:  # a bad annotation counts as unknown: the pod stays where it is
             return 0.0
+        age = now - pod.created if pod.created > 0 else 0.0
+        return max(total - max(age, 0.0), 0.0)
     if pod.workload is not None and pod.workload.kind in _LONG_RUNNING:
         return horizon
     return 0.0
@@ -56,7 +61,7 @@ class Demand:
     classes: list[int] = field(default_factory=list)
     policies: list[ResourcePolicy | None] = field(default_factory=list)
     units: list[int] = field(default_factory=list)
-    eci_hours_of: dict[int, float] = field(default_factory=dict)  # pods now on ECI: run time, h
+    eci_hours_of: dict[int, float] = field(default_factory=dict)  # pods now on ECI: time left, h
     on_eci: int = 0
     about_to_land: int = 0  # pending pods that fit free or booting capacity (set by scale-up)
     # filled by finish()
@@ -65,6 +70,8 @@ class Demand:
     pack_keys: list[tuple[int, ResourcePolicy | None, int]] = field(default_factory=list)
     eci_hours: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     from_eci: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    # set by scale-up: pods from ECI that fit free capacity or a new node that pays for itself
+    moving: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
 
     def add(
         self, pod: Pod, cls: int, policy: ResourcePolicy | None, unit: int, eci_hours: float = -1
@@ -97,9 +104,10 @@ class Demand:
         for i, hours in self.eci_hours_of.items():
             self.eci_hours[i] = hours
             self.from_eci[i] = True
+        self.moving = self.from_eci.copy()
 
 
-def collect(ctx: Context, unschedulable: dict[str, str]) -> Demand:
+def collect(ctx: Context, unschedulable: dict[str, str], *, now: float) -> Demand:
     """The ECS demand of this pass; pods no policy unit can take go to ``unschedulable``."""
     state, settings = ctx.state, ctx.settings
     horizon = settings.forecast_horizon
@@ -154,11 +162,13 @@ def collect(ctx: Context, unschedulable: dict[str, str]) -> Demand:
         for pod in state.pods_on(node.name):
             if pod.finished or pod.terminating or pod.workload is None:
                 continue
-            duration = expected_duration(pod, horizon)
-            if duration > 0:
-                movable.append((pod.created, pod.key, pod, duration))
+            if move_blocker(pod) is not None:
+                continue
+            left = remaining(pod, now=now, horizon=horizon)
+            if left > 0:
+                movable.append((pod.created, pod.key, pod, left))
         movable.sort(key=lambda m: (m[0], m[1]))
-        for _, _, pod, duration in movable:
+        for _, _, pod, left in movable:
             policy = policy_for(policies, pod)
             own = policy.unit_of(node) if policy is not None else None
             if policy is None or own is None:
@@ -181,15 +191,16 @@ def collect(ctx: Context, unschedulable: dict[str, str]) -> Demand:
                     price_per_hour=ctx.groups[g].group.price_per_hour,
                     capacity=ctx.templates[g].allocatable,
                     eci=eci_price,
-                    duration=duration,
-                    horizon=horizon,
+                    remaining=left,
+                    boot=ctx.groups[g].group.boot_time,
+                    linger=settings.scale_down_unneeded_time,
                 )
                 for g in usable
             ):
                 continue
             now_counts[own] -= 1
             now_counts[decision.unit] += 1
-            demand.add(pod, cls, policy, decision.unit, min(duration, horizon) / 3600)
+            demand.add(pod, cls, policy, decision.unit, left / 3600)
     demand.finish()
     return demand
 

@@ -40,8 +40,9 @@ from . import demand as demand_pass
 from . import kernels_ref, predictive, scaledown, scaleup
 from .context import Context
 from .demand import EXPECTED_DURATION
+from .eviction import SAFE_TO_EVICT
 from .nodegroup import NodeGroup, PlannerSettings
-from .scaledown import SAFE_TO_EVICT, Floor
+from .scaledown import Floor
 
 if TYPE_CHECKING:
     from .forecast import Forecast
@@ -181,7 +182,7 @@ def plan(
     ctx = Context(state, groups, settings)
     notes: list[str] = []
     unschedulable: dict[str, str] = {}
-    demand = demand_pass.collect(ctx, unschedulable)
+    demand = demand_pass.collect(ctx, unschedulable, now=now)
     if demand.on_eci:
         notes.append(f"{demand.on_eci} pending pod(s) belong on ECI by policy: not ECS demand")
     added = scaleup.scale_up(ctx, demand, k, now=now, unschedulable=unschedulable, notes=notes)
@@ -199,7 +200,7 @@ def plan(
                 f"{level.describe(level.milli)} (forecast)",
             )
         )
-    migrating = int(demand.req[demand.from_eci, 0].sum())
+    migrating = int(demand.req[demand.moving, 0].sum())
     removals, still = scaledown.scale_down(
         ctx,
         k,

@@ -9,8 +9,9 @@ above its level (the forecast's, per resource class, and what pods on or moving 
 scale-up happened within ``scale_down_delay_after_add``.  Nodes of one group are taken in the
 order of its removal policy.  A node with a pod that cannot move (no controller, or
 ``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"``) stays; local storage is not
-modelled.  DaemonSet pods do not need to move.  Destinations are ECS nodes only; ECI virtual
-nodes are never scaled.
+modelled.  DaemonSet pods do not need to move.  Destinations are ECS nodes only, and for a pod
+a placement policy manages, nodes of the unit it runs in (a ``pool=general`` unit's pod never
+lands on a ``pool=batch`` node); ECI virtual nodes are never scaled.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from extender.model import Node, NodeKind, Pod
+from extender.policy import ResourcePolicy, policy_for
 
 from .context import Context, fmt_time, vector
+from .eviction import blocker
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
 
 if TYPE_CHECKING:
     from .planner import DisruptionBudget
 
-__all__ = ["EMPTY", "SAFE_TO_EVICT", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
+__all__ = ["EMPTY", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
 
-SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 UNDERUTILIZED = "underutilized"
 EMPTY = "empty"  # no pod but DaemonSet pods: nothing to move
 
@@ -95,21 +97,9 @@ def scale_down(
         if now - since < settings.scale_down_unneeded_time:
             continue
         movable = [p for p in pods if p.owner is None or p.owner.kind != "DaemonSet"]
-        stuck = next(
-            (
-                p
-                for p in movable
-                if p.owner is None or p.annotations.get(SAFE_TO_EVICT, "").lower() == "false"
-            ),
-            None,
-        )
+        stuck = next(((p, why) for p in movable if (why := blocker(p)) is not None), None)
         if stuck is not None:
-            why = (
-                "has no controller"
-                if stuck.owner is None
-                else f'is annotated {SAFE_TO_EVICT}: "false"'
-            )
-            notes.append(f"node {name} stays: pod {stuck.key} {why}")
+            notes.append(f"node {name} stays: pod {stuck[0].key} {stuck[1]}")
             continue
         gs = ctx.groups[g]
         if gs.in_cooldown(now):
@@ -202,24 +192,37 @@ def scale_down(
     pod_pdb: list[int] = []
     starts = [0]
     cand_node: list[int] = []
+    # A managed pod's replacement may only land in the unit it is counted in now (the unit of
+    # its node): one eligibility row per (pod class, policy, unit).
+    policies = state.policies
+    keys: dict[tuple[int, str, int], int] = {}
+    rows_of: list[tuple[int, ResourcePolicy | None, int]] = []
     for _, node, _, movable, _ in candidates:
         for pod in movable:
             r = pod.requests
             req_rows.append((r.cpu_milli, r.memory, r.gpu_milli, 1))
-            pod_class.append(ctx.class_of(pod))
+            policy = policy_for(policies, pod) if policies else None
+            unit = policy.unit_of(node) if policy is not None else None
+            if unit is None:
+                policy, unit = None, -1
+            cls = ctx.class_of(pod)
+            row_key = (cls, policy.key if policy is not None else "", unit)
+            row = keys.get(row_key)
+            if row is None:
+                row = keys[row_key] = len(rows_of)
+                rows_of.append((cls, policy, unit))
+            pod_class.append(row)
             pod_pdb.append(next((b for b, pdb in enumerate(pdbs) if pdb.covers(pod)), -1))
         starts.append(len(req_rows))
         cand_node.append(position[node.name])
-    classes = sorted(set(pod_class))
-    remap = {c: i for i, c in enumerate(classes)}
     elig = (
-        np.stack([ctx.node_elig(c, None, -1, dests, purpose="drain") for c in classes])
-        if classes
+        np.stack([ctx.node_elig(c, p, u, dests, purpose="drain") for c, p, u in rows_of])
+        if rows_of
         else np.ones((1, len(dests)), np.bool_)
     )
     status, dest = k.drain(
         np.array(req_rows, np.int64).reshape(len(req_rows), 4),
-        pod_class=np.array([remap[c] for c in pod_class], np.int64),
+        pod_class=np.array(pod_class, np.int64),
         pod_pdb=np.array(pod_pdb, np.int64),
         cand_start=np.array(starts, np.int64),
         cand_node=np.array(cand_node, np.int64),

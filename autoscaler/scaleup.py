@@ -11,6 +11,7 @@ nothing can take get a reason.  The packing runs in ``k`` (``autoscaler.kernels`
 
 from __future__ import annotations
 
+import dataclasses
 from types import ModuleType
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy.typing as npt
 from extender.model import Node
 
 from .context import Context, Growth, IntArray, fmt_time, vector
-from .costs import GIB
+from .costs import GIB, new_node_pays
 from .demand import Demand
 from .expanders import Option, expander_for
 
@@ -29,9 +30,31 @@ PENDING_PODS = "pending-pods"
 ECI_CHEAPER_ON_ECS = "eci-cheaper-on-ecs"
 
 
-def _order(req: IntArray) -> IntArray:
-    """Decreasing GPU, then cpu, then memory (stable, so equal pods keep their order)."""
-    return np.lexsort((-req[:, 1], -req[:, 0], -req[:, 2])).astype(np.int64)
+def _order(req: IntArray, from_eci: npt.NDArray[np.bool_]) -> IntArray:
+    """Pending pods before pods now on ECI (a pod that waits comes first: a pod on ECI already
+    runs), each by decreasing GPU, then cpu, then memory (stable: equal pods keep their order)."""
+    return np.lexsort((-req[:, 1], -req[:, 0], -req[:, 2], from_eci)).astype(np.int64)
+
+
+def _unpaid(ctx: Context, demand: Demand, assign: IntArray, g: int) -> npt.NDArray[np.bool_]:
+    """Pods on new nodes of group ``g`` that hold only pods now on ECI and do not pay for
+    themselves (``costs.new_node_pays``): those pods stay on ECI."""
+    out = np.zeros(len(assign), np.bool_)
+    group, settings = ctx.groups[g].group, ctx.settings
+    for n in np.unique(assign[assign >= 0]):
+        on = np.flatnonzero(assign == n)
+        if not demand.from_eci[on].all():
+            continue  # a pending pod needs this node anyway
+        pods = [(demand.pods[i].requests, float(demand.eci_hours[i]) * 3600) for i in on]
+        if not new_node_pays(
+            pods,
+            price_per_hour=group.price_per_hour,
+            eci=settings.eci_price,
+            boot=group.boot_time,
+            linger=settings.scale_down_unneeded_time,
+        ):
+            out[on] = True
+    return out
 
 
 def _free_capacity(ctx: Context) -> tuple[list[Node], IntArray]:
@@ -71,7 +94,7 @@ def scale_up(
     if not demand.pods:
         return out
     req, pack = demand.req, demand.pack
-    order = _order(req)
+    order = _order(req, demand.from_eci)
 
     nodes, free = _free_capacity(ctx)
     if len(nodes):
@@ -90,6 +113,7 @@ def scale_up(
     else:
         waiting = np.zeros(len(demand.pods), np.bool_)
     remaining = ~waiting
+    stay_on_eci = 0
 
     g_count = len(ctx.groups)
     pack_groups = np.zeros((g_count, len(demand.pack_keys)), np.bool_)
@@ -168,7 +192,17 @@ def scale_up(
             break
         option, why = choice
         g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
-        placed = assign_r[inverse[g]] >= 0
+        assign = assign_r[inverse[g]]
+        unpaid = _unpaid(ctx, demand, assign, g)
+        placed = (assign >= 0) & ~unpaid
+        if unpaid.any():
+            stay_on_eci += int(unpaid.sum())
+            remaining &= ~unpaid
+            demand.moving &= ~unpaid
+            kept = len(np.unique(assign[placed]))
+            if kept == 0:
+                continue
+            option = dataclasses.replace(option, nodes=kept, pods=int(placed.sum()))
         keys = [demand.pods[i].key for i in np.flatnonzero(placed)]
         from_eci = int(np.count_nonzero(demand.from_eci & placed))
         it = option.group.instance_type
@@ -187,6 +221,12 @@ def scale_up(
         if room[g] <= 0:
             blocked[g] = f"reached its max size {ctx.groups[g].group.max_size}"
         remaining &= ~placed
+    if stay_on_eci:
+        notes.append(
+            f"{stay_on_eci} pod(s) on ECI stay there: a new node for them costs more than "
+            "their remaining ECI bill"
+        )
+    demand.moving &= waiting | ~remaining
     if remaining.any():
         _explain(ctx, demand, req, remaining, blocked, loop_left, unschedulable)
     return out
