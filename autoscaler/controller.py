@@ -16,11 +16,13 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 ``--dry-run`` runs steps 2-4 and logs what it would do; it writes nothing anywhere, not even the
 Lease (a dry-run replica must never take the lease from the one that acts).
 
-Reaction time: besides the periodic tick (10 s), :meth:`run` looks at the cache's pending pods
-every ``poll_interval``; a pod it has not seen before starts a pass after ``batch_window``
-(~1 s, so a burst of pods is planned together, as Karpenter batches).  Reading the in-memory
-cache is cheap (it keeps pending pods in their own index), and it needs nothing from the watch
-but the state it already fills.
+Reaction time: besides the periodic tick (10 s), the loop wakes when the cluster cache reports a
+pending pod it has not planned for yet (:meth:`notify`, the watch's ``on_change`` callback: no
+polling).  It then batches, as Karpenter does: the window closes once no new pending pod arrived
+for ``batch_idle`` (the burst stopped), or ``batch_window`` after the first one at the latest, so
+a burst is planned together and a lone pod waits only ``batch_idle``.  Only the leader reacts to
+pods and marks them planned ("seen"): a follower that takes over plans every pod still pending.
+Gaining the Lease wakes the loop too, so a new leader acts at once, not at its next tick.
 
 Time is injected: ``clock`` (default ``time.time``: Lease, node and pod timestamps are wall
 time) is the ``now`` of every decision; waiting uses the event loop, or an injected ``sleep``.
@@ -94,8 +96,8 @@ class Planner(Protocol):
 @dataclass(frozen=True, slots=True)
 class ControllerSettings:
     loop_interval: float = 10.0
-    batch_window: float = 1.0
-    poll_interval: float = 0.2
+    batch_window: float = 1.0  # the longest a burst of new pending pods is batched
+    batch_idle: float = 0.1  # the batch closes once no new pending pod came for this long
     dry_run: bool = False
     retries: int = 3  # attempts per provider call, retryable errors only
     backoff: float = 0.5  # first retry delay, doubled per attempt, +-20 % jitter
@@ -188,6 +190,11 @@ class Controller:
         self._fitted_at = -float("inf")
         self._errors: deque[tuple[float, float]] = deque(maxlen=self.settings.wape_window)
         self._seen_pending: set[str] = set()
+        self._wake = asyncio.Event()
+        self._last_arrival = -math.inf  # event-loop time of the last new pending pod
+        self._gained = False
+        if elector is not None and elector.on_acquired is None:
+            elector.on_acquired = self._lease_gained
         self._saved: tuple[str, float] = ("", -math.inf)
         self.last: PassResult | None = None
 
@@ -212,22 +219,61 @@ class Controller:
             if elector_task is not None:
                 await elector_task
 
+    def notify(self, kind: str, key: str = "") -> None:
+        """The watch's ``on_change``: wake the loop for a pending pod not planned for yet.
+
+        ``key`` is the pod's uid (empty after a relist: look at every pending pod).  Followers
+        ignore pods; the leader's next pass plans them.
+        """
+        if kind != "pods" or not self._leading():
+            return
+        if key:
+            pod = self.state.pods.get(key)
+            new = pod is not None and _pending(pod) and key not in self._seen_pending
+        else:
+            new = any(p.uid not in self._seen_pending for p in self.state.pending_pods())
+        if new:
+            self._last_arrival = asyncio.get_running_loop().time()
+            self._wake.set()
+
+    def _lease_gained(self) -> None:
+        self._gained = True
+        self._wake.set()
+
+    def _leading(self) -> bool:
+        return self._elector is None or self.settings.dry_run or self._elector.is_leader
+
     async def wait_for_trigger(self, stop: asyncio.Event) -> str:
-        """Until the next tick (``"tick"``), a new pending pod (``"pending"``) or ``"stop"``."""
+        """Until the next tick (``"tick"``), new pending pods (``"pending"``, after the batch
+        window), leadership gained (``"leader"``) or ``"stop"``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.loop_interval
+        stopped = asyncio.ensure_future(stop.wait())
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait(
+                {stopped, woken},
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopped.cancel()
+            woken.cancel()
+        if stop.is_set():
+            return "stop"
+        if not self._wake.is_set():
+            return "tick"
+        if self._gained:
+            return "leader"
+        first = loop.time()
+        s = self.settings
         while not stop.is_set():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return "tick"
+            close = min(first + s.batch_window, max(first, self._last_arrival) + s.batch_idle)
+            if loop.time() >= close:
+                break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(self.settings.poll_interval, remaining))
-            pending = {p.uid for p in self.state.pending_pods()}
-            if pending - self._seen_pending:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.batch_window)
-                return "pending"
-        return "stop"
+                await asyncio.wait_for(stop.wait(), close - loop.time())
+        return "stop" if stop.is_set() else "pending"
 
     # -- one pass -----------------------------------------------------------------------------
     async def run_once(self) -> PassResult:
@@ -245,10 +291,14 @@ class Controller:
 
     async def _pass(self) -> PassResult:
         now = self._clock()
-        self._seen_pending = {p.uid for p in self.state.pending_pods()}
-        self.metrics.pending_pods.set(len(self._seen_pending))
+        pending = {p.uid for p in self.state.pending_pods()}
+        self.metrics.pending_pods.set(len(pending))
         if not await self._lead():
             return PassResult(leader=False)
+        # Only the leader marks pods planned: a follower that takes over plans them all.
+        self._wake.clear()
+        self._gained = False
+        self._seen_pending = pending
         if not self.state.synced:
             return PassResult(leader=True, errors=("the cluster cache is not synced yet",))
         memory = await self._recall()
@@ -639,6 +689,11 @@ class Controller:
             log.warning("status: could not write the ConfigMap", extra={"error": str(err)})
             return
         self._saved = (fingerprint, now)
+
+
+def _pending(pod: Pod) -> bool:
+    """What ``ClusterState.pending_pods`` holds: not bound, not finished."""
+    return not pod.node_name and not pod.finished
 
 
 def _stays(pod: Pod) -> bool:

@@ -378,7 +378,7 @@ async def test_the_loop_reacts_to_a_new_pending_pod_before_the_tick(
         config=_config(),
         provider=KwokProvider(kube_client, _config().groups),
         state=state,
-        settings=ControllerSettings(loop_interval=3600, poll_interval=0.01, batch_window=0.01),
+        settings=ControllerSettings(loop_interval=3600, batch_window=0.05, batch_idle=0.01),
         planner=lambda *a, **k: Plan(),
         clock=fresh_clock,
     )
@@ -387,10 +387,81 @@ async def test_the_loop_reacts_to_a_new_pending_pod_before_the_tick(
     waiter = asyncio.create_task(controller.wait_for_trigger(stop))
     await asyncio.sleep(0.05)
     assert not waiter.done()
+    controller.notify("nodes", "n1")  # not a pod: nothing to plan for
+    controller.notify("pods", "no-such-uid")
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
     state.upsert_pod(pod_from_dict(_pod("web-new")))
+    controller.notify("pods", next(iter(state.pods)))
     assert await asyncio.wait_for(waiter, timeout=5) == "pending"
+    # planned now: the same pod does not wake the loop again, a relist with it neither
+    await controller.run_once()
+    waiter = asyncio.create_task(controller.wait_for_trigger(stop))
+    controller.notify("pods", "")
+    controller.notify("pods", next(iter(state.pods)))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
     stop.set()
-    assert await controller.wait_for_trigger(stop) == "stop"
+    assert await asyncio.wait_for(waiter, timeout=5) == "stop"
+
+
+@pytest.mark.parametrize(
+    ("window", "idle"),
+    [(3600.0, 0.02), (0.02, 3600.0)],  # closes once the burst stops / at the window's end
+)
+async def test_a_batch_closes_when_the_burst_stops_or_the_window_ends(
+    kube_client: client.ApiClient, fresh_clock: FakeClock, window: float, idle: float
+) -> None:
+    # either bound alone ends the batch: with the other at an hour, only it can have
+    state = ClusterState()
+    controller = Controller(
+        config=_config(),
+        provider=KwokProvider(kube_client, _config().groups),
+        state=state,
+        settings=ControllerSettings(loop_interval=3600, batch_window=window, batch_idle=idle),
+        planner=lambda *a, **k: Plan(),
+        clock=fresh_clock,
+    )
+    stop = asyncio.Event()
+    waiter = asyncio.create_task(controller.wait_for_trigger(stop))
+    for i in range(5):  # a burst
+        raw = _pod(f"web-{i}")
+        raw["metadata"]["uid"] = f"uid-{i}"
+        state.upsert_pod(pod_from_dict(raw))
+        controller.notify("pods", f"uid-{i}")
+        await asyncio.sleep(0)
+    assert await asyncio.wait_for(waiter, timeout=10) == "pending"
+
+
+async def test_only_the_leader_marks_pods_seen_and_a_new_leader_acts_at_once(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    clock = fresh_clock
+    state = _with_web_pods(kube_api, 2)
+    a = _controller(kube_client, clock, state, identity="replica-a")
+    b = _controller(kube_client, clock, state, identity="replica-b")
+    assert (await a.run_once()).leader
+    assert not (await b.run_once()).leader
+    stop = asyncio.Event()
+    # a pending pod wakes the leader, never the follower
+    kube_api.create(_pod("web-late"))
+    _sync(kube_api, state)
+    late = next(p.uid for p in state.pods.values() if p.name == "web-late")
+    follower_waits = asyncio.create_task(b.wait_for_trigger(stop))
+    leader_waits = asyncio.create_task(a.wait_for_trigger(stop))
+    b.notify("pods", late)
+    a.notify("pods", late)
+    assert await asyncio.wait_for(leader_waits, timeout=10) == "pending"
+    await asyncio.sleep(0.05)
+    assert not follower_waits.done()
+    # the leader dies before planning web-late; the Lease expires; the follower's elector
+    # takes it (as its background task would) and that wakes its loop at once
+    clock.advance(16)
+    assert await b._elector.step()  # type: ignore[union-attr]
+    assert await asyncio.wait_for(follower_waits, timeout=10) == "leader"
+    taken = await b.run_once()
+    assert taken.leader
+    assert taken.scaled_up == {"general": 3}  # web-late too
 
 
 async def test_planned_scale_up_uses_absolute_targets(
@@ -528,7 +599,7 @@ async def test_a_failing_pass_does_not_stop_the_loop(
         config=_config(),
         provider=KwokProvider(kube_client, _config().groups),
         state=ClusterState(),
-        settings=ControllerSettings(loop_interval=0.01, poll_interval=0.01),
+        settings=ControllerSettings(loop_interval=0.01),
         planner=broken,
         clock=fresh_clock,
     )
