@@ -90,7 +90,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8080, help="port of /healthz /readyz /metrics")
     p.add_argument("--loop-interval", type=_interval, default=10.0, help="e.g. 10s")
     p.add_argument(
-        "--batch-window", type=_duration, default=1.0, help="longest pending-pod batch, e.g. 1s"
+        "--batch-window", type=_duration, default=0.3, help="longest pending-pod batch, e.g. 1s"
     )
     p.add_argument(
         "--batch-idle",

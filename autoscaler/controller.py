@@ -96,7 +96,7 @@ class Planner(Protocol):
 @dataclass(frozen=True, slots=True)
 class ControllerSettings:
     loop_interval: float = 10.0
-    batch_window: float = 1.0  # the longest a burst of new pending pods is batched
+    batch_window: float = 0.3  # the longest a burst of new pending pods is batched
     batch_idle: float = 0.1  # the batch closes once no new pending pod came for this long
     dry_run: bool = False
     retries: int = 3  # attempts per provider call, retryable errors only
