@@ -16,6 +16,7 @@ its allocatable.  Pending pods no policy unit can take get their reason in ``uns
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from .costs import ecs_cheaper
 from .eviction import move_blocker
 from .nodegroup import parse_duration
 
-__all__ = ["EXPECTED_DURATION", "Demand", "collect", "remaining"]
+__all__ = ["EXPECTED_DURATION", "Demand", "Keep", "cheaper_on_a_new_node", "collect", "remaining"]
 
 EXPECTED_DURATION = "spillover.dev/expected-duration"
 _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
@@ -107,8 +108,42 @@ class Demand:
         self.moving = self.from_eci.copy()
 
 
-def collect(ctx: Context, unschedulable: dict[str, str], *, now: float) -> Demand:
-    """The ECS demand of this pass; pods no policy unit can take go to ``unschedulable``."""
+Keep = Callable[[Context, Pod, int, ResourcePolicy, int, float], bool]
+
+
+def cheaper_on_a_new_node(
+    ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int, left: float
+) -> bool:
+    """Whether a new node of some group the pod may use could make ``pod`` (on ECI, ``left``
+    seconds to go, heading for ``unit``) cheaper (``costs.ecs_cheaper``)."""
+    settings = ctx.settings
+    return any(
+        ecs_cheaper(
+            pod.requests,
+            price_per_hour=ctx.groups[g].group.price_per_hour,
+            capacity=ctx.templates[g].allocatable,
+            eci=settings.eci_price,
+            remaining=left,
+            boot=ctx.groups[g].group.boot_time,
+            linger=settings.scale_down_unneeded_time,
+        )
+        for g, t in enumerate(ctx.templates)
+        if ctx.classes[cls].groups[g] and policy.units[unit].contains(t)
+    )
+
+
+def collect(
+    ctx: Context,
+    unschedulable: dict[str, str],
+    *,
+    now: float,
+    keep: Keep = cheaper_on_a_new_node,
+) -> Demand:
+    """The ECS demand of this pass; pods no policy unit can take go to ``unschedulable``.
+
+    ``keep`` decides which pods on ECI that could move are demand (the planner: those a new node
+    could make cheaper; rebalance: those worth moving into room that exists).
+    """
     state, settings = ctx.state, ctx.settings
     horizon = settings.forecast_horizon
     demand = Demand(horizon / 3600)
@@ -155,7 +190,6 @@ def collect(ctx: Context, unschedulable: dict[str, str], *, now: float) -> Deman
     if not policies:
         demand.finish()
         return demand
-    eci_price = settings.eci_price
     for node in ctx.eci_nodes:
         # cheap filters first: most pods on ECI are short (no expected duration) and stay there
         movable = []
@@ -180,23 +214,7 @@ def collect(ctx: Context, unschedulable: dict[str, str], *, now: float) -> Deman
             decision = decide(policy, counts=trial, candidates=candidates(cls), ordinal=pod.ordinal)
             if decision.unit is None or policy.units[decision.unit].resource is not NodeKind.ECS:
                 continue
-            usable = [
-                g
-                for g, t in enumerate(ctx.templates)
-                if ctx.classes[cls].groups[g] and policy.units[decision.unit].contains(t)
-            ]
-            if not any(
-                ecs_cheaper(
-                    pod.requests,
-                    price_per_hour=ctx.groups[g].group.price_per_hour,
-                    capacity=ctx.templates[g].allocatable,
-                    eci=eci_price,
-                    remaining=left,
-                    boot=ctx.groups[g].group.boot_time,
-                    linger=settings.scale_down_unneeded_time,
-                )
-                for g in usable
-            ):
+            if not keep(ctx, pod, cls, policy, decision.unit, left):
                 continue
             now_counts[own] -= 1
             now_counts[decision.unit] += 1

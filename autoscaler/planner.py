@@ -58,6 +58,7 @@ __all__ = [
     "PlannerSettings",
     "ScaleDown",
     "ScaleUp",
+    "kernels_for",
     "plan",
 ]
 
@@ -156,7 +157,8 @@ class Plan:
         }
 
 
-def _kernels(backend: str) -> ModuleType:
+def kernels_for(backend: str) -> ModuleType:
+    """The bin-packing kernels: ``numba`` (compiled) or ``reference`` (plain Python)."""
     if backend == "reference":
         return kernels_ref
     if backend == "numba":
@@ -178,7 +180,7 @@ def plan(
     backend: str = "numba",
 ) -> Plan:
     """One planning pass; see the module docstring and the pass modules for the rules."""
-    k = _kernels(backend)
+    k = kernels_for(backend)
     ctx = Context(state, groups, settings)
     notes: list[str] = []
     unschedulable: dict[str, str] = {}

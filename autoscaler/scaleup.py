@@ -24,13 +24,13 @@ from .costs import GIB, new_node_pays
 from .demand import Demand
 from .expanders import Option, expander_for
 
-__all__ = ["ECI_CHEAPER_ON_ECS", "PENDING_PODS", "scale_up"]
+__all__ = ["ECI_CHEAPER_ON_ECS", "PENDING_PODS", "fit_order", "free_capacity", "scale_up"]
 
 PENDING_PODS = "pending-pods"
 ECI_CHEAPER_ON_ECS = "eci-cheaper-on-ecs"
 
 
-def _order(req: IntArray, from_eci: npt.NDArray[np.bool_]) -> IntArray:
+def fit_order(req: IntArray, from_eci: npt.NDArray[np.bool_]) -> IntArray:
     """Pending pods before pods now on ECI (a pod that waits comes first: a pod on ECI already
     runs), each by decreasing GPU, then cpu, then memory (stable: equal pods keep their order)."""
     return np.lexsort((-req[:, 1], -req[:, 0], -req[:, 2], from_eci)).astype(np.int64)
@@ -57,8 +57,9 @@ def _unpaid(ctx: Context, demand: Demand, assign: IntArray, g: int) -> npt.NDArr
     return out
 
 
-def _free_capacity(ctx: Context) -> tuple[list[Node], IntArray]:
-    """Existing ECS nodes' free capacity, then one template per node still booting."""
+def free_capacity(ctx: Context, *, booting: bool = True) -> tuple[list[Node], IntArray]:
+    """Existing ECS nodes' free capacity, then (``booting``) one template per node still
+    booting."""
     nodes = list(ctx.ecs_nodes)
     rows = []
     for node in nodes:
@@ -72,7 +73,7 @@ def _free_capacity(ctx: Context) -> tuple[list[Node], IntArray]:
                 a.pods - len(u.pods),
             )
         )
-    for g in range(len(ctx.groups)):
+    for g in range(len(ctx.groups) if booting else 0):
         for _ in range(ctx.upcoming(g)):
             nodes.append(ctx.templates[g])
             rows.append(vector(ctx.templates[g].allocatable))
@@ -94,9 +95,9 @@ def scale_up(
     if not demand.pods:
         return out
     req, pack = demand.req, demand.pack
-    order = _order(req, demand.from_eci)
+    order = fit_order(req, demand.from_eci)
 
-    nodes, free = _free_capacity(ctx)
+    nodes, free = free_capacity(ctx)
     if len(nodes):
         elig_nodes = np.stack(
             [ctx.node_elig(c, p, u, nodes, purpose="fit") for c, p, u in demand.pack_keys]
