@@ -55,7 +55,7 @@ def moves(
     nodes: Sequence[Node] = (),
     policies: Sequence[ResourcePolicy] = (),
     limit: int = 10,
-    costs: MoveCosts = MoveCosts(),
+    costs: MoveCosts | None = None,
     pdbs: Sequence[DisruptionBudget] = (),
     groups: Sequence[GroupState] = (),
     backend: str = "numba",
@@ -64,7 +64,7 @@ def moves(
     return rebalance(
         state,
         groups or [GroupState(G4, len(nodes))],
-        costs,
+        costs or MoveCosts(),
         now=NOW,
         settings=PlannerSettings(),
         limit=limit,
