@@ -98,6 +98,18 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         default=0.1,
         help="a batch closes once no new pending pod came for this long, e.g. 100ms",
     )
+    p.add_argument(
+        "--rebalance-restart-cost",
+        type=float,
+        default=0.1,
+        help="CNY a move from ECI to ECS must save, over the pod's expected run time, to happen",
+    )
+    p.add_argument(
+        "--rebalance-per-minute",
+        type=int,
+        default=10,
+        help="pods moved from ECI back to ECS per minute at most (0: never move pods)",
+    )
     p.add_argument("--identity", default="", help="leader-election identity (default: hostname)")
     p.add_argument("--lease-name", default="spillover-autoscaler")
     p.add_argument("--status-configmap", default="spillover-autoscaler-status")
@@ -243,6 +255,7 @@ class Runtime:
         from .controller import Controller, ControllerSettings
         from .leader import LeaseElector, LeaseSettings
         from .metrics import Metrics
+        from .rebalance import MoveCosts
         from .status import StatusStore
 
         args = self.args
@@ -276,6 +289,11 @@ class Runtime:
                 loop_interval=args.loop_interval,
                 batch_window=args.batch_window,
                 batch_idle=args.batch_idle,
+                rebalance=MoveCosts(
+                    restart=args.rebalance_restart_cost, per_minute=args.rebalance_per_minute
+                )
+                if args.rebalance_per_minute > 0
+                else None,
                 dry_run=args.dry_run,
             ),
         )

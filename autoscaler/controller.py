@@ -10,7 +10,10 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 5. apply: scale-ups as *absolute* targets (``increase_size(target=new_target)``), so a retry or
    a repeated pass never adds a second batch; scale-downs cordon, evict (PDBs answer 429 and
    the node stays) and delete the named node;
-6. write the status ConfigMap (the controller's only memory, see :mod:`autoscaler.status`),
+6. rebalance (:func:`autoscaler.rebalance.rebalance`, pure): evict pods on ECI that ECS now has
+   room for, at most ``rebalance.per_minute`` a minute; their controllers recreate them and the
+   extender places the replacements on ECS;
+7. write the status ConfigMap (the controller's only memory, see :mod:`autoscaler.status`),
    Events and metrics.
 
 ``--dry-run`` runs steps 2-4 and logs what it would do; it writes nothing anywhere, not even the
@@ -59,6 +62,7 @@ from .nodegroup import AutoscalerConfig
 from .planner import DisruptionBudget, GroupNode, GroupState, Plan, plan
 from .predictive import CLASSES, CPU, demand_class
 from .providers.base import GroupStatus, InstanceState, Provider, ProviderError
+from .rebalance import MoveCosts, allowed, rebalance
 from .status import DemandHistory, Memory, StatusStore
 
 __all__ = [
@@ -109,6 +113,7 @@ class ControllerSettings:
     wape_window: int = 1440
     status_interval: float = 60.0  # rewrite an unchanged status at most this often
     pod_events: int = 20  # TriggeredScaleUp events per scale-up, at most
+    rebalance: MoveCosts | None = field(default_factory=MoveCosts)  # None: never move pods
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +201,7 @@ class Controller:
         if elector is not None and elector.on_acquired is None:
             elector.on_acquired = self._lease_gained
         self._saved: tuple[str, float] = ("", -math.inf)
+        self._moved_at: deque[float] = deque(maxlen=1000)
         self.last: PassResult | None = None
 
     # -- the loop -----------------------------------------------------------------------------
@@ -340,6 +346,7 @@ class Controller:
         errors: list[str] = []
         scaled = await self._scale_up(result, memory, now, errors)
         deleted = await self._scale_down(result, memory, now, errors)
+        await self._rebalance(groups, pdbs, now)
         await self._save(memory, statuses, result, scaled, deleted, errors, now)
         self.metrics.last_pass.set(now)
         return PassResult(True, result, scaled, tuple(deleted), tuple(errors))
@@ -556,6 +563,61 @@ class Controller:
             await self._event("ScaleDown", f"removed {down.node}: {down.reason}", now)
         return deleted
 
+    async def _rebalance(
+        self, groups: Sequence[GroupState], pdbs: Sequence[DisruptionBudget], now: float
+    ) -> None:
+        costs = self.settings.rebalance
+        if costs is None or self._core is None or not self._still_leading():
+            return
+        limit = allowed(self._moved_at, now=now, per_minute=costs.per_minute)
+        decided = rebalance(
+            self.state,
+            groups,
+            costs,
+            now=now,
+            settings=self.config.settings,
+            limit=limit,
+            pdbs=pdbs,
+        )
+        for note in decided.notes:
+            log.info("rebalance: %s", note)
+        for move in decided.moves:
+            pod = self.state.pods.get(move.uid)
+            if pod is None:
+                continue
+            outcome = await self._evict(pod)
+            self.metrics.moves.labels(outcome).inc()
+            if outcome != "evicted":
+                continue
+            self._moved_at.append(now)
+            self.metrics.move_savings.inc(max(move.saving, 0.0))
+            log.info("moved pod from ECI", extra={"pod": move.pod, "target": move.target})
+            namespace, _, name = move.pod.rpartition("/")
+            await self._pod_event(
+                "RebalancedToECS",
+                f"evicted from {move.source} so that its replacement runs on ECS: {move.reason}",
+                now,
+                name=name,
+                namespace=namespace,
+            )
+
+    async def _evict(self, pod: Pod) -> str:
+        """Evict through the Eviction API: ``evicted``, ``gone`` (404) or ``refused``."""
+        assert self._core is not None
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod.name, "namespace": pod.namespace},
+        }
+        try:
+            await self._core.create_namespaced_pod_eviction(pod.name, pod.namespace, body)  # type: ignore[arg-type]
+        except _IO_ERRORS as err:
+            if isinstance(err, ApiException) and err.status == 404:
+                return "gone"
+            log.info("eviction refused", extra={"pod": pod.key, "error": str(err)})
+            return "refused"
+        return "evicted"
+
     async def _drain(self, node: str, now: float) -> bool:
         """Cordon the node and evict its pods; on any refusal, uncordon and keep the node."""
         if self._core is None:
@@ -583,16 +645,7 @@ class Controller:
         for pod in list(self.state.pods_on(node)):
             if _stays(pod):
                 continue
-            body = {
-                "apiVersion": "policy/v1",
-                "kind": "Eviction",
-                "metadata": {"name": pod.name, "namespace": pod.namespace},
-            }
-            try:
-                await self._core.create_namespaced_pod_eviction(pod.name, pod.namespace, body)  # type: ignore[arg-type]
-            except _IO_ERRORS as err:
-                if isinstance(err, ApiException) and err.status == 404:
-                    continue
+            if await self._evict(pod) == "refused":
                 log.info("eviction refused; keeping the node", extra={"pod": pod.key, "node": node})
                 await self._uncordon(node)
                 return False
@@ -633,18 +686,24 @@ class Controller:
             await self._status.event(reason=reason, message=message, now=now, warning=warning)
 
     async def _pod_events(self, pods: Sequence[str], message: str, now: float) -> None:
-        if self._status is None:
-            return
         for key in pods[: self.settings.pod_events]:
             namespace, _, name = key.rpartition("/")
-            await self._status.event(
-                reason="TriggeredScaleUp",
-                message=message,
-                now=now,
-                kind="Pod",
-                name=name,
-                namespace=namespace or "default",
-            )
+            await self._pod_event("TriggeredScaleUp", message, now, name=name, namespace=namespace)
+
+    async def _pod_event(
+        self, reason: str, message: str, now: float, *, name: str, namespace: str
+    ) -> None:
+        """An Event about one pod."""
+        if self._status is None:
+            return
+        await self._status.event(
+            reason=reason,
+            message=message,
+            now=now,
+            kind="Pod",
+            name=name,
+            namespace=namespace or "default",
+        )
 
     async def _save(
         self,

@@ -16,6 +16,7 @@ from kube_emulator import KubeEmulator
 
 from autoscaler.cli import Runtime, UsageError, build_parser, main
 from autoscaler.nodegroup import load_config
+from autoscaler.rebalance import MoveCosts
 
 GOOD: dict[str, Any] = {
     "groups": [
@@ -367,3 +368,23 @@ async def test_a_pod_created_after_start_wakes_the_planner_before_the_tick(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+@pytest.mark.parametrize(
+    ("flags", "costs"),
+    [
+        ([], MoveCosts(restart=0.1, per_minute=10)),
+        (["--rebalance-restart-cost", "0.3", "--rebalance-per-minute", "2"], MoveCosts(0.3, 2)),
+        (["--rebalance-per-minute", "0"], None),
+    ],
+)
+async def test_rebalance_flags_reach_the_controller(
+    tmp_path: Path, flags: list[str], costs: MoveCosts | None
+) -> None:
+    groups = _write(tmp_path, GOOD)
+    args = build_parser({}).parse_args(
+        ["run", "--groups", groups, "--provider", "simulated", "--no-leader-election", *flags]
+    )
+    runtime = Runtime(args)
+    controller = runtime._controller(load_config(groups))
+    assert controller.settings.rebalance == costs

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from autoscaler_fakes import FakeClock
-from kube_emulator import KubeEmulator
+from kube_emulator import KubeEmulator, make_node
 from kubernetes_asyncio import client
 
 from autoscaler.controller import Controller, ControllerSettings, class_demand, demand_of
@@ -21,6 +21,7 @@ from autoscaler.nodegroup import AutoscalerConfig, config_from_dict
 from autoscaler.planner import GroupState, Plan, ScaleDown, ScaleUp, plan
 from autoscaler.providers.base import GroupStatus, ProviderError
 from autoscaler.providers.kwok import KwokProvider
+from autoscaler.rebalance import MoveCosts
 from autoscaler.status import StatusStore
 from extender.model import Node, NodeKind, Pod, Resources, node_from_dict, pod_from_dict
 from extender.policy import ResourcePolicy, Unit
@@ -638,3 +639,48 @@ def test_class_demand_counts_gpu_pods_in_gpus_and_eci_pods_that_could_run_on_ecs
     )
     assert class_demand(state) == {"cpu": 3.5, "gpu": 2.5}
     assert demand_of(state) == 3.5
+
+
+async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    # one kwok node (2 cpu) holds nothing; web-eci-0/1 (1.5 cpu each, Deployment, 2 h left) run
+    # on the virtual node.  Only one fits: it is evicted with an Event; the other stays.
+    state = ClusterState()
+    provider = KwokProvider(kube_client, _config().groups)
+    await provider.increase_size("general", target=1)
+    kube_api.create(make_node("virtual-kubelet", eci=True))
+    for i in range(2):
+        eci_pod = _on(_pod(f"web-eci-{i}"), "virtual-kubelet")
+        eci_pod["metadata"]["annotations"] = {"spillover.dev/expected-duration": "2h"}
+        kube_api.create(eci_pod)
+    _sync(kube_api, state)
+    state.set_policies(
+        [
+            ResourcePolicy(
+                "web",
+                "shop",
+                LabelSelector({"app": "web"}),
+                (Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
+            )
+        ]
+    )
+    metrics = Metrics()
+    controller = _controller(kube_client, fresh_clock, state, metrics=metrics)
+    result = await controller.run_once()
+    # CONFIG's nodes cost nothing, so the pod that does not fit gets a new node; it moves later
+    assert result.scaled_up == {"general": 2}
+    left = [p["metadata"]["name"] for p in kube_api.objects_of("pods")]
+    assert left == ["web-eci-1"]
+    events = [e for e in kube_api.objects_of("events") if e["reason"] == "RebalancedToECS"]
+    assert [e["involvedObject"]["name"] for e in events] == ["web-eci-0"]
+    assert metrics.moves.labels("evicted")._value.get() == 1
+    # web-eci-0's replacement is not created here, so the room is free again for web-eci-1: one
+    # move a minute lets it go only once the first move is a minute old
+    _sync(kube_api, state)
+    controller.settings = ControllerSettings(rebalance=MoveCosts(per_minute=1))
+    await controller.run_once()
+    assert [p["metadata"]["name"] for p in kube_api.objects_of("pods")] == ["web-eci-1"]
+    fresh_clock.advance(61)
+    await controller.run_once()
+    assert kube_api.objects_of("pods") == []
