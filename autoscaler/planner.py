@@ -38,7 +38,8 @@ from extender.snapshot import ClusterState
 
 from . import demand as demand_pass
 from . import kernels_ref, predictive, scaledown, scaleup
-from .context import Context
+from .consolidation import CONSOLIDATED, Consolidation
+from .context import Context, Growth
 from .demand import EXPECTED_DURATION
 from .eviction import SAFE_TO_EVICT
 from .nodegroup import NodeGroup, PlannerSettings
@@ -178,6 +179,7 @@ def plan(
     unneeded: Mapping[str, float] | None = None,
     pdbs: Sequence[DisruptionBudget] = (),
     backend: str = "numba",
+    consolidation: Consolidation | None = None,
 ) -> Plan:
     """One planning pass; see the module docstring and the pass modules for the rules."""
     k = kernels_for(backend)
@@ -203,6 +205,7 @@ def plan(
             )
         )
     migrating = int(demand.req[demand.moving, 0].sum())
+    replacements: list[tuple[int, str]] = []
     removals, still = scaledown.scale_down(
         ctx,
         k,
@@ -213,7 +216,11 @@ def plan(
         migrating_milli=migrating,
         blocked_by_scale_up=bool(added) or demand.about_to_land > 0,
         notes=notes,
+        consolidation=consolidation,
+        replacements=replacements,
     )
+    for g, why in replacements:
+        added.setdefault(g, Growth()).add(1, pods=(), reason=why, code=CONSOLIDATED)
     ups = tuple(
         ScaleUp(
             group=ctx.groups[g].group.name,

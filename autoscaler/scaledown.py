@@ -26,6 +26,7 @@ import numpy as np
 from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy, policy_for
 
+from .consolidation import CONSOLIDATED, Consolidation, replacement
 from .context import Context, fmt_time, vector
 from .eviction import blocker
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
@@ -70,13 +71,24 @@ def scale_down(
     migrating_milli: int,
     blocked_by_scale_up: bool,
     notes: list[str],
+    consolidation: Consolidation | None = None,
+    replacements: list[tuple[int, str]] | None = None,
 ) -> tuple[list[Removal], dict[str, float]]:
-    """Nodes to remove now, and every unneeded node with the time it became unneeded."""
+    """Nodes to remove now, and every unneeded node with the time it became unneeded.
+
+    With ``consolidation`` (``autoscaler.consolidation``) a node is also unneeded when its pods
+    fit on the other nodes, however busy it is; an empty node goes after
+    ``consolidation.empty_after``; nodes are removed most expensive first; and an unneeded node
+    whose pods fit nowhere else but on one new node of a cheaper group gets that node: the pair
+    ``(group index, reason)`` is appended to ``replacements``.
+    """
     state, settings = ctx.state, ctx.settings
     threshold = settings.scale_down_utilization_threshold
     unneeded: dict[str, float] = {}
-    candidates: list[tuple[tuple[Any, ...], Node, int, list[Pod], str]] = []
+    candidates: list[Candidate] = []
     kept = migrating_milli  # cpu that group nodes must keep: their pods and pods moving to ECS
+    busy: list[Candidate] = []  # above the threshold: unneeded only if their pods fit elsewhere
+    fits_elsewhere: set[str] = set()
     for name, g in ctx.node_group.items():
         node = state.nodes.get(name)
         u = ctx.usage(name)
@@ -90,14 +102,38 @@ def scale_down(
         # GPU nodes are judged by their GPUs alone, as cluster-autoscaler does: a node whose
         # GPUs are busy is needed however little cpu its pods ask for.
         gpu = u.gpu_milli / a.gpu_milli if a.gpu_milli else None
-        if (max(cpu, mem) if gpu is None else gpu) >= threshold:
-            continue
-        since = previous.get(name, now)
-        unneeded[name] = since
-        if now - since < settings.scale_down_unneeded_time:
+        requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
+        below = (max(cpu, mem) if gpu is None else gpu) < threshold
+        if not below and consolidation is None:
             continue
         movable = [p for p in pods if p.owner is None or p.owner.kind != "DaemonSet"]
-        stuck = next(((p, why) for p in movable if (why := blocker(p)) is not None), None)
+        gs = ctx.groups[g]
+        created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
+        newest_first = gs.group.removal_policy.value == "NewestInstance"
+        order: tuple[Any, ...] = (g, -created if newest_first else created, name)
+        if consolidation is not None:  # most expensive first: a replaced node before its successor
+            order = (-gs.group.price_per_hour, *order)
+        why = f"requests {requested} < {threshold:.0%}" if below else "its pods fit on other nodes"
+        candidate = (order, node, g, movable, why)
+        if below:
+            candidates.append(candidate)
+        elif all(blocker(p) is None for p in movable):
+            busy.append(candidate)
+            fits_elsewhere.add(name)
+    if busy:
+        status, _, _, _ = _simulate(ctx, k, sorted(busy, key=lambda c: c[0]), pdbs)
+        candidates += [c for c, st in zip(busy, status, strict=True) if st == DRAIN_REMOVED]
+    ready: list[Candidate] = []
+    for order, node, g, movable, why in candidates:
+        name = node.name
+        since = previous.get(name, now)
+        unneeded[name] = since
+        wait = settings.scale_down_unneeded_time
+        if consolidation is not None and not movable:
+            wait = min(wait, consolidation.empty_after)
+        if now - since < wait:
+            continue
+        stuck = next(((p, w) for p in movable if (w := blocker(p)) is not None), None)
         if stuck is not None:
             notes.append(f"node {name} stays: pod {stuck[0].key} {stuck[1]}")
             continue
@@ -105,15 +141,9 @@ def scale_down(
         if gs.in_cooldown(now):
             notes.append(f"node {name} stays: group {gs.group.name} is in cooldown")
             continue
-        created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
-        newest_first = gs.group.removal_policy.value == "NewestInstance"
-        key = (g, -created if newest_first else created, name)
-        requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
-        text = (
-            f"unneeded since {fmt_time(since)} for {now - since:.0f}s "
-            f"(requests {requested} < {threshold:.0%})"
-        )
-        candidates.append((key, node, g, movable, text))
+        text = f"unneeded since {fmt_time(since)} for {now - since:.0f}s ({why})"
+        ready.append((order, node, g, movable, text))
+    candidates = ready
     if not candidates:
         return [], unneeded
     if blocked_by_scale_up:
@@ -175,6 +205,62 @@ def scale_down(
                 notes.append(f"node {node.name} stays: {h.why}")
             return [], unneeded
 
+    status, dest, dests, starts = _simulate(ctx, k, candidates, pdbs)
+    downs: list[Removal] = []
+    for c, (_, node, g, movable, text) in enumerate(candidates):
+        group = ctx.groups[g].group
+        outcome = int(status[c])
+        if outcome == DRAIN_REMOVED:
+            floor = held_by(node, g)
+            if floor is not None:
+                notes.append(f"node {node.name} stays: {floor.why}")
+                continue
+            have = vector(node.allocatable)
+            for i, f in enumerate(floors):
+                if g in f.groups:
+                    capacity[i] -= have[f.dim]
+            targets = sorted({dests[int(dest[i])].name for i in range(starts[c], starts[c + 1])})
+            moved = (
+                f"its {len(movable)} pod(s) fit on {', '.join(targets)}"
+                if movable
+                else "it runs no pod that must move"
+            )
+            code = (
+                EMPTY
+                if not movable
+                else CONSOLIDATED
+                if node.name in fits_elsewhere
+                else UNDERUTILIZED
+            )
+            downs.append(Removal(group.name, node.name, f"{text}; {moved}", code))
+        elif outcome == DRAIN_NO_FIT:
+            found = None
+            if consolidation is not None and consolidation.replace and replacements is not None:
+                found = replacement(ctx, k, node=node, g=g, movable=movable, now=now)
+            if found is None:
+                notes.append(f"node {node.name} stays: its pods do not all fit on other nodes")
+            elif not any(r[0] == found[0] for r in replacements or ()):
+                notes.append(f"node {node.name} is to be replaced: {found[1]}")
+                replacements.append(found)  # type: ignore[union-attr]
+        elif outcome == DRAIN_MIN_SIZE:
+            notes.append(
+                f"node {node.name} stays: group {group.name} is at its min size {group.min_size}"
+            )
+        elif outcome == DRAIN_PDB:
+            notes.append(f"node {node.name} stays: a PodDisruptionBudget allows no more evictions")
+        elif outcome == DRAIN_RECEIVED:
+            notes.append(f"node {node.name} stays: it receives pods from a removed node")
+    return downs, unneeded
+
+
+Candidate = tuple[tuple[Any, ...], Node, int, list[Pod], str]
+
+
+def _simulate(
+    ctx: Context, k: ModuleType, candidates: Sequence[Candidate], pdbs: Sequence[DisruptionBudget]
+) -> tuple[Any, Any, list[Node], list[int]]:
+    """``k.drain`` over ``candidates`` in their order: status and destination per pod."""
+    policies = ctx.state.policies
     # destinations: schedulable nodes first, candidates last, so pods prefer nodes that stay
     cand_names = {c[1].name for c in candidates}
     dests = [n for n in ctx.ecs_nodes if n.name not in cand_names] + [c[1] for c in candidates]
@@ -194,7 +280,6 @@ def scale_down(
     cand_node: list[int] = []
     # A managed pod's replacement may only land in the unit it is counted in now (the unit of
     # its node): one eligibility row per (pod class, policy, unit).
-    policies = state.policies
     keys: dict[tuple[int, str, int], int] = {}
     rows_of: list[tuple[int, ResourcePolicy | None, int]] = []
     for _, node, _, movable, _ in candidates:
@@ -232,35 +317,4 @@ def scale_down(
         free=free,
         elig=elig,
     )
-    downs: list[Removal] = []
-    for c, (_, node, g, movable, text) in enumerate(candidates):
-        group = ctx.groups[g].group
-        outcome = int(status[c])
-        if outcome == DRAIN_REMOVED:
-            floor = held_by(node, g)
-            if floor is not None:
-                notes.append(f"node {node.name} stays: {floor.why}")
-                continue
-            have = vector(node.allocatable)
-            for i, f in enumerate(floors):
-                if g in f.groups:
-                    capacity[i] -= have[f.dim]
-            targets = sorted({dests[int(dest[i])].name for i in range(starts[c], starts[c + 1])})
-            moved = (
-                f"its {len(movable)} pod(s) fit on {', '.join(targets)}"
-                if movable
-                else "it runs no pod that must move"
-            )
-            code = UNDERUTILIZED if movable else EMPTY
-            downs.append(Removal(group.name, node.name, f"{text}; {moved}", code))
-        elif outcome == DRAIN_NO_FIT:
-            notes.append(f"node {node.name} stays: its pods do not all fit on other nodes")
-        elif outcome == DRAIN_MIN_SIZE:
-            notes.append(
-                f"node {node.name} stays: group {group.name} is at its min size {group.min_size}"
-            )
-        elif outcome == DRAIN_PDB:
-            notes.append(f"node {node.name} stays: a PodDisruptionBudget allows no more evictions")
-        elif outcome == DRAIN_RECEIVED:
-            notes.append(f"node {node.name} stays: it receives pods from a removed node")
-    return downs, unneeded
+    return status, dest, dests, starts
