@@ -110,6 +110,17 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         default=10,
         help="pods moved from ECI back to ECS per minute at most (0: never move pods)",
     )
+    p.add_argument(
+        "--no-consolidation",
+        action="store_true",
+        help="remove nodes only by cluster-autoscaler's utilization rule",
+    )
+    p.add_argument(
+        "--consolidate-empty-after",
+        type=_duration,
+        default=30.0,
+        help="an empty node goes this long after it became empty, e.g. 30s",
+    )
     p.add_argument("--identity", default="", help="leader-election identity (default: hostname)")
     p.add_argument("--lease-name", default="spillover-autoscaler")
     p.add_argument("--status-configmap", default="spillover-autoscaler-status")
@@ -252,6 +263,7 @@ class Runtime:
         from extender.metrics import Metrics as WatchMetrics
         from extender.snapshot import ClusterState
 
+        from .consolidation import Consolidation
         from .controller import Controller, ControllerSettings
         from .leader import LeaseElector, LeaseSettings
         from .metrics import Metrics
@@ -294,6 +306,9 @@ class Runtime:
                 )
                 if args.rebalance_per_minute > 0
                 else None,
+                consolidation=None
+                if args.no_consolidation
+                else Consolidation(empty_after=args.consolidate_empty_after),
                 dry_run=args.dry_run,
             ),
         )

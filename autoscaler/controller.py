@@ -6,10 +6,12 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 2. read the provider's groups (target sizes, instances) with retries;
 3. record demand per resource class (``class_demand``), refit each class's forecast now and
    then (a class with too little history, or none ever, has no forecast);
-4. ``planner.plan(...)`` -- pure; all decisions are there, none here;
+4. ``planner.plan(...)`` -- pure, with consolidation unless ``consolidation`` is None; all
+   decisions are there, none here;
 5. apply: scale-ups as *absolute* targets (``increase_size(target=new_target)``), so a retry or
    a repeated pass never adds a second batch; scale-downs cordon, evict (PDBs answer 429 and
-   the node stays) and delete the named node;
+   the node stays), wait until the cache shows the evicted pods gone (``drain_timeout`` at
+   most) and delete the named node;
 6. rebalance (:func:`autoscaler.rebalance.rebalance`, pure): evict pods on ECI that ECS now has
    room for, at most ``rebalance.per_minute`` a minute; their controllers recreate them and the
    extender places the replacements on ECS;
@@ -55,6 +57,7 @@ from extender.policy import policy_for
 from extender.selectors import LabelSelector, Requirement
 from extender.snapshot import ClusterState
 
+from .consolidation import Consolidation
 from .forecast import Forecast, Forecaster, SeasonalForecaster
 from .leader import LeaseElector
 from .metrics import Metrics
@@ -94,6 +97,7 @@ class Planner(Protocol):
         now: float,
         unneeded: Mapping[str, float] | None = None,
         pdbs: Sequence[DisruptionBudget] = (),
+        consolidation: Consolidation | None = None,
     ) -> Plan: ...
 
 
@@ -114,6 +118,9 @@ class ControllerSettings:
     status_interval: float = 60.0  # rewrite an unchanged status at most this often
     pod_events: int = 20  # TriggeredScaleUp events per scale-up, at most
     rebalance: MoveCosts | None = field(default_factory=MoveCosts)  # None: never move pods
+    consolidation: Consolidation | None = field(default_factory=Consolidation)  # None: CA's rule
+    drain_timeout: float = 120.0  # longest wait for evicted pods to leave a node before deleting it
+    drain_poll: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +338,7 @@ class Controller:
             now=now,
             unneeded=memory.unneeded,
             pdbs=pdbs,
+            consolidation=self.settings.consolidation,
         )
         for up in result.scale_ups:
             self.metrics.planned.labels(up.group, "up", up.code).inc(up.delta)
@@ -541,9 +549,15 @@ class Controller:
             if node is None:
                 memory.unneeded.pop(down.node, None)
                 continue
-            if not await self._drain(down.node, now):
+            evicted = await self._drain(down.node, now)
+            if evicted is None:
                 errors.append(f"could not drain {down.node}")
                 continue
+            if not await self._gone(down.node, evicted):
+                log.warning(
+                    "evicted pods still on the node after the drain timeout; deleting it",
+                    extra={"node": down.node, "timeout": self.settings.drain_timeout},
+                )
             try:
                 await self._retry(
                     functools.partial(self.provider.delete_nodes, down.group, [node]),
@@ -618,10 +632,22 @@ class Controller:
             return "refused"
         return "evicted"
 
-    async def _drain(self, node: str, now: float) -> bool:
-        """Cordon the node and evict its pods; on any refusal, uncordon and keep the node."""
+    async def _gone(self, node: str, evicted: Sequence[str]) -> bool:
+        """Wait until the cache no longer shows the evicted pods on ``node`` (their replacements
+        are then being placed elsewhere), polling every ``drain_poll`` up to ``drain_timeout``."""
+        s = self.settings
+        for _ in range(max(1, math.ceil(s.drain_timeout / s.drain_poll))):
+            pods = self.state.pods
+            if not any(uid in pods and pods[uid].node_name == node for uid in evicted):
+                return True
+            await self._sleep(s.drain_poll)
+        return False
+
+    async def _drain(self, node: str, now: float) -> list[str] | None:
+        """Cordon the node and evict its pods (their uids); on any refusal, uncordon and keep
+        the node (None)."""
         if self._core is None:
-            return True
+            return []
         patch = {
             "spec": {
                 "unschedulable": True,
@@ -639,17 +665,19 @@ class Controller:
             await self._core.patch_node(node, patch)
         except _IO_ERRORS as err:
             if isinstance(err, ApiException) and err.status == 404:
-                return True
+                return []
             log.warning("could not cordon", extra={"node": node, "error": str(err)})
-            return False
+            return None
+        evicted = []
         for pod in list(self.state.pods_on(node)):
             if _stays(pod):
                 continue
             if await self._evict(pod) == "refused":
                 log.info("eviction refused; keeping the node", extra={"pod": pod.key, "node": node})
                 await self._uncordon(node)
-                return False
-        return True
+                return None
+            evicted.append(pod.uid)
+        return evicted
 
     async def _uncordon(self, node: str) -> None:
         if self._core is None or node not in self.state.nodes:

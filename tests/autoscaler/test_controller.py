@@ -164,6 +164,8 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     state = _with_web_pods(kube_api, 3)
     metrics = Metrics()
     controller = _controller(kube_client, clock, state, metrics=metrics)
+    classic = ControllerSettings(consolidation=None)  # cluster-autoscaler's rule alone
+    controller.settings = classic
 
     result = await controller.run_once()
     assert result.leader
@@ -202,6 +204,7 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     # A restart loses nothing: a new controller reads the unneeded-since times back.
     clock.advance(300)
     restarted = _controller(kube_client, clock, state)
+    restarted.settings = classic
     result = await restarted.run_once()
     assert result.deleted == ()
     assert _memory(kube_api)["unneeded"] == since
@@ -211,6 +214,55 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     assert sorted(result.deleted) == sorted(since)
     assert _kwok_nodes(kube_api) == []
     assert "ScaleDown" in {e["reason"] for e in kube_api.objects_of("events", NS)}
+
+
+async def test_consolidation_removes_empty_nodes_promptly_and_waits_for_evicted_pods(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    # two kwok nodes: one empty, one with web-0 (1.5 cpu of 2: 75 %, above the threshold).  With
+    # consolidation on (the default) the empty node goes 30 s after it became empty, not 10 min;
+    # the busy one stays (its pod fits nowhere else).
+    state = ClusterState()
+    provider = KwokProvider(kube_client, _config().groups)
+    await provider.increase_size("general", target=2)
+    empty, busy = sorted(_kwok_nodes(kube_api))
+    kube_api.create(_on(_pod("web-0"), busy))
+    _sync(kube_api, state)
+    controller = _controller(kube_client, fresh_clock, state)
+    assert (await controller.run_once()).deleted == ()
+    fresh_clock.advance(31)
+    assert (await controller.run_once()).deleted == (empty,)
+    assert _kwok_nodes(kube_api) == [busy]
+
+
+async def test_a_drained_node_is_deleted_only_once_its_evicted_pods_are_gone(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    state = ClusterState()
+    provider = KwokProvider(kube_client, _config().groups)
+    await provider.increase_size("general", target=1)
+    (node,) = _kwok_nodes(kube_api)
+    kube_api.create(_on(_pod("web-0"), node))
+    _sync(kube_api, state)
+    seen: list[tuple[list[str], list[str]]] = []
+
+    async def watch_catches_up(_: float) -> None:
+        # what the node and pod lists look like each time the drain waits; then the cache syncs
+        pods = [p["metadata"]["name"] for p in kube_api.objects_of("pods")]
+        seen.append((_kwok_nodes(kube_api), pods))
+        _sync(kube_api, state)
+
+    controller = _controller(
+        kube_client,
+        fresh_clock,
+        state,
+        planner=lambda *a, **k: Plan(scale_downs=(ScaleDown("general", node, "test"),)),
+    )
+    controller._sleep = watch_catches_up
+    result = await controller.run_once()
+    assert result.deleted == (node,)
+    # it waited once: the pod was already evicted, the node not yet deleted
+    assert seen == [([node], [])]
 
 
 async def test_dry_run_changes_nothing(
