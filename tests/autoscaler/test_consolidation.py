@@ -5,37 +5,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from test_planner import GIB, NOW, node, pod
+from test_planner import BATCH4 as BATCH_POOL
+from test_planner import G8 as PLAIN_G8
+from test_planner import GENERAL4, GIB, NOW, node, pod
 
 from autoscaler.consolidation import Consolidation
-from autoscaler.nodegroup import InstanceType, NodeGroup, PlannerSettings
+from autoscaler.nodegroup import PlannerSettings
 from autoscaler.planner import DisruptionBudget, GroupState, Plan, plan
 from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy, Unit
 from extender.selectors import LabelSelector
 from extender.snapshot import ClusterState
 
-G4 = NodeGroup(
-    "g4",
-    InstanceType("ecs.4c16g", 4000, 16 * GIB),
-    labels={"pool": "general"},
-    price_per_hour=0.706,
-    max_size=10,
-)
-G8 = NodeGroup(
-    "g8",
-    InstanceType("ecs.8c32g", 8000, 32 * GIB),
-    labels={"pool": "general"},
-    price_per_hour=1.0,
-    max_size=10,
-)
-BATCH4 = NodeGroup(
-    "batch4",
-    InstanceType("ecs.4c16g", 4000, 16 * GIB),
-    labels={"pool": "batch"},
-    price_per_hour=0.5,
-    max_size=10,
-)
+G4 = dataclasses.replace(GENERAL4, name="g4")
+G8 = dataclasses.replace(PLAIN_G8, labels={"pool": "general"})
+BATCH4 = dataclasses.replace(BATCH_POOL, name="batch4", price_per_hour=0.5)
 ON = Consolidation()
 
 

@@ -144,6 +144,14 @@ def _kwok_nodes(kube_api: KubeEmulator) -> list[str]:
     return sorted(n["metadata"]["name"] for n in kube_api.objects_of("nodes"))
 
 
+async def _with_kwok_nodes(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, count: int
+) -> tuple[ClusterState, list[str]]:
+    """``count`` kwok nodes of the general group (no pods yet) and an empty cache."""
+    await KwokProvider(kube_client, _config().groups).increase_size("general", target=count)
+    return ClusterState(), _kwok_nodes(kube_api)
+
+
 def _memory(kube_api: KubeEmulator) -> dict[str, Any]:
     cm = kube_api.get("configmaps", "spillover-autoscaler-status", NS)
     state: dict[str, Any] = json.loads(cm["data"]["state"])
@@ -222,10 +230,7 @@ async def test_consolidation_removes_empty_nodes_promptly_and_waits_for_evicted_
     # two kwok nodes: one empty, one with web-0 (1.5 cpu of 2: 75 %, above the threshold).  With
     # consolidation on (the default) the empty node goes 30 s after it became empty, not 10 min;
     # the busy one stays (its pod fits nowhere else).
-    state = ClusterState()
-    provider = KwokProvider(kube_client, _config().groups)
-    await provider.increase_size("general", target=2)
-    empty, busy = sorted(_kwok_nodes(kube_api))
+    state, [empty, busy] = await _with_kwok_nodes(kube_api, kube_client, 2)
     kube_api.create(_on(_pod("web-0"), busy))
     _sync(kube_api, state)
     controller = _controller(kube_client, fresh_clock, state)
@@ -238,10 +243,7 @@ async def test_consolidation_removes_empty_nodes_promptly_and_waits_for_evicted_
 async def test_a_drained_node_is_deleted_only_once_its_evicted_pods_are_gone(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
-    state = ClusterState()
-    provider = KwokProvider(kube_client, _config().groups)
-    await provider.increase_size("general", target=1)
-    (node,) = _kwok_nodes(kube_api)
+    state, (node,) = await _with_kwok_nodes(kube_api, kube_client, 1)
     kube_api.create(_on(_pod("web-0"), node))
     _sync(kube_api, state)
     seen: list[tuple[list[str], list[str]]] = []
@@ -289,13 +291,21 @@ async def test_dry_run_changes_nothing(
     assert planned == 2
 
 
+def _two_replicas(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, clock: FakeClock
+) -> tuple[ClusterState, Controller, Controller]:
+    """Two pending web pods and two controllers with a Lease each: replica-a, replica-b."""
+    state = _with_web_pods(kube_api, 2)
+    a = _controller(kube_client, clock, state, identity="replica-a")
+    b = _controller(kube_client, clock, state, identity="replica-b")
+    return state, a, b
+
+
 async def test_two_replicas_exactly_one_acts_and_the_other_takes_over(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
     clock = fresh_clock
-    state = _with_web_pods(kube_api, 2)
-    a = _controller(kube_client, clock, state, identity="replica-a")
-    b = _controller(kube_client, clock, state, identity="replica-b")
+    state, a, b = _two_replicas(kube_api, kube_client, clock)
     results = await asyncio.gather(a.run_once(), b.run_once())
     assert sorted(r.leader for r in results) == [False, True]
     assert len(_kwok_nodes(kube_api)) == 2  # one batch, not two
@@ -423,18 +433,32 @@ async def test_forecast_needs_history_and_history_survives_a_restart(
     assert "gpu" not in seen[-1]
 
 
+def _planning_nothing(
+    kube_client: client.ApiClient,
+    clock: FakeClock,
+    state: ClusterState,
+    *,
+    batch_window: float,
+    batch_idle: float = 0.01,
+) -> Controller:
+    """A leader without a Lease whose planner plans nothing, ticking once an hour."""
+    return Controller(
+        config=_config(),
+        provider=KwokProvider(kube_client, _config().groups),
+        state=state,
+        settings=ControllerSettings(
+            loop_interval=3600, batch_window=batch_window, batch_idle=batch_idle
+        ),
+        planner=lambda *a, **k: Plan(),
+        clock=clock,
+    )
+
+
 async def test_the_loop_reacts_to_a_new_pending_pod_before_the_tick(
     kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
     state = ClusterState()
-    controller = Controller(
-        config=_config(),
-        provider=KwokProvider(kube_client, _config().groups),
-        state=state,
-        settings=ControllerSettings(loop_interval=3600, batch_window=0.05, batch_idle=0.01),
-        planner=lambda *a, **k: Plan(),
-        clock=fresh_clock,
-    )
+    controller = _planning_nothing(kube_client, fresh_clock, state, batch_window=0.05)
     await controller.run_once()
     stop = asyncio.Event()
     waiter = asyncio.create_task(controller.wait_for_trigger(stop))
@@ -467,13 +491,8 @@ async def test_a_batch_closes_when_the_burst_stops_or_the_window_ends(
 ) -> None:
     # either bound alone ends the batch: with the other at an hour, only it can have
     state = ClusterState()
-    controller = Controller(
-        config=_config(),
-        provider=KwokProvider(kube_client, _config().groups),
-        state=state,
-        settings=ControllerSettings(loop_interval=3600, batch_window=window, batch_idle=idle),
-        planner=lambda *a, **k: Plan(),
-        clock=fresh_clock,
+    controller = _planning_nothing(
+        kube_client, fresh_clock, state, batch_window=window, batch_idle=idle
     )
     stop = asyncio.Event()
     waiter = asyncio.create_task(controller.wait_for_trigger(stop))
@@ -490,9 +509,7 @@ async def test_only_the_leader_marks_pods_seen_and_a_new_leader_acts_at_once(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
     clock = fresh_clock
-    state = _with_web_pods(kube_api, 2)
-    a = _controller(kube_client, clock, state, identity="replica-a")
-    b = _controller(kube_client, clock, state, identity="replica-b")
+    state, a, b = _two_replicas(kube_api, kube_client, clock)
     assert (await a.run_once()).leader
     assert not (await b.run_once()).leader
     stop = asyncio.Event()
@@ -598,10 +615,7 @@ def _on(pod: dict[str, Any], node: str) -> dict[str, Any]:
 async def test_scale_down_drains_by_eviction_and_respects_disruption_budgets(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
-    state = ClusterState()
-    provider = KwokProvider(kube_client, _config().groups)
-    await provider.increase_size("general", target=2)
-    free, guarded = sorted(_kwok_nodes(kube_api))
+    state, [free, guarded] = await _with_kwok_nodes(kube_api, kube_client, 2)
     kube_api.create(_on(_pod("web-free"), free))
     guarded_pod = _on(_pod("db-0"), guarded)
     guarded_pod["metadata"]["labels"] = {"app": "db"}
@@ -698,9 +712,7 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
 ) -> None:
     # one kwok node (2 cpu) holds nothing; web-eci-0/1 (1.5 cpu each, Deployment, 2 h left) run
     # on the virtual node.  Only one fits: it is evicted with an Event; the other stays.
-    state = ClusterState()
-    provider = KwokProvider(kube_client, _config().groups)
-    await provider.increase_size("general", target=1)
+    state, _ = await _with_kwok_nodes(kube_api, kube_client, 1)
     kube_api.create(make_node("virtual-kubelet", eci=True))
     for i in range(2):
         eci_pod = _on(_pod(f"web-eci-{i}"), "virtual-kubelet")

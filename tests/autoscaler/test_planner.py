@@ -39,6 +39,15 @@ NOW = 100_000.0
 LABEL = "spillover.dev/node-group"
 G4 = NodeGroup("g4", InstanceType("ecs.4c16g", 4000, 16 * GIB), price_per_hour=0.706, max_size=10)
 G8 = NodeGroup("g8", InstanceType("ecs.8c32g", 8000, 32 * GIB), price_per_hour=1.0, max_size=10)
+# Two pools of 4-cpu nodes, for policies whose ECS unit names a pool.
+GENERAL4 = NodeGroup(
+    "general",
+    InstanceType("ecs.4c16g", 4000, 16 * GIB),
+    labels={"pool": "general"},
+    price_per_hour=0.706,
+    max_size=10,
+)
+BATCH4 = dataclasses.replace(GENERAL4, name="batch", labels={"pool": "batch"})
 ECI = Node(
     "virtual-kubelet",
     labels={"type": "virtual-kubelet"},

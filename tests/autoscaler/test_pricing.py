@@ -9,7 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_planner import ECI, EXPECTED_DURATION, GIB, GPU_TOLERATION, NOW, node, pod, run
+from test_planner import (
+    BATCH4,
+    ECI,
+    EXPECTED_DURATION,
+    GENERAL4,
+    GIB,
+    GPU_TOLERATION,
+    NOW,
+    node,
+    pod,
+    run,
+)
 
 from autoscaler.nodegroup import InstanceType, NodeGroup, load_config
 from autoscaler.planner import SAFE_TO_EVICT, GroupState
@@ -141,22 +152,6 @@ def test_a_movable_eci_pod_that_fits_free_capacity_keeps_its_node() -> None:
     assert any("pods on and moving to ECS" in n for n in result.notes)
 
 
-GENERAL = NodeGroup(
-    "general",
-    InstanceType("ecs.4c16g", 4000, 16 * GIB),
-    labels={"pool": "general"},
-    price_per_hour=0.706,
-    max_size=10,
-)
-BATCH = NodeGroup(
-    "batch",
-    InstanceType("ecs.4c16g", 4000, 16 * GIB),
-    labels={"pool": "batch"},
-    price_per_hour=0.706,
-    max_size=10,
-)
-
-
 def test_drain_destinations_satisfy_the_pods_unit() -> None:
     # g1 (pool=general) holds one 0.5-cpu web pod (12 %), unneeded for an hour; b1 (pool=batch)
     # has 3 cpu free.  The web policy's ECS unit is pool=general: the pod may not land on b1, and
@@ -167,9 +162,9 @@ def test_drain_destinations_satisfy_the_pods_unit() -> None:
         LabelSelector({"app": "web"}),
         (Unit(NodeKind.ECS, node_selector={"pool": "general"}), Unit(NodeKind.ECI)),
     )
-    nodes = [node("g1", GENERAL), node("b1", BATCH), ECI]
+    nodes = [node("g1", GENERAL4), node("b1", BATCH4), ECI]
     pods = [pod("w0", 500, GIB, node="g1"), pod("job", 1000, GIB, node="b1", app="batch")]
-    groups = [GroupState(GENERAL, 1, last_scale_up=0.0), GroupState(BATCH, 1, last_scale_up=0.0)]
+    groups = [GroupState(GENERAL4, 1, last_scale_up=0.0), GroupState(BATCH4, 1, last_scale_up=0.0)]
     unneeded = {"g1": NOW - 3600}
     kept = run(pods, groups, nodes=nodes, policies=[web], unneeded=unneeded)
     assert kept.scale_downs == ()
