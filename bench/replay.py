@@ -1,9 +1,12 @@
-"""Replay throughput: events per second for the Alibaba trace and a synthetic 1,000,000-event trace.
+"""Replay throughput and results: the Alibaba lists as published, and a synthetic 1,000,000 events.
 
-Targets (issue 4): the Alibaba trace in <= 5 s end to end (import + the Spillover replay), and
-1,000,000 pod events in <= 60 s on one core.  Prints a table; never asserts on time.
+Targets (issues 4 and 8): the default Alibaba list in <= 5 s end to end (import + the Spillover
+replay), and 1,000,000 pod events in <= 60 s on one core.  Every published openb list in
+``../shared/data/openb/`` is imported and replayed with the default scenario (Spillover and every
+baseline: the verdict and where the money went); a list that cannot be replayed (multigpu50 has
+no times) gets its one-line reason.  Prints tables; never asserts on time.
 
-    .venv/bin/python bench/replay.py [--events 1000000] [--skip-synthetic]
+    .venv/bin/python bench/replay.py [--events 1000000] [--skip-synthetic] [--skip-published]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from autoscaler.replay.trace import (  # noqa: E402
     PodDeleted,
     Template,
     Trace,
+    TraceError,
     TraceHeader,
     read_trace,
     write_trace,
@@ -69,10 +73,43 @@ def row(name: str, events: int, seconds: float, target: str, extra: str = "") ->
     return f"| {name} | {events:,} | {seconds:.2f} | {events / seconds:,.0f} | {target} | {extra} |"
 
 
+def published(scenario: Scenario) -> None:
+    """Every published openb list: import + Spillover, then the whole report and its verdict."""
+    folder = data_file("alibaba-openb-pods.csv").parent / "openb"
+    print()
+    print(
+        "| openb list | events | import + Spillover s | whole report s | Spillover CNY "
+        "| never started | cheapest comparable baseline | dominates | ECS idle share |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |")
+    for path in sorted(folder.glob("openb_pod_list_*.csv")):
+        start = time.perf_counter()
+        try:
+            trace = import_openb(path)
+        except TraceError as err:
+            print(f"| {path.name} | - | - | - | - | - | not replayable: {err} | - | - |")
+            continue
+        r = replay_spillover(trace, scenario)
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        c = compare(trace, scenario, name=path.name)
+        whole = time.perf_counter() - start
+        fair = [b for b in c.results[1:] if b.never_started <= r.never_started]
+        best = min(fair, key=lambda b: b.cost, default=None)
+        best_text = f"{best.name} {best.cost:,.0f}" if best is not None else "-"
+        ecs = r.split.ecs_busy + r.split.ecs_idle
+        idle = f"{r.split.ecs_idle / ecs:.0%}" if ecs else "-"
+        print(
+            f"| {path.name} | {len(trace.events):,} | {seconds:.2f} | {whole:.2f} "
+            f"| {r.cost:,.0f} | {r.never_started} | {best_text} | {c.dominates} | {idle} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--skip-published", action="store_true")
     args = parser.parse_args()
     limit_blas_threads()
     scenario = load_scenario()
@@ -103,6 +140,8 @@ def main() -> None:
             "(whole report)",
         )
     )
+    if not args.skip_published:
+        published(scenario)
     if args.skip_synthetic:
         return
     start = time.perf_counter()

@@ -7,24 +7,30 @@
       groups: [...]
       settings: {...}
     policies: [...]      # ResourcePolicy documents (spillover.dev/v1alpha1)
+    everyNamespace: false  # true: the policies also select pods of every namespace of the trace
     timing:
       loopPeriod: 10s      # the autoscaler's periodic loop
       reactionDelay: 1s    # a new pending/overflowed pod triggers a pass this much later (null: wait for the loop)
       eciStartDelay: 10s   # an ECI pod starts this long after it is bound ...
       eciStartJitter: 2s   # ... plus a seeded uniform jitter in [0, jitter)
       ecsPodStartDelay: 0s # a pod bound to a ready ECS node starts after this
-    forecast: {enabled: true, refit: 6h, history: 168h, step: 5m, passEvery: 1h}
+    forecast: {enabled: true, refit: 6h, history: 168h, step: 5m, passEvery: 1h, minHistory: 1d}
     target: {pendingP99: 15s}
     baselines: {headroom: [0, 1, 2, 4], staticNodes: auto}
     samplePeriod: 5m     # resolution of the time series in the report and plot
 
 Everything but ``autoscaler.groups`` has a default; ``data/default-scenario.yaml`` is bundled.
+
+``everyNamespace`` (or ``replay --every-namespace``): a recorded cluster's namespaces are not the
+scenario's, and a pod no policy selects is unmanaged (ECS only, never ECI).  With it, every
+namespace of the trace that no policy names gets a copy of each policy (``policies_for``), so a
+recorded trace replays with the bundled scenario's policies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,7 @@ __all__ = [
     "ScenarioError",
     "Timing",
     "load_scenario",
+    "policies_for",
     "scenario_from_dict",
 ]
 
@@ -67,6 +74,7 @@ class ForecastSpec:
     history: float = 7 * 86_400.0
     step: float = 300.0
     every: float = 3600.0  # a planner pass at least this often while a forecast is in force
+    min_history: float = 86_400.0  # no forecast before this much history (the controller's default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +90,16 @@ class Scenario:
     sample_period: float = 300.0
     autoscaling: bool = True
     name: str = "spillover"
+    every_namespace: bool = False
+
+
+def policies_for(
+    policies: tuple[ResourcePolicy, ...], namespaces: Iterable[str]
+) -> tuple[ResourcePolicy, ...]:
+    """``policies`` plus, for each namespace none of them names, a copy of each in it."""
+    named = {p.namespace for p in policies}
+    extra = [replace(p, namespace=ns) for ns in sorted(set(namespaces) - named) for p in policies]
+    return (*policies, *extra)
 
 
 def _map(raw: Any, where: str) -> Mapping[str, Any]:
@@ -119,6 +137,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
             "baselines",
             "samplePeriod",
             "name",
+            "everyNamespace",
         ),
         "scenario",
     )
@@ -160,7 +179,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
     if timing.loop_period <= 0:
         raise ScenarioError("timing.loopPeriod: must be positive")
     f = _map(doc.get("forecast"), "forecast")
-    _known(f, ("enabled", "refit", "history", "step", "passEvery"), "forecast")
+    _known(f, ("enabled", "refit", "history", "step", "passEvery", "minHistory"), "forecast")
     fd = ForecastSpec()
     enabled = f.get("enabled", fd.enabled)
     if not isinstance(enabled, bool):
@@ -171,6 +190,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         _duration(f, "history", fd.history, "forecast"),
         _duration(f, "step", fd.step, "forecast"),
         _duration(f, "passEvery", fd.every, "forecast"),
+        _duration(f, "minHistory", fd.min_history, "forecast"),
     )
     target = _map(doc.get("target"), "target")
     _known(target, ("pendingP99",), "target")
@@ -182,6 +202,9 @@ def scenario_from_dict(raw: Any) -> Scenario:
     static = b.get("staticNodes", "auto")
     if static != "auto" and (not isinstance(static, int) or isinstance(static, bool) or static < 0):
         raise ScenarioError("baselines.staticNodes: expected 'auto' or a non-negative integer")
+    every_namespace = doc.get("everyNamespace", False)
+    if not isinstance(every_namespace, bool):
+        raise ScenarioError("everyNamespace: expected true or false")
     name = doc.get("name", "spillover")
     if not isinstance(name, str) or not name:
         raise ScenarioError("name: expected a non-empty string")
@@ -196,6 +219,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         static_nodes=None if static == "auto" else int(static),
         sample_period=_duration(doc, "samplePeriod", 300.0, "scenario"),
         name=name,
+        every_namespace=every_namespace,
     )
     if scenario.sample_period <= 0:
         raise ScenarioError("scenario.samplePeriod: must be positive")
