@@ -344,7 +344,8 @@ class Controller:
         errors: list[str] = []
         scaled = await self._scale_up(result, memory, now, errors)
         deleted = await self._scale_down(result, memory, now, errors)
-        await self._rebalance(groups, pdbs, now)
+        if not deleted:  # the cache may still offer a node just drained: wait a pass
+            await self._rebalance(groups, pdbs, now)
         await self._save(memory, statuses, result, scaled, deleted, errors, now)
         self.metrics.last_pass.set(now)
         return PassResult(True, result, scaled, tuple(deleted), tuple(errors))

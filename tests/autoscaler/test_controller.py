@@ -746,5 +746,9 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     await controller.run_once()
     assert [p["metadata"]["name"] for p in kube_api.objects_of("pods")] == ["web-eci-1"]
     fresh_clock.advance(61)
+    drained = await controller.run_once()
+    assert len(drained.deleted) == 1  # consolidation took one of the two empty nodes: no move
+    assert [p["metadata"]["name"] for p in kube_api.objects_of("pods")] == ["web-eci-1"]
+    _sync(kube_api, state)
     await controller.run_once()
     assert kube_api.objects_of("pods") == []
