@@ -4,7 +4,7 @@ Prices come from ``autoscaler.costs`` (``EciPrice.per_hour`` is the one ECI form
 project: per vCPU-second, GiB-second and whole GPU) and from each node group's price per hour.
 Every CNY is put in exactly one bucket of :class:`~autoscaler.replay.results.CostSplit`:
 
-- **ECS busy**: a node's price times the share of it its pods request (``costs.node_share``:
+- **ECS busy**: a node's price times the share of it its pods request (``costs.share_of``:
   the largest of cpu, memory and GPU, at most 1);
 - **ECS idle, fragmentation**: the rest of a node that hosts pods;
 - **ECS idle, booting**: from the request until the node is Ready;
@@ -27,7 +27,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.costs import GIB, EciPrice, node_share
+from autoscaler.costs import GIB, EciPrice, share_of
 from extender.model import Resources
 
 from .results import CostSplit, IdleNode
@@ -76,6 +76,7 @@ class Billing:
         self.eci = eci
         self.split = dict.fromkeys(CostSplit.names(), 0.0)
         self._meters: dict[str, _Meter] = {}
+        self.requested: dict[str, float] = {}  # node -> when it was asked for, while billed
         self.node_seconds: dict[str, float] = {}
         self.eci_vcpu_s = self.eci_gib_s = self.eci_gpu_s = 0.0
         self._intervals: list[tuple[float, float, float]] = []  # start, end, CNY/s
@@ -87,11 +88,7 @@ class Billing:
         self, name: str, *, price_per_hour: float, allocatable: Resources, now: float
     ) -> None:
         self._meters[name] = _Meter(price_per_hour, allocatable, now)
-
-    def requested_at(self, name: str, default: float | None = None) -> float | None:
-        """When the node was asked for (``default`` if it is not billed)."""
-        meter = self._meters.get(name)
-        return default if meter is None else meter.requested
+        self.requested[name] = now
 
     def billed_nodes(self) -> list[str]:
         return list(self._meters)
@@ -113,6 +110,7 @@ class Billing:
 
     def node_removed(self, name: str, group: str, *, now: float) -> None:
         meter = self._meters.pop(name)
+        del self.requested[name]
         self._close(meter, now)
         self.node_seconds[group] = self.node_seconds.get(group, 0.0) + now - meter.requested
         self._intervals.append((meter.requested, now, meter.price))
@@ -144,8 +142,7 @@ class Billing:
                 meter.idle += cost
                 meter.idle_to = now
         else:
-            used = Resources(meter.cpu, meter.mem, meter.n, meter.gpu)
-            share = min(1.0, node_share(used, meter.cap))
+            share = min(1.0, share_of(meter.cpu, meter.mem, meter.gpu, meter.cap))
             split["ecs_busy"] += cost * share
             split["ecs_fragmentation"] += cost * (1.0 - share)
 

@@ -449,3 +449,27 @@ def test_one_spare_node_per_group_with_two_groups() -> None:
     assert {a.group for a in downs} == {"small", "gpu"}
     assert r.timeline.ecs_nodes[-1] == 2  # one spare in each group
     assert r.timeline.ecs_gpu[-1] == 8
+
+
+def test_memory_is_bounded_by_the_trace_not_its_span() -> None:
+    """Nine years between two events: the time series keeps at most MAX_SAMPLES samples."""
+    from autoscaler.replay.simulator import MAX_SAMPLES
+
+    scenario = small_scenario()
+    nine_years = 9 * 365 * 86_400.0
+    trace = Trace(
+        TraceHeader(),
+        [
+            PodCreated(0.0, "a", WorkloadKey("shop", "Pod", "a"), "a", ONE),
+            PodDeleted(nine_years, "a"),
+        ],
+    )
+    r = simulate(trace, scenario, by_name(scenario, trace)["spillover"])
+    assert MAX_SAMPLES // 2 < r.timeline.t.size <= MAX_SAMPLES + 1
+    assert r.eci_vcpu_seconds == pytest.approx(nine_years - 10.0)
+    with pytest.raises(ValueError, match=r"trace spans 54 years: are these absolute times\?"):
+        simulate(
+            Trace(TraceHeader(), [PodDeleted(1.7e9, "x")]),
+            scenario,
+            by_name(scenario, trace)["spillover"],
+        )
