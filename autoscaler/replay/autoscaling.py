@@ -237,7 +237,7 @@ class Autoscaler:
             if self.scheduler.move(move.uid):
                 self.moved_at.append(now)
         if len(decided.moves) and len(recent) + len(decided.moves) >= costs.per_minute:
-            self._at(max(now + 60.0, self.tick()))  # the rate limit holds the rest a minute
+            self.at(max(now + 60.0, self.tick()))  # the rate limit holds the rest a minute
 
     def _next(self, result: planner.Plan) -> None:
         """Come back when something the planner waits for is due."""
