@@ -129,6 +129,7 @@ class PassResult:
     scaled_up: Mapping[str, int] = field(default_factory=dict)  # group -> new target
     deleted: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    moved: tuple[str, ...] = ()  # pods evicted from ECI for their replacements to run on ECS
 
 
 def class_demand(state: ClusterState) -> dict[str, float]:
@@ -344,11 +345,12 @@ class Controller:
         errors: list[str] = []
         scaled = await self._scale_up(result, memory, now, errors)
         deleted = await self._scale_down(result, memory, now, errors)
+        moved: list[str] = []
         if not deleted:  # the cache may still offer a node just drained: wait a pass
-            await self._rebalance(groups, pdbs, now)
-        await self._save(memory, statuses, result, scaled, deleted, errors, now)
+            moved = await self._rebalance(groups, pdbs, now)
+        await self._save(memory, statuses, result, scaled, deleted, errors, now, moved)
         self.metrics.last_pass.set(now)
-        return PassResult(True, result, scaled, tuple(deleted), tuple(errors))
+        return PassResult(True, result, scaled, tuple(deleted), tuple(errors), tuple(moved))
 
     async def _lead(self) -> bool:
         # A dry run never contends for the Lease: taking it would stop the real autoscaler.
@@ -548,10 +550,12 @@ class Controller:
 
     async def _rebalance(
         self, groups: Sequence[GroupState], pdbs: Sequence[DisruptionBudget], now: float
-    ) -> None:
+    ) -> list[str]:
+        """Carry out ``rebalance``'s moves; returns the pods evicted."""
         costs = self.settings.rebalance
         if costs is None or self._core is None or not self._still_leading():
-            return
+            return []
+        moved: list[str] = []
         limit = allowed(self._moved_at, now=now, per_minute=costs.per_minute)
         decided = rebalance(
             self.state,
@@ -573,6 +577,7 @@ class Controller:
             if outcome != "evicted":
                 continue
             self._moved_at.append(now)
+            moved.append(move.pod)
             self.metrics.move_savings.inc(max(move.saving, 0.0))
             log.info("moved pod from ECI", extra={"pod": move.pod, "target": move.target})
             namespace, _, name = move.pod.rpartition("/")
@@ -583,6 +588,7 @@ class Controller:
                 name=name,
                 namespace=namespace,
             )
+        return moved
 
     async def _evict(self, pod: Pod) -> str:
         """Evict through the Eviction API: ``evicted``, ``gone`` (404) or ``refused``."""
@@ -711,6 +717,7 @@ class Controller:
         deleted: Sequence[str],
         errors: Sequence[str],
         now: float,
+        moved: Sequence[str] = (),
     ) -> None:
         if self._status is None:
             return
@@ -729,6 +736,7 @@ class Controller:
             "scaleUps": [_fields(u) for u in result.scale_ups],
             "scaleDowns": [_fields(d) for d in result.scale_downs],
             "deleted": list(deleted),
+            "moved": list(moved),
             "unneeded": sorted(result.unneeded),
             "unschedulable": dict(result.unschedulable),
             "notes": list(result.notes),

@@ -736,6 +736,11 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     assert result.scaled_up == {"general": 2}
     left = [p["metadata"]["name"] for p in kube_api.objects_of("pods")]
     assert left == ["web-eci-1"]
+    assert result.moved == ("shop/web-eci-0",)
+    status = json.loads(
+        kube_api.get("configmaps", "spillover-autoscaler-status", NS)["data"]["status"]
+    )
+    assert status["moved"] == ["shop/web-eci-0"]
     events = [e for e in kube_api.objects_of("events") if e["reason"] == "RebalancedToECS"]
     assert [e["involvedObject"]["name"] for e in events] == ["web-eci-0"]
     assert metrics.moves.labels("evicted")._value.get() == 1
