@@ -32,13 +32,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import forecast_cli, plan_cli
-from .forecast_cli import parse_duration
-from .nodegroup import AutoscalerConfig, ConfigError, groups_from_configmap, load_config
+from .nodegroup import (
+    AutoscalerConfig,
+    ConfigError,
+    groups_from_configmap,
+    load_config,
+    parse_duration,
+)
 from .replay import cli as replay_cli
 
-__all__ = ["ENV_PREFIX", "Runtime", "build_parser", "load_groups", "main"]
+__all__ = ["ENV_PREFIX", "OTHER_ENVIRONMENT", "Runtime", "build_parser", "load_groups", "main"]
 
 ENV_PREFIX = "SPILLOVER_AUTOSCALER_"
+POD_NAME = "POD_NAME"
+ESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
+ESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+ESS_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
+# Read by ``run`` besides the ``SPILLOVER_AUTOSCALER_<FLAG>`` variables.
+OTHER_ENVIRONMENT = (POD_NAME, ESS_KEY_ID, ESS_KEY_SECRET, ESS_TOKEN)
 PROVIDERS = ("kwok", "ess", "simulated")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -51,6 +62,21 @@ class UsageError(ValueError):
 
 
 # -- parser -----------------------------------------------------------------------------------
+def _duration(text: str) -> float:
+    """A flag's duration, written as in the groups YAML (``0s``, ``200ms``, ``1m30s``, ``10``)."""
+    try:
+        return parse_duration(text, "duration")
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("duration: ")) from None
+
+
+def _interval(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be longer than 0s, got {text!r}")
+    return seconds
+
+
 def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--groups", default="", help="node-group configuration YAML file")
     p.add_argument(
@@ -62,8 +88,39 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--namespace", default="kube-system", help="namespace of lease, status, config")
     p.add_argument("--host", default="0.0.0.0", help="address of /healthz /readyz /metrics")
     p.add_argument("--port", type=int, default=8080, help="port of /healthz /readyz /metrics")
-    p.add_argument("--loop-interval", type=parse_duration, default=10.0, help="e.g. 10s")
-    p.add_argument("--batch-window", type=parse_duration, default=1.0, help="pending-pod batch")
+    p.add_argument("--loop-interval", type=_interval, default=10.0, help="e.g. 10s")
+    p.add_argument(
+        "--batch-window", type=_duration, default=0.3, help="longest pending-pod batch, e.g. 1s"
+    )
+    p.add_argument(
+        "--batch-idle",
+        type=_duration,
+        default=0.1,
+        help="a batch closes once no new pending pod came for this long, e.g. 100ms",
+    )
+    p.add_argument(
+        "--rebalance-restart-cost",
+        type=float,
+        default=0.1,
+        help="CNY a move from ECI to ECS must save, over the pod's expected run time, to happen",
+    )
+    p.add_argument(
+        "--rebalance-per-minute",
+        type=int,
+        default=10,
+        help="pods moved from ECI back to ECS per minute at most (0: never move pods)",
+    )
+    p.add_argument(
+        "--no-consolidation",
+        action="store_true",
+        help="remove nodes only by cluster-autoscaler's utilization rule",
+    )
+    p.add_argument(
+        "--consolidate-empty-after",
+        type=_duration,
+        default=30.0,
+        help="an empty node goes this long after it became empty, e.g. 30s",
+    )
     p.add_argument("--identity", default="", help="leader-election identity (default: hostname)")
     p.add_argument("--lease-name", default="spillover-autoscaler")
     p.add_argument("--status-configmap", default="spillover-autoscaler-status")
@@ -206,13 +263,15 @@ class Runtime:
         from extender.metrics import Metrics as WatchMetrics
         from extender.snapshot import ClusterState
 
+        from .consolidation import Consolidation
         from .controller import Controller, ControllerSettings
         from .leader import LeaseElector, LeaseSettings
         from .metrics import Metrics
+        from .rebalance import MoveCosts
         from .status import StatusStore
 
         args = self.args
-        identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
+        identity = args.identity or os.environ.get(POD_NAME) or socket.gethostname()
         state = ClusterState(synced=False)
         metrics = Metrics()
         watch_metrics = WatchMetrics(CollectorRegistry())
@@ -241,6 +300,15 @@ class Runtime:
             settings=ControllerSettings(
                 loop_interval=args.loop_interval,
                 batch_window=args.batch_window,
+                batch_idle=args.batch_idle,
+                rebalance=MoveCosts(
+                    restart=args.rebalance_restart_cost, per_minute=args.rebalance_per_minute
+                )
+                if args.rebalance_per_minute > 0
+                else None,
+                consolidation=None
+                if args.no_consolidation
+                else Consolidation(empty_after=args.consolidate_empty_after),
                 dry_run=args.dry_run,
             ),
         )
@@ -265,9 +333,9 @@ class Runtime:
         return EssProvider(
             EssConfig(
                 region=args.ess_region,
-                access_key_id=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", ""),
-                access_key_secret=os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", ""),
-                security_token=os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""),
+                access_key_id=os.environ.get(ESS_KEY_ID, ""),
+                access_key_secret=os.environ.get(ESS_KEY_SECRET, ""),
+                security_token=os.environ.get(ESS_TOKEN, ""),
                 scaling_groups=_ess_groups(args, config),
                 endpoint=args.ess_endpoint,
                 protocol=args.ess_protocol,
@@ -319,7 +387,9 @@ class Runtime:
             )
             self.tasks.append(asyncio.create_task(server.serve(), name="http"))
         state, ledger, watch_metrics = self._watch_parts
-        watch = ClusterWatch(self.api, state, ledger, metrics=watch_metrics)
+        watch = ClusterWatch(
+            self.api, state, ledger, metrics=watch_metrics, on_change=self.controller.notify
+        )
         self.tasks.append(asyncio.create_task(watch.run(), name="watch"))
         try:
             await asyncio.to_thread(kernels.warm_up)

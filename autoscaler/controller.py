@@ -6,21 +6,28 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 2. read the provider's groups (target sizes, instances) with retries;
 3. record demand per resource class (``class_demand``), refit each class's forecast now and
    then (a class with too little history, or none ever, has no forecast);
-4. ``planner.plan(...)`` -- pure; all decisions are there, none here;
+4. ``planner.plan(...)`` -- pure, with consolidation unless ``consolidation`` is None; all
+   decisions are there, none here;
 5. apply: scale-ups as *absolute* targets (``increase_size(target=new_target)``), so a retry or
    a repeated pass never adds a second batch; scale-downs cordon, evict (PDBs answer 429 and
-   the node stays) and delete the named node;
-6. write the status ConfigMap (the controller's only memory, see :mod:`autoscaler.status`),
+   the node stays), wait until the cache shows the evicted pods gone (``drain_timeout`` at
+   most) and delete the named node;
+6. rebalance (:func:`autoscaler.rebalance.rebalance`, pure): evict pods on ECI that ECS now has
+   room for, at most ``rebalance.per_minute`` a minute; their controllers recreate them and the
+   extender places the replacements on ECS;
+7. write the status ConfigMap (the controller's only memory, see :mod:`autoscaler.status`),
    Events and metrics.
 
 ``--dry-run`` runs steps 2-4 and logs what it would do; it writes nothing anywhere, not even the
 Lease (a dry-run replica must never take the lease from the one that acts).
 
-Reaction time: besides the periodic tick (10 s), :meth:`run` looks at the cache's pending pods
-every ``poll_interval``; a pod it has not seen before starts a pass after ``batch_window``
-(~1 s, so a burst of pods is planned together, as Karpenter batches).  Reading the in-memory
-cache is cheap (it keeps pending pods in their own index), and it needs nothing from the watch
-but the state it already fills.
+Reaction time: besides the periodic tick (10 s), the loop wakes when the cluster cache reports a
+pending pod it has not planned for yet (:meth:`notify`, the watch's ``on_change`` callback: no
+polling).  It then batches, as Karpenter does: the window closes once no new pending pod arrived
+for ``batch_idle`` (the burst stopped), or ``batch_window`` after the first one at the latest, so
+a burst is planned together and a lone pod waits only ``batch_idle``.  Only the leader reacts to
+pods and marks them planned ("seen"): a follower that takes over plans every pod still pending.
+Gaining the Lease wakes the loop too, so a new leader acts at once, not at its next tick.
 
 Time is injected: ``clock`` (default ``time.time``: Lease, node and pod timestamps are wall
 time) is the ``now`` of every decision; waiting uses the event loop, or an injected ``sleep``.
@@ -49,6 +56,7 @@ from extender.policy import policy_for
 from extender.selectors import LabelSelector, Requirement
 from extender.snapshot import ClusterState
 
+from .consolidation import Consolidation
 from .forecast import Forecast, Forecaster, SeasonalForecaster
 from .leader import LeaseElector
 from .metrics import Metrics
@@ -56,6 +64,7 @@ from .nodegroup import AutoscalerConfig
 from .planner import DisruptionBudget, GroupNode, GroupState, Plan, group_state, plan
 from .predictive import CLASSES, CPU, RefitRule, class_demand_of
 from .providers.base import GroupStatus, Provider, ProviderError
+from .rebalance import MoveCosts, allowed, rebalance
 from .status import DemandHistory, Memory, StatusStore
 
 __all__ = [
@@ -87,14 +96,15 @@ class Planner(Protocol):
         now: float,
         unneeded: Mapping[str, float] | None = None,
         pdbs: Sequence[DisruptionBudget] = (),
+        consolidation: Consolidation | None = None,
     ) -> Plan: ...
 
 
 @dataclass(frozen=True, slots=True)
 class ControllerSettings:
     loop_interval: float = 10.0
-    batch_window: float = 1.0
-    poll_interval: float = 0.2
+    batch_window: float = 0.3  # the longest a burst of new pending pods is batched
+    batch_idle: float = 0.1  # the batch closes once no new pending pod came for this long
     dry_run: bool = False
     retries: int = 3  # attempts per provider call, retryable errors only
     backoff: float = 0.5  # first retry delay, doubled per attempt, +-20 % jitter
@@ -106,6 +116,10 @@ class ControllerSettings:
     wape_window: int = 1440
     status_interval: float = 60.0  # rewrite an unchanged status at most this often
     pod_events: int = 20  # TriggeredScaleUp events per scale-up, at most
+    rebalance: MoveCosts | None = field(default_factory=MoveCosts)  # None: never move pods
+    consolidation: Consolidation | None = field(default_factory=Consolidation)  # None: CA's rule
+    drain_timeout: float = 120.0  # longest wait for evicted pods to leave a node before deleting it
+    drain_poll: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +129,7 @@ class PassResult:
     scaled_up: Mapping[str, int] = field(default_factory=dict)  # group -> new target
     deleted: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    moved: tuple[str, ...] = ()  # pods evicted from ECI for their replacements to run on ECS
 
 
 def class_demand(state: ClusterState) -> dict[str, float]:
@@ -178,7 +193,13 @@ class Controller:
         self._fitted_at = -float("inf")
         self._errors: deque[tuple[float, float]] = deque(maxlen=self.settings.wape_window)
         self._seen_pending: set[str] = set()
+        self._wake = asyncio.Event()
+        self._last_arrival = -math.inf  # event-loop time of the last new pending pod
+        self._gained = False
+        if elector is not None and elector.on_acquired is None:
+            elector.on_acquired = self._lease_gained
         self._saved: tuple[str, float] = ("", -math.inf)
+        self._moved_at: deque[float] = deque(maxlen=1000)
         self.last: PassResult | None = None
 
     # -- the loop -----------------------------------------------------------------------------
@@ -202,22 +223,61 @@ class Controller:
             if elector_task is not None:
                 await elector_task
 
+    def notify(self, kind: str, key: str = "") -> None:
+        """The watch's ``on_change``: wake the loop for a pending pod not planned for yet.
+
+        ``key`` is the pod's uid (empty after a relist: look at every pending pod).  Followers
+        ignore pods; the leader's next pass plans them.
+        """
+        if kind != "pods" or not self._leading():
+            return
+        if key:
+            pod = self.state.pods.get(key)
+            new = pod is not None and _pending(pod) and key not in self._seen_pending
+        else:
+            new = any(p.uid not in self._seen_pending for p in self.state.pending_pods())
+        if new:
+            self._last_arrival = asyncio.get_running_loop().time()
+            self._wake.set()
+
+    def _lease_gained(self) -> None:
+        self._gained = True
+        self._wake.set()
+
+    def _leading(self) -> bool:
+        return self._elector is None or self.settings.dry_run or self._elector.is_leader
+
     async def wait_for_trigger(self, stop: asyncio.Event) -> str:
-        """Until the next tick (``"tick"``), a new pending pod (``"pending"``) or ``"stop"``."""
+        """Until the next tick (``"tick"``), new pending pods (``"pending"``, after the batch
+        window), leadership gained (``"leader"``) or ``"stop"``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.loop_interval
+        stopped = asyncio.ensure_future(stop.wait())
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait(
+                {stopped, woken},
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopped.cancel()
+            woken.cancel()
+        if stop.is_set():
+            return "stop"
+        if not self._wake.is_set():
+            return "tick"
+        if self._gained:
+            return "leader"
+        first = loop.time()
+        s = self.settings
         while not stop.is_set():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return "tick"
+            close = min(first + s.batch_window, max(first, self._last_arrival) + s.batch_idle)
+            if loop.time() >= close:
+                break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(self.settings.poll_interval, remaining))
-            pending = {p.uid for p in self.state.pending_pods()}
-            if pending - self._seen_pending:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.batch_window)
-                return "pending"
-        return "stop"
+                await asyncio.wait_for(stop.wait(), close - loop.time())
+        return "stop" if stop.is_set() else "pending"
 
     # -- one pass -----------------------------------------------------------------------------
     async def run_once(self) -> PassResult:
@@ -235,10 +295,14 @@ class Controller:
 
     async def _pass(self) -> PassResult:
         now = self._clock()
-        self._seen_pending = {p.uid for p in self.state.pending_pods()}
-        self.metrics.pending_pods.set(len(self._seen_pending))
+        pending = {p.uid for p in self.state.pending_pods()}
+        self.metrics.pending_pods.set(len(pending))
         if not await self._lead():
             return PassResult(leader=False)
+        # Only the leader marks pods planned: a follower that takes over plans them all.
+        self._wake.clear()
+        self._gained = False
+        self._seen_pending = pending
         if not self.state.synced:
             return PassResult(leader=True, errors=("the cluster cache is not synced yet",))
         memory = await self._recall()
@@ -265,6 +329,7 @@ class Controller:
             now=now,
             unneeded=memory.unneeded,
             pdbs=pdbs,
+            consolidation=self.settings.consolidation,
         )
         for up in result.scale_ups:
             self.metrics.planned.labels(up.group, "up", up.code).inc(up.delta)
@@ -280,9 +345,12 @@ class Controller:
         errors: list[str] = []
         scaled = await self._scale_up(result, memory, now, errors)
         deleted = await self._scale_down(result, memory, now, errors)
-        await self._save(memory, statuses, result, scaled, deleted, errors, now)
+        moved: list[str] = []
+        if not deleted:  # the cache may still offer a node just drained: wait a pass
+            moved = await self._rebalance(groups, pdbs, now)
+        await self._save(memory, statuses, result, scaled, deleted, errors, now, moved)
         self.metrics.last_pass.set(now)
-        return PassResult(True, result, scaled, tuple(deleted), tuple(errors))
+        return PassResult(True, result, scaled, tuple(deleted), tuple(errors), tuple(moved))
 
     async def _lead(self) -> bool:
         # A dry run never contends for the Lease: taking it would stop the real autoscaler.
@@ -454,9 +522,15 @@ class Controller:
             if node is None:
                 memory.unneeded.pop(down.node, None)
                 continue
-            if not await self._drain(down.node, now):
+            evicted = await self._drain(down.node, now)
+            if evicted is None:
                 errors.append(f"could not drain {down.node}")
                 continue
+            if not await self._gone(down.node, evicted):
+                log.warning(
+                    "evicted pods still on the node after the drain timeout; deleting it",
+                    extra={"node": down.node, "timeout": self.settings.drain_timeout},
+                )
             try:
                 await self._retry(
                     functools.partial(self.provider.delete_nodes, down.group, [node]),
@@ -476,10 +550,81 @@ class Controller:
             await self._event("ScaleDown", f"removed {down.node}: {down.reason}", now)
         return deleted
 
-    async def _drain(self, node: str, now: float) -> bool:
-        """Cordon the node and evict its pods; on any refusal, uncordon and keep the node."""
+    async def _rebalance(
+        self, groups: Sequence[GroupState], pdbs: Sequence[DisruptionBudget], now: float
+    ) -> list[str]:
+        """Carry out ``rebalance``'s moves; returns the pods evicted."""
+        costs = self.settings.rebalance
+        if costs is None or self._core is None or not self._still_leading():
+            return []
+        moved: list[str] = []
+        limit = allowed(self._moved_at, now=now, per_minute=costs.per_minute)
+        decided = rebalance(
+            self.state,
+            groups,
+            costs,
+            now=now,
+            settings=self.config.settings,
+            limit=limit,
+            pdbs=pdbs,
+        )
+        for note in decided.notes:
+            log.info("rebalance: %s", note)
+        for move in decided.moves:
+            pod = self.state.pods.get(move.uid)
+            if pod is None:
+                continue
+            outcome = await self._evict(pod)
+            self.metrics.moves.labels(outcome).inc()
+            if outcome != "evicted":
+                continue
+            self._moved_at.append(now)
+            moved.append(move.pod)
+            self.metrics.move_savings.inc(max(move.saving, 0.0))
+            log.info("moved pod from ECI", extra={"pod": move.pod, "target": move.target})
+            namespace, _, name = move.pod.rpartition("/")
+            await self._pod_event(
+                "RebalancedToECS",
+                f"evicted from {move.source} so that its replacement runs on ECS: {move.reason}",
+                now,
+                name=name,
+                namespace=namespace,
+            )
+        return moved
+
+    async def _evict(self, pod: Pod) -> str:
+        """Evict through the Eviction API: ``evicted``, ``gone`` (404) or ``refused``."""
+        assert self._core is not None
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod.name, "namespace": pod.namespace},
+        }
+        try:
+            await self._core.create_namespaced_pod_eviction(pod.name, pod.namespace, body)  # type: ignore[arg-type]
+        except _IO_ERRORS as err:
+            if isinstance(err, ApiException) and err.status == 404:
+                return "gone"
+            log.info("eviction refused", extra={"pod": pod.key, "error": str(err)})
+            return "refused"
+        return "evicted"
+
+    async def _gone(self, node: str, evicted: Sequence[str]) -> bool:
+        """Wait until the cache no longer shows the evicted pods on ``node`` (their replacements
+        are then being placed elsewhere), polling every ``drain_poll`` up to ``drain_timeout``."""
+        s = self.settings
+        for _ in range(max(1, math.ceil(s.drain_timeout / s.drain_poll))):
+            pods = self.state.pods
+            if not any(uid in pods and pods[uid].node_name == node for uid in evicted):
+                return True
+            await self._sleep(s.drain_poll)
+        return False
+
+    async def _drain(self, node: str, now: float) -> list[str] | None:
+        """Cordon the node and evict its pods (their uids); on any refusal, uncordon and keep
+        the node (None)."""
         if self._core is None:
-            return True
+            return []
         patch = {
             "spec": {
                 "unschedulable": True,
@@ -497,26 +642,19 @@ class Controller:
             await self._core.patch_node(node, patch)
         except _IO_ERRORS as err:
             if isinstance(err, ApiException) and err.status == 404:
-                return True
+                return []
             log.warning("could not cordon", extra={"node": node, "error": str(err)})
-            return False
+            return None
+        evicted = []
         for pod in list(self.state.pods_on(node)):
             if _stays(pod):
                 continue
-            body = {
-                "apiVersion": "policy/v1",
-                "kind": "Eviction",
-                "metadata": {"name": pod.name, "namespace": pod.namespace},
-            }
-            try:
-                await self._core.create_namespaced_pod_eviction(pod.name, pod.namespace, body)  # type: ignore[arg-type]
-            except _IO_ERRORS as err:
-                if isinstance(err, ApiException) and err.status == 404:
-                    continue
+            if await self._evict(pod) == "refused":
                 log.info("eviction refused; keeping the node", extra={"pod": pod.key, "node": node})
                 await self._uncordon(node)
-                return False
-        return True
+                return None
+            evicted.append(pod.uid)
+        return evicted
 
     async def _uncordon(self, node: str) -> None:
         if self._core is None or node not in self.state.nodes:
@@ -553,18 +691,24 @@ class Controller:
             await self._status.event(reason=reason, message=message, now=now, warning=warning)
 
     async def _pod_events(self, pods: Sequence[str], message: str, now: float) -> None:
-        if self._status is None:
-            return
         for key in pods[: self.settings.pod_events]:
             namespace, _, name = key.rpartition("/")
-            await self._status.event(
-                reason="TriggeredScaleUp",
-                message=message,
-                now=now,
-                kind="Pod",
-                name=name,
-                namespace=namespace or "default",
-            )
+            await self._pod_event("TriggeredScaleUp", message, now, name=name, namespace=namespace)
+
+    async def _pod_event(
+        self, reason: str, message: str, now: float, *, name: str, namespace: str
+    ) -> None:
+        """An Event about one pod."""
+        if self._status is None:
+            return
+        await self._status.event(
+            reason=reason,
+            message=message,
+            now=now,
+            kind="Pod",
+            name=name,
+            namespace=namespace or "default",
+        )
 
     async def _save(
         self,
@@ -575,6 +719,7 @@ class Controller:
         deleted: Sequence[str],
         errors: Sequence[str],
         now: float,
+        moved: Sequence[str] = (),
     ) -> None:
         if self._status is None:
             return
@@ -593,6 +738,7 @@ class Controller:
             "scaleUps": [_fields(u) for u in result.scale_ups],
             "scaleDowns": [_fields(d) for d in result.scale_downs],
             "deleted": list(deleted),
+            "moved": list(moved),
             "unneeded": sorted(result.unneeded),
             "unschedulable": dict(result.unschedulable),
             "notes": list(result.notes),
@@ -609,6 +755,11 @@ class Controller:
             log.warning("status: could not write the ConfigMap", extra={"error": str(err)})
             return
         self._saved = (fingerprint, now)
+
+
+def _pending(pod: Pod) -> bool:
+    """What ``ClusterState.pending_pods`` holds: not bound, not finished."""
+    return not pod.node_name and not pod.finished
 
 
 def _stays(pod: Pod) -> bool:

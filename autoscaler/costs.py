@@ -1,16 +1,22 @@
 """The ECS-versus-ECI cost model (DESIGN §6): prices are configuration, arithmetic lives here.
 
 ECI bills a running pod per vCPU-second and GiB-second (and per whole GPU: ECI does not share
-GPUs); ECS bills a node per hour whether it is busy or not.  A pod that takes a fraction ``s`` of a
-node (its largest share over cpu, memory and GPU) is cheaper on ECS over a window of ``H`` seconds
-when ``s * node_price * H`` is below what ECI charges for the time the pod really runs in that
-window.  For the default 2 vCPU / 8 GiB prices the break-even is 0.353 / 0.529 ≈ 2/3 of the window:
-16 hours a day, as the product documentation says.
+GPUs); ECS bills a node per hour whether it is busy or not.  For steady demand (the forecast) ECS is
+cheaper when the demand lasts longer than ``node_price / eci_price`` of the window: for the default
+2 vCPU / 8 GiB prices 0.353 / 0.529 ≈ 2/3, 16 hours a day, as the product documentation says.
+
+For one pod running on ECI with ``R`` seconds left, moving it to a *new* node pays only when ECI's
+bill for the time it keeps running after the node is up (``R - boot``, whole GPUs) is more than the
+node time it really uses: the node is paid from now until ``linger`` (the scale-down unneeded
+time) after its last pod ends, and shared only with the pods the packing really puts on it.  A
+lone 1 cpu / 2 GiB pod with 2 h left on a 2 vCPU / 8 GiB node: ECI 0.2205 CNY/h * 119 min =
+0.437 CNY, the node 0.353 CNY/h * (1 + 120 + 10) min = 0.771 CNY: it stays on ECI.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +28,10 @@ __all__ = [
     "GIB",
     "EciPrice",
     "break_even_fraction",
+    "eci_cost",
     "ecs_cheaper",
+    "new_node_pays",
+    "new_node_seconds",
     "node_share",
     "share_of",
 ]
@@ -78,19 +87,52 @@ def break_even_fraction(*, price_per_hour: float, capacity: Resources, eci: EciP
     return price_per_hour / eci_hour
 
 
+def eci_cost(requests: Resources, *, eci: EciPrice, seconds: float) -> float:
+    """What ECI charges for ``seconds`` of a pod with these requests (whole GPUs)."""
+    return eci.per_hour(requests) * max(seconds, 0.0) / 3600
+
+
+def new_node_seconds(*, boot: float, runs: float, linger: float) -> float:
+    """How long a node added now is paid for: it boots, runs its pods, then stays ``linger``
+    (the scale-down unneeded time) before it is removed."""
+    return boot + max(runs, 0.0) + linger
+
+
 def ecs_cheaper(
     requests: Resources,
     *,
     price_per_hour: float,
     capacity: Resources,
     eci: EciPrice,
-    duration: float,
-    horizon: float,
+    remaining: float,
+    boot: float,
+    linger: float,
 ) -> bool:
-    """Whether the pod's share of an ECS node over ``horizon`` costs less than ECI for its run time."""
+    """Whether a pod running on ECI for ``remaining`` more seconds could be cheaper on a new ECS
+    node, if other pods filled the rest of the node (its share of the node's paid time against
+    ECI's bill for the time it keeps running after the node is up).  A first filter:
+    ``new_node_pays`` judges the node the packing really builds."""
     share = node_share(requests, capacity)
-    if not math.isfinite(share) or share > 1.0 or horizon <= 0:
+    if not math.isfinite(share) or share > 1.0 or remaining <= boot:
         return False
-    ecs = share * price_per_hour * horizon / 3600
-    runs = min(max(duration, 0.0), horizon)
-    return ecs < eci.per_hour(requests) * runs / 3600
+    ecs = share * price_per_hour * new_node_seconds(boot=boot, runs=remaining, linger=linger)
+    return ecs / 3600 < eci_cost(requests, eci=eci, seconds=remaining - boot)
+
+
+def new_node_pays(
+    pods: Sequence[tuple[Resources, float]],
+    *,
+    price_per_hour: float,
+    eci: EciPrice,
+    boot: float,
+    linger: float,
+) -> bool:
+    """Whether moving ``pods`` (requests, remaining seconds) from ECI onto one new node saves
+    money: ECI's bill for the time each keeps running once the node is up, against the node's
+    price for all the time it is paid (``new_node_seconds`` of the longest pod)."""
+    if not pods:
+        return False
+    saved = sum(eci_cost(r, eci=eci, seconds=left - boot) for r, left in pods)
+    runs = max(left for _, left in pods)
+    node = price_per_hour * new_node_seconds(boot=boot, runs=runs, linger=linger) / 3600
+    return node < saved

@@ -3,10 +3,12 @@
 ECS demand is every pending pod whose placement policy chooses an ECS unit (the policy from
 ``extender.policy``, with the workload's live counts; pending pods of one workload are counted one
 after another so that replica N+1 goes to ECI), every pending pod no policy manages (as
-cluster-autoscaler would), and every pod running on ECI for lack of ECS room whose expected run
-time makes ECS cheaper (``autoscaler.costs``).  The expected run time is the annotation
-``spillover.dev/expected-duration`` (``8h``, ``3600``) or, for Deployments, StatefulSets and
-ReplicaSets, the whole horizon; Jobs and bare pods without the annotation stay on ECI.  DaemonSet
+cluster-autoscaler would), and every pod running on ECI for lack of ECS room that could be moved
+(``autoscaler.eviction``) and whose expected remaining run time could make a new node cheaper
+(``costs.ecs_cheaper``; scale-up then judges the nodes it really builds with
+``costs.new_node_pays``).  The expected remaining run time is the annotation
+``spillover.dev/expected-duration`` (``8h``, ``3600``) less the pod's age or, for Deployments,
+StatefulSets and ReplicaSets without it, the whole horizon.  DaemonSet
 pods are not demand: a new node's DaemonSets are ``settings.daemonset_overhead``, subtracted from
 its allocatable.  Pending pods no policy unit can take get their reason in ``unschedulable``.
 """
@@ -14,6 +16,7 @@ its allocatable.  Pending pods no policy unit can take get their reason in ``uns
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,23 +28,26 @@ from extender.policy import ResourcePolicy, decide, policy_for, unit_counts
 
 from .context import Context, IntArray
 from .costs import ecs_cheaper
+from .eviction import move_blocker
 from .nodegroup import parse_duration
 
-__all__ = ["EXPECTED_DURATION", "Demand", "collect", "expected_duration"]
+__all__ = ["EXPECTED_DURATION", "Demand", "Keep", "cheaper_on_a_new_node", "collect", "remaining"]
 
 EXPECTED_DURATION = "spillover.dev/expected-duration"
 _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?")
 
 
-def expected_duration(pod: Pod, horizon: float) -> float:
+def remaining(pod: Pod, *, now: float, horizon: float) -> float:
     """Seconds ``pod`` is expected to keep running; 0 when unknown (it then stays on ECI)."""
     raw = pod.annotations.get(EXPECTED_DURATION)
     if raw is not None:
         try:
-            return max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
+            total = max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
         except ValueError:  # a bad annotation counts as unknown: the pod stays where it is
             return 0.0
+        age = now - pod.created if pod.created > 0 else 0.0
+        return max(total - max(age, 0.0), 0.0)
     if pod.workload is not None and pod.workload.kind in _LONG_RUNNING:
         return horizon
     return 0.0
@@ -56,7 +62,7 @@ class Demand:
     classes: list[int] = field(default_factory=list)
     policies: list[ResourcePolicy | None] = field(default_factory=list)
     units: list[int] = field(default_factory=list)
-    eci_hours_of: dict[int, float] = field(default_factory=dict)  # pods now on ECI: run time, h
+    eci_hours_of: dict[int, float] = field(default_factory=dict)  # pods now on ECI: time left, h
     on_eci: int = 0
     about_to_land: int = 0  # pending pods that fit free or booting capacity (set by scale-up)
     # filled by finish()
@@ -65,6 +71,8 @@ class Demand:
     pack_keys: list[tuple[int, ResourcePolicy | None, int]] = field(default_factory=list)
     eci_hours: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     from_eci: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    # set by scale-up: pods from ECI that fit free capacity or a new node that pays for itself
+    moving: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
 
     def add(
         self, pod: Pod, cls: int, policy: ResourcePolicy | None, unit: int, eci_hours: float = -1
@@ -97,10 +105,45 @@ class Demand:
         for i, hours in self.eci_hours_of.items():
             self.eci_hours[i] = hours
             self.from_eci[i] = True
+        self.moving = self.from_eci.copy()
 
 
-def collect(ctx: Context, unschedulable: dict[str, str]) -> Demand:
-    """The ECS demand of this pass; pods no policy unit can take go to ``unschedulable``."""
+Keep = Callable[[Context, Pod, int, ResourcePolicy, int, float], bool]
+
+
+def cheaper_on_a_new_node(
+    ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int, left: float
+) -> bool:
+    """Whether a new node of some group the pod may use could make ``pod`` (on ECI, ``left``
+    seconds to go, heading for ``unit``) cheaper (``costs.ecs_cheaper``)."""
+    settings = ctx.settings
+    return any(
+        ecs_cheaper(
+            pod.requests,
+            price_per_hour=ctx.groups[g].group.price_per_hour,
+            capacity=ctx.templates[g].allocatable,
+            eci=settings.eci_price,
+            remaining=left,
+            boot=ctx.groups[g].group.boot_time,
+            linger=settings.scale_down_unneeded_time,
+        )
+        for g, t in enumerate(ctx.templates)
+        if ctx.classes[cls].groups[g] and policy.units[unit].contains(t)
+    )
+
+
+def collect(
+    ctx: Context,
+    unschedulable: dict[str, str],
+    *,
+    now: float,
+    keep: Keep = cheaper_on_a_new_node,
+) -> Demand:
+    """The ECS demand of this pass; pods no policy unit can take go to ``unschedulable``.
+
+    ``keep`` decides which pods on ECI that could move are demand (the planner: those a new node
+    could make cheaper; rebalance: those worth moving into room that exists).
+    """
     state, settings = ctx.state, ctx.settings
     horizon = settings.forecast_horizon
     demand = Demand(horizon / 3600)
@@ -147,18 +190,19 @@ def collect(ctx: Context, unschedulable: dict[str, str]) -> Demand:
     if not policies:
         demand.finish()
         return demand
-    eci_price = settings.eci_price
     for node in ctx.eci_nodes:
         # cheap filters first: most pods on ECI are short (no expected duration) and stay there
         movable = []
         for pod in state.pods_on(node.name):
             if pod.finished or pod.terminating or pod.workload is None:
                 continue
-            duration = expected_duration(pod, horizon)
-            if duration > 0:
-                movable.append((pod.created, pod.key, pod, duration))
+            if move_blocker(pod) is not None:
+                continue
+            left = remaining(pod, now=now, horizon=horizon)
+            if left > 0:
+                movable.append((pod.created, pod.key, pod, left))
         movable.sort(key=lambda m: (m[0], m[1]))
-        for _, _, pod, duration in movable:
+        for _, _, pod, left in movable:
             policy = policy_for(policies, pod)
             own = policy.unit_of(node) if policy is not None else None
             if policy is None or own is None:
@@ -172,26 +216,11 @@ def collect(ctx: Context, unschedulable: dict[str, str]) -> Demand:
             )
             if decision.unit is None or policy.units[decision.unit].resource is not NodeKind.ECS:
                 continue
-            usable = [
-                g
-                for g, t in enumerate(ctx.templates)
-                if ctx.classes[cls].groups[g] and policy.units[decision.unit].contains(t)
-            ]
-            if not any(
-                ecs_cheaper(
-                    pod.requests,
-                    price_per_hour=ctx.groups[g].group.price_per_hour,
-                    capacity=ctx.templates[g].allocatable,
-                    eci=eci_price,
-                    duration=duration,
-                    horizon=horizon,
-                )
-                for g in usable
-            ):
+            if not keep(ctx, pod, cls, policy, decision.unit, left):
                 continue
             now_counts[own] -= 1
             now_counts[decision.unit] += 1
-            demand.add(pod, cls, policy, decision.unit, min(duration, horizon) / 3600)
+            demand.add(pod, cls, policy, decision.unit, left / 3600)
     demand.finish()
     return demand
 

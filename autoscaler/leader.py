@@ -61,7 +61,10 @@ class LeaseElector:
         identity: str,
         settings: LeaseSettings | None = None,
         clock: Callable[[], float],
+        on_acquired: Callable[[], None] | None = None,
     ) -> None:
+        """``on_acquired`` is called each time this replica becomes the leader."""
+        self.on_acquired = on_acquired
         self._api = api
         self._leases = client.CoordinationV1Api(api)
         self.identity = identity
@@ -178,8 +181,11 @@ class LeaseElector:
         self._acquired(now, self.identity)
 
     def _acquired(self, now: float, holder: str) -> None:
+        gained = not self.is_leader
         self._renewed_at = now
         self.holder = holder
+        if gained and self.on_acquired is not None:
+            self.on_acquired()
 
 
 def _micro_time(t: float) -> str:

@@ -36,6 +36,18 @@ class Metrics:
             ["group", "direction", "reason"],
             registry=self.registry,
         )
+        self.moves = Counter(
+            "spillover_autoscaler_rebalance_moves",
+            "Pods moved from ECI back to ECS (evicted for their controller to recreate), by "
+            "outcome: evicted, refused (a PodDisruptionBudget or the API said no), gone.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.move_savings = Counter(
+            "spillover_autoscaler_rebalance_savings_cny",
+            "Expected savings of the moves made, restart costs deducted (CNY).",
+            registry=self.registry,
+        )
         self.provider_errors = Counter(
             "spillover_autoscaler_provider_errors",
             "Provider calls that failed after retries, by group and operation.",

@@ -38,11 +38,13 @@ from extender.snapshot import ClusterState
 
 from . import demand as demand_pass
 from . import kernels_ref, predictive, scaledown, scaleup
-from .context import Context
+from .consolidation import CONSOLIDATED, Consolidation
+from .context import Context, Growth
 from .demand import EXPECTED_DURATION
+from .eviction import SAFE_TO_EVICT
 from .nodegroup import NodeGroup, PlannerSettings
 from .providers.base import GroupStatus, InstanceState
-from .scaledown import SAFE_TO_EVICT, Floor
+from .scaledown import Floor
 
 if TYPE_CHECKING:
     from .forecast import Forecast
@@ -59,6 +61,7 @@ __all__ = [
     "ScaleDown",
     "ScaleUp",
     "group_state",
+    "kernels_for",
     "plan",
 ]
 
@@ -199,7 +202,8 @@ class Plan:
         }
 
 
-def _kernels(backend: str) -> ModuleType:
+def kernels_for(backend: str) -> ModuleType:
+    """The bin-packing kernels: ``numba`` (compiled) or ``reference`` (plain Python)."""
     if backend == "reference":
         return kernels_ref
     if backend == "numba":
@@ -219,13 +223,14 @@ def plan(
     unneeded: Mapping[str, float] | None = None,
     pdbs: Sequence[DisruptionBudget] = (),
     backend: str = "numba",
+    consolidation: Consolidation | None = None,
 ) -> Plan:
     """One planning pass; see the module docstring and the pass modules for the rules."""
-    k = _kernels(backend)
+    k = kernels_for(backend)
     ctx = Context(state, groups, settings)
     notes: list[str] = []
     unschedulable: dict[str, str] = {}
-    demand = demand_pass.collect(ctx, unschedulable)
+    demand = demand_pass.collect(ctx, unschedulable, now=now)
     if demand.on_eci:
         notes.append(f"{demand.on_eci} pending pod(s) belong on ECI by policy: not ECS demand")
     added = scaleup.scale_up(ctx, demand, k, now=now, unschedulable=unschedulable, notes=notes)
@@ -243,7 +248,8 @@ def plan(
                 f"{level.describe(level.milli)} (forecast)",
             )
         )
-    migrating = int(demand.req[demand.from_eci, 0].sum())
+    migrating = int(demand.req[demand.moving, 0].sum())
+    replacements: list[tuple[int, str]] = []
     removals, still = scaledown.scale_down(
         ctx,
         k,
@@ -254,7 +260,11 @@ def plan(
         migrating_milli=migrating,
         blocked_by_scale_up=bool(added) or demand.about_to_land > 0,
         notes=notes,
+        consolidation=consolidation,
+        replacements=replacements,
     )
+    for g, why in replacements:
+        added.setdefault(g, Growth()).add(1, pods=(), reason=why, code=CONSOLIDATED)
     ups = tuple(
         ScaleUp(
             group=ctx.groups[g].group.name,

@@ -9,8 +9,9 @@ above its level (the forecast's, per resource class, and what pods on or moving 
 scale-up happened within ``scale_down_delay_after_add``.  Nodes of one group are taken in the
 order of its removal policy.  A node with a pod that cannot move (no controller, or
 ``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"``) stays; local storage is not
-modelled.  DaemonSet pods do not need to move.  Destinations are ECS nodes only; ECI virtual
-nodes are never scaled.
+modelled.  DaemonSet pods do not need to move.  Destinations are ECS nodes only, and for a pod
+a placement policy manages, nodes of the unit it runs in (a ``pool=general`` unit's pod never
+lands on a ``pool=batch`` node); ECI virtual nodes are never scaled.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from extender.model import Node, NodeKind, Pod
+from extender.policy import ResourcePolicy, policy_for
 
+from .consolidation import CONSOLIDATED, Consolidation, replacement
 from .context import Context, fmt_time, vector
+from .eviction import blocker
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
 
 if TYPE_CHECKING:
     from .planner import DisruptionBudget
 
-__all__ = ["EMPTY", "SAFE_TO_EVICT", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
+__all__ = ["EMPTY", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
 
-SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 UNDERUTILIZED = "underutilized"
 EMPTY = "empty"  # no pod but DaemonSet pods: nothing to move
 
@@ -68,13 +71,24 @@ def scale_down(
     migrating_milli: int,
     blocked_by_scale_up: bool,
     notes: list[str],
+    consolidation: Consolidation | None = None,
+    replacements: list[tuple[int, str]] | None = None,
 ) -> tuple[list[Removal], dict[str, float]]:
-    """Nodes to remove now, and every unneeded node with the time it became unneeded."""
+    """Nodes to remove now, and every unneeded node with the time it became unneeded.
+
+    With ``consolidation`` (``autoscaler.consolidation``) a node is also unneeded when its pods
+    fit on the other nodes, however busy it is; an empty node goes after
+    ``consolidation.empty_after``; nodes are removed most expensive first; and an unneeded node
+    whose pods fit nowhere else but on one new node of a cheaper group gets that node: the pair
+    ``(group index, reason)`` is appended to ``replacements``.
+    """
     state, settings = ctx.state, ctx.settings
     threshold = settings.scale_down_utilization_threshold
     unneeded: dict[str, float] = {}
-    candidates: list[tuple[tuple[Any, ...], Node, int, list[Pod], str]] = []
+    candidates: list[Candidate] = []
     kept = migrating_milli  # cpu that group nodes must keep: their pods and pods moving to ECS
+    busy: list[Candidate] = []  # above the threshold: unneeded only if their pods fit elsewhere
+    fits_elsewhere: set[str] = set()
     for name, g in ctx.node_group.items():
         node = state.nodes.get(name)
         u = ctx.usage(name)
@@ -88,42 +102,48 @@ def scale_down(
         # GPU nodes are judged by their GPUs alone, as cluster-autoscaler does: a node whose
         # GPUs are busy is needed however little cpu its pods ask for.
         gpu = u.gpu_milli / a.gpu_milli if a.gpu_milli else None
-        if (max(cpu, mem) if gpu is None else gpu) >= threshold:
-            continue
-        since = previous.get(name, now)
-        unneeded[name] = since
-        if now - since < settings.scale_down_unneeded_time:
+        requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
+        below = (max(cpu, mem) if gpu is None else gpu) < threshold
+        if not below and consolidation is None:
             continue
         movable = [p for p in pods if p.owner is None or p.owner.kind != "DaemonSet"]
-        stuck = next(
-            (
-                p
-                for p in movable
-                if p.owner is None or p.annotations.get(SAFE_TO_EVICT, "").lower() == "false"
-            ),
-            None,
-        )
+        gs = ctx.groups[g]
+        created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
+        newest_first = gs.group.removal_policy.value == "NewestInstance"
+        order: tuple[Any, ...] = (g, -created if newest_first else created, name)
+        if consolidation is not None:  # most expensive first: a replaced node before its successor
+            order = (-gs.group.price_per_hour, *order)
+        why = f"requests {requested} < {threshold:.0%}" if below else "its pods fit on other nodes"
+        candidate = (order, node, g, movable, why)
+        if below:
+            candidates.append(candidate)
+        elif all(blocker(p) is None for p in movable):
+            busy.append(candidate)
+            fits_elsewhere.add(name)
+    if busy:
+        status, _, _, _ = _simulate(ctx, k, sorted(busy, key=lambda c: c[0]), pdbs)
+        candidates += [c for c, st in zip(busy, status, strict=True) if st == DRAIN_REMOVED]
+    ready: list[Candidate] = []
+    for order, node, g, movable, why in candidates:
+        name = node.name
+        since = previous.get(name, now)
+        unneeded[name] = since
+        wait = settings.scale_down_unneeded_time
+        if consolidation is not None and not movable:
+            wait = min(wait, consolidation.empty_after)
+        if now - since < wait:
+            continue
+        stuck = next(((p, w) for p in movable if (w := blocker(p)) is not None), None)
         if stuck is not None:
-            why = (
-                "has no controller"
-                if stuck.owner is None
-                else f'is annotated {SAFE_TO_EVICT}: "false"'
-            )
-            notes.append(f"node {name} stays: pod {stuck.key} {why}")
+            notes.append(f"node {name} stays: pod {stuck[0].key} {stuck[1]}")
             continue
         gs = ctx.groups[g]
         if gs.in_cooldown(now):
             notes.append(f"node {name} stays: group {gs.group.name} is in cooldown")
             continue
-        created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
-        newest_first = gs.group.removal_policy.value == "NewestInstance"
-        key = (g, -created if newest_first else created, name)
-        requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
-        text = (
-            f"unneeded since {fmt_time(since)} for {now - since:.0f}s "
-            f"(requests {requested} < {threshold:.0%})"
-        )
-        candidates.append((key, node, g, movable, text))
+        text = f"unneeded since {fmt_time(since)} for {now - since:.0f}s ({why})"
+        ready.append((order, node, g, movable, text))
+    candidates = ready
     if not candidates:
         return [], unneeded
     if blocked_by_scale_up:
@@ -185,50 +205,7 @@ def scale_down(
                 notes.append(f"node {node.name} stays: {h.why}")
             return [], unneeded
 
-    # destinations: schedulable nodes first, candidates last, so pods prefer nodes that stay
-    cand_names = {c[1].name for c in candidates}
-    dests = [n for n in ctx.ecs_nodes if n.name not in cand_names] + [c[1] for c in candidates]
-    position = {n.name: i for i, n in enumerate(dests)}
-    rows = []
-    for node in dests:
-        u = ctx.usage(node.name)
-        used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.pods))
-        a = node.allocatable
-        slots = a.pods - used[3] if (node.ready and not node.unschedulable) else 0
-        rows.append((a.cpu_milli - used[0], a.memory - used[1], a.gpu_milli - used[2], slots))
-    free = np.array(rows, np.int64).reshape(len(rows), 4)
-    req_rows: list[tuple[int, int, int, int]] = []
-    pod_class: list[int] = []
-    pod_pdb: list[int] = []
-    starts = [0]
-    cand_node: list[int] = []
-    for _, node, _, movable, _ in candidates:
-        for pod in movable:
-            r = pod.requests
-            req_rows.append((r.cpu_milli, r.memory, r.gpu_milli, 1))
-            pod_class.append(ctx.class_of(pod))
-            pod_pdb.append(next((b for b, pdb in enumerate(pdbs) if pdb.covers(pod)), -1))
-        starts.append(len(req_rows))
-        cand_node.append(position[node.name])
-    classes = sorted(set(pod_class))
-    remap = {c: i for i, c in enumerate(classes)}
-    elig = (
-        np.stack([ctx.node_elig(c, None, -1, dests, purpose="drain") for c in classes])
-        if classes
-        else np.ones((1, len(dests)), np.bool_)
-    )
-    status, dest = k.drain(
-        np.array(req_rows, np.int64).reshape(len(req_rows), 4),
-        pod_class=np.array([remap[c] for c in pod_class], np.int64),
-        pod_pdb=np.array(pod_pdb, np.int64),
-        cand_start=np.array(starts, np.int64),
-        cand_node=np.array(cand_node, np.int64),
-        cand_group=np.array([c[2] for c in candidates], np.int64),
-        group_budget=np.array([gs.target_size - gs.group.min_size for gs in ctx.groups], np.int64),
-        pdb_budget=np.array([max(p.disruptions_allowed, 0) for p in pdbs], np.int64),
-        free=free,
-        elig=elig,
-    )
+    status, dest, dests, starts = _simulate(ctx, k, candidates, pdbs)
     downs: list[Removal] = []
     for c, (_, node, g, movable, text) in enumerate(candidates):
         group = ctx.groups[g].group
@@ -248,10 +225,23 @@ def scale_down(
                 if movable
                 else "it runs no pod that must move"
             )
-            code = UNDERUTILIZED if movable else EMPTY
+            code = (
+                EMPTY
+                if not movable
+                else CONSOLIDATED
+                if node.name in fits_elsewhere
+                else UNDERUTILIZED
+            )
             downs.append(Removal(group.name, node.name, f"{text}; {moved}", code))
         elif outcome == DRAIN_NO_FIT:
-            notes.append(f"node {node.name} stays: its pods do not all fit on other nodes")
+            found = None
+            if consolidation is not None and consolidation.replace and replacements is not None:
+                found = replacement(ctx, k, node=node, g=g, movable=movable, now=now)
+            if found is None:
+                notes.append(f"node {node.name} stays: its pods do not all fit on other nodes")
+            elif not any(r[0] == found[0] for r in replacements or ()):
+                notes.append(f"node {node.name} is to be replaced: {found[1]}")
+                replacements.append(found)  # type: ignore[union-attr]
         elif outcome == DRAIN_MIN_SIZE:
             notes.append(
                 f"node {node.name} stays: group {group.name} is at its min size {group.min_size}"
@@ -261,3 +251,70 @@ def scale_down(
         elif outcome == DRAIN_RECEIVED:
             notes.append(f"node {node.name} stays: it receives pods from a removed node")
     return downs, unneeded
+
+
+Candidate = tuple[tuple[Any, ...], Node, int, list[Pod], str]
+
+
+def _simulate(
+    ctx: Context, k: ModuleType, candidates: Sequence[Candidate], pdbs: Sequence[DisruptionBudget]
+) -> tuple[Any, Any, list[Node], list[int]]:
+    """``k.drain`` over ``candidates`` in their order: status and destination per pod."""
+    policies = ctx.state.policies
+    # destinations: schedulable nodes first, candidates last, so pods prefer nodes that stay
+    cand_names = {c[1].name for c in candidates}
+    dests = [n for n in ctx.ecs_nodes if n.name not in cand_names] + [c[1] for c in candidates]
+    position = {n.name: i for i, n in enumerate(dests)}
+    rows = []
+    for node in dests:
+        u = ctx.usage(node.name)
+        used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.pods))
+        a = node.allocatable
+        slots = a.pods - used[3] if (node.ready and not node.unschedulable) else 0
+        rows.append((a.cpu_milli - used[0], a.memory - used[1], a.gpu_milli - used[2], slots))
+    free = np.array(rows, np.int64).reshape(len(rows), 4)
+    req_rows: list[tuple[int, int, int, int]] = []
+    pod_class: list[int] = []
+    pod_pdb: list[int] = []
+    starts = [0]
+    cand_node: list[int] = []
+    # A managed pod's replacement may only land in the unit it is counted in now (the unit of
+    # its node): one eligibility row per (pod class, policy, unit).
+    keys: dict[tuple[int, str, int], int] = {}
+    rows_of: list[tuple[int, ResourcePolicy | None, int]] = []
+    for _, node, _, movable, _ in candidates:
+        for pod in movable:
+            r = pod.requests
+            req_rows.append((r.cpu_milli, r.memory, r.gpu_milli, 1))
+            policy = policy_for(policies, pod) if policies else None
+            unit = policy.unit_of(node) if policy is not None else None
+            if unit is None:
+                policy, unit = None, -1
+            cls = ctx.class_of(pod)
+            row_key = (cls, policy.key if policy is not None else "", unit)
+            row = keys.get(row_key)
+            if row is None:
+                row = keys[row_key] = len(rows_of)
+                rows_of.append((cls, policy, unit))
+            pod_class.append(row)
+            pod_pdb.append(next((b for b, pdb in enumerate(pdbs) if pdb.covers(pod)), -1))
+        starts.append(len(req_rows))
+        cand_node.append(position[node.name])
+    elig = (
+        np.stack([ctx.node_elig(c, p, u, dests, purpose="drain") for c, p, u in rows_of])
+        if rows_of
+        else np.ones((1, len(dests)), np.bool_)
+    )
+    status, dest = k.drain(
+        np.array(req_rows, np.int64).reshape(len(req_rows), 4),
+        pod_class=np.array(pod_class, np.int64),
+        pod_pdb=np.array(pod_pdb, np.int64),
+        cand_start=np.array(starts, np.int64),
+        cand_node=np.array(cand_node, np.int64),
+        cand_group=np.array([c[2] for c in candidates], np.int64),
+        group_budget=np.array([gs.target_size - gs.group.min_size for gs in ctx.groups], np.int64),
+        pdb_budget=np.array([max(p.disruptions_allowed, 0) for p in pdbs], np.int64),
+        free=free,
+        elig=elig,
+    )
+    return status, dest, dests, starts

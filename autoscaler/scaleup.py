@@ -11,6 +11,7 @@ nothing can take get a reason.  The packing runs in ``k`` (``autoscaler.kernels`
 
 from __future__ import annotations
 
+import dataclasses
 from types import ModuleType
 
 import numpy as np
@@ -19,23 +20,46 @@ import numpy.typing as npt
 from extender.model import Node
 
 from .context import Context, Growth, IntArray, fmt_time, vector
-from .costs import GIB
+from .costs import GIB, new_node_pays
 from .demand import Demand
 from .expanders import Option, expander_for
 
-__all__ = ["ECI_CHEAPER_ON_ECS", "PENDING_PODS", "scale_up"]
+__all__ = ["ECI_CHEAPER_ON_ECS", "PENDING_PODS", "fit_order", "free_capacity", "scale_up"]
 
 PENDING_PODS = "pending-pods"
 ECI_CHEAPER_ON_ECS = "eci-cheaper-on-ecs"
 
 
-def _order(req: IntArray) -> IntArray:
-    """Decreasing GPU, then cpu, then memory (stable, so equal pods keep their order)."""
-    return np.lexsort((-req[:, 1], -req[:, 0], -req[:, 2])).astype(np.int64)
+def fit_order(req: IntArray, from_eci: npt.NDArray[np.bool_]) -> IntArray:
+    """Pending pods before pods now on ECI (a pod that waits comes first: a pod on ECI already
+    runs), each by decreasing GPU, then cpu, then memory (stable: equal pods keep their order)."""
+    return np.lexsort((-req[:, 1], -req[:, 0], -req[:, 2], from_eci)).astype(np.int64)
 
 
-def _free_capacity(ctx: Context) -> tuple[list[Node], IntArray]:
-    """Existing ECS nodes' free capacity, then one template per node still booting."""
+def _unpaid(ctx: Context, demand: Demand, assign: IntArray, g: int) -> npt.NDArray[np.bool_]:
+    """Pods on new nodes of group ``g`` that hold only pods now on ECI and do not pay for
+    themselves (``costs.new_node_pays``): those pods stay on ECI."""
+    out = np.zeros(len(assign), np.bool_)
+    group, settings = ctx.groups[g].group, ctx.settings
+    for n in np.unique(assign[assign >= 0]):
+        on = np.flatnonzero(assign == n)
+        if not demand.from_eci[on].all():
+            continue  # a pending pod needs this node anyway
+        pods = [(demand.pods[i].requests, float(demand.eci_hours[i]) * 3600) for i in on]
+        if not new_node_pays(
+            pods,
+            price_per_hour=group.price_per_hour,
+            eci=settings.eci_price,
+            boot=group.boot_time,
+            linger=settings.scale_down_unneeded_time,
+        ):
+            out[on] = True
+    return out
+
+
+def free_capacity(ctx: Context, *, booting: bool = True) -> tuple[list[Node], IntArray]:
+    """Existing ECS nodes' free capacity, then (``booting``) one template per node still
+    booting."""
     nodes = list(ctx.ecs_nodes)
     rows = []
     for node in nodes:
@@ -49,7 +73,7 @@ def _free_capacity(ctx: Context) -> tuple[list[Node], IntArray]:
                 a.pods - len(u.pods),
             )
         )
-    for g in range(len(ctx.groups)):
+    for g in range(len(ctx.groups) if booting else 0):
         for _ in range(ctx.upcoming(g)):
             nodes.append(ctx.templates[g])
             rows.append(vector(ctx.templates[g].allocatable))
@@ -71,9 +95,9 @@ def scale_up(
     if not demand.pods:
         return out
     req, pack = demand.req, demand.pack
-    order = _order(req)
+    order = fit_order(req, demand.from_eci)
 
-    nodes, free = _free_capacity(ctx)
+    nodes, free = free_capacity(ctx)
     if len(nodes):
         elig_nodes = np.stack(
             [ctx.node_elig(c, p, u, nodes, purpose="fit") for c, p, u in demand.pack_keys]
@@ -90,6 +114,7 @@ def scale_up(
     else:
         waiting = np.zeros(len(demand.pods), np.bool_)
     remaining = ~waiting
+    stay_on_eci = 0
 
     g_count = len(ctx.groups)
     pack_groups = np.zeros((g_count, len(demand.pack_keys)), np.bool_)
@@ -164,7 +189,17 @@ def scale_up(
             break
         option, why = choice
         g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
-        placed = assign_r[inverse[g]] >= 0
+        assign = assign_r[inverse[g]]
+        unpaid = _unpaid(ctx, demand, assign, g)
+        placed = (assign >= 0) & ~unpaid
+        if unpaid.any():
+            stay_on_eci += int(unpaid.sum())
+            remaining &= ~unpaid
+            demand.moving &= ~unpaid
+            kept = len(np.unique(assign[placed]))
+            if kept == 0:
+                continue
+            option = dataclasses.replace(option, nodes=kept, pods=int(placed.sum()))
         keys = [demand.pods[i].key for i in np.flatnonzero(placed)]
         from_eci = int(np.count_nonzero(demand.from_eci & placed))
         it = option.group.instance_type
@@ -183,6 +218,12 @@ def scale_up(
         if room[g] <= 0:
             blocked[g] = f"reached its max size {ctx.groups[g].group.max_size}"
         remaining &= ~placed
+    if stay_on_eci:
+        notes.append(
+            f"{stay_on_eci} pod(s) on ECI stay there: a new node for them costs more than "
+            "their remaining ECI bill"
+        )
+    demand.moving &= waiting | ~remaining
     if remaining.any():
         _explain(ctx, demand, req, remaining, blocked, loop_left, unschedulable)
     return out

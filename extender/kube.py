@@ -141,6 +141,10 @@ class _StreamError(Exception):
     """An ERROR event other than 410."""
 
 
+class _Absent(Exception):
+    """An optional kind's API is not served (404: its CRD is not installed)."""
+
+
 @dataclass(slots=True)
 class _Kind:
     name: str
@@ -150,6 +154,8 @@ class _Kind:
     listed: bool = False
     version: str | None = None  # the last resourceVersion seen; None: list again
     down_since: float | None = None  # the first failure since the last successful request
+    optional: bool = False  # a 404 means "none of these", not an error
+    absent: bool = False
 
 
 class ClusterWatch:
@@ -168,9 +174,18 @@ class ClusterWatch:
         watch_timeout: float = 300.0,
         watch_policies: bool = True,
         staleness: float = 15.0,
+        absent_recheck: float = 60.0,
+        on_change: Callable[[str, str], None] | None = None,
     ) -> None:
         """``watch_policies=False`` leaves ``state.policies`` alone (they came from a file);
-        ``staleness``: seconds a kind may be down before the cache stops being trusted."""
+        ``staleness``: seconds a kind may be down before the cache stops being trusted.
+
+        Without the ResourcePolicy CRD (the list answers 404) the cache holds no policies, is
+        synced, warns once, and lists again every ``absent_recheck`` seconds until it appears.
+        ``on_change(kind, key)`` is called after each applied watch event (``key``: the pod's
+        uid, else the object's ``namespace/name``) and after each list (``key`` empty), so a
+        consumer can react to a change at once instead of polling the cache.
+        """
         self.state = state
         self.ledger = ledger
         self.metrics = metrics
@@ -183,6 +198,8 @@ class ClusterWatch:
         if staleness <= 0:
             raise ValueError("staleness must be positive")
         self.staleness = staleness
+        self.absent_recheck = absent_recheck
+        self.on_change = on_change
         core = client.CoreV1Api(api)
         apps = client.AppsV1Api(api)
         custom = client.CustomObjectsApi(api)
@@ -203,6 +220,7 @@ class ClusterWatch:
                     lambda **kw: custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw),
                     self._replace_policies,
                     self._event_policies,
+                    optional=True,
                 )
             )
         self._kinds = tuple(kinds)
@@ -225,6 +243,17 @@ class ClusterWatch:
                     kind.version = await self._relist(kind, attempts)
                 await self._stream(kind, kind.version, attempts)
                 self.metrics.watch_restarts.labels(kind.name, "closed").inc()
+            except _Absent:
+                if not kind.absent:
+                    kind.absent = True
+                    log.warning(
+                        "%s: the API server does not serve them (CRD not installed?); "
+                        "going on without any, checking again every %.0fs",
+                        kind.name,
+                        self.absent_recheck,
+                        extra={"resource": kind.name},
+                    )
+                await self._sleep(self.absent_recheck)
             except _Expired:
                 log.info(
                     "%s watch expired (410 Gone), relisting",
@@ -285,19 +314,27 @@ class ClusterWatch:
         async with listing:
             if listing.status == 410:
                 raise _Expired
-            if listing.status != 200:
+            absent = listing.status == 404 and kind.optional
+            if listing.status != 200 and not absent:
                 raise ApiException(status=listing.status, reason=await listing.text())
-            body = await listing.json(content_type=None)
+            body = {} if absent else await listing.json(content_type=None)
         self._succeeded(kind, attempts)
         items = [i for i in body.get("items") or () if isinstance(i, Mapping)]
         kind.replace(items)
         kind.listed = True
+        if kind.absent and not absent:
+            log.info("%s: served now", kind.name, extra={"resource": kind.name})
+        kind.absent = kind.absent and absent
         if not self.state.synced and all(k.listed for k in self._kinds):
             self.state.synced = True
             self.metrics.synced.set(1)
         if all(k.listed for k in self._kinds):
             self._synced.set()
         self._update_gauges()
+        if self.on_change is not None:
+            self.on_change(kind.name, "")
+        if absent:
+            raise _Absent
         return str(_meta(body).get("resourceVersion") or "")
 
     async def _stream(self, kind: _Kind, version: str, attempts: list[int]) -> None:
@@ -339,6 +376,9 @@ class ClusterWatch:
         if kind_of_event != "BOOKMARK":
             kind.apply(str(kind_of_event), obj)
             self._update_gauges()
+            if self.on_change is not None:
+                key = _meta(obj).get("uid") if kind.name == "pods" else _describe(obj)
+                self.on_change(kind.name, str(key or ""))
         return str(version) if version else None
 
     def _update_gauges(self) -> None:

@@ -7,7 +7,11 @@ cluster-autoscaler), when a scale-down timer or a cooldown is due, and every
 controller's own code: demand per resource class sampled every ``forecast.step`` by
 ``predictive.class_demand_of`` (kept by the scheduler), forecasts refitted by
 ``predictive.RefitRule``, groups built by ``planner.group_state`` (clamped to the provider), and
-``planner.plan``.  Its scale-ups and scale-downs go through the ``simulated`` provider.
+``planner.plan`` (with ``autoscaler.consolidation`` when the variant asks for it).  Its
+scale-ups and scale-downs go through the ``simulated`` provider.  After them, when the variant
+moves pods back, ``rebalance.rebalance`` -- the controller's function, with the controller's rate
+limit (``rebalance.allowed``) -- picks pods on ECI to evict; the scheduler places each again, as
+the extender places the replacement its controller creates.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import math
 from collections.abc import Callable, Mapping
 
 import autoscaler.planner as planner
+import autoscaler.rebalance as moving
 from autoscaler import predictive
+from autoscaler.consolidation import Consolidation
 from autoscaler.forecast import Forecast, SeasonalForecaster
 from autoscaler.nodegroup import NodeGroup
 from autoscaler.providers.base import ProviderError
 from autoscaler.providers.simulated import SimulatedProvider
+from autoscaler.rebalance import MoveCosts
 
 from .billing import Billing
 from .results import Action
@@ -45,6 +52,8 @@ class Autoscaler:
         enabled: bool,
         predictive_on: bool,
         reaction_delay: float | None,
+        consolidation: Consolidation | None = None,
+        rebalance: MoveCosts | None = None,
         push_plan: Callable[[float], None],
         push_ready: Callable[[float], None],
     ) -> None:
@@ -58,6 +67,9 @@ class Autoscaler:
         self.enabled = enabled and bool(groups)
         self.predictive = predictive_on and self.enabled
         self.reaction_delay = reaction_delay
+        self.consolidation = consolidation
+        self.rebalance = rebalance
+        self.moved_at: list[float] = []
         self.push_plan = push_plan
         self.push_ready = push_ready
         self.plan_at = math.inf
@@ -160,13 +172,15 @@ class Autoscaler:
         if self.predictive and self.rule.due(now=now, fitted_at=self.fitted_at):
             self._refit()
         self.planner_calls += 1
+        groups = self._group_states()
         result = planner.plan(
             self.scheduler.state,
-            self._group_states(),
+            groups,
             forecast=self.fc or None,
             settings=self.settings,
             now=now,
             unneeded=self.unneeded,
+            consolidation=self.consolidation,
         )
         self.unneeded = dict(result.unneeded)
         for up in result.scale_ups:
@@ -200,15 +214,40 @@ class Autoscaler:
             for name in names:
                 self.scheduler.remove_node(name)
             self.last_down[group_name] = now
+        self._move_back(groups)
         self._next(result)
+
+    def _move_back(self, groups: list[planner.GroupState]) -> None:
+        """The controller's rebalance step: the same pure function, moves through the scheduler."""
+        costs = self.rebalance
+        if costs is None:
+            return
+        now = self.clock.now
+        recent = [t for t in self.moved_at if now - t < 60.0]
+        self.moved_at = recent
+        decided = moving.rebalance(
+            self.scheduler.state,
+            groups,  # as the pass saw them: membership is what rebalance reads
+            costs,
+            now=now,
+            settings=self.settings,
+            limit=moving.allowed(recent, now=now, per_minute=costs.per_minute),
+        )
+        for move in decided.moves:
+            if self.scheduler.move(move.uid):
+                self.moved_at.append(now)
+        if len(decided.moves) and len(recent) + len(decided.moves) >= costs.per_minute:
+            self.at(max(now + 60.0, self.tick()))  # the rate limit holds the rest a minute
 
     def _next(self, result: planner.Plan) -> None:
         """Come back when something the planner waits for is due."""
         now = self.clock.now
         # Unneeded nodes whose time is already up but that stayed (their pods cannot move) wait
         # for the next change instead of a pass every loop.
-        wait = self.settings.scale_down_unneeded_time
-        due = [since + wait for since in self.unneeded.values() if since + wait > now]
+        waits = {self.settings.scale_down_unneeded_time}
+        if self.consolidation is not None:
+            waits.add(self.consolidation.empty_after)
+        due = [s + w for s in self.unneeded.values() for w in waits if s + w > now]
         if due:
             self.at(max(min(due), self.tick()))
         # Pods still pending for ECS capacity that is not on its way: look again next loop if

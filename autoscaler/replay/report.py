@@ -192,7 +192,11 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
             "spillover",
             policies,
             reaction_delay=reaction,
-            description="ECS first, overflow to ECI; planner with forecast",
+            description=(
+                "ECS first, overflow to ECI; planner with forecast, consolidation, moves back"
+            ),
+            consolidation=True,
+            rebalance=True,
         )
     ]
     for h in scenario.headroom:
@@ -422,6 +426,7 @@ def _row(r: Result) -> dict[str, Any]:
         "scaling_actions": len(r.actions),
         "peak_nodes": r.peak_nodes,
         "evictions": r.evictions,
+        "moves": r.moves,
         "planner_calls": r.planner_calls,
         "decide_calls": r.decide_calls,
     }

@@ -28,6 +28,8 @@ class Variant:
     headroom_groups: tuple[str, ...] = ()
     static: Mapping[str, int] = field(default_factory=dict)  # group -> nodes kept, no autoscaling
     description: str = ""
+    consolidation: bool = False  # autoscaler.consolidation on top of cluster-autoscaler's rule
+    rebalance: bool = False  # autoscaler.rebalance moves pods from ECI back to ECS
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,7 @@ class Result:
     events: int
     evictions: int
     timeline: Timeline
+    moves: int = 0  # pods moved from ECI back to ECS by rebalance
     split: CostSplit = field(default_factory=CostSplit)
     unmanaged: int = 0  # pods no ResourcePolicy of the variant selects
     idle_nodes: tuple[IdleNode, ...] = ()  # the costliest pre-provisioned nodes

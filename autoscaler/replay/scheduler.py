@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable, Mapping
 
 from autoscaler import predictive
+from autoscaler.eviction import move_blocker
 from autoscaler.nodegroup import NodeGroup, PlannerSettings
 from extender import policy as placement
 from extender.model import (
@@ -205,11 +206,14 @@ class Scheduler:
         self.unmanaged = 0
         self.decide_calls = 0
         self.evictions = 0
+        self.moves = 0
         self.peak_nodes = 0
         self.live_cpu = 0
         self.live_gpu = 0
         self.n_ecs_pods = 0
         self.n_eci_pods = 0
+        self.n_eci_movable = 0  # pods on ECI an eviction could move (autoscaler.eviction)
+        self.rebalancing = False  # the variant moves pods back: room on ECS asks for a pass
         self.ecs_pod_s = 0.0
         self.eci_pod_s = 0.0
 
@@ -412,6 +416,7 @@ class Scheduler:
             rec.bound = ECI_NODE
             target = self.eci_node
             self.n_eci_pods += 1
+            self.n_eci_movable += move_blocker(rec.pod) is None
         else:
             cpu, mem, gpu = rec.req
             node.cpu -= cpu
@@ -450,6 +455,7 @@ class Scheduler:
         node = rec.node
         if node is None:
             self.n_eci_pods -= 1
+            self.n_eci_movable -= move_blocker(rec.pod) is None
             target = self.eci_node
             if ran > 0 and not rec.balloon:
                 self.billing.eci_pod(rec.pod.requests, started=rec.started, ended=now)
@@ -466,6 +472,7 @@ class Scheduler:
             if not rec.balloon:
                 self.ecs_pod_s += ran
                 self.billing.pod_on_node(node.name, rec.pod.requests, -1, now=now)
+            self._room_on_ecs()
         self._count(rec, target, -1)
         rec.node = None
         rec.bound = ""
@@ -485,6 +492,12 @@ class Scheduler:
         self.state.upsert_node(node)
         self.peak_nodes = max(self.peak_nodes, len(self.nodes))
         self.billing.node_ready(node.name, now=self.clock.now)
+        self._room_on_ecs()
+
+    def _room_on_ecs(self) -> None:
+        """ECS room appeared: with pods on ECI that could move there, the next loop looks."""
+        if self.rebalancing and self.n_eci_movable > 0:
+            self.request_plan(False)
 
     def remove_node(self, name: str) -> None:
         """The node is gone: its pods are evicted and placed again (or wait)."""
@@ -501,6 +514,17 @@ class Scheduler:
                 self.pending[pod.uid] = pod
         if evicted:
             self.request_plan(True)
+
+    def move(self, uid: str) -> bool:
+        """Rebalance evicted the pod from ECI: its controller's replacement is placed again
+        (same uid and lifetime: the trace deletes it when it would have ended)."""
+        rec = self.pods.get(uid)
+        if rec is None or rec.bound != ECI_NODE:
+            return False
+        self.unbind(rec)
+        self.moves += 1
+        self.schedule(rec)
+        return True
 
     # -- the end ----------------------------------------------------------------------------------
     def finish(self) -> None:

@@ -35,8 +35,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from autoscaler.consolidation import Consolidation
 from autoscaler.nodegroup import NodeGroup
 from autoscaler.providers.simulated import SimulatedProvider
+from autoscaler.rebalance import MoveCosts
 from extender import deletion_cost
 from extender.model import Node, Resources, WorkloadKey
 
@@ -141,6 +143,7 @@ class Simulation:
             rng=random.Random(scenario.seed),
             request_plan=self._request_plan,
         )
+        self.scheduler.rebalancing = variant.rebalance and variant.autoscaling
         self.autoscaler = Autoscaler(
             clock=self.clock,
             scenario=scenario,
@@ -151,6 +154,8 @@ class Simulation:
             enabled=variant.autoscaling and not variant.static,
             predictive_on=variant.forecast and scenario.forecast.enabled,
             reaction_delay=variant.reaction_delay,
+            consolidation=Consolidation() if variant.consolidation else None,
+            rebalance=MoveCosts() if variant.rebalance else None,
             push_plan=lambda t: self._push(t, _PLAN),
             push_ready=lambda t: self._push(t, _READY),
         )
@@ -397,6 +402,7 @@ class Simulation:
             decide_calls=s.decide_calls,
             events=len(self.trace.events),
             evictions=s.evictions,
+            moves=s.moves,
             timeline=self._timeline(),
             split=split,
             unmanaged=s.unmanaged,

@@ -16,6 +16,7 @@ from kube_emulator import KubeEmulator
 
 from autoscaler.cli import Runtime, UsageError, build_parser, main
 from autoscaler.nodegroup import load_config
+from autoscaler.rebalance import MoveCosts
 
 GOOD: dict[str, Any] = {
     "groups": [
@@ -293,3 +294,97 @@ def test_every_subcommand_is_mounted_and_reads_its_env(monkeypatch: pytest.Monke
     args = cli.build_parser().parse_args(["record"])
     assert args.out == "env.jsonl"
     assert args.func is not None
+
+
+@pytest.mark.parametrize(
+    ("flag", "text", "seconds"),
+    [
+        ("--batch-window", "0s", 0.0),
+        ("--batch-window", "200ms", 0.2),
+        ("--batch-idle", "50ms", 0.05),
+        ("--batch-window", "1m30s", 90.0),
+        ("--loop-interval", "10s", 10.0),
+    ],
+)
+def test_durations_are_written_as_in_the_groups_yaml(flag: str, text: str, seconds: float) -> None:
+    args = build_parser({}).parse_args(["run", flag, text])
+    assert getattr(args, flag[2:].replace("-", "_")) == seconds
+
+
+@pytest.mark.parametrize(
+    ("flag", "text", "message"),
+    [
+        ("--batch-window", "-1s", "expected a duration like 300s or 10m, got '-1s'"),
+        ("--batch-idle", "soon", "expected a duration like 300s or 10m, got 'soon'"),
+        ("--loop-interval", "0s", "must be longer than 0s, got '0s'"),
+    ],
+)
+def test_bad_durations_are_refused_in_one_line(
+    flag: str, text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser({}).parse_args(["run", f"{flag}={text}"])
+    assert exit_.value.code == 2
+    assert f"argument {flag}: {message}" in capsys.readouterr().err
+
+
+async def test_without_the_policy_crd_it_is_ready_warns_once_and_scales(
+    kube_api: KubeEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the API server does not serve spillover.dev/v1alpha1 resourcepolicies: 404, as without the CRD
+    kube_api.fail(r"/resourcepolicies", status=404, times=10_000)
+    kube_api.create(_pending("p-1"))
+    runtime = Runtime(_args(kube_api, _write(tmp_path, GOOD)))
+    await runtime.start()
+    transport = httpx.ASGITransport(app=runtime.app())
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.serve(stop, http=False))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://autoscaler") as http:
+            await _until(lambda: len(kube_api.objects_of("nodes")) == 1)
+            assert (await http.get("/readyz")).text == "ready"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    warnings = [r for r in caplog.records if "CRD not installed" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].levelname == "WARNING"
+
+
+async def test_a_pod_created_after_start_wakes_the_planner_before_the_tick(
+    kube_api: KubeEmulator, tmp_path: Path
+) -> None:
+    # a one-hour tick: only the watch callback can start the pass that adds the node
+    args = _args(kube_api, _write(tmp_path, GOOD), "--loop-interval", "1h")
+    runtime = Runtime(args)
+    await runtime.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.serve(stop, http=False))
+    try:
+        await _until(lambda: runtime.controller.last is not None)
+        assert kube_api.objects_of("nodes") == []
+        kube_api.create(_pending("p-late"))
+        await _until(lambda: len(kube_api.objects_of("nodes")) == 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.mark.parametrize(
+    ("flags", "costs"),
+    [
+        ([], MoveCosts(restart=0.1, per_minute=10)),
+        (["--rebalance-restart-cost", "0.3", "--rebalance-per-minute", "2"], MoveCosts(0.3, 2)),
+        (["--rebalance-per-minute", "0"], None),
+    ],
+)
+async def test_rebalance_flags_reach_the_controller(
+    tmp_path: Path, flags: list[str], costs: MoveCosts | None
+) -> None:
+    groups = _write(tmp_path, GOOD)
+    args = build_parser({}).parse_args(
+        ["run", "--groups", groups, "--provider", "simulated", "--no-leader-election", *flags]
+    )
+    runtime = Runtime(args)
+    controller = runtime._controller(load_config(groups))
+    assert controller.settings.rebalance == costs

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from autoscaler_fakes import FakeClock
-from kube_emulator import KubeEmulator
+from kube_emulator import KubeEmulator, make_node
 from kubernetes_asyncio import client
 
 from autoscaler.controller import Controller, ControllerSettings, class_demand, demand_of
@@ -21,6 +21,7 @@ from autoscaler.nodegroup import AutoscalerConfig, config_from_dict
 from autoscaler.planner import GroupState, Plan, ScaleDown, ScaleUp, plan
 from autoscaler.providers.base import GroupStatus, ProviderError
 from autoscaler.providers.kwok import KwokProvider
+from autoscaler.rebalance import MoveCosts
 from autoscaler.status import StatusStore
 from extender.model import Node, NodeKind, Pod, Resources, node_from_dict, pod_from_dict
 from extender.policy import ResourcePolicy, Unit
@@ -143,6 +144,14 @@ def _kwok_nodes(kube_api: KubeEmulator) -> list[str]:
     return sorted(n["metadata"]["name"] for n in kube_api.objects_of("nodes"))
 
 
+async def _with_kwok_nodes(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, count: int
+) -> tuple[ClusterState, list[str]]:
+    """``count`` kwok nodes of the general group (no pods yet) and an empty cache."""
+    await KwokProvider(kube_client, _config().groups).increase_size("general", target=count)
+    return ClusterState(), _kwok_nodes(kube_api)
+
+
 def _memory(kube_api: KubeEmulator) -> dict[str, Any]:
     cm = kube_api.get("configmaps", "spillover-autoscaler-status", NS)
     state: dict[str, Any] = json.loads(cm["data"]["state"])
@@ -163,6 +172,8 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     state = _with_web_pods(kube_api, 3)
     metrics = Metrics()
     controller = _controller(kube_client, clock, state, metrics=metrics)
+    classic = ControllerSettings(consolidation=None)  # cluster-autoscaler's rule alone
+    controller.settings = classic
 
     result = await controller.run_once()
     assert result.leader
@@ -201,6 +212,7 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     # A restart loses nothing: a new controller reads the unneeded-since times back.
     clock.advance(300)
     restarted = _controller(kube_client, clock, state)
+    restarted.settings = classic
     result = await restarted.run_once()
     assert result.deleted == ()
     assert _memory(kube_api)["unneeded"] == since
@@ -210,6 +222,49 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     assert sorted(result.deleted) == sorted(since)
     assert _kwok_nodes(kube_api) == []
     assert "ScaleDown" in {e["reason"] for e in kube_api.objects_of("events", NS)}
+
+
+async def test_consolidation_removes_empty_nodes_promptly_and_waits_for_evicted_pods(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    # two kwok nodes: one empty, one with web-0 (1.5 cpu of 2: 75 %, above the threshold).  With
+    # consolidation on (the default) the empty node goes 30 s after it became empty, not 10 min;
+    # the busy one stays (its pod fits nowhere else).
+    state, [empty, busy] = await _with_kwok_nodes(kube_api, kube_client, 2)
+    kube_api.create(_on(_pod("web-0"), busy))
+    _sync(kube_api, state)
+    controller = _controller(kube_client, fresh_clock, state)
+    assert (await controller.run_once()).deleted == ()
+    fresh_clock.advance(31)
+    assert (await controller.run_once()).deleted == (empty,)
+    assert _kwok_nodes(kube_api) == [busy]
+
+
+async def test_a_drained_node_is_deleted_only_once_its_evicted_pods_are_gone(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    state, (node,) = await _with_kwok_nodes(kube_api, kube_client, 1)
+    kube_api.create(_on(_pod("web-0"), node))
+    _sync(kube_api, state)
+    seen: list[tuple[list[str], list[str]]] = []
+
+    async def watch_catches_up(_: float) -> None:
+        # what the node and pod lists look like each time the drain waits; then the cache syncs
+        pods = [p["metadata"]["name"] for p in kube_api.objects_of("pods")]
+        seen.append((_kwok_nodes(kube_api), pods))
+        _sync(kube_api, state)
+
+    controller = _controller(
+        kube_client,
+        fresh_clock,
+        state,
+        planner=lambda *a, **k: Plan(scale_downs=(ScaleDown("general", node, "test"),)),
+    )
+    controller._sleep = watch_catches_up
+    result = await controller.run_once()
+    assert result.deleted == (node,)
+    # it waited once: the pod was already evicted, the node not yet deleted
+    assert seen == [([node], [])]
 
 
 async def test_dry_run_changes_nothing(
@@ -236,13 +291,21 @@ async def test_dry_run_changes_nothing(
     assert planned == 2
 
 
+def _two_replicas(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, clock: FakeClock
+) -> tuple[ClusterState, Controller, Controller]:
+    """Two pending web pods and two controllers with a Lease each: replica-a, replica-b."""
+    state = _with_web_pods(kube_api, 2)
+    a = _controller(kube_client, clock, state, identity="replica-a")
+    b = _controller(kube_client, clock, state, identity="replica-b")
+    return state, a, b
+
+
 async def test_two_replicas_exactly_one_acts_and_the_other_takes_over(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
     clock = fresh_clock
-    state = _with_web_pods(kube_api, 2)
-    a = _controller(kube_client, clock, state, identity="replica-a")
-    b = _controller(kube_client, clock, state, identity="replica-b")
+    state, a, b = _two_replicas(kube_api, kube_client, clock)
     results = await asyncio.gather(a.run_once(), b.run_once())
     assert sorted(r.leader for r in results) == [False, True]
     assert len(_kwok_nodes(kube_api)) == 2  # one batch, not two
@@ -370,27 +433,105 @@ async def test_forecast_needs_history_and_history_survives_a_restart(
     assert "gpu" not in seen[-1]
 
 
+def _planning_nothing(
+    kube_client: client.ApiClient,
+    clock: FakeClock,
+    state: ClusterState,
+    *,
+    batch_window: float,
+    batch_idle: float = 0.01,
+) -> Controller:
+    """A leader without a Lease whose planner plans nothing, ticking once an hour."""
+    return Controller(
+        config=_config(),
+        provider=KwokProvider(kube_client, _config().groups),
+        state=state,
+        settings=ControllerSettings(
+            loop_interval=3600, batch_window=batch_window, batch_idle=batch_idle
+        ),
+        planner=lambda *a, **k: Plan(),
+        clock=clock,
+    )
+
+
 async def test_the_loop_reacts_to_a_new_pending_pod_before_the_tick(
     kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
     state = ClusterState()
-    controller = Controller(
-        config=_config(),
-        provider=KwokProvider(kube_client, _config().groups),
-        state=state,
-        settings=ControllerSettings(loop_interval=3600, poll_interval=0.01, batch_window=0.01),
-        planner=lambda *a, **k: Plan(),
-        clock=fresh_clock,
-    )
+    controller = _planning_nothing(kube_client, fresh_clock, state, batch_window=0.05)
     await controller.run_once()
     stop = asyncio.Event()
     waiter = asyncio.create_task(controller.wait_for_trigger(stop))
     await asyncio.sleep(0.05)
     assert not waiter.done()
+    controller.notify("nodes", "n1")  # not a pod: nothing to plan for
+    controller.notify("pods", "no-such-uid")
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
     state.upsert_pod(pod_from_dict(_pod("web-new")))
+    controller.notify("pods", next(iter(state.pods)))
     assert await asyncio.wait_for(waiter, timeout=5) == "pending"
+    # planned now: the same pod does not wake the loop again, a relist with it neither
+    await controller.run_once()
+    waiter = asyncio.create_task(controller.wait_for_trigger(stop))
+    controller.notify("pods", "")
+    controller.notify("pods", next(iter(state.pods)))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
     stop.set()
-    assert await controller.wait_for_trigger(stop) == "stop"
+    assert await asyncio.wait_for(waiter, timeout=5) == "stop"
+
+
+@pytest.mark.parametrize(
+    ("window", "idle"),
+    [(3600.0, 0.02), (0.02, 3600.0)],  # closes once the burst stops / at the window's end
+)
+async def test_a_batch_closes_when_the_burst_stops_or_the_window_ends(
+    kube_client: client.ApiClient, fresh_clock: FakeClock, window: float, idle: float
+) -> None:
+    # either bound alone ends the batch: with the other at an hour, only it can have
+    state = ClusterState()
+    controller = _planning_nothing(
+        kube_client, fresh_clock, state, batch_window=window, batch_idle=idle
+    )
+    stop = asyncio.Event()
+    waiter = asyncio.create_task(controller.wait_for_trigger(stop))
+    for i in range(5):  # a burst
+        raw = _pod(f"web-{i}")
+        raw["metadata"]["uid"] = f"uid-{i}"
+        state.upsert_pod(pod_from_dict(raw))
+        controller.notify("pods", f"uid-{i}")
+        await asyncio.sleep(0)
+    assert await asyncio.wait_for(waiter, timeout=10) == "pending"
+
+
+async def test_only_the_leader_marks_pods_seen_and_a_new_leader_acts_at_once(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    clock = fresh_clock
+    state, a, b = _two_replicas(kube_api, kube_client, clock)
+    assert (await a.run_once()).leader
+    assert not (await b.run_once()).leader
+    stop = asyncio.Event()
+    # a pending pod wakes the leader, never the follower
+    kube_api.create(_pod("web-late"))
+    _sync(kube_api, state)
+    late = next(p.uid for p in state.pods.values() if p.name == "web-late")
+    follower_waits = asyncio.create_task(b.wait_for_trigger(stop))
+    leader_waits = asyncio.create_task(a.wait_for_trigger(stop))
+    b.notify("pods", late)
+    a.notify("pods", late)
+    assert await asyncio.wait_for(leader_waits, timeout=10) == "pending"
+    await asyncio.sleep(0.05)
+    assert not follower_waits.done()
+    # the leader dies before planning web-late; the Lease expires; the follower's elector
+    # takes it (as its background task would) and that wakes its loop at once
+    clock.advance(16)
+    assert await b._elector.step()  # type: ignore[union-attr]
+    assert await asyncio.wait_for(follower_waits, timeout=10) == "leader"
+    taken = await b.run_once()
+    assert taken.leader
+    assert taken.scaled_up == {"general": 3}  # web-late too
 
 
 async def test_planned_scale_up_uses_absolute_targets(
@@ -474,10 +615,7 @@ def _on(pod: dict[str, Any], node: str) -> dict[str, Any]:
 async def test_scale_down_drains_by_eviction_and_respects_disruption_budgets(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
-    state = ClusterState()
-    provider = KwokProvider(kube_client, _config().groups)
-    await provider.increase_size("general", target=2)
-    free, guarded = sorted(_kwok_nodes(kube_api))
+    state, [free, guarded] = await _with_kwok_nodes(kube_api, kube_client, 2)
     kube_api.create(_on(_pod("web-free"), free))
     guarded_pod = _on(_pod("db-0"), guarded)
     guarded_pod["metadata"]["labels"] = {"app": "db"}
@@ -559,7 +697,7 @@ async def test_a_failing_pass_does_not_stop_the_loop(
         config=_config(),
         provider=KwokProvider(kube_client, _config().groups),
         state=ClusterState(),
-        settings=ControllerSettings(loop_interval=0.01, poll_interval=0.01),
+        settings=ControllerSettings(loop_interval=0.01),
         planner=broken,
         clock=fresh_clock,
     )
@@ -598,3 +736,55 @@ def test_class_demand_counts_gpu_pods_in_gpus_and_eci_pods_that_could_run_on_ecs
     )
     assert class_demand(state) == {"cpu": 3.5, "gpu": 2.5}
     assert demand_of(state) == 3.5
+
+
+async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    # one kwok node (2 cpu) holds nothing; web-eci-0/1 (1.5 cpu each, Deployment, 2 h left) run
+    # on the virtual node.  Only one fits: it is evicted with an Event; the other stays.
+    state, _ = await _with_kwok_nodes(kube_api, kube_client, 1)
+    kube_api.create(make_node("virtual-kubelet", eci=True))
+    for i in range(2):
+        eci_pod = _on(_pod(f"web-eci-{i}"), "virtual-kubelet")
+        eci_pod["metadata"]["annotations"] = {"spillover.dev/expected-duration": "2h"}
+        kube_api.create(eci_pod)
+    _sync(kube_api, state)
+    state.set_policies(
+        [
+            ResourcePolicy(
+                "web",
+                "shop",
+                LabelSelector({"app": "web"}),
+                (Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
+            )
+        ]
+    )
+    metrics = Metrics()
+    controller = _controller(kube_client, fresh_clock, state, metrics=metrics)
+    result = await controller.run_once()
+    # CONFIG's nodes cost nothing, so the pod that does not fit gets a new node; it moves later
+    assert result.scaled_up == {"general": 2}
+    left = [p["metadata"]["name"] for p in kube_api.objects_of("pods")]
+    assert left == ["web-eci-1"]
+    assert result.moved == ("shop/web-eci-0",)
+    status = json.loads(
+        kube_api.get("configmaps", "spillover-autoscaler-status", NS)["data"]["status"]
+    )
+    assert status["moved"] == ["shop/web-eci-0"]
+    events = [e for e in kube_api.objects_of("events") if e["reason"] == "RebalancedToECS"]
+    assert [e["involvedObject"]["name"] for e in events] == ["web-eci-0"]
+    assert metrics.moves.labels("evicted")._value.get() == 1
+    # web-eci-0's replacement is not created here, so the room is free again for web-eci-1: one
+    # move a minute lets it go only once the first move is a minute old
+    _sync(kube_api, state)
+    controller.settings = ControllerSettings(rebalance=MoveCosts(per_minute=1))
+    await controller.run_once()
+    assert [p["metadata"]["name"] for p in kube_api.objects_of("pods")] == ["web-eci-1"]
+    fresh_clock.advance(61)
+    drained = await controller.run_once()
+    assert len(drained.deleted) == 1  # consolidation took one of the two empty nodes: no move
+    assert [p["metadata"]["name"] for p in kube_api.objects_of("pods")] == ["web-eci-1"]
+    _sync(kube_api, state)
+    await controller.run_once()
+    assert kube_api.objects_of("pods") == []

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from autoscaler.costs import EciPrice, break_even_fraction, ecs_cheaper
+from autoscaler.costs import EciPrice, break_even_fraction, ecs_cheaper, new_node_pays
 from autoscaler.nodegroup import (
     ConfigError,
     RemovalPolicy,
@@ -199,12 +199,33 @@ def test_default_groups_follow_the_cost_model() -> None:
 
 
 def test_ecs_cheaper_break_even() -> None:
+    # 2 cpu / 8 GiB pod alone on a 2 cpu / 8 GiB node (0.353 CNY/h; ECI 0.52934 CNY/h), 60 s boot,
+    # 10 min linger: cheaper when 0.353 * (60 + R + 600) < 0.52934 * (R - 60), i.e. R > 1501 s
     pod = Resources(2000, 8 * GIB, 1)
     node = Resources(2000, 8 * GIB, 110)
-    args = {"price_per_hour": 0.353, "capacity": node, "eci": EciPrice(), "horizon": 24 * 3600.0}
-    assert ecs_cheaper(pod, duration=17 * 3600.0, **args)
-    assert not ecs_cheaper(pod, duration=15 * 3600.0, **args)
-    assert not ecs_cheaper(Resources(4000, 8 * GIB, 1), duration=1e9, **args)  # does not fit
+    args = {
+        "price_per_hour": 0.353,
+        "capacity": node,
+        "eci": EciPrice(),
+        "boot": 60.0,
+        "linger": 600.0,
+    }
+    assert ecs_cheaper(pod, remaining=26 * 60.0, **args)
+    assert not ecs_cheaper(pod, remaining=24 * 60.0, **args)
+    assert not ecs_cheaper(Resources(4000, 8 * GIB, 1), remaining=1e9, **args)  # does not fit
+
+
+def test_a_new_node_pays_with_whole_gpus_on_eci() -> None:
+    # half-GPU pods (100m, 1 GiB) with 1 h left; ECI bills a whole GPU: 12 + 0.01764 + 0.02207 =
+    # 12.0397 CNY/h each, for 1 h - 180 s boot = 0.95 h.  The 8-GPU node: 64 * (180 + 3600 + 600)
+    # s = 77.87 CNY.  Eight pods: 8 * 12.0397 * 0.95 = 91.50 > 77.87 (moves; at half a GPU
+    # each it would be 45.9 and stay); six pods: 68.63 < 77.87 (stay).
+    half = Resources(100, GIB, 1, 500)
+    args = {"price_per_hour": 64.0, "eci": EciPrice(), "boot": 180.0, "linger": 600.0}
+    assert EciPrice().per_hour(half) == pytest.approx(12.0397, abs=1e-4)
+    assert new_node_pays([(half, 3600.0)] * 8, **args)
+    assert not new_node_pays([(half, 3600.0)] * 6, **args)
+    assert not new_node_pays([], **args)
 
 
 def test_durations() -> None:

@@ -39,6 +39,15 @@ NOW = 100_000.0
 LABEL = "spillover.dev/node-group"
 G4 = NodeGroup("g4", InstanceType("ecs.4c16g", 4000, 16 * GIB), price_per_hour=0.706, max_size=10)
 G8 = NodeGroup("g8", InstanceType("ecs.8c32g", 8000, 32 * GIB), price_per_hour=1.0, max_size=10)
+# Two pools of 4-cpu nodes, for policies whose ECS unit names a pool.
+GENERAL4 = NodeGroup(
+    "general",
+    InstanceType("ecs.4c16g", 4000, 16 * GIB),
+    labels={"pool": "general"},
+    price_per_hour=0.706,
+    max_size=10,
+)
+BATCH4 = dataclasses.replace(GENERAL4, name="batch", labels={"pool": "batch"})
 ECI = Node(
     "virtual-kubelet",
     labels={"type": "virtual-kubelet"},
@@ -299,13 +308,28 @@ def test_policy_sends_only_the_first_n_to_ecs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("duration", "moves"), [("55m", True), ("3300", True), ("30m", False), ("soon", False)]
+    ("duration", "created", "moves"),
+    [
+        ("26m", 0.0, True),
+        ("1560", 0.0, True),
+        ("24m", 0.0, False),
+        ("55m", NOW - 35 * 60, False),  # 20 min left
+        ("soon", 0.0, False),
+    ],
 )
-def test_eci_pods_cheaper_on_ecs_break_even(duration: str, moves: bool) -> None:
-    # 2 cpu / 8 GiB pod on a 2 cpu / 8 GiB node at 0.353 CNY/h vs 0.529 CNY/h on ECI:
-    # ECS is cheaper once the pod runs more than 0.353 / 0.529 = 2/3 of the 1 h horizon (40 min).
+def test_eci_pods_cheaper_on_ecs_break_even(duration: str, created: float, moves: bool) -> None:
+    # 2 cpu / 8 GiB pod alone on a new 2 cpu / 8 GiB node (0.353 CNY/h; ECI 0.52934 CNY/h), 60 s
+    # boot, 10 min unneeded time: ECS is cheaper when 0.353 * (60 + R + 600) < 0.52934 * (R - 60),
+    # that is when the pod has more than R = 1501 s (25 min) left.
     g2 = NodeGroup("g2", InstanceType("ecs.2c8g", 2000, 8 * GIB), price_per_hour=0.353, max_size=5)
-    on_eci = pod("e0", 2000, 8 * GIB, node=ECI.name, annotations={EXPECTED_DURATION: duration})
+    on_eci = pod(
+        "e0",
+        2000,
+        8 * GIB,
+        node=ECI.name,
+        annotations={EXPECTED_DURATION: duration},
+        created=created,
+    )
     result = run([on_eci], [GroupState(g2, 0)], nodes=[ECI], policies=[policy(3)])
     if moves:
         (up,) = result.scale_ups

@@ -12,6 +12,7 @@ import pytest
 import autoscaler.controller
 import autoscaler.planner
 import autoscaler.predictive
+import autoscaler.rebalance
 import extender.deletion_cost
 import extender.model
 import extender.policies
@@ -281,6 +282,8 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
     counting(autoscaler.predictive.RefitRule, "refit")
     counting(extender.deletion_cost, "desired_costs")
     counting(extender.model.Pod, "placed")
+    counting(autoscaler.rebalance, "rebalance")
+    counting(autoscaler.rebalance, "allowed")
     scenario = small_scenario(
         forecast={
             "enabled": True,
@@ -325,6 +328,8 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
     # Unit counts checked against the extender's own count (audit); pods moved by Pod.placed.
     assert calls["unit_counts"] > 0
     assert calls["placed"] >= r.decide_calls
+    # Moves back from ECI: the controller's rebalance and rate limit, once per pass.
+    assert calls["rebalance"] == calls["allowed"] == r.planner_calls
 
 
 def test_statefulset_replicas_by_ordinal() -> None:

@@ -1,0 +1,86 @@
+"""Issue 12's targets on every published trace: the replay's summary against its own baselines.
+
+    .venv/bin/python bench/replay_targets.py [--label after] [--out DIR] [FILE ...]
+
+Runs ``spillover-autoscaler replay --json`` (default scenario) on each openb pod list and each
+demand series in ../shared/data (or the FILEs given) and prints one Markdown row per file: cost
+(ECS / ECI), pending p99, cost against reactive-ecs (target <= 0.95x), the fluid ECS lower bound
+(<= 1.3x) and static keep-N (<= 0.85x), the share of pod-hours on ECI, pods moved back, and the
+two largest items of the cost split.  Never asserts; a file the replay refuses gets its one-line
+reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+OPENB = [DATA / "alibaba-openb-pods.csv", *sorted((DATA / "openb").glob("openb_pod_list_*.csv"))]
+SERIES = [DATA / "crane-series-daily.csv", DATA / "crane-series-weekly.csv"]
+HEADER = (
+    "| file | run | cost (ECS / ECI) | p99 s | vs reactive | vs fluid | vs static | ECI share "
+    "| moves | largest costs |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+)
+
+
+def replay(path: Path, extra: list[str], out: Path) -> dict[str, Any] | str:
+    fmt = "series" if path in SERIES or path.name.startswith("crane") else "openb"
+    command = [sys.executable, "-m", "autoscaler.cli", "replay", "--format", fmt, "--quiet"]
+    done = subprocess.run(
+        [*command, "--json", "--out", str(out), *extra, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return lines[-1] if lines else f"exit {done.returncode}"
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def row(name: str, label: str, d: dict[str, Any] | str) -> str:
+    if isinstance(d, str):
+        return f"| {name} | {label} | not replayed: {d} | | | | | | | |"
+    s = d["summary"]
+    base = {b["name"]: b for b in d["baselines"]}
+
+    def ratio(other: float | None) -> str:
+        return f"{s['cost'] / other:.2f}x" if other else "-"
+
+    split = s.get("cost_split") or {}
+    top = sorted(split.items(), key=lambda kv: -kv[1])[:2]
+    return (
+        f"| {name} | {label} | {s['cost']:,.0f} ({s['ecs_cost']:,.0f} / {s['eci_cost']:,.0f}) "
+        f"| {s['pending_p99']:.1f} | {ratio(base.get('reactive-ecs', {}).get('cost'))} "
+        f"| {ratio((d.get('fluid_ecs_lower_bound') or {}).get('cost'))} "
+        f"| {ratio(base.get('static-N', {}).get('cost'))} | {s['eci_pod_hours_share']:.1%} "
+        f"| {s.get('moves', 0)} | {', '.join(f'{k} {v:,.0f}' for k, v in top)} |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--label", default="now")
+    parser.add_argument("--group-by-shape", action="store_true", help="openb: --group-by shape")
+    parser.add_argument("files", nargs="*", type=Path)
+    args = parser.parse_args()
+    extra = ["--group-by", "shape"] if args.group_by_shape else []
+    print(HEADER)
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in args.files or [*OPENB, *SERIES]:
+            is_series = path in SERIES
+            d = replay(path, [] if is_series else extra, Path(tmp) / path.stem)
+            print(row(path.stem, args.label, d), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

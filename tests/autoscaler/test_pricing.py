@@ -1,0 +1,184 @@
+"""Issue 12 part 3: each pod priced right.  Every expectation is computed by hand in a comment.
+
+ECI prices (defaults): 0.000049 CNY per vCPU-second (0.1764 per vCPU-hour), 0.00000613 CNY per
+GiB-second (0.022068 per GiB-hour), 12 CNY per started GPU-hour (a fraction of a GPU pays a whole).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_planner import (
+    BATCH4,
+    ECI,
+    EXPECTED_DURATION,
+    GENERAL4,
+    GIB,
+    GPU_TOLERATION,
+    NOW,
+    node,
+    pod,
+    run,
+)
+
+from autoscaler.nodegroup import InstanceType, NodeGroup, load_config
+from autoscaler.planner import SAFE_TO_EVICT, GroupState
+from extender.model import NodeKind, Pod
+from extender.policy import ResourcePolicy, Unit
+from extender.selectors import LabelSelector
+
+DEFAULTS = load_config(Path(__file__).parents[2] / "autoscaler" / "data" / "default-groups.yaml")
+ECS_THEN_ECI = ResourcePolicy(
+    "web", "default", LabelSelector({}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+)
+
+
+def default_groups() -> list[GroupState]:
+    return [GroupState(g, 0) for g in DEFAULTS.groups]
+
+
+def on_eci(name: str, cpu: int, mem: int, left: str, **extra: object) -> Pod:
+    return pod(name, cpu, mem, node=ECI.name, annotations={EXPECTED_DURATION: left}, **extra)
+
+
+@pytest.mark.parametrize("left", ["2h", "45m"])
+def test_a_lone_pod_with_hours_left_stays_on_eci_with_the_default_groups(left: str) -> None:
+    # 1 cpu / 2 GiB on ECI: 0.1764 + 2 * 0.022068 = 0.22054 CNY/h.  Least-waste packs it on one
+    # general-2c8g node (0.353 CNY/h, 60 s boot, 10 min unneeded time), paid for all its life:
+    # 2 h: ECI 0.22054 * (7200 - 60) s = 0.4374 < node 0.353 * (60 + 7200 + 600) s = 0.7707;
+    # 45 m: ECI 0.1617 < node 0.3295.  (Priced by its 1/2 share over a 1 h horizon, as before,
+    # the node looked cheaper: 0.1765 < 0.2205.)
+    lone = on_eci("e0", 1000, 2 * GIB, left)
+    result = run([lone], default_groups(), nodes=[ECI], policies=[ECS_THEN_ECI])
+    assert result.scale_ups == ()
+
+
+def test_two_pods_with_2h_left_fill_a_node_and_move() -> None:
+    # two of them share the 2c8g node: ECI 2 * 0.4374 = 0.8748 > node 0.7707: one node for both
+    pods = [on_eci(f"e{i}", 1000, 2 * GIB, "2h") for i in range(2)]
+    result = run(pods, default_groups(), nodes=[ECI], policies=[ECS_THEN_ECI])
+    (up,) = result.scale_ups
+    assert (up.group, up.delta, sorted(up.pods)) == (
+        "general-2c8g",
+        1,
+        ["default/e0", "default/e1"],
+    )
+    assert up.code == "eci-cheaper-on-ecs"
+    # at 45 min left the pair stays: ECI 2 * 0.22054 * 2640 s = 0.3235 < node 0.353 * 3360 s = 0.3295
+    pods = [on_eci(f"e{i}", 1000, 2 * GIB, "45m") for i in range(2)]
+    assert run(pods, default_groups(), nodes=[ECI], policies=[ECS_THEN_ECI]).scale_ups == ()
+
+
+@pytest.mark.parametrize(("count", "moves"), [(8, True), (6, False)])
+def test_fractional_gpu_pods_pay_a_whole_gpu_on_eci(count: int, moves: bool) -> None:
+    # half-GPU pods of 100m / 1 GiB with 1 h left: ECI bills a whole GPU, 12.0397 CNY/h each, for
+    # 3600 - 180 s boot = 0.95 h.  One gpu-8x node (64 CNY/h) holds 16 of them, paid
+    # 64 * (180 + 3600 + 600) s = 77.87 CNY.  8 pods: 8 * 12.0397 * 0.95 = 91.50 > 77.87 -> one
+    # node (billed by their half GPU it would be 45.9: no node); 6 pods: 68.63 < 77.87 -> none.
+    gpu_pods = [
+        on_eci(
+            f"g{i}", 100, GIB, "1h", gpu=500, tolerations=(*pod("x").tolerations, GPU_TOLERATION)
+        )
+        for i in range(count)
+    ]
+    result = run(gpu_pods, default_groups(), nodes=[ECI], policies=[ECS_THEN_ECI])
+    if moves:
+        (up,) = result.scale_ups
+        assert (up.group, up.delta, len(up.pods)) == ("gpu-8x", 1, count)
+    else:
+        assert result.scale_ups == ()
+        assert any(f"{count} pod(s) on ECI stay there" in n for n in result.notes)
+
+
+G4 = NodeGroup("g4", InstanceType("ecs.4c16g", 4000, 16 * GIB), price_per_hour=0.706, max_size=10)
+
+
+def test_pending_pods_take_free_capacity_before_pods_on_eci() -> None:
+    # n1 has 2 cpu free.  A pending 1.5-cpu pod and a 2-cpu pod on ECI with 8 h left (cheaper on
+    # ECS by share: 0.5 * 0.706 * 8.18 h = 2.89 < 0.3969 * 7.98 h = 3.17).  Sorted by size only,
+    # the ECI pod took n1's room and the pending pod got a new node.  Pending first: it fits n1;
+    # the ECI pod alone on a new g4 node costs 0.706 * (60 s + 8 h + 600 s) = 5.78 > 3.17: stays.
+    n1 = node("n1", G4)
+    busy = pod("busy", 2000, 2 * GIB, node="n1", app="db")
+    waiting = pod("waiting", 1500, 2 * GIB)
+    running = on_eci("e0", 2000, 2 * GIB, "8h")
+    result = run(
+        [busy, waiting, running], [GroupState(G4, 1)], nodes=[n1, ECI], policies=[ECS_THEN_ECI]
+    )
+    assert result.scale_ups == ()
+    assert any("1 pending pod(s) fit free capacity of existing nodes" in n for n in result.notes)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"kind": "Pod"},  # no controller recreates it
+        {"kind": "Job"},  # a Job's replacement restarts its work
+        {"annotations": {EXPECTED_DURATION: "8h", SAFE_TO_EVICT: "false"}},
+    ],
+)
+def test_eci_pods_that_cannot_move_are_neither_demand_nor_a_floor(extra: dict[str, object]) -> None:
+    # n1 (4 cpu) is empty and unneeded for an hour.  A 2-cpu pod on ECI with 8 h left would fit
+    # it for free; but it cannot be moved, so it must not keep n1 (before, the floor counted its
+    # 2 cores as "moving to ECS" and n1 stayed as long as the pod ran).
+    n1 = node("n1", G4)
+    fields: dict[str, object] = {"annotations": {EXPECTED_DURATION: "8h"}, **extra}
+    stuck = pod("e0", 2000, 2 * GIB, node=ECI.name, **fields)  # type: ignore[arg-type]
+    result = run(
+        [stuck],
+        [GroupState(G4, 1, last_scale_up=0.0)],
+        nodes=[n1, ECI],
+        policies=[ECS_THEN_ECI],
+        unneeded={"n1": NOW - 3600},
+    )
+    assert result.scale_ups == ()
+    assert [(d.node, d.code) for d in result.scale_downs] == [("n1", "empty")]
+
+
+def test_a_movable_eci_pod_that_fits_free_capacity_keeps_its_node() -> None:
+    # the same pod from a Deployment can move (rebalance evicts it, the extender places it on n1):
+    # n1's 4 cores stay above the 2 cores it will use, so n1 is kept for it
+    n1 = node("n1", G4)
+    movable = on_eci("e0", 2000, 2 * GIB, "8h")
+    result = run(
+        [movable],
+        [GroupState(G4, 1, last_scale_up=0.0)],
+        nodes=[n1, ECI],
+        policies=[ECS_THEN_ECI],
+        unneeded={"n1": NOW - 3600},
+    )
+    assert result.scale_downs == ()
+    assert any("pods on and moving to ECS" in n for n in result.notes)
+
+
+def test_drain_destinations_satisfy_the_pods_unit() -> None:
+    # g1 (pool=general) holds one 0.5-cpu web pod (12 %), unneeded for an hour; b1 (pool=batch)
+    # has 3 cpu free.  The web policy's ECS unit is pool=general: the pod may not land on b1, and
+    # there is no other general node, so g1 stays.  Without the policy it would move to b1.
+    web = ResourcePolicy(
+        "web",
+        "default",
+        LabelSelector({"app": "web"}),
+        (Unit(NodeKind.ECS, node_selector={"pool": "general"}), Unit(NodeKind.ECI)),
+    )
+    nodes = [node("g1", GENERAL4), node("b1", BATCH4), ECI]
+    pods = [pod("w0", 500, GIB, node="g1"), pod("job", 1000, GIB, node="b1", app="batch")]
+    groups = [GroupState(GENERAL4, 1, last_scale_up=0.0), GroupState(BATCH4, 1, last_scale_up=0.0)]
+    unneeded = {"g1": NOW - 3600}
+    kept = run(pods, groups, nodes=nodes, policies=[web], unneeded=unneeded)
+    assert kept.scale_downs == ()
+    assert "node g1 stays: its pods do not all fit on other nodes" in kept.notes
+    free = run(pods, groups, nodes=nodes, unneeded=unneeded)
+    assert [d.node for d in free.scale_downs] == ["g1"]
+
+
+def test_default_settings_are_what_the_hand_computations_assume() -> None:
+    settings = DEFAULTS.settings
+    assert settings.scale_down_unneeded_time == 600.0
+    by_name = {g.name: g for g in DEFAULTS.groups}
+    assert (by_name["general-2c8g"].price_per_hour, by_name["general-2c8g"].boot_time) == (
+        0.353,
+        60.0,
+    )
+    assert (by_name["gpu-8x"].price_per_hour, by_name["gpu-8x"].boot_time) == (64.0, 180.0)

@@ -1,0 +1,160 @@
+"""Rebalance: which pods on ECI move back to ECS now.  Expectations computed by hand.
+
+A 1 cpu / 2 GiB pod on ECI costs 0.1764 + 2 * 0.022068 = 0.22054 CNY/h; the restart cost is the
+default 0.1 CNY unless a test says otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from test_planner import BATCH4, ECI, EXPECTED_DURATION, GENERAL4, GIB, NOW, node, pod
+
+from autoscaler.nodegroup import PlannerSettings
+from autoscaler.planner import SAFE_TO_EVICT, DisruptionBudget, GroupState
+from autoscaler.rebalance import MoveCosts, Moves, allowed, rebalance
+from extender.model import Node, NodeKind, Pod
+from extender.policy import ResourcePolicy, Unit
+from extender.selectors import LabelSelector
+from extender.snapshot import ClusterState
+
+
+def web(ecs_max: int | None = None, **selector: str) -> ResourcePolicy:
+    return ResourcePolicy(
+        "web",
+        "default",
+        LabelSelector({"app": "web"}),
+        (Unit(NodeKind.ECS, ecs_max, node_selector=selector), Unit(NodeKind.ECI)),
+    )
+
+
+def on_eci(name: str, left: str = "2h", cpu: int = 1000, **extra: object) -> Pod:
+    annotations = {EXPECTED_DURATION: left, **extra.pop("annotations", {})}  # type: ignore[dict-item]
+    return pod(name, cpu, 2 * GIB, node=ECI.name, annotations=annotations, **extra)
+
+
+def moves(
+    pods: Sequence[Pod],
+    *,
+    nodes: Sequence[Node] = (),
+    policies: Sequence[ResourcePolicy] = (),
+    limit: int = 10,
+    costs: MoveCosts | None = None,
+    pdbs: Sequence[DisruptionBudget] = (),
+    groups: Sequence[GroupState] = (),
+    backend: str = "numba",
+) -> Moves:
+    state = ClusterState(nodes=[*nodes, ECI], pods=pods, policies=policies or [web()])
+    return rebalance(
+        state,
+        groups or [GroupState(GENERAL4, len(nodes))],
+        costs or MoveCosts(),
+        now=NOW,
+        settings=PlannerSettings(),
+        limit=limit,
+        pdbs=pdbs,
+        backend=backend,
+    )
+
+
+def busy(name: str, on: str, cpu: int) -> Pod:
+    return pod(name, cpu, GIB, node=on, app="db")
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+def test_a_pod_that_overflowed_moves_into_room_that_appeared(backend: str) -> None:
+    # n1 has 2 cpu free; the pod has 2 h left: ECI would bill 0.22054 * 2 = 0.4411 CNY, so the
+    # move saves 0.4411 - 0.1 = 0.3411 CNY
+    result = moves(
+        [busy("b", "n1", 2000), on_eci("e0")], nodes=[node("n1", GENERAL4)], backend=backend
+    )
+    (move,) = result.moves
+    assert (move.pod, move.source, move.target) == ("default/e0", ECI.name, "n1")
+    assert move.saving == pytest.approx(0.3411, abs=1e-4)
+    assert move.code == "rebalance"
+
+
+def test_the_restart_cost_must_be_beaten() -> None:
+    # 20 min left: ECI would bill 0.22054 / 3 = 0.0735 CNY < 0.1: stays; with a 0.05 CNY restart
+    # cost it moves (saving 0.0235)
+    pods = [busy("b", "n1", 2000), on_eci("e0", "20m")]
+    assert moves(pods, nodes=[node("n1", GENERAL4)]).moves == ()
+    (move,) = moves(pods, nodes=[node("n1", GENERAL4)], costs=MoveCosts(restart=0.05)).moves
+    assert move.saving == pytest.approx(0.0235, abs=1e-4)
+
+
+def test_pods_beyond_the_units_max_stay_and_a_move_never_exceeds_it() -> None:
+    # max 2 on ECS, one already there: of two pods on ECI only one may move, even with room
+    pods = [pod("s0", 1000, 2 * GIB, node="n1"), on_eci("e0"), on_eci("e1")]
+    result = moves(pods, nodes=[node("n1", GENERAL4)], policies=[web(2)])
+    assert [m.pod for m in result.moves] == ["default/e0"]
+    full = [pod("s0", 1000, 2 * GIB, node="n1"), pod("s1", 1000, 2 * GIB, node="n1"), on_eci("e0")]
+    assert moves(full, nodes=[node("n1", GENERAL4)], policies=[web(2)]).moves == ()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"kind": "Pod"},
+        {"kind": "Job"},
+        {"annotations": {SAFE_TO_EVICT: "false"}},
+    ],
+)
+def test_only_pods_a_controller_recreates_and_that_may_be_evicted_move(
+    extra: dict[str, object],
+) -> None:
+    stuck = on_eci("e0", **extra)
+    assert moves([stuck], nodes=[node("n1", GENERAL4)]).moves == ()
+
+
+def test_pending_pods_take_the_room_first() -> None:
+    # 2 cpu free: a pending 1.5-cpu pod takes it, the 1-cpu pod on ECI no longer fits
+    pods = [busy("b", "n1", 2000), pod("waiting", 1500, GIB), on_eci("e0")]
+    result = moves(pods, nodes=[node("n1", GENERAL4)])
+    assert result.moves == ()
+    assert "1 pod(s) on ECI worth moving find no room on ECS nodes now" in result.notes
+
+
+def test_the_destination_is_in_the_pods_unit() -> None:
+    # the unit is pool=general; b1 (pool=batch) has room, g1 (pool=general) has none
+    nodes = [node("b1", BATCH4), node("g1", GENERAL4)]
+    pods = [busy("b", "g1", 4000), on_eci("e0")]
+    groups = [GroupState(GENERAL4, 1), GroupState(BATCH4, 1)]
+    policy = web(pool="general")
+    assert moves(pods, nodes=nodes, policies=[policy], groups=groups).moves == ()
+    pods = [busy("b", "g1", 2000), on_eci("e0")]
+    (move,) = moves(pods, nodes=nodes, policies=[policy], groups=groups).moves
+    assert move.target == "g1"
+
+
+def test_the_rate_limit_keeps_the_largest_savings() -> None:
+    # three pods with 1 h, 3 h, 2 h left; room for all; a limit of 2 keeps the 3 h and 2 h ones
+    pods = [on_eci("e1", "1h"), on_eci("e3", "3h"), on_eci("e2", "2h")]
+    result = moves(pods, nodes=[node("n1", GENERAL4)], limit=2)
+    assert [m.pod for m in result.moves] == ["default/e3", "default/e2"]
+    assert "1 move(s) wait: the rate limit allows 2 now" in result.notes
+
+
+def test_disruption_budgets_are_respected() -> None:
+    pdb = DisruptionBudget("default", LabelSelector({"app": "web"}), 1, name="web")
+    pods = [on_eci("e1", "1h"), on_eci("e2", "2h")]
+    result = moves(pods, nodes=[node("n1", GENERAL4)], pdbs=[pdb])
+    assert [m.pod for m in result.moves] == ["default/e2"]
+    assert "pod default/e1 stays on ECI: its PodDisruptionBudget allows no more" in result.notes
+
+
+def test_nothing_moves_without_policies_or_onto_a_cordoned_node() -> None:
+    state = ClusterState(nodes=[node("n1", GENERAL4), ECI], pods=[on_eci("e0")])
+    settings = PlannerSettings()
+    none = rebalance(
+        state, [GroupState(GENERAL4, 1)], MoveCosts(), now=NOW, settings=settings, limit=10
+    )
+    assert none == Moves()
+    cordoned = node("n1", GENERAL4, unschedulable=True)
+    assert moves([on_eci("e0")], nodes=[cordoned]).moves == ()
+
+
+def test_allowed_counts_the_moves_of_the_last_minute() -> None:
+    assert allowed([NOW - 61, NOW - 30, NOW - 1], now=NOW, per_minute=10) == 8
+    assert allowed([NOW - 1] * 12, now=NOW, per_minute=10) == 0

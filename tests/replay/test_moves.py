@@ -1,0 +1,91 @@
+"""The replay moves pods back from ECI and consolidates with the controller's own functions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+import extender.policies
+from autoscaler.replay.report import fluid_bound, variants
+from autoscaler.replay.scenario import Scenario
+from autoscaler.replay.simulator import Result, simulate
+from autoscaler.replay.trace import PodCreated, PodDeleted, Template, Trace, TraceHeader
+from extender.model import Resources, WorkloadKey
+
+from .conftest import small_scenario
+
+ECI_RATE = 1 * 0.000049 + 1 * 0.00000613  # one vCPU and one GiB per second
+DB_ONLY_ECS = {
+    "apiVersion": "spillover.dev/v1alpha1",
+    "kind": "ResourcePolicy",
+    "metadata": {"name": "db", "namespace": "db"},
+    "spec": {"selector": {}, "units": [{"resource": "ecs"}]},
+}
+
+
+def scenario_with_db() -> Scenario:
+    scenario = small_scenario()
+    db = extender.policies.policy_from_dict(DB_ONLY_ECS)
+    return replace(scenario, policies=(*scenario.policies, db))
+
+
+def run(web: WorkloadKey, variant: str = "spillover") -> Result:
+    """``a`` (web, 1 cpu / 1 GiB, expected 10 h) and ``d`` (db: ECS only) arrive at t=0."""
+    long = Template(
+        Resources(1000, 2**30, 1, 0), {"app": "web"}, {"spillover.dev/expected-duration": "10h"}
+    )
+    db = Template(Resources(1000, 2**30, 1, 0), {"app": "db"})
+    trace = Trace(
+        TraceHeader(),
+        [
+            PodCreated(0.0, "a", web, "a", long),
+            PodCreated(0.0, "d", WorkloadKey("db", "Deployment", "db"), "d", db),
+            PodDeleted(1000.0, "a"),
+            PodDeleted(1000.0, "d"),
+        ],
+    )
+    scenario = scenario_with_db()
+    chosen = {v.name: v for v in variants(scenario, fluid_bound(trace, scenario))}[variant]
+    return simulate(trace, scenario, chosen, audit=True)
+
+
+def test_a_pod_that_overflowed_while_a_node_booted_moves_back_once_it_is_up() -> None:
+    # t=0: no node: a overflows to ECI (starts at 10); d waits (ECS only).  The pass at t=1 adds
+    # one small node for d (a alone would not pay for a 3.6 CNY/h node).  The node is Ready at 61:
+    # d binds, 1 cpu stays free; the next loop (t=70) moves a there: ECI billed 10 to 70.  Moving
+    # saves ECI's 0.198 CNY/h for the ~9.98 h a has left, far above the 0.1 CNY restart cost.
+    r = run(WorkloadKey("shop", "Deployment", "web"))
+    assert r.moves == 1
+    assert r.pending.tolist() == [10.0, 61.0]
+    assert r.eci_vcpu_seconds == pytest.approx(60.0)
+    assert r.eci_cost == pytest.approx(60 * ECI_RATE, rel=1e-12)
+    assert r.ecs_node_seconds == pytest.approx(999.0)
+
+
+def test_a_bare_pod_is_never_moved_and_baselines_do_not_move() -> None:
+    # the same pod without a controller (an imported Alibaba task): nothing would recreate it
+    bare = run(WorkloadKey("shop", "Pod", "a"))
+    assert bare.moves == 0
+    assert bare.eci_vcpu_seconds == pytest.approx(990.0)
+    static = run(WorkloadKey("shop", "Deployment", "web"), "static-N")
+    assert static.moves == 0
+
+
+@pytest.mark.parametrize(("variant", "on"), [("spillover", True), ("reactive-ecs", False)])
+def test_spillover_plans_with_consolidation_and_baselines_with_the_autoscaler_rule(
+    monkeypatch: pytest.MonkeyPatch, variant: str, on: bool
+) -> None:
+    import autoscaler.planner
+
+    seen: list[object] = []
+    plan = autoscaler.planner.plan
+
+    def recording(*args: object, **kwargs: object) -> autoscaler.planner.Plan:
+        seen.append(kwargs.get("consolidation"))
+        return plan(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(autoscaler.planner, "plan", recording)
+    run(WorkloadKey("shop", "Deployment", "web"), variant)
+    assert seen
+    assert all((c is not None) == on for c in seen)
