@@ -43,6 +43,7 @@ __all__ = [
     "fluid_bound",
     "summary_json",
     "summary_markdown",
+    "used_groups",
     "variants",
 ]
 
@@ -175,16 +176,25 @@ def _eci_only(policies: Sequence[ResourcePolicy]) -> tuple[ResourcePolicy, ...]:
     return tuple(replace(p, units=(Unit(NodeKind.ECI),)) for p in policies)
 
 
+def _bound_costs(scenario: Scenario, bound: Bound) -> dict[str, float]:
+    return {
+        g.name: bound.node_seconds_by_group.get(g.name, 0.0) * g.price_per_hour
+        for g in scenario.autoscaler.groups
+    }
+
+
+def used_groups(scenario: Scenario, bound: Bound) -> tuple[str, ...]:
+    """The groups the fluid bound uses: where headroom (spare nodes) is kept."""
+    return tuple(n for n, c in _bound_costs(scenario, bound).items() if c > 0)
+
+
 def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
     """Spillover first, then the baselines, in the order of the comparison table."""
     policies = scenario.policies
     reaction = scenario.timing.reaction_delay
-    costs = {
-        g.name: bound.node_seconds_by_group.get(g.name, 0.0) * g.price_per_hour
-        for g in scenario.autoscaler.groups
-    }
+    costs = _bound_costs(scenario, bound)
     busiest = max(costs, key=lambda n: costs[n]) if costs else ""
-    used = tuple(n for n, c in costs.items() if c > 0)
+    used = used_groups(scenario, bound)
     out = [
         Variant(
             "spillover",

@@ -17,12 +17,14 @@
     target: {pendingP99: 15s}
     baselines: {headroom: [0, 1, 2, 4], staticNodes: auto}
     samplePeriod: 5m     # resolution of the time series in the report and plot
+    spot: {interruptionsPerHour: 0}   # how often a node of a spot group is reclaimed
 
 Everything but ``autoscaler.groups`` has a default; ``data/default-scenario.yaml`` is bundled.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +84,7 @@ class Scenario:
     sample_period: float = 300.0
     autoscaling: bool = True
     name: str = "spillover"
+    spot_interruptions_per_hour: float = 0.0  # per node of a spot group, seeded exponential
 
 
 def _map(raw: Any, where: str) -> Mapping[str, Any]:
@@ -119,6 +122,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
             "baselines",
             "samplePeriod",
             "name",
+            "spot",
         ),
         "scenario",
     )
@@ -185,6 +189,11 @@ def scenario_from_dict(raw: Any) -> Scenario:
     name = doc.get("name", "spillover")
     if not isinstance(name, str) or not name:
         raise ScenarioError("name: expected a non-empty string")
+    spot = _map(doc.get("spot"), "spot")
+    _known(spot, ("interruptionsPerHour",), "spot")
+    rate = spot.get("interruptionsPerHour", 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < math.inf:
+        raise ScenarioError("spot.interruptionsPerHour: expected a non-negative number")
     scenario = Scenario(
         autoscaler=autoscaler,
         policies=tuple(policies),
@@ -196,6 +205,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         static_nodes=None if static == "auto" else int(static),
         sample_period=_duration(doc, "samplePeriod", 300.0, "scenario"),
         name=name,
+        spot_interruptions_per_hour=float(rate),
     )
     if scenario.sample_period <= 0:
         raise ScenarioError("scenario.samplePeriod: must be positive")
