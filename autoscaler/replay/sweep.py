@@ -306,7 +306,11 @@ def run_sweep(
     interrupted = False
     ran = 0
     try:
-        with log_path.open("a") as log:
+        with log_path.open("a+") as log:
+            if log.tell() > 0:
+                log.seek(log.tell() - 1)
+                if log.read(1) != "\n":
+                    log.write("\n")  # end a torn last line: it stays unreadable, alone
             for i, row in executor.map_unordered(run_task, [(t.trace, t) for t in todo], shared):
                 assert row["key"] == todo[i].key
                 log.write(json.dumps(row, sort_keys=True) + "\n")
