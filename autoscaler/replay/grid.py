@@ -3,6 +3,7 @@
 ::
 
     scenario: my-scenario.yaml     # optional, relative to the grid file (default: the bundled one)
+    baselines: true                # optional: also replay the baselines once per trace
     axes:                          # every axis optional, none empty; cells = the product of them
       policy_max: [null, 3, 5]     # max of the first ECS unit of every policy (null: unlimited)
       headroom: [0, 1]             # spare nodes (placeholder pods) per group the trace uses
@@ -82,6 +83,7 @@ class Axes(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 class GridSpec(msgspec.Struct, forbid_unknown_fields=True):
     axes: Axes
     scenario: str = ""
+    baselines: bool = True
 
 
 AXES = tuple(f.name for f in msgspec.structs.fields(Axes))
@@ -113,6 +115,7 @@ class Grid:
     base: Mapping[str, Any]  # the scenario document the cells patch
     scenario_name: str  # where the scenario came from (for people)
     digest: str  # of the base scenario document: part of every cell's key
+    baselines: bool = True  # replay the base scenario's baselines once per trace
 
     def cells(self) -> list[Cell]:
         return cells(self.axes)
@@ -374,7 +377,7 @@ def parse_grid(text: str, *, path: str = "GRID.yaml") -> Grid:
         where = f"{path}:{line}" if line is not None else path
         raise GridError(f"{where}: {field}: {p.problem}") from None
     digest = hashlib.sha256(json.dumps(base, sort_keys=True, default=str).encode()).hexdigest()
-    return Grid(path, tuple(axes), base, scenario_name, digest[:16])
+    return Grid(path, tuple(axes), base, scenario_name, digest[:16], spec.baselines)
 
 
 def load_grid(path: str | Path) -> Grid:

@@ -252,11 +252,18 @@ def compare(
     *,
     name: str = "",
     progress: Callable[[str, int], None] | None = None,
+    run_variants: Callable[[Trace, Scenario, list[Variant]], list[Result]] | None = None,
 ) -> Comparison:
-    """Spillover and every baseline on one trace, with the bound and the verdict."""
+    """Spillover and every baseline on one trace, with the bound and the verdict.
+
+    ``run_variants`` replays the variants elsewhere (``autoscaler.replay.sweep.simulate_variants``
+    runs them in parallel); it returns the results in the order of the variants.
+    """
     bound = fluid_bound(trace, scenario)
     results = []
-    for variant in variants(scenario, bound):
+    if run_variants is not None:
+        results = run_variants(trace, scenario, variants(scenario, bound))
+    for variant in variants(scenario, bound) if run_variants is None else ():
         tick = None
         if progress is not None:
             vname = variant.name

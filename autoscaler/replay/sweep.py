@@ -36,7 +36,7 @@ from .frontier import (
 )
 from .grid import Cell, Grid, format_value
 from .report import Bound, fluid_bound, used_groups, variants
-from .results import Result
+from .results import Result, Variant
 from .scenario import Scenario, scenario_from_dict
 from .simulator import simulate
 from .trace import Trace, TraceError
@@ -51,6 +51,7 @@ __all__ = [
     "result_row",
     "run_sweep",
     "run_task",
+    "simulate_variants",
 ]
 
 LOG = "cells.jsonl"
@@ -141,6 +142,12 @@ def load_trace(t: TraceInput) -> Trace:
     return load_input(args)
 
 
+def _variants_of(scenario: Scenario) -> list[Variant]:
+    """The scenario's variants where only their names and the Spillover variant are needed
+    (those do not depend on the trace's fluid bound; the baselines' sizes do)."""
+    return variants(scenario, Bound(0.0, {}, 0.0, {}))
+
+
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -198,7 +205,7 @@ def run_task(job: TraceJob, task: Task) -> dict[str, Any]:
     }
     if task.cell is not None:
         scenario = job.grid.scenario(task.cell)
-        spill = variants(scenario, Bound(0.0, {}, 0.0, {}))[0]
+        spill = _variants_of(scenario)[0]
         headroom = int(task.cell.value("headroom", 0))
         variant = replace(spill, headroom=headroom, headroom_groups=job.used if headroom else ())
         for axis, value in task.cell.values:
@@ -209,6 +216,37 @@ def run_task(job: TraceJob, task: Task) -> dict[str, Any]:
         variant = next(v for v in variants(scenario, bound) if v.name == task.variant)
     row.update(result_row(simulate(job.trace, scenario, variant)))
     return row
+
+
+def _simulate_variant(job: tuple[Trace, Scenario], variant: Variant) -> Result:
+    return simulate(job[0], job[1], variant)
+
+
+def simulate_variants(
+    trace: Trace,
+    scenario: Scenario,
+    variant_list: Sequence[Variant],
+    *,
+    executor: Executor,
+    done: Callable[[str], None] | None = None,
+) -> list[Result]:
+    """Every variant's replay on ``executor``, in the order given (as a serial run).
+
+    The longest replay (Spillover, with its forecast) is first, so that it starts at once.
+    """
+    if executor.workers > 1:
+        from autoscaler.kernels import warm_up
+
+        warm_up()  # once, before the workers fork, instead of once in every worker
+    results: list[Result | None] = [None] * len(variant_list)
+    tasks = [("job", v) for v in variant_list]
+    for i, result in executor.map_unordered(_simulate_variant, tasks, {"job": (trace, scenario)}):
+        results[i] = result
+        if done is not None:
+            done(variant_list[i].name)
+    out = [r for r in results if r is not None]
+    assert len(out) == len(variant_list)
+    return out
 
 
 # -- the log ---------------------------------------------------------------------------------------
@@ -287,7 +325,7 @@ def run_sweep(
     base = scenario_from_dict(dict(grid.base))
     loaded = {t.name: load_trace(t) for t in traces}
     bounds = {name: fluid_bound(trace, base) for name, trace in loaded.items()}
-    baselines = [v.name for v in variants(base, Bound(0.0, {}, 0.0, {}))[1:]]
+    baselines = [v.name for v in _variants_of(base)[1:]] if grid.baselines else []
     tasks = plan_tasks(grid, traces, baselines)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOG
@@ -298,6 +336,10 @@ def run_sweep(
         name: TraceJob(trace, grid, base, used_groups(base, bounds[name]))
         for name, trace in loaded.items()
     }
+    if todo and executor.workers > 1:
+        from autoscaler.kernels import warm_up
+
+        warm_up()  # once, before the workers fork, instead of once in every worker
     bar = None
     if progress and todo:
         from tqdm import tqdm
