@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ from autoscaler.cli import main as autoscaler_main
 from autoscaler.replay.executors import PoolExecutor, SerialExecutor
 from autoscaler.replay.frontier import Point, pareto_front, recommendation
 from autoscaler.replay.grid import GridError, parse_grid
-from autoscaler.replay.sweep import LOG, run_sweep, trace_inputs
+from autoscaler.replay.sweep import LOG, read_log, run_sweep, trace_inputs
 from autoscaler.replay.trace import ReplicasChanged, Template, Trace, TraceHeader, write_trace
 from extender.model import Resources, WorkloadKey
 
@@ -272,3 +276,50 @@ def test_pareto_front_and_recommendation() -> None:
     assert recommendation(points, target_p99=0.5).startswith(
         "No cell meets the pending p99 target of 0.5 s; the fastest is d"
     )
+
+
+def test_replay_command_in_parallel_writes_what_the_serial_run_writes(tmp_path: Path) -> None:
+    (tmp_path / "scenario.yaml").write_text(SCENARIO_YAML)
+    trace = str(_trace(tmp_path / "t.jsonl", 1))
+    outs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        argv = ["replay", trace, "--scenario", str(tmp_path / "scenario.yaml"), "--quiet"]
+        assert autoscaler_main([*argv, "--out", str(out), "--workers", workers]) == 0
+        outs[workers] = out
+    for name in ("summary.json", "summary.md", "actions.jsonl"):
+        assert (outs["1"] / name).read_text() == (outs["2"] / name).read_text()
+    assert len(json.loads((outs["2"] / "summary.json").read_text())["baselines"]) == 4
+
+
+def test_ctrl_c_stops_the_command_cleanly_and_a_rerun_continues(tmp_path: Path) -> None:
+    (tmp_path / "scenario.yaml").write_text(SCENARIO_YAML)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        "scenario: scenario.yaml\nbaselines: false\n"
+        "axes:\n  eci_price: [1.0, 0.8, 0.6]\n  boot_time: [30s, 60s, 90s, 2m]\n"
+    )
+    web = WorkloadKey("shop", "Deployment", "web")
+    tpl = Template(Resources(1000, 2**30, 1), {"app": "web"})
+    events = [ReplicasChanged(0.0, web, 2, tpl)]
+    events += [ReplicasChanged(60.0 * k, web, 1 + (k * 7) % 9) for k in range(1, 800)]
+    trace = tmp_path / "t.jsonl"
+    write_trace(trace, Trace(TraceHeader(source="test"), events))
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "autoscaler.cli", "sweep", str(grid), str(trace)]
+    argv += ["--out", str(out), "--workers", "2"]
+    # A new session stands for the terminal: Ctrl-C sends SIGINT to the whole process group.
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = out / LOG
+    while proc.poll() is None and not (log.exists() and log.read_text().count("\n") >= 1):
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().startswith("interrupted: ")
+    assert "run the same command again" in err
+    done = len(read_log(log))
+    assert 1 <= done < 12
+    assert autoscaler_main(["sweep", *argv[4:], "--quiet"]) == 0
+    assert len(read_log(log)) == 12
