@@ -164,16 +164,19 @@ def summary_markdown(
         "",
         f"Scenario: {scenario}. Traces: {', '.join(traces)}. "
         f"{cells_done} of {cells_total} replays done. "
-        "Cost is summed over the traces, pending p99 is the worst trace's.",
+        "Cost is summed over the traces, pending p99 is the worst trace's; the baselines replay "
+        "the base scenario (its prices and shapes).",
         "",
         f"**Recommendation**: {recommendation(points, target_p99=target_p99)}",
         "",
         "## Pareto front (Spillover cells: cost against pending p99)",
         "",
-        "| configuration | total CNY | pending p99 s | never started |",
-        "| --- | ---: | ---: | ---: |",
+        "| cell | configuration | total CNY | pending p99 s | never started |",
+        "| ---: | --- | ---: | ---: | ---: |",
     ]
-    lines += [f"| {p.name} | {p.cost:,.0f} | {p.p99:.1f} | {p.never_started} |" for p in front]
+    lines += [
+        f"| #{p.cell} | {p.name} | {p.cost:,.0f} | {p.p99:.1f} | {p.never_started} |" for p in front
+    ]
     lines += [
         "",
         "## Every configuration",
@@ -190,16 +193,18 @@ def summary_markdown(
 
 
 def plot_front(points: Sequence[Point], path: str | Path, *, target_p99: float, title: str) -> Path:
-    """Every configuration as a point, the front as a line, baselines as crosses."""
+    """Every configuration as a point, the front as a line (cells named ``#k``), baselines as x."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     cells = [p for p in points if p.kind == "spillover"]
     base = [p for p in points if p.kind == "baseline"]
     front = pareto_front(cells)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    shown = front[:8]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8 + 0.16 * len(shown)))
     ax.scatter(
         [p.p99 for p in cells], [p.cost for p in cells], s=14, color="tab:gray", label="grid cells"
     )
@@ -210,8 +215,15 @@ def plot_front(points: Sequence[Point], path: str | Path, *, target_p99: float, 
         color="tab:blue",
         label="Pareto front",
     )
-    for p in front:
-        ax.annotate(p.name, (p.p99, p.cost), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    for p in shown:
+        ax.annotate(
+            f"#{p.cell}",
+            (p.p99, p.cost),
+            fontsize=7,
+            color="tab:blue",
+            xytext=(4, 2),
+            textcoords="offset points",
+        )
     if base:
         ax.scatter(
             [p.p99 for p in base],
@@ -226,17 +238,22 @@ def plot_front(points: Sequence[Point], path: str | Path, *, target_p99: float, 
                 (p.p99, p.cost),
                 fontsize=6,
                 color="tab:red",
-                xytext=(3, -8),
+                xytext=(4, -8),
                 textcoords="offset points",
             )
     ax.axvline(target_p99, color="tab:green", ls="--", lw=0.8, label=f"target p99 {target_p99:g} s")
-    ax.set_xlabel("pending p99, s (worst trace)")
-    ax.set_ylabel("cost, CNY (all traces)")
     ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_xlabel("pending p99, s (worst trace; log scale above 1 s)")
+    ax.set_ylabel("cost, CNY (all traces)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.grid(alpha=0.3)
+    legend = "\n".join(f"#{p.cell}: {p.name}" for p in shown)
+    fig.text(0.01, 0.01, legend, fontsize=7, va="bottom", family="monospace")
+    fig.tight_layout(rect=(0, 0.03 + 0.028 * len(shown), 1, 1))
     path = Path(path)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
