@@ -38,10 +38,9 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-import numpy as np
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -54,9 +53,9 @@ from .forecast import Forecast, Forecaster, SeasonalForecaster
 from .leader import LeaseElector
 from .metrics import Metrics
 from .nodegroup import AutoscalerConfig
-from .planner import DisruptionBudget, GroupNode, GroupState, Plan, plan
-from .predictive import CLASSES, CPU, demand_class
-from .providers.base import GroupStatus, InstanceState, Provider, ProviderError
+from .planner import DisruptionBudget, GroupNode, GroupState, Plan, group_state, plan
+from .predictive import CLASSES, CPU, RefitRule, class_demand_of
+from .providers.base import GroupStatus, Provider, ProviderError
 from .status import DemandHistory, Memory, StatusStore
 
 __all__ = [
@@ -119,29 +118,20 @@ class PassResult:
 
 
 def class_demand(state: ClusterState) -> dict[str, float]:
-    """Aggregate demand ECS could hold, per resource class (cpu cores, GPUs; see
-    ``autoscaler.predictive``): pods waiting for a node, live pods on ECS nodes, and live pods on
-    ECI whose placement policy has an ECS unit (short pods there are steady demand in aggregate).
-    """
+    """Aggregate demand ECS could hold, per resource class (cpu cores, GPUs), each pod counted by
+    ``autoscaler.predictive.class_demand_of``, the rule the replay applies too."""
     milli = dict.fromkeys(CLASSES, 0)
-
-    def count(pod: Pod) -> None:
-        cls, amount = demand_class(pod.requests)
-        milli[cls] += amount
-
-    for pod in state.pending_pods():
-        count(pod)
     policies = state.policies
+    for pod in state.pending_pods():
+        cls, amount = class_demand_of(pod.requests, on=None, policy=None)
+        milli[cls] += amount
     for node in state.nodes.values():
         for pod in state.pods_on(node.name):
             if pod.finished:
                 continue
-            if node.kind is NodeKind.ECS:
-                count(pod)
-            elif policies:
-                policy = policy_for(policies, pod)
-                if policy is not None and policy.has_ecs:
-                    count(pod)
+            policy = policy_for(policies, pod) if node.kind is NodeKind.ECI else None
+            cls, amount = class_demand_of(pod.requests, on=node.kind, policy=policy)
+            milli[cls] += amount
     return {cls: m / 1000.0 for cls, m in milli.items()}
 
 
@@ -348,26 +338,14 @@ class Controller:
             if status is None:
                 log.error("provider does not know group", extra={"group": group.name})
                 continue
-            nodes = registered.get(group.name, [])
-            names = {n.name for n in nodes}
-            upcoming = [
-                GroupNode(i.node or i.id, now)
-                for i in status.instances
-                if i.state is InstanceState.CREATING and (i.node or i.id) not in names
-            ]
-            spec = replace(
-                group,
-                min_size=max(group.min_size, status.min_size),
-                max_size=min(group.max_size, status.max_size) if status.max_size else 0,
-                desired=status.target,
-            )
             states.append(
-                GroupState(
-                    group=spec,
-                    target_size=status.target,
-                    nodes=(*nodes, *upcoming),
+                group_state(
+                    group,
+                    status,
+                    registered=registered.get(group.name, ()),
                     last_scale_up=memory.last_scale_up.get(group.name),
                     last_scale_down=memory.last_scale_down.get(group.name),
+                    now=now,
                 )
             )
         return states
@@ -390,25 +368,15 @@ class Controller:
             self.metrics.forecast_wape.set(sum(e for e, _ in self._errors) / total)
 
     async def _forecast_for(self, memory: Memory, now: float) -> dict[str, Forecast] | None:
-        if not self._forecast or now - self._fitted_at >= self.settings.forecast_refit:
-            self._forecast = {}
-            horizon = self.config.settings.forecast_horizon + max(
-                (g.boot_time for g in self.config.groups), default=0.0
+        rule = RefitRule(self.settings.forecast_refit, self.settings.forecast_min_history)
+        if not self._forecast or rule.due(now=now, fitted_at=self._fitted_at):
+            reach = rule.reach(self.config.groups, horizon=self.config.settings.forecast_horizon)
+            histories = {cls: h.series() for cls, h in memory.histories().items()}
+            self._forecast, errors = await asyncio.to_thread(
+                rule.refit, histories, forecaster=self._forecaster, reach=reach
             )
-            for cls, history in memory.histories().items():
-                if history.span < self.settings.forecast_min_history:
-                    continue
-                ts, values = history.series()
-                if cls != CPU and max(values, default=0.0) <= 0:
-                    continue  # no demand of this class ever: nothing to pre-provision
-                fitted = self._forecaster.fit(np.asarray(ts), np.asarray(values))
-                try:
-                    self._forecast[cls] = await asyncio.to_thread(fitted.predict, horizon=horizon)
-                except (ValueError, np.linalg.LinAlgError) as err:
-                    log.warning(
-                        "forecast failed; planning without it",
-                        extra={"error": str(err), "class": cls},
-                    )
+            for error in errors:
+                log.warning("forecast failed; planning without it", extra={"error": error})
             self._fitted_at = now
         return self._forecast or None
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ from . import kernels_ref, predictive, scaledown, scaleup
 from .context import Context
 from .demand import EXPECTED_DURATION
 from .nodegroup import NodeGroup, PlannerSettings
+from .providers.base import GroupStatus, InstanceState
 from .scaledown import SAFE_TO_EVICT, Floor
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ __all__ = [
     "PlannerSettings",
     "ScaleDown",
     "ScaleUp",
+    "group_state",
     "plan",
 ]
 
@@ -89,6 +91,45 @@ class GroupState:
 
     def in_cooldown(self, now: float) -> bool:
         return now - self.last_any() < self.group.cooldown
+
+
+def group_state(
+    group: NodeGroup,
+    status: GroupStatus,
+    *,
+    registered: Sequence[GroupNode],
+    requested: Mapping[str, float] | None = None,
+    last_scale_up: float | None,
+    last_scale_down: float | None,
+    now: float,
+) -> GroupState:
+    """A group as the planner sees it: the configured group clamped to the provider's sizes.
+
+    ``registered``: the group's nodes known to the cluster; instances the provider is still
+    creating are added (created at ``requested[id]``, else ``now``).  The min and max sizes are
+    the stricter of the configuration and the provider; the current size is the provider's
+    target (``target_size``).  The controller and the replay both build their groups here.
+    """
+    names = {n.name for n in registered}
+    asked = requested or {}
+    upcoming = [
+        GroupNode(i.node or i.id, asked.get(i.node or i.id, now))
+        for i in status.instances
+        if i.state is InstanceState.CREATING and (i.node or i.id) not in names
+    ]
+    low = max(group.min_size, status.min_size)
+    high = min(group.max_size, status.max_size) if status.max_size else 0
+    # The same object when nothing is clamped: the planner memoizes node templates by identity.
+    spec = group
+    if (low, high) != (group.min_size, group.max_size):
+        spec = replace(group, min_size=low, max_size=high)
+    return GroupState(
+        group=spec,
+        target_size=status.target,
+        nodes=(*registered, *upcoming),
+        last_scale_up=last_scale_up,
+        last_scale_down=last_scale_down,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,14 +21,15 @@ class's capacity below its level.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from extender.model import Resources
+from extender.model import NodeKind, Resources
+from extender.policy import ResourcePolicy
 
 from .context import Context, Growth
 from .costs import break_even_fraction
@@ -36,7 +37,7 @@ from .expanders import Option, expander_for
 from .nodegroup import NodeGroup
 
 if TYPE_CHECKING:
-    from .forecast import Forecast
+    from .forecast import Forecast, Forecaster
 
 __all__ = [
     "CLASSES",
@@ -44,7 +45,9 @@ __all__ = [
     "GPU",
     "PREDICTIVE",
     "Level",
+    "RefitRule",
     "by_class",
+    "class_demand_of",
     "demand_class",
     "forecast_levels",
     "group_class",
@@ -73,6 +76,65 @@ def demand_class(requests: Resources) -> tuple[str, int]:
     if requests.gpu_milli > 0:
         return GPU, requests.gpu_milli
     return CPU, requests.cpu_milli
+
+
+def class_demand_of(
+    requests: Resources, *, on: NodeKind | None, policy: ResourcePolicy | None
+) -> tuple[str, int]:
+    """A live pod's part of its class's demand, in milli-units (the controller and the replay).
+
+    ``on``: where it runs (``None``: waiting for a node).  Pods waiting and pods on ECS count;
+    pods on ECI count when their placement policy has an ECS unit (short pods there are steady
+    demand in aggregate), not otherwise (nothing would ever put them on ECS).
+    """
+    cls, amount = demand_class(requests)
+    if on is NodeKind.ECI and (policy is None or not policy.has_ecs):
+        return cls, 0
+    return cls, amount
+
+
+@dataclass(frozen=True, slots=True)
+class RefitRule:
+    """When each class's forecast is refitted, on how much history, and how far it reaches.
+
+    One rule for the controller and the replay: refit every ``every`` seconds; a class with less
+    than ``min_history`` seconds of history, or a GPU class that never had demand, gets no
+    forecast; a forecast reaches until the next refit plus the longest boot time plus the
+    planner's ``forecast_horizon`` (it is in force that long).
+    """
+
+    every: float
+    min_history: float
+
+    def due(self, *, now: float, fitted_at: float) -> bool:
+        return now - fitted_at >= self.every
+
+    def reach(self, groups: Iterable[NodeGroup], *, horizon: float) -> float:
+        boot = max((g.boot_time for g in groups), default=0.0)
+        return self.every + boot + horizon
+
+    def refit(
+        self,
+        histories: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]],
+        *,
+        forecaster: Forecaster,
+        reach: float,
+    ) -> tuple[dict[str, Forecast], list[str]]:
+        """Forecasts per class from ``(ts, values)`` histories, and the errors of classes that failed."""
+        out: dict[str, Forecast] = {}
+        errors: list[str] = []
+        for cls, (ts_raw, values_raw) in histories.items():
+            ts = np.asarray(ts_raw, np.float64)
+            values = np.asarray(values_raw, np.float64)
+            if ts.size == 0 or ts[-1] - ts[0] < self.min_history:
+                continue
+            if cls != CPU and float(values.max()) <= 0:
+                continue  # no demand of this class ever: nothing to pre-provision
+            try:
+                out[cls] = forecaster.fit(ts, values).predict(horizon=reach)
+            except (ValueError, np.linalg.LinAlgError) as err:
+                errors.append(f"{cls}: {err}")
+        return out, errors
 
 
 def by_class(forecast: Forecast | Mapping[str, Forecast] | None) -> dict[str, Forecast]:

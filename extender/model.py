@@ -221,6 +221,33 @@ class Pod:
         suffix = self.name[len(prefix) :] if self.name.startswith(prefix) else ""
         return int(suffix) if suffix.isdigit() else None
 
+    def placed(self, node_name: str, phase: str) -> Pod:
+        """This pod bound to ``node_name`` (``""``: unbound) in ``phase``; every other field kept.
+
+        ``dataclasses.replace`` without its per-field overhead (the replay moves pods millions of
+        times).  A field added to ``Pod`` must be added here too; a test checks every field.
+        """
+        return Pod(
+            uid=self.uid,
+            name=self.name,
+            namespace=self.namespace,
+            labels=self.labels,
+            annotations=self.annotations,
+            requests=self.requests,
+            owner=self.owner,
+            node_name=node_name,
+            phase=phase,
+            terminating=self.terminating,
+            tolerations=self.tolerations,
+            node_selector=self.node_selector,
+            required_affinity=self.required_affinity,
+            priority=self.priority,
+            scheduler_name=self.scheduler_name,
+            nominated_node=self.nominated_node,
+            created=self.created,
+            workload=self.workload,
+        )
+
 
 def node_kind(
     labels: Mapping[str, str], taints: Sequence[Taint], settings: NodeKindSettings

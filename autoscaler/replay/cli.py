@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,11 @@ def add_parsers(subparsers: Any) -> None:
         type=int,
         default=0,
         help="processes replaying the variants side by side (0: every CPU; 1: this process)",
+    )
+    p.add_argument(
+        "--every-namespace",
+        action="store_true",
+        help="apply the scenario's policies to every namespace of the trace (everyNamespace)",
     )
     p.add_argument(
         "--per-replica", type=float, default=20.0, help="series: demand one replica serves"
@@ -105,6 +111,7 @@ def load_input(args: argparse.Namespace) -> Trace:
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; reports are for sharing, like the plot
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -141,16 +148,21 @@ def write_outputs(comparison: Any, out: Path) -> dict[str, Path]:
     _atomic_write(paths["actions"], actions.encode())
     tmp_plot = out / ".replay.png.tmp.png"
     plot_comparison(comparison, tmp_plot)
+    os.chmod(tmp_plot, 0o644)
     os.replace(tmp_plot, paths["plot"])
     return paths
 
 
-def progress_bar(total: int, quiet: bool) -> tuple[Callable[[str, int], None] | None, Any]:
-    if quiet:
+def progress_bar(
+    total: int, quiet: bool, *, stream: Any = None
+) -> tuple[Callable[[str, int], None] | None, Any]:
+    """A tqdm bar on ``stream`` (stderr); none when quiet or when it is not a terminal (logs)."""
+    stream = sys.stderr if stream is None else stream
+    if quiet or not stream.isatty():
         return None, None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="ev", delay=2.0, file=sys.stderr, leave=False)
+    bar = tqdm(total=total, unit="ev", delay=2.0, file=stream, leave=False)
 
     def tick(variant: str, n: int) -> None:
         bar.set_description(variant, refresh=False)
@@ -161,7 +173,7 @@ def progress_bar(total: int, quiet: bool) -> tuple[Callable[[str, int], None] | 
 
 def run_replay(args: argparse.Namespace) -> int:
     from .executors import PoolExecutor, default_workers
-    from .report import compare, summary_json, variants
+    from .report import compare, summary_json, unmatched_note, variants
     from .results import Result, Variant
     from .scenario import Scenario, ScenarioError, load_scenario
     from .sweep import simulate_variants
@@ -173,6 +185,8 @@ def run_replay(args: argparse.Namespace) -> int:
     except (TraceError, ScenarioError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.every_namespace:
+        scenario = replace(scenario, every_namespace=True)
     from .report import fluid_bound
 
     n_variants = len(variants(scenario, fluid_bound(trace, scenario)))
@@ -204,6 +218,9 @@ def run_replay(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    note = unmatched_note(comparison.spillover)
+    if note:
+        print(f"warning: {args.trace}: {note}", file=sys.stderr)
     paths = write_outputs(comparison, Path(args.out))
     if args.json:
         print(json.dumps(summary_json(comparison), indent=2))

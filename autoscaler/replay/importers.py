@@ -1,7 +1,11 @@
 """Importers: other people's traces turned into Spillover trace events.
 
 **Alibaba cluster-trace-gpu-v2023** (``openb_pod_list_*.csv``).  Every row is one task of a
-production GPU cluster, with times in seconds from the trace start.  What is replayed:
+production GPU cluster, with times in seconds from the trace start.  Rows are taken in any order
+(the published cpu200 and gpushare80 lists are not sorted) and ordered by creation time, stable.
+A list without time columns (the published multigpu50 list has only ``name, cpu_milli,
+memory_mib, num_gpu, gpu_milli``) cannot be replayed over time: the importer stops with one line
+that says so.  What is replayed:
 
 - Pods with a ``scheduled_time`` (phases Running, Succeeded, Failed: they ran in the original
   cluster) arrive at ``creation_time`` and are deleted at ``deletion_time``.  Failed pods ran and
@@ -48,10 +52,12 @@ from .trace import (
     Trace,
     TraceError,
     TraceHeader,
+    check_time,
 )
 
-__all__ = ["OPENB_COLUMNS", "import_openb", "import_series"]
+__all__ = ["OPENB_COLUMNS", "OPENB_TIME_COLUMNS", "import_openb", "import_series"]
 
+OPENB_TIME_COLUMNS = ("creation_time", "deletion_time", "scheduled_time")
 OPENB_COLUMNS = (
     "name",
     "cpu_milli",
@@ -102,20 +108,26 @@ def import_openb(
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
             missing = [c for c in OPENB_COLUMNS if c not in columns]
+            if set(OPENB_TIME_COLUMNS) <= set(missing) <= {*OPENB_TIME_COLUMNS, "pod_phase"}:
+                raise TraceError(
+                    f"{where}:1: no {', '.join(OPENB_TIME_COLUMNS)} columns: this pod list has "
+                    "no times (like the published multigpu50 list), so it cannot be replayed "
+                    "over time; it describes a set of pods to pack, e.g. for "
+                    "`spillover-autoscaler plan`"
+                )
             if missing:
                 raise TraceError(f"{where}:1: missing column(s) {', '.join(missing)}")
-            last = -1
             for row in reader:
                 at = f"{where}:{reader.line_num}"
                 if None in row or any(v is None for v in row.values()):
                     raise TraceError(f"{at}: expected {len(columns)} fields")
                 created = _int(row, "creation_time", at)
                 assert created is not None
-                if created < last:
-                    raise TraceError(f"{at}: time goes backwards ({created} after {last})")
-                last = created
                 deleted = _int(row, "deletion_time", at, optional=True)
                 scheduled = _int(row, "scheduled_time", at, optional=True)
+                for column, value in (("creation_time", created), ("deletion_time", deleted)):
+                    if value is not None:
+                        check_time(value, f"{at}: {column}")
                 cpu, mem, ngpu, gmilli = (
                     _int(row, c, at) for c in ("cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
                 )
@@ -132,6 +144,9 @@ def import_openb(
                 )
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise TraceError(f"{where}: {err}") from None
+    # The published lists are not all in creation order (cpu200, gpushare80): order by creation
+    # time, stable, so rows created at the same second keep their file order.
+    rows.sort(key=lambda r: r[0])
     end = max((d if d is not None else c for c, d, *_ in rows), default=0)
     history = _History() if expected_duration == "history" else None
     events: list[tuple[float, int, Event]] = []
@@ -222,6 +237,7 @@ def import_series(
         dict(labels or {"app": workload.name}),
     )
     start = float(ts[0])
+    check_time(float(ts[-1]) - start, f"{path}: ts")
     events: list[Event] = []
     current = -1
     for t, v in zip(ts.tolist(), values.tolist(), strict=True):

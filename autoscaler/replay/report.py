@@ -43,6 +43,7 @@ __all__ = [
     "fluid_bound",
     "summary_json",
     "summary_markdown",
+    "unmatched_note",
     "used_groups",
     "variants",
 ]
@@ -296,11 +297,24 @@ def compare(
     )
 
 
+def unmatched_note(r: Result) -> str:
+    """``"N of M pods match no ResourcePolicy ..."``, or ``""`` when every pod is managed."""
+    if not r.unmanaged:
+        return ""
+    return (
+        f"{r.unmanaged:,} of {r.pods:,} pods match no ResourcePolicy of the scenario: they run "
+        "unmanaged (ECS only, never ECI); set everyNamespace: true in the scenario (or "
+        "--every-namespace) to apply its policies to every namespace."
+    )
+
+
 def _verdict(results: list[Result], target: float) -> tuple[list[str], bool]:
     s = results[0]
     sp99, scost = s.pending_percentile(99), s.cost
     notes = []
     ok = sp99 <= target
+    if s.unmanaged:
+        notes.append(unmatched_note(s))
     if not ok:
         notes.append(f"Spillover misses the pending p99 target: {sp99:.1f} s > {target:g} s.")
     # "As fast" means a pending p99 at or below Spillover's, or within the target when Spillover
@@ -308,6 +322,13 @@ def _verdict(results: list[Result], target: float) -> tuple[list[str], bool]:
     fast_enough = max(sp99, target) if sp99 <= target else sp99
     for b in results[1:]:
         bp99, bcost = b.pending_percentile(99), b.cost
+        if b.never_started > s.never_started:
+            # Pods that never ran cost nothing: such a baseline is never called cheaper.
+            notes.append(
+                f"{b.name} left {b.never_started:,} pod(s) never started "
+                f"(Spillover {s.never_started:,}): not comparable on cost ({bcost:,.0f} CNY)."
+            )
+            continue
         if bp99 <= fast_enough and bcost <= scost:
             ok = False
             notes.append(
@@ -400,6 +421,7 @@ def _row(r: Result) -> dict[str, Any]:
         "pending_p99": round(r.pending_percentile(99), 3),
         "never_started": r.never_started,
         "pods": r.pods,
+        "unmanaged_pods": r.unmanaged,
         "eci_pod_hours_share": round(r.eci_share, 4),
         "scaling_actions": len(r.actions),
         "peak_nodes": r.peak_nodes,
@@ -438,6 +460,7 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
         f"Scenario `{c.scenario}`, {s.duration / 3600:,.1f} hours of virtual time, {s.pods:,} pods. "
         f"Target: pending p99 <= {c.target_p99:g} s.",
         "",
+        *([f"**{unmatched_note(s)}**", ""] if s.unmanaged else []),
         "| variant | total CNY | ECS CNY | ECS node-h | ECI CNY | ECI vCPU-s | ECI GiB-s "
         "| pending p50 / p95 / p99 s | never started | ECI pod-h share | scaling actions "
         "| peak nodes |",

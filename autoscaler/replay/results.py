@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from extender.policy import ResourcePolicy
 
-__all__ = ["Action", "Result", "Timeline", "Variant"]
+__all__ = ["Action", "CostSplit", "Result", "Timeline", "Variant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,49 @@ class Timeline:
 
 
 @dataclass(frozen=True, slots=True)
+class CostSplit:
+    """Where the money of one variant went (``autoscaler.replay.billing`` says how it is split)."""
+
+    ecs_busy: float = 0.0
+    ecs_fragmentation: float = 0.0
+    ecs_booting: float = 0.0
+    ecs_pre_provisioned: float = 0.0
+    ecs_scale_down_wait: float = 0.0
+    eci_burst: float = 0.0
+    eci_long_stay: float = 0.0
+
+    LABELS: ClassVar[Mapping[str, str]] = {
+        "ecs_busy": "ECS busy",
+        "ecs_fragmentation": "ECS idle: fragmentation",
+        "ecs_booting": "ECS idle: booting",
+        "ecs_pre_provisioned": "ECS idle: pre-provisioned",
+        "ecs_scale_down_wait": "ECS idle: waiting for scale-down",
+        "eci_burst": "ECI bursts (< 1 h)",
+        "eci_long_stay": "ECI long stays (>= 1 h)",
+    }
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    def items(self) -> list[tuple[str, float]]:
+        return [(name, float(getattr(self, name))) for name in self.names()]
+
+    @property
+    def total(self) -> float:
+        return sum(v for _, v in self.items())
+
+    @property
+    def ecs_idle(self) -> float:
+        return (
+            self.ecs_fragmentation
+            + self.ecs_booting
+            + self.ecs_pre_provisioned
+            + self.ecs_scale_down_wait
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     name: str
     description: str
@@ -76,6 +120,8 @@ class Result:
     events: int
     evictions: int
     timeline: Timeline
+    split: CostSplit = field(default_factory=CostSplit)
+    unmanaged: int = 0  # pods no ResourcePolicy of the variant selects
 
     @property
     def cost(self) -> float:

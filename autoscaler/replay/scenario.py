@@ -7,26 +7,32 @@
       groups: [...]
       settings: {...}
     policies: [...]      # ResourcePolicy documents (spillover.dev/v1alpha1)
+    everyNamespace: false  # true: the policies also select pods of every namespace of the trace
     timing:
       loopPeriod: 10s      # the autoscaler's periodic loop
       reactionDelay: 1s    # a new pending/overflowed pod triggers a pass this much later (null: wait for the loop)
       eciStartDelay: 10s   # an ECI pod starts this long after it is bound ...
       eciStartJitter: 2s   # ... plus a seeded uniform jitter in [0, jitter)
       ecsPodStartDelay: 0s # a pod bound to a ready ECS node starts after this
-    forecast: {enabled: true, refit: 6h, history: 168h, step: 5m, passEvery: 1h}
+    forecast: {enabled: true, refit: 6h, history: 168h, step: 5m, passEvery: 1h, minHistory: 1d}
     target: {pendingP99: 15s}
     baselines: {headroom: [0, 1, 2, 4], staticNodes: auto}
     samplePeriod: 5m     # resolution of the time series in the report and plot
     spot: {interruptionsPerHour: 0}   # how often a node of a spot group is reclaimed
 
 Everything but ``autoscaler.groups`` has a default; ``data/default-scenario.yaml`` is bundled.
+
+``everyNamespace`` (or ``replay --every-namespace``): a recorded cluster's namespaces are not the
+scenario's, and a pod no policy selects is unmanaged (ECS only, never ECI).  With it, every
+namespace of the trace that no policy names gets a copy of each policy (``policies_for``), so a
+recorded trace replays with the bundled scenario's policies.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,7 @@ __all__ = [
     "ScenarioError",
     "Timing",
     "load_scenario",
+    "policies_for",
     "scenario_from_dict",
 ]
 
@@ -69,6 +76,7 @@ class ForecastSpec:
     history: float = 7 * 86_400.0
     step: float = 300.0
     every: float = 3600.0  # a planner pass at least this often while a forecast is in force
+    min_history: float = 86_400.0  # no forecast before this much history (the controller's default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,16 @@ class Scenario:
     autoscaling: bool = True
     name: str = "spillover"
     spot_interruptions_per_hour: float = 0.0  # per node of a spot group, seeded exponential
+    every_namespace: bool = False
+
+
+def policies_for(
+    policies: tuple[ResourcePolicy, ...], namespaces: Iterable[str]
+) -> tuple[ResourcePolicy, ...]:
+    """``policies`` plus, for each namespace none of them names, a copy of each in it."""
+    named = {p.namespace for p in policies}
+    extra = [replace(p, namespace=ns) for ns in sorted(set(namespaces) - named) for p in policies]
+    return (*policies, *extra)
 
 
 def _map(raw: Any, where: str) -> Mapping[str, Any]:
@@ -123,6 +141,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
             "samplePeriod",
             "name",
             "spot",
+            "everyNamespace",
         ),
         "scenario",
     )
@@ -164,7 +183,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
     if timing.loop_period <= 0:
         raise ScenarioError("timing.loopPeriod: must be positive")
     f = _map(doc.get("forecast"), "forecast")
-    _known(f, ("enabled", "refit", "history", "step", "passEvery"), "forecast")
+    _known(f, ("enabled", "refit", "history", "step", "passEvery", "minHistory"), "forecast")
     fd = ForecastSpec()
     enabled = f.get("enabled", fd.enabled)
     if not isinstance(enabled, bool):
@@ -175,6 +194,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         _duration(f, "history", fd.history, "forecast"),
         _duration(f, "step", fd.step, "forecast"),
         _duration(f, "passEvery", fd.every, "forecast"),
+        _duration(f, "minHistory", fd.min_history, "forecast"),
     )
     target = _map(doc.get("target"), "target")
     _known(target, ("pendingP99",), "target")
@@ -186,6 +206,9 @@ def scenario_from_dict(raw: Any) -> Scenario:
     static = b.get("staticNodes", "auto")
     if static != "auto" and (not isinstance(static, int) or isinstance(static, bool) or static < 0):
         raise ScenarioError("baselines.staticNodes: expected 'auto' or a non-negative integer")
+    every_namespace = doc.get("everyNamespace", False)
+    if not isinstance(every_namespace, bool):
+        raise ScenarioError("everyNamespace: expected true or false")
     name = doc.get("name", "spillover")
     if not isinstance(name, str) or not name:
         raise ScenarioError("name: expected a non-empty string")
@@ -206,6 +229,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         sample_period=_duration(doc, "samplePeriod", 300.0, "scenario"),
         name=name,
         spot_interruptions_per_hour=float(rate),
+        every_namespace=every_namespace,
     )
     if scenario.sample_period <= 0:
         raise ScenarioError("scenario.samplePeriod: must be positive")

@@ -14,6 +14,10 @@ never go backwards).  Event types:
 - ``node_added``: ``name``, ``allocatable`` (quantities), optional ``labels``, ``price_per_hour``.
 - ``node_removed``: ``name``.
 
+Sizes are checked up front, because a replay's memory and run time grow with them: ``t`` may not
+exceed ``MAX_SPAN`` (10 years: a larger ``t`` is almost always an absolute Unix time where seconds
+from the start were meant) and ``replicas`` may not exceed ``MAX_REPLICAS``.
+
 The reader checks every line by hand (fast, and the messages name the file, line and field); the
 JSON Schema in ``data/trace.schema.json`` says the same for other tools, and a test keeps the two
 in agreement.  The writer writes to a temporary file and renames it, so a failed write leaves
@@ -35,6 +39,8 @@ from extender.model import ModelError, Resources, WorkloadKey, parse_resources
 
 __all__ = [
     "FORMAT",
+    "MAX_REPLICAS",
+    "MAX_SPAN",
     "SCHEMA_PATH",
     "VERSION",
     "Event",
@@ -48,6 +54,7 @@ __all__ = [
     "TraceError",
     "TraceHeader",
     "TraceWriter",
+    "check_time",
     "event_to_dict",
     "iter_lines",
     "parse_workload",
@@ -59,10 +66,22 @@ __all__ = [
 FORMAT = "spillover-trace"
 VERSION = 1
 SCHEMA_PATH = Path(__file__).parent / "data" / "trace.schema.json"
+YEAR = 365.25 * 86_400
+MAX_SPAN = 10 * YEAR
+MAX_REPLICAS = 100_000
 
 
 class TraceError(ValueError):
     """A bad input file; the message is ``file:line: problem``."""
+
+
+def check_time(t: float, where: str) -> None:
+    """Stop at a time too far from the start to be meant (``where``: ``file:line: field``)."""
+    if t > MAX_SPAN:
+        raise TraceError(
+            f"{where}: trace spans {t / YEAR:,.0f} years: are these absolute times? times count "
+            f"seconds from the start of the trace (at most {MAX_SPAN / YEAR:.0f} years)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +229,7 @@ class TraceWriter:
         self.path = Path(path)
         self._last = -math.inf
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent or ".")
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a trace is for sharing
         self._tmp = Path(tmp)
         self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
         head: dict[str, Any] = {"type": "header", "format": FORMAT, "version": VERSION}
@@ -346,6 +366,7 @@ class _Decoder:
             raise TraceError(f"{at}: field 't' must be a non-negative number of seconds, not {t!r}")
         if t < self.last:
             raise TraceError(f"{at}: time goes backwards (t={t} after t={self.last})")
+        check_time(t, f"{at}: t")
         self.last = t
         t = float(t)
         if kind == "pod_created":
@@ -362,6 +383,11 @@ class _Decoder:
             replicas = obj.get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise TraceError(f"{at}: field 'replicas' must be a non-negative integer")
+            if replicas > MAX_REPLICAS:
+                raise TraceError(
+                    f"{at}: replicas: {replicas:,} is more than {MAX_REPLICAS:,} pods of one "
+                    "workload"
+                )
             template = None
             if "requests" in obj:
                 template = self._template(obj, at)

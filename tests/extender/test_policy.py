@@ -351,3 +351,36 @@ def test_desired_costs_make_eci_and_surplus_pods_go_first() -> None:
         "eci", node="vk", annotations={"controller.kubernetes.io/pod-deletion-cost": str(STEP)}
     )
     assert changed_costs(costs, current) == {"old-ecs": 2 * STEP, "new-ecs": -STEP, "nowhere": 0}
+
+
+def test_a_placed_pod_keeps_every_other_field() -> None:
+    """``Pod.placed`` (the replay's bind and unbind) copies every field but node and phase."""
+    import dataclasses
+
+    from extender.model import OwnerRef, Pod, Resources, Toleration, WorkloadKey
+
+    values: dict[str, object] = {
+        "uid": "u",
+        "name": "web-3",
+        "namespace": "shop",
+        "labels": {"app": "web"},
+        "annotations": {"a": "b"},
+        "requests": Resources(1000, 2**30, 1, 500),
+        "owner": OwnerRef("StatefulSet", "web", "x"),
+        "node_name": "old",
+        "phase": "Running",
+        "terminating": True,
+        "tolerations": (Toleration(key="k", operator="Exists"),),
+        "node_selector": {"pool": "general"},
+        "required_affinity": ((("pool", "In", ("general",)),),),
+        "priority": 7,
+        "scheduler_name": "spillover-scheduler",
+        "nominated_node": "n1",
+        "created": 12.5,
+        "workload": WorkloadKey("shop", "StatefulSet", "web"),
+    }
+    names = [f.name for f in dataclasses.fields(Pod)]
+    assert sorted(values) == sorted(names), "give the new Pod field a value here"
+    pod = Pod(**values)  # type: ignore[arg-type]
+    moved = pod.placed("n2", "Pending")
+    assert moved == dataclasses.replace(pod, node_name="n2", phase="Pending")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.replay.cli import main
+from autoscaler.replay.cli import main, progress_bar
 from autoscaler.replay.record import Recorder
 from autoscaler.replay.report import compare, fluid_bound, summary_markdown
 from autoscaler.replay.trace import (
@@ -191,3 +191,86 @@ def test_demo_data_falls_back_to_the_bundled_copies(
         assert path.is_file()
     shared = demo.ROOT.parent / "shared" / "data"
     assert shared != demo.BUNDLED
+
+
+DOCS_EXAMPLE = """\
+{"type":"header","format":"spillover-trace","version":1,"source":"example"}
+{"t":0,"type":"replicas_changed","workload":"Deployment/shop/web","replicas":3,"requests":{"cpu":"2","memory":"8Gi"},"labels":{"app":"web"}}
+{"t":12.5,"type":"pod_created","uid":"9f1c","workload":"Job/batch/etl","name":"etl-x7","requests":{"cpu":"4","memory":"16Gi"}}
+{"t":600,"type":"replicas_changed","workload":"Deployment/shop/web","replicas":5}
+{"t":3600,"type":"pod_deleted","uid":"9f1c"}
+"""
+
+
+def test_unmatched_pods_are_reported_and_never_called_cheaper(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/trace-format.md's example against a scenario whose policies name other namespaces."""
+    trace = tmp_path / "example.jsonl"
+    trace.write_text(DOCS_EXAMPLE)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(SCENARIO_YAML.replace("namespace: shop", "namespace: elsewhere"))
+    out = tmp_path / "out"
+    assert (
+        main(["replay", str(trace), "--scenario", str(scenario), "--out", str(out), "--quiet"]) == 0
+    )
+    err = capsys.readouterr().err
+    assert "6 of 6 pods match no ResourcePolicy" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["summary"]["unmanaged_pods"] == 6
+    assert "6 of 6 pods match no ResourcePolicy" in (out / "summary.md").read_text()
+    eci = next(b for b in summary["baselines"] if b["name"] == "all-eci")
+    assert eci["never_started"] == 6
+    assert eci["cost"] == 0.0
+    verdict = " ".join(summary["verdict"])
+    assert "all-eci left 6 pod(s) never started" in verdict
+    assert "all-eci is 100.0% cheaper" not in verdict
+    # The flag applies the policies to every namespace: nothing unmanaged, all-eci runs them.
+    out2 = tmp_path / "out2"
+    args = ["replay", str(trace), "--scenario", str(scenario), "--out", str(out2), "--quiet"]
+    assert main([*args, "--every-namespace"]) == 0
+    assert "match no ResourcePolicy" not in capsys.readouterr().err
+    summary = json.loads((out2 / "summary.json").read_text())
+    assert summary["summary"]["unmanaged_pods"] == 0
+    eci = next(b for b in summary["baselines"] if b["name"] == "all-eci")
+    assert eci["never_started"] == 0
+    assert eci["cost"] > 0
+
+
+def test_default_scenario_manages_a_recorded_namespace(tmp_path: Path) -> None:
+    trace = tmp_path / "example.jsonl"
+    trace.write_text(DOCS_EXAMPLE)
+    out = tmp_path / "out"
+    assert main(["replay", str(trace), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["summary"]["unmanaged_pods"] == 0
+    assert all(b["never_started"] == 0 for b in summary["baselines"] if b["name"] == "all-eci")
+
+
+def test_outputs_are_readable_by_others(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(SCENARIO_YAML)
+    trace = small_trace(tmp_path / "t.jsonl")
+    out = tmp_path / "out"
+    assert (
+        main(["replay", str(trace), "--scenario", str(scenario), "--out", str(out), "--quiet"]) == 0
+    )
+    for name in ("summary.md", "summary.json", "actions.jsonl", "replay.png"):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name
+    assert trace.stat().st_mode & 0o777 == 0o644  # the trace writer (record) too
+
+
+def test_progress_bar_is_quiet_without_a_terminal() -> None:
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tick, bar = progress_bar(100, False, stream=io.StringIO())
+    assert tick is None
+    assert bar is None
+    tick, bar = progress_bar(100, False, stream=Terminal())
+    assert tick is not None
+    assert bar is not None
+    bar.close()

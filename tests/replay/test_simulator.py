@@ -9,8 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+import autoscaler.controller
 import autoscaler.planner
+import autoscaler.predictive
 import extender.deletion_cost
+import extender.model
+import extender.policies
 import extender.policy
 from autoscaler.replay.report import fluid_bound, variants
 from autoscaler.replay.scenario import Scenario
@@ -79,6 +83,54 @@ def test_hand_computed_reactive_all_ecs(scenario: Scenario) -> None:
     assert r.ecs_cost == pytest.approx(1.1)
     assert r.eci_cost == 0.0
     assert r.peak_nodes == 1
+
+
+def test_hand_computed_reactive_with_one_spare_node(scenario: Scenario) -> None:
+    trace = one_pod_trace()
+    r = simulate(trace, scenario, by_name(scenario, trace)["reactive-ecs+1"], audit=True)
+    # t=0: the placeholder (a whole node) is pending: a node for it (Ready at 60).  The pod,
+    # pending too, waits for the next loop (t=10): a second node (Ready at 70).  At 60 the
+    # placeholder takes node 1 and the pod preempts it there (pending 60 s); at 70 the
+    # placeholder takes node 2, the spare.  The pod leaves at 1000; node 1 is unneeded from the
+    # next loop (1010) and goes after scaleDownUnneededTime (100 s), at 1110; the spare stays.
+    assert r.pending.tolist() == [60.0]
+    assert [(a.t, a.kind, a.nodes) for a in r.actions] == [
+        (0.0, "scale-up", 1),
+        (10.0, "scale-up", 1),
+        (1110.0, "scale-down", 1),
+    ]
+    assert r.ecs_node_seconds == pytest.approx(1110.0 + 1990.0)
+    assert r.ecs_cost == pytest.approx(3.1)
+    s = r.split
+    assert s.ecs_busy == pytest.approx(0.47)  # half of node 1 from 60 to 1000
+    assert s.ecs_fragmentation == pytest.approx(0.47)  # the other half
+    assert s.ecs_booting == pytest.approx(0.12)  # 60 s each
+    assert s.ecs_pre_provisioned == pytest.approx(1.93)  # the spare, 70 to 2000
+    assert s.ecs_scale_down_wait == pytest.approx(0.11)  # node 1, 1000 to 1110
+    assert s.total == pytest.approx(r.cost)
+
+
+def test_headroom_baseline_removes_the_surplus_beyond_demand_and_spares(
+    scenario: Scenario,
+) -> None:
+    """Like cluster-autoscaler with spare nodes: demand + headroom, the surplus goes."""
+    trace = Trace(
+        TraceHeader(),
+        [
+            ReplicasChanged(0.0, WEB, 6, ONE),  # three nodes of demand
+            ReplicasChanged(1000.0, WEB, 1),  # half a node
+            ReplicasChanged(5000.0, WEB, 1),
+        ],
+    )
+    for name, spares in (("reactive-ecs", 0), ("reactive-ecs+1", 1)):
+        r = simulate(trace, scenario, by_name(scenario, trace)[name], audit=True)
+        tl = r.timeline
+        assert tl.ecs_nodes.max() == 3 + spares
+        assert tl.ecs_nodes[-1] == 1 + spares  # the surplus is gone
+        downs = [a.t for a in r.actions if a.kind == "scale-down"]
+        assert len(downs) == 2
+        # unneeded from the loop after 1000, removed scaleDownUnneededTime (100 s) later
+        assert min(downs) >= 1010.0 + 100.0
 
 
 def test_hand_computed_static_and_all_eci(scenario: Scenario) -> None:
@@ -177,33 +229,118 @@ def test_scale_in_removes_eci_replicas_first() -> None:
     # 2 ECS pods and 3 ECI pods ran; the survivors are the ECS ones.
     live = sim.replicas[WEB][1]
     assert len(live) == 2
-    assert sim.eci_pod_s == pytest.approx(3 * 90.0)  # started at 10, all deleted at 100
-    assert sim.ecs_pod_s == pytest.approx(2 * 200.0)  # the ECS pods ran to the end
+    assert sim.scheduler.eci_pod_s == pytest.approx(3 * 90.0)  # started at 10, all deleted at 100
+    assert sim.scheduler.ecs_pod_s == pytest.approx(2 * 200.0)  # the ECS pods ran to the end
+
+
+def stateful_and_eci_only_pods(trace: Trace, n: int) -> Trace:
+    """``trace`` plus, created at 0, the ``n`` pods of StatefulSet shop/db (db-0 ... db-n-1)
+    and ``n`` pods of namespace batch (whose policy has no ECS unit)."""
+    db = WorkloadKey("shop", "StatefulSet", "db")
+    pods: list[Event] = [PodCreated(0.0, f"db-{i}", db, f"db-{i}", ONE) for i in range(n)]
+    for i in range(n):
+        pods.append(PodCreated(0.0, f"b{i}", WorkloadKey("batch", "Pod", f"b{i}"), f"b{i}", ONE))
+    return Trace(trace.header, pods + trace.events)
+
+
+ECI_ONLY_POLICY = {
+    "apiVersion": "spillover.dev/v1alpha1",
+    "kind": "ResourcePolicy",
+    "metadata": {"name": "batch", "namespace": "batch"},
+    "spec": {"selector": {}, "units": [{"resource": "eci"}]},
+}
 
 
 def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = {"decide": 0, "policy_for": 0, "plan": 0, "desired_costs": 0}
+    """Every decision the services make is made by the same function in the replay."""
+    calls: dict[str, int] = {}
+    ordinals: list[int | None] = []
 
-    def counting(module: Any, name: str) -> None:
-        original = getattr(module, name)
+    def counting(owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+        calls[name] = 0
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             calls[name] += 1
+            if name == "decide":
+                ordinals.append(kwargs.get("ordinal"))
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(module, name, wrapper)
+        monkeypatch.setattr(owner, name, wrapper)
 
     counting(extender.policy, "decide")
     counting(extender.policy, "policy_for")
-    counting(autoscaler.planner, "plan")
+    counting(extender.policy, "unit_counts")
+    counting(autoscaler.planner, "group_state")
+    counting(autoscaler.predictive, "class_demand_of")
+    counting(autoscaler.predictive.RefitRule, "refit")
     counting(extender.deletion_cost, "desired_costs")
-    scenario = small_scenario()
-    trace = random_trace(2, pods=50)
-    r = simulate(trace, scenario, by_name(scenario, trace)["spillover"])
+    counting(extender.model.Pod, "placed")
+    scenario = small_scenario(
+        forecast={
+            "enabled": True,
+            "refit": "1h",
+            "history": "24h",
+            "step": "5m",
+            "passEvery": "1h",
+            "minHistory": "1h",
+        },
+    )
+    scenario = replace(
+        scenario, policies=(*scenario.policies, extender.policies.policy_from_dict(ECI_ONLY_POLICY))
+    )
+    trace = stateful_and_eci_only_pods(random_trace(2, pods=50), 3)
+    sim = Simulation(trace, scenario, by_name(scenario, trace)["spillover"], audit=True)
+    plan = autoscaler.planner.plan
+    demand_checked = 0
+
+    def checked_plan(state: Any, *args: Any, **kwargs: Any) -> Any:
+        # The forecast's demand is the controller's class_demand of the replay's cluster.
+        nonlocal demand_checked
+        theirs = autoscaler.controller.class_demand(state)
+        ours = {cls: m / 1000 for cls, m in sim.scheduler.demand.items()}
+        assert ours == pytest.approx(theirs)
+        demand_checked += 1
+        return plan(state, *args, **kwargs)
+
+    monkeypatch.setattr(autoscaler.planner, "plan", checked_plan)
+    r = sim.run()
     assert calls["decide"] == r.decide_calls > 0
-    assert calls["plan"] == r.planner_calls > 0
+    assert demand_checked == r.planner_calls > 0
     assert calls["policy_for"] > 0
     assert calls["desired_costs"] > 0
+    # StatefulSet pods are placed by ordinal, as the extender places them.
+    assert sorted(o for o in ordinals if o is not None)[:3] == [0, 1, 2]
+    # One node-group state builder (clamped to the provider), once per group and pass.
+    assert calls["group_state"] == r.planner_calls * len(scenario.autoscaler.groups)
+    # One demand rule, one refit rule.
+    assert calls["class_demand_of"] > 0
+    assert calls["refit"] > 0
+    assert sim.autoscaler.forecast_fits > 0
+    # Unit counts checked against the extender's own count (audit); pods moved by Pod.placed.
+    assert calls["unit_counts"] > 0
+    assert calls["placed"] >= r.decide_calls
+
+
+def test_statefulset_replicas_by_ordinal() -> None:
+    """keep-2-on-ECS for a StatefulSet: ordinals 0, 1 on ECS, 2+ on ECI; scale-in highest first."""
+    scenario = small_scenario()
+    keep2 = replace(scenario.policies[0], units=(Unit(NodeKind.ECS, max=2), Unit(NodeKind.ECI)))
+    variant = Variant("keep-2", (keep2,), autoscaling=False, forecast=False, static={"small": 3})
+    db = WorkloadKey("shop", "StatefulSet", "db")
+    trace = Trace(
+        TraceHeader(),
+        [
+            ReplicasChanged(0.0, db, 4, ONE),
+            ReplicasChanged(100.0, db, 3),
+            ReplicasChanged(200.0, db, 3),
+        ],
+    )
+    sim = Simulation(trace, replace(scenario, policies=(keep2,)), variant, audit=True)
+    sim.run()
+    # Room for all four on ECS, but the policy puts ordinals 2 and 3 on ECI by ordinal.
+    assert sim.scheduler.eci_pod_s == pytest.approx(90.0 + 190.0)  # db-3 until 100, db-2 to 200
+    assert sorted(sim.replicas[db][1]) == ["shop/db-0", "shop/db-1", "shop/db-2"]
 
 
 def gpu_scenario() -> Scenario:
@@ -233,6 +370,7 @@ def gpu_scenario() -> Scenario:
             "history": "168h",
             "step": "5m",
             "passEvery": "1h",
+            "minHistory": "1h",
         },
     )
 
@@ -259,17 +397,17 @@ def test_steady_short_gpu_demand_lands_on_forecast_gpu_nodes() -> None:
     trace = steady_short_gpu_pods(48)
     sim = Simulation(trace, scenario, by_name(scenario, trace)["spillover"], audit=True)
     on_eci: set[str] = set()
-    bind = sim._bind
+    bind = sim.scheduler.bind
 
     def checked_bind(rec: Any, node: Any) -> None:
         assert rec.uid not in on_eci, f"{rec.uid} left ECI"  # an ECI pod is never moved
         if node is None:
             # the policy overflows to ECI only when no ECS node has room for the pod
-            assert sim._candidates(rec) == []
+            assert sim.scheduler.candidates(rec) == []
             on_eci.add(rec.uid)
         bind(rec, node)
 
-    sim._bind = checked_bind  # type: ignore[method-assign]
+    sim.scheduler.bind = checked_bind  # type: ignore[method-assign]
     r = sim.run()
     check_result(r, scenario)
     # Until the first refit with history (6 h) every pod runs on ECI; from then on the gpu
@@ -278,3 +416,26 @@ def test_steady_short_gpu_demand_lands_on_forecast_gpu_nodes() -> None:
     assert r.ecs_node_seconds_by_group.get("small", 0.0) == 0.0
     assert r.eci_share < 0.25
     assert r.pending_percentile(99) <= 10.0
+
+
+def test_one_spare_node_per_group_with_two_groups() -> None:
+    """Each group keeps its own spare (a placeholder sized like its node), the surplus goes."""
+    scenario = gpu_scenario()
+    train = WorkloadKey("shop", "Deployment", "train")
+    gpu_pod = Template(Resources(4000, 16 * 2**30, 1, 1000), {"app": "train"})
+    trace = Trace(
+        TraceHeader(),
+        [
+            ReplicasChanged(0.0, WEB, 4, ONE),
+            ReplicasChanged(0.0, train, 12, gpu_pod),  # two 8-GPU nodes
+            ReplicasChanged(3600.0, WEB, 0),
+            ReplicasChanged(3600.0, train, 0),
+            ReplicasChanged(10_000.0, train, 0),
+        ],
+    )
+    r = simulate(trace, scenario, by_name(scenario, trace)["reactive-ecs+1"], audit=True)
+    assert r.never_started == 0
+    downs = [a for a in r.actions if a.kind == "scale-down"]
+    assert {a.group for a in downs} == {"small", "gpu"}
+    assert r.timeline.ecs_nodes[-1] == 2  # one spare in each group
+    assert r.timeline.ecs_gpu[-1] == 8

@@ -90,6 +90,16 @@ def test_every_written_line_matches_the_schema(tmp_path: Path) -> None:
         ),
         (['{"t":"soon","type":"pod_deleted","uid":"a"}'], ":2:", "field 't'"),
         (
+            ['{"t":1700000000,"type":"pod_deleted","uid":"a"}'],
+            ":2:",
+            "t: trace spans 54 years: are these absolute times?",
+        ),
+        (
+            ['{"t":2,"type":"replicas_changed","workload":"Deployment/a/b","replicas":1000000000}'],
+            ":2:",
+            "replicas: 1,000,000,000 is more than 100,000",
+        ),
+        (
             ['{"t":1,"type":"pod_created","uid":"a","workload":"Pod/x","name":"a","requests":{}}'],
             ":2:",
             "not Kind/namespace/name",

@@ -1,0 +1,232 @@
+"""The autoscaler's part of the replay: when a pass runs, what it sees, what it changes.
+
+Timing, as the controller behaves: a pass at most once per loop period when something changed,
+``timing.reactionDelay`` after a pod becomes pending (``None``: the next loop, as
+cluster-autoscaler), when a scale-down timer or a cooldown is due, and every
+``forecast.passEvery`` while a forecast is in force.  What a pass sees and decides is the
+controller's own code: demand per resource class sampled every ``forecast.step`` by
+``predictive.class_demand_of`` (kept by the scheduler), forecasts refitted by
+``predictive.RefitRule``, groups built by ``planner.group_state`` (clamped to the provider), and
+``planner.plan``.  Its scale-ups and scale-downs go through the ``simulated`` provider.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import autoscaler.planner as planner
+from autoscaler import predictive
+from autoscaler.forecast import Forecast, SeasonalForecaster
+from autoscaler.nodegroup import NodeGroup
+from autoscaler.providers.base import ProviderError
+from autoscaler.providers.simulated import SimulatedProvider
+
+from .billing import Billing
+from .results import Action
+from .scenario import Scenario
+from .scheduler import Clock, Scheduler
+
+__all__ = ["Autoscaler"]
+
+
+class Autoscaler:
+    """Plans passes in virtual time and applies them; ``push(t)`` schedules a wake-up."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        scenario: Scenario,
+        groups: Mapping[str, NodeGroup],
+        provider: SimulatedProvider,
+        scheduler: Scheduler,
+        billing: Billing,
+        enabled: bool,
+        predictive_on: bool,
+        reaction_delay: float | None,
+        push_plan: Callable[[float], None],
+        push_ready: Callable[[float], None],
+    ) -> None:
+        self.clock = clock
+        self.scenario = scenario
+        self.settings = scenario.autoscaler.settings
+        self.groups = groups
+        self.provider = provider
+        self.scheduler = scheduler
+        self.billing = billing
+        self.enabled = enabled and bool(groups)
+        self.predictive = predictive_on and self.enabled
+        self.reaction_delay = reaction_delay
+        self.push_plan = push_plan
+        self.push_ready = push_ready
+        self.plan_at = math.inf
+        self.unneeded: dict[str, float] = {}
+        self.last_up: dict[str, float] = {}
+        self.last_down: dict[str, float] = {}
+        self.actions: list[Action] = []
+        self.planner_calls = 0
+        self.forecast_fits = 0
+        spec = scenario.forecast
+        self.rule = predictive.RefitRule(spec.refit, spec.min_history)
+        self.forecaster = SeasonalForecaster()
+        self.fitted_at = -math.inf
+        self.fc: dict[str, Forecast] = {}
+        # The demand history, bounded by the forecast's history window.
+        self.keep = max(2, int(spec.history / spec.step) + 1)
+        self.fc_t: list[float] = []
+        self.fc_v: dict[str, list[float]] = {cls: [] for cls in predictive.CLASSES}
+        self.next_sample = 0.0
+
+    # -- timing -------------------------------------------------------------------------------------
+    def tick(self) -> float:
+        period = self.scenario.timing.loop_period
+        return (math.floor(self.clock.now / period) + 1) * period
+
+    def request(self, react: bool) -> None:
+        """Ask for a pass: after the reaction delay (``react``), else at the next loop."""
+        if not self.enabled:
+            return
+        now = self.clock.now
+        if react and self.reaction_delay is not None:
+            self._at(now + self.reaction_delay)
+        else:
+            self._at(self.tick())
+
+    def _at(self, t: float) -> None:
+        if self.enabled and t < self.plan_at:
+            self.plan_at = t
+            self.push_plan(t)
+
+    def due(self, t: float) -> bool:
+        """Whether the wake-up at ``t`` is the pass still asked for (later asks replace it)."""
+        if t != self.plan_at:
+            return False
+        self.plan_at = math.inf
+        return True
+
+    def sample(self, t: float) -> None:
+        """Record class demand at every forecast step up to ``t`` (the controller's history)."""
+        if not self.predictive:
+            return
+        step = self.scenario.forecast.step
+        demand = self.scheduler.demand
+        while self.next_sample <= t:
+            self.fc_t.append(self.next_sample)
+            for cls, series in self.fc_v.items():
+                series.append(demand[cls] / 1000)
+            self.next_sample += step
+        if len(self.fc_t) > 2 * self.keep:
+            del self.fc_t[: -self.keep]
+            for series in self.fc_v.values():
+                del series[: -self.keep]
+
+    # -- one pass -----------------------------------------------------------------------------------
+    def _group_states(self) -> list[planner.GroupState]:
+        now = self.clock.now
+        states = []
+        for name, group in self.groups.items():
+            status = self.provider.status(name, now=now)
+            asked = self.billing.requested_at
+            registered = [
+                planner.GroupNode(n.name, asked(n.name, now) or 0.0)
+                for n in self.scheduler.by_group.get(name, ())
+            ]
+            requested = {i.id: asked(i.id, now) or 0.0 for i in status.instances}
+            states.append(
+                planner.group_state(
+                    group,
+                    status,
+                    registered=registered,
+                    requested=requested,
+                    last_scale_up=self.last_up.get(name),
+                    last_scale_down=self.last_down.get(name),
+                    now=now,
+                )
+            )
+        return states
+
+    def _refit(self) -> None:
+        now = self.clock.now
+        self.fitted_at = now
+        n = max(0, len(self.fc_t) - self.keep)
+        histories = {cls: (self.fc_t[n:], series[n:]) for cls, series in self.fc_v.items()}
+        reach = self.rule.reach(self.groups.values(), horizon=self.settings.forecast_horizon)
+        self.fc, _ = self.rule.refit(histories, forecaster=self.forecaster, reach=reach)
+        self.forecast_fits += len(self.fc)
+
+    def run(self) -> None:
+        now = self.clock.now
+        if self.predictive and self.rule.due(now=now, fitted_at=self.fitted_at):
+            self._refit()
+        self.planner_calls += 1
+        result = planner.plan(
+            self.scheduler.state,
+            self._group_states(),
+            forecast=self.fc or None,
+            settings=self.settings,
+            now=now,
+            unneeded=self.unneeded,
+        )
+        self.unneeded = dict(result.unneeded)
+        for up in result.scale_ups:
+            before = {s.name for s in self.provider.nodes(now=math.inf)}
+            try:
+                self.provider.set_target(up.group, up.new_target, now=now)
+            except ProviderError as err:  # the planner respects max sizes; report, go on
+                self.actions.append(Action(now, up.group, "refused", 0, str(err)))
+                continue
+            group = self.groups[up.group]
+            template = group.template(overhead=self.settings.daemonset_overhead)
+            added = [n for n in self.provider.nodes(now=math.inf) if n.name not in before]
+            for node in added:
+                self.billing.node_requested(
+                    node.name,
+                    price_per_hour=group.price_per_hour,
+                    allocatable=template.allocatable,
+                    now=now,
+                )
+            if added:
+                self.push_ready(now + group.boot_time)
+                self.last_up[up.group] = now
+                self.actions.append(Action(now, up.group, "scale-up", len(added), up.reason))
+        downs: dict[str, list[str]] = {}
+        for down in result.scale_downs:
+            if down.node in self.scheduler.nodes:
+                downs.setdefault(down.group, []).append(down.node)
+                self.actions.append(Action(now, down.group, "scale-down", 1, down.reason))
+        for group_name, names in downs.items():
+            self.provider.remove(group_name, names, now=now)
+            for name in names:
+                self.scheduler.remove_node(name)
+            self.last_down[group_name] = now
+        self._next(result)
+
+    def _next(self, result: planner.Plan) -> None:
+        """Come back when something the planner waits for is due."""
+        now = self.clock.now
+        # Unneeded nodes whose time is already up but that stayed (their pods cannot move) wait
+        # for the next change instead of a pass every loop.
+        wait = self.settings.scale_down_unneeded_time
+        due = [since + wait for since in self.unneeded.values() if since + wait > now]
+        if due:
+            self._at(max(min(due), self.tick()))
+        # Pods still pending for ECS capacity that is not on its way: look again next loop if
+        # this pass acted, else once a group's cooldown ends (a pass with nothing new to see
+        # would decide the same; any change in the cluster asks for a pass anyway).
+        pending = self.scheduler.pending.values()
+        waiting = any(rec.pod.key not in result.unschedulable for rec in pending)
+        if waiting and self.provider.next_ready(now=now) is None:
+            if result.scale_ups or result.scale_downs:
+                self._at(self.tick())
+            else:
+                ends = [
+                    self.last_up[g] + self.groups[g].cooldown
+                    for g in self.last_up
+                    if self.last_up[g] + self.groups[g].cooldown > now
+                ]
+                if ends:
+                    self._at(max(min(ends), self.tick()))
+        if self.fc:
+            # Pre-provisioning needs passes even when nothing happens.
+            self._at(now + self.scenario.forecast.every)

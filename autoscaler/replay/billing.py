@@ -1,0 +1,148 @@
+"""What a replay pays, and why: ECS nodes from request to removal, ECI pods from start to end.
+
+Prices come from ``autoscaler.costs`` (``EciPrice.per_hour`` is the one ECI formula of the
+project: per vCPU-second, GiB-second and whole GPU) and from each node group's price per hour.
+Every CNY is put in exactly one bucket of :class:`~autoscaler.replay.results.CostSplit`:
+
+- **ECS busy**: a node's price times the share of it its pods request (``costs.node_share``:
+  the largest of cpu, memory and GPU, at most 1);
+- **ECS idle, fragmentation**: the rest of a node that hosts pods;
+- **ECS idle, booting**: from the request until the node is Ready;
+- **ECS idle, pre-provisioned**: Ready but no pod has run on it yet (forecast capacity ahead of
+  demand, or spare nodes held by placeholder pods);
+- **ECS idle, waiting for scale-down**: empty again after hosting pods, until removed;
+- **ECI burst** and **ECI long stay**: ECI pods that ran less than, or at least, ``LONG_STAY``
+  (one hour: a pod that stays on ECI for hours is the money ECS capacity would have saved).
+
+The cumulative cost curve of the report comes from the same intervals (:meth:`Billing.curve`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from autoscaler.costs import GIB, EciPrice, node_share
+from extender.model import Resources
+
+from .results import CostSplit
+
+__all__ = ["LONG_STAY", "Billing"]
+
+LONG_STAY = 3600.0
+
+
+class _Meter:
+    """One ECS node's bill: price, allocatable, what its real pods request, since when."""
+
+    __slots__ = ("cap", "cpu", "ever", "gpu", "mem", "n", "price", "ready", "requested", "since")
+
+    def __init__(self, price_per_hour: float, cap: Resources, since: float) -> None:
+        self.price = price_per_hour / 3600
+        self.cap = cap
+        self.requested = self.since = since
+        self.ready = False
+        self.ever = False
+        self.cpu = self.mem = self.gpu = self.n = 0
+
+
+class Billing:
+    """Accumulates costs as the simulator binds, unbinds, adds and removes."""
+
+    def __init__(self, eci: EciPrice) -> None:
+        self.eci = eci
+        self.split = dict.fromkeys(CostSplit.names(), 0.0)
+        self._meters: dict[str, _Meter] = {}
+        self.node_seconds: dict[str, float] = {}
+        self.eci_vcpu_s = self.eci_gib_s = self.eci_gpu_s = 0.0
+        self._intervals: list[tuple[float, float, float]] = []  # start, end, CNY/s
+        self._rates: dict[Resources, float] = {}
+
+    # -- ECS ------------------------------------------------------------------------------------
+    def node_requested(
+        self, name: str, *, price_per_hour: float, allocatable: Resources, now: float
+    ) -> None:
+        self._meters[name] = _Meter(price_per_hour, allocatable, now)
+
+    def requested_at(self, name: str, default: float | None = None) -> float | None:
+        """When the node was asked for (``default`` if it is not billed)."""
+        meter = self._meters.get(name)
+        return default if meter is None else meter.requested
+
+    def billed_nodes(self) -> list[str]:
+        return list(self._meters)
+
+    def node_ready(self, name: str, *, now: float) -> None:
+        meter = self._meters[name]
+        self._close(meter, now)
+        meter.ready = True
+
+    def pod_on_node(self, name: str, requests: Resources, delta: int, *, now: float) -> None:
+        """A real pod (not a placeholder) starts (``+1``) or stops (``-1``) taking room on a node."""
+        meter = self._meters[name]
+        self._close(meter, now)
+        meter.cpu += delta * requests.cpu_milli
+        meter.mem += delta * requests.memory
+        meter.gpu += delta * requests.gpu_milli
+        meter.n += delta
+        meter.ever = True
+
+    def node_removed(self, name: str, group: str, *, now: float) -> None:
+        meter = self._meters.pop(name)
+        self._close(meter, now)
+        self.node_seconds[group] = self.node_seconds.get(group, 0.0) + now - meter.requested
+        self._intervals.append((meter.requested, now, meter.price))
+
+    def _close(self, meter: _Meter, now: float) -> None:
+        dt = now - meter.since
+        meter.since = now
+        if dt <= 0:
+            return
+        cost = dt * meter.price
+        split = self.split
+        if not meter.ready:
+            split["ecs_booting"] += cost
+        elif meter.n == 0:
+            split["ecs_scale_down_wait" if meter.ever else "ecs_pre_provisioned"] += cost
+        else:
+            used = Resources(meter.cpu, meter.mem, meter.n, meter.gpu)
+            share = min(1.0, node_share(used, meter.cap))
+            split["ecs_busy"] += cost * share
+            split["ecs_fragmentation"] += cost * (1.0 - share)
+
+    # -- ECI ------------------------------------------------------------------------------------
+    def eci_pod(self, requests: Resources, *, started: float, ended: float) -> None:
+        """An ECI pod that ran from ``started`` to ``ended``."""
+        ran = ended - started
+        if ran <= 0:
+            return
+        rate = self._rates.get(requests)
+        if rate is None:
+            rate = self._rates[requests] = self.eci.per_hour(requests) / 3600
+        self.eci_vcpu_s += requests.cpu_milli / 1000 * ran
+        self.eci_gib_s += requests.memory / GIB * ran
+        self.eci_gpu_s += math.ceil(requests.gpu_milli / 1000) * ran
+        self.split["eci_long_stay" if ran >= LONG_STAY else "eci_burst"] += rate * ran
+        self._intervals.append((started, ended, rate))
+
+    # -- the end --------------------------------------------------------------------------------
+    def result(self) -> CostSplit:
+        return CostSplit(**self.split)
+
+    def curve(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Cumulative cost at times ``t`` (call after every node and pod is closed)."""
+        if not self._intervals:
+            return np.zeros_like(t)
+        # The cost rate is piecewise constant, so cumulative cost is piecewise linear between
+        # the interval ends: integrate at the breakpoints, interpolate at the samples.
+        arr = np.asarray(self._intervals, np.float64)
+        times = np.concatenate([arr[:, 0], arr[:, 1]])
+        deltas = np.concatenate([arr[:, 2], -arr[:, 2]])
+        order = np.argsort(times, kind="stable")
+        times, deltas = times[order], deltas[order]
+        rate = np.cumsum(deltas)
+        spent = np.concatenate([[0.0], np.cumsum(rate[:-1] * np.diff(times))])
+        result: npt.NDArray[np.float64] = np.interp(t, times, spent, left=0.0)
+        return result

@@ -1,0 +1,556 @@
+"""kube-scheduler's part of the replay: offer nodes, let the policy decide, bind, unbind.
+
+For each node group the scheduler offers the policy the oldest Ready node the pod fits on
+(resources, taints, node selector), plus the ECI virtual node when the pod tolerates it (the
+webhook adds that toleration to pods whose policy has an ECI unit; GPU pods tolerate
+``nvidia.com/gpu`` as the ExtendedResourceToleration admission plugin arranges).
+``extender.policy.decide`` chooses; the pod binds to the accepted node of the cheapest group.
+Pods nothing can take wait and are retried when capacity appears.  For the headroom baselines a
+pod preempts a placeholder pod, as the cluster-autoscaler "overprovisioning" pattern relies on.
+
+Unit counts are kept incrementally (the replay sees every bind and unbind); :meth:`Scheduler.check`
+compares them with ``extender.policy.unit_counts``, the extender's own count.  Every pod that
+moves is rebuilt by ``Pod.placed`` (next to the model), so no field of ``Pod`` is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping
+
+from autoscaler import predictive
+from autoscaler.nodegroup import NodeGroup, PlannerSettings
+from extender import policy as placement
+from extender.model import (
+    Node,
+    NodeKind,
+    OwnerRef,
+    Pod,
+    Resources,
+    Taint,
+    Toleration,
+    WorkloadKey,
+)
+from extender.policy import ResourcePolicy
+from extender.selectors import fits_node_selector, tolerates_taints
+from extender.snapshot import ClusterState
+
+from .billing import Billing
+from .scenario import Timing
+from .trace import Template
+
+__all__ = [
+    "BALLOON_NAMESPACE",
+    "ECI_NODE",
+    "TRACE_GROUP",
+    "Clock",
+    "NodeRecord",
+    "PodRecord",
+    "Scheduler",
+    "balloon_workload",
+    "owner_of",
+]
+
+ECI_NODE = "virtual-kubelet-eci"
+ECI_TAINT = Taint("virtual-kubelet.io/provider", "alibabacloud", "NoSchedule")
+GPU_TOLERATION = Toleration(key="nvidia.com/gpu", operator="Exists")
+ECI_TOLERATION = Toleration(key=ECI_TAINT.key, operator="Exists")
+BALLOON_NAMESPACE = "kube-system"
+TRACE_GROUP = "(trace)"
+
+
+def balloon_workload(group: str) -> WorkloadKey:
+    """The placeholder Deployment that keeps one spare node of ``group`` (overprovisioning)."""
+    return WorkloadKey(BALLOON_NAMESPACE, "Deployment", f"overprovisioning-{group}")
+
+
+def owner_of(workload: WorkloadKey) -> OwnerRef | None:
+    """The owner reference a pod of ``workload`` carries (a Deployment's pods: its ReplicaSet)."""
+    if workload.kind == "Pod":
+        return None
+    if workload.kind == "Deployment":
+        return OwnerRef("ReplicaSet", workload.name)
+    return OwnerRef(workload.kind, workload.name)
+
+
+class Clock:
+    """The replay's virtual time, shared by its parts."""
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+
+class PodRecord:
+    __slots__ = (
+        "balloon",
+        "bound",
+        "created",
+        "demand",
+        "gpus",
+        "key",
+        "node",
+        "pod",
+        "policy",
+        "req",
+        "started",
+        "tol_eci",
+        "uid",
+        "waited",
+        "wl",
+    )
+
+    def __init__(
+        self, uid: str, wl: WorkloadKey, pod: Pod, policy: ResourcePolicy | None, now: float
+    ) -> None:
+        r = pod.requests
+        self.uid = uid
+        self.wl = wl
+        self.pod = pod
+        self.policy = policy
+        self.key = (wl, policy.key) if policy is not None else None
+        self.req = (r.cpu_milli, r.memory, r.gpu_milli)
+        self.gpus = math.ceil(r.gpu_milli / 1000)
+        self.created = now
+        self.node: NodeRecord | None = None  # None: pending or on ECI (see bound)
+        self.bound = ""  # node name, "" while pending
+        self.started = math.inf
+        self.waited = -1.0  # pending time, set at the first start
+        self.tol_eci = False
+        self.balloon = wl.namespace == BALLOON_NAMESPACE and wl.name.startswith("overprov")
+        self.demand = (predictive.CPU, 0)  # what this pod adds to its class's demand now
+
+
+class NodeRecord:
+    __slots__ = ("cpu", "gpu", "group", "mem", "members", "name", "node", "pods")
+
+    def __init__(self, node: Node, group: str) -> None:
+        a = node.allocatable
+        self.name = node.name
+        self.node = node
+        self.group = group
+        self.cpu, self.mem, self.gpu, self.pods = a.cpu_milli, a.memory, a.gpu_milli, a.pods
+        self.members: dict[str, PodRecord] = {}
+
+
+class Scheduler:
+    """Pods and nodes of one replay, and the scheduler's decisions about them."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        groups: Mapping[str, NodeGroup],
+        settings: PlannerSettings,
+        timing: Timing,
+        policies: tuple[ResourcePolicy, ...],
+        eci: bool,
+        preempt: bool,
+        billing: Billing,
+        rng: random.Random,
+        request_plan: Callable[[bool], None],
+    ) -> None:
+        """``request_plan(react)``: ask for an autoscaler pass (``react``: after the reaction
+        delay, else at the next loop)."""
+        self.clock = clock
+        self.groups = groups
+        self.settings = settings
+        self.timing = timing
+        self.eci = eci
+        self.preemption = preempt
+        self.billing = billing
+        self.rng = rng
+        self.request_plan = request_plan
+        # Cheapest group first: the scheduler-side tie-break between accepted nodes.
+        self.group_order = sorted(groups, key=lambda n: (groups[n].price_per_hour, n))
+        self.eci_node = Node(
+            name=ECI_NODE,
+            labels={"type": "virtual-kubelet"},
+            taints=(ECI_TAINT,),
+            allocatable=Resources(10**9, 10**18, 10**9, 10**9, 10**18),
+            kind=NodeKind.ECI,
+        )
+        self.state = ClusterState(nodes=[self.eci_node] if eci else [], policies=policies)
+        self.nodes: dict[str, NodeRecord] = {}
+        self.by_group: dict[str, list[NodeRecord]] = {g: [] for g in self.group_order}
+        self.pods: dict[str, PodRecord] = {}
+        self.pending: dict[str, PodRecord] = {}
+        self.counts: dict[tuple[WorkloadKey, str], list[int]] = {}
+        self.live_of: dict[tuple[WorkloadKey, str], int] = {}  # pods per counts key
+        self.unit_cache: dict[tuple[str, str], int | None] = {}
+        self.fit_cache: dict[tuple[WorkloadKey, str], bool] = {}
+        self.policy_cache: dict[
+            tuple[WorkloadKey, frozenset[tuple[str, str]]], ResourcePolicy | None
+        ] = {}
+        self.demand = dict.fromkeys(predictive.CLASSES, 0)  # class demand, milli-units
+        self.pending_times: list[float] = []
+        self.never_started = 0
+        self.n_pods = 0
+        self.unmanaged = 0
+        self.decide_calls = 0
+        self.evictions = 0
+        self.peak_nodes = 0
+        self.live_cpu = 0
+        self.live_gpu = 0
+        self.n_ecs_pods = 0
+        self.n_eci_pods = 0
+        self.ecs_pod_s = 0.0
+        self.eci_pod_s = 0.0
+
+    # -- pods -------------------------------------------------------------------------------------
+    def new_pod(self, uid: str, wl: WorkloadKey, name: str, template: Template) -> PodRecord:
+        """A pod as the API server would hold it after admission (the webhook's toleration)."""
+        now = self.clock.now
+        r = template.requests
+        key = (wl, frozenset(template.labels.items()))
+        balloon = wl.namespace == BALLOON_NAMESPACE and wl.name.startswith("overprov")
+        if key in self.policy_cache:
+            policy = self.policy_cache[key]
+        elif balloon:
+            policy = self.policy_cache[key] = None
+        else:
+            probe = Pod(uid=uid, name=name, namespace=wl.namespace, labels=template.labels)
+            policy = self.policy_cache[key] = placement.policy_for(self.state.policies, probe)
+        tolerations: tuple[Toleration, ...] = ()
+        if r.gpu_milli:
+            tolerations += (GPU_TOLERATION,)
+        tol_eci = policy is not None and policy.has_eci and self.eci
+        if tol_eci:
+            tolerations += (ECI_TOLERATION,)
+        pod = Pod(
+            uid=uid,
+            name=name,
+            namespace=wl.namespace,
+            labels=template.labels,
+            annotations=template.annotations,
+            requests=r,
+            owner=owner_of(wl),
+            created=now,
+            workload=wl,
+            tolerations=tolerations,
+            priority=-1 if balloon else 0,
+        )
+        rec = PodRecord(uid, wl, pod, policy, now)
+        rec.tol_eci = tol_eci
+        if rec.key is not None:
+            if rec.key not in self.counts:
+                assert policy is not None
+                self.counts[rec.key] = [0] * len(policy.units)
+            self.live_of[rec.key] = self.live_of.get(rec.key, 0) + 1
+        self.pods[uid] = rec
+        if not rec.balloon:
+            self.n_pods += 1
+            self.unmanaged += policy is None
+        self.live_cpu += r.cpu_milli
+        self.live_gpu += r.gpu_milli
+        self._redemand(rec, None)
+        self.state.upsert_pod(rec.pod)
+        return rec
+
+    def _redemand(self, rec: PodRecord, on: NodeKind | None) -> None:
+        """Keep the class demand of ``predictive.class_demand_of`` (the controller's rule)."""
+        cls, old = rec.demand
+        self.demand[cls] -= old
+        rec.demand = predictive.class_demand_of(rec.pod.requests, on=on, policy=rec.policy)
+        self.demand[rec.demand[0]] += rec.demand[1]
+
+    def schedule(self, rec: PodRecord) -> None:
+        if not self.place(rec):
+            self.pending[rec.uid] = rec
+            self.request_plan(True)
+
+    def delete(self, uid: str) -> PodRecord | None:
+        """The pod is deleted; returns it (``None``: unknown, a no-op as in the API)."""
+        rec = self.pods.pop(uid, None)
+        if rec is None:
+            return None
+        self.unbind(rec)
+        self.pending.pop(uid, None)
+        if rec.waited < 0 and not rec.balloon:
+            self.never_started += 1
+            self.pending_times.append(self.clock.now - rec.created)
+        self.live_cpu -= rec.req[0]
+        self.live_gpu -= rec.req[2]
+        cls, amount = rec.demand
+        self.demand[cls] -= amount
+        rec.demand = (cls, 0)
+        self.state.remove_pod(uid)
+        if rec.key is not None:
+            self.live_of[rec.key] -= 1
+            if not self.live_of[rec.key]:  # the workload's last pod: forget its counts
+                del self.live_of[rec.key], self.counts[rec.key]
+        return rec
+
+    def retry(self) -> None:
+        if not self.pending:
+            return
+        for uid, rec in list(self.pending.items()):
+            if self.place(rec):
+                del self.pending[uid]
+
+    # -- placement (the scheduler's part, the policy's decision) ---------------------------------
+    def fits_group(self, rec: PodRecord, group: str) -> bool:
+        key = (rec.wl, group)
+        ok = self.fit_cache.get(key)
+        if ok is None:
+            template = (
+                self.groups[group].template(overhead=self.settings.daemonset_overhead)
+                if group in self.groups
+                else None
+            )
+            ok = (
+                template is not None
+                and tolerates_taints(rec.pod.tolerations, template.taints)
+                and fits_node_selector(rec.pod, template)
+            )
+            self.fit_cache[key] = ok
+        return ok
+
+    def _first_fit(self, rec: PodRecord, group: str) -> NodeRecord | None:
+        cpu, mem, gpu = rec.req
+        for node in self.by_group.get(group, ()):
+            if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
+                return node
+        return None
+
+    def candidates(self, rec: PodRecord) -> list[NodeRecord]:
+        found = []
+        for group in self.group_order:
+            if self.fits_group(rec, group):
+                node = self._first_fit(rec, group)
+                if node is not None:
+                    found.append(node)
+        for node in self.by_group.get(TRACE_GROUP, ()):
+            if tolerates_taints(rec.pod.tolerations, node.node.taints) and fits_node_selector(
+                rec.pod, node.node
+            ):
+                cpu, mem, gpu = rec.req
+                if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
+                    found.append(node)
+                    break
+        return found
+
+    def place(self, rec: PodRecord) -> bool:
+        ecs = self.candidates(rec)
+        policy = rec.policy
+        if policy is None:
+            if not ecs:
+                return self._preempt(rec)
+            self.bind(rec, ecs[0])
+            return True
+        offered = [n.node for n in ecs]
+        if rec.tol_eci:
+            offered.append(self.eci_node)
+        assert rec.key is not None
+        self.decide_calls += 1
+        decision = placement.decide(
+            policy, counts=self.counts[rec.key], candidates=offered, ordinal=rec.pod.ordinal
+        )
+        if not decision.placed:
+            return not ecs and self._preempt(rec)
+        chosen = decision.accepted[0]
+        self.bind(rec, None if chosen == ECI_NODE else self.nodes[chosen])
+        return True
+
+    def _preempt(self, rec: PodRecord) -> bool:
+        """Evict one lower-priority placeholder whose node then fits the pod, then bind there."""
+        if rec.balloon or not self.preemption:
+            return False
+        cpu, mem, gpu = rec.req
+        for group in self.group_order:
+            if not self.fits_group(rec, group):
+                continue
+            for node in self.by_group[group]:
+                for other in node.members.values():
+                    if not other.balloon:
+                        continue
+                    c, m, g = other.req
+                    if node.cpu + c >= cpu and node.mem + m >= mem and node.gpu + g >= gpu:
+                        self.unbind(other)
+                        self.pending[other.uid] = other
+                        self.request_plan(True)
+                        return self.place(rec)
+        return False
+
+    def _unit(self, policy: ResourcePolicy, node: Node) -> int | None:
+        key = (
+            policy.key,
+            node.name
+            if node.kind is NodeKind.ECI
+            else node.labels.get(self.settings.node_group_label, node.name),
+        )
+        if key not in self.unit_cache:
+            self.unit_cache[key] = policy.unit_of(node)
+        return self.unit_cache[key]
+
+    def _count(self, rec: PodRecord, target: Node, delta: int) -> None:
+        """Add ``delta`` to the count of the unit of ``rec``'s policy that ``target`` is in."""
+        if rec.policy is not None:
+            unit = self._unit(rec.policy, target)
+            if unit is not None:
+                assert rec.key is not None
+                self.counts[rec.key][unit] += delta
+
+    def bind(self, rec: PodRecord, node: NodeRecord | None) -> None:
+        now = self.clock.now
+        if node is None:
+            delay = self.timing.eci_start_delay
+            if self.timing.eci_start_jitter > 0:
+                delay += self.rng.random() * self.timing.eci_start_jitter
+            rec.bound = ECI_NODE
+            target = self.eci_node
+            self.n_eci_pods += 1
+        else:
+            cpu, mem, gpu = rec.req
+            node.cpu -= cpu
+            node.mem -= mem
+            node.gpu -= gpu
+            node.pods -= 1
+            node.members[rec.uid] = rec
+            delay = self.timing.ecs_pod_start_delay
+            rec.bound = node.name
+            target = node.node
+            self.n_ecs_pods += 1
+            if not rec.balloon:
+                self.billing.pod_on_node(node.name, rec.pod.requests, 1, now=now)
+        rec.node = node
+        rec.started = now + delay
+        if rec.waited < 0:
+            rec.waited = rec.started - rec.created
+            if not rec.balloon:
+                self.pending_times.append(rec.waited)
+        self._count(rec, target, 1)
+        rec.pod = rec.pod.placed(rec.bound, "Running")
+        self._redemand(rec, target.kind)
+        self.state.upsert_pod(rec.pod)
+        if node is None:
+            # An ECI pod may belong on ECS (cost model): the next loop looks at it.
+            self.request_plan(False)
+
+    def unbind(self, rec: PodRecord) -> None:
+        if not rec.bound:
+            return
+        now = self.clock.now
+        ran = max(0.0, now - rec.started)
+        node = rec.node
+        if node is None:
+            self.n_eci_pods -= 1
+            target = self.eci_node
+            if ran > 0 and not rec.balloon:
+                self.billing.eci_pod(rec.pod.requests, started=rec.started, ended=now)
+                self.eci_pod_s += ran
+        else:
+            self.n_ecs_pods -= 1
+            target = node.node
+            cpu, mem, gpu = rec.req
+            node.cpu += cpu
+            node.mem += mem
+            node.gpu += gpu
+            node.pods += 1
+            del node.members[rec.uid]
+            if not rec.balloon:
+                self.ecs_pod_s += ran
+                self.billing.pod_on_node(node.name, rec.pod.requests, -1, now=now)
+        self._count(rec, target, -1)
+        rec.node = None
+        rec.bound = ""
+        rec.started = math.inf
+        if rec.uid in self.pods:  # evicted, not deleted: pending again
+            rec.pod = rec.pod.placed("", "Pending")
+            self._redemand(rec, None)
+            self.state.upsert_pod(rec.pod)
+
+    # -- nodes ------------------------------------------------------------------------------------
+    def node_ready(self, node: Node) -> None:
+        group = node.labels.get(self.settings.node_group_label, "")
+        rec = NodeRecord(node, group)
+        self.nodes[node.name] = rec
+        self.by_group.setdefault(group, []).append(rec)
+        self.state.upsert_node(node)
+        self.peak_nodes = max(self.peak_nodes, len(self.nodes))
+        self.billing.node_ready(node.name, now=self.clock.now)
+
+    def remove_node(self, name: str) -> None:
+        """The node is gone: its pods are evicted and placed again (or wait)."""
+        rec = self.nodes.pop(name)
+        self.by_group[rec.group].remove(rec)
+        evicted = list(rec.members.values())
+        for pod in evicted:
+            self.unbind(pod)
+            self.evictions += not pod.balloon
+        self.state.remove_node(name)
+        self.billing.node_removed(name, rec.group, now=self.clock.now)
+        for pod in evicted:
+            if not self.place(pod):
+                self.pending[pod.uid] = pod
+        if evicted:
+            self.request_plan(True)
+
+    # -- the end ----------------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Stop every pod at the end of the replay (pods never started are reported)."""
+        end = self.clock.now
+        for rec in list(self.pods.values()):
+            if rec.bound:
+                self.unbind(rec)
+            if rec.waited < 0 and not rec.balloon:
+                self.never_started += 1
+                self.pending_times.append(end - rec.created)
+
+    def check(self) -> None:
+        """Invariants: no pod on two nodes, no node over its allocatable, the unit counts are the
+        extender's (``extender.policy.unit_counts``), the class demand is the controller's."""
+        seen: set[str] = set()
+        for node in self.nodes.values():
+            a = node.node.allocatable
+            used = [0, 0, 0, 0]
+            for uid, rec in node.members.items():
+                assert uid not in seen, f"pod {uid} on two nodes"
+                seen.add(uid)
+                _require(rec.node is node and rec.bound == node.name, f"pod {uid} misfiled")
+                used[0] += rec.req[0]
+                used[1] += rec.req[1]
+                used[2] += rec.req[2]
+                used[3] += 1
+            _require(used[0] <= a.cpu_milli and used[1] <= a.memory, f"{node.name} over capacity")
+            _require(used[2] <= a.gpu_milli and used[3] <= a.pods, f"{node.name} over capacity")
+            assert (node.cpu, node.mem, node.gpu, node.pods) == (
+                a.cpu_milli - used[0],
+                a.memory - used[1],
+                a.gpu_milli - used[2],
+                a.pods - used[3],
+            )
+        for uid, rec in self.pending.items():
+            _require(not rec.bound and uid not in seen, f"pending pod {uid} is bound")
+        for rec in self.pods.values():
+            assert rec.bound or rec.uid in self.pending, f"pod {rec.uid} neither bound nor pending"
+        by_key: dict[tuple[WorkloadKey, str], list[PodRecord]] = {}
+        for rec in self.pods.values():
+            if rec.key is not None:
+                by_key.setdefault(rec.key, []).append(rec)
+        for key, counts in self.counts.items():
+            pods = by_key.get(key, [])
+            if not pods:
+                _require(not any(counts), f"{key}: unit counts {counts} without pods")
+                continue
+            policy = pods[0].policy
+            assert policy is not None
+            theirs = placement.unit_counts(
+                policy, pods=[r.pod for r in pods], nodes=self.state.nodes, reserved={}
+            )
+            _require(counts == theirs, f"{key}: unit counts {counts}, the extender's {theirs}")
+        total = dict.fromkeys(predictive.CLASSES, 0)
+        for rec in self.pods.values():
+            on = None
+            if rec.bound:
+                on = NodeKind.ECI if rec.node is None else NodeKind.ECS
+            cls, amount = predictive.class_demand_of(rec.pod.requests, on=on, policy=rec.policy)
+            total[cls] += amount
+        _require(total == self.demand, f"class demand {self.demand}, the rule's {total}")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise AssertionError(message)
