@@ -323,3 +323,33 @@ def test_ctrl_c_stops_the_command_cleanly_and_a_rerun_continues(tmp_path: Path) 
     assert 1 <= done < 12
     assert autoscaler_main(["sweep", *argv[4:], "--quiet"]) == 0
     assert len(read_log(log)) == 12
+
+
+def test_shared_fits_fit_each_history_once_and_return_what_the_forecaster_returns() -> None:
+    import numpy as np
+
+    from autoscaler.forecast import SeasonalForecaster
+    from autoscaler.replay import fits
+
+    fits._FITS.clear()
+    ts = np.arange(0.0, 3 * 86_400, 300.0)
+    values = 10 + 5 * np.sin(ts / 86_400 * 2 * np.pi)
+    direct = SeasonalForecaster().fit(ts, values).predict(horizon=7200)
+    shared = fits.shared_fits()
+    first = shared.fit(ts, values).predict(horizon=7200)
+    again = shared.fit(ts.copy(), values.copy()).predict(horizon=7200)
+    assert again is first
+    assert len(fits._FITS) == 1
+    assert (first.start, first.step, first.period, first.model) == (
+        direct.start,
+        direct.step,
+        direct.period,
+        direct.model,
+    )
+    assert np.array_equal(first.point, direct.point)
+    assert np.array_equal(first.upper, direct.upper)
+    other = values.copy()
+    other[-1] += 1
+    shared.fit(ts, other).predict(horizon=7200)
+    shared.fit(ts, values).predict(horizon=3600)
+    assert len(fits._FITS) == 3
