@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -93,12 +94,17 @@ OPENB = (
 )
 
 
-def time_command(argv: list[str], runs: int) -> list[float]:
+def time_command(argv: list[str], runs: int) -> list[tuple[float, float]]:
+    """Wall seconds and CPU seconds (user + system, the command and its workers) per run."""
     times = []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        times.append((wall, cpu))
     return times
 
 
@@ -111,12 +117,19 @@ def bench_command(before: str, runs: int) -> None:
     rows.append(("this build, variants in parallel (default)", [me]))
     if before:
         rows.insert(0, (f"before: {before}", [before]))
-    print("| replay command, default Alibaba list | runs | best s | median s | target |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print(
+        "| replay command, default Alibaba list | runs | best s | median s | CPU s (best run) "
+        "| load before | target |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for name, (exe, *flags) in rows:
         argv = [exe, "replay", trace, "--format", "openb", "--quiet", "--out", out, *flags]
+        load = os.getloadavg()[0]
         times = sorted(time_command(argv, runs))
-        print(f"| {name} | {runs} | {times[0]:.2f} | {times[len(times) // 2]:.2f} | <= 5 s |")
+        print(
+            f"| {name} | {runs} | {times[0][0]:.2f} | {times[len(times) // 2][0]:.2f} "
+            f"| {times[0][1]:.2f} | {load:.1f} | <= 5 s |"
+        )
 
 
 def bench_sweep() -> None:
@@ -148,6 +161,7 @@ def bench_sweep() -> None:
             note = f"ray.init {time.perf_counter() - start:.1f} s (included)"
         else:
             start = time.perf_counter()
+        load = os.getloadavg()[0]
         out = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
         outcome = run_sweep(grid, inputs, out=out, executor=executor)
         seconds = time.perf_counter() - start
@@ -158,7 +172,8 @@ def bench_sweep() -> None:
             if tables[name] == next(iter(tables.values()))
             else "TABLE DIFFERS"
         )
-        print(f"| {name} | {outcome.ran} | {seconds:.1f} | {one / seconds:.2f}x | {same}; {note} |")
+        note = "; ".join(x for x in (same, f"load before {load:.1f}", note) if x)
+        print(f"| {name} | {outcome.ran} | {seconds:.1f} | {one / seconds:.2f}x | {note} |")
 
 
 def main() -> None:

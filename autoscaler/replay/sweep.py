@@ -126,20 +126,12 @@ def trace_inputs(paths: Sequence[str], fmt: str) -> list[TraceInput]:
 
 
 def load_trace(t: TraceInput) -> Trace:
-    from .cli import load_input
+    """The trace as ``replay TRACE --format F`` reads it (the replay's own defaults)."""
+    from .cli import add_parsers, load_input
 
-    args = argparse.Namespace(
-        trace=t.path,
-        format=t.format,
-        include_unscheduled=False,
-        group_by="pod",
-        expected_duration="history",
-        per_replica=20.0,
-        replica_cpu="2",
-        replica_memory="8Gi",
-        min_replicas=1,
-    )
-    return load_input(args)
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers())
+    return load_input(parser.parse_args(["replay", t.path, "--format", t.format]))
 
 
 def _variants_of(scenario: Scenario) -> list[Variant]:
