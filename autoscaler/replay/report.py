@@ -41,6 +41,7 @@ __all__ = [
     "closing_note",
     "compare",
     "fluid_bound",
+    "result_row",
     "summary_json",
     "summary_markdown",
     "unmatched_note",
@@ -402,7 +403,8 @@ def closing_note(c: Comparison) -> str:
 # --- rendering ----------------------------------------------------------------------------------
 
 
-def _row(r: Result) -> dict[str, Any]:
+def result_row(r: Result) -> dict[str, Any]:
+    """One variant's numbers, rounded (the summary's rows, and the sweep's)."""
     return {
         "name": r.name,
         "description": r.description,
@@ -438,8 +440,8 @@ def summary_json(c: Comparison) -> dict[str, Any]:
         "scenario": c.scenario,
         "duration_hours": round(s.duration / 3600, 2),
         "target_pending_p99": c.target_p99,
-        "summary": _row(s),
-        "baselines": [_row(r) for r in c.results[1:]],
+        "summary": result_row(s),
+        "baselines": [result_row(r) for r in c.results[1:]],
         "fluid_ecs_lower_bound": {
             "cost": round(c.bound.cost, 2),
             "eci_cost_of_pods_no_group_holds": round(c.bound.eci_cost, 2),

@@ -26,8 +26,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .executors import Executor
+from .executors import Executor, PoolExecutor
 from .frontier import (
+    METRICS,
     aggregate,
     plot_front,
     summary_markdown,
@@ -35,7 +36,7 @@ from .frontier import (
     table_json,
 )
 from .grid import Cell, Grid, format_value
-from .report import Bound, fluid_bound, used_groups, variants
+from .report import Bound, fluid_bound, result_row, used_groups, variants
 from .results import Result, Variant
 from .scenario import Scenario, scenario_from_dict
 from .simulator import simulate
@@ -47,8 +48,8 @@ __all__ = [
     "Task",
     "TraceInput",
     "detect_format",
+    "metrics",
     "plan_tasks",
-    "result_row",
     "run_sweep",
     "run_task",
     "simulate_variants",
@@ -165,24 +166,12 @@ def plan_tasks(grid: Grid, traces: Sequence[TraceInput], baselines: Sequence[str
     return tasks
 
 
-def result_row(r: Result) -> dict[str, Any]:
-    """The sweep's metrics of one replay (rounded: the same text on every executor)."""
-    return {
-        "cost": round(r.cost, 2),
-        "ecs_cost": round(r.ecs_cost, 2),
-        "eci_cost": round(r.eci_cost, 2),
-        "pending_p50": round(r.pending_percentile(50), 3),
-        "pending_p95": round(r.pending_percentile(95), 3),
-        "pending_p99": round(r.pending_percentile(99), 3),
-        "never_started": r.never_started,
-        "pods": r.pods,
-        "eci_pod_hours_share": round(r.eci_share, 4),
-        "scaling_actions": sum(1 for a in r.actions if a.kind != "interrupted"),
-        "peak_nodes": r.peak_nodes,
-        "evictions": r.evictions,
-        "interruptions": sum(1 for a in r.actions if a.kind == "interrupted"),
-        "planner_calls": r.planner_calls,
-    }
+def metrics(r: Result) -> dict[str, Any]:
+    """The sweep's columns of one replay: the report's numbers, spot interruptions apart."""
+    row = {k: v for k, v in result_row(r).items() if k in METRICS}
+    row["interruptions"] = sum(1 for a in r.actions if a.kind == "interrupted")
+    row["scaling_actions"] -= row["interruptions"]
+    return row
 
 
 def run_task(job: TraceJob, task: Task) -> dict[str, Any]:
@@ -206,7 +195,7 @@ def run_task(job: TraceJob, task: Task) -> dict[str, Any]:
         scenario = job.base
         bound = fluid_bound(job.trace, scenario)
         variant = next(v for v in variants(scenario, bound) if v.name == task.variant)
-    row.update(result_row(simulate(job.trace, scenario, variant)))
+    row.update(metrics(simulate(job.trace, scenario, variant)))
     return row
 
 
@@ -232,7 +221,7 @@ def simulate_variants(
     The replays start longest first (the forecast's, then the autoscaled ones, most spare nodes
     first), so the last to finish is a short one.
     """
-    if executor.workers > 1:
+    if isinstance(executor, PoolExecutor):
         from autoscaler.kernels import warm_up
 
         warm_up()  # once, before the workers fork, instead of once in every worker
@@ -335,7 +324,7 @@ def run_sweep(
         name: TraceJob(trace, grid, base, used_groups(base, bounds[name]))
         for name, trace in loaded.items()
     }
-    if todo and executor.workers > 1:
+    if todo and isinstance(executor, PoolExecutor):
         from autoscaler.kernels import warm_up
 
         warm_up()  # once, before the workers fork, instead of once in every worker
