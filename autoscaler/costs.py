@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from extender.model import Resources
 
@@ -21,6 +24,7 @@ __all__ = [
     "break_even_fraction",
     "ecs_cheaper",
     "node_share",
+    "share_of",
 ]
 
 GIB = 2**30
@@ -36,23 +40,32 @@ class EciPrice:
 
     def per_hour(self, requests: Resources) -> float:
         """What ECI charges per hour for a pod with these requests (whole GPUs)."""
-        cpu = requests.cpu_milli / 1000 * self.vcpu_second * 3600
-        memory = requests.memory / GIB * self.gib_second * 3600
-        gpus = math.ceil(requests.gpu_milli / 1000) * self.gpu_hour
-        return cpu + memory + gpus
+        return float(self.per_hour_of(requests.cpu_milli, requests.memory, requests.gpu_milli))
+
+    def per_hour_of(self, cpu_milli: Any, memory: Any, gpu_milli: Any) -> Any:
+        """The one ECI price formula, on numbers or numpy arrays of millicores, bytes, GPU-milli."""
+        cpu = cpu_milli / 1000 * self.vcpu_second * 3600
+        mem = memory / GIB * self.gib_second * 3600
+        ceil = np.ceil if isinstance(gpu_milli, np.ndarray) else math.ceil  # math: 20x faster
+        return cpu + mem + ceil(gpu_milli / 1000) * self.gpu_hour
 
 
 def node_share(requests: Resources, capacity: Resources) -> float:
     """The largest fraction of one node the pod takes over cpu, memory and GPU (1.0 if it does not fit)."""
-    shares = [0.0]
+    return share_of(requests.cpu_milli, requests.memory, requests.gpu_milli, capacity)
+
+
+def share_of(cpu_milli: int, memory: int, gpu_milli: int, capacity: Resources) -> float:
+    """:func:`node_share` of requests given as numbers (the replay's billing, per bind)."""
+    share = 0.0
     for want, have in (
-        (requests.cpu_milli, capacity.cpu_milli),
-        (requests.memory, capacity.memory),
-        (requests.gpu_milli, capacity.gpu_milli),
+        (cpu_milli, capacity.cpu_milli),
+        (memory, capacity.memory),
+        (gpu_milli, capacity.gpu_milli),
     ):
         if want > 0:
-            shares.append(want / have if have > 0 else math.inf)
-    return min(max(shares), math.inf)
+            share = max(share, want / have if have > 0 else math.inf)
+    return share
 
 
 def break_even_fraction(*, price_per_hour: float, capacity: Resources, eci: EciPrice) -> float:

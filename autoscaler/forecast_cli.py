@@ -18,7 +18,7 @@ from typing import Any
 
 from autoscaler.forecast import backtest, fit_forecast, read_series
 
-__all__ = ["add_parser", "main", "parse_duration", "run"]
+__all__ = ["MAX_HORIZON", "add_parser", "main", "parse_duration", "run"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -35,6 +35,9 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"duration {text!r} must be positive")
     return seconds
+
+
+MAX_HORIZON = 366 * 86_400.0
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -74,6 +77,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0.0 < args.quantile < 1.0:
         print(f"error: --quantile must be in (0, 1), got {args.quantile}", file=sys.stderr)
+        return 2
+    if args.horizon > MAX_HORIZON:
+        # Checked before fitting: the forecast holds one value per step of the horizon.
+        print(
+            f"error: --horizon: {args.horizon / 86_400:,.0f} days is more than "
+            f"{MAX_HORIZON / 86_400:.0f} days",
+            file=sys.stderr,
+        )
         return 2
     try:
         bt = (

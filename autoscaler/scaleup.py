@@ -103,11 +103,7 @@ def scale_up(
     price = np.array([gs.group.price_per_hour for gs in ctx.groups], np.float64)
     eci = settings.eci_price
     hours = demand.eci_hours
-    eci_cost = (
-        req[:, 0] / 1000 * eci.vcpu_second * 3600
-        + req[:, 1] / GIB * eci.gib_second * 3600
-        + np.ceil(req[:, 2] / 1000) * eci.gpu_hour
-    ) * hours
+    eci_cost = eci.per_hour_of(req[:, 0], req[:, 1], req[:, 2]) * hours
     horizon_h = settings.forecast_horizon / 3600
     blocked: list[str] = []
     room = np.zeros(g_count, np.int64)

@@ -90,11 +90,12 @@ class Autoscaler:
             return
         now = self.clock.now
         if react and self.reaction_delay is not None:
-            self._at(now + self.reaction_delay)
+            self.at(now + self.reaction_delay)
         else:
-            self._at(self.tick())
+            self.at(self.tick())
 
-    def _at(self, t: float) -> None:
+    def at(self, t: float) -> None:
+        """A pass at ``t`` unless one is asked for earlier."""
         if self.enabled and t < self.plan_at:
             self.plan_at = t
             self.push_plan(t)
@@ -128,12 +129,11 @@ class Autoscaler:
         states = []
         for name, group in self.groups.items():
             status = self.provider.status(name, now=now)
-            asked = self.billing.requested_at
+            requested = self.billing.requested
             registered = [
-                planner.GroupNode(n.name, asked(n.name, now) or 0.0)
+                planner.GroupNode(n.name, requested[n.name])
                 for n in self.scheduler.by_group.get(name, ())
             ]
-            requested = {i.id: asked(i.id, now) or 0.0 for i in status.instances}
             states.append(
                 planner.group_state(
                     group,
@@ -211,7 +211,7 @@ class Autoscaler:
         wait = self.settings.scale_down_unneeded_time
         due = [since + wait for since in self.unneeded.values() if since + wait > now]
         if due:
-            self._at(max(min(due), self.tick()))
+            self.at(max(min(due), self.tick()))
         # Pods still pending for ECS capacity that is not on its way: look again next loop if
         # this pass acted, else once a group's cooldown ends (a pass with nothing new to see
         # would decide the same; any change in the cluster asks for a pass anyway).
@@ -219,7 +219,7 @@ class Autoscaler:
         waiting = any(rec.pod.key not in result.unschedulable for rec in pending)
         if waiting and self.provider.next_ready(now=now) is None:
             if result.scale_ups or result.scale_downs:
-                self._at(self.tick())
+                self.at(self.tick())
             else:
                 ends = [
                     self.last_up[g] + self.groups[g].cooldown
@@ -227,7 +227,7 @@ class Autoscaler:
                     if self.last_up[g] + self.groups[g].cooldown > now
                 ]
                 if ends:
-                    self._at(max(min(ends), self.tick()))
+                    self.at(max(min(ends), self.tick()))
         if self.fc:
             # Pre-provisioning needs passes even when nothing happens.
-            self._at(now + self.scenario.forecast.every)
+            self.at(now + self.scenario.forecast.every)

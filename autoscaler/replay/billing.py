@@ -4,7 +4,7 @@ Prices come from ``autoscaler.costs`` (``EciPrice.per_hour`` is the one ECI form
 project: per vCPU-second, GiB-second and whole GPU) and from each node group's price per hour.
 Every CNY is put in exactly one bucket of :class:`~autoscaler.replay.results.CostSplit`:
 
-- **ECS busy**: a node's price times the share of it its pods request (``costs.node_share``:
+- **ECS busy**: a node's price times the share of it its pods request (``costs.share_of``:
   the largest of cpu, memory and GPU, at most 1);
 - **ECS idle, fragmentation**: the rest of a node that hosts pods;
 - **ECS idle, booting**: from the request until the node is Ready;
@@ -14,30 +14,49 @@ Every CNY is put in exactly one bucket of :class:`~autoscaler.replay.results.Cos
 - **ECI burst** and **ECI long stay**: ECI pods that ran less than, or at least, ``LONG_STAY``
   (one hour: a pod that stays on ECI for hours is the money ECS capacity would have saved).
 
-The cumulative cost curve of the report comes from the same intervals (:meth:`Billing.curve`).
+The ``TOP_IDLE`` nodes that cost most before their first pod are named (:meth:`Billing.idle_nodes`),
+so capacity bought long ahead of demand shows at a glance.  The cumulative cost curve of the
+report comes from the same intervals (:meth:`Billing.curve`).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 
 import numpy as np
 import numpy.typing as npt
 
-from autoscaler.costs import GIB, EciPrice, node_share
+from autoscaler.costs import GIB, EciPrice, share_of
 from extender.model import Resources
 
-from .results import CostSplit
+from .results import CostSplit, IdleNode
 
-__all__ = ["LONG_STAY", "Billing"]
+__all__ = ["LONG_STAY", "TOP_IDLE", "Billing"]
 
 LONG_STAY = 3600.0
+TOP_IDLE = 5
 
 
 class _Meter:
     """One ECS node's bill: price, allocatable, what its real pods request, since when."""
 
-    __slots__ = ("cap", "cpu", "ever", "gpu", "mem", "n", "price", "ready", "requested", "since")
+    __slots__ = (
+        "cap",
+        "cpu",
+        "ever",
+        "gpu",
+        "group",
+        "idle",
+        "idle_from",
+        "idle_to",
+        "mem",
+        "n",
+        "price",
+        "ready",
+        "requested",
+        "since",
+    )
 
     def __init__(self, price_per_hour: float, cap: Resources, since: float) -> None:
         self.price = price_per_hour / 3600
@@ -46,6 +65,8 @@ class _Meter:
         self.ready = False
         self.ever = False
         self.cpu = self.mem = self.gpu = self.n = 0
+        self.idle = 0.0  # CNY paid while pre-provisioned (Ready, no pod yet)
+        self.idle_from = self.idle_to = since
 
 
 class Billing:
@@ -55,21 +76,19 @@ class Billing:
         self.eci = eci
         self.split = dict.fromkeys(CostSplit.names(), 0.0)
         self._meters: dict[str, _Meter] = {}
+        self.requested: dict[str, float] = {}  # node -> when it was asked for, while billed
         self.node_seconds: dict[str, float] = {}
         self.eci_vcpu_s = self.eci_gib_s = self.eci_gpu_s = 0.0
         self._intervals: list[tuple[float, float, float]] = []  # start, end, CNY/s
         self._rates: dict[Resources, float] = {}
+        self._idle: list[tuple[float, str, IdleNode]] = []  # the costliest pre-provisioned nodes
 
     # -- ECS ------------------------------------------------------------------------------------
     def node_requested(
         self, name: str, *, price_per_hour: float, allocatable: Resources, now: float
     ) -> None:
         self._meters[name] = _Meter(price_per_hour, allocatable, now)
-
-    def requested_at(self, name: str, default: float | None = None) -> float | None:
-        """When the node was asked for (``default`` if it is not billed)."""
-        meter = self._meters.get(name)
-        return default if meter is None else meter.requested
+        self.requested[name] = now
 
     def billed_nodes(self) -> list[str]:
         return list(self._meters)
@@ -91,9 +110,20 @@ class Billing:
 
     def node_removed(self, name: str, group: str, *, now: float) -> None:
         meter = self._meters.pop(name)
+        del self.requested[name]
         self._close(meter, now)
         self.node_seconds[group] = self.node_seconds.get(group, 0.0) + now - meter.requested
         self._intervals.append((meter.requested, now, meter.price))
+        if meter.idle > 0:
+            item = (
+                meter.idle,
+                name,
+                IdleNode(name, group, meter.idle_from, meter.idle_to, meter.idle),
+            )
+            if len(self._idle) < TOP_IDLE:
+                heapq.heappush(self._idle, item)
+            else:
+                heapq.heappushpop(self._idle, item)
 
     def _close(self, meter: _Meter, now: float) -> None:
         dt = now - meter.since
@@ -106,9 +136,13 @@ class Billing:
             split["ecs_booting"] += cost
         elif meter.n == 0:
             split["ecs_scale_down_wait" if meter.ever else "ecs_pre_provisioned"] += cost
+            if not meter.ever:
+                if not meter.idle:
+                    meter.idle_from = now - dt
+                meter.idle += cost
+                meter.idle_to = now
         else:
-            used = Resources(meter.cpu, meter.mem, meter.n, meter.gpu)
-            share = min(1.0, node_share(used, meter.cap))
+            share = min(1.0, share_of(meter.cpu, meter.mem, meter.gpu, meter.cap))
             split["ecs_busy"] += cost * share
             split["ecs_fragmentation"] += cost * (1.0 - share)
 
@@ -130,6 +164,10 @@ class Billing:
     # -- the end --------------------------------------------------------------------------------
     def result(self) -> CostSplit:
         return CostSplit(**self.split)
+
+    def idle_nodes(self) -> tuple[IdleNode, ...]:
+        """The nodes that cost most before their first pod, costliest first."""
+        return tuple(item[2] for item in sorted(self._idle, reverse=True))
 
     def curve(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Cumulative cost at times ``t`` (call after every node and pod is closed)."""

@@ -32,7 +32,7 @@ from extender.model import NodeKind, Resources
 from extender.policy import ResourcePolicy, Unit
 
 from .scenario import Scenario
-from .simulator import Result, Variant, simulate
+from .simulator import CostSplit, Result, Variant, simulate
 from .trace import PodCreated, PodDeleted, ReplicasChanged, Trace
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "compare",
     "fluid_bound",
     "result_row",
+    "split_table",
     "summary_json",
     "summary_markdown",
     "unmatched_note",
@@ -326,8 +327,9 @@ def _verdict(results: list[Result], target: float) -> tuple[list[str], bool]:
         if b.never_started > s.never_started:
             # Pods that never ran cost nothing: such a baseline is never called cheaper.
             notes.append(
-                f"{b.name} left {b.never_started:,} pod(s) never started "
-                f"(Spillover {s.never_started:,}): not comparable on cost ({bcost:,.0f} CNY)."
+                f"{b.name} left {b.never_started:,} pod(s) never started (Spillover "
+                f"{s.never_started:,}), so it is never called cheaper: it cost {bcost:,.0f} CNY "
+                f"({bcost / scost - 1:+.1%}) without running them."
             )
             continue
         if bp99 <= fast_enough and bcost <= scost:
@@ -424,6 +426,17 @@ def result_row(r: Result) -> dict[str, Any]:
         "never_started": r.never_started,
         "pods": r.pods,
         "unmanaged_pods": r.unmanaged,
+        "cost_split": {name: round(v, 2) for name, v in r.split.items()},
+        "costliest_pre_provisioned_nodes": [
+            {
+                "node": n.name,
+                "group": n.group,
+                "from_hour": round(n.start / 3600, 2),
+                "to_hour": round(n.end / 3600, 2),
+                "cost": round(n.cost, 2),
+            }
+            for n in r.idle_nodes
+        ],
         "eci_pod_hours_share": round(r.eci_share, 4),
         "scaling_actions": len(r.actions),
         "peak_nodes": r.peak_nodes,
@@ -482,6 +495,7 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
         f"{sum(c.bound.node_seconds_by_group.values()) / 3600:,.1f} | {c.bound.eci_cost:,.0f} "
         "| | | 0 | | | | |"
     )
+    lines += ["", *split_table(c)]
     lines += ["", "Variants:", ""]
     lines += [f"- `{r.name}`: {r.description}" for r in c.results]
     lines += [
@@ -506,6 +520,32 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
     if closing:
         lines += ["", "## Why", "", closing]
     return "\n".join(lines) + "\n"
+
+
+def split_table(c: Comparison) -> list[str]:
+    """Where each variant's money went (``autoscaler.replay.billing``), and the costliest
+    pre-provisioned nodes of Spillover's run."""
+    names = CostSplit.names()
+    lines = [
+        "## Where the money went (CNY)",
+        "",
+        "| variant | " + " | ".join(CostSplit.LABELS[n] for n in names) + " | ECS idle share |",
+        "| --- | " + " | ".join("---:" for _ in names) + " | ---: |",
+    ]
+    for r in c.results:
+        ecs = r.split.ecs_busy + r.split.ecs_idle
+        idle = f"{r.split.ecs_idle / ecs:.0%}" if ecs > 0 else "-"
+        cells = " | ".join(f"{v:,.0f}" for _, v in r.split.items())
+        lines.append(f"| {r.name} | {cells} | {idle} |")
+    s = c.spillover
+    if s.idle_nodes:
+        lines += ["", "Spillover's costliest nodes before their first pod:", ""]
+        lines += [
+            f"- `{n.name}` ({n.group}): Ready at {n.start / 3600:,.1f} h, first pod or removal at "
+            f"{n.end / 3600:,.1f} h, {n.cost:,.0f} CNY idle"
+            for n in s.idle_nodes
+        ]
+    return lines
 
 
 def percentiles(values: np.ndarray[Any, Any]) -> tuple[float, float, float]:

@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from extender.policy import ResourcePolicy
 
-__all__ = ["Action", "CostSplit", "Result", "Timeline", "Variant"]
+__all__ = ["Action", "CostSplit", "IdleNode", "Result", "Timeline", "Variant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +97,17 @@ class CostSplit:
 
 
 @dataclass(frozen=True, slots=True)
+class IdleNode:
+    """An ECS node paid for while it waited for its first pod (``start`` to ``end``, seconds)."""
+
+    name: str
+    group: str
+    start: float
+    end: float
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     name: str
     description: str
@@ -122,6 +133,7 @@ class Result:
     timeline: Timeline
     split: CostSplit = field(default_factory=CostSplit)
     unmanaged: int = 0  # pods no ResourcePolicy of the variant selects
+    idle_nodes: tuple[IdleNode, ...] = ()  # the costliest pre-provisioned nodes
 
     @property
     def cost(self) -> float:

@@ -49,6 +49,7 @@ __all__ = [
     "PodRecord",
     "Scheduler",
     "balloon_workload",
+    "is_balloon",
     "owner_of",
 ]
 
@@ -58,11 +59,16 @@ GPU_TOLERATION = Toleration(key="nvidia.com/gpu", operator="Exists")
 ECI_TOLERATION = Toleration(key=ECI_TAINT.key, operator="Exists")
 BALLOON_NAMESPACE = "kube-system"
 TRACE_GROUP = "(trace)"
+_BALLOON_PREFIX = "overprovisioning-"
 
 
 def balloon_workload(group: str) -> WorkloadKey:
     """The placeholder Deployment that keeps one spare node of ``group`` (overprovisioning)."""
-    return WorkloadKey(BALLOON_NAMESPACE, "Deployment", f"overprovisioning-{group}")
+    return WorkloadKey(BALLOON_NAMESPACE, "Deployment", f"{_BALLOON_PREFIX}{group}")
+
+
+def is_balloon(workload: WorkloadKey) -> bool:
+    return workload.namespace == BALLOON_NAMESPACE and workload.name.startswith(_BALLOON_PREFIX)
 
 
 def owner_of(workload: WorkloadKey) -> OwnerRef | None:
@@ -119,7 +125,7 @@ class PodRecord:
         self.started = math.inf
         self.waited = -1.0  # pending time, set at the first start
         self.tol_eci = False
-        self.balloon = wl.namespace == BALLOON_NAMESPACE and wl.name.startswith("overprov")
+        self.balloon = is_balloon(wl)
         self.demand = (predictive.CPU, 0)  # what this pod adds to its class's demand now
 
 
@@ -205,7 +211,7 @@ class Scheduler:
         now = self.clock.now
         r = template.requests
         key = (wl, frozenset(template.labels.items()))
-        balloon = wl.namespace == BALLOON_NAMESPACE and wl.name.startswith("overprov")
+        balloon = is_balloon(wl)
         if key in self.policy_cache:
             policy = self.policy_cache[key]
         elif balloon:

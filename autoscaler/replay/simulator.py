@@ -46,7 +46,7 @@ from .autoscaling import Autoscaler
 from .billing import Billing
 from .results import Action, CostSplit, Result, Timeline, Variant
 from .scenario import Scenario, policies_for
-from .scheduler import TRACE_GROUP, Clock, PodRecord, Scheduler, balloon_workload
+from .scheduler import ECI_NODE, TRACE_GROUP, Clock, PodRecord, Scheduler, balloon_workload
 from .spot import SpotReclaims
 from .trace import (
     MAX_SPAN,
@@ -60,6 +60,7 @@ from .trace import (
 )
 
 __all__ = [
+    "ECI_NODE",
     "MAX_SAMPLES",
     "Action",
     "CostSplit",
@@ -67,6 +68,7 @@ __all__ = [
     "Simulation",
     "Timeline",
     "Variant",
+    "namespaces",
     "simulate",
 ]
 
@@ -188,7 +190,7 @@ class Simulation:
         end = self.end
         step = max(1, n // 200)
         if scheduler.pending or self.groups:
-            self.autoscaler._at(0.0)
+            self.autoscaler.at(0.0)
         while True:
             if heap and heap[0][0] <= end and (i >= n or heap[0][0] <= events[i].t):
                 t, seq, kind = heapq.heappop(heap)
@@ -272,8 +274,7 @@ class Simulation:
     # -- nodes ---------------------------------------------------------------------------------------
     def _nodes_ready(self, t: float) -> None:
         for node in self.provider.nodes(now=t):
-            billed = self.billing.requested_at(node.name) is not None
-            if node.name not in self.scheduler.nodes and billed:
+            if node.name not in self.scheduler.nodes and node.name in self.billing.requested:
                 self._node_ready(node)
 
     def _node_ready(self, node: Node) -> None:
@@ -431,6 +432,7 @@ class Simulation:
             timeline=self._timeline(),
             split=split,
             unmanaged=s.unmanaged,
+            idle_nodes=b.idle_nodes(),
         )
 
     def _booting_group(self, name: str) -> str:

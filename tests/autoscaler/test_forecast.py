@@ -272,3 +272,13 @@ def test_cli_reports_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
     path.write_text("ts,value\n0,1\n60,x\n")
     assert main([str(path), "--horizon", "1h", "--json"]) == 2
     assert "line 3" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_horizon_beyond_a_year(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("ts,value\n" + "".join(f"{60 * i},{i % 7}\n" for i in range(300)))
+    assert main([str(path), "--horizon", "2400000h"]) == 2  # 100,000 days, checked before fitting
+    err = capsys.readouterr().err
+    assert err.strip() == "error: --horizon: 100,000 days is more than 366 days"

@@ -81,6 +81,9 @@ def test_replay_writes_summary_json_and_plot(
     assert "closing_note" in saved
     assert (out / "replay.png").read_bytes()[:4] == b"\x89PNG"
     assert "| **spillover** |" in (out / "summary.md").read_text()
+    assert "## Where the money went (CNY)" in (out / "summary.md").read_text()
+    split = saved["summary"]["cost_split"]
+    assert sum(split.values()) == pytest.approx(saved["summary"]["cost"], abs=0.1)
     assert (out / "actions.jsonl").exists()
 
 
@@ -223,7 +226,8 @@ def test_unmatched_pods_are_reported_and_never_called_cheaper(
     assert eci["never_started"] == 6
     assert eci["cost"] == 0.0
     verdict = " ".join(summary["verdict"])
-    assert "all-eci left 6 pod(s) never started" in verdict
+    # the 4-cpu job fits no 2-cpu node: it never starts in Spillover's run either
+    assert "all-eci left 6 pod(s) never started (Spillover 1), so it is never called" in verdict
     assert "all-eci is 100.0% cheaper" not in verdict
     # The flag applies the policies to every namespace: nothing unmanaged, all-eci runs them.
     out2 = tmp_path / "out2"

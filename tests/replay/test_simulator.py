@@ -176,6 +176,11 @@ def check_result(r: Result, scenario: Scenario) -> None:
     ecs = sum(s * groups[g] / 3600 for g, s in r.ecs_node_seconds_by_group.items())
     assert r.ecs_cost == pytest.approx(ecs, rel=1e-9, abs=1e-12)
     assert r.cost == pytest.approx(r.ecs_cost + r.eci_cost)
+    # Every CNY is in one bucket of the split.
+    split = r.split
+    assert split.ecs_busy + split.ecs_idle == pytest.approx(r.ecs_cost, rel=1e-9, abs=1e-9)
+    assert split.eci_burst + split.eci_long_stay == pytest.approx(r.eci_cost, rel=1e-9, abs=1e-9)
+    assert min(v for _, v in split.items()) >= 0
     assert r.timeline.cost[-1] <= r.cost + 1e-9
     # Every pod is either started (a pending time) or reported as never started.
     assert r.pending.size == r.pods
@@ -439,3 +444,27 @@ def test_one_spare_node_per_group_with_two_groups() -> None:
     assert {a.group for a in downs} == {"small", "gpu"}
     assert r.timeline.ecs_nodes[-1] == 2  # one spare in each group
     assert r.timeline.ecs_gpu[-1] == 8
+
+
+def test_memory_is_bounded_by_the_trace_not_its_span() -> None:
+    """Nine years between two events: the time series keeps at most MAX_SAMPLES samples."""
+    from autoscaler.replay.simulator import MAX_SAMPLES
+
+    scenario = small_scenario()
+    nine_years = 9 * 365 * 86_400.0
+    trace = Trace(
+        TraceHeader(),
+        [
+            PodCreated(0.0, "a", WorkloadKey("shop", "Pod", "a"), "a", ONE),
+            PodDeleted(nine_years, "a"),
+        ],
+    )
+    r = simulate(trace, scenario, by_name(scenario, trace)["spillover"])
+    assert MAX_SAMPLES // 2 < r.timeline.t.size <= MAX_SAMPLES + 1
+    assert r.eci_vcpu_seconds == pytest.approx(nine_years - 10.0)
+    with pytest.raises(ValueError, match=r"trace spans 54 years: are these absolute times\?"):
+        simulate(
+            Trace(TraceHeader(), [PodDeleted(1.7e9, "x")]),
+            scenario,
+            by_name(scenario, trace)["spillover"],
+        )
