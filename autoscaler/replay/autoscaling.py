@@ -109,7 +109,7 @@ class Autoscaler:
 
     def sample(self, t: float) -> None:
         """Record class demand at every forecast step up to ``t`` (the controller's history)."""
-        if not self.predictive:
+        if not self.predictive or t < self.next_sample:
             return
         step = self.scenario.forecast.step
         demand = self.scheduler.demand

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         n = len(variants(scenario, fluid_bound(trace, scenario)))
         tick, bar = progress_bar(len(trace.events) * n, args.quiet)
         try:
-            comparison = compare(trace, scenario, name=f"{name} ({path})", progress=tick)
+            comparison = compare(trace, scenario, name=f"{name} ({path.name})", progress=tick)
         finally:
             if bar is not None:
                 bar.close()

@@ -10,6 +10,7 @@ the trace file, never its directory.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +24,8 @@ from .report import Comparison
 from .results import CostSplit
 
 __all__ = ["plot_comparison"]
+
+_DIRECTORIES = re.compile(r"/?(?:[^\s/()]+/)+")  # "/a/b/x.csv" -> "x.csv" in the title
 
 _SPLIT_COLORS = {
     "ecs_busy": "tab:orange",
@@ -46,7 +49,7 @@ def plot_comparison(c: Comparison, path: str | Path) -> Path:
     grid = fig.add_gridspec(rows, 1)
     first = fig.add_subplot(grid[0])
     axes = [first] + [fig.add_subplot(grid[i], sharex=first) for i in range(1, rows - 1)]
-    title = Path(c.trace).name or c.trace
+    title = _DIRECTORIES.sub("", c.trace)
     ax = axes[0]
     ax.plot(hours, tl.demand_cpu, label="requested vCPU (live pods)", color="tab:blue", lw=0.8)
     ax.step(hours, tl.ecs_cpu, where="post", label="ECS vCPU", color="tab:orange", lw=0.8)

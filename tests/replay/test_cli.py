@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -278,3 +279,30 @@ def test_progress_bar_is_quiet_without_a_terminal() -> None:
     assert tick is not None
     assert bar is not None
     bar.close()
+
+
+def test_plot_title_names_the_file_not_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.pyplot as plt
+
+    from autoscaler.replay.plot import plot_comparison
+
+    trace = Trace(
+        TraceHeader(),
+        [
+            PodCreated(
+                0.0, "a", WorkloadKey("shop", "Pod", "a"), "a", Template(Resources(1000, 2**30, 1))
+            ),
+            PodDeleted(3600.0, "a"),
+        ],
+    )
+    c = compare(trace, small_scenario(), name="crane-daily (/work/shared/data/crane.csv)")
+    figures: list[Any] = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot_comparison(c, tmp_path / "p.png")
+    [fig] = figures
+    assert fig.axes[0].get_title() == "crane-daily (crane.csv): spillover"
+    # no GPU pods: no GPU panel; pods on ECS and ECI are separate lines, not a stack
+    labels = [line.get_label() for line in fig.axes[1].get_lines()]
+    assert labels == ["pods on ECS", "pods on ECI", "pending pods"]
