@@ -20,6 +20,7 @@ seeded by the scenario), and nothing depends on which worker ran it or when.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import multiprocessing
 import os
@@ -115,9 +116,17 @@ class PoolExecutor:
             return
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-        self._pool = ctx.Pool(
-            min(self.workers, len(tasks)), initializer=_worker_init, initargs=(shared, self.init)
-        )
+        # Objects that exist now are never collected in the workers: their pages stay shared
+        # instead of being copied when a worker's garbage collector walks them.
+        gc.freeze()
+        try:
+            self._pool = ctx.Pool(
+                min(self.workers, len(tasks)),
+                initializer=_worker_init,
+                initargs=(shared, self.init),
+            )
+        finally:
+            gc.unfreeze()
         jobs = [(i, fn, key, task) for i, (key, task) in enumerate(tasks)]
         try:
             yield from self._pool.imap_unordered(_worker_call, jobs, chunksize=1)
