@@ -123,8 +123,10 @@ def recommendation(points: Sequence[Point], *, target_p99: float) -> str:
         ref = min(baselines, key=lambda p: (p.cost, p.name))
         change = best.cost / ref.cost - 1 if ref.cost > 0 else math.inf
         against = f"{change:+.0%} cost against {ref.name}, the cheapest baseline within the target,"
-    else:
+    elif any(p.kind == "baseline" for p in points):
         against = f"{best.cost:,.0f} CNY (no baseline meets the target)"
+    else:
+        against = f"{best.cost:,.0f} CNY (no baselines in this sweep)"
     return f"{best.name}: {against} at pending p99 {best.p99:.1f} s."
 
 

@@ -102,7 +102,12 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return ", ".join(f"{k}={format_value(v)}" for k, v in self.values) or "as configured"
+        return self.label_of([k for k, _ in self.values])
+
+    def label_of(self, axes: Sequence[str]) -> str:
+        """The values of ``axes`` only (a grid names its cells by the axes that vary)."""
+        shown = [(k, v) for k, v in self.values if k in axes]
+        return ", ".join(f"{k}={format_value(v)}" for k, v in shown) or "as configured"
 
     def value(self, axis: str, default: Any = None) -> Any:
         return next((v for k, v in self.values if k == axis), default)

@@ -174,29 +174,33 @@ def metrics(r: Result) -> dict[str, Any]:
     return row
 
 
-def run_task(job: TraceJob, task: Task) -> dict[str, Any]:
-    """One replay (in a worker): the task's row, metrics included."""
+def describe(task: Task, grid: Grid) -> dict[str, Any]:
+    """What a row says about its replay, from the current grid (a log row may be older)."""
     row: dict[str, Any] = {
         "key": task.key,
         "trace": task.trace,
         "kind": task.kind,
         "variant": task.variant,
         "cell": -1 if task.cell is None else task.cell.index,
-        "label": task.variant if task.cell is None else task.cell.label,
+        "label": task.variant if task.cell is None else task.cell.label_of(grid.varying()),
     }
+    for axis, value in task.cell.values if task.cell is not None else ():
+        row[axis] = format_value(value)
+    return row
+
+
+def run_task(job: TraceJob, task: Task) -> dict[str, Any]:
+    """One replay (in a worker): the task's row, metrics included."""
     if task.cell is not None:
         scenario = job.grid.scenario(task.cell)
         spill = _variants_of(scenario)[0]
         headroom = int(task.cell.value("headroom", 0))
         variant = replace(spill, headroom=headroom, headroom_groups=job.used if headroom else ())
-        for axis, value in task.cell.values:
-            row[axis] = format_value(value)
     else:
         scenario = job.base
         bound = fluid_bound(job.trace, scenario)
         variant = next(v for v in variants(scenario, bound) if v.name == task.variant)
-    row.update(metrics(simulate(job.trace, scenario, variant)))
-    return row
+    return describe(task, job.grid) | metrics(simulate(job.trace, scenario, variant))
 
 
 def _expected_work(v: Variant) -> tuple[bool, bool, int]:
@@ -357,7 +361,8 @@ def run_sweep(
         executor.close()
         if bar is not None:
             bar.close()
-    rows = [done[t.key] for t in tasks if t.key in done]
+    # Metrics from the log, descriptions from this grid (an axis may have grown since).
+    rows = [{**done[t.key], **describe(t, grid)} for t in tasks if t.key in done]
     paths = write_tables(
         rows,
         grid=grid,

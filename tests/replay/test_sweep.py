@@ -353,3 +353,19 @@ def test_shared_fits_fit_each_history_once_and_return_what_the_forecaster_return
     shared.fit(ts, other).predict(horizon=7200)
     shared.fit(ts, values).predict(horizon=3600)
     assert len(fits._FITS) == 3
+
+
+def test_a_grown_axis_reuses_the_cells_it_had(
+    setup: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    grid, traces = setup
+    grid.write_text("scenario: scenario.yaml\naxes:\n  eci_price: [0.5]\n  boot_time: [60s]\n")
+    out = tmp_path / "out"
+    first = _sweep(grid, traces, out, SerialExecutor())
+    assert (first.reused, first.ran) == (0, 2 + 8)
+    grid.write_text("scenario: scenario.yaml\naxes:\n  eci_price: [1.0, 0.5]\n  boot_time: [60s]\n")
+    grown = _sweep(grid, traces, out, SerialExecutor())
+    assert (grown.reused, grown.ran) == (2 + 8, 2)
+    _sweep(grid, traces, tmp_path / "fresh", SerialExecutor())
+    assert (out / "sweep.csv").read_text() == (tmp_path / "fresh" / "sweep.csv").read_text()
+    assert "| #1 | eci_price=0.5 |" in (out / "summary.md").read_text()
