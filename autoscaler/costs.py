@@ -64,7 +64,9 @@ def share_of(cpu_milli: int, memory: int, gpu_milli: int, capacity: Resources) -
         (gpu_milli, capacity.gpu_milli),
     ):
         if want > 0:
-            share = max(share, want / have if have > 0 else math.inf)
+            part = want / have if have > 0 else math.inf
+            if part > share:
+                share = part
     return share
 
 

@@ -110,13 +110,16 @@ def group_state(
     the stricter of the configuration and the provider; the current size is the provider's
     target (``target_size``).  The controller and the replay both build their groups here.
     """
-    names = {n.name for n in registered}
-    asked = requested or {}
-    upcoming = [
-        GroupNode(i.node or i.id, asked.get(i.node or i.id, now))
-        for i in status.instances
-        if i.state is InstanceState.CREATING and (i.node or i.id) not in names
-    ]
+    upcoming: list[GroupNode] = []
+    creating = [i for i in status.instances if i.state is InstanceState.CREATING]
+    if creating:  # most passes: none (the replay plans every few seconds)
+        names = {n.name for n in registered}
+        asked = requested or {}
+        upcoming = [
+            GroupNode(i.node or i.id, asked.get(i.node or i.id, now))
+            for i in creating
+            if (i.node or i.id) not in names
+        ]
     low = max(group.min_size, status.min_size)
     high = min(group.max_size, status.max_size) if status.max_size else 0
     # The same object when nothing is clamped: the planner memoizes node templates by identity.
@@ -126,7 +129,7 @@ def group_state(
     return GroupState(
         group=spec,
         target_size=status.target,
-        nodes=(*registered, *upcoming),
+        nodes=(*registered, *upcoming) if upcoming else tuple(registered),
         last_scale_up=last_scale_up,
         last_scale_down=last_scale_down,
     )

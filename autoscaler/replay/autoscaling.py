@@ -77,7 +77,7 @@ class Autoscaler:
         self.keep = max(2, int(spec.history / spec.step) + 1)
         self.fc_t: list[float] = []
         self.fc_v: dict[str, list[float]] = {cls: [] for cls in predictive.CLASSES}
-        self.next_sample = 0.0
+        self.next_sample = 0.0 if self.predictive else math.inf
 
     # -- timing -------------------------------------------------------------------------------------
     def tick(self) -> float:

@@ -142,7 +142,9 @@ class Billing:
                 meter.idle += cost
                 meter.idle_to = now
         else:
-            share = min(1.0, share_of(meter.cpu, meter.mem, meter.gpu, meter.cap))
+            share = share_of(meter.cpu, meter.mem, meter.gpu, meter.cap)
+            if share > 1.0:
+                share = 1.0
             split["ecs_busy"] += cost * share
             split["ecs_fragmentation"] += cost * (1.0 - share)
 

@@ -98,6 +98,7 @@ class PodRecord:
         "gpus",
         "key",
         "node",
+        "ordinal",
         "pod",
         "policy",
         "req",
@@ -109,7 +110,14 @@ class PodRecord:
     )
 
     def __init__(
-        self, uid: str, wl: WorkloadKey, pod: Pod, policy: ResourcePolicy | None, now: float
+        self,
+        uid: str,
+        wl: WorkloadKey,
+        pod: Pod,
+        policy: ResourcePolicy | None,
+        now: float,
+        *,
+        balloon: bool,
     ) -> None:
         r = pod.requests
         self.uid = uid
@@ -125,7 +133,8 @@ class PodRecord:
         self.started = math.inf
         self.waited = -1.0  # pending time, set at the first start
         self.tol_eci = False
-        self.balloon = is_balloon(wl)
+        self.balloon = balloon
+        self.ordinal = pod.ordinal  # a StatefulSet pod's, for decide (fixed for its life)
         self.demand = (predictive.CPU, 0)  # what this pod adds to its class's demand now
 
 
@@ -184,7 +193,6 @@ class Scheduler:
         self.pods: dict[str, PodRecord] = {}
         self.pending: dict[str, PodRecord] = {}
         self.counts: dict[tuple[WorkloadKey, str], list[int]] = {}
-        self.live_of: dict[tuple[WorkloadKey, str], int] = {}  # pods per counts key
         self.unit_cache: dict[tuple[str, str], int | None] = {}
         self.fit_cache: dict[tuple[WorkloadKey, str], bool] = {}
         self.policy_cache: dict[
@@ -238,13 +246,11 @@ class Scheduler:
             tolerations=tolerations,
             priority=-1 if balloon else 0,
         )
-        rec = PodRecord(uid, wl, pod, policy, now)
+        rec = PodRecord(uid, wl, pod, policy, now, balloon=balloon)
         rec.tol_eci = tol_eci
-        if rec.key is not None:
-            if rec.key not in self.counts:
-                assert policy is not None
-                self.counts[rec.key] = [0] * len(policy.units)
-            self.live_of[rec.key] = self.live_of.get(rec.key, 0) + 1
+        if rec.key is not None and rec.key not in self.counts:
+            assert policy is not None
+            self.counts[rec.key] = [0] * len(policy.units)
         self.pods[uid] = rec
         if not rec.balloon:
             self.n_pods += 1
@@ -283,10 +289,8 @@ class Scheduler:
         self.demand[cls] -= amount
         rec.demand = (cls, 0)
         self.state.remove_pod(uid)
-        if rec.key is not None:
-            self.live_of[rec.key] -= 1
-            if not self.live_of[rec.key]:  # the workload's last pod: forget its counts
-                del self.live_of[rec.key], self.counts[rec.key]
+        if rec.key is not None and rec.wl.kind == "Pod":
+            self.counts.pop(rec.key, None)  # a bare pod is its own workload: forget its counts
         return rec
 
     def retry(self) -> None:
@@ -352,7 +356,7 @@ class Scheduler:
         assert rec.key is not None
         self.decide_calls += 1
         decision = placement.decide(
-            policy, counts=self.counts[rec.key], candidates=offered, ordinal=rec.pod.ordinal
+            policy, counts=self.counts[rec.key], candidates=offered, ordinal=rec.ordinal
         )
         if not decision.placed:
             return not ecs and self._preempt(rec)
@@ -429,7 +433,10 @@ class Scheduler:
                 self.pending_times.append(rec.waited)
         self._count(rec, target, 1)
         rec.pod = rec.pod.placed(rec.bound, "Running")
-        self._redemand(rec, target.kind)
+        if node is None:
+            # Waiting and on ECS count alike in the rule; only a move to or from ECI can change
+            # a pod's demand (check() holds the kept demand to the rule after every step).
+            self._redemand(rec, NodeKind.ECI)
         self.state.upsert_pod(rec.pod)
         if node is None:
             # An ECI pod may belong on ECS (cost model): the next loop looks at it.
@@ -465,7 +472,8 @@ class Scheduler:
         rec.started = math.inf
         if rec.uid in self.pods:  # evicted, not deleted: pending again
             rec.pod = rec.pod.placed("", "Pending")
-            self._redemand(rec, None)
+            if node is None:
+                self._redemand(rec, None)
             self.state.upsert_pod(rec.pod)
 
     # -- nodes ------------------------------------------------------------------------------------

@@ -247,7 +247,8 @@ class Simulation:
         while self.next_sample <= t and self.next_sample <= self.end:
             self._sample(self.next_sample)
             self.next_sample += self.period
-        self.autoscaler.sample(t)
+        if t >= self.autoscaler.next_sample:
+            self.autoscaler.sample(t)
         self.clock.now = t
 
     def _sample(self, t: float) -> None:
