@@ -8,7 +8,8 @@ cache (``extender.kube.ClusterWatch``) and only then reports ready and runs the 
 (leader election first, unless ``--no-leader-election``).  SIGTERM releases the lease.
 
 The other subcommands are mounted from their modules: ``forecast`` (``autoscaler.forecast_cli``),
-``plan`` (``autoscaler.plan_cli``), ``record`` and ``replay`` (``autoscaler.replay.cli``); a
+``plan`` (``autoscaler.plan_cli``), ``record`` and ``replay`` (``autoscaler.replay.cli``),
+``sweep`` (``autoscaler.sweep_cli``); a
 module that is not there (yet) just leaves its subcommand out.
 
 Every flag of every subcommand can also be set with ``SPILLOVER_AUTOSCALER_<FLAG>`` (``--dry-run``
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import forecast_cli, plan_cli
+from . import forecast_cli, plan_cli, sweep_cli
 from .nodegroup import (
     AutoscalerConfig,
     ConfigError,
@@ -151,6 +152,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     forecast_cli.add_parser(sub)
     plan_cli.add_parser(sub)
     replay_cli.add_parsers(sub)
+    sweep_cli.add_parser(sub)
     for name, module_run in (
         ("forecast", forecast_cli.run),
         ("plan", plan_cli.run),

@@ -7,13 +7,23 @@ baseline: the verdict and where the money went); a list that cannot be replayed 
 no times) gets its one-line reason.  Prints tables; never asserts on time.
 
     .venv/bin/python bench/replay.py [--events 1000000] [--skip-synthetic] [--skip-published]
+
+``--command`` (issue 14) times the whole ``spillover-autoscaler replay`` command on the default
+Alibaba list, serial (``--workers 1``) and with the variants in parallel (the default), and
+``--before BIN`` also times another build's command (e.g. the main checkout's) as the "before";
+``--sweep`` runs a 24-replay sweep (6 cells x the 4 openb files with time columns) with 1 and 2
+workers and on a local Ray (when installed), and checks the three tables are the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,14 +131,122 @@ def published(scenario: Scenario) -> None:
         )
 
 
+SWEEP_GRID = """\
+# 6 cells: ECI at list price, 20% and 40% off; the forecast on and off
+baselines: false
+axes:
+  eci_price: [1.0, 0.8, 0.6]
+  forecast: [true, false]
+"""
+OPENB = (
+    "alibaba-openb-pods.csv",
+    "openb/openb_pod_list_cpu200.csv",
+    "openb/openb_pod_list_gpushare80.csv",
+    "openb/openb_pod_list_gpuspec33.csv",
+)
+
+
+def time_command(argv: list[str], runs: int) -> list[tuple[float, float]]:
+    """Wall seconds and CPU seconds (user + system, the command and its workers) per run."""
+    times = []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        times.append((wall, cpu))
+    return times
+
+
+def bench_command(before: str, runs: int) -> None:
+    """The whole ``replay`` command on the default Alibaba list (import, 7 replays, outputs)."""
+    trace = str(data_file("alibaba-openb-pods.csv"))
+    me = str(Path(sys.executable).with_name("spillover-autoscaler"))
+    out = tempfile.mkdtemp(prefix="bench-replay-")
+    rows = [("this build, --workers 1 (serial)", [me, "--workers", "1"])]
+    rows.append(("this build, variants in parallel (default)", [me]))
+    if before:
+        rows.insert(0, (f"before: {before}", [before]))
+    print(
+        "| replay command, default Alibaba list | runs | best s | median s | CPU s (best run) "
+        "| load before | target |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name, (exe, *flags) in rows:
+        argv = [exe, "replay", trace, "--format", "openb", "--quiet", "--out", out, *flags]
+        load = os.getloadavg()[0]
+        times = sorted(time_command(argv, runs))
+        print(
+            f"| {name} | {runs} | {times[0][0]:.2f} | {times[len(times) // 2][0]:.2f} "
+            f"| {times[0][1]:.2f} | {load:.1f} | <= 5 s |"
+        )
+
+
+def bench_sweep() -> None:
+    """24 Spillover replays (6 cells x 4 openb files) with 1 and 2 workers and on local Ray."""
+    import importlib.util
+
+    from autoscaler.replay.executors import Executor, PoolExecutor, RayExecutor, SerialExecutor
+    from autoscaler.replay.grid import parse_grid
+    from autoscaler.replay.sweep import run_sweep, trace_inputs
+
+    traces = [str(data_file(n)) for n in OPENB if data_file(n).is_file()]
+    grid = parse_grid(SWEEP_GRID, path="bench-grid.yaml")
+    inputs = trace_inputs(traces, "openb")
+    runs: list[tuple[str, Executor | None]] = [("pool, 1 worker", SerialExecutor())]
+    runs.append(("pool, 2 workers", PoolExecutor(2)))
+    tables = {}
+    print(f"sweep: {len(grid.cells())} cells x {len(traces)} traces, baselines off")
+    print("| executor | replays | seconds | speedup vs 1 worker | notes |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    one = 0.0
+    for name, executor in [*runs, ("ray (local, 2 CPUs)", None)]:
+        note = ""
+        if executor is None:
+            if importlib.util.find_spec("ray") is None:
+                print(f"| {name} | | | | not run: ray is not installed (spillover[sweep]) |")
+                continue
+            start = time.perf_counter()
+            executor = RayExecutor("local", num_cpus=2)
+            note = f"ray.init {time.perf_counter() - start:.1f} s (included)"
+        else:
+            start = time.perf_counter()
+        load = os.getloadavg()[0]
+        out = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+        outcome = run_sweep(grid, inputs, out=out, executor=executor)
+        seconds = time.perf_counter() - start
+        one = one or seconds
+        tables[name] = (out / "sweep.csv").read_text()
+        same = (
+            "same table as 1 worker"
+            if tables[name] == next(iter(tables.values()))
+            else "TABLE DIFFERS"
+        )
+        note = "; ".join(x for x in (same, f"load before {load:.1f}", note) if x)
+        print(f"| {name} | {outcome.ran} | {seconds:.1f} | {one / seconds:.2f}x | {note} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-published", action="store_true")
     parser.add_argument("--skip-reports", action="store_true", help="no whole-report row")
+    parser.add_argument("--command", action="store_true", help="time the whole replay command")
+    parser.add_argument("--before", default="", help="another build's spillover-autoscaler")
+    parser.add_argument("--runs", type=int, default=3, help="--command: runs of each")
+    parser.add_argument("--sweep", action="store_true", help="the 24-replay sweep")
     args = parser.parse_args()
     limit_blas_threads()
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if args.command:
+        bench_command(args.before, args.runs)
+    if args.sweep:
+        bench_sweep()
+    if args.command or args.sweep:
+        return
     scenario = load_scenario()
     print("| run | events | wall s | CPU s | events/CPU s | target | notes |")
     print("| --- | ---: | ---: | ---: | ---: | --- | --- |")

@@ -30,6 +30,7 @@ from autoscaler.providers.simulated import SimulatedProvider
 from autoscaler.rebalance import MoveCosts
 
 from .billing import Billing
+from .fits import shared_fits
 from .results import Action
 from .scenario import Scenario
 from .scheduler import Clock, Scheduler
@@ -81,7 +82,7 @@ class Autoscaler:
         self.forecast_fits = 0
         spec = scenario.forecast
         self.rule = predictive.RefitRule(spec.refit, spec.min_history)
-        self.forecaster = SeasonalForecaster()
+        self.forecaster = shared_fits(SeasonalForecaster())  # a fit repeated across replays: once
         self.fitted_at = -math.inf
         self.fc: dict[str, Forecast] = {}
         # The demand history, bounded by the forecast's history window.

@@ -44,6 +44,12 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON to stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes replaying the variants side by side (0: every CPU; 1: this process)",
+    )
+    p.add_argument(
         "--every-namespace",
         action="store_true",
         help="apply the scenario's policies to every namespace of the trace (everyNamespace)",
@@ -166,8 +172,11 @@ def progress_bar(
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    from .executors import PoolExecutor, default_workers
     from .report import compare, summary_json, unmatched_note, variants
-    from .scenario import ScenarioError, load_scenario
+    from .results import Result, Variant
+    from .scenario import Scenario, ScenarioError, load_scenario
+    from .sweep import simulate_variants
 
     limit_blas_threads()
     try:
@@ -181,9 +190,28 @@ def run_replay(args: argparse.Namespace) -> int:
     from .report import fluid_bound
 
     n_variants = len(variants(scenario, fluid_bound(trace, scenario)))
-    tick, bar = progress_bar(len(trace.events) * n_variants, args.quiet)
+    workers = min(args.workers or default_workers(), n_variants)
+    run_variants = None
+    if workers > 1:
+        # The variants in parallel (the same results as one after the other); the bar counts them.
+        tick, bar = progress_bar(n_variants, args.quiet)
+
+        def run_variants(t: Trace, s: Scenario, vs: list[Variant]) -> list[Result]:
+            return simulate_variants(t, s, vs, executor=PoolExecutor(workers), done=variant_done)
+
+        def variant_done(name: str) -> None:
+            if tick is not None:
+                tick(name, 1)
+    else:
+        tick, bar = progress_bar(len(trace.events) * n_variants, args.quiet)
     try:
-        comparison = compare(trace, scenario, name=Path(args.trace).name, progress=tick)
+        comparison = compare(
+            trace,
+            scenario,
+            name=Path(args.trace).name,
+            progress=None if workers > 1 else tick,
+            run_variants=run_variants,
+        )
     except ValueError as err:  # inconsistent trace content found while replaying
         print(f"error: {args.trace}: {err}", file=sys.stderr)
         return 2

@@ -41,10 +41,12 @@ __all__ = [
     "closing_note",
     "compare",
     "fluid_bound",
+    "result_row",
     "split_table",
     "summary_json",
     "summary_markdown",
     "unmatched_note",
+    "used_groups",
     "variants",
 ]
 
@@ -177,16 +179,25 @@ def _eci_only(policies: Sequence[ResourcePolicy]) -> tuple[ResourcePolicy, ...]:
     return tuple(replace(p, units=(Unit(NodeKind.ECI),)) for p in policies)
 
 
+def _bound_costs(scenario: Scenario, bound: Bound) -> dict[str, float]:
+    return {
+        g.name: bound.node_seconds_by_group.get(g.name, 0.0) * g.price_per_hour
+        for g in scenario.autoscaler.groups
+    }
+
+
+def used_groups(scenario: Scenario, bound: Bound) -> tuple[str, ...]:
+    """The groups the fluid bound uses: where headroom (spare nodes) is kept."""
+    return tuple(n for n, c in _bound_costs(scenario, bound).items() if c > 0)
+
+
 def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
     """Spillover first, then the baselines, in the order of the comparison table."""
     policies = scenario.policies
     reaction = scenario.timing.reaction_delay
-    costs = {
-        g.name: bound.node_seconds_by_group.get(g.name, 0.0) * g.price_per_hour
-        for g in scenario.autoscaler.groups
-    }
+    costs = _bound_costs(scenario, bound)
     busiest = max(costs, key=lambda n: costs[n]) if costs else ""
-    used = tuple(n for n, c in costs.items() if c > 0)
+    used = used_groups(scenario, bound)
     out = [
         Variant(
             "spillover",
@@ -248,11 +259,18 @@ def compare(
     *,
     name: str = "",
     progress: Callable[[str, int], None] | None = None,
+    run_variants: Callable[[Trace, Scenario, list[Variant]], list[Result]] | None = None,
 ) -> Comparison:
-    """Spillover and every baseline on one trace, with the bound and the verdict."""
+    """Spillover and every baseline on one trace, with the bound and the verdict.
+
+    ``run_variants`` replays the variants elsewhere (``autoscaler.replay.sweep.simulate_variants``
+    runs them in parallel); it returns the results in the order of the variants.
+    """
     bound = fluid_bound(trace, scenario)
     results = []
-    for variant in variants(scenario, bound):
+    if run_variants is not None:
+        results = run_variants(trace, scenario, variants(scenario, bound))
+    for variant in variants(scenario, bound) if run_variants is None else ():
         tick = None
         if progress is not None:
             vname = variant.name
@@ -391,7 +409,8 @@ def closing_note(c: Comparison) -> str:
 # --- rendering ----------------------------------------------------------------------------------
 
 
-def _row(r: Result) -> dict[str, Any]:
+def result_row(r: Result) -> dict[str, Any]:
+    """One variant's numbers, rounded (the summary's rows, and the sweep's)."""
     return {
         "name": r.name,
         "description": r.description,
@@ -439,8 +458,8 @@ def summary_json(c: Comparison) -> dict[str, Any]:
         "scenario": c.scenario,
         "duration_hours": round(s.duration / 3600, 2),
         "target_pending_p99": c.target_p99,
-        "summary": _row(s),
-        "baselines": [_row(r) for r in c.results[1:]],
+        "summary": result_row(s),
+        "baselines": [result_row(r) for r in c.results[1:]],
         "fluid_ecs_lower_bound": {
             "cost": round(c.bound.cost, 2),
             "eci_cost_of_pods_no_group_holds": round(c.bound.eci_cost, 2),

@@ -36,7 +36,7 @@ class Variant:
 class Action:
     t: float
     group: str
-    kind: str  # "scale-up" | "scale-down" | "refused" (the provider said no)
+    kind: str  # "scale-up" | "scale-down" | "refused" (the provider said no) | "interrupted" (spot)
     nodes: int
     reason: str
 

@@ -18,6 +18,7 @@
     target: {pendingP99: 15s}
     baselines: {headroom: [0, 1, 2, 4], staticNodes: auto}
     samplePeriod: 5m     # resolution of the time series in the report and plot
+    spot: {interruptionsPerHour: 0}   # how often a node of a spot group is reclaimed
 
 Everything but ``autoscaler.groups`` has a default; ``data/default-scenario.yaml`` is bundled.
 
@@ -29,6 +30,7 @@ recorded trace replays with the bundled scenario's policies.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -90,6 +92,7 @@ class Scenario:
     sample_period: float = 300.0
     autoscaling: bool = True
     name: str = "spillover"
+    spot_interruptions_per_hour: float = 0.0  # per node of a spot group, seeded exponential
     every_namespace: bool = False
 
 
@@ -137,6 +140,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
             "baselines",
             "samplePeriod",
             "name",
+            "spot",
             "everyNamespace",
         ),
         "scenario",
@@ -208,6 +212,11 @@ def scenario_from_dict(raw: Any) -> Scenario:
     name = doc.get("name", "spillover")
     if not isinstance(name, str) or not name:
         raise ScenarioError("name: expected a non-empty string")
+    spot = _map(doc.get("spot"), "spot")
+    _known(spot, ("interruptionsPerHour",), "spot")
+    rate = spot.get("interruptionsPerHour", 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < math.inf:
+        raise ScenarioError("spot.interruptionsPerHour: expected a non-negative number")
     scenario = Scenario(
         autoscaler=autoscaler,
         policies=tuple(policies),
@@ -219,6 +228,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         static_nodes=None if static == "auto" else int(static),
         sample_period=_duration(doc, "samplePeriod", 300.0, "scenario"),
         name=name,
+        spot_interruptions_per_hour=float(rate),
         every_namespace=every_namespace,
     )
     if scenario.sample_period <= 0:

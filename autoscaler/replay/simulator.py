@@ -16,6 +16,7 @@ of the parts:
 - :mod:`.scheduler`: kube-scheduler's part; placement by ``extender.policy.decide``;
 - :mod:`.autoscaling`: when autoscaler passes run; sizing by ``autoscaler.planner.plan``;
 - :mod:`.billing`: what is paid and why (prices through ``autoscaler.costs``);
+- :mod:`.spot`: when the cloud reclaims a node of a spot group (``spot.interruptionsPerHour``);
 - this module: the loop, the ReplicaSet and StatefulSet controllers (scale-in order from
   ``extender.deletion_cost.desired_costs``, ranked the way the ReplicaSet controller ranks
   victims; StatefulSets by ordinal, highest first), and the time series of the report.
@@ -37,6 +38,7 @@ import numpy as np
 
 from autoscaler.consolidation import Consolidation
 from autoscaler.nodegroup import NodeGroup
+from autoscaler.providers.base import ProviderError
 from autoscaler.providers.simulated import SimulatedProvider
 from autoscaler.rebalance import MoveCosts
 from extender import deletion_cost
@@ -47,6 +49,7 @@ from .billing import Billing
 from .results import Action, CostSplit, Result, Timeline, Variant
 from .scenario import Scenario, policies_for
 from .scheduler import ECI_NODE, TRACE_GROUP, Clock, PodRecord, Scheduler, balloon_workload
+from .spot import SpotReclaims
 from .trace import (
     MAX_SPAN,
     NodeAdded,
@@ -72,7 +75,7 @@ __all__ = [
 ]
 
 MAX_SAMPLES = 100_000
-_READY, _PLAN, _RETRY = 0, 1, 2
+_READY, _PLAN, _RETRY, _RECLAIM = 0, 1, 2, 3
 
 
 def namespaces(trace: Trace) -> set[str]:
@@ -159,6 +162,11 @@ class Simulation:
             push_plan=lambda t: self._push(t, _PLAN),
             push_ready=lambda t: self._push(t, _READY),
         )
+        self.spot = SpotReclaims(
+            groups=self.groups,
+            rate_per_hour=scenario.spot_interruptions_per_hour,
+            seed=scenario.seed,
+        )
         self.replicas: dict[WorkloadKey, tuple[Template, dict[str, PodRecord]]] = {}
         self.serial = 0
         self.samples: list[tuple[float, ...]] = []
@@ -172,7 +180,7 @@ class Simulation:
                 allocatable=group.template(overhead=overhead).allocatable,
                 now=0.0,
             )
-            self.scheduler.node_ready(node)
+            self._node_ready(node)
         for name in variant.headroom_groups:
             for _ in range(variant.headroom if name in self.groups else 0):
                 self._create_balloon(name)
@@ -190,7 +198,7 @@ class Simulation:
             self.autoscaler.at(0.0)
         while True:
             if heap and heap[0][0] <= end and (i >= n or heap[0][0] <= events[i].t):
-                t, _, kind = heapq.heappop(heap)
+                t, seq, kind = heapq.heappop(heap)
                 self._advance(t)
                 if kind == _PLAN:
                     if self.autoscaler.due(t):
@@ -198,6 +206,8 @@ class Simulation:
                 elif kind == _READY:
                     self._nodes_ready(t)
                     scheduler.retry()
+                elif kind == _RECLAIM:
+                    self._reclaim(self.spot.due.pop(seq))
                 else:
                     scheduler.retry()
             elif i < n:
@@ -271,7 +281,30 @@ class Simulation:
     def _nodes_ready(self, t: float) -> None:
         for node in self.provider.nodes(now=t):
             if node.name not in self.scheduler.nodes and node.name in self.billing.requested:
-                self.scheduler.node_ready(node)
+                self._node_ready(node)
+
+    def _node_ready(self, node: Node) -> None:
+        self.scheduler.node_ready(node)
+        group = node.labels.get(self.scenario.autoscaler.settings.node_group_label, "")
+        at = self.spot.reclaim_at(node.name, group, now=self.clock.now)
+        if at is not None:
+            self._push(at, _RECLAIM)
+            self.spot.due[self.seq] = node.name
+
+    def _reclaim(self, name: str) -> None:
+        """The cloud takes a spot node back: its pods are evicted, the autoscaler reacts."""
+        node = self.scheduler.nodes.get(name)
+        if node is None:
+            return  # already scaled down
+        try:
+            self.provider.remove(node.group, [name], now=self.clock.now)
+        except ProviderError:
+            return  # the group is at its minimum: modelled as not reclaimed (see .spot)
+        self.autoscaler.actions.append(
+            Action(self.clock.now, node.group, "interrupted", 1, "spot instance reclaimed")
+        )
+        self.scheduler.remove_node(name)
+        self.autoscaler.request(True)
 
     def _trace_node_added(self, ev: NodeAdded) -> None:
         labels = {**ev.labels, self.scenario.autoscaler.settings.node_group_label: TRACE_GROUP}

@@ -289,7 +289,7 @@ def test_every_subcommand_is_mounted_and_reads_its_env(monkeypatch: pytest.Monke
 
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"run", "forecast", "plan", "record", "replay"}
+    assert set(sub.choices) == {"run", "forecast", "plan", "record", "replay", "sweep"}
     monkeypatch.setenv("SPILLOVER_AUTOSCALER_OUT", "env.jsonl")
     args = cli.build_parser().parse_args(["record"])
     assert args.out == "env.jsonl"
