@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +26,7 @@ from extender.selectors import fits_node_selector, untolerated_taint
 from extender.snapshot import ClusterState
 
 from .nodegroup import NodeGroup, PlannerSettings
-
-if TYPE_CHECKING:
-    from .planner import GroupState
+from .state import GroupState
 
 __all__ = [
     "Context",

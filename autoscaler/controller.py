@@ -61,10 +61,11 @@ from .forecast import Forecast, Forecaster, SeasonalForecaster
 from .leader import LeaseElector
 from .metrics import Metrics
 from .nodegroup import AutoscalerConfig
-from .planner import DisruptionBudget, GroupNode, GroupState, Plan, group_state, plan
+from .planner import Plan, group_state, plan
 from .predictive import CLASSES, CPU, RefitRule, class_demand_of
 from .providers.base import GroupStatus, Provider, ProviderError
 from .rebalance import MoveCosts, allowed, rebalance
+from .state import DisruptionBudget, GroupNode, GroupState
 from .status import DemandHistory, Memory, StatusStore
 
 __all__ = [

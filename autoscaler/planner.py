@@ -26,14 +26,11 @@ scale-down.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from extender.model import Pod
-from extender.selectors import LabelSelector
 from extender.snapshot import ClusterState
 
 from . import demand as demand_pass
@@ -45,6 +42,7 @@ from .eviction import SAFE_TO_EVICT
 from .nodegroup import NodeGroup, PlannerSettings
 from .providers.base import GroupStatus, InstanceState
 from .scaledown import Floor
+from .state import DisruptionBudget, GroupNode, GroupState
 
 if TYPE_CHECKING:
     from .forecast import Forecast
@@ -67,33 +65,6 @@ __all__ = [
 
 BACKENDS = ("numba", "reference")
 UNSPECIFIED = "unspecified"  # the code of a change built without one
-
-
-@dataclass(frozen=True, slots=True)
-class GroupNode:
-    """A node the provider says belongs to the group (it may not have registered yet)."""
-
-    name: str
-    created: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class GroupState:
-    """A node group as the provider sees it now."""
-
-    group: NodeGroup
-    target_size: int
-    nodes: tuple[GroupNode, ...] = ()
-    last_scale_up: float | None = None
-    last_scale_down: float | None = None
-
-    def last_any(self) -> float:
-        ups = -math.inf if self.last_scale_up is None else self.last_scale_up
-        downs = -math.inf if self.last_scale_down is None else self.last_scale_down
-        return max(ups, downs)
-
-    def in_cooldown(self, now: float) -> bool:
-        return now - self.last_any() < self.group.cooldown
 
 
 def group_state(
@@ -136,19 +107,6 @@ def group_state(
         last_scale_up=last_scale_up,
         last_scale_down=last_scale_down,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class DisruptionBudget:
-    """A PodDisruptionBudget reduced to what eviction needs: which pods, how many may go now."""
-
-    namespace: str
-    selector: LabelSelector
-    disruptions_allowed: int
-    name: str = ""
-
-    def covers(self, pod: Pod) -> bool:
-        return pod.namespace == self.namespace and self.selector.matches(pod.labels)
 
 
 @dataclass(frozen=True, slots=True)

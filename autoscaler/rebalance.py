@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,9 +40,7 @@ from .costs import eci_cost
 from .nodegroup import PlannerSettings
 from .planner import kernels_for
 from .scaleup import fit_order, free_capacity
-
-if TYPE_CHECKING:
-    from .planner import DisruptionBudget, GroupState
+from .state import DisruptionBudget, GroupState
 
 __all__ = ["REBALANCE", "Move", "MoveCosts", "Moves", "allowed", "rebalance"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +30,7 @@ from .consolidation import CONSOLIDATED, Consolidation, replacement
 from .context import Context, fmt_time, vector
 from .eviction import blocker
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
-
-if TYPE_CHECKING:
-    from .planner import DisruptionBudget
+from .state import DisruptionBudget
 
 __all__ = ["EMPTY", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
 

@@ -51,6 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .replay.cli import load_trace
     from .replay.executors import ExecutorError, default_workers, make_executor
     from .replay.grid import GridError, load_grid
     from .replay.sweep import run_sweep, trace_inputs
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             traces,
             out=Path(args.out),
             executor=executor,
+            load=load_trace,
             progress=not args.quiet and sys.stderr.isatty(),
         )
     except (TraceError, ValueError) as err:

@@ -32,7 +32,8 @@ sys.path.insert(0, str(_HERE.parent))
 
 from autoscaler import kernels, kernels_ref  # noqa: E402
 from autoscaler.nodegroup import InstanceType, NodeGroup, PlannerSettings  # noqa: E402
-from autoscaler.planner import GroupState, Plan, plan  # noqa: E402
+from autoscaler.planner import Plan, plan  # noqa: E402
+from autoscaler.state import GroupState  # noqa: E402
 from extender.model import Node, OwnerRef, Pod, Resources, Taint, Toleration, WorkloadKey  # noqa: E402
 from extender.snapshot import ClusterState  # noqa: E402
 

@@ -188,6 +188,7 @@ def bench_sweep() -> None:
     """24 Spillover replays (6 cells x 4 openb files) with 1 and 2 workers and on local Ray."""
     import importlib.util
 
+    from autoscaler.replay.cli import load_trace
     from autoscaler.replay.executors import Executor, PoolExecutor, RayExecutor, SerialExecutor
     from autoscaler.replay.grid import parse_grid
     from autoscaler.replay.sweep import run_sweep, trace_inputs
@@ -215,7 +216,7 @@ def bench_sweep() -> None:
             start = time.perf_counter()
         load = os.getloadavg()[0]
         out = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
-        outcome = run_sweep(grid, inputs, out=out, executor=executor)
+        outcome = run_sweep(grid, inputs, out=out, executor=executor, load=load_trace)
         seconds = time.perf_counter() - start
         one = one or seconds
         tables[name] = (out / "sweep.csv").read_text()

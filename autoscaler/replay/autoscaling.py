@@ -28,6 +28,7 @@ from autoscaler.nodegroup import NodeGroup
 from autoscaler.providers.base import ProviderError
 from autoscaler.providers.simulated import SimulatedProvider
 from autoscaler.rebalance import MoveCosts
+from autoscaler.state import GroupNode, GroupState
 
 from .billing import Billing
 from .fits import shared_fits
@@ -136,15 +137,14 @@ class Autoscaler:
                 del series[: -self.keep]
 
     # -- one pass -----------------------------------------------------------------------------------
-    def _group_states(self) -> list[planner.GroupState]:
+    def _group_states(self) -> list[GroupState]:
         now = self.clock.now
         states = []
         for name, group in self.groups.items():
             status = self.provider.status(name, now=now)
             requested = self.billing.requested
             registered = [
-                planner.GroupNode(n.name, requested[n.name])
-                for n in self.scheduler.by_group.get(name, ())
+                GroupNode(n.name, requested[n.name]) for n in self.scheduler.by_group.get(name, ())
             ]
             states.append(
                 planner.group_state(
@@ -218,7 +218,7 @@ class Autoscaler:
         self._move_back(groups)
         self._next(result)
 
-    def _move_back(self, groups: list[planner.GroupState]) -> None:
+    def _move_back(self, groups: list[GroupState]) -> None:
         """The controller's rebalance step: the same pure function, moves through the scheduler."""
         costs = self.rebalance
         if costs is None:

@@ -27,7 +27,15 @@ from extender.model import ModelError, Resources, parse_resources
 from .threads import limit_blas_threads
 from .trace import Trace, TraceError
 
-__all__ = ["add_parsers", "load_input", "main", "progress_bar", "run", "write_outputs"]
+__all__ = [
+    "add_parsers",
+    "load_input",
+    "load_trace",
+    "main",
+    "progress_bar",
+    "run",
+    "write_outputs",
+]
 
 FORMATS = ("jsonl", "openb", "series")
 
@@ -106,6 +114,13 @@ def load_input(args: argparse.Namespace) -> Trace:
             min_replicas=args.min_replicas,
         )
     return read_trace(args.trace)
+
+
+def load_trace(path: str, fmt: str) -> Trace:
+    """The trace as ``replay PATH --format FMT`` reads it (the replay's own defaults)."""
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers())
+    return load_input(parser.parse_args(["replay", path, "--format", fmt]))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

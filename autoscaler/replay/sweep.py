@@ -16,7 +16,6 @@ executor writes the same table), ``summary.md`` (the Pareto front and the recomm
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -124,15 +123,6 @@ def trace_inputs(paths: Sequence[str], fmt: str) -> list[TraceInput]:
         digest = hashlib.sha256(data + f.encode()).hexdigest()[:16]
         out.append(TraceInput(name if names.count(name) == 1 else p, p, f, digest))
     return out
-
-
-def load_trace(t: TraceInput) -> Trace:
-    """The trace as ``replay TRACE --format F`` reads it (the replay's own defaults)."""
-    from .cli import add_parsers, load_input
-
-    parser = argparse.ArgumentParser()
-    add_parsers(parser.add_subparsers())
-    return load_input(parser.parse_args(["replay", t.path, "--format", t.format]))
 
 
 def _variants_of(scenario: Scenario) -> list[Variant]:
@@ -310,12 +300,17 @@ def run_sweep(
     *,
     out: Path,
     executor: Executor,
+    load: Callable[[str, str], Trace],
     progress: bool = False,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepOutcome:
-    """Run what the log in ``out`` does not have yet; write the tables (also when interrupted)."""
+    """Run what the log in ``out`` does not have yet; write the tables (also when interrupted).
+
+    ``load(path, format)`` reads a trace: the command passes ``replay.cli.load_trace`` (the
+    replay's own reading), which this module cannot import (the command sits above it).
+    """
     base = scenario_from_dict(dict(grid.base))
-    loaded = {t.name: load_trace(t) for t in traces}
+    loaded = {t.name: load(t.path, t.format) for t in traces}
     bounds = {name: fluid_bound(trace, base) for name, trace in loaded.items()}
     baselines = [v.name for v in _variants_of(base)[1:]] if grid.baselines else []
     tasks = plan_tasks(grid, traces, baselines)

@@ -11,7 +11,8 @@ from test_planner import GENERAL4, GIB, NOW, node, pod
 
 from autoscaler.consolidation import Consolidation
 from autoscaler.nodegroup import PlannerSettings
-from autoscaler.planner import DisruptionBudget, GroupState, Plan, plan
+from autoscaler.planner import Plan, plan
+from autoscaler.state import DisruptionBudget, GroupState
 from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy, Unit
 from extender.selectors import LabelSelector

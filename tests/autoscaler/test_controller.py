@@ -18,10 +18,11 @@ from autoscaler.forecast import Forecast, StaticForecaster
 from autoscaler.leader import LeaseElector, LeaseSettings
 from autoscaler.metrics import Metrics
 from autoscaler.nodegroup import AutoscalerConfig, config_from_dict
-from autoscaler.planner import GroupState, Plan, ScaleDown, ScaleUp, plan
+from autoscaler.planner import Plan, ScaleDown, ScaleUp, plan
 from autoscaler.providers.base import GroupStatus, ProviderError
 from autoscaler.providers.kwok import KwokProvider
 from autoscaler.rebalance import MoveCosts
+from autoscaler.state import GroupState
 from autoscaler.status import StatusStore
 from extender.model import Node, NodeKind, Pod, Resources, node_from_dict, pod_from_dict
 from extender.policy import ResourcePolicy, Unit

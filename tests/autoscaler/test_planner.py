@@ -12,14 +12,8 @@ import pytest
 
 from autoscaler.forecast import Forecast
 from autoscaler.nodegroup import InstanceType, NodeGroup, PlannerSettings, RemovalPolicy
-from autoscaler.planner import (
-    EXPECTED_DURATION,
-    DisruptionBudget,
-    GroupNode,
-    GroupState,
-    Plan,
-    plan,
-)
+from autoscaler.planner import EXPECTED_DURATION, Plan, plan
+from autoscaler.state import DisruptionBudget, GroupNode, GroupState
 from extender.model import (
     Node,
     NodeKind,

@@ -23,7 +23,8 @@ from test_planner import (
 )
 
 from autoscaler.nodegroup import InstanceType, NodeGroup, load_config
-from autoscaler.planner import SAFE_TO_EVICT, GroupState
+from autoscaler.planner import SAFE_TO_EVICT
+from autoscaler.state import GroupState
 from extender.model import NodeKind, Pod
 from extender.policy import ResourcePolicy, Unit
 from extender.selectors import LabelSelector

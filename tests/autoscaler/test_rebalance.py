@@ -12,8 +12,9 @@ import pytest
 from test_planner import BATCH4, ECI, EXPECTED_DURATION, GENERAL4, GIB, NOW, node, pod
 
 from autoscaler.nodegroup import PlannerSettings
-from autoscaler.planner import SAFE_TO_EVICT, DisruptionBudget, GroupState
+from autoscaler.planner import SAFE_TO_EVICT
 from autoscaler.rebalance import MoveCosts, Moves, allowed, rebalance
+from autoscaler.state import DisruptionBudget, GroupState
 from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy, Unit
 from extender.selectors import LabelSelector

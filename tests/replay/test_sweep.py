@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from autoscaler.cli import main as autoscaler_main
+from autoscaler.replay.cli import load_trace
 from autoscaler.replay.executors import PoolExecutor, SerialExecutor
 from autoscaler.replay.frontier import Point, pareto_front, recommendation
 from autoscaler.replay.grid import GridError, parse_grid
@@ -55,7 +56,12 @@ def _sweep(grid: Path, traces: list[str], out: Path, executor: Any, **kw: Any) -
     from autoscaler.replay.grid import load_grid
 
     return run_sweep(
-        load_grid(grid), trace_inputs(traces, "auto"), out=out, executor=executor, **kw
+        load_grid(grid),
+        trace_inputs(traces, "auto"),
+        out=out,
+        executor=executor,
+        load=load_trace,
+        **kw,
     )
 
 
