@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from extender.commandline import Parser, fail, plain, run_main
 from extender.model import ModelError
 from extender.snapshot import ClusterState, load_cluster
 
@@ -40,8 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "plan",
         help="plan node-group sizes for a cluster file and explain every decision",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=plain(__doc__),
     )
     parser.add_argument(
         "--cluster", required=True, help="YAML of Node, Pod, ResourcePolicy objects"
@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
         state = load_cluster(args.cluster)
         unneeded = _read_unneeded(args.unneeded) if args.unneeded else {}
     except (ConfigError, ModelError, ValueError, OSError) as err:
-        print(f"spillover-autoscaler plan: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     now = time.time() if args.now is None else args.now
     forecasts: dict[str, Forecast] = {}
     for cls, path in (("cpu", args.forecast), ("gpu", args.gpu_forecast)):
@@ -90,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
             ts, values = read_series(path)
             forecasts[cls] = fit_forecast(ts, values, horizon=config.settings.forecast_horizon)
         except (OSError, ValueError) as err:
-            print(f"spillover-autoscaler plan: {path}: {err}", file=sys.stderr)
-            return 2
+            return fail(f"{path}: {err}")
     result = plan(
         state,
         group_states(config, state),
@@ -142,11 +140,14 @@ def _read_unneeded(path: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spillover-autoscaler")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    def command() -> int:
+        parser = Parser(prog="spillover-autoscaler")
+        add_parser(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(argv)
+        code: int = args.func(args)
+        return code
+
+    return run_main(command)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from typing import Annotated, Any
 import msgspec
 import yaml
 
+from extender.commandline import file_problem
+
 from .scenario import DEFAULT_SCENARIO, Scenario, ScenarioError, scenario_from_dict
 
 __all__ = [
@@ -339,10 +341,7 @@ def parse_grid(text: str, *, path: str = "GRID.yaml") -> Grid:
         root = yaml.compose(text)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else path
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise GridError(f"{where}: invalid YAML: {problem}") from None
+        raise GridError(file_problem(path, err)) from None
     try:
         if not isinstance(raw, dict):
             raise _Problem([], "expected a map with axes (and optionally scenario)")
