@@ -224,7 +224,7 @@ class Runtime:
             self.api = await load_kube_config(args.kubeconfig or None)
         except Exception as err:
             # ConfigException, and on some (an empty file) with TypeError: both are bad input
-            where = args.kubeconfig or "kubeconfig"
+            where = args.kubeconfig or "error"
             raise UsageError(f"{where}: {one_line(err)}") from None
         if self.config is None:
             data: Mapping[str, str] | None = None

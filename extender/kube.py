@@ -652,5 +652,11 @@ async def load_kube_config(kubeconfig: str | None = None) -> ApiClient:
         load_incluster: Any = config.load_incluster_config  # untyped
         load_incluster(client_configuration=configuration)
     else:
-        await config.load_kube_config(client_configuration=configuration)
+        # ``$KUBECONFIG`` as it is now (the library reads it once, at import), else ~/.kube/config.
+        default = os.environ.get("KUBECONFIG") or config.KUBE_CONFIG_DEFAULT_LOCATION
+        if not any(os.path.isfile(os.path.expanduser(p)) for p in default.split(os.pathsep)):
+            raise config.ConfigException(
+                f"--kubeconfig: none given, not inside a cluster, and no file at {default}"
+            )
+        await config.load_kube_config(config_file=default, client_configuration=configuration)
     return ApiClient(configuration)
