@@ -55,10 +55,9 @@ from .replay import cli as replay_cli
 __all__ = ["ENV_PREFIX", "OTHER_ENVIRONMENT", "Runtime", "build_parser", "load_groups", "main"]
 
 ENV_PREFIX = "SPILLOVER_AUTOSCALER_"
-_DESCRIPTION = (
-    "Spillover autoscaler: the controller (run) and the offline tools (forecast, plan, replay, "
-    "record, sweep). Every flag can also be set with the environment variable shown."
-)
+_DESCRIPTION = """\
+Spillover autoscaler: the controller (run) and the offline tools (forecast, plan, replay,
+record, sweep).  Every flag can also be set with the environment variable its help shows."""
 _RUN = plain(__doc__.split("\n\n")[1]) if __doc__ else None
 POD_NAME = "POD_NAME"
 ESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"

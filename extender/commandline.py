@@ -162,6 +162,17 @@ def _from_environment(action: argparse.Action, name: str, raw: str) -> Any:
     return value
 
 
+def _shown(action: argparse.Action, default: Any) -> str:
+    """``required; ``, ``default: X; `` or nothing, for a flag's help."""
+    if action.required:
+        return "required; "
+    if action.nargs == 0 and action.const is None:  # --x / --no-x
+        return f"default: --{'' if default else 'no-'}{action.dest.replace('_', '-')}; "
+    if action.nargs == 0 or default in (None, "") or "default" in (action.help or ""):
+        return ""  # a switch, an unset value, or a help text that says it already
+    return f"default: {default!r}; "
+
+
 def with_environment(parser: Parser, prefix: str, environ: Mapping[str, str]) -> Parser:
     """Defaults from ``PREFIX<FLAG>`` for ``parser`` and its sub-parsers; raises ``UsageError``.
 
@@ -177,12 +188,8 @@ def with_environment(parser: Parser, prefix: str, environ: Mapping[str, str]) ->
         if name in environ:
             action.default = _from_environment(action, name, environ[name])
             action.required = False
-        extra = f"env {name}" if action.nargs == 0 else f"default: {shown!r}; env {name}"
-        if action.nargs == 0 and action.const is None:  # --x / --no-x
-            extra = (
-                f"default: --{'' if shown else 'no-'}{action.dest.replace('_', '-')}; env {name}"
-            )
-        action.help = f"{action.help or ''} ({extra})".replace("%", "%%").lstrip()
+        action.help = f"{action.help or ''} ({_shown(action, shown)}env {name})"
+        action.help = action.help.replace("%", "%%").lstrip()
     for child in parser.subcommands.values():
         with_environment(child, prefix, environ)
     return parser

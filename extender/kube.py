@@ -40,6 +40,7 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import kube_config
 
 from .deletion_cost import ANNOTATION, changed_costs, desired_costs
 from .ledger import Ledger
@@ -652,11 +653,17 @@ async def load_kube_config(kubeconfig: str | None = None) -> ApiClient:
         load_incluster: Any = config.load_incluster_config  # untyped
         load_incluster(client_configuration=configuration)
     else:
-        # ``$KUBECONFIG`` as it is now (the library reads it once, at import), else ~/.kube/config.
-        default = os.environ.get("KUBECONFIG") or config.KUBE_CONFIG_DEFAULT_LOCATION
-        if not any(os.path.isfile(os.path.expanduser(p)) for p in default.split(os.pathsep)):
-            raise config.ConfigException(
-                f"--kubeconfig: none given, not inside a cluster, and no file at {default}"
-            )
-        await config.load_kube_config(config_file=default, client_configuration=configuration)
+        await config.load_kube_config(
+            config_file=_default_kubeconfig(), client_configuration=configuration
+        )
     return ApiClient(configuration)
+
+
+def _default_kubeconfig() -> str:
+    """``$KUBECONFIG`` as it is now (the library reads it once, at import), else ~/.kube/config."""
+    default: str = os.environ.get("KUBECONFIG") or kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    if not any(os.path.isfile(os.path.expanduser(p)) for p in default.split(os.pathsep)):
+        raise config.ConfigException(
+            f"--kubeconfig: none given, not inside a cluster, and no file at {default}"
+        )
+    return default

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import ROOT, run_python
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,24 +27,15 @@ from extender.commandline import Parser
 from extender.logs import JsonFormatter
 from extender.metrics import Metrics
 
-ROOT = Path(__file__).resolve().parents[1]
 GROUPS = ROOT / "autoscaler/data/default-groups.yaml"
 CLUSTER = ROOT / "extender/data/demo-cluster.yaml"
 POLICIES = ROOT / "extender/data/demo-policies.yaml"
 SERIES = ROOT / "autoscaler/replay/data/crane-series-daily.csv"
 
 
-def _run(*argv: str, stdin_pipe: str = "", env: dict[str, str] | None = None) -> tuple[int, str]:
-    """The installed-style command line in a subprocess; (exit status, stderr)."""
-    result = subprocess.run(
-        [sys.executable, "-c", _ENTRY, *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
+def _run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """The command line in a fresh interpreter; (exit status, stderr)."""
+    result = run_python("-c", _ENTRY, *argv, env=env)
     return result.returncode, result.stderr
 
 
@@ -220,20 +211,12 @@ def test_json_logs_carry_no_colour_field() -> None:
 
 # -- help and version -------------------------------------------------------------------------
 def _subcommands(parser: Parser) -> Iterator[tuple[str, Parser]]:
-    for name, child in parser.subcommands.items():
-        yield name, child
+    yield from parser.subcommands.items()
 
 
 @pytest.mark.parametrize("tool", ["autoscaler", "extender"])
 def test_version(tool: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _ENTRY, tool, "--version"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("-c", _ENTRY, tool, "--version")
     assert result.returncode == 0
     assert result.stdout.startswith(f"spillover-{tool} ")
     assert result.stdout.split()[1][0].isdigit()
@@ -257,27 +240,23 @@ def test_help_shows_each_flag_with_its_default_and_variable(
     name: str, parser: Parser, prefix: str
 ) -> None:
     text = "".join(parser.format_help().split())  # argparse wraps lines, even at hyphens
-    assert "``" not in text and ":func:" not in text, name
+    assert "``" not in text, name
+    assert ":func:" not in text, name
     assert parser.flags
     for action in parser.flags:
         if action.dest == "help" or action.help == argparse.SUPPRESS:
             continue
         variable = prefix + action.dest.upper()
         assert f"env{variable})" in text, (name, action.dest)
-        if action.nargs != 0:
+        if action.required:
+            assert f"required;env{variable})" in text, (name, action.dest)
+        elif action.nargs != 0 and action.default not in (None, ""):
             expected = "".join(f"default: {action.default!r}; env {variable}".split())
-            assert expected in text, (name, action.dest)
+            assert expected in text or "default" in str(action.help), (name, action.dest)
 
 
 def test_the_extender_demo_has_help() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "extender.demo", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("-m", "extender.demo", "--help")
     assert result.returncode == 0
     assert result.stdout.startswith("usage: python -m extender.demo")
     assert "``" not in result.stdout

@@ -219,7 +219,7 @@ def record_main(args: argparse.Namespace) -> int:
     async def main() -> int:
         try:
             api = await load_kube_config(args.kubeconfig or None)
-        except Exception as err:  # noqa: BLE001 - a missing or unusable kubeconfig is bad input
+        except Exception as err:  # a missing or unusable kubeconfig is bad input
             raise UsageError(f"{args.kubeconfig or 'error'}: {one_line(err)}") from None
         try:
             return await record(api, writer, duration=args.duration, namespace=args.namespace)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_support import run_python
 from extender_helpers import ECS, FIXTURES, VIRTUAL, fixture, shop_state
 
 from extender.app import create_app
@@ -125,15 +126,7 @@ def test_tls_from_files(tmp_path: Path) -> None:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "extender.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
+    return run_python("-m", "extender.cli", *args, env=env)
 
 
 def test_help_documents_every_flag_and_its_env_var() -> None:
