@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from autoscaler.forecast import Backtest, Forecast, backtest, fit_forecast, read_series
-from extender.commandline import Parser, fail, plain, run_main
+from extender.commandline import Parser, fail, file_problem, plain, run_main
 
 __all__ = ["MAX_HORIZON", "add_parser", "main", "parse_duration", "report", "run", "text"]
 
@@ -111,7 +111,9 @@ def report(series: str, fc: Forecast, holdout: Backtest | None, seconds: float |
 def run(args: argparse.Namespace) -> int:
     try:
         ts, values = read_series(args.series)
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        return fail(file_problem(args.series, e))
+    except ValueError as e:
         return fail(e)
     if not 0.0 < args.quantile < 1.0:
         return fail(f"error: --quantile: must be in (0, 1), got {args.quantile}")

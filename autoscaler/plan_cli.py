@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from extender.commandline import Parser, fail, plain, run_main
+from extender.commandline import Parser, fail, file_problem, plain, run_main
 from extender.model import ModelError
 from extender.snapshot import ClusterState, load_cluster
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.groups)
         state = load_cluster(args.cluster)
         unneeded = _read_unneeded(args.unneeded) if args.unneeded else {}
-    except (ConfigError, ModelError, ValueError, OSError) as err:
+    except (ConfigError, ModelError, ValueError) as err:
         return fail(err)
     now = time.time() if args.now is None else args.now
     forecasts: dict[str, Forecast] = {}
@@ -87,8 +87,13 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             ts, values = read_series(path)
+        except OSError as err:
+            return fail(file_problem(path, err))
+        except ValueError as err:  # read_series names the file and line
+            return fail(err)
+        try:
             forecasts[cls] = fit_forecast(ts, values, horizon=config.settings.forecast_horizon)
-        except (OSError, ValueError) as err:
+        except ValueError as err:
             return fail(f"{path}: {err}")
     result = plan(
         state,
@@ -129,7 +134,10 @@ def format_plan(result: Plan) -> str:
 
 
 def _read_unneeded(path: str) -> dict[str, float]:
-    raw = json.loads(Path(path).read_text())
+    try:
+        raw = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
     if isinstance(raw, dict) and isinstance(raw.get("unneeded"), dict):
         raw = raw["unneeded"]
     if not isinstance(raw, dict) or not all(

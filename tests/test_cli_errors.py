@@ -127,6 +127,57 @@ def test_plan_refuses_a_file_that_is_not_a_cluster(
     assert problem in line
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["forecast", "{tmp}"], "{tmp}: Is a directory"),
+        (
+            ["plan", "--cluster", "{cluster}", "--groups", str(GROUPS), "--unneeded", "{garbage}"],
+            "{garbage}:1: invalid JSON: Expecting value",
+        ),
+        (
+            ["plan", "--cluster", "{cluster}", "--groups", str(GROUPS), "--unneeded", "{tmp}/no"],
+            "{tmp}/no: No such file or directory",
+        ),
+        (
+            ["replay", "{series}", "--format", "series", "--out", "{garbage}", "--workers", "1"],
+            "{garbage}: File exists",
+        ),
+        (
+            ["replay", "{series}", "--format", "series", "--replica-cpu", "abc"],
+            "error: --replica-*.cpu: 'abc' is not a Kubernetes quantity",
+        ),
+    ],
+    ids=["forecast-dir", "unneeded-json", "unneeded-missing", "out-is-a-file", "replica-cpu"],
+)
+def test_files_that_cannot_be_read_or_written_are_one_line(
+    tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = {
+        "tmp": str(tmp_path),
+        "garbage": str(tmp_path / "garbage"),
+        "series": str(tmp_path / "s.csv"),
+        "cluster": str(ROOT / "autoscaler/data/example-cluster.yaml"),
+    }
+    (tmp_path / "garbage").write_text("x")
+    (tmp_path / "s.csv").write_text("ts,value\n0,2\n60,3\n")
+    argv = [a.format(**names) for a in argv]
+    assert autoscaler_cli.main(argv) == 2
+    assert _one_line(capsys.readouterr().err).startswith(message.format(**names))
+
+
+def test_a_replay_in_which_spillover_costs_nothing_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    series = tmp_path / "s.csv"
+    series.write_text("ts,value\n0,2\n60,3\n")
+    out = tmp_path / "out"
+    argv = ["replay", str(series), "--format", "series", "--out", str(out), "--workers", "1"]
+    assert autoscaler_cli.main([*argv, "--quiet"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert (out / "summary.md").is_file()
+
+
 def test_forecast_into_head_ends_quietly(tmp_path: Path) -> None:
     command = (
         f"{sys.executable} -m autoscaler.forecast_cli {SERIES} --horizon 2d | head -2; "

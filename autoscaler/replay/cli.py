@@ -110,7 +110,7 @@ def load_input(args: argparse.Namespace) -> Trace:
                 {"cpu": args.replica_cpu, "memory": args.replica_memory}, where="--replica-*"
             )
         except ModelError as err:
-            raise TraceError(str(err)) from None
+            raise TraceError(f"error: {err}") from None
         return import_series(
             args.trace,
             per_replica=args.per_replica,
