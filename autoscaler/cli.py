@@ -236,6 +236,13 @@ class Runtime:
                 if err.status != 404:
                     raise
             self.config = load_groups(args, data)
+        log.info(
+            "loaded",
+            extra={
+                "groups": len(self.config.groups),
+                "source": args.groups or f"ConfigMap {args.namespace}/{args.groups_configmap}",
+            },
+        )
         self.controller = self._controller(self.config)
 
     def _controller(self, config: AutoscalerConfig) -> Any:

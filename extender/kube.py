@@ -329,6 +329,14 @@ class ClusterWatch:
         if not self.state.synced and all(k.listed for k in self._kinds):
             self.state.synced = True
             self.metrics.synced.set(1)
+            log.info(
+                "synced",
+                extra={
+                    "nodes": len(self.state.nodes),
+                    "pods": len(self.state.pods),
+                    "policies": len(self.state.policies),
+                },
+            )
         if all(k.listed for k in self._kinds):
             self._synced.set()
         self._update_gauges()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -165,11 +166,14 @@ async def _until(predicate: Any, *, polls: int = 1200) -> None:
 
 
 async def test_run_scales_the_cluster_and_serves_probes(
-    kube_api: KubeEmulator, tmp_path: Path
+    kube_api: KubeEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="autoscaler.cli")
     kube_api.create_all([_pending("p-1"), _pending("p-2")])
     runtime = Runtime(_args(kube_api, _write(tmp_path, GOOD)))
     await runtime.start()
+    (loaded,) = [r for r in caplog.records if r.getMessage() == "loaded"]
+    assert loaded.__dict__["groups"] == len(GOOD["groups"]) > 0
     transport = httpx.ASGITransport(app=runtime.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://autoscaler") as http:
         assert (await http.get("/readyz")).status_code == 503
