@@ -30,7 +30,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extender.commandline import (
     Parser,
@@ -42,15 +42,10 @@ from extender.commandline import (
     with_environment,
 )
 
-from . import forecast_cli, plan_cli, sweep_cli
-from .nodegroup import (
-    AutoscalerConfig,
-    ConfigError,
-    groups_from_configmap,
-    load_config,
-    parse_duration,
-)
-from .replay import cli as replay_cli
+if TYPE_CHECKING:
+    from .nodegroup import AutoscalerConfig
+# Everything else this module needs (numpy, scipy, numba behind the node groups and the
+# subcommands) is imported inside ``main``'s handling, so a Ctrl-C while it loads is one line.
 
 __all__ = ["ENV_PREFIX", "OTHER_ENVIRONMENT", "Runtime", "build_parser", "load_groups", "main"]
 
@@ -73,6 +68,8 @@ log = logging.getLogger("autoscaler.cli")
 # -- parser -----------------------------------------------------------------------------------
 def _duration(text: str) -> float:
     """A flag's duration, written as in the groups YAML (``0s``, ``200ms``, ``1m30s``, ``10``)."""
+    from .nodegroup import ConfigError, parse_duration
+
     try:
         return parse_duration(text, "duration")
     except ConfigError as err:
@@ -150,6 +147,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser(environ: Mapping[str, str] | None = None) -> Parser:
     """The whole command; an unusable ``SPILLOVER_AUTOSCALER_*`` value raises ``UsageError``."""
+    from . import forecast_cli, plan_cli, sweep_cli
+    from .replay import cli as replay_cli
+
     environ = os.environ if environ is None else environ
     parser = Parser(prog="spillover-autoscaler", description=_DESCRIPTION)
     parser.add_version()
@@ -165,6 +165,8 @@ def build_parser(environ: Mapping[str, str] | None = None) -> Parser:
 
 # -- run --------------------------------------------------------------------------------------
 def load_groups(args: argparse.Namespace, configmap: Mapping[str, str] | None) -> AutoscalerConfig:
+    from .nodegroup import ConfigError, groups_from_configmap, load_config
+
     if bool(args.groups) == bool(args.groups_configmap):
         raise UsageError("error: give exactly one of --groups FILE or --groups-configmap NAME")
     if args.groups:
@@ -420,6 +422,8 @@ def _wall_clock() -> Callable[[], float]:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from .nodegroup import ConfigError
+
     runtime = Runtime(args)
     try:
         await runtime.start()
