@@ -111,7 +111,7 @@ def report(series: str, fc: Forecast, holdout: Backtest | None, seconds: float |
 def run(args: argparse.Namespace) -> int:
     try:
         ts, values = read_series(args.series)
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
         return fail(file_problem(args.series, e))
     except ValueError as e:
         return fail(e)

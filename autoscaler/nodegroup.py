@@ -172,7 +172,7 @@ def parse_duration(raw: Any, where: str) -> float:
 def load_config(path: str | Path) -> AutoscalerConfig:
     try:
         raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise ConfigError(file_problem(path, err)) from None
     try:
         return config_from_dict(raw)

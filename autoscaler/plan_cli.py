@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             ts, values = read_series(path)
-        except OSError as err:
+        except (OSError, UnicodeDecodeError) as err:
             return fail(file_problem(path, err))
         except ValueError as err:  # read_series names the file and line
             return fail(err)
@@ -138,6 +138,8 @@ def _read_unneeded(path: str) -> dict[str, float]:
         raw = json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(file_problem(path, err)) from None
     if isinstance(raw, dict) and isinstance(raw.get("unneeded"), dict):
         raw = raw["unneeded"]
     if not isinstance(raw, dict) or not all(

@@ -60,6 +60,8 @@ def file_problem(path: object, err: BaseException) -> str:
         return f"{path}:{mark.line + 1}: invalid YAML: {problem}"
     if isinstance(err, OSError) and err.strerror:
         return f"{path}: {err.strerror}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"{path}: not UTF-8 text (byte {err.start}: {err.reason})"
     return f"{path}: {one_line(err)}"
 
 
@@ -212,6 +214,8 @@ def run_main(command: Callable[[], int], *, interrupted: str = "interrupted") ->
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except UnicodeDecodeError as err:  # the readers that name the file catch it first
+        return fail(f"error: an input file is not UTF-8 text ({err.reason})")
     except OSError as err:  # a file named on the command line that cannot be read or written
         where = err.filename if err.filename is not None else "error"
         return fail(f"{where}: {err.strerror or err}")

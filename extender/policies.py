@@ -71,7 +71,7 @@ def load_policies(path: str | Path) -> tuple[ResourcePolicy, ...]:
     """Every ResourcePolicy in a YAML file (multi-document, or a ``List`` / ``items``)."""
     try:
         docs = list(yaml.safe_load_all(Path(path).read_text()))
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise PolicyError(file_problem(path, err)) from None
     items: list[Any] = []
     for doc in docs:

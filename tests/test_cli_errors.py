@@ -147,8 +147,21 @@ def test_plan_refuses_a_file_that_is_not_a_cluster(
             ["replay", "{series}", "--format", "series", "--replica-cpu", "abc"],
             "error: --replica-*.cpu: 'abc' is not a Kubernetes quantity",
         ),
+        (
+            ["replay", "{series}", "--format", "series", "--scenario", "{binary}"],
+            "{binary}: not UTF-8 text",
+        ),
+        (["plan", "--cluster", "{cluster}", "--groups", "{binary}"], "{binary}: not UTF-8 text"),
     ],
-    ids=["forecast-dir", "unneeded-json", "unneeded-missing", "out-is-a-file", "replica-cpu"],
+    ids=[
+        "forecast-dir",
+        "unneeded-json",
+        "unneeded-missing",
+        "out-is-a-file",
+        "replica-cpu",
+        "binary-scenario",
+        "binary-groups",
+    ],
 )
 def test_files_that_cannot_be_read_or_written_are_one_line(
     tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
@@ -156,10 +169,12 @@ def test_files_that_cannot_be_read_or_written_are_one_line(
     names = {
         "tmp": str(tmp_path),
         "garbage": str(tmp_path / "garbage"),
+        "binary": str(tmp_path / "binary"),
         "series": str(tmp_path / "s.csv"),
         "cluster": str(ROOT / "autoscaler/data/example-cluster.yaml"),
     }
     (tmp_path / "garbage").write_text("x")
+    (tmp_path / "binary").write_bytes(b"\x00\xff\xfe")
     (tmp_path / "s.csv").write_text("ts,value\n0,2\n60,3\n")
     argv = [a.format(**names) for a in argv]
     assert autoscaler_cli.main(argv) == 2

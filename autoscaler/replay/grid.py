@@ -302,8 +302,8 @@ def _load_base(spec: GridSpec, grid_path: Path) -> tuple[dict[str, Any], str]:
         path = grid_path.parent / path
     try:
         doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise _Problem(["scenario"], f"cannot read {path}: {err}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise _Problem(["scenario"], f"cannot read {file_problem(path, err)}") from None
     if not isinstance(doc, dict):
         raise _Problem(["scenario"], f"{path}: expected a scenario document")
     try:
@@ -387,6 +387,6 @@ def parse_grid(text: str, *, path: str = "GRID.yaml") -> Grid:
 def load_grid(path: str | Path) -> Grid:
     try:
         text = Path(path).read_text()
-    except OSError as err:
-        raise GridError(f"{path}: cannot read: {err.strerror or err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise GridError(file_problem(path, err)) from None
     return parse_grid(text, path=str(path))

@@ -242,7 +242,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     path = DEFAULT_SCENARIO if path is None else Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise ScenarioError(file_problem(path, err)) from None
     try:
         return scenario_from_dict(raw)
