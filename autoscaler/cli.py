@@ -9,11 +9,12 @@ cache (``extender.kube.ClusterWatch``) and only then reports ready and runs the 
 
 The other subcommands are mounted from their modules: ``forecast`` (``autoscaler.forecast_cli``),
 ``plan`` (``autoscaler.plan_cli``), ``record`` and ``replay`` (``autoscaler.replay.cli``),
-``sweep`` (``autoscaler.sweep_cli``); a
-module that is not there (yet) just leaves its subcommand out.
+``sweep`` (``autoscaler.sweep_cli``), imported when the parser is built so that ``main``
+handles a Ctrl-C while numpy and numba load.
 
 Every flag of every subcommand can also be set with ``SPILLOVER_AUTOSCALER_<FLAG>`` (``--dry-run``
-is ``SPILLOVER_AUTOSCALER_DRY_RUN=true``); the command line wins.  ESS credentials are never
+is ``SPILLOVER_AUTOSCALER_DRY_RUN=true``); the command line wins, and ``--help`` shows each
+flag's default and variable (``extender.commandline``, shared with ``spillover-extender``).  ESS credentials are never
 flags: ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` (/ ``ALIBABA_CLOUD_SECURITY_TOKEN``) when
 set, else the SDK's default credential chain (RRSA/OIDC on ACK, profile, ECS RAM role).
 """
