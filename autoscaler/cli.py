@@ -9,11 +9,12 @@ cache (``extender.kube.ClusterWatch``) and only then reports ready and runs the 
 
 The other subcommands are mounted from their modules: ``forecast`` (``autoscaler.forecast_cli``),
 ``plan`` (``autoscaler.plan_cli``), ``record`` and ``replay`` (``autoscaler.replay.cli``),
-``sweep`` (``autoscaler.sweep_cli``); a
-module that is not there (yet) just leaves its subcommand out.
+``sweep`` (``autoscaler.sweep_cli``), imported when the parser is built so that ``main``
+handles a Ctrl-C while numpy and numba load.
 
 Every flag of every subcommand can also be set with ``SPILLOVER_AUTOSCALER_<FLAG>`` (``--dry-run``
-is ``SPILLOVER_AUTOSCALER_DRY_RUN=true``); the command line wins.  ESS credentials are never
+is ``SPILLOVER_AUTOSCALER_DRY_RUN=true``); the command line wins, and ``--help`` shows each
+flag's default and variable (``extender.commandline``, shared with ``spillover-extender``).  ESS credentials are never
 flags: ``ALIBABA_CLOUD_ACCESS_KEY_ID`` / ``_SECRET`` (/ ``ALIBABA_CLOUD_SECURITY_TOKEN``) when
 set, else the SDK's default credential chain (RRSA/OIDC on ACK, profile, ECS RAM role).
 """
@@ -30,21 +31,30 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import forecast_cli, plan_cli, sweep_cli
-from .nodegroup import (
-    AutoscalerConfig,
-    ConfigError,
-    groups_from_configmap,
-    load_config,
-    parse_duration,
+from extender.commandline import (
+    Parser,
+    UsageError,
+    fail,
+    one_line,
+    plain,
+    run_main,
+    with_environment,
 )
-from .replay import cli as replay_cli
+
+if TYPE_CHECKING:
+    from .nodegroup import AutoscalerConfig
+# Everything else this module needs (numpy, scipy, numba behind the node groups and the
+# subcommands) is imported inside ``main``'s handling, so a Ctrl-C while it loads is one line.
 
 __all__ = ["ENV_PREFIX", "OTHER_ENVIRONMENT", "Runtime", "build_parser", "load_groups", "main"]
 
 ENV_PREFIX = "SPILLOVER_AUTOSCALER_"
+_DESCRIPTION = """\
+Spillover autoscaler: the controller (run) and the offline tools (forecast, plan, replay,
+record, sweep).  Every flag can also be set with the environment variable its help shows."""
+_RUN = plain(__doc__.split("\n\n")[1]) if __doc__ else None
 POD_NAME = "POD_NAME"
 ESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
 ESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
@@ -52,19 +62,15 @@ ESS_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
 # Read by ``run`` besides the ``SPILLOVER_AUTOSCALER_<FLAG>`` variables.
 OTHER_ENVIRONMENT = (POD_NAME, ESS_KEY_ID, ESS_KEY_SECRET, ESS_TOKEN)
 PROVIDERS = ("kwok", "ess", "simulated")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
 
 log = logging.getLogger("autoscaler.cli")
-
-
-class UsageError(ValueError):
-    """A setting the command cannot start with; the message names the flag or variable."""
 
 
 # -- parser -----------------------------------------------------------------------------------
 def _duration(text: str) -> float:
     """A flag's duration, written as in the groups YAML (``0s``, ``200ms``, ``1m30s``, ``10``)."""
+    from .nodegroup import ConfigError, parse_duration
+
     try:
         return parse_duration(text, "duration")
     except ConfigError as err:
@@ -140,62 +146,30 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=_run_command)
 
 
-def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+def build_parser(environ: Mapping[str, str] | None = None) -> Parser:
+    """The whole command; an unusable ``SPILLOVER_AUTOSCALER_*`` value raises ``UsageError``."""
+    from . import forecast_cli, plan_cli, sweep_cli
+    from .replay import cli as replay_cli
+
     environ = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(
-        prog="spillover-autoscaler", description=__doc__.splitlines()[0] if __doc__ else None
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    run = sub.add_parser("run", help="run the autoscaler controller")
+    parser = Parser(prog="spillover-autoscaler", description=_DESCRIPTION)
+    parser.add_version()
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = sub.add_parser("run", help="run the autoscaler controller", description=_RUN)
     _run_arguments(run)
     forecast_cli.add_parser(sub)
     plan_cli.add_parser(sub)
     replay_cli.add_parsers(sub)
     sweep_cli.add_parser(sub)
-    for name, module_run in (
-        ("forecast", forecast_cli.run),
-        ("plan", plan_cli.run),
-        ("record", replay_cli.run),
-        ("replay", replay_cli.run),
-    ):
-        if sub.choices[name].get_default("func") is None:
-            sub.choices[name].set_defaults(func=module_run)
-    for subparser in sub.choices.values():
-        _env_defaults(subparser, environ)
-    return parser
-
-
-def _env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """Defaults from ``SPILLOVER_AUTOSCALER_<DEST>``; an unusable value names the variable."""
-    for action in parser._actions:  # argparse has no public iterator over actions
-        if not action.option_strings or action.dest in ("help", argparse.SUPPRESS):
-            continue
-        name = ENV_PREFIX + action.dest.upper()
-        if name not in environ:
-            continue
-        raw = environ[name]
-        value: Any
-        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
-            if raw.lower() not in _TRUE + _FALSE:
-                parser.error(f"{name}: expected true or false, got {raw!r}")
-            value = (raw.lower() in _TRUE) == isinstance(action, argparse._StoreTrueAction)
-        else:
-            try:
-                value = action.type(raw) if callable(action.type) else raw
-            except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
-                parser.error(f"{name}: {err}")
-            if action.choices is not None and value not in action.choices:
-                choices = ", ".join(map(str, action.choices))
-                parser.error(f"{name}: must be one of {choices}, not {raw!r}")
-        action.default = value
-        action.required = False
+    return with_environment(parser, ENV_PREFIX, environ)
 
 
 # -- run --------------------------------------------------------------------------------------
 def load_groups(args: argparse.Namespace, configmap: Mapping[str, str] | None) -> AutoscalerConfig:
+    from .nodegroup import ConfigError, groups_from_configmap, load_config
+
     if bool(args.groups) == bool(args.groups_configmap):
-        raise UsageError("give exactly one of --groups FILE or --groups-configmap NAME")
+        raise UsageError("error: give exactly one of --groups FILE or --groups-configmap NAME")
     if args.groups:
         return load_config(args.groups)
     if configmap is None:
@@ -211,9 +185,13 @@ def _ess_groups(args: argparse.Namespace, config: AutoscalerConfig) -> dict[str,
     for item in filter(None, (s.strip() for s in args.ess_scaling_groups.split(","))):
         name, sep, group_id = item.partition("=")
         if not sep or not name or not group_id:
-            raise UsageError(f"--ess-scaling-groups: expected group=ScalingGroupId, got {item!r}")
+            raise UsageError(
+                f"error: --ess-scaling-groups: expected group=ScalingGroupId, got {item!r}"
+            )
         if name not in mapping:
-            raise UsageError(f"--ess-scaling-groups: {name!r} is not a configured node group")
+            raise UsageError(
+                f"error: --ess-scaling-groups: {name!r} is not a configured node group"
+            )
         mapping[name] = group_id
     return mapping
 
@@ -239,12 +217,17 @@ class Runtime:
 
         args = self.args
         if args.provider is None:
-            raise UsageError("--provider (or SPILLOVER_AUTOSCALER_PROVIDER) is required")
+            raise UsageError("error: --provider (or SPILLOVER_AUTOSCALER_PROVIDER) is required")
         if bool(args.groups) == bool(args.groups_configmap):
-            raise UsageError("give exactly one of --groups FILE or --groups-configmap NAME")
+            raise UsageError("error: give exactly one of --groups FILE or --groups-configmap NAME")
         if args.groups:
             self.config = load_groups(args, None)
-        self.api = await load_kube_config(args.kubeconfig or None)
+        try:
+            self.api = await load_kube_config(args.kubeconfig or None)
+        except Exception as err:
+            # ConfigException, and on some (an empty file) with TypeError: both are bad input
+            where = args.kubeconfig or "error"
+            raise UsageError(f"{where}: {one_line(err)}") from None
         if self.config is None:
             data: Mapping[str, str] | None = None
             try:
@@ -256,6 +239,13 @@ class Runtime:
                 if err.status != 404:
                     raise
             self.config = load_groups(args, data)
+        log.info(
+            "loaded",
+            extra={
+                "groups": len(self.config.groups),
+                "source": args.groups or f"ConfigMap {args.namespace}/{args.groups_configmap}",
+            },
+        )
         self.controller = self._controller(self.config)
 
     def _controller(self, config: AutoscalerConfig) -> Any:
@@ -327,11 +317,11 @@ class Runtime:
 
             return SimulatedProvider(config.groups, clock=_wall_clock(), label=label)
         if not args.ess_region:
-            raise UsageError("--ess-region is required with --provider ess")
+            raise UsageError("error: --ess-region is required with --provider ess")
         try:
             from .providers.ess import EssConfig, EssProvider
         except ImportError as err:  # pragma: no cover - depends on the installed extras
-            raise UsageError(f"--provider ess needs the ess extra ({err})") from None
+            raise UsageError(f"error: --provider ess needs the ess extra ({err})") from None
         return EssProvider(
             EssConfig(
                 region=args.ess_region,
@@ -433,14 +423,15 @@ def _wall_clock() -> Callable[[], float]:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from .nodegroup import ConfigError
+
     runtime = Runtime(args)
     try:
         await runtime.start()
     except (ConfigError, UsageError) as err:
         if runtime.api is not None:
             await runtime.api.close()
-        print(f"spillover-autoscaler: error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -458,10 +449,12 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
+    def command() -> int:
+        args = build_parser().parse_args(argv)
+        result: int = args.func(args)
+        return result
+
+    return run_main(command)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from autoscaler.forecast import Backtest, Forecast, backtest, fit_forecast, read_series
+from extender.commandline import Parser, fail, file_problem, plain, run_main
 
 __all__ = ["MAX_HORIZON", "add_parser", "main", "parse_duration", "report", "run", "text"]
 
@@ -50,7 +51,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "forecast",
         help="backtest and forecast a demand series",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description=plain(__doc__),
     )
     _arguments(p)
     p.set_defaults(func=run)
@@ -110,20 +111,18 @@ def report(series: str, fc: Forecast, holdout: Backtest | None, seconds: float |
 def run(args: argparse.Namespace) -> int:
     try:
         ts, values = read_series(args.series)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (OSError, UnicodeDecodeError) as e:
+        return fail(file_problem(args.series, e))
+    except ValueError as e:
+        return fail(e)
     if not 0.0 < args.quantile < 1.0:
-        print(f"error: --quantile must be in (0, 1), got {args.quantile}", file=sys.stderr)
-        return 2
+        return fail(f"error: --quantile: must be in (0, 1), got {args.quantile}")
     if args.horizon > MAX_HORIZON:
         # Checked before fitting: the forecast holds one value per step of the horizon.
-        print(
+        return fail(
             f"error: --horizon: {args.horizon / 86_400:,.0f} days is more than "
-            f"{MAX_HORIZON / 86_400:.0f} days",
-            file=sys.stderr,
+            f"{MAX_HORIZON / 86_400:.0f} days"
         )
-        return 2
     try:
         bt = (
             backtest(ts, values, holdout=args.backtest, quantile=args.quantile)
@@ -132,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
         )
         fc = fit_forecast(ts, values, horizon=args.horizon, quantile=args.quantile)
     except ValueError as e:
-        print(f"error: {args.series}: {e}", file=sys.stderr)
-        return 2
+        return fail(f"{args.series}: {e}")
     r = report(str(args.series), fc, bt, args.backtest)
     print(json.dumps(r) if args.json else text(r))
     return 0
@@ -180,9 +178,9 @@ def text(r: Report) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spillover-autoscaler forecast")
+    parser = Parser(prog="spillover-autoscaler forecast", description=plain(__doc__))
     _arguments(parser)
-    return run(parser.parse_args(argv))
+    return run_main(lambda: run(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

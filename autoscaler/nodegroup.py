@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from extender.commandline import file_problem
 from extender.model import Node, NodeKind, Resources, Taint
 from extender.quantity import QuantityError, milli_value, value
 
@@ -171,8 +172,8 @@ def parse_duration(raw: Any, where: str) -> float:
 def load_config(path: str | Path) -> AutoscalerConfig:
     try:
         raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: {err}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(file_problem(path, err)) from None
     try:
         return config_from_dict(raw)
     except ConfigError as err:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from extender.commandline import Parser, fail, file_problem, plain, run_main
 from extender.model import ModelError
 from extender.snapshot import ClusterState, load_cluster
 
@@ -40,8 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "plan",
         help="plan node-group sizes for a cluster file and explain every decision",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=plain(__doc__),
     )
     parser.add_argument(
         "--cluster", required=True, help="YAML of Node, Pod, ResourcePolicy objects"
@@ -76,9 +76,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.groups)
         state = load_cluster(args.cluster)
         unneeded = _read_unneeded(args.unneeded) if args.unneeded else {}
-    except (ConfigError, ModelError, ValueError, OSError) as err:
-        print(f"spillover-autoscaler plan: {err}", file=sys.stderr)
-        return 2
+    except (ConfigError, ModelError, ValueError) as err:
+        return fail(err)
     now = time.time() if args.now is None else args.now
     forecasts: dict[str, Forecast] = {}
     for cls, path in (("cpu", args.forecast), ("gpu", args.gpu_forecast)):
@@ -88,10 +87,14 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             ts, values = read_series(path)
+        except (OSError, UnicodeDecodeError) as err:
+            return fail(file_problem(path, err))
+        except ValueError as err:  # read_series names the file and line
+            return fail(err)
+        try:
             forecasts[cls] = fit_forecast(ts, values, horizon=config.settings.forecast_horizon)
-        except (OSError, ValueError) as err:
-            print(f"spillover-autoscaler plan: {path}: {err}", file=sys.stderr)
-            return 2
+        except ValueError as err:
+            return fail(f"{path}: {err}")
     result = plan(
         state,
         group_states(config, state),
@@ -131,7 +134,12 @@ def format_plan(result: Plan) -> str:
 
 
 def _read_unneeded(path: str) -> dict[str, float]:
-    raw = json.loads(Path(path).read_text())
+    try:
+        raw = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(file_problem(path, err)) from None
     if isinstance(raw, dict) and isinstance(raw.get("unneeded"), dict):
         raw = raw["unneeded"]
     if not isinstance(raw, dict) or not all(
@@ -142,11 +150,14 @@ def _read_unneeded(path: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spillover-autoscaler")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
+    def command() -> int:
+        parser = Parser(prog="spillover-autoscaler")
+        add_parser(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(argv)
+        code: int = args.func(args)
+        return code
+
+    return run_main(command)
 
 
 if __name__ == "__main__":

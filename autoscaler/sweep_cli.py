@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from extender.commandline import fail, plain
+
 __all__ = ["add_parser", "run"]
 
 FORMATS = ("auto", "jsonl", "openb", "series")
@@ -32,8 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "sweep",
         help="replay a grid of scenario changes over traces: Pareto front and recommendation",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=plain(__doc__),
     )
     p.add_argument("grid", help="grid YAML (axes of scenario changes)")
     p.add_argument("traces", nargs="+", metavar="TRACE", help="trace files")
@@ -63,19 +64,14 @@ def run(args: argparse.Namespace) -> int:
         grid = load_grid(args.grid)
         traces = trace_inputs(args.traces, args.format)
     except (GridError, TraceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     if args.workers < 0:
-        print(
-            f"error: --workers: must be 0 (every CPU) or more, not {args.workers}", file=sys.stderr
-        )
-        return 2
+        return fail(f"error: --workers: must be 0 (every CPU) or more, not {args.workers}")
     workers = args.workers or default_workers()
     try:
         executor = make_executor(workers=workers, ray_address=args.ray_address)
     except ExecutorError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(f"error: {err}")
     try:
         outcome = run_sweep(
             grid,
@@ -86,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.quiet and sys.stderr.isatty(),
         )
     except (TraceError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     if outcome.interrupted:
         print(
             f"interrupted: {len(outcome.rows)} of {outcome.total} replays done and kept in "

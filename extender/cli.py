@@ -22,10 +22,11 @@ import os
 import pickle
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .commandline import Parser, UsageError, run_main, with_environment
 from .ledger import Ledger
 from .logs import configure
 from .metrics import Metrics
@@ -40,12 +41,10 @@ __all__ = ["ENV_PREFIX", "SettingsError", "build", "main", "parse_settings"]
 
 ENV_PREFIX = "SPILLOVER_"
 log = logging.getLogger("extender.cli")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
 
 
-class SettingsError(ValueError):
-    """Settings the service cannot start with; the message names the flag, variable or file."""
+# Settings the service cannot start with; the message names the flag, variable or file.
+SettingsError = UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +59,14 @@ class _Flag:
     def dest(self) -> str:
         return self.name.replace("-", "_")
 
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.dest.upper()
-
 
 _FLAGS = (
-    _Flag("host", str, "0.0.0.0", "address to listen on"),
+    _Flag(
+        "host",
+        str,
+        "",
+        "address to listen on (empty: 127.0.0.1 with --cluster, a static file; else 0.0.0.0)",
+    ),
     _Flag("port", int, DEFAULT_PORT, "port to listen on"),
     _Flag("kubeconfig", str, "", "kubeconfig file (default: in-cluster, then ~/.kube/config)"),
     _Flag("policies", str, "", "ResourcePolicy YAML file, used instead of the CRD objects"),
@@ -117,53 +117,36 @@ _FLAGS = (
 )
 
 
-def _env_value(flag: _Flag, environ: os._Environ[str] | dict[str, str]) -> Any:
-    raw = environ.get(flag.env)
-    if raw is None:
-        return flag.default
-    try:
-        if flag.kind is bool:
-            if raw.strip().lower() not in _TRUE + _FALSE:
-                raise ValueError
-            return raw.strip().lower() in _TRUE
-        value = flag.kind(raw)
-    except ValueError:
-        raise SettingsError(f"{flag.env}={raw!r} is not a valid {flag.kind.__name__}") from None
-    if flag.choices and value not in flag.choices:
-        raise SettingsError(f"{flag.env}={raw!r} must be one of {', '.join(flag.choices)}")
-    return value
-
-
-def _parser(environ: os._Environ[str] | dict[str, str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser(environ: Mapping[str, str]) -> Parser:
+    parser = Parser(
         prog="spillover-extender",
         description="Spillover kube-scheduler extender: keep N replicas on ECS, overflow to ECI.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_version()
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
         help="serve the extender and the admission webhook",
         description="Every flag can also be set with the environment variable shown.",
     )
     for flag in _FLAGS:
-        default = _env_value(flag, environ)
         if flag.kind is bool:
             serve.add_argument(
                 f"--{flag.name}",
                 action=argparse.BooleanOptionalAction,
-                default=default,
-                help=f"{flag.help} (env {flag.env})",
+                default=flag.default,
+                help=flag.help,
             )
         else:
             serve.add_argument(
                 f"--{flag.name}",
                 type=flag.kind,
-                default=default,
+                default=flag.default,
                 choices=flag.choices,
                 metavar=flag.dest.upper() if flag.choices is None else None,
-                help=f"{flag.help} (env {flag.env}; default {flag.default!r})",
+                help=flag.help,
             )
-    return parser
+    return with_environment(parser, ENV_PREFIX, environ)
 
 
 def parse_settings(
@@ -176,26 +159,28 @@ def parse_settings(
     label_key, equals, label_value = values.pop("eci_label").partition("=")
     taint_key = values.pop("eci_taint_key")
     if not equals or not label_key or not taint_key:
-        raise SettingsError("--eci-label must be KEY=VALUE and --eci-taint-key non-empty")
+        raise SettingsError("error: --eci-label must be KEY=VALUE and --eci-taint-key non-empty")
     kinds = NodeKindSettings(label_key, label_value, taint_key)
+    if not values["host"]:
+        values["host"] = "127.0.0.1" if values["cluster"] else "0.0.0.0"
     return _validated(Settings(**values, kinds=kinds))
 
 
 def _validated(settings: Settings) -> Settings:
     if not 0 < settings.port < 65536:
-        raise SettingsError(f"--port {settings.port} is not a TCP port")
+        raise SettingsError(f"error: --port: {settings.port} is not a TCP port")
     if settings.reservation_ttl <= 0:
-        raise SettingsError("--reservation-ttl must be positive")
+        raise SettingsError("error: --reservation-ttl: must be positive")
     if settings.watch_staleness <= 0:
-        raise SettingsError("--watch-staleness must be positive")
+        raise SettingsError("error: --watch-staleness: must be positive")
     if settings.max_body_bytes <= 0:
-        raise SettingsError("--max-body-bytes must be positive")
+        raise SettingsError("error: --max-body-bytes: must be positive")
     if bool(settings.tls_cert) != bool(settings.tls_key):
-        raise SettingsError("--tls-cert and --tls-key go together")
+        raise SettingsError("error: --tls-cert and --tls-key go together")
     for name in ("tls_cert", "tls_key", "policies", "cluster", "kubeconfig"):
         path = getattr(settings, name)
         if path and not os.path.isfile(path):
-            raise SettingsError(f"--{name.replace('_', '-')} {path}: no such file")
+            raise SettingsError(f"error: --{name.replace('_', '-')}: {path}: no such file")
     return settings
 
 
@@ -211,15 +196,28 @@ def build(
             if policies is not None:
                 state.set_policies(policies)
             if settings.bind:
-                raise SettingsError("--bind needs the Kubernetes API: it cannot go with --cluster")
+                raise SettingsError(
+                    "error: --bind needs the Kubernetes API: it cannot go with --cluster"
+                )
+            log.info(
+                "loaded",
+                extra={
+                    "cluster": settings.cluster,
+                    "nodes": len(state.nodes),
+                    "pods": len(state.pods),
+                    "policies": len(state.policies),
+                    "policies_file": settings.policies or None,
+                },
+            )
             return state, ledger, None, ()
     except (PolicyError, ModelError) as err:
         raise SettingsError(str(err)) from None
     if importlib.util.find_spec("extender.kube") is None:
-        raise SettingsError("no --cluster given and extender.kube is not available")
+        raise SettingsError("error: no --cluster given and extender.kube is not available")
     state = ClusterState(synced=False)
     if policies is not None:
         state.set_policies(policies)
+        log.info("loaded", extra={"policies": len(policies), "policies_file": settings.policies})
     connection = _KubeConnection(settings=settings, state=state, ledger=ledger, metrics=metrics)
     return state, ledger, connection, (connection.run,)
 
@@ -310,15 +308,15 @@ def _serve(settings: Settings) -> None:
     run(app, settings)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    try:
+def main(argv: Sequence[str] | None = None) -> int:
+    def command() -> int:
         settings = parse_settings(argv)
         configure(settings.log_level)
         _serve(settings)  # builds everything before the server starts, so bad files exit 2
-    except SettingsError as err:
-        print(f"spillover-extender: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return 0
+
+    return run_main(command)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

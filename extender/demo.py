@@ -25,6 +25,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from .app import create_app
+from .commandline import Parser, plain
 from .ledger import Ledger
 from .policies import load_policies
 from .settings import Settings
@@ -145,7 +146,8 @@ def _burst_pod(template: dict[str, Any], i: int) -> dict[str, Any]:
     return pod
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    Parser(prog="python -m extender.demo", description=plain(__doc__)).parse_args(argv)
     fixtures = fixtures_dir()
     state = load_cluster(DATA / "demo-cluster.yaml")
     state.set_policies(load_policies(DATA / "demo-policies.yaml"))

@@ -40,6 +40,7 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import kube_config
 
 from .deletion_cost import ANNOTATION, changed_costs, desired_costs
 from .ledger import Ledger
@@ -328,6 +329,14 @@ class ClusterWatch:
         if not self.state.synced and all(k.listed for k in self._kinds):
             self.state.synced = True
             self.metrics.synced.set(1)
+            log.info(
+                "synced",
+                extra={
+                    "nodes": len(self.state.nodes),
+                    "pods": len(self.state.pods),
+                    "policies": len(self.state.policies),
+                },
+            )
         if all(k.listed for k in self._kinds):
             self._synced.set()
         self._update_gauges()
@@ -652,5 +661,17 @@ async def load_kube_config(kubeconfig: str | None = None) -> ApiClient:
         load_incluster: Any = config.load_incluster_config  # untyped
         load_incluster(client_configuration=configuration)
     else:
-        await config.load_kube_config(client_configuration=configuration)
+        await config.load_kube_config(
+            config_file=_default_kubeconfig(), client_configuration=configuration
+        )
     return ApiClient(configuration)
+
+
+def _default_kubeconfig() -> str:
+    """``$KUBECONFIG`` as it is now (the library reads it once, at import), else ~/.kube/config."""
+    default: str = os.environ.get("KUBECONFIG") or kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    if not any(os.path.isfile(os.path.expanduser(p)) for p in default.split(os.pathsep)):
+        raise config.ConfigException(
+            f"--kubeconfig: none given, not inside a cluster, and no file at {default}"
+        )
+    return default

@@ -14,8 +14,11 @@ from typing import Any
 
 __all__ = ["JsonFormatter", "configure"]
 
+# Record attributes that are not extra fields; uvicorn's ``color_message`` repeats ``msg`` with
+# ANSI colour codes, which have no place in JSON.
 _STANDARD = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    | {"message", "asctime", "color_message"}
 )
 
 

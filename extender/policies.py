@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from .commandline import file_problem
 from .model import NodeKind
 from .policy import MAX_UNITS, ResourcePolicy, TryNext, Unit
 from .selectors import LabelSelector, Requirement
@@ -70,8 +71,8 @@ def load_policies(path: str | Path) -> tuple[ResourcePolicy, ...]:
     """Every ResourcePolicy in a YAML file (multi-document, or a ``List`` / ``items``)."""
     try:
         docs = list(yaml.safe_load_all(Path(path).read_text()))
-    except (OSError, yaml.YAMLError) as err:
-        raise PolicyError(f"{path}: {err}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise PolicyError(file_problem(path, err)) from None
     items: list[Any] = []
     for doc in docs:
         if doc is None:
@@ -80,6 +81,8 @@ def load_policies(path: str | Path) -> tuple[ResourcePolicy, ...]:
             items.extend(doc["items"] or ())
         else:
             items.append(doc)
+    if not items:
+        raise PolicyError(f"{path}: no ResourcePolicy objects")
     try:
         return tuple(policy_from_dict(item) for item in items)
     except PolicyError as err:

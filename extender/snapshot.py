@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from .commandline import file_problem
 from .model import (
     ModelError,
     Node,
@@ -155,6 +156,9 @@ class ClusterState:
         return max(0, ordinal - self.ordinal_starts.get(pod.workload, 0))
 
 
+_LISTS = ("nodes", "pods", "policies")
+
+
 def load_cluster(
     path: str | Path, *, kind_settings: NodeKindSettings | None = None
 ) -> ClusterState:
@@ -168,18 +172,28 @@ def load_cluster(
             loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
             docs = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
     except (OSError, ValueError, yaml.YAMLError) as err:
-        raise ModelError(f"{path}: {err}") from None
+        raise ModelError(file_problem(path, err)) from None
     objects: list[Mapping[str, Any]] = []
     for doc in docs:
         if not isinstance(doc, Mapping):
             raise ModelError(f"{path}: every document must be an object")
         if isinstance(doc.get("items"), list):
             objects.extend(doc["items"])
+        elif "kind" in doc:
+            objects.append(doc)
         else:
-            for key in ("nodes", "pods", "policies"):
+            unknown = sorted(str(k) for k in doc if k not in _LISTS)
+            if unknown:
+                raise ModelError(
+                    f"{path}: {unknown[0]}: not a cluster file (expected Kubernetes objects "
+                    "with a kind, an items list, or nodes/pods/policies lists)"
+                )
+            for key in _LISTS:
+                if not isinstance(doc.get(key) or [], list):
+                    raise ModelError(f"{path}: {key}: expected a list of objects")
                 objects.extend(doc.get(key) or ())
-            if "kind" in doc:
-                objects.append(doc)
+    if not objects:
+        raise ModelError(f"{path}: no Node, Pod, ResourcePolicy or StatefulSet objects")
     nodes, pods, policies = [], [], []
     starts: list[tuple[WorkloadKey, int]] = []
     for i, obj in enumerate(objects):

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from extender.commandline import at_least, fail, plain
 from extender.model import ModelError, Resources, parse_resources
 
 from .threads import limit_blas_threads
@@ -43,7 +44,9 @@ FORMATS = ("jsonl", "openb", "series")
 def add_parsers(subparsers: Any) -> None:
     """Add ``replay`` and ``record`` to an ``argparse`` subparsers object."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "replay", help="replay a trace against Spillover and the baselines"
+        "replay",
+        help="replay a trace against Spillover and the baselines",
+        description=plain(__doc__),
     )
     p.add_argument("trace", help="trace file (see --format)")
     p.add_argument("--format", choices=FORMATS, default="jsonl", help="input format")
@@ -53,7 +56,7 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar, no messages")
     p.add_argument(
         "--workers",
-        type=int,
+        type=at_least(int, 0),
         default=0,
         help="processes replaying the variants side by side (0: every CPU; 1: this process)",
     )
@@ -63,11 +66,16 @@ def add_parsers(subparsers: Any) -> None:
         help="apply the scenario's policies to every namespace of the trace (everyNamespace)",
     )
     p.add_argument(
-        "--per-replica", type=float, default=20.0, help="series: demand one replica serves"
+        "--per-replica",
+        type=at_least(float, 0, above=True),
+        default=20.0,
+        help="series: demand one replica serves",
     )
     p.add_argument("--replica-cpu", default="2", help="series: cpu request of one replica")
     p.add_argument("--replica-memory", default="8Gi", help="series: memory request of one replica")
-    p.add_argument("--min-replicas", type=int, default=1, help="series: fewest replicas")
+    p.add_argument(
+        "--min-replicas", type=at_least(int, 0), default=1, help="series: fewest replicas"
+    )
     p.add_argument(
         "--include-unscheduled", action="store_true", help="openb: replay pods that never ran"
     )
@@ -80,11 +88,15 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.set_defaults(func=run)
     r: argparse.ArgumentParser = subparsers.add_parser(
-        "record", help="record a live cluster's pod, workload and node events as a trace"
+        "record",
+        help="record a live cluster's pod, workload and node events as a trace",
+        description=plain(__doc__),
     )
     r.add_argument("--out", required=True, help="trace file to write (JSON lines)")
     r.add_argument("--kubeconfig", default="", help="kubeconfig (default: in-cluster, ~/.kube)")
-    r.add_argument("--duration", type=float, default=0.0, help="seconds to record (0: until ^C)")
+    r.add_argument(
+        "--duration", type=at_least(float, 0), default=0.0, help="seconds to record (0: until ^C)"
+    )
     r.add_argument("--namespace", default="", help="only this namespace (default: all)")
     r.set_defaults(func=run)
 
@@ -106,7 +118,7 @@ def load_input(args: argparse.Namespace) -> Trace:
                 {"cpu": args.replica_cpu, "memory": args.replica_memory}, where="--replica-*"
             )
         except ModelError as err:
-            raise TraceError(str(err)) from None
+            raise TraceError(f"error: {err}") from None
         return import_series(
             args.trace,
             per_replica=args.per_replica,
@@ -198,8 +210,7 @@ def run_replay(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario or None)
         trace = load_input(args)
     except (TraceError, ScenarioError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
     if args.every_namespace:
         scenario = replace(scenario, every_namespace=True)
     from .report import fluid_bound
@@ -228,8 +239,7 @@ def run_replay(args: argparse.Namespace) -> int:
             run_variants=run_variants,
         )
     except ValueError as err:  # inconsistent trace content found while replaying
-        print(f"error: {args.trace}: {err}", file=sys.stderr)
-        return 2
+        return fail(f"{args.trace}: {err}")
     finally:
         if bar is not None:
             bar.close()

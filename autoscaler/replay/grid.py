@@ -42,6 +42,8 @@ from typing import Annotated, Any
 import msgspec
 import yaml
 
+from extender.commandline import file_problem
+
 from .scenario import DEFAULT_SCENARIO, Scenario, ScenarioError, scenario_from_dict
 
 __all__ = [
@@ -300,8 +302,8 @@ def _load_base(spec: GridSpec, grid_path: Path) -> tuple[dict[str, Any], str]:
         path = grid_path.parent / path
     try:
         doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise _Problem(["scenario"], f"cannot read {path}: {err}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise _Problem(["scenario"], f"cannot read {file_problem(path, err)}") from None
     if not isinstance(doc, dict):
         raise _Problem(["scenario"], f"{path}: expected a scenario document")
     try:
@@ -339,10 +341,7 @@ def parse_grid(text: str, *, path: str = "GRID.yaml") -> Grid:
         root = yaml.compose(text)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else path
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise GridError(f"{where}: invalid YAML: {problem}") from None
+        raise GridError(file_problem(path, err)) from None
     try:
         if not isinstance(raw, dict):
             raise _Problem([], "expected a map with axes (and optionally scenario)")
@@ -388,6 +387,6 @@ def parse_grid(text: str, *, path: str = "GRID.yaml") -> Grid:
 def load_grid(path: str | Path) -> Grid:
     try:
         text = Path(path).read_text()
-    except OSError as err:
-        raise GridError(f"{path}: cannot read: {err.strerror or err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise GridError(file_problem(path, err)) from None
     return parse_grid(text, path=str(path))

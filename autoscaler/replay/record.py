@@ -210,13 +210,17 @@ def record_main(args: argparse.Namespace) -> int:
     """The ``record`` subcommand."""
     import sys
 
+    from extender.commandline import UsageError, fail, one_line
     from extender.kube import load_kube_config
 
     header = TraceHeader(source="spillover-autoscaler record", start=time.time())
     writer = TraceWriter(args.out, header)
 
     async def main() -> int:
-        api = await load_kube_config(args.kubeconfig or None)
+        try:
+            api = await load_kube_config(args.kubeconfig or None)
+        except Exception as err:  # a missing or unusable kubeconfig is bad input
+            raise UsageError(f"{args.kubeconfig or 'error'}: {one_line(err)}") from None
         try:
             return await record(api, writer, duration=args.duration, namespace=args.namespace)
         finally:
@@ -228,6 +232,9 @@ def record_main(args: argparse.Namespace) -> int:
         writer.close()
         print(f"recorded to {args.out}", file=sys.stderr)
         return 0
+    except UsageError as err:
+        writer.abort()
+        return fail(err)
     except Exception as err:
         writer.abort()
         print(f"error: record: {err}", file=sys.stderr)

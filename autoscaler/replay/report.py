@@ -333,7 +333,7 @@ def _verdict(results: list[Result], target: float) -> tuple[list[str], bool]:
             notes.append(
                 f"{b.name} left {b.never_started:,} pod(s) never started (Spillover "
                 f"{s.never_started:,}), so it is never called cheaper: it cost {bcost:,.0f} CNY "
-                f"({bcost / scost - 1:+.1%}) without running them."
+                f"({_relative(bcost, scost)}) without running them."
             )
             continue
         if bp99 <= fast_enough and bcost <= scost:
@@ -343,15 +343,23 @@ def _verdict(results: list[Result], target: float) -> tuple[list[str], bool]:
                 f"and as cheap ({bcost:,.0f} vs {scost:,.0f} CNY): Spillover does not beat it."
             )
         elif bp99 <= fast_enough:
-            notes.append(f"{b.name} is as fast but costs {bcost / scost - 1:+.1%} more.")
+            notes.append(f"{b.name} is as fast but costs {_relative(bcost, scost)} more.")
         elif bcost <= scost:
             notes.append(
-                f"{b.name} is {1 - bcost / scost:.1%} cheaper but slower "
+                f"{b.name} is {_relative(bcost, scost, sign=False)} cheaper but slower "
                 f"(p99 {bp99:.2f} s vs {sp99:.2f} s)."
             )
         else:
-            notes.append(f"{b.name} is slower and costs {bcost / scost - 1:+.1%} more.")
+            notes.append(f"{b.name} is slower and costs {_relative(bcost, scost)} more.")
     return notes, ok
+
+
+def _relative(cost: float, base: float, *, sign: bool = True) -> str:
+    """``cost`` against ``base`` (``+12.0%``; unsigned and negated: how much cheaper), or n/a."""
+    if base <= 0:
+        return "n/a"
+    change = cost / base - 1
+    return f"{change:+.1%}" if sign else f"{-change:.1%}"
 
 
 def closing_note(c: Comparison) -> str:

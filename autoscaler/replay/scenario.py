@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from autoscaler.nodegroup import AutoscalerConfig, ConfigError, config_from_dict, parse_duration
+from extender.commandline import file_problem
 from extender.policies import PolicyError, policy_from_dict
 from extender.policy import ResourcePolicy
 
@@ -241,8 +242,8 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     path = DEFAULT_SCENARIO if path is None else Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ScenarioError(f"{path}: {err}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ScenarioError(file_problem(path, err)) from None
     try:
         return scenario_from_dict(raw)
     except ScenarioError as err:

@@ -97,5 +97,7 @@ def test_the_server_is_a_flag_and_a_variable() -> None:
         parse_settings(["serve", "--server", "granian"], {"SPILLOVER_SERVER": "uvicorn"}).server
         == "granian"
     )
-    with pytest.raises(SettingsError, match="SPILLOVER_SERVER='nginx' must be one of"):
+    with pytest.raises(
+        SettingsError, match="SPILLOVER_SERVER: must be one of uvicorn, granian, not 'nginx'"
+    ):
         parse_settings(["serve"], {"SPILLOVER_SERVER": "nginx"})

@@ -68,7 +68,10 @@ async def synced(cache: Cache) -> None:
         await cache.watch.wait_synced()
 
 
-async def test_lists_every_kind_then_reports_synced(kube_api: KubeEmulator, cache: Cache) -> None:
+async def test_lists_every_kind_then_reports_synced(
+    kube_api: KubeEmulator, cache: Cache, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="extender.kube")
     kube_api.create(make_node("ecs-1"))
     kube_api.create(make_node("eci-1", eci=True))
     kube_api.create(make_pod("web-1", "shop", owner=("ReplicaSet", "web-5d8f"), node="ecs-1"))
@@ -79,6 +82,8 @@ async def test_lists_every_kind_then_reports_synced(kube_api: KubeEmulator, cach
     assert cache.state.nodes["eci-1"].kind is NodeKind.ECI
     assert [p.name for p in cache.state.workload_pods(WEB)] == ["web-1"]
     assert [p.key for p in cache.state.policies] == ["shop/web"]
+    (log,) = [r for r in caplog.records if r.getMessage() == "synced"]
+    assert (log.__dict__["nodes"], log.__dict__["pods"], log.__dict__["policies"]) == (2, 1, 1)
 
 
 async def test_follows_nodes_and_pods_and_the_ledger(kube_api: KubeEmulator, cache: Cache) -> None:

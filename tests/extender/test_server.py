@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_support import run_python
 from extender_helpers import ECS, FIXTURES, VIRTUAL, fixture, shop_state
 
 from extender.app import create_app
@@ -125,15 +126,7 @@ def test_tls_from_files(tmp_path: Path) -> None:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "extender.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
+    return run_python("-m", "extender.cli", *args, env=env)
 
 
 def test_help_documents_every_flag_and_its_env_var() -> None:
@@ -143,7 +136,7 @@ def test_help_documents_every_flag_and_its_env_var() -> None:
     assert len(_FLAGS) >= 13
     for flag in _FLAGS:
         assert f"--{flag.name}" in text
-        assert flag.env in text
+        assert f"env SPILLOVER_{flag.dest.upper()}" in text
     for required in (
         "--host",
         "--port",
@@ -182,7 +175,7 @@ def test_bad_policies_file_exits_2_naming_it(
         path.write_text(content)
     result = _cli("serve", "--cluster", str(DATA / "demo-cluster.yaml"), "--policies", str(path))
     assert result.returncode == 2
-    assert result.stderr.startswith("spillover-extender: error:")
+    assert result.stderr.count("\n") == 1
     assert str(path) in result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -191,10 +184,10 @@ def test_bad_policies_file_exits_2_naming_it(
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"SPILLOVER_PORT": "eighty"}, "SPILLOVER_PORT='eighty' is not a valid int"),
+        ({"SPILLOVER_PORT": "eighty"}, "error: SPILLOVER_PORT: 'eighty' is not a valid int"),
         ({"SPILLOVER_FAILURE_POLICY": "maybe"}, "must be one of pass, error"),
         ({"SPILLOVER_BIND": "perhaps"}, "SPILLOVER_BIND"),
-        ({"SPILLOVER_WATCH_STALENESS": "0"}, "--watch-staleness must be positive"),
+        ({"SPILLOVER_WATCH_STALENESS": "0"}, "error: --watch-staleness: must be positive"),
         (
             {"SPILLOVER_TLS_CERT": "/nonexistent.crt", "SPILLOVER_TLS_KEY": "/nonexistent.key"},
             "no such file",

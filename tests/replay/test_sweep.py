@@ -222,7 +222,7 @@ def test_bad_grid_on_the_command_line_exits_2(
     trace = _trace(tmp_path / "t.jsonl", 0)
     assert autoscaler_main(["sweep", str(grid), str(trace), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {grid}:2: axes.headroom: empty axis: give at least one value"]
+    assert err == [f"{grid}:2: axes.headroom: empty axis: give at least one value"]
     assert not (tmp_path / "o").exists()
 
 
