@@ -522,11 +522,14 @@ def _bucket(n: int) -> int:
 def _normal(
     m: int, spacing: float, day: int, week: int, half_life: float, ridge: float
 ) -> tuple[FloatArray, FloatArray]:
-    """The weighted design ``x * w`` and the (regularised) Gram matrix of a fit on ``m`` bins.
+    """The weighted design ``x * w`` and the (upper) Cholesky factor of the regularised Gram
+    matrix of a fit on ``m`` bins.
 
     Both depend on the number of bins only, never on the values: every cut and refit with the
     same length shares one (a refit's cuts repeat the previous refit's lengths once the history
-    window is full), and only ``xw.T @ y`` is left per fit.  Read-only, since they are shared.
+    window is full), and only ``xw.T @ y`` and the triangular solves are left per fit (the
+    factorization and solves ``solve(assume_a="pos")`` runs, LAPACK's ``potrf`` and ``potrs``).  Read-only, since
+    they are shared.
     """
     rows = _bucket(m)
     # time in seconds relative to the end of the training data, at bin centres
@@ -544,9 +547,10 @@ def _normal(
         # otherwise fit one week's noise as if it repeated.
         n_day = 2 + 2 * day
         gram[n_day:, n_day:][np.diag_indices(gram.shape[0] - n_day)] += ridge * float(w @ w)
+    factor, _ = scipy.linalg.cho_factor(gram, lower=False, check_finite=False)
     xw.setflags(write=False)
-    gram.setflags(write=False)
-    return xw, gram
+    factor.setflags(write=False)
+    return xw, factor
 
 
 def _fourier(step: float, s: ForecastSettings, *, weekly: bool) -> Model:
@@ -556,10 +560,10 @@ def _fourier(step: float, s: ForecastSettings, *, weekly: bool) -> Model:
 
     def predict(train: FloatArray, steps: int) -> FloatArray:
         y = _coarse(train, factor)
-        xw, gram = _normal(
+        xw, chol = _normal(
             y.size, spacing, s.fourier_day_harmonics, week, s.half_life, s.week_ridge
         )
-        beta = scipy.linalg.solve(gram, xw.T @ y, assume_a="pos", check_finite=False)
+        beta = scipy.linalg.cho_solve((chol, False), xw.T @ y, check_finite=False)
         ahead = _harmonics(_bucket(steps), step, 0.0, s.fourier_day_harmonics, week)[:steps]
         return np.asarray(ahead @ beta)
 

@@ -503,6 +503,6 @@ def test_fourier_shares_its_normal_equations_between_fits_of_one_length() -> Non
     hits = forecast._normal.cache_info().hits
     assert np.array_equal(model(second, 12), fresh)
     assert forecast._normal.cache_info().hits == hits + 1
-    xw, gram = forecast._normal(first.size, step, 24, 0, ForecastSettings().half_life, 0.1)
+    xw, chol = forecast._normal(first.size, step, 24, 0, ForecastSettings().half_life, 0.1)
     assert not xw.flags.writeable
-    assert not gram.flags.writeable
+    assert not chol.flags.writeable
