@@ -518,32 +518,52 @@ def _bucket(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
+@functools.lru_cache(maxsize=16)
+def _normal(
+    m: int, spacing: float, day: int, week: int, half_life: float, ridge: float
+) -> tuple[FloatArray, FloatArray]:
+    """The weighted design ``x * w`` and the (upper) Cholesky factor of the regularised Gram
+    matrix of a fit on ``m`` bins.
+
+    Both depend on the number of bins only, never on the values: every cut and refit with the
+    same length shares one (a refit's cuts repeat the previous refit's lengths once the history
+    window is full), and only ``xw.T @ y`` and the triangular solves are left per fit (the
+    factorization and solves ``solve(assume_a="pos")`` runs, LAPACK's ``potrf`` and ``potrs``).  Read-only, since
+    they are shared.
+    """
+    rows = _bucket(m)
+    # time in seconds relative to the end of the training data, at bin centres
+    x = _harmonics(rows, spacing, -(rows - 0.5) * spacing, day, week)[-m:]
+    t = -(m - 0.5 - np.arange(m, dtype=np.float64)) * spacing
+    w = 0.5 ** (-t / half_life)
+    # Normal equations: the columns are near-orthogonal harmonics, so they are well
+    # conditioned, and a 70-column Gram matrix is ten times faster than an SVD or QR.
+    xw = x * w[:, None]
+    gram = xw.T @ x
+    diagonal = np.diag_indices_from(gram)
+    gram[diagonal] += 1e-9 * float(np.trace(gram)) / gram.shape[0]
+    if week:
+        # Ridge on the weekly harmonics: with one or two weeks of history they would
+        # otherwise fit one week's noise as if it repeated.
+        n_day = 2 + 2 * day
+        gram[n_day:, n_day:][np.diag_indices(gram.shape[0] - n_day)] += ridge * float(w @ w)
+    factor, _ = scipy.linalg.cho_factor(gram, lower=False, check_finite=False)
+    xw.setflags(write=False)
+    factor.setflags(write=False)
+    return xw, factor
+
+
 def _fourier(step: float, s: ForecastSettings, *, weekly: bool) -> Model:
     factor = max(1, round(s.fit_resolution / step))
     spacing = factor * step  # seconds per bin of the fit
     week = s.fourier_week_harmonics if weekly else 0
-    n_day = 2 + 2 * s.fourier_day_harmonics
 
     def predict(train: FloatArray, steps: int) -> FloatArray:
         y = _coarse(train, factor)
-        m, rows = y.size, _bucket(y.size)
-        # time in seconds relative to the end of the training data, at bin centres
-        x = _harmonics(rows, spacing, -(rows - 0.5) * spacing, s.fourier_day_harmonics, week)[-m:]
-        t = -(m - 0.5 - np.arange(m, dtype=np.float64)) * spacing
-        w = 0.5 ** (-t / s.half_life)
-        # Normal equations: the columns are near-orthogonal harmonics, so they are well
-        # conditioned, and a 70-column Gram matrix is ten times faster than an SVD or QR.
-        xw = x * w[:, None]
-        gram = xw.T @ x
-        diagonal = np.diag_indices_from(gram)
-        gram[diagonal] += 1e-9 * float(np.trace(gram)) / gram.shape[0]
-        if week:
-            # Ridge on the weekly harmonics: with one or two weeks of history they would
-            # otherwise fit one week's noise as if it repeated.
-            gram[n_day:, n_day:][np.diag_indices(gram.shape[0] - n_day)] += s.week_ridge * float(
-                w @ w
-            )
-        beta = scipy.linalg.solve(gram, xw.T @ y, assume_a="pos", check_finite=False)
+        xw, chol = _normal(
+            y.size, spacing, s.fourier_day_harmonics, week, s.half_life, s.week_ridge
+        )
+        beta = scipy.linalg.cho_solve((chol, False), xw.T @ y, check_finite=False)
         ahead = _harmonics(_bucket(steps), step, 0.0, s.fourier_day_harmonics, week)[:steps]
         return np.asarray(ahead @ beta)
 

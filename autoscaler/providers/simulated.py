@@ -9,6 +9,7 @@ appended to :attr:`actions` so the replay can report it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -63,6 +64,10 @@ class SimulatedProvider:
         self._overhead = overhead or Resources()
         self._nodes: dict[str, SimulatedNode] = {}
         self._serial = 0
+        # status() per group, with the membership version and the span of ``now`` it holds for
+        # (no member turns Ready inside it): the replay asks every pass, mostly for the same.
+        self._version = 0
+        self._status: dict[str, tuple[int, float, float, GroupStatus]] = {}
         self.actions: list[SimulatedAction] = []
         if initial:
             for group in self._groups.values():
@@ -81,6 +86,9 @@ class SimulatedProvider:
 
     def status(self, group: str, *, now: float) -> GroupStatus:
         spec = self._group(group)
+        hit = self._status.get(group)
+        if hit is not None and hit[0] == self._version and hit[1] <= now < hit[2]:
+            return hit[3]
         members = [s for s in self._nodes.values() if s.group == group]
         instances = tuple(
             Instance(
@@ -90,7 +98,11 @@ class SimulatedProvider:
             )
             for s in members
         )
-        return GroupStatus(group, spec.min_size, spec.max_size, len(members), instances)
+        out = GroupStatus(group, spec.min_size, spec.max_size, len(members), instances)
+        since = max((s.ready_at for s in members if s.ready_at <= now), default=-math.inf)
+        until = min((s.ready_at for s in members if s.ready_at > now), default=math.inf)
+        self._status[group] = (self._version, since, until, out)
+        return out
 
     def set_target(self, group: str, target: int, *, now: float) -> int:
         """Raise the target to ``target`` (never lowers it); returns the resulting target."""
@@ -124,6 +136,7 @@ class SimulatedProvider:
             )
         for name in victims:
             del self._nodes[name]
+        self._version += bool(victims)
         if victims:
             self.actions.append(
                 SimulatedAction(now, group, "delete", current - len(victims), tuple(victims))
@@ -171,4 +184,5 @@ class SimulatedProvider:
         )
         member = SimulatedNode(node, group.name, requested, ready_at)
         self._nodes[name] = member
+        self._version += 1
         return member

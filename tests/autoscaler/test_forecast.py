@@ -485,3 +485,24 @@ def test_cli_refuses_a_horizon_beyond_a_year(
     assert main([str(path), "--horizon", "2400000h"]) == 2  # 100,000 days, checked before fitting
     err = capsys.readouterr().err
     assert err.strip() == "error: --horizon: 100,000 days is more than 366 days"
+
+
+def test_fourier_shares_its_normal_equations_between_fits_of_one_length() -> None:
+    # The Gram matrix depends on the number of bins only: a second series of the same length
+    # reuses it and must forecast exactly what a fit with a fresh cache forecasts.
+    from autoscaler import forecast
+
+    step = 300.0
+    t = np.arange(3 * 288) * step
+    first = 10 + 3 * np.sin(2 * np.pi * t / 86_400)
+    second = 5 + np.cos(2 * np.pi * t / 43_200) + 0.01 * t / 3600
+    model = _candidates(first.size, step, "day", ForecastSettings())["fourier+trend"]
+    forecast._normal.cache_clear()
+    fresh = model(second, 12)
+    model(first, 12)
+    hits = forecast._normal.cache_info().hits
+    assert np.array_equal(model(second, 12), fresh)
+    assert forecast._normal.cache_info().hits == hits + 1
+    xw, chol = forecast._normal(first.size, step, 24, 0, ForecastSettings().half_life, 0.1)
+    assert not xw.flags.writeable
+    assert not chol.flags.writeable

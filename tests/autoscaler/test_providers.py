@@ -128,3 +128,22 @@ async def test_kwok_failure_midway_leaves_a_readable_size(
     assert len(kube_api.objects_of("nodes")) == 3
     with pytest.raises(ProviderError, match="exceeds max 3"):
         await provider.increase_size("general", target=4)
+
+
+def test_simulated_status_follows_boots_and_removals_between_repeated_asks() -> None:
+    # status() is kept between asks: it must change exactly when a node turns Ready, is added
+    # or is removed, and hold for any time in between (also asked earlier again).
+    provider = SimulatedProvider([_group(min_size=1, desired=1, boot_time=60.0)])
+    provider.set_target("general", 2, now=100.0)
+    states = [
+        tuple(i.state for i in provider.status("general", now=t).instances)
+        for t in (100.0, 159.0, 160.0, 500.0, 159.0)
+    ]
+    running, creating = InstanceState.RUNNING, InstanceState.CREATING
+    assert states == [(running, creating)] * 2 + [(running, running)] * 2 + [(running, creating)]
+    first = provider.nodes(now=0.0)[0].name
+    provider.remove("general", [provider.nodes(now=500.0)[1].name], now=500.0)
+    after = provider.status("general", now=500.0)
+    assert (after.target, [i.id for i in after.instances]) == (1, [first])
+    provider.set_target("general", 2, now=500.0)
+    assert provider.status("general", now=500.0).instances[1].state is creating
