@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from extender.model import Node, NodeKind, Pod
+from extender.model import Node, NodeKind, Pod, is_daemon_or_static
 from extender.policy import ResourcePolicy, decide, policy_for, unit_counts
 
 from .context import Context, IntArray
@@ -164,7 +164,7 @@ def collect(
         return [t for t, ok in zip(ctx.templates, c.groups, strict=True) if ok] + c.eci_nodes
 
     for pod in state.pending_pods():
-        if pod.terminating or (pod.owner is not None and pod.owner.kind == "DaemonSet"):
+        if pod.terminating or is_daemon_or_static(pod):
             continue
         cls = ctx.class_of(pod)
         policy = policy_for(policies, pod) if policies else None

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from extender.model import Node, NodeKind, Pod
+from extender.model import Node, NodeKind, Pod, is_daemon_or_static
 from extender.policy import ResourcePolicy, policy_for
 
 from .consolidation import CONSOLIDATED, Consolidation, replacement
@@ -104,7 +104,7 @@ def scale_down(
         below = (max(cpu, mem) if gpu is None else gpu) < threshold
         if not below and consolidation is None:
             continue
-        movable = [p for p in pods if p.owner is None or p.owner.kind != "DaemonSet"]
+        movable = [p for p in pods if not is_daemon_or_static(p)]
         gs = ctx.groups[g]
         created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
         newest_first = gs.group.removal_policy.value == "NewestInstance"

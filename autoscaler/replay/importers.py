@@ -112,8 +112,7 @@ def import_openb(
                 raise TraceError(
                     f"{where}:1: no {', '.join(OPENB_TIME_COLUMNS)} columns: this pod list has "
                     "no times (like the published multigpu50 list), so it cannot be replayed "
-                    "over time; it describes a set of pods to pack, e.g. for "
-                    "`spillover-autoscaler plan`"
+                    "over time (it describes a set of pods without their lifetimes)"
                 )
             if missing:
                 raise TraceError(f"{where}:1: missing column(s) {', '.join(missing)}")

@@ -28,6 +28,7 @@ from extender.model import (
     ModelError,
     Resources,
     WorkloadKey,
+    is_daemon_or_static,
     node_from_dict,
     pod_from_dict,
     pod_requests,
@@ -64,7 +65,7 @@ class Recorder:
         except ModelError:
             return []
         meta = raw.get("metadata") or {}
-        if pod.owner is not None and pod.owner.kind in ("DaemonSet", "Node"):
+        if is_daemon_or_static(pod):
             return []
         if pod.workload is not None and pod.workload.kind == "Deployment":
             return []  # recorded through the Deployment's replicas

@@ -629,9 +629,10 @@ def test_daemonset_pods_do_not_block() -> None:
     assert result.scale_downs[0].code == "underutilized"
 
 
-def test_a_node_with_only_daemonset_pods_is_empty() -> None:
+@pytest.mark.parametrize("kind", ["DaemonSet", "Node"], ids=["daemonset", "static-mirror"])
+def test_a_node_with_only_daemonset_or_static_pods_is_empty(kind: str) -> None:
     _, pods = half_empty()
-    ds = pod("proxy-n1", 100, GIB, node="n1", kind="DaemonSet", app="kube-proxy")
+    ds = pod("proxy-n1", 100, GIB, node="n1", kind=kind, app="kube-proxy")
     result = run_on_half_empty([pods[1], ds])
     (down,) = result.scale_downs
     assert (down.node, down.code) == ("n1", "empty")
