@@ -238,7 +238,7 @@ def record_main(args: argparse.Namespace) -> int:
         return fail(err)
     except Exception as err:
         writer.abort()
-        print(f"error: record: {err}", file=sys.stderr)
+        print(f"error: record: {one_line(err)}", file=sys.stderr)
         return 1
     writer.close()
     print(f"recorded {count} events to {args.out}", file=sys.stderr)
