@@ -51,6 +51,7 @@ from typing import Any, Protocol, TypeVar
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from extender.kube import BackoffSettings, backoff_delay
 from extender.model import NodeKind, Pod, is_daemon_or_static
 from extender.policy import policy_for
 from extender.selectors import LabelSelector, Requirement
@@ -669,7 +670,7 @@ class Controller:
             await self._core.patch_node(node, {"spec": {"unschedulable": False, "taints": taints}})
 
     async def _retry(self, call: Callable[[], Awaitable[T]], *, group: str, operation: str) -> T:
-        delay = self.settings.backoff
+        backoff = BackoffSettings(initial=self.settings.backoff, maximum=self.settings.backoff_max)
         for attempt in range(1, self.settings.retries + 1):
             try:
                 return await call()
@@ -681,9 +682,7 @@ class Controller:
                     "provider call failed; retrying",
                     extra={"group": group, "operation": operation, "error": str(err)},
                 )
-            jitter = 1.0 + 0.2 * (2.0 * self._rand() - 1.0)
-            await self._sleep(min(self.settings.backoff_max, delay) * jitter)
-            delay *= 2
+            await self._sleep(backoff_delay(attempt - 1, backoff, rand=self._rand()))
         raise AssertionError("unreachable")
 
     # -- outputs ------------------------------------------------------------------------------

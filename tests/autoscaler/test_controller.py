@@ -112,6 +112,7 @@ def _controller(
     planner: Any = None,
     forecaster: Any = None,
     metrics: Metrics | None = None,
+    sleep: Any = None,
 ) -> Controller:
     config = _config()
     elector = (
@@ -136,7 +137,7 @@ def _controller(
         forecaster=forecaster,
         planner=planner,
         clock=clock,
-        sleep=_no_sleep,
+        sleep=sleep or _no_sleep,
         rand=lambda: 0.5,
     )
 
@@ -390,6 +391,23 @@ async def test_retryable_api_errors_are_retried_without_double_apply(
     assert result.errors == ()
     assert len(_kwok_nodes(kube_api)) == 3
     assert len(kube_api.requests_to("POST", r"^/api/v1/nodes$")) == 5  # 2 failed + 3 created
+
+
+async def test_provider_retries_back_off_exponentially(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    state = _with_web_pods(kube_api, 3)
+    controller = _controller(kube_client, fresh_clock, state, sleep=sleep)
+    kube_api.fail(r"^/api/v1/nodes$", status=500, method="POST", times=2)
+    result = await controller.run_once()
+    assert result.errors == ()
+    # rand 0.5: no jitter; the first retry waits ControllerSettings.backoff, then twice that
+    assert slept == [0.5, 1.0]
 
 
 async def test_forecast_needs_history_and_history_survives_a_restart(
