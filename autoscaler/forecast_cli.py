@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from autoscaler import nodegroup
 from autoscaler.forecast import Backtest, Forecast, backtest, fit_forecast, read_series
 from extender.commandline import Parser, fail, file_problem, plain, run_main
 
@@ -26,18 +26,16 @@ __all__ = ["MAX_HORIZON", "add_parser", "main", "parse_duration", "report", "run
 
 Report = dict[str, Any]
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``30m``, ``6h``, ``1d``, ``2d``, ``1w`` (also ``90s``, ``1.5d``)."""
-    m = _DURATION.match(text.lower())
-    if m is None:
+    """Seconds in ``30m``, ``6h``, ``1d``, ``1w``, ``1h30m`` (the groups file's grammar,
+    ``nodegroup.parse_duration``; case and blanks ignored); must be positive."""
+    try:
+        seconds = nodegroup.parse_duration("".join(text.lower().split()), "duration")
+    except nodegroup.ConfigError:
         raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use a number and one of s, m, h, d, w (e.g. 6h, 2d)"
-        )
-    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+            f"invalid duration {text!r}: use numbers with s, m, h, d, w (e.g. 6h, 2d, 1h30m)"
+        ) from None
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"duration {text!r} must be positive")
     return seconds

@@ -71,8 +71,8 @@ CONFIGMAP_KEY = "groups.yaml"
 DEFAULT_GROUP_LABEL = "spillover.dev/node-group"
 EXPANDERS = ("least-waste", "price", "priority", "cost")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s)")
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|[smhdw])")
+_UNITS = {"w": 604_800.0, "d": 86_400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
 class ConfigError(ValueError):
@@ -155,7 +155,8 @@ class AutoscalerConfig:
 
 
 def parse_duration(raw: Any, where: str) -> float:
-    """Seconds from a number or a Go duration (``300s``, ``10m``, ``1h30m``)."""
+    """Seconds from a number or a Go duration (``300s``, ``10m``, ``1h30m``), also in days and
+    weeks (``2d``, ``1w``, ``1d12h``): the one duration grammar of every file and flag."""
     if isinstance(raw, bool):
         raise ConfigError(f"{where}: expected a duration like 300s or 10m, got {raw!r}")
     if isinstance(raw, int | float):

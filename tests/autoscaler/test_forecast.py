@@ -388,6 +388,7 @@ def test_parse_duration() -> None:
     assert parse_duration("6h") == 21_600.0
     assert parse_duration("2d") == 172_800.0
     assert parse_duration("1w") == 604_800.0
+    assert parse_duration("1h30m") == 5400.0  # the groups file's grammar
     with pytest.raises(Exception, match="invalid duration"):
         parse_duration("2 days")
 

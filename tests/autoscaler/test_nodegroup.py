@@ -231,6 +231,8 @@ def test_a_new_node_pays_with_whole_gpus_on_eci() -> None:
 def test_durations() -> None:
     assert parse_duration("1h30m", "x") == 5400.0
     assert parse_duration("250ms", "x") == 0.25
+    assert parse_duration("1d12h", "x") == 129_600.0  # one grammar: days and weeks too
+    assert parse_duration("1w", "x") == 604_800.0
     assert parse_duration(45, "x") == 45.0
     with pytest.raises(ConfigError, match=r"^x:"):
         parse_duration("10 m", "x")
