@@ -13,7 +13,7 @@ a ``ScaleUp``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,8 +82,15 @@ class Growth:
 
 
 class Context:
+    """One pass's view; ``usage``: the per-node :class:`Usage` cache (see :meth:`usage`)."""
+
     def __init__(
-        self, state: ClusterState, groups: Sequence[GroupState], settings: PlannerSettings
+        self,
+        state: ClusterState,
+        groups: Sequence[GroupState],
+        settings: PlannerSettings,
+        *,
+        usage: MutableMapping[str, Usage] | None = None,
     ) -> None:
         self.state = state
         self.groups = list(groups)
@@ -117,10 +124,15 @@ class Context:
         self._class_index: dict[tuple[Any, ...], int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._registered_cap: list[list[int]] | None = None
-        self._usage: dict[str, Usage] = {}
+        self._usage: MutableMapping[str, Usage] = {} if usage is None else usage
 
     def usage(self, node: str) -> Usage:
-        """The live pods on ``node`` and their summed requests (scale-up and -down both ask)."""
+        """The live pods on ``node`` and their summed requests (scale-up and -down both ask).
+
+        Computed once per pass, or once per change when the caller passes a ``usage`` cache
+        that outlives the pass: the replay keeps one and drops a node's entry whenever a pod
+        binds to it or leaves it, so passes that follow an unrelated change reuse the rest.
+        """
         found = self._usage.get(node)
         if found is None:
             pods = []

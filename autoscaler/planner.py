@@ -26,7 +26,7 @@ scale-down.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from extender.snapshot import ClusterState
 from . import demand as demand_pass
 from . import kernels_ref, predictive, scaledown, scaleup
 from .consolidation import CONSOLIDATED, Consolidation
-from .context import Context, Growth
+from .context import Context, Growth, Usage
 from .demand import EXPECTED_DURATION
 from .eviction import SAFE_TO_EVICT
 from .nodegroup import NodeGroup, PlannerSettings
@@ -182,10 +182,16 @@ def plan(
     pdbs: Sequence[DisruptionBudget] = (),
     backend: str = "numba",
     consolidation: Consolidation | None = None,
+    usage: MutableMapping[str, Usage] | None = None,
 ) -> Plan:
-    """One planning pass; see the module docstring and the pass modules for the rules."""
+    """One planning pass; see the module docstring and the pass modules for the rules.
+
+    ``usage``: a cache of each node's live pods and requests that outlives the pass
+    (``Context.usage``); only for a caller that drops a node's entry whenever its pods change
+    (the replay).  ``None`` (the controller): computed afresh.
+    """
     k = kernels_for(backend)
-    ctx = Context(state, groups, settings)
+    ctx = Context(state, groups, settings, usage=usage)
     notes: list[str] = []
     unschedulable: dict[str, str] = {}
     demand = demand_pass.collect(ctx, unschedulable, now=now)

@@ -308,6 +308,12 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
         theirs = autoscaler.controller.class_demand(state)
         ours = {cls: m / 1000 for cls, m in sim.scheduler.demand.items()}
         assert ours == pytest.approx(theirs)
+        # The groups the pass sees (a state is reused while its inputs stay the same) are what
+        # group_state builds now.
+        kept = sim.autoscaler._states.copy()
+        sim.autoscaler._states.clear()
+        assert list(args[0]) == sim.autoscaler._group_states()
+        sim.autoscaler._states = kept
         demand_checked += 1
         return plan(state, *args, **kwargs)
 
@@ -319,8 +325,9 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
     assert calls["desired_costs"] > 0
     # StatefulSet pods are placed by ordinal, as the extender places them.
     assert sorted(o for o in ordinals if o is not None)[:3] == [0, 1, 2]
-    # One node-group state builder (clamped to the provider), once per group and pass.
-    assert calls["group_state"] == r.planner_calls * len(scenario.autoscaler.groups)
+    # One node-group state builder (clamped to the provider): every group of every pass (and
+    # of the check above, which rebuilds them all).
+    assert calls["group_state"] >= r.planner_calls * len(scenario.autoscaler.groups)
     # One demand rule, one refit rule.
     assert calls["class_demand_of"] > 0
     assert calls["refit"] > 0
