@@ -239,6 +239,11 @@ class Autoscaler:
         now = self.clock.now
         recent = [t for t in self.moved_at if now - t < 60.0]
         self.moved_at = recent
+        if self.scheduler.n_eci_movable == 0:
+            # rebalance moves only pods on ECI that an eviction can move
+            # (``eviction.move_blocker``): with none there, the pass provably moves nothing
+            # (on the openb lists, whose pods are bare, never one).
+            return
         decided = moving.rebalance(
             self.scheduler.state,
             groups,  # as the pass saw them: membership is what rebalance reads

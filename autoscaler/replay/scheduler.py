@@ -596,6 +596,10 @@ class Scheduler:
                 policy, pods=[r.pod for r in pods], nodes=self.state.nodes, reserved={}
             )
             _require(counts == theirs, f"{key}: unit counts {counts}, the extender's {theirs}")
+        movable = sum(
+            1 for r in self.pods.values() if r.bound == ECI_NODE and move_blocker(r.pod) is None
+        )
+        _require(movable == self.n_eci_movable, f"{self.n_eci_movable} movable pods on ECI kept")
         fresh = Context(self.state, [], self.settings)
         for name, kept in self.usage.items():
             _require(kept == fresh.usage(name), f"{name}: kept usage is stale")

@@ -335,8 +335,34 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
     # Unit counts checked against the extender's own count (audit); pods moved by Pod.placed.
     assert calls["unit_counts"] > 0
     assert calls["placed"] >= r.decide_calls
-    # Moves back from ECI: the controller's rebalance and rate limit, once per pass.
-    assert calls["rebalance"] == calls["allowed"] == r.planner_calls
+    # Moves back from ECI: the controller's rebalance and rate limit, once per pass that has a
+    # pod on ECI an eviction could move (the others provably move nothing).
+    assert 0 < calls["rebalance"] == calls["allowed"] <= r.planner_calls
+
+
+def test_passes_without_movable_pods_on_eci_skip_a_rebalance_that_would_move_nothing() -> None:
+    scenario = small_scenario()
+    trace = stateful_and_eci_only_pods(random_trace(3, pods=80), 3)
+    sim = Simulation(trace, scenario, by_name(scenario, trace)["spillover"], audit=True)
+    a = sim.autoscaler
+    move_back = a._move_back
+    skipped = 0
+
+    def checked(groups: Any) -> None:
+        nonlocal skipped
+        if sim.scheduler.n_eci_movable == 0:
+            skipped += 1
+            assert a.rebalance is not None
+            moves = autoscaler.rebalance.rebalance(
+                sim.scheduler.state, groups, a.rebalance, now=sim.clock.now,
+                settings=a.settings, limit=a.rebalance.per_minute,
+            )  # fmt: skip
+            assert moves.moves == ()
+        move_back(groups)
+
+    a._move_back = checked  # type: ignore[method-assign]
+    r = sim.run()
+    assert 0 < skipped < r.planner_calls
 
 
 def test_statefulset_replicas_by_ordinal() -> None:
