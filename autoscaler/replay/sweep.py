@@ -317,7 +317,10 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOG
     done = read_log(log_path)
-    todo = [t for t in tasks if t.key not in done]
+    # Longest traces first (a replay's time grows with its trace), so the workers finish
+    # together; the executor keeps each worker on one trace while it can (its fits stay warm).
+    events = {name: len(trace.events) for name, trace in loaded.items()}
+    todo = sorted((t for t in tasks if t.key not in done), key=lambda t: -events[t.trace])
     reused = len(tasks) - len(todo)
     shared = {
         name: TraceJob(trace, grid, base, used_groups(base, bounds[name]))
