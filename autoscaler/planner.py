@@ -26,6 +26,7 @@ scale-down.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import ModuleType
@@ -165,10 +166,15 @@ def kernels_for(backend: str) -> ModuleType:
     if backend == "reference":
         return kernels_ref
     if backend == "numba":
-        from . import kernels
-
-        return kernels
+        return _compiled()
     raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+
+
+@functools.cache
+def _compiled() -> ModuleType:
+    from . import kernels  # numba loads only when the compiled kernels are asked for
+
+    return kernels
 
 
 def plan(

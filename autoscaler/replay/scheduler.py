@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from autoscaler import predictive
 from autoscaler.context import Context, Usage
@@ -201,7 +202,7 @@ class Scheduler:
         self.pending: dict[str, PodRecord] = {}
         self.counts: dict[tuple[WorkloadKey, str], list[int]] = {}
         self.unit_cache: dict[tuple[str, str], int | None] = {}
-        self.fit_cache: dict[tuple[WorkloadKey, str], bool] = {}
+        self.fit_cache: dict[tuple[Any, ...], bool] = {}
         self.policy_cache: dict[
             tuple[WorkloadKey, frozenset[tuple[str, str]]], ResourcePolicy | None
         ] = {}
@@ -312,7 +313,10 @@ class Scheduler:
 
     # -- placement (the scheduler's part, the policy's decision) ---------------------------------
     def fits_group(self, rec: PodRecord, group: str) -> bool:
-        key = (rec.wl, group)
+        # Pods that match nodes the same way (selector, affinity, tolerations) share the answer:
+        # an openb list has a workload per pod, but two or three ways to match.
+        pod = rec.pod
+        key = (tuple(pod.node_selector.items()), pod.required_affinity, pod.tolerations, group)
         ok = self.fit_cache.get(key)
         if ok is None:
             template = (
