@@ -29,6 +29,7 @@ from .executors import Executor, PoolExecutor
 from .frontier import (
     METRICS,
     aggregate,
+    load_plotting,
     plot_front,
     summary_markdown,
     table_csv,
@@ -349,6 +350,8 @@ def run_sweep(
                 log.flush()
                 done[row["key"]] = row
                 ran += 1
+                if ran == len(todo) - executor.workers + 1 and executor.workers > 1:
+                    load_plotting()  # a worker has nothing left to start: use its core
                 if bar is not None:
                     bar.update(1)
                 if on_row is not None:
