@@ -26,10 +26,15 @@ One document configures the autoscaler::
       forecastHorizon: 1h
       nodeGroupLabel: spillover.dev/node-group
       daemonSetOverhead: {cpu: 100m, memory: 128Mi}   # what DaemonSets take on every new node
+      rebalance: {restartCost: 0.1, perMinute: 10}    # moves ECI -> ECS; perMinute 0: never
+      consolidation: {enabled: true, emptyAfter: 30s, replace: true}   # false: CA's rule only
 
 A ConfigMap carries the same document under the key ``groups.yaml``.  The instance type's cpu,
 memory, GPU and max pods are taken as the new node's allocatable (set them to the allocatable your
-nodes really report).  Every mistake raises :class:`ConfigError` whose message names the field
+nodes really report).  ``rebalance`` and ``consolidation`` are the settings of
+``autoscaler.rebalance`` and ``autoscaler.consolidation``: the controller reads them here (its
+``--rebalance-*`` / ``--consolidat*`` flags override them) and the replay reads them from the
+scenario's ``autoscaler`` document, which is this document.  Every mistake raises :class:`ConfigError` whose message names the field
 (``groups[2].min: ...``) so the autoscaler refuses to start with one clear message.
 """
 
@@ -57,7 +62,9 @@ __all__ = [
     "EXPANDERS",
     "AutoscalerConfig",
     "ConfigError",
+    "Consolidation",
     "InstanceType",
+    "MoveCosts",
     "NodeGroup",
     "PlannerSettings",
     "RemovalPolicy",
@@ -132,6 +139,23 @@ class NodeGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class MoveCosts:
+    """Rebalance (``autoscaler.rebalance``): what a move costs (CNY, against the saving: cold
+    caches, lost work, a replica short while it restarts) and how many may happen per minute."""
+
+    restart: float = 0.1
+    per_minute: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Consolidation:
+    """Consolidation (``autoscaler.consolidation``) on top of cluster-autoscaler's rule."""
+
+    empty_after: float = 30.0  # seconds an empty node stays
+    replace: bool = True  # replace a node by a cheaper group's node its pods fit on
+
+
+@dataclass(frozen=True, slots=True)
 class PlannerSettings:
     scale_down_utilization_threshold: float = 0.5
     scale_down_unneeded_time: float = 600.0
@@ -143,6 +167,8 @@ class PlannerSettings:
     forecast_horizon: float = 3600.0
     node_group_label: str = DEFAULT_GROUP_LABEL
     daemonset_overhead: Resources = field(default_factory=Resources)
+    rebalance: MoveCosts | None = field(default_factory=MoveCosts)  # None: never move pods
+    consolidation: Consolidation | None = field(default_factory=Consolidation)  # None: CA's rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +341,8 @@ _SETTINGS_KEYS = (
     "forecastHorizon",
     "nodeGroupLabel",
     "daemonSetOverhead",
+    "rebalance",
+    "consolidation",
 )
 
 
@@ -384,7 +412,45 @@ def _settings(raw: Any, where: str) -> PlannerSettings:
         ),
         node_group_label=label,
         daemonset_overhead=overhead,
+        rebalance=_rebalance(doc.get("rebalance", {}), f"{where}.rebalance"),
+        consolidation=_consolidation(doc.get("consolidation", {}), f"{where}.consolidation"),
     )
+
+
+def _rebalance(raw: Any, where: str) -> MoveCosts | None:
+    """``false`` or ``perMinute: 0``: pods are never moved back from ECI."""
+    if raw is False:
+        return None
+    doc = _map(raw, where)
+    _known(doc, ("restartCost", "perMinute"), where)
+    default = MoveCosts()
+    restart = doc.get("restartCost", default.restart)
+    if (
+        isinstance(restart, bool)
+        or not isinstance(restart, int | float)
+        or not math.isfinite(restart)
+        or restart < 0
+    ):
+        raise ConfigError(f"{where}.restartCost: expected a non-negative number, got {restart!r}")
+    per_minute = _int(doc.get("perMinute", default.per_minute), f"{where}.perMinute")
+    return MoveCosts(float(restart), per_minute) if per_minute > 0 else None
+
+
+def _consolidation(raw: Any, where: str) -> Consolidation | None:
+    """``false`` or ``enabled: false``: nodes go by cluster-autoscaler's utilization rule only."""
+    if raw is False:
+        return None
+    doc = _map(raw, where)
+    _known(doc, ("enabled", "emptyAfter", "replace"), where)
+    default = Consolidation()
+    enabled, replace = doc.get("enabled", True), doc.get("replace", default.replace)
+    for key, flag in (("enabled", enabled), ("replace", replace)):
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{where}.{key}: expected true or false, got {flag!r}")
+    if not enabled:
+        return None
+    after = parse_duration(doc.get("emptyAfter", default.empty_after), f"{where}.emptyAfter")
+    return Consolidation(empty_after=after, replace=replace)
 
 
 def _eci_price(raw: Any, where: str) -> EciPrice:

@@ -506,7 +506,9 @@ class Scheduler:
         evicted = list(rec.members.values())
         for pod in evicted:
             self.unbind(pod)
-            self.evictions += not pod.balloon
+            if not pod.balloon:
+                self.evictions += 1
+                self.billing.restarted()
         self.state.remove_node(name)
         self.billing.node_removed(name, rec.group, now=self.clock.now)
         for pod in evicted:
@@ -523,6 +525,7 @@ class Scheduler:
             return False
         self.unbind(rec)
         self.moves += 1
+        self.billing.restarted()
         self.schedule(rec)
         return True
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,11 +18,10 @@ from autoscaler.controller import Controller, ControllerSettings, class_demand, 
 from autoscaler.forecast import Forecast, StaticForecaster
 from autoscaler.leader import LeaseElector, LeaseSettings
 from autoscaler.metrics import Metrics
-from autoscaler.nodegroup import AutoscalerConfig, config_from_dict
+from autoscaler.nodegroup import AutoscalerConfig, MoveCosts, config_from_dict
 from autoscaler.planner import Plan, ScaleDown, ScaleUp, plan
 from autoscaler.providers.base import GroupStatus, ProviderError
 from autoscaler.providers.kwok import KwokProvider
-from autoscaler.rebalance import MoveCosts
 from autoscaler.state import GroupState
 from autoscaler.status import StatusStore
 from extender.model import Node, NodeKind, Pod, Resources, node_from_dict, pod_from_dict
@@ -101,6 +101,10 @@ async def _no_sleep(_: float) -> None:
     return None
 
 
+def _settings(config: AutoscalerConfig, **changes: Any) -> AutoscalerConfig:
+    return replace(config, settings=replace(config.settings, **changes))
+
+
 def _controller(
     kube_client: client.ApiClient,
     clock: FakeClock,
@@ -174,8 +178,8 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     state = _with_web_pods(kube_api, 3)
     metrics = Metrics()
     controller = _controller(kube_client, clock, state, metrics=metrics)
-    classic = ControllerSettings(consolidation=None)  # cluster-autoscaler's rule alone
-    controller.settings = classic
+    # cluster-autoscaler's rule alone: the groups YAML's settings.consolidation off
+    controller.config = _settings(controller.config, consolidation=None)
 
     result = await controller.run_once()
     assert result.leader
@@ -214,7 +218,7 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     # A restart loses nothing: a new controller reads the unneeded-since times back.
     clock.advance(300)
     restarted = _controller(kube_client, clock, state)
-    restarted.settings = classic
+    restarted.config = controller.config
     result = await restarted.run_once()
     assert result.deleted == ()
     assert _memory(kube_api)["unneeded"] == since
@@ -797,7 +801,7 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     # web-eci-0's replacement is not created here, so the room is free again for web-eci-1: one
     # move a minute lets it go only once the first move is a minute old
     _sync(kube_api, state)
-    controller.settings = ControllerSettings(rebalance=MoveCosts(per_minute=1))
+    controller.config = _settings(controller.config, rebalance=MoveCosts(per_minute=1))
     await controller.run_once()
     assert [p["metadata"]["name"] for p in kube_api.objects_of("pods")] == ["web-eci-1"]
     fresh_clock.advance(61)
