@@ -31,8 +31,9 @@ that says so.  What is replayed:
   ``LS`` task as a single-replica Deployment (``Deployment/openb/<name>``): its replacement keeps
   the task's lifetime (a service replica has no progress to lose), so rebalance may move it from
   ECI and scale-down may evict it, each move priced by the scenario's
-  ``settings.rebalance.restartCost``; and it carries no expected-duration annotation (a service
-  has no planned end: the planner assumes one more horizon, its rule for Deployments).  Every
+  ``settings.rebalance.restartCost``; its expected run time is the same history rule as any
+  task's (below; measured, it judges moves better than the planner's one-horizon guess for a
+  Deployment without the annotation: bench/RESULTS.md, issue 12).  Every
   other task (``BE``, ``Burstable``, ``Guaranteed``, empty) stays a bare ``Pod/openb/<name>``:
   the replay cannot restart a job's work, and moving it without that cost would flatter
   Spillover.  ``owners="pod"`` imports every task as a bare pod (nothing is ever moved or
@@ -177,11 +178,10 @@ def import_openb(
     events: list[tuple[float, int, Event]] = []
     for seq, (created, deleted, name, requests, labels) in enumerate(rows):
         annotations: dict[str, str] = {}
-        service = group_by == "pod" and owners == "qos" and labels["qos"] == SERVICE_QOS
         if history is not None:
             kind = (requests.cpu_milli, requests.memory, requests.gpu_milli, labels["qos"])
             known = history.median(kind, now=created)
-            if known is not None and not service:
+            if known is not None:
                 annotations[EXPECTED_DURATION] = f"{known:g}s"
             history.add(
                 kind,
@@ -192,7 +192,7 @@ def import_openb(
             gpu = requests.gpu_milli
             shape = f"shape-{requests.cpu_milli}m-{requests.memory // MIB}mi-{gpu}g"
             workload = WorkloadKey("openb", "Deployment", shape)
-        elif service:
+        elif owners == "qos" and labels["qos"] == SERVICE_QOS:
             workload = WorkloadKey("openb", "Deployment", name)
         else:
             workload = WorkloadKey("openb", "Pod", name)

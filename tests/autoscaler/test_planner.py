@@ -813,3 +813,43 @@ def test_gpu_nodes_are_judged_by_their_gpus() -> None:
     ]
     result = run(pods, [GroupState(GPU8, 2, last_scale_up=0.0)], nodes=[busy, idle])
     assert result.unneeded == {"idle": NOW}
+
+
+# -- forecast demand and break-even, by hand ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("units", "counted"),
+    [
+        ((Unit(NodeKind.ECS), Unit(NodeKind.ECI)), 2000),  # overflowed for lack of room
+        ((Unit(NodeKind.ECS, max=3), Unit(NodeKind.ECI)), 0),  # may be beyond its max
+        ((Unit(NodeKind.ECS, max=0), Unit(NodeKind.ECI)), 0),  # ECS never holds it
+        ((Unit(NodeKind.ECI),), 0),
+    ],
+)
+def test_forecast_demand_counts_eci_pods_only_where_ecs_capacity_could_hold_them(
+    units: tuple[Unit, ...], counted: int
+) -> None:
+    from autoscaler.predictive import class_demand_of
+
+    policy = ResourcePolicy("web", "default", LabelSelector({}), units)
+    two = Resources(2000, 4 * GIB, 1)
+    assert class_demand_of(two, on=NodeKind.ECI, policy=policy) == ("cpu", counted)
+    # waiting or on ECS, a pod is demand whatever its policy
+    assert class_demand_of(two, on=None, policy=policy) == ("cpu", 2000)
+    assert class_demand_of(two, on=NodeKind.ECS, policy=policy) == ("cpu", 2000)
+
+
+def test_paying_nodes_stacks_slices_by_hand() -> None:
+    from autoscaler.predictive import paying_nodes
+
+    # demand 10, 6, 2, 6 (mean 6) on nodes of 4 worth 12 CNY full, costing 5: the first slice
+    # [0, 4] holds 4, 4, 2, 4 (mean 3.5: 10.5 > 5); the second [4, 8] 4, 2, 0, 2 (mean 2: 6 > 5);
+    # the third [8, 12] 2, 0, 0, 0 (mean 0.5: 1.5 < 5)
+    demand = [10.0, 6.0, 2.0, 6.0]
+    assert paying_nodes(demand, base=0, per_node=4, node_cost=5, slice_value=12, limit=9) == 2
+    # above a capacity of 4 only the [4, 8] slice pays; a node must save more than it costs
+    assert paying_nodes(demand, base=4, per_node=4, node_cost=5, slice_value=12, limit=9) == 1
+    assert paying_nodes(demand, base=4, per_node=4, node_cost=6, slice_value=12, limit=9) == 0
+    assert paying_nodes(demand, base=0, per_node=4, node_cost=5, slice_value=12, limit=1) == 1
+    assert paying_nodes([], base=0, per_node=4, node_cost=0, slice_value=12, limit=9) == 0

@@ -97,7 +97,8 @@ def test_openb_owners_follow_the_qos_column(tmp_path: Path) -> None:
         "train2": ("Pod", "train2"),
         "odd": ("Pod", "odd"),
     }
-    # a service has no planned end: no expected duration; train2 knows train's 30 s (BE shape)
+    # the expected duration is the history of the task's shape and QoS, whoever owns it:
+    # train2 knows train's 30 s (same shape, BE), svc2 nothing (no LS task of its shape ended)
     assert EXPECTED_DURATION not in created["svc2"].template.annotations
     assert created["train2"].template.annotations == {EXPECTED_DURATION: "30s"}
     bare = {
