@@ -11,6 +11,8 @@ import numpy.typing as npt
 
 from extender.policy import ResourcePolicy
 
+from .scoring import STOCK, Scoring
+
 __all__ = ["Action", "CostSplit", "IdleNode", "Result", "Timeline", "Variant"]
 
 
@@ -30,6 +32,9 @@ class Variant:
     description: str = ""
     consolidation: bool = False  # autoscaler.consolidation on top of cluster-autoscaler's rule
     rebalance: bool = False  # autoscaler.rebalance moves pods from ECI back to ECS
+    # kube-scheduler's resource scoring (autoscaler.replay.scoring): the stock profile, or the
+    # bin-packing one Spillover's manifests ship (the scenario's scheduler.spillover says which)
+    scoring: Scoring = STOCK
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,14 @@
     baselines: {headroom: [0, 1, 2, 4], staticNodes: auto}
     samplePeriod: 5m     # resolution of the time series in the report and plot
     spot: {interruptionsPerHour: 0}   # how often a node of a spot group is reclaimed
+    scheduler: {spillover: bin-packing, baselines: stock}   # kube-scheduler's node scores
+
+The autoscaler document's ``settings`` hold the controller's settings, ``rebalance`` and
+``consolidation`` included (``autoscaler.nodegroup``): the Spillover variant uses them as
+configured, the baselines neither.  ``scheduler`` names the kube-scheduler scoring each side runs
+(``autoscaler.replay.scoring``): ``bin-packing`` is the profile Spillover's manifests ship,
+``stock`` a KubeSchedulerConfiguration without plugin settings; baselines keep the stock
+scheduler unless the scenario says otherwise.
 
 Everything but ``autoscaler.groups`` has a default; ``data/default-scenario.yaml`` is bundled.
 
@@ -42,6 +50,8 @@ from autoscaler.nodegroup import AutoscalerConfig, ConfigError, config_from_dict
 from extender.commandline import file_problem
 from extender.policies import PolicyError, policy_from_dict
 from extender.policy import ResourcePolicy
+
+from .scoring import BIN_PACKING, PROFILES, STOCK, Scoring
 
 __all__ = [
     "DEFAULT_SCENARIO",
@@ -95,6 +105,8 @@ class Scenario:
     name: str = "spillover"
     spot_interruptions_per_hour: float = 0.0  # per node of a spot group, seeded exponential
     every_namespace: bool = False
+    scoring: Scoring = BIN_PACKING  # kube-scheduler's node scores in the Spillover variant
+    baseline_scoring: Scoring = STOCK  # ... in the baselines
 
 
 def policies_for(
@@ -143,6 +155,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
             "name",
             "spot",
             "everyNamespace",
+            "scheduler",
         ),
         "scenario",
     )
@@ -218,6 +231,16 @@ def scenario_from_dict(raw: Any) -> Scenario:
     rate = spot.get("interruptionsPerHour", 0.0)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < math.inf:
         raise ScenarioError("spot.interruptionsPerHour: expected a non-negative number")
+    sched = _map(doc.get("scheduler"), "scheduler")
+    _known(sched, ("spillover", "baselines"), "scheduler")
+    profiles = {}
+    for key, default in (("spillover", "bin-packing"), ("baselines", "stock")):
+        chosen = sched.get(key, default)
+        if chosen not in PROFILES:
+            raise ScenarioError(
+                f"scheduler.{key}: expected one of {', '.join(PROFILES)}, got {chosen!r}"
+            )
+        profiles[key] = PROFILES[chosen]
     scenario = Scenario(
         autoscaler=autoscaler,
         policies=tuple(policies),
@@ -231,6 +254,8 @@ def scenario_from_dict(raw: Any) -> Scenario:
         name=name,
         spot_interruptions_per_hour=float(rate),
         every_namespace=every_namespace,
+        scoring=profiles["spillover"],
+        baseline_scoring=profiles["baselines"],
     )
     if scenario.sample_period <= 0:
         raise ScenarioError("scenario.samplePeriod: must be positive")

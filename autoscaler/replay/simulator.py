@@ -144,6 +144,7 @@ class Simulation:
             billing=self.billing,
             rng=random.Random(scenario.seed),
             request_plan=self._request_plan,
+            scoring=variant.scoring,
         )
         self.scheduler.rebalancing = variant.rebalance and variant.autoscaling
         self.autoscaler = Autoscaler(
