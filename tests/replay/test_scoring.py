@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from autoscaler.replay.scoring import BIN_PACKING, STOCK, score
 
 GIB = 2**30
@@ -36,3 +38,23 @@ def test_an_overcommitted_resource_scores_at_its_bound() -> None:
     full = (0, 0, 0)
     assert score(BIN_PACKING, free=full, alloc=ALLOC, req=(1000, GIB, 1000)) == 100
     assert score(STOCK, free=full, alloc=ALLOC, req=(1000, GIB, 1000)) == 100
+
+
+def test_the_scenario_names_each_side_s_profile() -> None:
+    from autoscaler.replay.report import fluid_bound, variants
+    from autoscaler.replay.scenario import ScenarioError, load_scenario, scenario_from_dict
+    from autoscaler.replay.trace import Trace, TraceHeader
+
+    default = load_scenario()
+    assert (default.scoring, default.baseline_scoring) == (BIN_PACKING, STOCK)
+    trace = Trace(TraceHeader(), [])
+    by_name = {v.name: v.scoring for v in variants(default, fluid_bound(trace, default))}
+    assert by_name.pop("spillover") == BIN_PACKING
+    assert set(by_name.values()) == {STOCK}  # every baseline: reactive, all-ECI, static-N
+    doc = {"autoscaler": {"groups": [{"name": "g", "instanceType": {"cpu": 2, "memory": "8Gi"}}]}}
+    both = scenario_from_dict({**doc, "scheduler": {"spillover": "stock", "baselines": "stock"}})
+    assert (both.scoring, both.baseline_scoring) == (STOCK, STOCK)
+    with pytest.raises(ScenarioError, match=r"^scheduler\.spillover: expected one of"):
+        scenario_from_dict({**doc, "scheduler": {"spillover": "MostAllocated"}})
+    with pytest.raises(ScenarioError, match=r"^scheduler\.plugins: unknown field"):
+        scenario_from_dict({**doc, "scheduler": {"plugins": []}})
