@@ -91,7 +91,10 @@ def rebalance(
     ) -> bool:
         return eci_cost(pod.requests, eci=settings.eci_price, seconds=left) > costs.restart
 
-    demand = demand_pass.collect(ctx, {}, now=now, keep=worth)
+    # A replica that has outlived its expected duration is still serving: into room that is
+    # already paid for, it is expected to run one more horizon (a new node is not built on it).
+    horizon = settings.forecast_horizon
+    demand = demand_pass.collect(ctx, {}, now=now, keep=worth, outlived=horizon)
     if not demand.from_eci.any():
         return Moves()
     nodes, free = free_capacity(ctx, booting=False)
