@@ -13,9 +13,8 @@ from .model import NodeKind
 from .policy import MAX_UNITS, ResourcePolicy, TryNext, Unit
 from .selectors import LabelSelector, Requirement
 
-__all__ = ["API_VERSION", "KIND", "PolicyError", "load_policies", "policy_from_dict"]
+__all__ = ["KIND", "PolicyError", "load_policies", "policy_from_dict"]
 
-API_VERSION = "spillover.dev/v1alpha1"
 KIND = "ResourcePolicy"
 _SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
 

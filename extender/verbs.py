@@ -39,7 +39,6 @@ from .wire import NameList, decode_pod
 __all__ = [
     "FAILURE_POLICIES",
     "NOT_SYNCED_ERROR",
-    "REASONS",
     "Caches",
     "FilterOutcome",
     "Offer",
@@ -55,16 +54,6 @@ __all__ = [
 
 NOT_SYNCED_ERROR = "spillover cache not synced yet; retrying"
 FAILURE_POLICIES = ("pass", "error")
-REASONS = (
-    "unmanaged",
-    "first_unit",
-    "overflow",
-    "waiting",
-    "no_unit",
-    "no_known_nodes",
-    "not_synced",
-)
-"""The bounded set of ``reason`` labels of the decisions metric."""
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")

@@ -57,7 +57,6 @@ __all__ = [
     "encode_names",
     "encode_node_list",
     "encode_preemption_result",
-    "encode_priorities",
     "encode_scores",
     "grouped_map",
     "is_null",
@@ -493,10 +492,6 @@ def encode_filter_names(
 
 def encode_node_list(items: Sequence[msgspec.Raw]) -> msgspec.Raw:
     return msgspec.Raw(_ENCODER.encode(_NodeListOut({}, list(items))))
-
-
-def encode_priorities(scores: Mapping[str, int]) -> bytes:
-    return _ENCODER.encode([HostPriority(host, score) for host, score in scores.items()])
 
 
 def encode_preemption_result(victims: Mapping[str, MetaVictims]) -> bytes:

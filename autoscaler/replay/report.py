@@ -559,10 +559,3 @@ def split_table(c: Comparison) -> list[str]:
             for n in s.idle_nodes
         ]
     return lines
-
-
-def percentiles(values: np.ndarray[Any, Any]) -> tuple[float, float, float]:
-    if values.size == 0:
-        return (0.0, 0.0, 0.0)
-    p = np.percentile(values, [50, 95, 99])
-    return (float(p[0]), float(p[1]), float(p[2]))
