@@ -157,7 +157,7 @@ def test_settings_errors_name_the_field(settings: dict[str, Any], field: str) ->
 def test_document_errors() -> None:
     with pytest.raises(ConfigError, match=r"^groups:"):
         config_from_dict({"groups": []})
-    with pytest.raises(ConfigError, match=r"^config\.nodes:"):
+    with pytest.raises(ConfigError, match=r"^nodes: unknown field \(known: groups, settings\)"):
         config_from_dict({"groups": [GROUP], "nodes": []})
     with pytest.raises(ConfigError, match=r"^config:"):
         config_from_dict(["groups"])
@@ -174,8 +174,17 @@ def test_configmap() -> None:
 
 def test_load_config_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "groups.yaml"
-    path.write_text(yaml.safe_dump({"groups": [GROUP | {"max": -1}]}))
-    with pytest.raises(ConfigError, match=r"groups\.yaml: groups\[0\]\.max"):
+    text = yaml.safe_dump({"groups": [GROUP | {"max": -1}]})
+    path.write_text(text)
+    line = text.splitlines().index("  max: -1") + 1
+    with pytest.raises(
+        ConfigError, match=rf"groups\.yaml:{line}: groups\[0\]\.max: must not be negative$"
+    ):
+        load_config(path)
+    path.write_text(text.replace("  max: -1", "  max: 10\n  colour: blue"))
+    with pytest.raises(
+        ConfigError, match=rf"groups\.yaml:{line + 1}: groups\[0\]\.colour: unknown"
+    ):
         load_config(path)
 
 

@@ -1,0 +1,222 @@
+"""Typed documents: YAML and JSON checked by ``msgspec`` Structs, errors naming the file, line, field.
+
+A configuration file (node groups, scenario, sweep grid, trace line) is described once, as
+``msgspec.Struct`` types that forbid unknown fields and carry their constraints in
+``msgspec.Meta``; :func:`convert` turns the decoded document into them.  What a Struct cannot say
+(``min <= max``, a regular expression that compiles, a duration string) is checked after, or by a
+``dec_hook`` for a custom type, and raised the same way.  Every problem becomes a
+:class:`DocumentError` holding the field as a path (``("groups", 2, "min")``) and the problem, so
+a loader that knows the YAML nodes can add the line: ``FILE:LINE: groups[2].min: problem``.
+
+The extender's hot path (``Pod`` and ``Node`` on ``/filter``) keeps its hand parsing in
+``extender.model``: this module is for files read once.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import msgspec
+import yaml
+
+from .commandline import file_problem
+
+__all__ = [
+    "FINITE",
+    "DocumentError",
+    "Segments",
+    "convert",
+    "dotted",
+    "line_of",
+    "read_yaml",
+]
+
+T = TypeVar("T")
+Segments = tuple[str | int, ...]
+
+FINITE = sys.float_info.max
+"""``msgspec.Meta(le=FINITE)``: refuses ``.inf`` (and ``Meta(ge=...)`` refuses ``.nan``)."""
+
+
+def dotted(segments: Sequence[str | int]) -> str:
+    """``groups[2].min`` from ``("groups", 2, "min")``."""
+    text = ""
+    for s in segments:
+        text += f"[{s}]" if isinstance(s, int) else (f".{s}" if text else s)
+    return text
+
+
+class DocumentError(ValueError):
+    """A bad document: ``problem`` at the field ``segments``, in ``file`` at ``line`` if known.
+
+    Subclasses (``ConfigError``, ``ScenarioError``, ``GridError``) say which kind of file it is.
+    ``str()`` is the one-line message: ``FILE:LINE: FIELD: problem`` with the parts not known
+    left out.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *segments: str | int,
+        file: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.problem = problem
+        self.segments: Segments = segments
+        self.file = file
+        self.line = line
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = None if self.file is None else self.file
+        if where is not None and self.line is not None:
+            where = f"{where}:{self.line}"
+        return ": ".join(p for p in (where, dotted(self.segments), self.problem) if p)
+
+    @classmethod
+    def of(cls, err: DocumentError, *prefix: str | int) -> Self:
+        """``err`` as this class, its field inside ``prefix``."""
+        return cls(err.problem, *prefix, *err.segments, file=err.file, line=err.line)
+
+    def located(self, file: object, root: yaml.Node | None = None) -> Self:
+        """The same problem, in ``file`` at the line of its field in ``root`` (when known)."""
+        line = self.line if self.file is not None else line_of(root, self.segments)
+        file_name = self.file if self.file is not None else str(file)
+        return type(self)(self.problem, *self.segments, file=file_name, line=line)
+
+
+def read_yaml(path: str | Path, error: type[DocumentError]) -> tuple[Any, yaml.Node | None]:
+    """The document in ``path`` and its YAML node tree (for lines); bad files raise ``error``."""
+    try:
+        text = Path(path).read_text()
+        return yaml.safe_load(text), yaml.compose(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise error(file_problem(path, err)) from None
+
+
+def line_of(root: yaml.Node | None, segments: Sequence[str | int]) -> int | None:
+    """The 1-based line of the node at ``segments`` (or of the deepest ancestor that exists)."""
+    node = root
+    line = None if root is None else root.start_mark.line + 1
+    for seg in segments:
+        if isinstance(node, yaml.MappingNode):
+            found = next(((k, v) for k, v in node.value if k.value == str(seg)), None)
+            if found is None:
+                return line
+            line = found[0].start_mark.line + 1
+            node = found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(seg, int) and seg < len(node.value):
+            node = node.value[seg]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def convert(
+    raw: Any,
+    kind: type[T],
+    *,
+    error: type[DocumentError] = DocumentError,
+    dec_hook: Callable[[type, Any], Any] | None = None,
+) -> T:
+    """``msgspec.convert(raw, kind)``; a mismatch raises ``error`` naming the field."""
+    try:
+        return msgspec.convert(raw, kind, dec_hook=dec_hook)
+    except msgspec.ValidationError as err:
+        problem, segments = _problem(str(err), kind)
+        raise error(problem, *segments) from None
+
+
+_AT = re.compile(r"^(?P<problem>.*?)(?: - at (?P<key>`key` in )?`(?P<path>\$[^`]*)`)?$", re.S)
+_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+_FIELD = re.compile(r"(unknown|missing required) field `([^`]+)`")
+
+
+def _segments(path: str) -> list[str | int]:
+    out: list[str | int] = []
+    for name, index in _SEGMENT.findall(path[1:]):
+        if name:
+            out.append(name)
+        elif index == "...":
+            out.append("*")  # a map's value: msgspec does not name the key
+        else:
+            out.append(int(index))
+    return out
+
+
+def _problem(message: str, kind: Any) -> tuple[str, list[str | int]]:
+    m = _AT.match(message)
+    assert m is not None
+    problem, segments = m.group("problem"), _segments(m.group("path") or "$")
+    if m.group("key"):
+        problem = f"a key: {problem}"
+    field = _FIELD.search(problem)
+    if field is not None:
+        known = _known(_at(kind, segments))
+        segments.append(field.group(2))
+        if field.group(1) == "unknown":
+            problem = "unknown field" + (f" (known: {', '.join(known)})" if known else "")
+        else:
+            problem = "is required"
+    elif problem.startswith("Invalid enum value"):
+        allowed = _known(_at(kind, segments))
+        if allowed:
+            problem = f"must be one of {', '.join(allowed)}, not {problem.split(' ', 3)[3]}"
+    if "length >= 1" in problem:
+        problem = "must not be empty"
+    elif re.fullmatch(r"Expected `(int|float)` >= 0(\.0)?", problem):
+        problem = "must not be negative"
+    elif problem == "Expected `int` >= 1":
+        problem = "must be positive"
+    problem = problem.replace("`", "").replace(f"float <= {FINITE!r}", "a finite number")
+    return problem[:1].lower() + problem[1:], segments
+
+
+def _at(kind: Any, segments: Sequence[str | int]) -> Any:
+    """The ``msgspec.inspect`` type at ``segments`` inside ``kind`` (``None`` if not known)."""
+    info = _unwrap(msgspec.inspect.type_info(kind))
+    for seg in segments:
+        if isinstance(info, msgspec.inspect.StructType):
+            info = next((f.type for f in info.fields if f.encode_name == seg), None)
+        elif isinstance(info, msgspec.inspect.ListType):
+            info = info.item_type
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        else:
+            return None
+        info = _unwrap(info)
+    return info
+
+
+def _known(info: Any) -> tuple[str, ...]:
+    """The field names of a Struct, or the values of an enum or a ``Literal``."""
+    if isinstance(info, msgspec.inspect.StructType):
+        return tuple(f.encode_name for f in info.fields)
+    if isinstance(info, msgspec.inspect.EnumType):
+        return tuple(str(member.value) for member in info.cls)
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return tuple(map(str, info.values))
+    if isinstance(info, msgspec.inspect.UnionType):  # "auto" or a number: auto, int
+        kinds = (_known(t) or (type(t).__name__.removesuffix("Type").lower(),) for t in info.types)
+        return tuple(name for names in kinds for name in names if name != "none")
+    return ()
+
+
+def _unwrap(info: Any) -> Any:
+    """The one Struct of a union (or its one other member), without its constraints."""
+    while True:
+        if isinstance(info, msgspec.inspect.Metadata):
+            info = info.type
+        elif isinstance(info, msgspec.inspect.UnionType):
+            structs = [t for t in info.types if isinstance(t, msgspec.inspect.StructType)]
+            others = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+            if len(structs) != 1 and len(others) != 1:
+                return info  # a real choice: _known lists it
+            info = structs[0] if len(structs) == 1 else others[0]
+        else:
+            return info
