@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import msgspec
 import yaml
@@ -28,6 +28,7 @@ from .commandline import file_problem
 __all__ = [
     "FINITE",
     "DocumentError",
+    "JsonDecoder",
     "Segments",
     "convert",
     "dotted",
@@ -130,6 +131,28 @@ def convert(
     except msgspec.ValidationError as err:
         problem, segments = _problem(str(err), kind)
         raise error(problem, *segments) from None
+
+
+class JsonDecoder(Generic[T]):
+    """A ``msgspec.json.Decoder`` for ``kind`` whose errors are ``error`` naming the field.
+
+    For JSON read in bulk (a trace's lines): the decoder is built once.
+    """
+
+    def __init__(self, kind: Any, *, error: type[DocumentError] = DocumentError) -> None:
+        self._kind = kind
+        self._error = error
+        self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(kind)
+
+    def decode(self, data: str | bytes) -> T:
+        try:
+            return self._decoder.decode(data)
+        except msgspec.ValidationError as err:
+            problem, segments = _problem(str(err), self._kind)
+            raise self._error(problem, *segments) from None
+        except msgspec.DecodeError as err:
+            detail = str(err).removeprefix("JSON is malformed: ")
+            raise self._error(f"not valid JSON: {detail}") from None
 
 
 _AT = re.compile(r"^(?P<problem>.*?)(?: - at (?P<key>`key` in )?`(?P<path>\$[^`]*)`)?$", re.S)

@@ -88,7 +88,7 @@ def test_every_written_line_matches_the_schema(tmp_path: Path) -> None:
             ":3:",
             "time goes backwards",
         ),
-        (['{"t":"soon","type":"pod_deleted","uid":"a"}'], ":2:", "field 't'"),
+        (['{"t":"soon","type":"pod_deleted","uid":"a"}'], ":2:", "t: expected float, got str"),
         (
             ['{"t":1700000000,"type":"pod_deleted","uid":"a"}'],
             ":2:",
@@ -162,3 +162,13 @@ def test_writer_leaves_nothing_when_it_fails(tmp_path: Path) -> None:
 def test_event_dicts_use_kubernetes_quantities() -> None:
     d = event_to_dict(EVENTS[1])
     assert d["requests"] == {"cpu": "1500m", "memory": "1536Mi", "nvidia.com/gpu": "460m"}
+
+
+def test_fields_the_reader_does_not_know_are_ignored(tmp_path: Path) -> None:
+    # The schema allows additional properties: a newer writer's extra fields must not break us.
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        header_line().replace("}", ',"recorder":"v2"}')
+        + '{"t":1,"type":"pod_deleted","uid":"a","reason":"evicted"}\n'
+    )
+    assert read_trace(path).events == [PodDeleted(1.0, "a")]
