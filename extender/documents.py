@@ -65,29 +65,42 @@ class DocumentError(ValueError):
         *segments: str | int,
         file: str | None = None,
         line: int | None = None,
+        subject: str = "",
     ) -> None:
         self.problem = problem
         self.segments: Segments = segments
         self.file = file
         self.line = line
+        self.subject = subject  # which object of the file, when it has several
         super().__init__(self._text())
 
     def _text(self) -> str:
         where = None if self.file is None else self.file
         if where is not None and self.line is not None:
             where = f"{where}:{self.line}"
-        return ": ".join(p for p in (where, dotted(self.segments), self.problem) if p)
+        parts = (where, self.subject, dotted(self.segments), self.problem)
+        return ": ".join(p for p in parts if p)
 
     @classmethod
     def of(cls, err: DocumentError, *prefix: str | int) -> Self:
         """``err`` as this class, its field inside ``prefix``."""
-        return cls(err.problem, *prefix, *err.segments, file=err.file, line=err.line)
+        return cls(
+            err.problem,
+            *prefix,
+            *err.segments,
+            file=err.file,
+            line=err.line,
+            subject=err.subject,
+        )
 
     def located(self, file: object, root: yaml.Node | None = None) -> Self:
         """The same problem, in ``file`` at the line of its field in ``root`` (when known)."""
-        line = self.line if self.file is not None else line_of(root, self.segments)
-        file_name = self.file if self.file is not None else str(file)
-        return type(self)(self.problem, *self.segments, file=file_name, line=line)
+        if self.file is not None:
+            return self
+        line = line_of(root, self.segments)
+        return type(self)(
+            self.problem, *self.segments, file=str(file), line=line, subject=self.subject
+        )
 
 
 def read_yaml(path: str | Path, error: type[DocumentError]) -> tuple[Any, yaml.Node | None]:

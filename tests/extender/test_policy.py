@@ -171,32 +171,41 @@ def _pod(uid: str, *, node: str = "", labels: dict[str, str] | None = None, **kw
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"units": []}, "spec.units must be a non-empty list"),
-        ({"units": [{"resource": "gpu"}]}, "spec.units[0].resource must be ecs or eci"),
+        ({"units": []}, "spec.units: must not be empty"),
+        (
+            {"units": [{"resource": "gpu"}]},
+            "spec.units[0].resource: must be one of ecs, eci, not 'gpu'",
+        ),
         (
             {"units": [{"resource": "ecs", "max": -1}]},
-            "spec.units[0].max must be a non-negative integer",
+            "spec.units[0].max: must not be negative",
         ),
-        ({"units": [{"resource": "ecs", "max": "3"}]}, "spec.units[0].max"),
-        ({"units": [{"resource": "ecs", "nodeSelector": {"a": 1}}]}, "nodeSelector"),
+        ({"units": [{"resource": "ecs", "max": "3"}]}, "spec.units[0].max: expected int"),
+        (
+            {"units": [{"resource": "ecs", "nodeSelector": {"a": 1}}]},
+            "spec.units[0].nodeSelector.*: expected str, got int",
+        ),
         (
             {"units": [{"resource": "eci"}], "whenTryNextUnits": "Sometimes"},
-            "whenTryNextUnits must be one of",
+            "spec.whenTryNextUnits: must be one of",
         ),
-        ({"units": [{"resource": "eci"}], "ignoreTerminatingPods": "yes"}, "ignoreTerminatingPods"),
+        (
+            {"units": [{"resource": "eci"}], "ignoreTerminatingPods": "yes"},
+            "spec.ignoreTerminatingPods: expected bool",
+        ),
         (
             {
                 "units": [{"resource": "eci"}],
                 "selector": {"matchExpressions": [{"key": "a", "operator": "Near"}]},
             },
-            "operator must be one of",
+            "matchExpressions[0].operator: must be one of DoesNotExist, Exists, In, NotIn",
         ),
         (
             {
                 "units": [{"resource": "eci"}],
                 "selector": {"matchExpressions": [{"key": "a", "operator": "In"}]},
             },
-            "values must be non-empty",
+            "matchExpressions[0].values: must be non-empty for In",
         ),
     ],
 )
@@ -210,7 +219,7 @@ def test_policy_errors_name_the_field(spec: dict[str, Any], message: str) -> Non
 def test_policy_without_name_or_spec() -> None:
     with pytest.raises(PolicyError, match=r"metadata\.name"):
         policy_from_dict({"spec": {}})
-    with pytest.raises(PolicyError, match="spec is required"):
+    with pytest.raises(PolicyError, match=r"ResourcePolicy default/x: spec: is required"):
         policy_from_dict({"metadata": {"name": "x"}})
 
 
@@ -223,8 +232,20 @@ def test_load_policies_names_the_file(tmp_path: Path) -> None:
     assert loaded.when_try_next is TryNext.EXCEED_MAX
     bad = tmp_path / "bad.yaml"
     bad.write_text("metadata: {name: a}\nspec: {units: [{resource: ecs, max: x}]}\n")
-    with pytest.raises(PolicyError, match=r"bad\.yaml.*max"):
+    with pytest.raises(
+        PolicyError,
+        match=r"bad\.yaml:2: ResourcePolicy default/a: spec\.units\[0\]\.max: expected int",
+    ):
         load_policies(bad)
+    listed = tmp_path / "listed.yaml"
+    listed.write_text(
+        "kind: List\nitems:\n- metadata: {name: a}\n  spec: {units: [{resource: eci}]}\n"
+        "- metadata: {name: b}\n  spec:\n    units: [{resource: gpu}]\n"
+    )
+    with pytest.raises(
+        PolicyError, match=r"listed\.yaml:7: ResourcePolicy default/b: spec\.units\[0\]\.resource"
+    ):
+        load_policies(listed)
     broken = tmp_path / "broken.yaml"
     broken.write_text("a: [")
     with pytest.raises(PolicyError, match=r"broken\.yaml"):
