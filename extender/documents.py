@@ -193,14 +193,14 @@ def _problem(message: str, kind: Any) -> tuple[str, list[str | int]]:
         problem = f"a key: {problem}"
     field = _FIELD.search(problem)
     if field is not None:
-        known = _known(_at(kind, segments))
+        known = _names(_at(kind, segments))
         segments.append(field.group(2))
         if field.group(1) == "unknown":
             problem = "unknown field" + (f" (known: {', '.join(known)})" if known else "")
         else:
             problem = "is required"
     elif problem.startswith("Invalid enum value"):
-        allowed = _known(_at(kind, segments))
+        allowed = _names(_at(kind, segments))
         if allowed:
             problem = f"must be one of {', '.join(allowed)}, not {problem.split(' ', 3)[3]}"
     if "length >= 1" in problem:
@@ -229,7 +229,7 @@ def _at(kind: Any, segments: Sequence[str | int]) -> Any:
     return info
 
 
-def _known(info: Any) -> tuple[str, ...]:
+def _names(info: Any) -> tuple[str, ...]:
     """The field names of a Struct, or the values of an enum or a ``Literal``."""
     if isinstance(info, msgspec.inspect.StructType):
         return tuple(f.encode_name for f in info.fields)
@@ -238,7 +238,7 @@ def _known(info: Any) -> tuple[str, ...]:
     if isinstance(info, msgspec.inspect.LiteralType):
         return tuple(map(str, info.values))
     if isinstance(info, msgspec.inspect.UnionType):  # "auto" or a number: auto, int
-        kinds = (_known(t) or (type(t).__name__.removesuffix("Type").lower(),) for t in info.types)
+        kinds = (_names(t) or (type(t).__name__.removesuffix("Type").lower(),) for t in info.types)
         return tuple(name for names in kinds for name in names if name != "none")
     return ()
 
