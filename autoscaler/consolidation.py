@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
 
 from extender.model import Node, Pod
 from extender.policy import policy_for
 
+from .backends import Kernels
 from .context import Context
 
 __all__ = ["CONSOLIDATED", "Consolidation", "replacement"]
@@ -43,7 +43,7 @@ class Consolidation:
 
 
 def replacement(
-    ctx: Context, k: ModuleType, *, node: Node, g: int, movable: Sequence[Pod], now: float
+    ctx: Context, k: Kernels, *, node: Node, g: int, movable: Sequence[Pod], now: float
 ) -> tuple[int, str] | None:
     """The cheapest group, cheaper than ``g``, with one new node that holds all of ``movable``
     (each pod within the unit it runs in), and why; None if there is none."""

@@ -61,7 +61,7 @@ from .consolidation import Consolidation
 from .forecast import Forecast, Forecaster, SeasonalForecaster
 from .leader import LeaseElector
 from .metrics import Metrics
-from .nodegroup import AutoscalerConfig
+from .nodegroup import AutoscalerConfig, PlannerSettings
 from .planner import Plan, group_state, plan
 from .predictive import CLASSES, CPU, RefitRule, class_demand_of
 from .providers.base import GroupStatus, Provider, ProviderError
@@ -94,7 +94,7 @@ class Planner(Protocol):
         groups: Sequence[GroupState],
         *,
         forecast: Forecast | Mapping[str, Forecast] | None,
-        settings: Any,
+        settings: PlannerSettings,
         now: float,
         unneeded: Mapping[str, float] | None = None,
         pdbs: Sequence[DisruptionBudget] = (),

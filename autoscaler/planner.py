@@ -28,13 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from extender.snapshot import ClusterState
 
 from . import demand as demand_pass
 from . import kernels_ref, predictive, scaledown, scaleup
+from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation
 from .context import Context, Growth
 from .demand import EXPECTED_DURATION
@@ -160,7 +160,7 @@ class Plan:
         }
 
 
-def kernels_for(backend: str) -> ModuleType:
+def kernels_for(backend: str) -> Kernels:
     """The bin-packing kernels: ``numba`` (compiled) or ``reference`` (plain Python)."""
     if backend == "reference":
         return kernels_ref

@@ -252,7 +252,7 @@ def _unwrap(info: Any) -> Any:
             structs = [t for t in info.types if isinstance(t, msgspec.inspect.StructType)]
             others = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
             if len(structs) != 1 and len(others) != 1:
-                return info  # a real choice: _known lists it
+                return info  # a real choice: _names lists it
             info = structs[0] if len(structs) == 1 else others[0]
         else:
             return info

@@ -20,13 +20,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from extender.commandline import at_least, fail, plain
 from extender.model import ModelError, Resources, parse_resources
 
 from .threads import limit_blas_threads
 from .trace import Trace, TraceError
+
+if TYPE_CHECKING:
+    from .report import Comparison
 
 __all__ = [
     "add_parsers",
@@ -147,7 +150,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def write_outputs(comparison: Any, out: Path) -> dict[str, Path]:
+def write_outputs(comparison: Comparison, out: Path) -> dict[str, Path]:
     from .plot import plot_comparison
     from .report import closing_note, summary_json, summary_markdown
 
@@ -181,7 +184,7 @@ def write_outputs(comparison: Any, out: Path) -> dict[str, Path]:
 
 
 def progress_bar(
-    total: int, quiet: bool, *, stream: Any = None
+    total: int, quiet: bool, *, stream: TextIO | None = None
 ) -> tuple[Callable[[str, int], None] | None, Any]:
     """A tqdm bar on ``stream`` (stderr); none when quiet or when it is not a terminal (logs)."""
     stream = sys.stderr if stream is None else stream

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from autoscaler_fakes import FakeEss
 from kube_emulator import KubeEmulator
+from kubernetes_asyncio.client import ApiClient
 
 from autoscaler.cli import Runtime, UsageError, build_parser, main
 from autoscaler.nodegroup import load_config
@@ -384,6 +385,7 @@ async def test_rebalance_flags_reach_the_controller(
     args = build_parser({}).parse_args(
         ["run", "--groups", groups, "--provider", "simulated", "--no-leader-election", *flags]
     )
-    runtime = Runtime(args)
-    controller = runtime._controller(load_config(groups))
+    async with ApiClient() as api:  # assembled after connecting, as in start()
+        runtime = Runtime(args, _api=api)
+        controller = runtime._controller(load_config(groups))
     assert controller.settings.rebalance == costs
