@@ -250,12 +250,12 @@ def read_series(path: str | Path) -> tuple[FloatArray, FloatArray]:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
-            raise ValueError(f"{path}: line 1: empty file, expected a 'ts,value' header")
+            raise ValueError(f"{path}:1: empty file, expected a 'ts,value' header")
         names = [h.strip().lower() for h in header]
         missing = [c for c in ("ts", "value") if c not in names]
         if missing:
             raise ValueError(
-                f"{path}: line 1: missing column(s) {', '.join(missing)} in header {header!r}"
+                f"{path}:1: missing column(s) {', '.join(missing)} in header {header!r}"
             )
         its, ival = names.index("ts"), names.index("value")
         for row in reader:
@@ -263,12 +263,12 @@ def read_series(path: str | Path) -> tuple[FloatArray, FloatArray]:
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) <= max(its, ival):
-                raise ValueError(f"{path}: line {line}: expected {len(names)} fields, got {row!r}")
+                raise ValueError(f"{path}:{line}: expected {len(names)} fields, got {row!r}")
             t = _number(row[its], path=path, line=line, column="ts")
             v = _number(row[ival], path=path, line=line, column="value")
             if ts and t < ts[-1]:
                 raise ValueError(
-                    f"{path}: line {line}: time goes backwards ({t:g} after {ts[-1]:g})"
+                    f"{path}:{line}: time goes backwards ({t:g} after {ts[-1]:g})"
                 )
             ts.append(t)
             values.append(v)
@@ -281,9 +281,9 @@ def _number(text: str, *, path: str | Path, line: int, column: str) -> float:
     try:
         x = float(text)
     except ValueError:
-        raise ValueError(f"{path}: line {line}: {column} {text!r} is not a number") from None
+        raise ValueError(f"{path}:{line}: {column} {text!r} is not a number") from None
     if not math.isfinite(x):
-        raise ValueError(f"{path}: line {line}: {column} {text!r} is not finite")
+        raise ValueError(f"{path}:{line}: {column} {text!r} is not finite")
     return x
 
 

@@ -405,3 +405,13 @@ def test_fuzzed_command_lines_exit_0_or_2_without_a_traceback(
     assert "Traceback" not in err, (argv, err)
     if code == 2:
         _one_line(err)
+
+
+@pytest.mark.parametrize("now", ["nan", "inf", "-5"])
+def test_plan_refuses_a_time_that_is_not_one(now: str, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = str(ROOT / "autoscaler/data/example-cluster.yaml")
+    argv = ["plan", "--cluster", cluster, "--groups", str(GROUPS), f"--now={now}"]
+    assert autoscaler_cli.main(argv) == 2
+    assert _one_line(capsys.readouterr().err).startswith(
+        f"error: argument --now: must be 0 or more{'' if now == '-5' else ' and finite'}, not '{now}'"
+    )

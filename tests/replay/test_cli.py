@@ -108,7 +108,7 @@ def test_bad_csv_stops_with_file_and_line(
         main(["replay", str(bad), "--format", "series", "--out", str(tmp_path / "o"), "--quiet"])
         == 2
     )
-    assert "line 3: time goes backwards" in capsys.readouterr().err
+    assert f"{bad}:3: time goes backwards" in capsys.readouterr().err
 
 
 def test_fluid_bound_is_hand_computable() -> None:

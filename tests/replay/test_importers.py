@@ -152,9 +152,9 @@ def test_broken_openb(tmp_path: Path, text: str, line: int, problem: str) -> Non
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("time,val\n1,2\n", "line 1: missing column(s) ts, value"),
-        ("ts,value\n1,2\n2,x\n", "line 3: value 'x' is not a number"),
-        ("ts,value\n5,2\n4,3\n", "line 3: time goes backwards"),
+        ("time,val\n1,2\n", ":1: missing column(s) ts, value"),
+        ("ts,value\n1,2\n2,x\n", ":3: value 'x' is not a number"),
+        ("ts,value\n5,2\n4,3\n", ":3: time goes backwards"),
     ],
 )
 def test_broken_series(tmp_path: Path, text: str, problem: str) -> None:
@@ -162,5 +162,4 @@ def test_broken_series(tmp_path: Path, text: str, problem: str) -> None:
     path.write_text(text)
     with pytest.raises(TraceError) as err:
         import_series(path, per_replica=1, requests=REPLICA)
-    assert str(err.value).startswith(str(path)), str(err.value)
-    assert problem in str(err.value)
+    assert str(err.value).startswith(str(path) + problem), str(err.value)
