@@ -267,9 +267,7 @@ def read_series(path: str | Path) -> tuple[FloatArray, FloatArray]:
             t = _number(row[its], path=path, line=line, column="ts")
             v = _number(row[ival], path=path, line=line, column="value")
             if ts and t < ts[-1]:
-                raise ValueError(
-                    f"{path}:{line}: time goes backwards ({t:g} after {ts[-1]:g})"
-                )
+                raise ValueError(f"{path}:{line}: time goes backwards ({t:g} after {ts[-1]:g})")
             ts.append(t)
             values.append(v)
     if not ts:

@@ -8,6 +8,7 @@ argv lists and small garbage files over every subcommand of both commands.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import subprocess
 import sys
@@ -396,7 +397,7 @@ def test_fuzzed_command_lines_exit_0_or_2_without_a_traceback(
     monkeypatch.setattr(server, "run", lambda app, settings: None)  # a valid serve returns
     monkeypatch.setattr(extender_cli, "configure", lambda level: None)  # keep pytest's logging
     monkeypatch.setattr(logs, "configure", lambda level: None)
-    monkeypatch.setattr(extender_cli.gc, "freeze", lambda: None)
+    monkeypatch.setattr(gc, "freeze", lambda: None)
     tool, argv = data.draw(_argv(garbage_dir))
     main = autoscaler_cli.main if tool == "autoscaler" else extender_cli.main
     code = main(argv)

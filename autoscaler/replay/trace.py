@@ -31,7 +31,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -146,7 +146,7 @@ class TraceHeader:
 @dataclass(frozen=True, slots=True)
 class Trace:
     header: TraceHeader
-    events: list[Event]
+    events: Sequence[Event]
 
     @property
     def end(self) -> float:

@@ -16,9 +16,10 @@ from autoscaler_fakes import FakeEss
 from kube_emulator import KubeEmulator
 from kubernetes_asyncio.client import ApiClient
 
-from autoscaler.cli import Runtime, UsageError, build_parser, main
+from autoscaler.cli import Runtime, build_parser, main
 from autoscaler.nodegroup import load_config
 from autoscaler.rebalance import MoveCosts
+from extender.commandline import UsageError
 
 GOOD: dict[str, Any] = {
     "groups": [
@@ -205,7 +206,10 @@ async def test_run_dry_run_changes_nothing(kube_api: KubeEmulator, tmp_path: Pat
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-    assert runtime.controller.last.plan.scale_ups
+    last = runtime.controller.last
+    assert last is not None
+    assert last.plan is not None
+    assert last.plan.scale_ups
     assert kube_api.objects_of("nodes") == []
     assert kube_api.objects_of("configmaps") == []
     assert kube_api.objects_of("leases") == []

@@ -212,7 +212,7 @@ def test_ecs_cheaper_break_even() -> None:
     # 10 min linger: cheaper when 0.353 * (60 + R + 600) < 0.52934 * (R - 60), i.e. R > 1501 s
     pod = Resources(2000, 8 * GIB, 1)
     node = Resources(2000, 8 * GIB, 110)
-    args = {
+    args: dict[str, Any] = {
         "price_per_hour": 0.353,
         "capacity": node,
         "eci": EciPrice(),
@@ -230,7 +230,12 @@ def test_a_new_node_pays_with_whole_gpus_on_eci() -> None:
     # s = 77.87 CNY.  Eight pods: 8 * 12.0397 * 0.95 = 91.50 > 77.87 (moves; at half a GPU
     # each it would be 45.9 and stay); six pods: 68.63 < 77.87 (stay).
     half = Resources(100, GIB, 1, 500)
-    args = {"price_per_hour": 64.0, "eci": EciPrice(), "boot": 180.0, "linger": 600.0}
+    args: dict[str, Any] = {
+        "price_per_hour": 64.0,
+        "eci": EciPrice(),
+        "boot": 180.0,
+        "linger": 600.0,
+    }
     assert EciPrice().per_hour(half) == pytest.approx(12.0397, abs=1e-4)
     assert new_node_pays([(half, 3600.0)] * 8, **args)
     assert not new_node_pays([(half, 3600.0)] * 6, **args)

@@ -80,7 +80,7 @@ def mangled_fixtures(draw: Any) -> bytes:
 
 @st.composite
 def truncated_fixtures(draw: Any) -> bytes:
-    body = draw(st.sampled_from(BODIES))
+    body: bytes = draw(st.sampled_from(BODIES))
     return body[: draw(st.integers(0, len(body) - 1))]
 
 
@@ -283,7 +283,9 @@ def test_malformed_pod_lists_are_400_not_500(verb: str, spec: dict[str, Any], me
 # -- targeted fuzzing: wrong JSON types at every level of a Pod, Unicode digits, reviews ------
 POD = fixture("filter-deployment-pod-nodecache.json")["Pod"]
 STS_POD = fixture("filter-statefulset-pod-nodecache.json")["Pod"]
-WRONG_TYPES = st.sampled_from([None, True, 0, -1, 1.5, "", "x", "²", [], ["x"], [{}], {}, {"a": 1}])
+WRONG_TYPES: st.SearchStrategy[Any] = st.sampled_from(
+    [None, True, 0, -1, 1.5, "", "x", "²", [], ["x"], [{}], {}, {"a": 1}]
+)
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -326,7 +328,7 @@ unicode_digits = st.text(
 
 @st.composite
 def statefulset_pods_with_unicode_ordinals(draw: Any) -> dict[str, Any]:
-    pod = copy.deepcopy(STS_POD)
+    pod: dict[str, Any] = copy.deepcopy(STS_POD)
     meta = pod["metadata"]
     digits = draw(unicode_digits)
     if draw(st.booleans()):

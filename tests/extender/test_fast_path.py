@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from extender import policy as policy_module
 from extender import verbs, wire
+from extender.model import pod_from_dict
 from extender.snapshot import ClusterState
 
 
@@ -179,7 +180,7 @@ def test_a_scheduling_cycle_decodes_the_pod_once_and_decides_once(
         return wrapper
 
     monkeypatch.setattr(verbs, "decide", counting("decide", policy_module.decide))
-    monkeypatch.setattr(verbs, "pod_from_dict", counting("pod", verbs.pod_from_dict))
+    monkeypatch.setattr(verbs, "pod_from_dict", counting("pod", pod_from_dict))
     monkeypatch.setattr(verbs, "group_offer", counting("group", verbs.group_offer))
     state = ClusterState(nodes=big_cluster(2_000), policies=shop_policies(web_max=5))
     names = [n.name for n in big_cluster(2_000)]

@@ -148,7 +148,7 @@ def test_recorder_translates_watch_events() -> None:
     assert first.template is not None
     assert first.template.requests.cpu_milli == 500
     assert rec.deployment("MODIFIED", deployment, 2.0) == []  # same replicas: nothing
-    pod = {
+    pod: dict[str, Any] = {
         "metadata": {
             "name": "job-1",
             "namespace": "batch",

@@ -10,6 +10,7 @@ import pytest
 
 from autoscaler.replay.trace import (
     SCHEMA_PATH,
+    Event,
     NodeAdded,
     NodeRemoved,
     PodCreated,
@@ -30,7 +31,7 @@ WEB = WorkloadKey("shop", "Deployment", "web")
 TEMPLATE = Template(
     Resources(500, 2**30, 1, 0), {"app": "web"}, {"spillover.dev/expected-duration": "8h"}
 )
-EVENTS = [
+EVENTS: list[Event] = [
     NodeAdded(0.0, "n1", Resources(4000, 16 * 2**30, 110, 0), {"pool": "a"}, 0.5),
     PodCreated(
         1.0,
