@@ -29,8 +29,10 @@ One document configures the autoscaler::
 
 A ConfigMap carries the same document under the key ``groups.yaml``.  The instance type's cpu,
 memory, GPU and max pods are taken as the new node's allocatable (set them to the allocatable your
-nodes really report).  Every mistake raises :class:`ConfigError` whose message names the field
-(``groups[2].min: ...``) so the autoscaler refuses to start with one clear message.
+nodes really report).  The document is checked by ``msgspec`` Structs (``extender.documents``);
+every mistake raises :class:`ConfigError` whose message names the field (``groups[2].min: ...``),
+and the file and line when read from a file, so the autoscaler refuses to start with one clear
+message.
 """
 
 from __future__ import annotations

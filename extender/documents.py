@@ -1,12 +1,14 @@
 """Typed documents: YAML and JSON checked by ``msgspec`` Structs, errors naming the file, line, field.
 
-A configuration file (node groups, scenario, sweep grid, trace line) is described once, as
-``msgspec.Struct`` types that forbid unknown fields and carry their constraints in
-``msgspec.Meta``; :func:`convert` turns the decoded document into them.  What a Struct cannot say
-(``min <= max``, a regular expression that compiles, a duration string) is checked after, or by a
-``dec_hook`` for a custom type, and raised the same way.  Every problem becomes a
-:class:`DocumentError` holding the field as a path (``("groups", 2, "min")``) and the problem, so
-a loader that knows the YAML nodes can add the line: ``FILE:LINE: groups[2].min: problem``.
+Each file format (node groups, scenario, sweep grid, ResourcePolicy, trace line, openb CSV row) is
+described once, as ``msgspec.Struct`` types that carry their constraints in ``msgspec.Meta`` and
+forbid unknown fields where the format has no room for extensions (the Kubernetes-shaped policy
+and the trace ignore them, as their schemas allow); :func:`convert` and :class:`JsonDecoder` turn
+decoded data into them.  What a Struct cannot say (``min <= max``, a regular expression that
+compiles) is checked after, and a custom type (a duration, a quantity) by a ``dec_hook``; both
+raise the same way.  Every problem becomes a :class:`DocumentError` holding the field as a path
+(``("groups", 2, "min")``) and the problem, so a loader that knows the YAML nodes adds the line:
+``FILE:LINE: groups[2].min: problem``.
 
 The extender's hot path (``Pod`` and ``Node`` on ``/filter``) keeps its hand parsing in
 ``extender.model``: this module is for files read once.
@@ -54,9 +56,10 @@ def dotted(segments: Sequence[str | int]) -> str:
 class DocumentError(ValueError):
     """A bad document: ``problem`` at the field ``segments``, in ``file`` at ``line`` if known.
 
-    Subclasses (``ConfigError``, ``ScenarioError``, ``GridError``) say which kind of file it is.
-    ``str()`` is the one-line message: ``FILE:LINE: FIELD: problem`` with the parts not known
-    left out.
+    Subclasses (``ConfigError``, ``ScenarioError``, ``GridError``, ``PolicyError``,
+    ``TraceError``) say which kind of file it is.  ``str()`` is the one-line message:
+    ``FILE:LINE: SUBJECT: FIELD: problem`` with the parts not known left out (``subject`` names
+    one object of a file that holds several, like ``ResourcePolicy shop/web``).
     """
 
     def __init__(
