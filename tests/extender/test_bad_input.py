@@ -20,6 +20,7 @@ from extender_helpers import (
 )
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from json_paths import paths, replaced
 
 from extender import wire
 from extender.settings import Settings
@@ -288,36 +289,15 @@ WRONG_TYPES: st.SearchStrategy[Any] = st.sampled_from(
 )
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path into a JSON value: each object key and list index, at every level."""
-    paths = [prefix]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            paths += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            paths += _paths(item, (*prefix, i))
-    return paths
-
-
-def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    head, rest = path[0], path[1:]
-    copied = copy.copy(value)
-    copied[head] = _replaced(value[head], rest, new)
-    return copied
-
-
-POD_PATHS = _paths(POD)
-STS_PATHS = _paths(STS_POD)
+POD_PATHS = paths(POD)
+STS_PATHS = paths(STS_POD)
 
 
 @st.composite
 def pods_with_a_wrong_type(draw: Any) -> dict[str, Any]:
     """The captured pod (Deployment or StatefulSet) with one value anywhere replaced."""
-    pod, paths = draw(st.sampled_from([(POD, POD_PATHS), (STS_POD, STS_PATHS)]))
-    new: dict[str, Any] = _replaced(pod, draw(st.sampled_from(paths)), draw(WRONG_TYPES))
+    pod, where = draw(st.sampled_from([(POD, POD_PATHS), (STS_POD, STS_PATHS)]))
+    new: dict[str, Any] = replaced(pod, draw(st.sampled_from(where)), draw(WRONG_TYPES))
     return new
 
 
