@@ -36,6 +36,8 @@ __all__ = [
     "dotted",
     "line_of",
     "read_yaml",
+    "yaml_document",
+    "yaml_documents",
 ]
 
 T = TypeVar("T")
@@ -109,10 +111,33 @@ class DocumentError(ValueError):
 def read_yaml(path: str | Path, error: type[DocumentError]) -> tuple[Any, yaml.Node | None]:
     """The document in ``path`` and its YAML node tree (for lines); bad files raise ``error``."""
     try:
-        text = Path(path).read_text()
-        return yaml.safe_load(text), yaml.compose(text)
+        return yaml_document(Path(path).read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise error(file_problem(path, err)) from None
+
+
+def yaml_document(text: str) -> tuple[Any, yaml.Node | None]:
+    """``yaml.safe_load(text)`` and the node tree it was built from (for lines), parsed once."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()  # raises on a second document, as safe_load does
+        return (None, None) if root is None else (loader.construct_document(root), root)
+    finally:
+        loader.dispose()
+
+
+def yaml_documents(text: str) -> list[tuple[Any, yaml.Node]]:
+    """``yaml.safe_load_all(text)``, each document with its node tree, parsed once."""
+    loader = yaml.SafeLoader(text)
+    try:
+        found = []
+        while loader.check_node():
+            root = loader.get_node()
+            if root is not None:  # check_node() said there is one
+                found.append((loader.construct_document(root), root))
+        return found
+    finally:
+        loader.dispose()
 
 
 def line_of(root: yaml.Node | None, segments: Sequence[str | int]) -> int | None:

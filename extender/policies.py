@@ -14,7 +14,7 @@ import msgspec
 import yaml
 
 from .commandline import file_problem
-from .documents import DocumentError, Segments, convert
+from .documents import DocumentError, Segments, convert, yaml_documents
 from .model import NodeKind
 from .policy import MAX_UNITS, ResourcePolicy, TryNext, Unit
 from .selectors import LabelSelector, Requirement
@@ -114,13 +114,11 @@ def policy_from_dict(
 def load_policies(path: str | Path) -> tuple[ResourcePolicy, ...]:
     """Every ResourcePolicy in a YAML file (multi-document, or a ``List`` / ``items``)."""
     try:
-        text = Path(path).read_text()
-        docs = list(yaml.safe_load_all(text))
-        roots = list(yaml.compose_all(text))
+        documents = yaml_documents(Path(path).read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise PolicyError(file_problem(path, err)) from None
     items: list[tuple[Any, yaml.Node | None]] = []
-    for doc, root in zip(docs, roots, strict=True):
+    for doc, root in documents:
         if doc is None:
             continue
         if isinstance(doc, Mapping) and "items" in doc and doc.get("kind", "List").endswith("List"):

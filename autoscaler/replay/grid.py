@@ -42,7 +42,7 @@ import msgspec
 import yaml
 
 from extender.commandline import file_problem
-from extender.documents import DocumentError, convert, read_yaml
+from extender.documents import DocumentError, convert, read_yaml, yaml_document
 
 from .scenario import DEFAULT_SCENARIO, Scenario, ScenarioError, scenario_from_dict
 
@@ -272,8 +272,7 @@ def _check_values(axis: str, values: Sequence[Any], base: Mapping[str, Any]) -> 
 def parse_grid(text: str, *, path: str = "GRID.yaml") -> Grid:
     """The grid in ``text`` (the contents of ``path``); raises :class:`GridError`."""
     try:
-        root = yaml.compose(text)
-        raw = yaml.safe_load(text)
+        raw, root = yaml_document(text)
     except yaml.YAMLError as err:
         raise GridError(file_problem(path, err)) from None
     try:

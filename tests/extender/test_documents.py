@@ -9,7 +9,16 @@ import msgspec
 import pytest
 import yaml
 
-from extender.documents import FINITE, DocumentError, convert, dotted, line_of, read_yaml
+from extender.documents import (
+    FINITE,
+    DocumentError,
+    convert,
+    dotted,
+    line_of,
+    read_yaml,
+    yaml_document,
+    yaml_documents,
+)
 
 
 class Inner(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
@@ -81,3 +90,14 @@ def test_an_error_moves_into_a_larger_document() -> None:
     assert str(moved) == "autoscaler.groups[0].min: is bad"
     assert dotted(("a", 1, "b", 2)) == "a[1].b[2]"
     assert str(DocumentError("plain problem")) == "plain problem"
+
+
+def test_yaml_is_parsed_once_with_its_lines() -> None:
+    text = "a: 1\n---\nb:\n  - 2\n"
+    assert [doc for doc, _ in yaml_documents(text)] == list(yaml.safe_load_all(text))
+    (_, first), (_, second) = yaml_documents(text)
+    assert (line_of(first, ("a",)), line_of(second, ("b", 0))) == (1, 4)
+    assert yaml_document("x: [1, 2]\n")[0] == {"x": [1, 2]}
+    assert yaml_document("") == (None, None)
+    with pytest.raises(yaml.YAMLError):
+        yaml_document(text)  # two documents where one is expected, as yaml.safe_load
