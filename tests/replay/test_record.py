@@ -13,6 +13,7 @@ from autoscaler.replay.record import record
 from autoscaler.replay.trace import (
     Event,
     NodeAdded,
+    NodeRemoved,
     PodCreated,
     PodDeleted,
     ReplicasChanged,
@@ -20,6 +21,7 @@ from autoscaler.replay.trace import (
     TraceWriter,
     read_trace,
 )
+from extender.kube import BackoffSettings
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +94,61 @@ async def test_record_lists_then_follows(
     assert any(isinstance(e, PodDeleted) and e.uid == created[0].uid for e in events)
     replicas = [e.replicas for e in events if isinstance(e, ReplicasChanged)]
     assert replicas == [2, 5]
+
+
+FAST = BackoffSettings(initial=0.01, maximum=0.05, busy_maximum=0.05)
+
+
+async def test_the_recording_survives_server_errors_mid_recording(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path
+) -> None:
+    """Regression: one failed request ended the recording; now it is retried with a backoff."""
+    kube_api.create(make_pod("job-1", "batch", owner=("Job", "etl")))
+    writer = Writer(tmp_path / "trace.jsonl")
+    stop = asyncio.Event()
+    task = asyncio.create_task(record(kube_client, writer, stop=stop, backoff=FAST))
+    async with asyncio.timeout(10):
+        await kube_api.wait_watching("pods")
+        kube_api.fail("^/api/v1/pods$", status=500, times=3)  # the next watches and lists
+        kube_api.drop_watches("pods")
+        await until(lambda: len(kube_api.requests_to("GET", "^/api/v1/pods$")) >= 5, what="retries")
+        kube_api.create(make_pod("job-2", "batch", owner=("Job", "etl")))
+        await until(
+            lambda: (
+                [e.name for e in writer.seen if isinstance(e, PodCreated)] == ["job-1", "job-2"]
+            ),
+            what="the pod created after the errors",
+        )
+        assert not task.done()
+        stop.set()
+        assert await task == len(writer.seen)
+    writer.close()
+
+
+async def test_a_relist_after_410_records_what_was_deleted_meanwhile(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path
+) -> None:
+    kube_api.create(make_node("ecs-1"))
+    kube_api.create(make_pod("job-1", "batch", owner=("Job", "etl")))
+    writer = Writer(tmp_path / "trace.jsonl")
+    stop = asyncio.Event()
+    task = asyncio.create_task(record(kube_client, writer, stop=stop, backoff=FAST))
+    async with asyncio.timeout(10):
+        await kube_api.wait_watching("pods")
+        await kube_api.wait_watching("nodes")
+        kube_api.stop()  # the server goes away; meanwhile the pod and the node are deleted
+        kube_api.delete("pods", "job-1", namespace="batch")
+        kube_api.delete("nodes", "ecs-1")
+        kube_api.compact()  # and the server forgets the versions the watches would resume from
+        kube_api.start()
+        await until(
+            lambda: (
+                any(isinstance(e, PodDeleted) for e in writer.seen)
+                and any(isinstance(e, NodeRemoved) for e in writer.seen)
+            ),
+            what="the deletions seen by the relist",
+        )
+        stop.set()
+        await task
+    writer.close()
+    assert [type(e) for e in read_trace(tmp_path / "trace.jsonl").events].count(PodCreated) == 1
