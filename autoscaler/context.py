@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from extender.model import Node, NodeKind, Pod, Resources
 from extender.policy import ResourcePolicy
-from extender.selectors import fits_node_selector, untolerated_taint
+from extender.selectors import can_hold, why_not_held
 from extender.snapshot import ClusterState
 
 from .nodegroup import NodeGroup, PlannerSettings
@@ -34,7 +34,6 @@ __all__ = [
     "IntArray",
     "PodClass",
     "Usage",
-    "accepts",
     "fmt_time",
     "vector",
 ]
@@ -147,20 +146,9 @@ class Context:
         found = self._class_index.get(key)
         if found is not None:
             return found
-        ok: list[bool] = []
-        why: list[str] = []
-        for template in self.templates:
-            taint = untolerated_taint(pod.tolerations, template.taints)
-            if not fits_node_selector(pod, template):
-                ok.append(False)
-                why.append("node selector / required affinity does not match the group's labels")
-            elif taint is not None:
-                ok.append(False)
-                why.append(f"untolerated taint {taint.key}={taint.value}:{taint.effect}")
-            else:
-                ok.append(True)
-                why.append("")
-        eci = [n for n in self.eci_nodes if accepts(pod, n)]
+        why = [why_not_held(pod, template) for template in self.templates]
+        ok = [not reason for reason in why]
+        eci = [n for n in self.eci_nodes if can_hold(pod, n)]
         self.classes.append(PodClass(pod, ok, why, eci))
         self._class_index[key] = len(self.classes) - 1
         return len(self.classes) - 1
@@ -182,7 +170,7 @@ class Context:
         pod = self.classes[cls].pod
         unit_obj = policy.units[unit] if policy is not None and unit >= 0 else None
         out = np.array(
-            [accepts(pod, n) and (unit_obj is None or unit_obj.contains(n)) for n in nodes],
+            [can_hold(pod, n) and (unit_obj is None or unit_obj.contains(n)) for n in nodes],
             np.bool_,
         )
         self._node_elig[key] = out
@@ -240,10 +228,6 @@ def _templates(
         _TEMPLATES.clear()
     _TEMPLATES[key] = ((tuple(groups), overhead), templates, cap, rows)
     return templates, cap, rows
-
-
-def accepts(pod: Pod, node: Node) -> bool:
-    return fits_node_selector(pod, node) and untolerated_taint(pod.tolerations, node.taints) is None
 
 
 def vector(r: Resources) -> tuple[int, int, int, int]:

@@ -11,10 +11,12 @@ from .model import ModelError, Node, Pod, Taint, Toleration
 __all__ = [
     "LabelSelector",
     "Requirement",
+    "can_hold",
     "fits_node_selector",
     "label_selector",
     "tolerates_taints",
     "untolerated_taint",
+    "why_not_held",
 ]
 
 
@@ -119,3 +121,20 @@ def untolerated_taint(tolerations: Sequence[Toleration], taints: Sequence[Taint]
 
 def tolerates_taints(tolerations: Sequence[Toleration], taints: Sequence[Taint]) -> bool:
     return untolerated_taint(tolerations, taints) is None
+
+
+def why_not_held(pod: Pod, node: Node) -> str:
+    """Why ``node`` (a node, or a node group's template) cannot hold ``pod`` by its labels and
+    taints ("" when it can): the one rule of "which group can hold this pod" for the planner,
+    the replay's scheduler and its report.  Resources are each caller's own question."""
+    if not fits_node_selector(pod, node):
+        return "node selector / required affinity does not match the group's labels"
+    taint = untolerated_taint(pod.tolerations, node.taints)
+    if taint is not None:
+        return f"untolerated taint {taint.key}={taint.value}:{taint.effect}"
+    return ""
+
+
+def can_hold(pod: Pod, node: Node) -> bool:
+    """``why_not_held(pod, node) == ""``, without building the message."""
+    return fits_node_selector(pod, node) and untolerated_taint(pod.tolerations, node.taints) is None
