@@ -5,7 +5,8 @@ predictive and scale-down passes.  It maps nodes to groups (by the provider's me
 by the node-group label), counts registered and upcoming nodes, and caches what is expensive to
 recompute per pod: pod classes (pods that match nodes the same way) and, per class, policy unit
 and node list, which nodes they may use.  Nothing in it changes after construction except those
-caches, so the passes may run in any order over it.
+caches, so the passes may run in any order over it.  What is kept from one pass to the next is
+in ``PlannerMemo``, whose docstring lists every memo table of the planner and its rule.
 
 ``Growth`` is what scale-up and the predictive pass add to one group; the planner turns it into
 a ``ScaleUp``.
@@ -32,6 +33,7 @@ __all__ = [
     "Context",
     "Growth",
     "IntArray",
+    "PlannerMemo",
     "PodClass",
     "Usage",
     "fmt_time",
@@ -82,12 +84,18 @@ class Growth:
 
 class Context:
     def __init__(
-        self, state: ClusterState, groups: Sequence[GroupState], settings: PlannerSettings
+        self,
+        state: ClusterState,
+        groups: Sequence[GroupState],
+        settings: PlannerSettings,
+        *,
+        memo: PlannerMemo | None = None,
     ) -> None:
+        """``memo``: the planner's tables kept between passes (see ``PlannerMemo``)."""
         self.state = state
         self.groups = list(groups)
         self.settings = settings
-        self.templates, self.cap, self._cap_rows = _templates(
+        self.templates, self.cap, self._cap_rows = (memo or _SHARED).templates(
             [gs.group for gs in self.groups], settings.daemonset_overhead
         )
         self.template_group = {t.name: g for g, t in enumerate(self.templates)}
@@ -202,32 +210,50 @@ class Context:
 
 
 _TemplateKey = tuple[tuple[int, ...], int]
-_TEMPLATES: dict[
-    _TemplateKey, tuple[Any, list[Node], IntArray, list[tuple[int, int, int, int]]]
-] = {}
+_Templates = tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]
 
 
-def _templates(
-    groups: Sequence[NodeGroup], overhead: Resources
-) -> tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]:
-    """New-node templates of ``groups`` and their allocatable as an array and as rows.
+class PlannerMemo:
+    """Every memo table of one planner, with the rule that keeps each one true.
 
-    The same groups are planned pass after pass (the replay reuses the objects), so this is
-    memoized by identity; an entry holds its groups and overhead, so their ids cannot be reused
-    while it exists.  Groups and resources are frozen: a hit is exactly what a miss computes.
+    One per planner: the controller holds one for all its passes; ``plan`` and ``rebalance``
+    called without one (the replay) share the module's.
+
+    Kept between passes, here:
+
+    - ``templates``: the new-node templates of a list of groups with an overhead, and their
+      allocatable as an array and as rows.  The same groups are planned pass after pass (the
+      replay reuses the objects), so the key is the identity of the group objects and of the
+      overhead; an entry holds them, so their ids cannot be reused while it exists.  Groups and
+      resources are frozen: a hit is exactly what a miss computes.  Cleared at 256 entries.
+
+    Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to
+    invalidate): pod classes by (node selector, required affinity, tolerations), eligible nodes
+    per (class, policy, unit, purpose), each node's usage, the registered capacity per group.
     """
-    key = (tuple(map(id, groups)), id(overhead))
-    hit = _TEMPLATES.get(key)
-    if hit is not None:
-        return hit[1], hit[2], hit[3]
-    templates = [g.template(overhead=overhead) for g in groups]
-    rows = [vector(t.allocatable) for t in templates]
-    cap = np.array(rows, np.int64).reshape(len(rows), 4)
-    cap.flags.writeable = False
-    if len(_TEMPLATES) >= 256:
-        _TEMPLATES.clear()
-    _TEMPLATES[key] = ((tuple(groups), overhead), templates, cap, rows)
-    return templates, cap, rows
+
+    __slots__ = ("_size", "_templates")
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._templates: dict[_TemplateKey, tuple[Any, _Templates]] = {}
+
+    def templates(self, groups: Sequence[NodeGroup], overhead: Resources) -> _Templates:
+        key = (tuple(map(id, groups)), id(overhead))
+        hit = self._templates.get(key)
+        if hit is not None:
+            return hit[1]
+        templates = [g.template(overhead=overhead) for g in groups]
+        rows = [vector(t.allocatable) for t in templates]
+        cap = np.array(rows, np.int64).reshape(len(rows), 4)
+        cap.flags.writeable = False
+        if len(self._templates) >= self._size:
+            self._templates.clear()
+        self._templates[key] = ((tuple(groups), overhead), (templates, cap, rows))
+        return templates, cap, rows
+
+
+_SHARED = PlannerMemo()
 
 
 def vector(r: Resources) -> tuple[int, int, int, int]:

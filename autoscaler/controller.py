@@ -59,6 +59,7 @@ from extender.snapshot import ClusterState
 
 from .actuation import IO_ERRORS, ApiDrainer, list_disruption_budgets
 from .consolidation import Consolidation
+from .context import PlannerMemo
 from .drain import Drainer, drain_node
 from .forecast import Forecast, Forecaster, SeasonalForecaster
 from .leader import LeaseElector
@@ -99,6 +100,7 @@ class Planner(Protocol):
         unneeded: Mapping[str, float] | None = None,
         pdbs: Sequence[DisruptionBudget] = (),
         consolidation: Consolidation | None = None,
+        memo: PlannerMemo | None = None,
     ) -> Plan: ...
 
 
@@ -188,6 +190,7 @@ class Controller:
         self._elector = elector
         self._forecaster = forecaster or SeasonalForecaster()
         self._plan: Planner = planner or plan
+        self._plan_memo = PlannerMemo()  # what the planner keeps between this one's passes
         self._clock = clock or time.time
         self._sleep = sleep or asyncio.sleep
         self._rand = rand
@@ -333,6 +336,7 @@ class Controller:
             unneeded=memory.unneeded,
             pdbs=pdbs,
             consolidation=self.settings.consolidation,
+            memo=self._plan_memo,
         )
         for up in result.scale_ups:
             self.metrics.planned.labels(up.group, "up", up.code).inc(up.delta)
