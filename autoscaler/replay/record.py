@@ -247,7 +247,10 @@ def record_main(args: argparse.Namespace) -> int:
     from extender.kube import load_kube_config
 
     header = TraceHeader(source="spillover-autoscaler record", start=time.time())
-    writer = TraceWriter(args.out, header)
+    try:
+        writer = TraceWriter(args.out, header)
+    except OSError as err:  # the temporary file beside --out: name --out, not it
+        return fail(f"{args.out}: {err.strerror or err}")
 
     async def main() -> int:
         try:

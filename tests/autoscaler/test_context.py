@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
+from autoscaler_fakes import group_doc
+
 from autoscaler.context import PlannerMemo
 from autoscaler.nodegroup import config_from_dict
 from extender.model import Resources
 
-CONFIG = {
-    "groups": [
-        {
-            "name": name,
-            "instanceType": {"cpu": "4", "memory": "16Gi", "maxPods": 110},
-            "labels": {"pool": name},
-            "min": 0,
-            "max": 5,
-        }
-        for name in ("a", "b")
-    ]
-}
+CONFIG = {"groups": [group_doc("a"), group_doc("b")]}
 
 
 def test_templates_are_computed_once_per_groups_and_overhead() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from autoscaler_fakes import group_doc
 
 from autoscaler.expanders import (
     CostExpander,
@@ -19,21 +20,8 @@ from autoscaler.nodegroup import NodeGroup, config_from_dict
 
 
 def config(**settings: Any) -> Any:
-    return config_from_dict(
-        {
-            "groups": [
-                {
-                    "name": name,
-                    "instanceType": {"cpu": "4", "memory": "16Gi", "maxPods": 110},
-                    "labels": {"pool": name},
-                    "min": 0,
-                    "max": 10,
-                }
-                for name in ("general", "gpu-a10", "spot")
-            ],
-            "settings": settings,
-        }
-    )
+    names = ("general", "gpu-a10", "spot")
+    return config_from_dict({"groups": [group_doc(n) for n in names], "settings": settings})
 
 
 GROUPS: dict[str, NodeGroup] = {g.name: g for g in config().groups}

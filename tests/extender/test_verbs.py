@@ -45,6 +45,14 @@ def offering(state: ClusterState, names: tuple[str, ...] = OFFERED) -> Any:
     return offer
 
 
+def ask(verb: Any, state: ClusterState, names: tuple[str, ...] = OFFERED, **kw: Any) -> Any:
+    """``filter_pod`` or ``prioritize`` for a new replica offered ``names``."""
+    kw.setdefault("caches", Caches())
+    kw.setdefault("ledger", Ledger())
+    kw.setdefault("pod", ns_pod("new"))
+    return verb(state=state, offer=offering(state, names), now=0.0, **kw)
+
+
 SPILL = unit_policy({"resource": "ecs", "max": 2}, {"resource": "eci"})
 WAIT = unit_policy({"resource": "ecs", "max": 2}, {"resource": "eci"}, whenTryNextUnits="ExceedMax")
 ECS_ONLY = unit_policy({"resource": "ecs", "max": 2})
@@ -70,15 +78,7 @@ def test_filter_reason_codes(
     unit: str,
     accepted: tuple[str, ...],
 ) -> None:
-    state = cluster(policy, running=running)
-    outcome = filter_pod(
-        state=state,
-        ledger=Ledger(),
-        caches=Caches(),
-        pod=ns_pod("new"),
-        offer=offering(state, names),
-        now=0.0,
-    )
+    outcome = ask(filter_pod, cluster(policy, running=running), names)
     assert (outcome.reason, outcome.unit, outcome.accepted) == (reason, unit, accepted)
     assert outcome.passed is (policy is None)
     refused = set(outcome.unresolvable_map()) | set(outcome.failed)
@@ -93,16 +93,7 @@ def test_filter_reason_codes(
 def test_an_unsynced_cache_follows_the_failure_policy(
     failure_policy: str, passed: bool, error: str
 ) -> None:
-    state = cluster(SPILL, synced=False)
-    outcome = filter_pod(
-        state=state,
-        ledger=Ledger(),
-        caches=Caches(),
-        pod=ns_pod("new"),
-        offer=offering(state),
-        now=0.0,
-        failure_policy=failure_policy,
-    )
+    outcome = ask(filter_pod, cluster(SPILL, synced=False), failure_policy=failure_policy)
     assert (outcome.passed, outcome.error, outcome.reason) == (passed, error, "not_synced")
 
 
@@ -135,15 +126,7 @@ def test_filter_reserves_the_slot_it_gave(reserve: bool) -> None:
 def test_prioritize_scores_the_chosen_units_nodes(
     names: tuple[str, ...], running: int, hosts: tuple[str, ...], unit: str
 ) -> None:
-    state = cluster(SPILL, running=running)
-    outcome = prioritize(
-        state=state,
-        ledger=Ledger(),
-        caches=Caches(),
-        pod=ns_pod("new"),
-        offer=offering(state, names),
-        now=0.0,
-    )
+    outcome = ask(prioritize, cluster(SPILL, running=running), names)
     assert (outcome.hosts, outcome.unit) == (hosts, unit)
     assert outcome.scores == dict.fromkeys(hosts, 10)
 

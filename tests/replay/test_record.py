@@ -9,6 +9,7 @@ import pytest
 from kube_emulator import KubeEmulator, make_node, make_pod, until
 from kubernetes_asyncio import client
 
+from autoscaler import cli as autoscaler_cli
 from autoscaler.replay.record import record
 from autoscaler.replay.trace import (
     Event,
@@ -99,14 +100,21 @@ async def test_record_lists_then_follows(
 FAST = BackoffSettings(initial=0.01, maximum=0.05, busy_maximum=0.05)
 
 
+def recording(
+    kube_client: client.ApiClient, tmp_path: Path
+) -> tuple[Writer, asyncio.Event, asyncio.Task[int]]:
+    """A recording into ``tmp_path/trace.jsonl`` that retries fast; set the event to stop it."""
+    writer = Writer(tmp_path / "trace.jsonl")
+    stop = asyncio.Event()
+    return writer, stop, asyncio.create_task(record(kube_client, writer, stop=stop, backoff=FAST))
+
+
 async def test_the_recording_survives_server_errors_mid_recording(
     kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path
 ) -> None:
     """Regression: one failed request ended the recording; now it is retried with a backoff."""
     kube_api.create(make_pod("job-1", "batch", owner=("Job", "etl")))
-    writer = Writer(tmp_path / "trace.jsonl")
-    stop = asyncio.Event()
-    task = asyncio.create_task(record(kube_client, writer, stop=stop, backoff=FAST))
+    writer, stop, task = recording(kube_client, tmp_path)
     async with asyncio.timeout(10):
         await kube_api.wait_watching("pods")
         kube_api.fail("^/api/v1/pods$", status=500, times=3)  # the next watches and lists
@@ -130,9 +138,7 @@ async def test_a_relist_after_410_records_what_was_deleted_meanwhile(
 ) -> None:
     kube_api.create(make_node("ecs-1"))
     kube_api.create(make_pod("job-1", "batch", owner=("Job", "etl")))
-    writer = Writer(tmp_path / "trace.jsonl")
-    stop = asyncio.Event()
-    task = asyncio.create_task(record(kube_client, writer, stop=stop, backoff=FAST))
+    writer, stop, task = recording(kube_client, tmp_path)
     async with asyncio.timeout(10):
         await kube_api.wait_watching("pods")
         await kube_api.wait_watching("nodes")
@@ -152,3 +158,13 @@ async def test_a_relist_after_410_records_what_was_deleted_meanwhile(
         await task
     writer.close()
     assert [type(e) for e in read_trace(tmp_path / "trace.jsonl").events].count(PodCreated) == 1
+
+
+def test_an_out_that_cannot_be_written_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "missing" / "trace.jsonl"
+    assert autoscaler_cli.main(["record", "--out", str(out), "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"{out}: ")
