@@ -101,12 +101,13 @@ FAST = BackoffSettings(initial=0.01, maximum=0.05, busy_maximum=0.05)
 
 
 def recording(
-    kube_client: client.ApiClient, tmp_path: Path
+    kube_client: client.ApiClient, tmp_path: Path, namespace: str = ""
 ) -> tuple[Writer, asyncio.Event, asyncio.Task[int]]:
     """A recording into ``tmp_path/trace.jsonl`` that retries fast; set the event to stop it."""
     writer = Writer(tmp_path / "trace.jsonl")
     stop = asyncio.Event()
-    return writer, stop, asyncio.create_task(record(kube_client, writer, stop=stop, backoff=FAST))
+    run = record(kube_client, writer, stop=stop, namespace=namespace, backoff=FAST)
+    return writer, stop, asyncio.create_task(run)
 
 
 async def test_the_recording_survives_server_errors_mid_recording(
@@ -168,3 +169,27 @@ def test_an_out_that_cannot_be_written_is_bad_input(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith(f"{out}: ")
+
+
+async def test_a_namespace_records_only_its_own(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path
+) -> None:
+    kube_api.create(make_pod("job-1", "batch", owner=("Job", "etl")))
+    kube_api.create(make_pod("job-2", "shop", owner=("Job", "etl")))
+    kube_api.create(deployment(3))  # in shop
+    writer, stop, task = recording(kube_client, tmp_path, namespace="shop")
+    async with asyncio.timeout(10):
+        await kube_api.wait_watching("pods")
+        await kube_api.wait_watching("deployments")
+        kube_api.create(make_pod("job-3", "batch", owner=("Job", "etl")))
+        kube_api.create(make_pod("job-4", "shop", owner=("Job", "etl")))
+        await until(
+            lambda: any(isinstance(e, PodCreated) and e.name == "job-4" for e in writer.seen),
+            what="the pod created in shop",
+        )
+        stop.set()
+        await task
+    writer.close()
+    created = [e.name for e in writer.seen if isinstance(e, PodCreated)]
+    assert created == ["job-2", "job-4"]  # job-3 came first on the stream: it would be here
+    assert [e.replicas for e in writer.seen if isinstance(e, ReplicasChanged)] == [3]
