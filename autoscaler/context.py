@@ -216,8 +216,8 @@ _Templates = tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]
 class PlannerMemo:
     """Every memo table of one planner, with the rule that keeps each one true.
 
-    One per planner: the controller holds one for all its passes; ``plan`` and ``rebalance``
-    called without one (the replay) share the module's.
+    One per planner: the controller and each replay's autoscaler hold one for all their passes
+    (``plan`` and ``rebalance`` take it as ``memo``); a call without one uses the module's.
 
     Kept between passes, here:
 

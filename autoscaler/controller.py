@@ -562,6 +562,7 @@ class Controller:
             settings=self.config.settings,
             limit=limit,
             pdbs=pdbs,
+            memo=self._plan_memo,
         )
         for note in decided.notes:
             log.info("rebalance: %s", note)
