@@ -9,11 +9,9 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 4. ``planner.plan(...)`` -- pure, with consolidation unless ``consolidation`` is None; all
    decisions are there, none here;
 5. apply: scale-ups as *absolute* targets (``increase_size(target=new_target)``), so a retry or
-   a repeated pass never adds a second batch; scale-downs drain the node through a
-   ``autoscaler.drain.Drainer`` (cordon, evict: PDBs answer 429 and the node stays; wait until
-   the cache shows the evicted pods gone, ``drain_timeout`` at most) and then delete it through
-   the provider.  Without an API client (and no drainer given) nothing is drained and no node
-   is removed: the scale-down is reported as an error, never done without eviction;
+   a repeated pass never adds a second batch; scale-downs cordon, evict (PDBs answer 429 and
+   the node stays), wait until the cache shows the evicted pods gone (``drain_timeout`` at
+   most) and delete the named node;
 6. rebalance (:func:`autoscaler.rebalance.rebalance`, pure): evict pods on ECI that ECS now has
    room for, at most ``rebalance.per_minute`` a minute; their controllers recreate them and the
    extender places the replacements on ECS;
@@ -22,6 +20,12 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 
 ``--dry-run`` runs steps 2-4 and logs what it would do; it writes nothing anywhere, not even the
 Lease (a dry-run replica must never take the lease from the one that acts).
+
+Actuation is behind two seams, as in cluster-autoscaler: the ``Provider`` changes the groups and
+an ``autoscaler.drain.Drainer`` cordons, evicts and waits (``drain_node``; ``ApiDrainer`` by
+default, ``FakeDrainer`` in tests).  Without an API client and no drainer given there is none:
+nothing is drained and no node is removed (the scale-down is reported as an error, never done
+without eviction).
 
 Reaction time: besides the periodic tick (10 s), the loop wakes when the cluster cache reports a
 pending pod it has not planned for yet (:meth:`notify`, the watch's ``on_change`` callback: no
@@ -331,12 +335,12 @@ class Controller:
             self.state,
             groups,
             forecast=forecast,
+            memo=self._plan_memo,
             settings=self.config.settings,
             now=now,
             unneeded=memory.unneeded,
             pdbs=pdbs,
             consolidation=self.settings.consolidation,
-            memo=self._plan_memo,
         )
         for up in result.scale_ups:
             self.metrics.planned.labels(up.group, "up", up.code).inc(up.delta)
