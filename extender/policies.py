@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +11,12 @@ import yaml
 from .commandline import file_problem
 from .model import NodeKind
 from .policy import MAX_UNITS, ResourcePolicy, TryNext, Unit
-from .selectors import LabelSelector, Requirement
+from .selectors import LabelSelector, label_selector
 
 __all__ = ["API_VERSION", "KIND", "PolicyError", "load_policies", "policy_from_dict"]
 
 API_VERSION = "spillover.dev/v1alpha1"
 KIND = "ResourcePolicy"
-_SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
 class PolicyError(ValueError):
@@ -111,27 +110,4 @@ def _unit(raw: Any, where: str) -> Unit:
 
 
 def _selector(raw: Any, where: str) -> LabelSelector:
-    if raw is None:
-        return LabelSelector({})
-    if not isinstance(raw, Mapping):
-        raise PolicyError(f"{where}: expected an object")
-    labels = raw.get("matchLabels") or {}
-    if not isinstance(labels, Mapping):
-        raise PolicyError(f"{where}.matchLabels must be a map")
-    exprs_raw: Sequence[Any] = raw.get("matchExpressions") or []
-    if not isinstance(exprs_raw, list):
-        raise PolicyError(f"{where}.matchExpressions must be a list")
-    exprs = []
-    for i, e in enumerate(exprs_raw):
-        if not isinstance(e, Mapping) or not isinstance(e.get("key"), str):
-            raise PolicyError(f"{where}.matchExpressions[{i}].key is required")
-        op = e.get("operator")
-        if op not in _SELECTOR_OPS:
-            raise PolicyError(
-                f"{where}.matchExpressions[{i}].operator must be one of {', '.join(_SELECTOR_OPS)}"
-            )
-        values = tuple(str(v) for v in (e.get("values") or ()))
-        if op in ("In", "NotIn") and not values:
-            raise PolicyError(f"{where}.matchExpressions[{i}].values must be non-empty for {op}")
-        exprs.append(Requirement(e["key"], op, values))
-    return LabelSelector({str(k): str(v) for k, v in labels.items()}, tuple(exprs))
+    return label_selector(raw, where, error=PolicyError)
