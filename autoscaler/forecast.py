@@ -41,7 +41,10 @@ The forecaster is pure (numpy and scipy only) and works on one series.
 3. Each candidate is scored by WAPE pooled over several cut points (rolling origin, one day
    apart): fitted on the data before a cut, scored on the ``horizon`` after it (at least a day).
    Every cut leaves at least a week of training data when the series has one (so that
-   ``seasonal-naive-week`` competes), else at least two days. The candidate with the lowest
+   ``seasonal-naive-week`` competes), else at least two days. With less than a week and a day
+   of history before the latest cut, the cuts score one day ahead instead of the whole horizon:
+   each then leaves a day more of training, so the weekly candidates compete on more cuts (on
+   nine days of history, two cuts instead of one; on eight, one instead of none). The candidate with the lowest
    WAPE wins (a combination only by the margin above); a tie goes to the simpler (earlier)
    model. Since the seasonal-naive forecasts are
    candidates on the same cuts, the chosen model never lost to them in its own backtest.
@@ -650,6 +653,11 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
     """Score every candidate on the same rolling-origin cuts and pick the lowest pooled WAPE."""
     day = max(1, round(DAY / step))
     hold = min(max(steps, day), y.size // 3)
+    if hold > day and y.size - hold < 8 * day:
+        # Short history: cuts that score the horizon's first day only leave a day more of
+        # training each, so that more of them hold a week (seasonal-naive-week and the weekly
+        # profile compete on more than one cut) or, under a week, at least two days.
+        hold = day
     if hold == 0:
         return _Choice("robust-baseline", {}, np.zeros(0), {}, 0, ("robust-baseline",))
     origins = _origins(y.size, hold, day, s)
