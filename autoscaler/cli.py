@@ -448,7 +448,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
     configure(args.log_level)
     # The forecast refit runs in a worker thread beside the event loop; OpenBLAS's own thread
-    # pool on top of it made a 14-day fit 1.5-2.7x slower on a busy 2-core machine.
+    # pool on top of it made a 14-day fit 1.3-2.7x slower on a busy 2-core machine.
     limit_blas_threads()
     return asyncio.run(_serve(args))
 
