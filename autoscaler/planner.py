@@ -36,7 +36,7 @@ from . import demand as demand_pass
 from . import kernels_ref, predictive, scaledown, scaleup
 from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation
-from .context import Context, Growth
+from .context import Context, Growth, PlannerMemo
 from .demand import EXPECTED_DURATION
 from .eviction import SAFE_TO_EVICT
 from .nodegroup import NodeGroup, PlannerSettings
@@ -182,10 +182,12 @@ def plan(
     pdbs: Sequence[DisruptionBudget] = (),
     backend: str = "numba",
     consolidation: Consolidation | None = None,
+    memo: PlannerMemo | None = None,
 ) -> Plan:
-    """One planning pass; see the module docstring and the pass modules for the rules."""
+    """One planning pass; see the module docstring and the pass modules for the rules.
+    ``memo``: the planner's tables kept between passes (``context.PlannerMemo``)."""
     k = kernels_for(backend)
-    ctx = Context(state, groups, settings)
+    ctx = Context(state, groups, settings, memo=memo)
     notes: list[str] = []
     unschedulable: dict[str, str] = {}
     demand = demand_pass.collect(ctx, unschedulable, now=now)

@@ -199,7 +199,7 @@ class _Handlers:
             managed_resource=settings.managed_resource,
         )
         self._decisions: dict[tuple[str, str], Any] = {}
-        self.names = wire.NameLists()
+        self.names = self.caches.names
 
     def _decided(self, unit: str, reason: str) -> None:
         child = self._decisions.get((unit, reason))
@@ -290,11 +290,15 @@ class _Handlers:
         items = placement.items
         if items is None:
             if outcome.accepted:  # prioritize offers this list back: know it by its bytes
-                self.names.add(wire.encode_names(outcome.accepted), outcome.accepted)
+                encoded = wire.encode_names(outcome.accepted, memo=self.caches.encodings)
+                self.names.add(encoded, outcome.accepted)
             return wire.encode_filter_names(
-                outcome.accepted, refused=outcome.unresolvable, failed=outcome.failed
+                outcome.accepted,
+                refused=outcome.unresolvable,
+                failed=outcome.failed,
+                memo=self.caches.encodings,
             )
-        unresolvable = wire.grouped_map(outcome.unresolvable)
+        unresolvable = wire.grouped_map(outcome.unresolvable, memo=self.caches.encodings)
         failed = outcome.failed or None
         nodes = wire.encode_node_list([items[name] for name in outcome.accepted])
         return wire.encode_filter_result(nodes=nodes, failed=failed, unresolvable=unresolvable)
@@ -309,7 +313,7 @@ class _Handlers:
             offer=placement.offer,
             now=self.clock(),
         )
-        return wire.encode_scores(outcome.hosts, outcome.score)
+        return wire.encode_scores(outcome.hosts, outcome.score, memo=self.caches.encodings)
 
     async def preempt(self, body: bytes) -> bytes:
         args = wire.decode_preemption_args(body)

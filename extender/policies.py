@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 import yaml
 
 from .commandline import file_problem
-from .documents import DocumentError, Segments, convert, yaml_documents
+from .documents import DocumentError, convert, yaml_documents
 from .model import NodeKind
 from .policy import MAX_UNITS, ResourcePolicy, TryNext, Unit
-from .selectors import LabelSelector, Requirement
+from .selectors import label_selector
 
 __all__ = ["KIND", "PolicyError", "load_policies", "policy_from_dict"]
 
@@ -44,17 +44,6 @@ class _Head(_Doc):
     kind: Any = KIND
 
 
-class _Requirement(_Doc):
-    key: str
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[Any] | None = None
-
-
-class _Selector(_Doc):
-    match_labels: dict[Any, Any] | None = None
-    match_expressions: list[_Requirement] | None = None
-
-
 class _Unit(_Doc):
     resource: NodeKind
     max: Annotated[int, msgspec.Meta(ge=0)] | None = None
@@ -63,7 +52,7 @@ class _Unit(_Doc):
 
 class _Spec(_Doc):
     units: Annotated[list[_Unit], msgspec.Meta(min_length=1)]
-    selector: _Selector | None = None
+    selector: Any = None  # extender.selectors.label_selector, the one selector parser
     when_try_next_units: Any = None  # a value, or ACK's {policy: value}
     ignore_terminating_pods: bool = True
 
@@ -101,10 +90,14 @@ def policy_from_dict(
         raise PolicyError(
             f"must be one of {allowed}", "spec", "whenTryNextUnits", subject=subject
         ) from None
+    try:
+        selector = label_selector(spec.selector, "spec.selector", error=PolicyError)
+    except PolicyError as err:
+        raise PolicyError(err.problem, subject=subject) from None
     return ResourcePolicy(
         name=head.metadata.name,
         namespace=namespace,
-        selector=_selector(spec.selector or _Selector(), ("spec", "selector"), subject),
+        selector=selector,
         units=tuple(Unit(u.resource, u.max, dict(u.node_selector or {})) for u in spec.units),
         when_try_next=try_next,
         ignore_terminating_pods=spec.ignore_terminating_pods,
@@ -147,21 +140,3 @@ def _items_nodes(root: yaml.Node | None) -> list[yaml.Node]:
             if key.value == "items" and isinstance(value, yaml.SequenceNode):
                 return list(value.value)
     return []
-
-
-def _selector(doc: _Selector, at: Segments, subject: str) -> LabelSelector:
-    exprs = []
-    for i, e in enumerate(doc.match_expressions or ()):
-        values = tuple(str(v) for v in (e.values or ()))
-        if e.operator in ("In", "NotIn") and not values:
-            raise PolicyError(
-                f"must be non-empty for {e.operator}",
-                *at,
-                "matchExpressions",
-                i,
-                "values",
-                subject=subject,
-            )
-        exprs.append(Requirement(e.key, e.operator, values))
-    labels = doc.match_labels or {}
-    return LabelSelector({str(k): str(v) for k, v in labels.items()}, tuple(exprs))

@@ -7,7 +7,9 @@ prints the summary and the baseline table to stdout.  A bad input file stops the
 ``file:line: problem`` (exit status 2) before anything is written.
 
 ``record --out trace.jsonl [--duration 1h] [--kubeconfig FILE]`` writes the trace format from a
-live cluster (``autoscaler.replay.record``).
+live cluster (``autoscaler.replay.record``).  An API server that fails for a while is retried,
+not fatal.  Exit status 2 for bad input (kubeconfig, ``--out``), 1 when the recording failed
+(one line, nothing written), 0 once the trace is written (at ``--duration`` or on Ctrl-C).
 """
 
 from __future__ import annotations

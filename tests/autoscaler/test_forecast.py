@@ -139,6 +139,20 @@ def test_a_week_that_repeats_exactly_is_forecast_as_that_week() -> None:
     assert wape(truth, fc.point) == 0.0
 
 
+def test_eight_days_and_a_two_day_horizon_still_try_the_week_copy() -> None:
+    """A short history: with 8 days and a 2-day horizon, no 2-day cut leaves a week of training,
+    so the cuts score one day ahead and the latest leaves 7 days: the week copy competes."""
+    rng = np.random.default_rng(7)
+    week = 100 + 80 * rng.random(7 * 1440)  # only the week repeating, as in test above
+    values = np.tile(week, 2)[: 8 * 1440]
+    fc = fit_forecast(minutes(values.size), values, horizon=2 * DAY)
+
+    assert fc.cuts >= 1
+    assert fc.scores["seasonal-naive-week"] == 0.0
+    truth = np.tile(week, 2)[8 * 1440 : 10 * 1440]
+    assert wape(truth, fc.point) == 0.0
+
+
 def test_weekends_are_forecast_from_weekends() -> None:
     """Day inside week: five working days, two weekend days at a third of the level."""
     rng = np.random.default_rng(5)
