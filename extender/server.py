@@ -22,18 +22,24 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import signal
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp
 
+from . import http1
+from .http1 import Direct
 from .settings import Settings
 
 __all__ = ["run"]
 
 
-def run(app: ASGIApp, settings: Settings) -> None:
-    """Serve ``app`` until SIGINT / SIGTERM with the server ``settings.server`` names."""
-    if settings.server == "uvicorn":
+def run(app: ASGIApp, settings: Settings, *, direct: Mapping[bytes, Direct] | None = None) -> None:
+    """Serve ``app`` until SIGINT / SIGTERM with the server ``settings.server`` names;
+    ``direct``: POST path -> answer, the routes the builtin server calls without ASGI."""
+    if settings.server == "builtin":
+        _loop_runner()(_builtin(app, settings, direct or {}))
+    elif settings.server == "uvicorn":
         _uvicorn(app, settings)
     elif settings.server == "granian":
         _loop_runner()(_granian(app, settings))
@@ -64,6 +70,20 @@ def _uvicorn(app: ASGIApp, settings: Settings) -> None:
         log_config=None,
         access_log=False,
         log_level=settings.log_level,
+    )
+
+
+async def _builtin(app: ASGIApp, settings: Settings, direct: Mapping[bytes, Direct]) -> None:
+    tls = None
+    if settings.tls_cert:
+        tls = http1.tls_context(settings.tls_cert, settings.tls_key)
+    await http1.serve(
+        app,
+        direct=direct,
+        host=settings.host,
+        port=settings.port,
+        tls=tls,
+        limits=http1.Limits(max_body_bytes=settings.max_body_bytes),
     )
 
 
