@@ -305,7 +305,7 @@ def _serve(settings: Settings) -> None:
         background=tasks,
         metrics=metrics,
     )
-    run(app, settings, direct=app.direct_routes())
+    run(app, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

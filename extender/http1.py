@@ -21,9 +21,10 @@ What kube-scheduler and the tests rely on, and how it is kept:
 - Bad requests (httptools refuses them, or the request line and headers pass ``max_head_bytes``)
   get one 400 / 431 answer, after the answers owed to earlier requests, and the connection closes.
   ``Upgrade`` is not supported: the request is answered as a plain one and the connection closes.
-- Timeouts: an idle keep-alive connection closes after ``keep_alive`` seconds (longer than Go's
-  90 s idle timeout in kube-scheduler's client, so the client closes first and never posts on a
-  connection the server is closing); a request whose bytes stall for ``read_timeout`` seconds,
+- Timeouts: an idle keep-alive connection closes after ``keep_alive`` seconds (120: longer than
+  the 90 s after which Go's default transport drops an idle connection, so a Go client closes
+  first and does not post on a connection the server is closing; uvicorn closes after 5 s, and
+  Go does not retry a POST that meets a closed connection); a request whose bytes stall for ``read_timeout`` seconds,
   or a client that stops reading answers that long, gets 408 / is closed.  One timer per server
   checks all connections once a second (and refreshes the Date header), so a request arms none.
 - TLS: ``loop.create_server(ssl=...)``, TLS 1.2 at least.
@@ -80,6 +81,7 @@ class Limits:
     read_timeout: float = 30.0
     shutdown_grace: float = 30.0
     linger: float = 2.0
+    tick: float = 1.0  # how often the timeouts are checked
 
 
 def _status_line(status: int) -> bytes:
@@ -550,7 +552,7 @@ class Server:
         now = self.loop.time()
         for connection in list(self.connections):
             connection.check(now)
-        self._timer = self.loop.call_at(now + 1.0, self._tick)
+        self._timer = self.loop.call_at(now + self.limits.tick, self._tick)
 
     def close(self) -> None:
         if self._timer is not None:
@@ -634,10 +636,12 @@ async def serve(
     port: int,
     tls: ssl.SSLContext | None = None,
     limits: Limits | None = None,
-    started: Callable[[Server], None] | None = None,
+    started: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
+    signals: bool = True,
 ) -> None:
-    """Serve until SIGINT / SIGTERM (or ``stop`` is set); ``started`` is called once listening."""
+    """Serve until SIGINT / SIGTERM (with ``signals``) or ``stop`` is set; ``started`` is
+    called with the port once listening (``port=0``: any free one)."""
     loop = asyncio.get_running_loop()
     server = Server(app, direct=direct, limits=limits or Limits(), loop=loop)
     lifespan = _Lifespan(app, server.state)
@@ -647,14 +651,13 @@ async def serve(
         server.protocol, host=host, port=port, ssl=tls, backlog=2048
     )
     handled = []
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
+    for sig in (signal.SIGINT, signal.SIGTERM) if signals else ():
+        loop.add_signal_handler(sig, stop.set)
+        handled.append(sig)
     log.info("serving", extra={"host": host, "port": port, "tls": tls is not None})
     try:
         if started is not None:
-            started(server)
+            started(listener.sockets[0].getsockname()[1])
         await stop.wait()
     finally:
         for sig in handled:

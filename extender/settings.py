@@ -15,7 +15,7 @@ a full-Node ExtenderArgs is 22 MB at 5,000 nodes and 44 MB at 10,000; 64 MiB lea
 14,000.  With ``nodeCacheCapable: true`` 10,000 node names are only 243 kB."""
 
 SERVERS = ("builtin", "uvicorn", "granian")
-DEFAULT_SERVER = "uvicorn"
+DEFAULT_SERVER = "builtin"
 """The HTTP server of ``spillover-extender serve`` (``extender.server``)."""
 
 
