@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -102,6 +102,12 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _nonempty(body: bytes) -> bytes:
+    if not body:
+        raise _BadRequest(400, "empty request body: expected a JSON object")
+    return body
+
+
 async def _respond(send: Send, status: int, content_type: bytes, body: bytes) -> None:
     await send(
         {
@@ -136,8 +142,9 @@ class _Verb:
         limit: int,
     ) -> None:
         self.name = name
-        self.handle = handle
         self.awaits = inspect.iscoroutinefunction(handle)
+        self._plain = cast(Callable[[bytes], bytes], handle)
+        self._awaiting = cast(Callable[[bytes], Awaitable[bytes]], handle)
         self.limit = limit
         self.latency = metrics.latency.labels(name)
         self.requests = metrics.requests
@@ -147,31 +154,25 @@ class _Verb:
         """The answer to ``body``, errors included (for a handler that does not await)."""
         start = time.perf_counter()
         try:
-            if not body:
-                raise _BadRequest(400, "empty request body: expected a JSON object")
-            out = self.handle(body)
-            assert isinstance(out, bytes)
+            outcome: bytes | Exception = self._plain(_nonempty(body))
         except Exception as err:
-            answer = self._failed(err)
-        else:
-            self.ok.inc()
-            answer = (200, _JSON, out)
-        self.latency.observe(time.perf_counter() - start)
-        return answer
+            outcome = err
+        return self._finish(start, outcome)
 
     async def _answer_awaiting(self, body: bytes) -> Answer:
         start = time.perf_counter()
         try:
-            if not body:
-                raise _BadRequest(400, "empty request body: expected a JSON object")
-            out = self.handle(body)
-            assert not isinstance(out, bytes)
-            out = await out
+            outcome: bytes | Exception = await self._awaiting(_nonempty(body))
         except Exception as err:
-            answer = self._failed(err)
+            outcome = err
+        return self._finish(start, outcome)
+
+    def _finish(self, start: float, outcome: bytes | Exception) -> Answer:
+        if isinstance(outcome, Exception):
+            answer = self._failed(outcome)
         else:
             self.ok.inc()
-            answer = (200, _JSON, out)
+            answer = (200, _JSON, outcome)
         self.latency.observe(time.perf_counter() - start)
         return answer
 

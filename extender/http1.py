@@ -102,24 +102,14 @@ class _Reject(Exception):
     """Raised inside a parser callback to stop parsing: the request is refused."""
 
 
+@dataclass(slots=True)
 class _Request:
-    __slots__ = ("body", "headers", "keep_alive", "method", "url", "version")
-
-    def __init__(
-        self,
-        method: bytes,
-        url: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        keep_alive: bool,
-        version: str,
-    ) -> None:
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.keep_alive = keep_alive
-        self.version = version
+    method: bytes
+    url: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    keep_alive: bool
+    version: str
 
 
 class _Connection(asyncio.Protocol):
