@@ -8,8 +8,8 @@ side; bench/RESULTS.md has the numbers.
 builtin (``extender.http1``) is ours: asyncio + httptools on uvloop, and the verbs that never
 await (filter, prioritize, preempt, mutate) are called on the request body directly, with no
 ASGI scope, task or receive/send on the way; everything else goes to the app through an ASGI
-bridge.  At 5,000 nodes it spends about a tenth of uvicorn's CPU per filter+prioritize pair on
-HTTP, which was more than the verbs themselves cost under uvicorn.
+bridge.  At 1,000 nodes it spends about a tenth of uvicorn's CPU per filter+prioritize pair on
+HTTP (bench/RESULTS.md), which under uvicorn was more than the verbs themselves cost.
 
 uvicorn (httptools, uvloop) was the default before: the same parser, but an ASGI cycle per
 request.  granian's Rust HTTP thread answers big bodies with less latency when a core is free,
