@@ -45,7 +45,14 @@ from extender.commandline import (
 )
 
 if TYPE_CHECKING:
+    import uvicorn
+    from kubernetes_asyncio.client import ApiClient
+    from prometheus_client import CollectorRegistry
+    from starlette.applications import Starlette
+
+    from .controller import Controller
     from .nodegroup import AutoscalerConfig
+    from .providers.base import Provider
 # Everything else this module needs (numpy, scipy, numba behind the node groups and the
 # subcommands) is imported inside ``main``'s handling, so a Ctrl-C while it loads is one line.
 
@@ -230,12 +237,31 @@ class Runtime:
     """Everything ``run`` assembles; ``serve`` runs it until ``stop``."""
 
     args: argparse.Namespace
-    api: Any = None
     config: AutoscalerConfig | None = None
-    controller: Any = None
     ready: bool = False
-    registries: list[Any] = field(default_factory=list)
+    registries: list[CollectorRegistry] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _api: ApiClient | None = None
+    _assembled: Controller | None = None
+
+    @property
+    def api(self) -> ApiClient:
+        """The Kubernetes API client ``start`` connected."""
+        if self._api is None:
+            raise RuntimeError("Runtime.start() has not connected yet")
+        return self._api
+
+    @property
+    def controller(self) -> Controller:
+        """The controller ``start`` assembled."""
+        if self._assembled is None:
+            raise RuntimeError("Runtime.start() has not assembled the controller yet")
+        return self._assembled
+
+    async def close(self) -> None:
+        """Close the API client, if ``start`` got as far as connecting."""
+        if self._api is not None:
+            await self._api.close()
 
     async def start(self) -> None:
         """Connect and check the configuration; raises ``ConfigError``/``UsageError``."""
@@ -252,7 +278,7 @@ class Runtime:
         if args.groups:
             self.config = load_groups(args, None)
         try:
-            self.api = await load_kube_config(args.kubeconfig or None)
+            self._api = await load_kube_config(args.kubeconfig or None)
         except Exception as err:
             # ConfigException, and on some (an empty file) with TypeError: both are bad input
             where = args.kubeconfig or "error"
@@ -275,9 +301,9 @@ class Runtime:
                 "source": args.groups or f"ConfigMap {args.namespace}/{args.groups_configmap}",
             },
         )
-        self.controller = self._controller(self.config)
+        self._assembled = self._controller(self.config)
 
-    def _controller(self, config: AutoscalerConfig) -> Any:
+    def _controller(self, config: AutoscalerConfig) -> Controller:
         from prometheus_client import CollectorRegistry
 
         from extender.ledger import Ledger
@@ -324,7 +350,7 @@ class Runtime:
             ),
         )
 
-    def _provider(self, config: AutoscalerConfig) -> Any:
+    def _provider(self, config: AutoscalerConfig) -> Provider:
         args = self.args
         label = config.settings.node_group_label
         if args.provider == "kwok":
@@ -355,7 +381,7 @@ class Runtime:
             )
         )
 
-    def app(self) -> Any:
+    def app(self) -> Starlette:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         from starlette.applications import Starlette
         from starlette.requests import Request
@@ -424,7 +450,7 @@ class Runtime:
             await self.api.close()
 
 
-def _server_class() -> type[Any]:
+def _server_class() -> type[uvicorn.Server]:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -448,8 +474,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await runtime.start()
     except (ConfigError, UsageError) as err:
-        if runtime.api is not None:
-            await runtime.api.close()
+        await runtime.close()
         return fail(err)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -463,7 +488,12 @@ async def _serve(args: argparse.Namespace) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     from extender.logs import configure
 
+    from .replay.threads import limit_blas_threads
+
     configure(args.log_level)
+    # The forecast refit runs in a worker thread beside the event loop; OpenBLAS's own thread
+    # pool on top of it made a 14-day fit 1.3-2.7x slower on a busy 2-core machine.
+    limit_blas_threads()
     return asyncio.run(_serve(args))
 
 

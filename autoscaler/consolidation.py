@@ -23,13 +23,13 @@ before it deletes the node.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import ModuleType
 
 import numpy as np
 
 from extender.model import Node, Pod
 from extender.policy import policy_for
 
+from .backends import Kernels
 from .context import Context
 from .nodegroup import Consolidation
 
@@ -39,7 +39,7 @@ CONSOLIDATED = "consolidated"  # the code of a removal or replacement consolidat
 
 
 def replacement(
-    ctx: Context, k: ModuleType, *, node: Node, g: int, movable: Sequence[Pod], now: float
+    ctx: Context, k: Kernels, *, node: Node, g: int, movable: Sequence[Pod], now: float
 ) -> tuple[int, str] | None:
     """The cheapest group, cheaper than ``g``, with one new node that holds all of ``movable``
     (each pod within the unit it runs in), and why; None if there is none."""

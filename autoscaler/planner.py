@@ -29,15 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from extender.snapshot import ClusterState
 
 from . import demand as demand_pass
 from . import kernels_ref, predictive, scaledown, scaleup
+from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation
-from .context import Context, Growth
+from .context import Context, Growth, PlannerMemo
 from .demand import EXPECTED_DURATION
 from .eviction import SAFE_TO_EVICT
 from .nodegroup import NodeGroup, PlannerSettings
@@ -161,7 +161,7 @@ class Plan:
         }
 
 
-def kernels_for(backend: str) -> ModuleType:
+def kernels_for(backend: str) -> Kernels:
     """The bin-packing kernels: ``numba`` (compiled) or ``reference`` (plain Python)."""
     if backend == "reference":
         return kernels_ref
@@ -183,10 +183,12 @@ def plan(
     pdbs: Sequence[DisruptionBudget] = (),
     backend: str = "numba",
     consolidation: Consolidation | None = None,
+    memo: PlannerMemo | None = None,
 ) -> Plan:
-    """One planning pass; see the module docstring and the pass modules for the rules."""
+    """One planning pass; see the module docstring and the pass modules for the rules.
+    ``memo``: the planner's tables kept between passes (``context.PlannerMemo``)."""
     k = kernels_for(backend)
-    ctx = Context(state, groups, settings)
+    ctx = Context(state, groups, settings, memo=memo)
     notes: list[str] = []
     unschedulable: dict[str, str] = {}
     demand = demand_pass.collect(ctx, unschedulable, now=now)

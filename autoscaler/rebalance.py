@@ -35,7 +35,7 @@ from extender.policy import ResourcePolicy
 from extender.snapshot import ClusterState
 
 from . import demand as demand_pass
-from .context import Context
+from .context import Context, PlannerMemo
 from .costs import eci_cost
 from .nodegroup import MoveCosts, PlannerSettings
 from .planner import kernels_for
@@ -79,12 +79,14 @@ def rebalance(
     limit: int,
     pdbs: Sequence[DisruptionBudget] = (),
     backend: str = "numba",
+    memo: PlannerMemo | None = None,
 ) -> Moves:
-    """The pods to move from ECI to ECS now; see the module docstring for the rule."""
+    """The pods to move from ECI to ECS now; see the module docstring for the rule.
+    ``memo``: the planner's tables kept between passes (``context.PlannerMemo``)."""
     if not state.policies:
         return Moves()
     k = kernels_for(backend)
-    ctx = Context(state, groups, settings)
+    ctx = Context(state, groups, settings, memo=memo)
 
     def worth(
         ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int, left: float

@@ -54,8 +54,12 @@ import heapq
 import math
 from collections.abc import Hashable, Mapping
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from autoscaler.planner import EXPECTED_DURATION
+from extender.documents import DocumentError, convert, dotted
 from extender.model import Resources, WorkloadKey
 
 from .trace import (
@@ -96,19 +100,41 @@ OPENB_OWNERS = ("qos", "pod")
 SERVICE_QOS = "LS"  # latency-sensitive: an online service's replica (owners="qos")
 
 
-def _int(row: Mapping[str, str], column: str, at: str, *, optional: bool = False) -> int | None:
-    text = (row.get(column) or "").strip()
-    if not text:
-        if optional:
-            return None
-        raise TraceError(f"{at}: column {column!r} is empty")
+class _Count(int):
+    """A CSV cell holding a non-negative whole number (``12``, ``12.0``, ``1e3``)."""
+
+
+def _count(kind: type, text: Any) -> _Count:
+    """The ``dec_hook`` of :class:`_Row`."""
+    if kind is not _Count:
+        raise NotImplementedError(kind)
     try:
         number = float(text)
     except ValueError:
-        raise TraceError(f"{at}: column {column!r}: {text!r} is not a number") from None
+        raise ValueError(f"{text.strip()!r} is not a number") from None
     if not math.isfinite(number) or number < 0 or number != int(number):
-        raise TraceError(f"{at}: column {column!r}: {text!r} is not a non-negative integer")
-    return int(number)
+        raise ValueError(f"{text.strip()!r} is not a non-negative integer")
+    return _Count(number)
+
+
+class _Row(msgspec.Struct):
+    """One row of an openb pod list (other columns are ignored; empty cells are left out)."""
+
+    cpu_milli: _Count
+    memory_mib: _Count
+    num_gpu: _Count
+    gpu_milli: _Count
+    creation_time: _Count
+    deletion_time: _Count | None = None
+    scheduled_time: _Count | None = None
+    qos: str = ""
+
+
+def _row(cells: Mapping[str, str], at: str) -> _Row:
+    try:
+        return convert({k: v for k, v in cells.items() if v.strip()}, _Row, dec_hook=_count)
+    except DocumentError as err:
+        raise TraceError(f"{at}: column {dotted(err.segments)!r}: {err.problem}") from None
 
 
 def import_openb(
@@ -147,26 +173,28 @@ def import_openb(
                 at = f"{where}:{reader.line_num}"
                 if None in row or any(v is None for v in row.values()):
                     raise TraceError(f"{at}: expected {len(columns)} fields")
-                created = _int(row, "creation_time", at)
-                assert created is not None
-                deleted = _int(row, "deletion_time", at, optional=True)
-                scheduled = _int(row, "scheduled_time", at, optional=True)
+                cells = _row(row, at)
+                created = int(cells.creation_time)
+                deleted = None if cells.deletion_time is None else int(cells.deletion_time)
                 for column, value in (("creation_time", created), ("deletion_time", deleted)):
                     if value is not None:
                         check_time(value, f"{at}: {column}")
-                cpu, mem, ngpu, gmilli = (
-                    _int(row, c, at) for c in ("cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
-                )
-                if cpu is None or mem is None or ngpu is None or gmilli is None:
-                    raise AssertionError("required columns are never None")
                 if deleted is not None and deleted < created:
                     raise TraceError(f"{at}: deletion_time {deleted} is before creation_time")
-                if scheduled is None and not include_unscheduled:
+                if cells.scheduled_time is None and not include_unscheduled:
                     continue
+                ngpu, gmilli = cells.num_gpu, cells.gpu_milli
                 gpu = ngpu * gmilli if ngpu > 1 else gmilli if ngpu == 1 else 0
-                labels = {"app": "openb", "qos": row.get("qos") or ""}
+                requests = Resources(int(cells.cpu_milli), cells.memory_mib * MIB, 1, int(gpu))
+                labels = {"app": "openb", "qos": cells.qos}
                 rows.append(
-                    (created, deleted, row["name"], Resources(cpu, mem * MIB, 1, gpu), labels)
+                    (
+                        created,
+                        None if deleted is None else int(deleted),
+                        row["name"],
+                        requests,
+                        labels,
+                    )
                 )
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise TraceError(f"{where}: {err}") from None

@@ -34,7 +34,7 @@ from extender.model import (
     WorkloadKey,
 )
 from extender.policy import ResourcePolicy
-from extender.selectors import fits_node_selector, tolerates_taints
+from extender.selectors import can_hold
 from extender.snapshot import ClusterState
 
 from .billing import Billing
@@ -50,6 +50,7 @@ __all__ = [
     "NodeRecord",
     "PodRecord",
     "Scheduler",
+    "admitted_tolerations",
     "balloon_workload",
     "is_balloon",
     "owner_of",
@@ -62,6 +63,14 @@ ECI_TOLERATION = Toleration(key=ECI_TAINT.key, operator="Exists")
 BALLOON_NAMESPACE = "kube-system"
 TRACE_GROUP = "(trace)"
 _BALLOON_PREFIX = "overprovisioning-"
+
+
+def admitted_tolerations(requests: Resources, *, eci: bool) -> tuple[Toleration, ...]:
+    """The tolerations a pod has once admitted: ``nvidia.com/gpu`` for a GPU pod (what the
+    ExtendedResourceToleration admission plugin adds), the ECI taint's when its policy has an
+    ECI unit (what the webhook adds).  The replay's scheduler and its report both use it."""
+    gpu = (GPU_TOLERATION,) if requests.gpu_milli else ()
+    return (*gpu, ECI_TOLERATION) if eci else gpu
 
 
 def balloon_workload(group: str) -> WorkloadKey:
@@ -235,12 +244,8 @@ class Scheduler:
         else:
             probe = Pod(uid=uid, name=name, namespace=wl.namespace, labels=template.labels)
             policy = self.policy_cache[key] = placement.policy_for(self.state.policies, probe)
-        tolerations: tuple[Toleration, ...] = ()
-        if r.gpu_milli:
-            tolerations += (GPU_TOLERATION,)
         tol_eci = policy is not None and policy.has_eci and self.eci
-        if tol_eci:
-            tolerations += (ECI_TOLERATION,)
+        tolerations = admitted_tolerations(r, eci=bool(tol_eci))
         pod = Pod(
             uid=uid,
             name=name,
@@ -318,11 +323,7 @@ class Scheduler:
                 if group in self.groups
                 else None
             )
-            ok = (
-                template is not None
-                and tolerates_taints(rec.pod.tolerations, template.taints)
-                and fits_node_selector(rec.pod, template)
-            )
+            ok = template is not None and can_hold(rec.pod, template)
             self.fit_cache[key] = ok
         return ok
 
@@ -358,9 +359,7 @@ class Scheduler:
                 if node is not None:
                     found.append(node)
         for node in self.by_group.get(TRACE_GROUP, ()):
-            if tolerates_taints(rec.pod.tolerations, node.node.taints) and fits_node_selector(
-                rec.pod, node.node
-            ):
+            if can_hold(rec.pod, node.node):
                 cpu, mem, gpu = rec.req
                 if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
                     found.append(node)

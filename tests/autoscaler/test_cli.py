@@ -14,9 +14,11 @@ import pytest
 import yaml
 from autoscaler_fakes import FakeEss
 from kube_emulator import KubeEmulator
+from kubernetes_asyncio.client import ApiClient
 
-from autoscaler.cli import Runtime, UsageError, build_parser, load_groups, main
+from autoscaler.cli import Runtime, build_parser, load_groups, main
 from autoscaler.nodegroup import Consolidation, MoveCosts, load_config
+from extender.commandline import UsageError
 
 GOOD: dict[str, Any] = {
     "groups": [
@@ -203,7 +205,10 @@ async def test_run_dry_run_changes_nothing(kube_api: KubeEmulator, tmp_path: Pat
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-    assert runtime.controller.last.plan.scale_ups
+    last = runtime.controller.last
+    assert last is not None
+    assert last.plan is not None
+    assert last.plan.scale_ups
     assert kube_api.objects_of("nodes") == []
     assert kube_api.objects_of("configmaps") == []
     assert kube_api.objects_of("leases") == []
@@ -412,7 +417,8 @@ async def test_rebalance_and_consolidation_settings_reach_the_controller(
     args = build_parser({}).parse_args(
         ["run", "--groups", groups, "--provider", "simulated", "--no-leader-election", *flags]
     )
-    runtime = Runtime(args)
-    controller = runtime._controller(load_groups(args, None))
+    async with ApiClient() as api:  # assembled after connecting, as in start()
+        runtime = Runtime(args, _api=api)
+        controller = runtime._controller(load_groups(args, None))
     assert controller.config.settings.rebalance == costs
     assert controller.config.settings.consolidation == merged

@@ -15,6 +15,7 @@ from kube_emulator import KubeEmulator, make_node
 from kubernetes_asyncio import client
 
 from autoscaler.controller import Controller, ControllerSettings, class_demand, demand_of
+from autoscaler.drain import FakeDrainer
 from autoscaler.forecast import Forecast, StaticForecaster
 from autoscaler.leader import LeaseElector, LeaseSettings
 from autoscaler.metrics import Metrics
@@ -22,9 +23,18 @@ from autoscaler.nodegroup import AutoscalerConfig, MoveCosts, config_from_dict
 from autoscaler.planner import Plan, ScaleDown, ScaleUp, plan
 from autoscaler.providers.base import GroupStatus, ProviderError
 from autoscaler.providers.kwok import KwokProvider
+from autoscaler.providers.simulated import SimulatedProvider
 from autoscaler.state import GroupState
 from autoscaler.status import StatusStore
-from extender.model import Node, NodeKind, Pod, Resources, node_from_dict, pod_from_dict
+from extender.model import (
+    Node,
+    NodeKind,
+    OwnerRef,
+    Pod,
+    Resources,
+    node_from_dict,
+    pod_from_dict,
+)
 from extender.policy import ResourcePolicy, Unit
 from extender.selectors import LabelSelector
 from extender.snapshot import ClusterState
@@ -246,31 +256,128 @@ async def test_consolidation_removes_empty_nodes_promptly_and_waits_for_evicted_
     assert _kwok_nodes(kube_api) == [busy]
 
 
+async def _simulated_node(clock: FakeClock) -> tuple[SimulatedProvider, ClusterState, Node]:
+    """One Ready node of the simulated provider (no API server) and a cache that shows it."""
+    provider = SimulatedProvider(_config().groups, clock=clock)
+    await provider.increase_size("general", target=1)
+    clock.advance(60)
+    (node,) = provider.nodes(now=clock.now)
+    state = ClusterState(nodes=[node])
+    return provider, state, node
+
+
+def _removing(node: Node, *, drainer: FakeDrainer | None, **kw: Any) -> Controller:
+    provider, state = kw.pop("provider"), kw.pop("state")
+    return Controller(
+        config=_config(),
+        provider=provider,
+        state=state,
+        drainer=drainer,
+        planner=lambda *a, **k: Plan(scale_downs=(ScaleDown("general", node.name, "test"),)),
+        **kw,
+    )
+
+
+def _running(name: str, node: Node) -> Pod:
+    return replace(pod_from_dict(_on(_pod(name), node.name)), uid=name)
+
+
+@pytest.mark.parametrize("polls", [0, 1, 3], ids=["gone-at-once", "one-poll", "three-polls"])
 async def test_a_drained_node_is_deleted_only_once_its_evicted_pods_are_gone(
-    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+    fresh_clock: FakeClock, polls: int
 ) -> None:
-    state, (node,) = await _with_kwok_nodes(kube_api, kube_client, 1)
-    kube_api.create(_on(_pod("web-0"), node))
-    _sync(kube_api, state)
-    seen: list[tuple[list[str], list[str]]] = []
+    provider, state, node = await _simulated_node(fresh_clock)
+    state.upsert_pod(_running("web-0", node))
+    drainer = FakeDrainer(state, linger=True)  # the watch shows the eviction only later
+    waited: list[bool] = []
 
     async def watch_catches_up(_: float) -> None:
-        # what the node and pod lists look like each time the drain waits; then the cache syncs
-        pods = [p["metadata"]["name"] for p in kube_api.objects_of("pods")]
-        seen.append((_kwok_nodes(kube_api), pods))
-        _sync(kube_api, state)
+        waited.append(node.name in {n.name for n in provider.nodes(now=fresh_clock.now)})
+        if len(waited) == polls:
+            state.remove_pod("web-0")
 
-    controller = _controller(
-        kube_client,
-        fresh_clock,
-        state,
-        planner=lambda *a, **k: Plan(scale_downs=(ScaleDown("general", node, "test"),)),
+    if polls == 0:
+        state.remove_pod("web-0")
+        drainer.linger = False
+    controller = _removing(
+        node,
+        drainer=drainer,
+        provider=provider,
+        state=state,
+        clock=fresh_clock,
+        sleep=watch_catches_up,
     )
-    controller._sleep = watch_catches_up
     result = await controller.run_once()
-    assert result.deleted == (node,)
-    # it waited once: the pod was already evicted, the node not yet deleted
-    assert seen == [([node], [])]
+    assert result.deleted == (node.name,)
+    assert waited == [True] * polls  # each wait saw the node still there: deleted after
+    assert provider.nodes(now=fresh_clock.now) == []
+    assert drainer.calls[0] == ("cordon", node.name)
+
+
+async def test_a_drain_that_outlasts_its_timeout_deletes_the_node_anyway(
+    fresh_clock: FakeClock,
+) -> None:
+    provider, state, node = await _simulated_node(fresh_clock)
+    state.upsert_pod(_running("web-0", node))
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    controller = _removing(
+        node,
+        drainer=FakeDrainer(state, linger=True),
+        provider=provider,
+        state=state,
+        clock=fresh_clock,
+        sleep=sleep,
+        settings=ControllerSettings(drain_timeout=2.0, drain_poll=0.5),
+    )
+    assert (await controller.run_once()).deleted == (node.name,)
+    assert waits == [0.5] * 4
+
+
+async def test_a_refused_eviction_keeps_the_node_and_uncordons_it(fresh_clock: FakeClock) -> None:
+    provider, state, node = await _simulated_node(fresh_clock)
+    state.upsert_pod(_running("web-0", node))
+    state.upsert_pod(_running("db-0", node))
+    drainer = FakeDrainer(state, refuse={"shop/db-0"})
+    controller = _removing(
+        node, drainer=drainer, provider=provider, state=state, clock=fresh_clock, sleep=_no_sleep
+    )
+    result = await controller.run_once()
+    assert result.deleted == ()
+    assert result.errors == (f"could not drain {node.name}",)
+    assert [n.name for n in provider.nodes(now=fresh_clock.now)] == [node.name]
+    assert drainer.calls[-1] == ("uncordon", node.name)
+    assert not state.nodes[node.name].unschedulable
+
+
+async def test_daemonset_and_mirror_pods_are_not_evicted(fresh_clock: FakeClock) -> None:
+    provider, state, node = await _simulated_node(fresh_clock)
+    daemon = pod_from_dict(_on(_pod("agent"), node.name))
+    daemon = replace(daemon, uid="agent", owner=OwnerRef("DaemonSet", "agent"))
+    state.upsert_pod(daemon)
+    state.upsert_pod(_running("web-0", node))
+    drainer = FakeDrainer(state)
+    controller = _removing(
+        node, drainer=drainer, provider=provider, state=state, clock=fresh_clock, sleep=_no_sleep
+    )
+    assert (await controller.run_once()).deleted == (node.name,)
+    assert [c for c in drainer.calls if c[0] == "evict"] == [("evict", "shop/web-0")]
+
+
+async def test_without_an_api_client_no_node_is_removed(fresh_clock: FakeClock) -> None:
+    """Regression: without an API client the drain "succeeded" without evicting anything and
+    the node was deleted under its pods."""
+    provider, state, node = await _simulated_node(fresh_clock)
+    state.upsert_pod(_running("web-0", node))
+    controller = _removing(node, drainer=None, provider=provider, state=state, clock=fresh_clock)
+    result = await controller.run_once()
+    assert result.deleted == ()
+    assert result.errors == (f"could not drain {node.name}: no API client to evict through",)
+    assert [n.name for n in provider.nodes(now=fresh_clock.now)] == [node.name]
+    assert "web-0" in state.pods
 
 
 async def test_dry_run_changes_nothing(
@@ -610,8 +717,6 @@ async def test_forecast_wape_is_measured_on_completed_minutes(
 
 async def test_simulated_provider_in_virtual_time_without_an_api(fresh_clock: FakeClock) -> None:
     """The replay's set-up: no API server, the provider's nodes appear after the boot time."""
-    from autoscaler.providers.simulated import SimulatedProvider
-
     config = _config()
     provider = SimulatedProvider(config.groups, clock=fresh_clock)
     state = ClusterState()

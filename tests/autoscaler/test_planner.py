@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,7 +102,7 @@ def run(
     nodes: Sequence[Node] = (),
     policies: Sequence[ResourcePolicy] = (),
     settings: PlannerSettings | None = None,
-    forecast: Forecast | None = None,
+    forecast: Forecast | Mapping[str, Forecast] | None = None,
     unneeded: dict[str, float] | None = None,
     pdbs: Sequence[DisruptionBudget] = (),
     backend: str = "numba",
@@ -453,7 +454,7 @@ GPU8 = NodeGroup(
 GPU_TOLERATION = Toleration("nvidia.com/gpu", "Exists")
 
 
-def gpu_job(name: str, gpu: int = 1000, **extra: object) -> Pod:
+def gpu_job(name: str, gpu: int = 1000, **extra: Any) -> Pod:
     """A short GPU Job pod: on its own never cheaper on ECS (no expected duration)."""
     return pod(
         name,

@@ -7,12 +7,13 @@ default 0.1 CNY unless a test says otherwise.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
-from test_planner import BATCH4, ECI, EXPECTED_DURATION, GENERAL4, GIB, NOW, node, pod
+from test_planner import BATCH4, ECI, GENERAL4, GIB, NOW, node, pod
 
 from autoscaler.nodegroup import PlannerSettings
-from autoscaler.planner import SAFE_TO_EVICT
+from autoscaler.planner import EXPECTED_DURATION, SAFE_TO_EVICT
 from autoscaler.rebalance import MoveCosts, Moves, allowed, rebalance
 from autoscaler.state import DisruptionBudget, GroupState
 from extender.model import Node, NodeKind, Pod
@@ -30,8 +31,8 @@ def web(ecs_max: int | None = None, **selector: str) -> ResourcePolicy:
     )
 
 
-def on_eci(name: str, left: str = "2h", cpu: int = 1000, **extra: object) -> Pod:
-    annotations = {EXPECTED_DURATION: left, **extra.pop("annotations", {})}  # type: ignore[dict-item]
+def on_eci(name: str, left: str = "2h", cpu: int = 1000, **extra: Any) -> Pod:
+    annotations = {EXPECTED_DURATION: left, **extra.pop("annotations", {})}
     return pod(name, cpu, 2 * GIB, node=ECI.name, annotations=annotations, **extra)
 
 
@@ -103,7 +104,7 @@ def test_pods_beyond_the_units_max_stay_and_a_move_never_exceeds_it() -> None:
     ],
 )
 def test_only_pods_a_controller_recreates_and_that_may_be_evicted_move(
-    extra: dict[str, object],
+    extra: dict[str, Any],
 ) -> None:
     stuck = on_eci("e0", **extra)
     assert moves([stuck], nodes=[node("n1", GENERAL4)]).moves == ()

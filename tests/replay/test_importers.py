@@ -44,7 +44,10 @@ def test_openb_takes_rows_in_any_order(tmp_path: Path) -> None:
         "tie,1000,1024,0,0,,LS,Running,50,60,50\n"  # same second as late: file order kept
     )
     trace = import_openb(path)
-    order = [(type(e).__name__, e.t, getattr(e, "name", e.uid)) for e in trace.events]
+    order = [
+        (type(e).__name__, e.t, e.name if isinstance(e, PodCreated) else getattr(e, "uid", None))
+        for e in trace.events
+    ]
     assert order == [
         ("PodCreated", 10.0, "early"),
         ("PodDeleted", 20.0, "openb/early"),
@@ -125,8 +128,8 @@ def test_openb_expected_duration_only_uses_the_past(tmp_path: Path) -> None:
 
 def test_series_becomes_replicas() -> None:
     trace = import_series(DAILY, per_replica=20, requests=REPLICA)
-    events = trace.events
-    assert all(isinstance(e, ReplicasChanged) for e in events)
+    events = [e for e in trace.events if isinstance(e, ReplicasChanged)]
+    assert len(events) == len(trace.events)
     assert events[0].t == 0.0
     assert events[0].template is not None
     assert all(e.template is None for e in events[1:])
@@ -185,9 +188,9 @@ def test_broken_openb(tmp_path: Path, text: str, line: int, problem: str) -> Non
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("time,val\n1,2\n", "line 1: missing column(s) ts, value"),
-        ("ts,value\n1,2\n2,x\n", "line 3: value 'x' is not a number"),
-        ("ts,value\n5,2\n4,3\n", "line 3: time goes backwards"),
+        ("time,val\n1,2\n", ":1: missing column(s) ts, value"),
+        ("ts,value\n1,2\n2,x\n", ":3: value 'x' is not a number"),
+        ("ts,value\n5,2\n4,3\n", ":3: time goes backwards"),
     ],
 )
 def test_broken_series(tmp_path: Path, text: str, problem: str) -> None:
@@ -195,5 +198,4 @@ def test_broken_series(tmp_path: Path, text: str, problem: str) -> None:
     path.write_text(text)
     with pytest.raises(TraceError) as err:
         import_series(path, per_replica=1, requests=REPLICA)
-    assert str(err.value).startswith(str(path)), str(err.value)
-    assert problem in str(err.value)
+    assert str(err.value).startswith(str(path) + problem), str(err.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def scenario_with_db() -> Scenario:
     return replace(scenario, policies=(*scenario.policies, db))
 
 
-def run(web: WorkloadKey, variant: str = "spillover", **settings: object) -> Result:
+def run(web: WorkloadKey, variant: str = "spillover", **settings: Any) -> Result:
     """``a`` (web, 1 cpu / 1 GiB, expected 10 h) and ``d`` (db: ECS only) arrive at t=0;
     ``settings``: changes to the scenario's planner settings (``autoscaler.settings``)."""
     long = Template(

@@ -251,7 +251,7 @@ def stateful_and_eci_only_pods(trace: Trace, n: int) -> Trace:
     pods: list[Event] = [PodCreated(0.0, f"db-{i}", db, f"db-{i}", ONE) for i in range(n)]
     for i in range(n):
         pods.append(PodCreated(0.0, f"b{i}", WorkloadKey("batch", "Pod", f"b{i}"), f"b{i}", ONE))
-    return Trace(trace.header, pods + trace.events)
+    return Trace(trace.header, [*pods, *trace.events])
 
 
 ECI_ONLY_POLICY = {
