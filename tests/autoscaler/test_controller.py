@@ -916,3 +916,42 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     _sync(kube_api, state)
     await controller.run_once()
     assert kube_api.objects_of("pods") == []
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["evicted", "refused"])
+async def test_rebalance_moves_go_through_the_drainer(
+    fresh_clock: FakeClock, refused: bool
+) -> None:
+    # one empty simulated node (2 cpu) and web-eci-0 (1.5 cpu, a ReplicaSet's, 2 h left) on
+    # ECI: the move is an eviction asked of the drainer; a refused one is no move.
+    provider, state, _ = await _simulated_node(fresh_clock)
+    state.upsert_node(node_from_dict(make_node("virtual-kubelet", eci=True)))
+    eci_pod = _on(_pod("web-eci-0"), "virtual-kubelet")
+    eci_pod["metadata"]["annotations"] = {"spillover.dev/expected-duration": "2h"}
+    state.upsert_pod(replace(pod_from_dict(eci_pod), uid="web-eci-0"))
+    state.set_policies(
+        [
+            ResourcePolicy(
+                "web",
+                "shop",
+                LabelSelector({"app": "web"}),
+                (Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
+            )
+        ]
+    )
+    drainer = FakeDrainer(state, refuse={"shop/web-eci-0"} if refused else set())
+    metrics = Metrics()
+    controller = Controller(
+        config=_config(),
+        provider=provider,
+        state=state,
+        drainer=drainer,
+        clock=fresh_clock,
+        sleep=_no_sleep,
+        metrics=metrics,
+    )
+    result = await controller.run_once()
+    assert ("evict", "shop/web-eci-0") in drainer.calls
+    assert result.moved == (() if refused else ("shop/web-eci-0",))
+    assert ("web-eci-0" in state.pods) == refused
+    assert metrics.moves.labels("refused" if refused else "evicted")._value.get() == 1
