@@ -320,8 +320,8 @@ class _SettingsDoc(_Doc):
     forecast_horizon: Duration = Duration(_DEFAULT.forecast_horizon)
     node_group_label: _Name = DEFAULT_GROUP_LABEL
     daemon_set_overhead: _OverheadDoc | None = None
-    rebalance: _RebalanceDoc | Literal[False] | None = None  # false: never move pods
-    consolidation: _ConsolidationDoc | Literal[False] | None = None  # false: CA's rule only
+    rebalance: _RebalanceDoc | bool | None = None  # false: never move pods
+    consolidation: _ConsolidationDoc | bool | None = None  # false: CA's rule only
 
 
 class _ConfigDoc(_Doc):
@@ -422,22 +422,29 @@ def _settings(doc: _SettingsDoc, at: Segments) -> PlannerSettings:
         daemonset_overhead=Resources(
             cpu_milli=int(overhead.cpu), memory=int(overhead.memory), pods=overhead.pods
         ),
-        rebalance=_rebalance(doc.rebalance),
-        consolidation=_consolidation(doc.consolidation),
+        rebalance=_rebalance(doc.rebalance, at),
+        consolidation=_consolidation(doc.consolidation, at),
     )
 
 
-def _rebalance(doc: _RebalanceDoc | Literal[False] | None) -> MoveCosts | None:
+def _off(doc: object, *where: str | int) -> bool:
+    """``false``: the feature is off; ``true`` says nothing a map would not, so it is refused."""
+    if doc is True:
+        raise ConfigError("expected a map of settings or false, got true", *where)
+    return doc is False
+
+
+def _rebalance(doc: _RebalanceDoc | bool | None, at: Segments) -> MoveCosts | None:
     """``false`` or ``perMinute: 0``: pods are never moved back from ECI."""
-    if doc is False:
+    if _off(doc, *at, "rebalance") or isinstance(doc, bool):
         return None
     doc = doc or _RebalanceDoc()
     return MoveCosts(float(doc.restart_cost), doc.per_minute) if doc.per_minute > 0 else None
 
 
-def _consolidation(doc: _ConsolidationDoc | Literal[False] | None) -> Consolidation | None:
+def _consolidation(doc: _ConsolidationDoc | bool | None, at: Segments) -> Consolidation | None:
     """``false`` or ``enabled: false``: nodes go by cluster-autoscaler's utilization rule only."""
-    if doc is False:
+    if _off(doc, *at, "consolidation") or isinstance(doc, bool):
         return None
     doc = doc or _ConsolidationDoc()
     if not doc.enabled:
