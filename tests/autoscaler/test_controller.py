@@ -866,6 +866,18 @@ def test_class_demand_counts_gpu_pods_in_gpus_and_eci_pods_that_could_run_on_ecs
     assert demand_of(state) == 3.5
 
 
+WEB_ECS_THEN_ECI = ResourcePolicy(
+    "web", "shop", LabelSelector({"app": "web"}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+)
+
+
+def _on_eci(name: str) -> dict[str, Any]:
+    """A web pod (1.5 cpu, a ReplicaSet's, 2 h left) on the virtual node."""
+    pod = _on(_pod(name), "virtual-kubelet")
+    pod["metadata"]["annotations"] = {"spillover.dev/expected-duration": "2h"}
+    return pod
+
+
 async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
@@ -874,20 +886,9 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     state, _ = await _with_kwok_nodes(kube_api, kube_client, 1)
     kube_api.create(make_node("virtual-kubelet", eci=True))
     for i in range(2):
-        eci_pod = _on(_pod(f"web-eci-{i}"), "virtual-kubelet")
-        eci_pod["metadata"]["annotations"] = {"spillover.dev/expected-duration": "2h"}
-        kube_api.create(eci_pod)
+        kube_api.create(_on_eci(f"web-eci-{i}"))
     _sync(kube_api, state)
-    state.set_policies(
-        [
-            ResourcePolicy(
-                "web",
-                "shop",
-                LabelSelector({"app": "web"}),
-                (Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
-            )
-        ]
-    )
+    state.set_policies([WEB_ECS_THEN_ECI])
     metrics = Metrics()
     controller = _controller(kube_client, fresh_clock, state, metrics=metrics)
     result = await controller.run_once()
@@ -926,19 +927,8 @@ async def test_rebalance_moves_go_through_the_drainer(
     # ECI: the move is an eviction asked of the drainer; a refused one is no move.
     provider, state, _ = await _simulated_node(fresh_clock)
     state.upsert_node(node_from_dict(make_node("virtual-kubelet", eci=True)))
-    eci_pod = _on(_pod("web-eci-0"), "virtual-kubelet")
-    eci_pod["metadata"]["annotations"] = {"spillover.dev/expected-duration": "2h"}
-    state.upsert_pod(replace(pod_from_dict(eci_pod), uid="web-eci-0"))
-    state.set_policies(
-        [
-            ResourcePolicy(
-                "web",
-                "shop",
-                LabelSelector({"app": "web"}),
-                (Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
-            )
-        ]
-    )
+    state.upsert_pod(replace(pod_from_dict(_on_eci("web-eci-0")), uid="web-eci-0"))
+    state.set_policies([WEB_ECS_THEN_ECI])
     drainer = FakeDrainer(state, refuse={"shop/web-eci-0"} if refused else set())
     metrics = Metrics()
     controller = Controller(
