@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from extender.commandline import (
     Parser,
     UsageError,
+    at_least,
     fail,
     one_line,
     plain,
@@ -112,28 +113,34 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         default=0.1,
         help="a batch closes once no new pending pod came for this long, e.g. 100ms",
     )
+    # Overrides of the groups YAML's settings.rebalance / settings.consolidation (default: the
+    # YAML's, which the replay's scenario uses too): one settings structure, PlannerSettings.
     p.add_argument(
         "--rebalance-restart-cost",
-        type=float,
-        default=0.1,
-        help="CNY a move from ECI to ECS must save, over the pod's expected run time, to happen",
+        type=at_least(float, 0),
+        default=None,
+        help="CNY a move from ECI to ECS must save, over the pod's expected run time, to happen "
+        "(default: settings.rebalance.restartCost of the groups YAML, else 0.1)",
     )
     p.add_argument(
         "--rebalance-per-minute",
-        type=int,
-        default=10,
-        help="pods moved from ECI back to ECS per minute at most (0: never move pods)",
+        type=at_least(int, 0),
+        default=None,
+        help="pods moved from ECI back to ECS per minute at most, 0: never move pods "
+        "(default: settings.rebalance.perMinute, else 10)",
     )
     p.add_argument(
         "--no-consolidation",
         action="store_true",
-        help="remove nodes only by cluster-autoscaler's utilization rule",
+        help="remove nodes only by cluster-autoscaler's utilization rule "
+        "(as settings.consolidation.enabled: false)",
     )
     p.add_argument(
         "--consolidate-empty-after",
         type=_duration,
-        default=30.0,
-        help="an empty node goes this long after it became empty, e.g. 30s",
+        default=None,
+        help="an empty node goes this long after it became empty, e.g. 30s "
+        "(default: settings.consolidation.emptyAfter, else 30s)",
     )
     p.add_argument("--identity", default="", help="leader-election identity (default: hostname)")
     p.add_argument("--lease-name", default="spillover-autoscaler")
@@ -178,13 +185,35 @@ def load_groups(args: argparse.Namespace, configmap: Mapping[str, str] | None) -
     if bool(args.groups) == bool(args.groups_configmap):
         raise UsageError("error: give exactly one of --groups FILE or --groups-configmap NAME")
     if args.groups:
-        return load_config(args.groups)
+        return with_flags(load_config(args.groups), args)
     if configmap is None:
         raise ConfigError(f"ConfigMap {args.namespace}/{args.groups_configmap}: not found")
     try:
-        return groups_from_configmap(configmap)
+        return with_flags(groups_from_configmap(configmap), args)
     except ConfigError as err:
         raise ConfigError(f"ConfigMap {args.namespace}/{args.groups_configmap}: {err}") from None
+
+
+def with_flags(config: AutoscalerConfig, args: argparse.Namespace) -> AutoscalerConfig:
+    """``config`` with the rebalance and consolidation flags that were given applied on top."""
+    from dataclasses import replace
+
+    from .nodegroup import Consolidation, MoveCosts
+
+    s = config.settings
+    moves = s.rebalance
+    restart, per_minute = args.rebalance_restart_cost, args.rebalance_per_minute
+    if restart is not None or per_minute is not None:
+        base = moves or MoveCosts()
+        per_minute = base.per_minute if per_minute is None else per_minute
+        restart = base.restart if restart is None else restart
+        moves = MoveCosts(restart, per_minute) if per_minute > 0 else None
+    merged = s.consolidation
+    if args.no_consolidation:
+        merged = None
+    elif args.consolidate_empty_after is not None:
+        merged = replace(merged or Consolidation(), empty_after=args.consolidate_empty_after)
+    return replace(config, settings=replace(s, rebalance=moves, consolidation=merged))
 
 
 def _ess_groups(args: argparse.Namespace, config: AutoscalerConfig) -> dict[str, str]:
@@ -281,11 +310,9 @@ class Runtime:
         from extender.metrics import Metrics as WatchMetrics
         from extender.snapshot import ClusterState
 
-        from .consolidation import Consolidation
         from .controller import Controller, ControllerSettings
         from .leader import LeaseElector, LeaseSettings
         from .metrics import Metrics
-        from .rebalance import MoveCosts
         from .status import StatusStore
 
         args = self.args
@@ -319,14 +346,6 @@ class Runtime:
                 loop_interval=args.loop_interval,
                 batch_window=args.batch_window,
                 batch_idle=args.batch_idle,
-                rebalance=MoveCosts(
-                    restart=args.rebalance_restart_cost, per_minute=args.rebalance_per_minute
-                )
-                if args.rebalance_per_minute > 0
-                else None,
-                consolidation=None
-                if args.no_consolidation
-                else Consolidation(empty_after=args.consolidate_empty_after),
                 dry_run=args.dry_run,
             ),
         )

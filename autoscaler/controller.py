@@ -6,14 +6,16 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 2. read the provider's groups (target sizes, instances) with retries;
 3. record demand per resource class (``class_demand``), refit each class's forecast now and
    then (a class with too little history, or none ever, has no forecast);
-4. ``planner.plan(...)`` -- pure, with consolidation unless ``consolidation`` is None; all
-   decisions are there, none here;
+4. ``planner.plan(...)`` -- pure, with consolidation unless the groups YAML's
+   ``settings.consolidation`` is off (``PlannerSettings.consolidation`` None); all decisions are
+   there, none here;
 5. apply: scale-ups as *absolute* targets (``increase_size(target=new_target)``), so a retry or
    a repeated pass never adds a second batch; scale-downs cordon, evict (PDBs answer 429 and
    the node stays), wait until the cache shows the evicted pods gone (``drain_timeout`` at
    most) and delete the named node;
 6. rebalance (:func:`autoscaler.rebalance.rebalance`, pure): evict pods on ECI that ECS now has
-   room for, at most ``rebalance.per_minute`` a minute; their controllers recreate them and the
+   room for, at most ``settings.rebalance.per_minute`` a minute (``PlannerSettings.rebalance``:
+   the same settings the replay reads from its scenario); their controllers recreate them and the
    extender places the replacements on ECS;
 7. write the status ConfigMap (the controller's only memory, see :mod:`autoscaler.status`),
    Events and metrics.
@@ -72,7 +74,7 @@ from .nodegroup import AutoscalerConfig, PlannerSettings
 from .planner import Plan, group_state, plan
 from .predictive import CLASSES, CPU, RefitRule, class_demand_of
 from .providers.base import GroupStatus, Provider, ProviderError
-from .rebalance import MoveCosts, allowed, rebalance
+from .rebalance import allowed, rebalance
 from .state import DisruptionBudget, GroupNode, GroupState
 from .status import DemandHistory, Memory, StatusStore
 
@@ -124,8 +126,6 @@ class ControllerSettings:
     wape_window: int = 1440
     status_interval: float = 60.0  # rewrite an unchanged status at most this often
     pod_events: int = 20  # TriggeredScaleUp events per scale-up, at most
-    rebalance: MoveCosts | None = field(default_factory=MoveCosts)  # None: never move pods
-    consolidation: Consolidation | None = field(default_factory=Consolidation)  # None: CA's rule
     drain_timeout: float = 120.0  # longest wait for evicted pods to leave a node before deleting it
     drain_poll: float = 0.5
 
@@ -340,7 +340,7 @@ class Controller:
             now=now,
             unneeded=memory.unneeded,
             pdbs=pdbs,
-            consolidation=self.settings.consolidation,
+            consolidation=self.config.settings.consolidation,
         )
         for up in result.scale_ups:
             self.metrics.planned.labels(up.group, "up", up.code).inc(up.delta)
@@ -553,7 +553,7 @@ class Controller:
         self, groups: Sequence[GroupState], pdbs: Sequence[DisruptionBudget], now: float
     ) -> list[str]:
         """Carry out ``rebalance``'s moves; returns the pods evicted."""
-        costs = self.settings.rebalance
+        costs = self.config.settings.rebalance
         if costs is None or self._drainer is None or not self._still_leading():
             return []
         moved: list[str] = []

@@ -26,13 +26,18 @@ One document configures the autoscaler::
       forecastHorizon: 1h
       nodeGroupLabel: spillover.dev/node-group
       daemonSetOverhead: {cpu: 100m, memory: 128Mi}   # what DaemonSets take on every new node
+      rebalance: {restartCost: 0.1, perMinute: 10}    # moves ECI -> ECS; perMinute 0: never
+      consolidation: {enabled: true, emptyAfter: 30s, replace: true}   # false: CA's rule only
 
 A ConfigMap carries the same document under the key ``groups.yaml``.  The instance type's cpu,
 memory, GPU and max pods are taken as the new node's allocatable (set them to the allocatable your
-nodes really report).  The document is checked by ``msgspec`` Structs (``extender.documents``);
-every mistake raises :class:`ConfigError` whose message names the field (``groups[2].min: ...``),
-and the file and line when read from a file, so the autoscaler refuses to start with one clear
-message.
+nodes really report).  ``rebalance`` and ``consolidation`` are the settings of
+``autoscaler.rebalance`` and ``autoscaler.consolidation``: the controller reads them here (its
+``--rebalance-*`` / ``--consolidat*`` flags override them) and the replay reads them from the
+scenario's ``autoscaler`` document, which is this document.  The document is checked by
+``msgspec`` Structs (``extender.documents``); every mistake raises :class:`ConfigError` whose
+message names the field (``groups[2].min: ...``), and the file and line when read from a file, so
+the autoscaler refuses to start with one clear message.
 """
 
 from __future__ import annotations
@@ -60,9 +65,11 @@ __all__ = [
     "EXPANDERS",
     "AutoscalerConfig",
     "ConfigError",
+    "Consolidation",
     "Duration",
     "InstanceType",
     "MilliQuantity",
+    "MoveCosts",
     "NodeGroup",
     "PlannerSettings",
     "Quantity",
@@ -139,6 +146,23 @@ class NodeGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class MoveCosts:
+    """Rebalance (``autoscaler.rebalance``): what a move costs (CNY, against the saving: cold
+    caches, lost work, a replica short while it restarts) and how many may happen per minute."""
+
+    restart: float = 0.1
+    per_minute: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Consolidation:
+    """Consolidation (``autoscaler.consolidation``) on top of cluster-autoscaler's rule."""
+
+    empty_after: float = 30.0  # seconds an empty node stays
+    replace: bool = True  # replace a node by a cheaper group's node its pods fit on
+
+
+@dataclass(frozen=True, slots=True)
 class PlannerSettings:
     scale_down_utilization_threshold: float = 0.5
     scale_down_unneeded_time: float = 600.0
@@ -150,6 +174,8 @@ class PlannerSettings:
     forecast_horizon: float = 3600.0
     node_group_label: str = DEFAULT_GROUP_LABEL
     daemonset_overhead: Resources = field(default_factory=Resources)
+    rebalance: MoveCosts | None = field(default_factory=MoveCosts)  # None: never move pods
+    consolidation: Consolidation | None = field(default_factory=Consolidation)  # None: CA's rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +292,21 @@ class _OverheadDoc(_Doc):
     pods: _NonNegative = 0
 
 
+_MOVES = MoveCosts()
+_CONSOLIDATION = Consolidation()
+
+
+class _RebalanceDoc(_Doc):
+    restart_cost: _Price = _MOVES.restart
+    per_minute: _NonNegative = _MOVES.per_minute
+
+
+class _ConsolidationDoc(_Doc):
+    enabled: bool = True
+    empty_after: Duration = Duration(_CONSOLIDATION.empty_after)
+    replace: bool = _CONSOLIDATION.replace
+
+
 class _SettingsDoc(_Doc):
     scale_down_utilization_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = (
         _DEFAULT.scale_down_utilization_threshold
@@ -279,6 +320,8 @@ class _SettingsDoc(_Doc):
     forecast_horizon: Duration = Duration(_DEFAULT.forecast_horizon)
     node_group_label: _Name = DEFAULT_GROUP_LABEL
     daemon_set_overhead: _OverheadDoc | None = None
+    rebalance: _RebalanceDoc | bool | None = None  # false: never move pods
+    consolidation: _ConsolidationDoc | bool | None = None  # false: CA's rule only
 
 
 class _ConfigDoc(_Doc):
@@ -379,4 +422,31 @@ def _settings(doc: _SettingsDoc, at: Segments) -> PlannerSettings:
         daemonset_overhead=Resources(
             cpu_milli=int(overhead.cpu), memory=int(overhead.memory), pods=overhead.pods
         ),
+        rebalance=_rebalance(doc.rebalance, at),
+        consolidation=_consolidation(doc.consolidation, at),
     )
+
+
+def _off(doc: object, *where: str | int) -> bool:
+    """``false``: the feature is off; ``true`` says nothing a map would not, so it is refused."""
+    if doc is True:
+        raise ConfigError("expected a map of settings or false, got true", *where)
+    return doc is False
+
+
+def _rebalance(doc: _RebalanceDoc | bool | None, at: Segments) -> MoveCosts | None:
+    """``false`` or ``perMinute: 0``: pods are never moved back from ECI."""
+    if _off(doc, *at, "rebalance") or isinstance(doc, bool):
+        return None
+    doc = doc or _RebalanceDoc()
+    return MoveCosts(float(doc.restart_cost), doc.per_minute) if doc.per_minute > 0 else None
+
+
+def _consolidation(doc: _ConsolidationDoc | bool | None, at: Segments) -> Consolidation | None:
+    """``false`` or ``enabled: false``: nodes go by cluster-autoscaler's utilization rule only."""
+    if _off(doc, *at, "consolidation") or isinstance(doc, bool):
+        return None
+    doc = doc or _ConsolidationDoc()
+    if not doc.enabled:
+        return None
+    return Consolidation(empty_after=float(doc.empty_after), replace=doc.replace)

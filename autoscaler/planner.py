@@ -13,8 +13,9 @@ thing, all over one shared ``context.Context``:
 2. ``scaleup`` -- demand that fits free or booting capacity needs nothing; the rest is bin-packed
    onto new nodes of each group it may use and an expander picks the group, repeatedly;
 3. ``predictive`` -- with a forecast per resource class (``cpu`` for general groups, ``gpu`` for
-   GPU groups; a bare ``Forecast`` is the ``cpu`` one), nodes for the part of aggregate demand
-   that lasts long enough to belong on ECS; each level is also a floor for scale-down;
+   GPU groups; a bare ``Forecast`` is the ``cpu`` one), the nodes whose slice of expected
+   aggregate demand saves more on ECI than the node costs (break-even, node by node); the
+   capacity that rule keeps is also a floor for scale-down, falling with the forecast;
 4. ``scaledown`` -- unneeded nodes, whether their pods fit elsewhere, group minimums,
    PodDisruptionBudgets and the removal policy; it waits while anything scales up.
 

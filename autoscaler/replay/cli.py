@@ -86,6 +86,13 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.add_argument("--group-by", choices=("pod", "shape"), default="pod", help="openb workloads")
     p.add_argument(
+        "--owners",
+        choices=("qos", "pod"),
+        default="qos",
+        help="openb: who recreates a task's pod: qos = LS tasks are single-replica Deployments "
+        "(movable at settings.rebalance.restartCost), the others bare pods; pod = all bare pods",
+    )
+    p.add_argument(
         "--expected-duration",
         choices=("history", "none"),
         default="history",
@@ -116,6 +123,7 @@ def load_input(args: argparse.Namespace) -> Trace:
             include_unscheduled=args.include_unscheduled,
             group_by=args.group_by,
             expected_duration=args.expected_duration,
+            owners=args.owners,
         )
     if args.format == "series":
         try:

@@ -21,10 +21,25 @@ that says so.  What is replayed:
   time of the pods of its shape (cpu, memory, GPU, QoS) that had *already finished* when it was
   created: what an operator could know at that moment, never the pod's own future.  ``"none"``
   leaves the annotation off.
-- Workloads: every task is its own workload (a bare ``Pod/openb/<name>``).  The tasks are
-  independent jobs with their own lifetimes and the trace has no ReplicaSets, so grouping them by
-  shape would invent keep-N counts that never existed.  ``group_by="shape"`` is available to see
-  what a per-shape keep-N would do: pods of one (cpu, memory, gpu) shape become one Deployment.
+- Owners (``owners``): who would recreate a task's pod, which decides whether Spillover may
+  move it (``autoscaler.eviction``).  The trace has no owner column; its ``qos`` column says
+  what kind of task each row is.  On a managed ML platform no task is a bare pod: ``LS``
+  (latency-sensitive) tasks are online services (inference, notebooks) run by a Deployment or an
+  equivalent controller, which recreates an evicted replica elsewhere at the price of a restart;
+  ``BE`` (best-effort) tasks are batch and training jobs, whose operators recreate an evicted pod
+  too but lose the work done since the last checkpoint.  ``owners="qos"`` (default) imports each
+  ``LS`` task as a single-replica Deployment (``Deployment/openb/<name>``): its replacement keeps
+  the task's lifetime (a service replica has no progress to lose), so rebalance may move it from
+  ECI and scale-down may evict it, each move priced by the scenario's
+  ``settings.rebalance.restartCost``; its expected run time is the same history rule as any
+  task's (below; measured, it judges moves better than the planner's one-horizon guess for a
+  Deployment without the annotation: bench/RESULTS.md, issue 12).  Every
+  other task (``BE``, ``Burstable``, ``Guaranteed``, empty) stays a bare ``Pod/openb/<name>``:
+  the replay cannot restart a job's work, and moving it without that cost would flatter
+  Spillover.  ``owners="pod"`` imports every task as a bare pod (nothing is ever moved or
+  evicted: the most conservative reading).  ``group_by="shape"`` instead makes the pods of one
+  (cpu, memory, gpu) shape one Deployment, to see what a per-shape keep-N would do (it invents
+  keep-N counts that never existed).
 
 **Demand series** (``ts,value`` CSV, e.g. gocrane's monitoring series): the value is turned into
 the replica count of one Deployment, ``ceil(value / per_replica)`` clamped to
@@ -59,7 +74,14 @@ from .trace import (
     check_time,
 )
 
-__all__ = ["OPENB_COLUMNS", "OPENB_TIME_COLUMNS", "import_openb", "import_series"]
+__all__ = [
+    "OPENB_COLUMNS",
+    "OPENB_OWNERS",
+    "OPENB_TIME_COLUMNS",
+    "SERVICE_QOS",
+    "import_openb",
+    "import_series",
+]
 
 OPENB_TIME_COLUMNS = ("creation_time", "deletion_time", "scheduled_time")
 OPENB_COLUMNS = (
@@ -74,6 +96,8 @@ OPENB_COLUMNS = (
     "scheduled_time",
 )
 MIB = 2**20
+OPENB_OWNERS = ("qos", "pod")
+SERVICE_QOS = "LS"  # latency-sensitive: an online service's replica (owners="qos")
 
 
 class _Count(int):
@@ -119,10 +143,13 @@ def import_openb(
     include_unscheduled: bool = False,
     group_by: str = "pod",
     expected_duration: str = "history",
+    owners: str = "qos",
 ) -> Trace:
     """The Alibaba openb pod list as a trace; raises ``TraceError`` naming the file and line."""
     if group_by not in ("pod", "shape"):
         raise ValueError(f"group_by must be 'pod' or 'shape', not {group_by!r}")
+    if owners not in OPENB_OWNERS:
+        raise ValueError(f"owners must be one of {', '.join(OPENB_OWNERS)}, not {owners!r}")
     if expected_duration not in ("history", "none"):
         raise ValueError(
             f"expected_duration must be 'history' or 'none', not {expected_duration!r}"
@@ -193,6 +220,8 @@ def import_openb(
             gpu = requests.gpu_milli
             shape = f"shape-{requests.cpu_milli}m-{requests.memory // MIB}mi-{gpu}g"
             workload = WorkloadKey("openb", "Deployment", shape)
+        elif owners == "qos" and labels["qos"] == SERVICE_QOS:
+            workload = WorkloadKey("openb", "Deployment", name)
         else:
             workload = WorkloadKey("openb", "Pod", name)
         uid = f"openb/{name}"
@@ -209,6 +238,12 @@ def import_openb(
     # after its own creation.
     events.sort(key=lambda e: (e[0], e[1], isinstance(e[2], PodDeleted)))
     notes = "pods that never ran are " + ("included" if include_unscheduled else "skipped")
+    if group_by == "pod":
+        notes += (
+            "; LS tasks are single-replica Deployments, the others bare pods"
+            if owners == "qos"
+            else "; every task is a bare pod"
+        )
     return Trace(
         TraceHeader(source=f"alibaba-openb:{Path(path).name}", notes=notes),
         [e for _, _, e in events],

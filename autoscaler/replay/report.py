@@ -212,6 +212,7 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
             ),
             consolidation=True,
             rebalance=True,
+            scoring=scenario.scoring,
         )
     ]
     for h in scenario.headroom:
@@ -224,6 +225,7 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
                 reaction_delay=None,
                 headroom=h,
                 headroom_groups=used,
+                scoring=scenario.baseline_scoring,
                 description=(
                     "all ECS, cluster-autoscaler-like loop"
                     + (f", {h} spare node(s) in each of {', '.join(used)}" if h else "")
@@ -237,6 +239,7 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
             autoscaling=False,
             forecast=False,
             description="every managed pod on ECI",
+            scoring=scenario.baseline_scoring,
         )
     )
     if scenario.static_nodes is not None:
@@ -252,6 +255,7 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
             forecast=False,
             static=static,
             description=f"fixed nodes ({label}), overflow to ECI, no autoscaler",
+            scoring=scenario.baseline_scoring,
         )
     )
     return out

@@ -19,6 +19,14 @@
     baselines: {headroom: [0, 1, 2, 4], staticNodes: auto}
     samplePeriod: 5m     # resolution of the time series in the report and plot
     spot: {interruptionsPerHour: 0}   # how often a node of a spot group is reclaimed
+    scheduler: {spillover: bin-packing, baselines: stock}   # kube-scheduler's node scores
+
+The autoscaler document's ``settings`` hold the controller's settings, ``rebalance`` and
+``consolidation`` included (``autoscaler.nodegroup``): the Spillover variant uses them as
+configured, the baselines neither.  ``scheduler`` names the kube-scheduler scoring each side runs
+(``autoscaler.replay.scoring``): ``bin-packing`` is the profile Spillover's manifests ship,
+``stock`` a KubeSchedulerConfiguration without plugin settings; baselines keep the stock
+scheduler unless the scenario says otherwise.
 
 Everything but ``autoscaler.groups`` has a default; ``data/default-scenario.yaml`` is bundled.
 
@@ -47,6 +55,8 @@ from autoscaler.nodegroup import (
 from extender.documents import FINITE, DocumentError, convert, read_yaml
 from extender.policies import PolicyError, policy_from_dict
 from extender.policy import ResourcePolicy
+
+from .scoring import BIN_PACKING, PROFILES, STOCK, Scoring
 
 __all__ = [
     "DEFAULT_SCENARIO",
@@ -100,6 +110,9 @@ class Scenario:
     name: str = "spillover"
     spot_interruptions_per_hour: float = 0.0  # per node of a spot group, seeded exponential
     every_namespace: bool = False
+    scheduler: _SchedulerDoc | None = None
+    scoring: Scoring = BIN_PACKING  # kube-scheduler's node scores in the Spillover variant
+    baseline_scoring: Scoring = STOCK  # ... in the baselines
 
 
 def policies_for(
@@ -149,6 +162,14 @@ class _SpotDoc(_Doc):
     interruptions_per_hour: Annotated[float, msgspec.Meta(ge=0, le=FINITE)] = 0.0
 
 
+_Profile = Literal["stock", "bin-packing"]  # the keys of scoring.PROFILES
+
+
+class _SchedulerDoc(_Doc):
+    spillover: _Profile = "bin-packing"
+    baselines: _Profile = "stock"
+
+
 class _ScenarioDoc(_Doc):
     autoscaler: Any = None  # checked by autoscaler.nodegroup.config_from_dict
     policies: list[Any] | None = None  # checked by extender.policies.policy_from_dict
@@ -161,6 +182,7 @@ class _ScenarioDoc(_Doc):
     name: Annotated[str, msgspec.Meta(min_length=1)] = "spillover"
     spot: _SpotDoc | None = None
     every_namespace: bool = False
+    scheduler: _SchedulerDoc | None = None
 
 
 def scenario_from_dict(raw: Any) -> Scenario:
@@ -185,6 +207,7 @@ def scenario_from_dict(raw: Any) -> Scenario:
         raise ScenarioError("must be positive", "samplePeriod")
     f = doc.forecast or _ForecastDoc()
     b = doc.baselines or _BaselinesDoc()
+    sched = doc.scheduler or _SchedulerDoc()
     return Scenario(
         autoscaler=autoscaler,
         policies=tuple(policies),
@@ -211,6 +234,8 @@ def scenario_from_dict(raw: Any) -> Scenario:
         name=doc.name,
         spot_interruptions_per_hour=float((doc.spot or _SpotDoc()).interruptions_per_hour),
         every_namespace=doc.every_namespace,
+        scoring=PROFILES[sched.spillover],
+        baseline_scoring=PROFILES[sched.baselines],
     )
 
 

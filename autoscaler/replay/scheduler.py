@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from autoscaler import predictive
 from autoscaler.eviction import move_blocker
@@ -39,6 +39,7 @@ from extender.snapshot import ClusterState
 
 from .billing import Billing
 from .scenario import Timing
+from .scoring import STOCK, Scoring, score
 from .trace import Template
 
 __all__ = [
@@ -176,9 +177,12 @@ class Scheduler:
         billing: Billing,
         rng: random.Random,
         request_plan: Callable[[bool], None],
+        scoring: Scoring | None = STOCK,
     ) -> None:
         """``request_plan(react)``: ask for an autoscaler pass (``react``: after the reaction
-        delay, else at the next loop)."""
+        delay, else at the next loop).  ``scoring``: kube-scheduler's resource scores among the
+        nodes that fit (``autoscaler.replay.scoring``); None: the first that fits."""
+        self.scoring = scoring
         self.clock = clock
         self.groups = groups
         self.settings = settings
@@ -323,18 +327,35 @@ class Scheduler:
             self.fit_cache[key] = ok
         return ok
 
-    def _first_fit(self, rec: PodRecord, group: str) -> NodeRecord | None:
+    def _score(self, rec: PodRecord, node: NodeRecord) -> int:
+        assert self.scoring is not None
+        a = node.node.allocatable
+        return score(
+            self.scoring,
+            free=(node.cpu, node.mem, node.gpu),
+            alloc=(a.cpu_milli, a.memory, a.gpu_milli),
+            req=rec.req,
+        )
+
+    def _best(self, rec: PodRecord, nodes: Iterable[NodeRecord]) -> NodeRecord | None:
+        """kube-scheduler's pick among ``nodes``: the best score of those that fit (the first
+        of equals), or the first that fits without a scoring."""
         cpu, mem, gpu = rec.req
-        for node in self.by_group.get(group, ()):
+        best, best_score = None, -1
+        for node in nodes:
             if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
-                return node
-        return None
+                if self.scoring is None:
+                    return node
+                value = self._score(rec, node)
+                if value > best_score:
+                    best, best_score = node, value
+        return best
 
     def candidates(self, rec: PodRecord) -> list[NodeRecord]:
         found = []
         for group in self.group_order:
             if self.fits_group(rec, group):
-                node = self._first_fit(rec, group)
+                node = self._best(rec, self.by_group.get(group, ()))
                 if node is not None:
                     found.append(node)
         for node in self.by_group.get(TRACE_GROUP, ()):
@@ -351,7 +372,9 @@ class Scheduler:
         if policy is None:
             if not ecs:
                 return self._preempt(rec)
-            self.bind(rec, ecs[0])
+            best = self._best(rec, ecs)
+            assert best is not None  # every candidate fits
+            self.bind(rec, best)
             return True
         offered = [n.node for n in ecs]
         if rec.tol_eci:
@@ -364,7 +387,12 @@ class Scheduler:
         if not decision.placed:
             return not ecs and self._preempt(rec)
         chosen = decision.accepted[0]
-        self.bind(rec, None if chosen == ECI_NODE else self.nodes[chosen])
+        if chosen == ECI_NODE:
+            self.bind(rec, None)
+        else:  # the extender's unit; kube-scheduler's scores pick among its nodes
+            best = self._best(rec, (self.nodes[n] for n in decision.accepted))
+            assert best is not None  # every candidate fits
+            self.bind(rec, best)
         return True
 
     def _preempt(self, rec: PodRecord) -> bool:
@@ -505,7 +533,9 @@ class Scheduler:
         evicted = list(rec.members.values())
         for pod in evicted:
             self.unbind(pod)
-            self.evictions += not pod.balloon
+            if not pod.balloon:
+                self.evictions += 1
+                self.billing.restarted()
         self.state.remove_node(name)
         self.billing.node_removed(name, rec.group, now=self.clock.now)
         for pod in evicted:
@@ -522,6 +552,7 @@ class Scheduler:
             return False
         self.unbind(rec)
         self.moves += 1
+        self.billing.restarted()
         self.schedule(rec)
         return True
 

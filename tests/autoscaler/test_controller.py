@@ -19,12 +19,11 @@ from autoscaler.drain import FakeDrainer
 from autoscaler.forecast import Forecast, StaticForecaster
 from autoscaler.leader import LeaseElector, LeaseSettings
 from autoscaler.metrics import Metrics
-from autoscaler.nodegroup import AutoscalerConfig, config_from_dict
+from autoscaler.nodegroup import AutoscalerConfig, MoveCosts, config_from_dict
 from autoscaler.planner import Plan, ScaleDown, ScaleUp, plan
 from autoscaler.providers.base import GroupStatus, ProviderError
 from autoscaler.providers.kwok import KwokProvider
 from autoscaler.providers.simulated import SimulatedProvider
-from autoscaler.rebalance import MoveCosts
 from autoscaler.state import GroupState
 from autoscaler.status import StatusStore
 from extender.model import (
@@ -112,6 +111,10 @@ async def _no_sleep(_: float) -> None:
     return None
 
 
+def _settings(config: AutoscalerConfig, **changes: Any) -> AutoscalerConfig:
+    return replace(config, settings=replace(config.settings, **changes))
+
+
 def _controller(
     kube_client: client.ApiClient,
     clock: FakeClock,
@@ -185,8 +188,8 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     state = _with_web_pods(kube_api, 3)
     metrics = Metrics()
     controller = _controller(kube_client, clock, state, metrics=metrics)
-    classic = ControllerSettings(consolidation=None)  # cluster-autoscaler's rule alone
-    controller.settings = classic
+    # cluster-autoscaler's rule alone: the groups YAML's settings.consolidation off
+    controller.config = _settings(controller.config, consolidation=None)
 
     result = await controller.run_once()
     assert result.leader
@@ -225,7 +228,7 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     # A restart loses nothing: a new controller reads the unneeded-since times back.
     clock.advance(300)
     restarted = _controller(kube_client, clock, state)
-    restarted.settings = classic
+    restarted.config = controller.config
     result = await restarted.run_once()
     assert result.deleted == ()
     assert _memory(kube_api)["unneeded"] == since
@@ -863,6 +866,18 @@ def test_class_demand_counts_gpu_pods_in_gpus_and_eci_pods_that_could_run_on_ecs
     assert demand_of(state) == 3.5
 
 
+WEB_ECS_THEN_ECI = ResourcePolicy(
+    "web", "shop", LabelSelector({"app": "web"}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+)
+
+
+def _on_eci(name: str) -> dict[str, Any]:
+    """A web pod (1.5 cpu, a ReplicaSet's, 2 h left) on the virtual node."""
+    pod = _on(_pod(name), "virtual-kubelet")
+    pod["metadata"]["annotations"] = {"spillover.dev/expected-duration": "2h"}
+    return pod
+
+
 async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
@@ -871,20 +886,9 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     state, _ = await _with_kwok_nodes(kube_api, kube_client, 1)
     kube_api.create(make_node("virtual-kubelet", eci=True))
     for i in range(2):
-        eci_pod = _on(_pod(f"web-eci-{i}"), "virtual-kubelet")
-        eci_pod["metadata"]["annotations"] = {"spillover.dev/expected-duration": "2h"}
-        kube_api.create(eci_pod)
+        kube_api.create(_on_eci(f"web-eci-{i}"))
     _sync(kube_api, state)
-    state.set_policies(
-        [
-            ResourcePolicy(
-                "web",
-                "shop",
-                LabelSelector({"app": "web"}),
-                (Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
-            )
-        ]
-    )
+    state.set_policies([WEB_ECS_THEN_ECI])
     metrics = Metrics()
     controller = _controller(kube_client, fresh_clock, state, metrics=metrics)
     result = await controller.run_once()
@@ -903,7 +907,7 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     # web-eci-0's replacement is not created here, so the room is free again for web-eci-1: one
     # move a minute lets it go only once the first move is a minute old
     _sync(kube_api, state)
-    controller.settings = ControllerSettings(rebalance=MoveCosts(per_minute=1))
+    controller.config = _settings(controller.config, rebalance=MoveCosts(per_minute=1))
     await controller.run_once()
     assert [p["metadata"]["name"] for p in kube_api.objects_of("pods")] == ["web-eci-1"]
     fresh_clock.advance(61)
@@ -913,3 +917,31 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     _sync(kube_api, state)
     await controller.run_once()
     assert kube_api.objects_of("pods") == []
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["evicted", "refused"])
+async def test_rebalance_moves_go_through_the_drainer(
+    fresh_clock: FakeClock, refused: bool
+) -> None:
+    # one empty simulated node (2 cpu) and web-eci-0 (1.5 cpu, a ReplicaSet's, 2 h left) on
+    # ECI: the move is an eviction asked of the drainer; a refused one is no move.
+    provider, state, _ = await _simulated_node(fresh_clock)
+    state.upsert_node(node_from_dict(make_node("virtual-kubelet", eci=True)))
+    state.upsert_pod(replace(pod_from_dict(_on_eci("web-eci-0")), uid="web-eci-0"))
+    state.set_policies([WEB_ECS_THEN_ECI])
+    drainer = FakeDrainer(state, refuse={"shop/web-eci-0"} if refused else set())
+    metrics = Metrics()
+    controller = Controller(
+        config=_config(),
+        provider=provider,
+        state=state,
+        drainer=drainer,
+        clock=fresh_clock,
+        sleep=_no_sleep,
+        metrics=metrics,
+    )
+    result = await controller.run_once()
+    assert ("evict", "shop/web-eci-0") in drainer.calls
+    assert result.moved == (() if refused else ("shop/web-eci-0",))
+    assert ("web-eci-0" in state.pods) == refused
+    assert metrics.moves.labels("refused" if refused else "evicted")._value.get() == 1

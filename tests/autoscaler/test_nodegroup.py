@@ -12,6 +12,8 @@ import yaml
 from autoscaler.costs import EciPrice, break_even_fraction, ecs_cheaper, new_node_pays
 from autoscaler.nodegroup import (
     ConfigError,
+    Consolidation,
+    MoveCosts,
     RemovalPolicy,
     config_from_dict,
     groups_from_configmap,
@@ -100,6 +102,29 @@ def test_settings_load() -> None:
     assert s.eci_price == EciPrice(0.0001, 0.00001, 10.0)
     assert s.forecast_horizon == 7200.0
     assert s.daemonset_overhead == Resources(100, 128 * 2**20, 0)
+    # not given: rebalance and consolidation on, at their defaults
+    assert s.rebalance == MoveCosts(0.1, 10)
+    assert s.consolidation == Consolidation(30.0, True)
+
+
+@pytest.mark.parametrize(
+    ("settings", "moves", "merged"),
+    [
+        (
+            {"rebalance": {"restartCost": 3}, "consolidation": {"emptyAfter": "2m"}},
+            MoveCosts(3.0, 10),
+            Consolidation(120.0, True),
+        ),
+        ({"rebalance": {"perMinute": 0}, "consolidation": {"enabled": False}}, None, None),
+        ({"rebalance": False, "consolidation": False}, None, None),
+        ({"consolidation": {"replace": False}}, MoveCosts(), Consolidation(30.0, False)),
+    ],
+)
+def test_rebalance_and_consolidation_settings(
+    settings: dict[str, Any], moves: MoveCosts | None, merged: Consolidation | None
+) -> None:
+    s = config_from_dict({"groups": [GROUP], "settings": settings}).settings
+    assert (s.rebalance, s.consolidation) == (moves, merged)
 
 
 @pytest.mark.parametrize(
@@ -146,6 +171,20 @@ def test_errors_name_the_field(changes: dict[str, Any], field: str) -> None:
         ({"priorities": {1: ["("]}}, "settings.priorities[1]"),
         ({"forecastHorizon": "soon"}, "settings.forecastHorizon"),
         ({"verbose": True}, "settings.verbose"),
+        ({"rebalance": {"restartCost": -1}}, "settings.rebalance.restartCost"),
+        ({"rebalance": {"restartCost": "1 CNY"}}, "settings.rebalance.restartCost"),
+        ({"rebalance": {"perMinute": 1.5}}, "settings.rebalance.perMinute"),
+        ({"rebalance": {"every": 1}}, "settings.rebalance.every"),
+        ({"rebalance": True}, "settings.rebalance"),
+        ({"rebalance": {"perMinute": -1}}, "settings.rebalance.perMinute"),
+        ({"rebalance": {"restartCost": float("inf")}}, "settings.rebalance.restartCost"),
+        ({"rebalance": [1]}, "settings.rebalance"),
+        ({"consolidation": True}, "settings.consolidation"),
+        ({"consolidation": {"emptyAfter": -1}}, "settings.consolidation.emptyAfter"),
+        ({"consolidation": {"every": "1m"}}, "settings.consolidation.every"),
+        ({"consolidation": {"enabled": "yes"}}, "settings.consolidation.enabled"),
+        ({"consolidation": {"emptyAfter": "soon"}}, "settings.consolidation.emptyAfter"),
+        ({"consolidation": {"replace": 1}}, "settings.consolidation.replace"),
     ],
 )
 def test_settings_errors_name_the_field(settings: dict[str, Any], field: str) -> None:

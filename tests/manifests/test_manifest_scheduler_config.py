@@ -154,3 +154,21 @@ def test_accepted_by_kube_scheduler(path: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     written = yaml.safe_load(out.read_text())
     assert written["extenders"][0]["urlPrefix"] == config["extenders"][0]["urlPrefix"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_every_profile_bin_packs_as_the_replay_models_it(path: Path) -> None:
+    # The replay's Spillover variant runs autoscaler.replay.scoring.BIN_PACKING: the profile
+    # shipped here must be exactly that (strategy, resources and weights, BalancedAllocation off).
+    from autoscaler.replay.scoring import BIN_PACKING, from_profile
+
+    for profile in _load(path)["profiles"]:
+        (fit,) = profile["pluginConfig"]
+        assert set(fit) == {"name", "args"}
+        assert set(fit["args"]) == {"scoringStrategy"}
+        assert set(fit["args"]["scoringStrategy"]) == {"type", "resources"}
+        assert from_profile(profile) == BIN_PACKING
+    # a profile without plugin settings is the stock one
+    from autoscaler.replay.scoring import STOCK
+
+    assert from_profile({"schedulerName": "default-scheduler"}) == STOCK

@@ -29,7 +29,7 @@ def test_openb_replays_the_pods_that_ran() -> None:
     first = created[0]
     assert first.name == "openb-pod-0000"
     assert first.template.requests == Resources(12000, 16384 * 2**20, 1, 1000)
-    assert first.workload.kind == "Pod"
+    assert first.workload.kind == "Deployment"  # an LS task: a service's replica (owners="qos")
     gpus = {e.template.requests.gpu_milli for e in created}
     assert 460 in gpus  # a shared GPU: num_gpu=1, gpu_milli=460
     assert 8000 in gpus  # num_gpu=8 whole GPUs
@@ -81,6 +81,39 @@ def test_openb_options() -> None:
     assert kinds == {"Deployment"}
 
 
+def test_openb_owners_follow_the_qos_column(tmp_path: Path) -> None:
+    path = tmp_path / "pods.csv"
+    path.write_text(
+        HEADER + "svc,1000,1024,1,500,,LS,Running,0,100,0\n"
+        "train,1000,1024,1,500,,BE,Failed,10,40,10\n"
+        "svc2,1000,1024,1,500,,LS,Running,50,90,50\n"  # after svc's shape-mate train ended
+        "train2,1000,1024,1,500,,BE,Running,50,90,50\n"
+        "odd,1000,1024,0,0,,Burstable,Running,60,70,60\n"
+    )
+    created = {e.name: e for e in import_openb(path).events if isinstance(e, PodCreated)}
+    kinds = {name: (e.workload.kind, e.workload.name) for name, e in created.items()}
+    # LS: a single-replica Deployment each (movable, evictable); the rest stay bare pods
+    assert kinds == {
+        "svc": ("Deployment", "svc"),
+        "train": ("Pod", "train"),
+        "svc2": ("Deployment", "svc2"),
+        "train2": ("Pod", "train2"),
+        "odd": ("Pod", "odd"),
+    }
+    # the expected duration is the history of the task's shape and QoS, whoever owns it:
+    # train2 knows train's 30 s (same shape, BE), svc2 nothing (no LS task of its shape ended)
+    assert EXPECTED_DURATION not in created["svc2"].template.annotations
+    assert created["train2"].template.annotations == {EXPECTED_DURATION: "30s"}
+    bare = {
+        e.name: e.workload.kind
+        for e in import_openb(path, owners="pod").events
+        if isinstance(e, PodCreated)
+    }
+    assert set(bare.values()) == {"Pod"}
+    with pytest.raises(ValueError, match="owners"):
+        import_openb(path, owners="job")
+
+
 def test_openb_expected_duration_only_uses_the_past(tmp_path: Path) -> None:
     path = tmp_path / "pods.csv"
     path.write_text(
@@ -89,7 +122,7 @@ def test_openb_expected_duration_only_uses_the_past(tmp_path: Path) -> None:
         "b,1000,1024,0,0,,LS,Running,50,5000,50\n"  # a has not finished at 50
         "c,1000,1024,0,0,,LS,Running,200,300,200\n"  # a finished (100 s), b not yet
     )
-    created = [e for e in import_openb(path).events if isinstance(e, PodCreated)]
+    created = [e for e in import_openb(path, owners="pod").events if isinstance(e, PodCreated)]
     assert [e.template.annotations.get(EXPECTED_DURATION) for e in created] == [None, None, "100s"]
 
 

@@ -72,6 +72,17 @@ def test_defaults_fill_every_optional_section() -> None:
         ("seed: 1.5\n", ":6: seed: expected int, got float"),
         ("policies: [{kind: ResourcePolicy}]\n", ":6: policies[0]: ResourcePolicy: metadata.name"),
         ("samplePeriod: 0\n", ":6: samplePeriod: must be positive"),
+        ("scheduler: {spillover: MostAllocated}\n", ":6: scheduler.spillover: must be one of"),
+        ("scheduler:\n  plugins: []\n", ":7: scheduler.plugins: unknown field (known: spillover"),
+        ("scheduler: [stock]\n", ":6: scheduler: expected object | null, got array"),
+        (
+            "  settings:\n    rebalance: {perMinute: -1}\n",
+            ":7: autoscaler.settings.rebalance.perMinute: must not be negative",
+        ),
+        (
+            "  settings:\n    consolidation:\n      emptyAfter: soon\n",
+            ":8: autoscaler.settings.consolidation.emptyAfter: expected a duration",
+        ),
     ],
     ids=[
         "loop-0",
@@ -84,6 +95,11 @@ def test_defaults_fill_every_optional_section() -> None:
         "seed",
         "policy",
         "sample",
+        "scheduler-profile",
+        "scheduler-unknown",
+        "scheduler-type",
+        "rebalance-range",
+        "consolidation-duration",
     ],
 )
 def test_errors_name_file_line_and_field(tmp_path: Path, extra: str, message: str) -> None:
@@ -93,6 +109,15 @@ def test_errors_name_file_line_and_field(tmp_path: Path, extra: str, message: st
         load_scenario(path)
     assert str(err.value).startswith(f"{path}{message}"), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_the_scheduler_profiles_are_the_scoring_modules() -> None:
+    from typing import get_args
+
+    from autoscaler.replay.scenario import _Profile
+    from autoscaler.replay.scoring import PROFILES
+
+    assert sorted(get_args(_Profile)) == sorted(PROFILES)
 
 
 def test_group_errors_point_into_the_autoscaler_document(tmp_path: Path) -> None:
