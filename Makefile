@@ -6,10 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: venv demo test lint typecheck contracts check bench kind-up kind-down clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -24,8 +24,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check extender autoscaler tests bench
 	$(BIN)/ruff format --check extender autoscaler tests bench
 
+# tests/ once per folder: each has its own conftest.py (see [tool.mypy] in pyproject.toml)
+TEST_DIRS = $(filter-out tests/__pycache__/,$(wildcard tests/*/))
+
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	MYPYPATH=tests $(BIN)/mypy tests/*.py
+	for d in $(TEST_DIRS); do MYPYPATH=tests:$$d $(BIN)/mypy $$d || exit 1; done
 
 contracts: $(STAMP)
 	$(BIN)/lint-imports

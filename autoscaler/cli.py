@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from extender.commandline import (
     Parser,
     UsageError,
+    at_least,
     fail,
     one_line,
     plain,
@@ -44,7 +45,14 @@ from extender.commandline import (
 )
 
 if TYPE_CHECKING:
+    import uvicorn
+    from kubernetes_asyncio.client import ApiClient
+    from prometheus_client import CollectorRegistry
+    from starlette.applications import Starlette
+
+    from .controller import Controller
     from .nodegroup import AutoscalerConfig
+    from .providers.base import Provider
 # Everything else this module needs (numpy, scipy, numba behind the node groups and the
 # subcommands) is imported inside ``main``'s handling, so a Ctrl-C while it loads is one line.
 
@@ -105,28 +113,34 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         default=0.1,
         help="a batch closes once no new pending pod came for this long, e.g. 100ms",
     )
+    # Overrides of the groups YAML's settings.rebalance / settings.consolidation (default: the
+    # YAML's, which the replay's scenario uses too): one settings structure, PlannerSettings.
     p.add_argument(
         "--rebalance-restart-cost",
-        type=float,
-        default=0.1,
-        help="CNY a move from ECI to ECS must save, over the pod's expected run time, to happen",
+        type=at_least(float, 0),
+        default=None,
+        help="CNY a move from ECI to ECS must save, over the pod's expected run time, to happen "
+        "(default: settings.rebalance.restartCost of the groups YAML, else 0.1)",
     )
     p.add_argument(
         "--rebalance-per-minute",
-        type=int,
-        default=10,
-        help="pods moved from ECI back to ECS per minute at most (0: never move pods)",
+        type=at_least(int, 0),
+        default=None,
+        help="pods moved from ECI back to ECS per minute at most, 0: never move pods "
+        "(default: settings.rebalance.perMinute, else 10)",
     )
     p.add_argument(
         "--no-consolidation",
         action="store_true",
-        help="remove nodes only by cluster-autoscaler's utilization rule",
+        help="remove nodes only by cluster-autoscaler's utilization rule "
+        "(as settings.consolidation.enabled: false)",
     )
     p.add_argument(
         "--consolidate-empty-after",
         type=_duration,
-        default=30.0,
-        help="an empty node goes this long after it became empty, e.g. 30s",
+        default=None,
+        help="an empty node goes this long after it became empty, e.g. 30s "
+        "(default: settings.consolidation.emptyAfter, else 30s)",
     )
     p.add_argument("--identity", default="", help="leader-election identity (default: hostname)")
     p.add_argument("--lease-name", default="spillover-autoscaler")
@@ -171,13 +185,35 @@ def load_groups(args: argparse.Namespace, configmap: Mapping[str, str] | None) -
     if bool(args.groups) == bool(args.groups_configmap):
         raise UsageError("error: give exactly one of --groups FILE or --groups-configmap NAME")
     if args.groups:
-        return load_config(args.groups)
+        return with_flags(load_config(args.groups), args)
     if configmap is None:
         raise ConfigError(f"ConfigMap {args.namespace}/{args.groups_configmap}: not found")
     try:
-        return groups_from_configmap(configmap)
+        return with_flags(groups_from_configmap(configmap), args)
     except ConfigError as err:
         raise ConfigError(f"ConfigMap {args.namespace}/{args.groups_configmap}: {err}") from None
+
+
+def with_flags(config: AutoscalerConfig, args: argparse.Namespace) -> AutoscalerConfig:
+    """``config`` with the rebalance and consolidation flags that were given applied on top."""
+    from dataclasses import replace
+
+    from .nodegroup import Consolidation, MoveCosts
+
+    s = config.settings
+    moves = s.rebalance
+    restart, per_minute = args.rebalance_restart_cost, args.rebalance_per_minute
+    if restart is not None or per_minute is not None:
+        base = moves or MoveCosts()
+        per_minute = base.per_minute if per_minute is None else per_minute
+        restart = base.restart if restart is None else restart
+        moves = MoveCosts(restart, per_minute) if per_minute > 0 else None
+    merged = s.consolidation
+    if args.no_consolidation:
+        merged = None
+    elif args.consolidate_empty_after is not None:
+        merged = replace(merged or Consolidation(), empty_after=args.consolidate_empty_after)
+    return replace(config, settings=replace(s, rebalance=moves, consolidation=merged))
 
 
 def _ess_groups(args: argparse.Namespace, config: AutoscalerConfig) -> dict[str, str]:
@@ -201,12 +237,31 @@ class Runtime:
     """Everything ``run`` assembles; ``serve`` runs it until ``stop``."""
 
     args: argparse.Namespace
-    api: Any = None
     config: AutoscalerConfig | None = None
-    controller: Any = None
     ready: bool = False
-    registries: list[Any] = field(default_factory=list)
+    registries: list[CollectorRegistry] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _api: ApiClient | None = None
+    _assembled: Controller | None = None
+
+    @property
+    def api(self) -> ApiClient:
+        """The Kubernetes API client ``start`` connected."""
+        if self._api is None:
+            raise RuntimeError("Runtime.start() has not connected yet")
+        return self._api
+
+    @property
+    def controller(self) -> Controller:
+        """The controller ``start`` assembled."""
+        if self._assembled is None:
+            raise RuntimeError("Runtime.start() has not assembled the controller yet")
+        return self._assembled
+
+    async def close(self) -> None:
+        """Close the API client, if ``start`` got as far as connecting."""
+        if self._api is not None:
+            await self._api.close()
 
     async def start(self) -> None:
         """Connect and check the configuration; raises ``ConfigError``/``UsageError``."""
@@ -223,7 +278,7 @@ class Runtime:
         if args.groups:
             self.config = load_groups(args, None)
         try:
-            self.api = await load_kube_config(args.kubeconfig or None)
+            self._api = await load_kube_config(args.kubeconfig or None)
         except Exception as err:
             # ConfigException, and on some (an empty file) with TypeError: both are bad input
             where = args.kubeconfig or "error"
@@ -246,20 +301,18 @@ class Runtime:
                 "source": args.groups or f"ConfigMap {args.namespace}/{args.groups_configmap}",
             },
         )
-        self.controller = self._controller(self.config)
+        self._assembled = self._controller(self.config)
 
-    def _controller(self, config: AutoscalerConfig) -> Any:
+    def _controller(self, config: AutoscalerConfig) -> Controller:
         from prometheus_client import CollectorRegistry
 
         from extender.ledger import Ledger
         from extender.metrics import Metrics as WatchMetrics
         from extender.snapshot import ClusterState
 
-        from .consolidation import Consolidation
         from .controller import Controller, ControllerSettings
         from .leader import LeaseElector, LeaseSettings
         from .metrics import Metrics
-        from .rebalance import MoveCosts
         from .status import StatusStore
 
         args = self.args
@@ -293,19 +346,11 @@ class Runtime:
                 loop_interval=args.loop_interval,
                 batch_window=args.batch_window,
                 batch_idle=args.batch_idle,
-                rebalance=MoveCosts(
-                    restart=args.rebalance_restart_cost, per_minute=args.rebalance_per_minute
-                )
-                if args.rebalance_per_minute > 0
-                else None,
-                consolidation=None
-                if args.no_consolidation
-                else Consolidation(empty_after=args.consolidate_empty_after),
                 dry_run=args.dry_run,
             ),
         )
 
-    def _provider(self, config: AutoscalerConfig) -> Any:
+    def _provider(self, config: AutoscalerConfig) -> Provider:
         args = self.args
         label = config.settings.node_group_label
         if args.provider == "kwok":
@@ -336,7 +381,7 @@ class Runtime:
             )
         )
 
-    def app(self) -> Any:
+    def app(self) -> Starlette:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
         from starlette.applications import Starlette
         from starlette.requests import Request
@@ -405,7 +450,7 @@ class Runtime:
             await self.api.close()
 
 
-def _server_class() -> type[Any]:
+def _server_class() -> type[uvicorn.Server]:
     import uvicorn
 
     class Server(uvicorn.Server):
@@ -429,8 +474,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         await runtime.start()
     except (ConfigError, UsageError) as err:
-        if runtime.api is not None:
-            await runtime.api.close()
+        await runtime.close()
         return fail(err)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -444,7 +488,12 @@ async def _serve(args: argparse.Namespace) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     from extender.logs import configure
 
+    from .replay.threads import limit_blas_threads
+
     configure(args.log_level)
+    # The forecast refit runs in a worker thread beside the event loop; OpenBLAS's own thread
+    # pool on top of it made a 14-day fit 1.3-2.7x slower on a busy 2-core machine.
+    limit_blas_threads()
     return asyncio.run(_serve(args))
 
 

@@ -14,36 +14,32 @@ holds the rules; this module holds the settings and the replacement search) also
   all fit on (``replacement``, first-fit by ``k.ffd`` onto one template); once that node is up,
   the old node's pods fit on it and the old node goes by the rules above.
 
-The drain itself (the controller) cordons, evicts, and waits until the evicted pods are gone
+The settings (``Consolidation``) live with the other planner settings in ``nodegroup``, read
+from the groups YAML (``settings.consolidation``) by the controller and from the scenario by the
+replay.  The drain itself (the controller) cordons, evicts, and waits until the evicted pods are gone
 before it deletes the node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
 
 from extender.model import Node, Pod
 from extender.policy import policy_for
 
+from .backends import Kernels
 from .context import Context
+from .nodegroup import Consolidation
 
 __all__ = ["CONSOLIDATED", "Consolidation", "replacement"]
 
 CONSOLIDATED = "consolidated"  # the code of a removal or replacement consolidation decided
 
 
-@dataclass(frozen=True, slots=True)
-class Consolidation:
-    empty_after: float = 30.0  # seconds an empty node stays
-    replace: bool = True  # replace a node by a cheaper group's node its pods fit on
-
-
 def replacement(
-    ctx: Context, k: ModuleType, *, node: Node, g: int, movable: Sequence[Pod], now: float
+    ctx: Context, k: Kernels, *, node: Node, g: int, movable: Sequence[Pod], now: float
 ) -> tuple[int, str] | None:
     """The cheapest group, cheaper than ``g``, with one new node that holds all of ``movable``
     (each pod within the unit it runs in), and why; None if there is none."""

@@ -5,7 +5,8 @@ predictive and scale-down passes.  It maps nodes to groups (by the provider's me
 by the node-group label), counts registered and upcoming nodes, and caches what is expensive to
 recompute per pod: pod classes (pods that match nodes the same way) and, per class, policy unit
 and node list, which nodes they may use.  Nothing in it changes after construction except those
-caches, so the passes may run in any order over it.
+caches, so the passes may run in any order over it.  What is kept from one pass to the next is
+in ``PlannerMemo``, whose docstring lists every memo table of the planner and its rule.
 
 ``Growth`` is what scale-up and the predictive pass add to one group; the planner turns it into
 a ``ScaleUp``.
@@ -22,7 +23,7 @@ import numpy.typing as npt
 
 from extender.model import Node, NodeKind, Pod, Resources
 from extender.policy import ResourcePolicy
-from extender.selectors import fits_node_selector, untolerated_taint
+from extender.selectors import can_hold, why_not_held
 from extender.snapshot import ClusterState
 
 from .nodegroup import NodeGroup, PlannerSettings
@@ -32,9 +33,9 @@ __all__ = [
     "Context",
     "Growth",
     "IntArray",
+    "PlannerMemo",
     "PodClass",
     "Usage",
-    "accepts",
     "fmt_time",
     "vector",
 ]
@@ -82,7 +83,7 @@ class Growth:
 
 
 class Context:
-    """One pass's view; ``usage``: the per-node :class:`Usage` cache (see :meth:`usage`)."""
+    """One pass's view; the per-node :class:`Usage` is kept in ``memo.usage`` if it has one."""
 
     def __init__(
         self,
@@ -90,12 +91,13 @@ class Context:
         groups: Sequence[GroupState],
         settings: PlannerSettings,
         *,
-        usage: MutableMapping[str, Usage] | None = None,
+        memo: PlannerMemo | None = None,
     ) -> None:
+        """``memo``: the planner's tables kept between passes (see ``PlannerMemo``)."""
         self.state = state
         self.groups = list(groups)
         self.settings = settings
-        self.templates, self.cap, self._cap_rows = _templates(
+        self.templates, self.cap, self._cap_rows = (memo or _SHARED).templates(
             [gs.group for gs in self.groups], settings.daemonset_overhead
         )
         self.template_group = {t.name: g for g, t in enumerate(self.templates)}
@@ -124,14 +126,15 @@ class Context:
         self._class_index: dict[tuple[Any, ...], int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._registered_cap: list[list[int]] | None = None
-        self._usage: MutableMapping[str, Usage] = {} if usage is None else usage
+        kept = memo.usage if memo is not None else None
+        self._usage: MutableMapping[str, Usage] = {} if kept is None else kept
 
     def usage(self, node: str) -> Usage:
         """The live pods on ``node`` and their summed requests (scale-up and -down both ask).
 
-        Computed once per pass, or once per change when the caller passes a ``usage`` cache
-        that outlives the pass: the replay keeps one and drops a node's entry whenever a pod
-        binds to it or leaves it, so passes that follow an unrelated change reuse the rest.
+        Computed once per pass, or once per change when the memo keeps a usage table
+        (``PlannerMemo.usage``, whose keeper drops a node's entry whenever a pod binds to it or
+        leaves it), so passes that follow an unrelated change reuse the rest.
         """
         found = self._usage.get(node)
         if found is None:
@@ -159,20 +162,9 @@ class Context:
         found = self._class_index.get(key)
         if found is not None:
             return found
-        ok: list[bool] = []
-        why: list[str] = []
-        for template in self.templates:
-            taint = untolerated_taint(pod.tolerations, template.taints)
-            if not fits_node_selector(pod, template):
-                ok.append(False)
-                why.append("node selector / required affinity does not match the group's labels")
-            elif taint is not None:
-                ok.append(False)
-                why.append(f"untolerated taint {taint.key}={taint.value}:{taint.effect}")
-            else:
-                ok.append(True)
-                why.append("")
-        eci = [n for n in self.eci_nodes if accepts(pod, n)]
+        why = [why_not_held(pod, template) for template in self.templates]
+        ok = [not reason for reason in why]
+        eci = [n for n in self.eci_nodes if can_hold(pod, n)]
         self.classes.append(PodClass(pod, ok, why, eci))
         self._class_index[key] = len(self.classes) - 1
         return len(self.classes) - 1
@@ -194,7 +186,7 @@ class Context:
         pod = self.classes[cls].pod
         unit_obj = policy.units[unit] if policy is not None and unit >= 0 else None
         out = np.array(
-            [accepts(pod, n) and (unit_obj is None or unit_obj.contains(n)) for n in nodes],
+            [can_hold(pod, n) and (unit_obj is None or unit_obj.contains(n)) for n in nodes],
             np.bool_,
         )
         self._node_elig[key] = out
@@ -226,36 +218,60 @@ class Context:
 
 
 _TemplateKey = tuple[tuple[int, ...], int]
-_TEMPLATES: dict[
-    _TemplateKey, tuple[Any, list[Node], IntArray, list[tuple[int, int, int, int]]]
-] = {}
+_Templates = tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]
 
 
-def _templates(
-    groups: Sequence[NodeGroup], overhead: Resources
-) -> tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]:
-    """New-node templates of ``groups`` and their allocatable as an array and as rows.
+class PlannerMemo:
+    """Every memo table of one planner, with the rule that keeps each one true.
 
-    The same groups are planned pass after pass (the replay reuses the objects), so this is
-    memoized by identity; an entry holds its groups and overhead, so their ids cannot be reused
-    while it exists.  Groups and resources are frozen: a hit is exactly what a miss computes.
+    One per planner: the controller and each replay's autoscaler hold one for all their passes
+    (``plan`` and ``rebalance`` take it as ``memo``); a call without one uses the module's.
+
+    Kept between passes, here:
+
+    - ``templates``: the new-node templates of a list of groups with an overhead, and their
+      allocatable as an array and as rows.  The same groups are planned pass after pass (the
+      replay reuses the objects), so the key is the identity of the group objects and of the
+      overhead; an entry holds them, so their ids cannot be reused while it exists.  Groups and
+      resources are frozen: a hit is exactly what a miss computes.  Cleared at 256 entries.
+    - ``usage`` (only if given; ``None`` otherwise): each node's live pods and summed requests
+      (``Context.usage``).  Rule: whoever passes the table drops a node's entry whenever a pod
+      binds to that node or leaves it (deleted, finished, evicted, moved, its node removed) and
+      when the node comes or goes.  The replay's scheduler keeps it so (every change of a pod's
+      node goes through its ``bind``/``unbind``/``node_ready``/``remove_node``, whatever moved
+      the pod: placement by score, rebalance, consolidation, scale-down; its audit compares
+      every kept entry with a fresh computation).  The controller's memo has no usage table:
+      its cluster changes under it between passes, so usage is computed afresh each pass.
+
+    Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to
+    invalidate): pod classes by (node selector, required affinity, tolerations), eligible nodes
+    per (class, policy, unit, purpose), each node's usage (unless ``usage`` keeps it), the
+    registered capacity per group.
     """
-    key = (tuple(map(id, groups)), id(overhead))
-    hit = _TEMPLATES.get(key)
-    if hit is not None:
-        return hit[1], hit[2], hit[3]
-    templates = [g.template(overhead=overhead) for g in groups]
-    rows = [vector(t.allocatable) for t in templates]
-    cap = np.array(rows, np.int64).reshape(len(rows), 4)
-    cap.flags.writeable = False
-    if len(_TEMPLATES) >= 256:
-        _TEMPLATES.clear()
-    _TEMPLATES[key] = ((tuple(groups), overhead), templates, cap, rows)
-    return templates, cap, rows
+
+    __slots__ = ("_size", "_templates", "usage")
+
+    def __init__(self, size: int = 256, *, usage: MutableMapping[str, Usage] | None = None) -> None:
+        self._size = size
+        self.usage = usage
+        self._templates: dict[_TemplateKey, tuple[Any, _Templates]] = {}
+
+    def templates(self, groups: Sequence[NodeGroup], overhead: Resources) -> _Templates:
+        key = (tuple(map(id, groups)), id(overhead))
+        hit = self._templates.get(key)
+        if hit is not None:
+            return hit[1]
+        templates = [g.template(overhead=overhead) for g in groups]
+        rows = [vector(t.allocatable) for t in templates]
+        cap = np.array(rows, np.int64).reshape(len(rows), 4)
+        cap.flags.writeable = False
+        if len(self._templates) >= self._size:
+            self._templates.clear()
+        self._templates[key] = ((tuple(groups), overhead), (templates, cap, rows))
+        return templates, cap, rows
 
 
-def accepts(pod: Pod, node: Node) -> bool:
-    return fits_node_selector(pod, node) and untolerated_taint(pod.tolerations, node.taints) is None
+_SHARED = PlannerMemo()
 
 
 def vector(r: Resources) -> tuple[int, int, int, int]:

@@ -6,20 +6,28 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 2. read the provider's groups (target sizes, instances) with retries;
 3. record demand per resource class (``class_demand``), refit each class's forecast now and
    then (a class with too little history, or none ever, has no forecast);
-4. ``planner.plan(...)`` -- pure, with consolidation unless ``consolidation`` is None; all
-   decisions are there, none here;
+4. ``planner.plan(...)`` -- pure, with consolidation unless the groups YAML's
+   ``settings.consolidation`` is off (``PlannerSettings.consolidation`` None); all decisions are
+   there, none here;
 5. apply: scale-ups as *absolute* targets (``increase_size(target=new_target)``), so a retry or
    a repeated pass never adds a second batch; scale-downs cordon, evict (PDBs answer 429 and
    the node stays), wait until the cache shows the evicted pods gone (``drain_timeout`` at
    most) and delete the named node;
 6. rebalance (:func:`autoscaler.rebalance.rebalance`, pure): evict pods on ECI that ECS now has
-   room for, at most ``rebalance.per_minute`` a minute; their controllers recreate them and the
+   room for, at most ``settings.rebalance.per_minute`` a minute (``PlannerSettings.rebalance``:
+   the same settings the replay reads from its scenario); their controllers recreate them and the
    extender places the replacements on ECS;
 7. write the status ConfigMap (the controller's only memory, see :mod:`autoscaler.status`),
    Events and metrics.
 
 ``--dry-run`` runs steps 2-4 and logs what it would do; it writes nothing anywhere, not even the
 Lease (a dry-run replica must never take the lease from the one that acts).
+
+Actuation is behind two seams, as in cluster-autoscaler: the ``Provider`` changes the groups and
+an ``autoscaler.drain.Drainer`` cordons, evicts and waits (``drain_node``; ``ApiDrainer`` by
+default, ``FakeDrainer`` in tests).  Without an API client and no drainer given there is none:
+nothing is drained and no node is removed (the scale-down is reported as an error, never done
+without eviction).
 
 Reaction time: besides the periodic tick (10 s), the loop wakes when the cluster cache reports a
 pending pod it has not planned for yet (:meth:`notify`, the watch's ``on_change`` callback: no
@@ -49,23 +57,24 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from extender.kube import BackoffSettings, backoff_delay
-from extender.model import NodeKind, Pod, is_daemon_or_static
+from extender.model import NodeKind, Pod
 from extender.policy import policy_for
-from extender.selectors import LabelSelector, Requirement
 from extender.snapshot import ClusterState
 
+from .actuation import IO_ERRORS, ApiDrainer, list_disruption_budgets
 from .consolidation import Consolidation
+from .context import PlannerMemo
+from .drain import Drainer, drain_node
 from .forecast import Forecast, Forecaster, SeasonalForecaster
 from .leader import LeaseElector
 from .metrics import Metrics
-from .nodegroup import AutoscalerConfig
+from .nodegroup import AutoscalerConfig, PlannerSettings
 from .planner import Plan, group_state, plan
 from .predictive import CLASSES, CPU, RefitRule, class_demand_of
 from .providers.base import GroupStatus, Provider, ProviderError
-from .rebalance import MoveCosts, allowed, rebalance
+from .rebalance import allowed, rebalance
 from .state import DisruptionBudget, GroupNode, GroupState
 from .status import DemandHistory, Memory, StatusStore
 
@@ -83,8 +92,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-_IO_ERRORS = (ApiException, OSError, TimeoutError)
-DELETION_TAINT = "spillover.dev/to-be-deleted"
 
 
 class Planner(Protocol):
@@ -94,11 +101,12 @@ class Planner(Protocol):
         groups: Sequence[GroupState],
         *,
         forecast: Forecast | Mapping[str, Forecast] | None,
-        settings: Any,
+        settings: PlannerSettings,
         now: float,
         unneeded: Mapping[str, float] | None = None,
         pdbs: Sequence[DisruptionBudget] = (),
         consolidation: Consolidation | None = None,
+        memo: PlannerMemo | None = None,
     ) -> Plan: ...
 
 
@@ -118,8 +126,6 @@ class ControllerSettings:
     wape_window: int = 1440
     status_interval: float = 60.0  # rewrite an unchanged status at most this often
     pod_events: int = 20  # TriggeredScaleUp events per scale-up, at most
-    rebalance: MoveCosts | None = field(default_factory=MoveCosts)  # None: never move pods
-    consolidation: Consolidation | None = field(default_factory=Consolidation)  # None: CA's rule
     drain_timeout: float = 120.0  # longest wait for evicted pods to leave a node before deleting it
     drain_poll: float = 0.5
 
@@ -165,6 +171,7 @@ class Controller:
         provider: Provider,
         state: ClusterState,
         api: client.ApiClient | None = None,
+        drainer: Drainer | None = None,
         status: StatusStore | None = None,
         elector: LeaseElector | None = None,
         metrics: Metrics | None = None,
@@ -181,12 +188,13 @@ class Controller:
         self.settings = settings or ControllerSettings()
         self.metrics = metrics or Metrics()
         self._api = api
-        self._core = client.CoreV1Api(api) if api is not None else None
-        self._policy = client.PolicyV1Api(api) if api is not None else None
+        # Without an API client and no drainer given there is none: nodes are never removed.
+        self._drainer = drainer or (ApiDrainer(api) if api is not None else None)
         self._status = status
         self._elector = elector
         self._forecaster = forecaster or SeasonalForecaster()
         self._plan: Planner = planner or plan
+        self._plan_memo = PlannerMemo()  # what the planner keeps between this one's passes
         self._clock = clock or time.time
         self._sleep = sleep or asyncio.sleep
         self._rand = rand
@@ -327,11 +335,12 @@ class Controller:
             self.state,
             groups,
             forecast=forecast,
+            memo=self._plan_memo,
             settings=self.config.settings,
             now=now,
             unneeded=memory.unneeded,
             pdbs=pdbs,
-            consolidation=self.settings.consolidation,
+            consolidation=self.config.settings.consolidation,
         )
         for up in result.scale_ups:
             self.metrics.planned.labels(up.group, "up", up.code).inc(up.delta)
@@ -374,7 +383,7 @@ class Controller:
             if self._status is not None:
                 try:
                     memory = await self._status.load()
-                except _IO_ERRORS as err:
+                except IO_ERRORS as err:
                     log.warning("status: could not read memory", extra={"error": str(err)})
             memory = memory or Memory()
             s = self.settings
@@ -451,35 +460,7 @@ class Controller:
         return self._forecast or None
 
     async def _disruption_budgets(self) -> list[DisruptionBudget]:
-        if self._policy is None or self._api is None:
-            return []
-        try:
-            listed = await self._policy.list_pod_disruption_budget_for_all_namespaces()
-        except _IO_ERRORS as err:
-            log.warning("could not list PodDisruptionBudgets", extra={"error": str(err)})
-            return []
-        raw: dict[str, Any] = self._api.sanitize_for_serialization(listed)
-        budgets = []
-        for item in raw.get("items") or ():
-            meta, spec = item.get("metadata") or {}, item.get("spec") or {}
-            selector = spec.get("selector")
-            if selector is None:
-                continue  # policy/v1: a null selector selects no pods (an empty one selects all)
-            exprs = tuple(
-                Requirement(str(e.get("key")), str(e.get("operator")), tuple(e.get("values") or ()))
-                for e in selector.get("matchExpressions") or ()
-            )
-            budgets.append(
-                DisruptionBudget(
-                    namespace=str(meta.get("namespace") or "default"),
-                    selector=LabelSelector(dict(selector.get("matchLabels") or {}), exprs),
-                    disruptions_allowed=int(
-                        (item.get("status") or {}).get("disruptionsAllowed") or 0
-                    ),
-                    name=str(meta.get("name") or ""),
-                )
-            )
-        return budgets
+        return [] if self._api is None else await list_disruption_budgets(self._api)
 
     # -- actions ------------------------------------------------------------------------------
     async def _scale_up(
@@ -524,14 +505,30 @@ class Controller:
             if node is None:
                 memory.unneeded.pop(down.node, None)
                 continue
-            evicted = await self._drain(down.node, now)
-            if evicted is None:
+            if self._drainer is None:
+                errors.append(f"could not drain {down.node}: no API client to evict through")
+                continue
+            s = self.settings
+            drained = await drain_node(
+                self._drainer,
+                self.state,
+                node,
+                now=now,
+                longest_wait=s.drain_timeout,
+                poll=s.drain_poll,
+                sleep=self._sleep,
+            )
+            if not drained.ok:
+                log.info(
+                    "could not drain; keeping the node",
+                    extra={"node": down.node, "reason": drained.reason},
+                )
                 errors.append(f"could not drain {down.node}")
                 continue
-            if not await self._gone(down.node, evicted):
+            if not drained.cleared:
                 log.warning(
                     "evicted pods still on the node after the drain timeout; deleting it",
-                    extra={"node": down.node, "timeout": self.settings.drain_timeout},
+                    extra={"node": down.node, "timeout": s.drain_timeout},
                 )
             try:
                 await self._retry(
@@ -541,7 +538,7 @@ class Controller:
                 )
             except ProviderError as err:
                 errors.append(str(err))
-                await self._uncordon(down.node)
+                await self._drainer.uncordon(self.state.nodes.get(down.node, node))
                 await self._event("FailedScaleDown", f"{down.node}: {err}", now, warning=True)
                 continue
             deleted.append(down.node)
@@ -556,8 +553,8 @@ class Controller:
         self, groups: Sequence[GroupState], pdbs: Sequence[DisruptionBudget], now: float
     ) -> list[str]:
         """Carry out ``rebalance``'s moves; returns the pods evicted."""
-        costs = self.settings.rebalance
-        if costs is None or self._core is None or not self._still_leading():
+        costs = self.config.settings.rebalance
+        if costs is None or self._drainer is None or not self._still_leading():
             return []
         moved: list[str] = []
         limit = allowed(self._moved_at, now=now, per_minute=costs.per_minute)
@@ -569,6 +566,7 @@ class Controller:
             settings=self.config.settings,
             limit=limit,
             pdbs=pdbs,
+            memo=self._plan_memo,
         )
         for note in decided.notes:
             log.info("rebalance: %s", note)
@@ -576,7 +574,7 @@ class Controller:
             pod = self.state.pods.get(move.uid)
             if pod is None:
                 continue
-            outcome = await self._evict(pod)
+            outcome = await self._drainer.evict(pod)
             self.metrics.moves.labels(outcome).inc()
             if outcome != "evicted":
                 continue
@@ -593,81 +591,6 @@ class Controller:
                 namespace=namespace,
             )
         return moved
-
-    async def _evict(self, pod: Pod) -> str:
-        """Evict through the Eviction API: ``evicted``, ``gone`` (404) or ``refused``."""
-        assert self._core is not None
-        body = {
-            "apiVersion": "policy/v1",
-            "kind": "Eviction",
-            "metadata": {"name": pod.name, "namespace": pod.namespace},
-        }
-        try:
-            await self._core.create_namespaced_pod_eviction(pod.name, pod.namespace, body)  # type: ignore[arg-type]
-        except _IO_ERRORS as err:
-            if isinstance(err, ApiException) and err.status == 404:
-                return "gone"
-            log.info("eviction refused", extra={"pod": pod.key, "error": str(err)})
-            return "refused"
-        return "evicted"
-
-    async def _gone(self, node: str, evicted: Sequence[str]) -> bool:
-        """Wait until the cache no longer shows the evicted pods on ``node`` (their replacements
-        are then being placed elsewhere), polling every ``drain_poll`` up to ``drain_timeout``."""
-        s = self.settings
-        for _ in range(max(1, math.ceil(s.drain_timeout / s.drain_poll))):
-            pods = self.state.pods
-            if not any(uid in pods and pods[uid].node_name == node for uid in evicted):
-                return True
-            await self._sleep(s.drain_poll)
-        return False
-
-    async def _drain(self, node: str, now: float) -> list[str] | None:
-        """Cordon the node and evict its pods (their uids); on any refusal, uncordon and keep
-        the node (None)."""
-        if self._core is None:
-            return []
-        patch = {
-            "spec": {
-                "unschedulable": True,
-                "taints": [
-                    *(
-                        {"key": t.key, "value": t.value, "effect": t.effect}
-                        for t in self.state.nodes[node].taints
-                        if t.key != DELETION_TAINT
-                    ),
-                    {"key": DELETION_TAINT, "value": str(int(now)), "effect": "NoSchedule"},
-                ],
-            }
-        }
-        try:
-            await self._core.patch_node(node, patch)
-        except _IO_ERRORS as err:
-            if isinstance(err, ApiException) and err.status == 404:
-                return []
-            log.warning("could not cordon", extra={"node": node, "error": str(err)})
-            return None
-        evicted = []
-        for pod in list(self.state.pods_on(node)):
-            if _stays(pod):
-                continue
-            if await self._evict(pod) == "refused":
-                log.info("eviction refused; keeping the node", extra={"pod": pod.key, "node": node})
-                await self._uncordon(node)
-                return None
-            evicted.append(pod.uid)
-        return evicted
-
-    async def _uncordon(self, node: str) -> None:
-        if self._core is None or node not in self.state.nodes:
-            return
-        taints = [
-            {"key": t.key, "value": t.value, "effect": t.effect}
-            for t in self.state.nodes[node].taints
-            if t.key != DELETION_TAINT
-        ]
-        with contextlib.suppress(*_IO_ERRORS):
-            await self._core.patch_node(node, {"spec": {"unschedulable": False, "taints": taints}})
 
     async def _retry(self, call: Callable[[], Awaitable[T]], *, group: str, operation: str) -> T:
         backoff = BackoffSettings(initial=self.settings.backoff, maximum=self.settings.backoff_max)
@@ -751,7 +674,7 @@ class Controller:
             return  # nothing new but the demand series, which can wait a minute
         try:
             await self._status.save(memory, {"time": now, **summary})
-        except _IO_ERRORS as err:
+        except IO_ERRORS as err:
             log.warning("status: could not write the ConfigMap", extra={"error": str(err)})
             return
         self._saved = (fingerprint, now)
@@ -760,11 +683,6 @@ class Controller:
 def _pending(pod: Pod) -> bool:
     """What ``ClusterState.pending_pods`` holds: not bound, not finished."""
     return not pod.node_name and not pod.finished
-
-
-def _stays(pod: Pod) -> bool:
-    """Pods a drain leaves alone: DaemonSet pods, mirror pods, finished pods."""
-    return pod.finished or is_daemon_or_static(pod)
 
 
 def _fields(change: Any) -> dict[str, Any]:

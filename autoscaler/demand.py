@@ -38,19 +38,22 @@ _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?")
 
 
-def remaining(pod: Pod, *, now: float, horizon: float) -> float:
-    """Seconds ``pod`` is expected to keep running; 0 when unknown (it then stays on ECI)."""
+def remaining(pod: Pod, *, now: float, horizon: float, outlived: float = 0.0) -> float:
+    """Seconds ``pod`` is expected to keep running; 0 when unknown (it then stays on ECI).
+
+    ``outlived``: what a replica of a Deployment, StatefulSet or ReplicaSet that has outlived
+    its ``expected-duration`` is still expected to run (it is still serving; 0: nothing)."""
     raw = pod.annotations.get(EXPECTED_DURATION)
+    service = pod.workload is not None and pod.workload.kind in _LONG_RUNNING
     if raw is not None:
         try:
             total = max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
         except ValueError:  # a bad annotation counts as unknown: the pod stays where it is
             return 0.0
         age = now - pod.created if pod.created > 0 else 0.0
-        return max(total - max(age, 0.0), 0.0)
-    if pod.workload is not None and pod.workload.kind in _LONG_RUNNING:
-        return horizon
-    return 0.0
+        left = max(total - max(age, 0.0), 0.0)
+        return left if left > 0 or not service else outlived
+    return horizon if service else 0.0
 
 
 @dataclass(slots=True)
@@ -140,11 +143,13 @@ def collect(
     *,
     now: float,
     keep: Keep = cheaper_on_a_new_node,
+    outlived: float = 0.0,
 ) -> Demand:
     """The ECS demand of this pass; pods no policy unit can take go to ``unschedulable``.
 
     ``keep`` decides which pods on ECI that could move are demand (the planner: those a new node
-    could make cheaper; rebalance: those worth moving into room that exists).
+    could make cheaper; rebalance: those worth moving into room that exists).  ``outlived``:
+    ``remaining``'s, for replicas that have outlived their expected duration.
     """
     state, settings = ctx.state, ctx.settings
     horizon = settings.forecast_horizon
@@ -200,7 +205,7 @@ def collect(
                 continue
             if move_blocker(pod) is not None:
                 continue
-            left = remaining(pod, now=now, horizon=horizon)
+            left = remaining(pod, now=now, horizon=horizon, outlived=outlived)
             if left > 0:
                 movable.append((pod.created, pod.key, pod, left))
         movable.sort(key=lambda m: (m[0], m[1]))

@@ -41,15 +41,20 @@ The forecaster is pure (numpy and scipy only) and works on one series.
 3. Each candidate is scored by WAPE pooled over several cut points (rolling origin, one day
    apart): fitted on the data before a cut, scored on the ``horizon`` after it (at least a day).
    Every cut leaves at least a week of training data when the series has one (so that
-   ``seasonal-naive-week`` competes), else at least two days. The candidate with the lowest
-   WAPE wins (a combination only by the margin above); a tie goes to the simpler (earlier)
-   model. Since the seasonal-naive forecasts are
-   candidates on the same cuts, the chosen model never lost to them in its own backtest.
-4. The winner is refitted on all the data. The upper band is the point forecast plus the
-   empirical quantile of the winner's backtest residuals, so its coverage is calibrated on errors
-   the model really made, not padded. (The median over the cuts of each cut's quantile makes
-   a narrower band, better calibrated on the shared series, but the daily crane replay then
-   pends its p99 pod 11 ms longer than before issue 9: not taken.)
+   ``seasonal-naive-week`` competes), else at least two days. With less than a week and a day
+   of history before the latest cut, the cuts score one day ahead instead of the whole horizon:
+   each then leaves a day more of training, so the weekly candidates compete on more cuts (on
+   nine days of history, two cuts instead of one; on eight, one instead of none). The
+   candidate with the lowest WAPE wins (a combination only by the margin above); a tie goes to
+   the simpler (earlier) model. Since the seasonal-naive forecasts are candidates on the same
+   cuts, the chosen model never lost to them in its own backtest.
+4. The winner is refitted on all the data. The upper band is the point forecast plus a quantile
+   of the winner's backtest residuals, so its coverage is calibrated on errors the model really
+   made, not padded: the mean of that quantile pooled over the cuts and the median of each
+   cut's own quantile (:func:`_margin`). The pooled quantile alone covered 96.7% in the
+   benchmark with the holdout moved a day earlier, and the crane-series-weekly replay spent
+   1.3% more than before issue 9; the median alone covers 89.9-95.0% there but pends the daily
+   replay's p99 pod 18 ms longer.
 
 Forecasts are clipped at zero: demand is never negative. Whether a forecast may scale in is the
 planner's decision, not this module's.
@@ -250,12 +255,12 @@ def read_series(path: str | Path) -> tuple[FloatArray, FloatArray]:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
-            raise ValueError(f"{path}: line 1: empty file, expected a 'ts,value' header")
+            raise ValueError(f"{path}:1: empty file, expected a 'ts,value' header")
         names = [h.strip().lower() for h in header]
         missing = [c for c in ("ts", "value") if c not in names]
         if missing:
             raise ValueError(
-                f"{path}: line 1: missing column(s) {', '.join(missing)} in header {header!r}"
+                f"{path}:1: missing column(s) {', '.join(missing)} in header {header!r}"
             )
         its, ival = names.index("ts"), names.index("value")
         for row in reader:
@@ -263,13 +268,11 @@ def read_series(path: str | Path) -> tuple[FloatArray, FloatArray]:
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) <= max(its, ival):
-                raise ValueError(f"{path}: line {line}: expected {len(names)} fields, got {row!r}")
+                raise ValueError(f"{path}:{line}: expected {len(names)} fields, got {row!r}")
             t = _number(row[its], path=path, line=line, column="ts")
             v = _number(row[ival], path=path, line=line, column="value")
             if ts and t < ts[-1]:
-                raise ValueError(
-                    f"{path}: line {line}: time goes backwards ({t:g} after {ts[-1]:g})"
-                )
+                raise ValueError(f"{path}:{line}: time goes backwards ({t:g} after {ts[-1]:g})")
             ts.append(t)
             values.append(v)
     if not ts:
@@ -281,9 +284,9 @@ def _number(text: str, *, path: str | Path, line: int, column: str) -> float:
     try:
         x = float(text)
     except ValueError:
-        raise ValueError(f"{path}: line {line}: {column} {text!r} is not a number") from None
+        raise ValueError(f"{path}:{line}: {column} {text!r} is not a number") from None
     if not math.isfinite(x):
-        raise ValueError(f"{path}: line {line}: {column} {text!r} is not finite")
+        raise ValueError(f"{path}:{line}: {column} {text!r} is not finite")
     return x
 
 
@@ -650,6 +653,11 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
     """Score every candidate on the same rolling-origin cuts and pick the lowest pooled WAPE."""
     day = max(1, round(DAY / step))
     hold = min(max(steps, day), y.size // 3)
+    if hold > day and y.size - hold < 8 * day:
+        # Short history: cuts that score the horizon's first day only leave a day more of
+        # training each, so that more of them hold a week (seasonal-naive-week and the weekly
+        # profile compete on more than one cut) or, under a week, at least two days.
+        hold = day
     if hold == 0:
         return _Choice("robust-baseline", {}, np.zeros(0), {}, 0, ("robust-baseline",))
     origins = _origins(y.size, hold, day, s)
@@ -694,6 +702,19 @@ def _predict(
     return _combine(preds, choice.weights)[choice.model]
 
 
+def _margin(residuals: FloatArray, cuts: int, quantile: float) -> float:
+    """The upper band's margin over the point forecast: the mean of two estimates of the
+    ``quantile`` of the backtest residuals (one block of equal length per cut), pooled over the
+    cuts and the median of each cut's own. The pooled one follows the cut with the largest
+    errors and over-covers; the median of the cuts' is robust to that cut but narrower than the
+    errors when they vary from cut to cut."""
+    if residuals.size == 0:
+        return 0.0
+    pooled = float(np.quantile(residuals, quantile))
+    per_cut = [float(np.quantile(r, quantile)) for r in np.split(residuals, max(1, cuts))]
+    return 0.5 * (pooled + float(np.median(per_cut)))
+
+
 def fit_forecast(
     ts: npt.ArrayLike,
     values: npt.ArrayLike,
@@ -713,7 +734,7 @@ def fit_forecast(
     period = detect_period(y, step=step, settings=s)
     choice = _choose(y, step=step, steps=steps, period=period, s=s)
     point = np.maximum(_predict(y, steps, choice, step=step, period=period, s=s), 0.0)
-    margin = float(np.quantile(choice.residuals, quantile)) if choice.residuals.size else 0.0
+    margin = _margin(choice.residuals, choice.cuts, quantile)
     upper = point + max(margin, 0.0)
     return Forecast(
         start=start + step * y.size,

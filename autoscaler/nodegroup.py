@@ -26,11 +26,18 @@ One document configures the autoscaler::
       forecastHorizon: 1h
       nodeGroupLabel: spillover.dev/node-group
       daemonSetOverhead: {cpu: 100m, memory: 128Mi}   # what DaemonSets take on every new node
+      rebalance: {restartCost: 0.1, perMinute: 10}    # moves ECI -> ECS; perMinute 0: never
+      consolidation: {enabled: true, emptyAfter: 30s, replace: true}   # false: CA's rule only
 
 A ConfigMap carries the same document under the key ``groups.yaml``.  The instance type's cpu,
 memory, GPU and max pods are taken as the new node's allocatable (set them to the allocatable your
-nodes really report).  Every mistake raises :class:`ConfigError` whose message names the field
-(``groups[2].min: ...``) so the autoscaler refuses to start with one clear message.
+nodes really report).  ``rebalance`` and ``consolidation`` are the settings of
+``autoscaler.rebalance`` and ``autoscaler.consolidation``: the controller reads them here (its
+``--rebalance-*`` / ``--consolidat*`` flags override them) and the replay reads them from the
+scenario's ``autoscaler`` document, which is this document.  The document is checked by
+``msgspec`` Structs (``extender.documents``); every mistake raises :class:`ConfigError` whose
+message names the field (``groups[2].min: ...``), and the file and line when read from a file, so
+the autoscaler refuses to start with one clear message.
 """
 
 from __future__ import annotations
@@ -41,11 +48,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+import msgspec
 import yaml
 
-from extender.commandline import file_problem
+from extender.documents import FINITE, DocumentError, Segments, convert, read_yaml
 from extender.model import Node, NodeKind, Resources, Taint
 from extender.quantity import QuantityError, milli_value, value
 
@@ -57,11 +65,17 @@ __all__ = [
     "EXPANDERS",
     "AutoscalerConfig",
     "ConfigError",
+    "Consolidation",
+    "Duration",
     "InstanceType",
+    "MilliQuantity",
+    "MoveCosts",
     "NodeGroup",
     "PlannerSettings",
+    "Quantity",
     "RemovalPolicy",
     "config_from_dict",
+    "document_types",
     "groups_from_configmap",
     "load_config",
     "parse_duration",
@@ -69,14 +83,14 @@ __all__ = [
 
 CONFIGMAP_KEY = "groups.yaml"
 DEFAULT_GROUP_LABEL = "spillover.dev/node-group"
-EXPANDERS = ("least-waste", "price", "priority", "cost")
-_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+Expander = Literal["least-waste", "price", "priority", "cost"]
+EXPANDERS: tuple[str, ...] = get_args(Expander)
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|[smhdw])")
 _UNITS = {"w": 604_800.0, "d": 86_400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
-class ConfigError(ValueError):
-    """Invalid autoscaler configuration; the message names the field."""
+class ConfigError(DocumentError):
+    """Invalid autoscaler configuration; the message names the field (and the file and line)."""
 
 
 class RemovalPolicy(enum.Enum):
@@ -132,6 +146,23 @@ class NodeGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class MoveCosts:
+    """Rebalance (``autoscaler.rebalance``): what a move costs (CNY, against the saving: cold
+    caches, lost work, a replica short while it restarts) and how many may happen per minute."""
+
+    restart: float = 0.1
+    per_minute: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Consolidation:
+    """Consolidation (``autoscaler.consolidation``) on top of cluster-autoscaler's rule."""
+
+    empty_after: float = 30.0  # seconds an empty node stays
+    replace: bool = True  # replace a node by a cheaper group's node its pods fit on
+
+
+@dataclass(frozen=True, slots=True)
 class PlannerSettings:
     scale_down_utilization_threshold: float = 0.5
     scale_down_unneeded_time: float = 600.0
@@ -143,6 +174,8 @@ class PlannerSettings:
     forecast_horizon: float = 3600.0
     node_group_label: str = DEFAULT_GROUP_LABEL
     daemonset_overhead: Resources = field(default_factory=Resources)
+    rebalance: MoveCosts | None = field(default_factory=MoveCosts)  # None: never move pods
+    consolidation: Consolidation | None = field(default_factory=Consolidation)  # None: CA's rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,31 +187,155 @@ class AutoscalerConfig:
         return next((g for g in self.groups if g.name == name), None)
 
 
-def parse_duration(raw: Any, where: str) -> float:
-    """Seconds from a number or a Go duration (``300s``, ``10m``, ``1h30m``), also in days and
-    weeks (``2d``, ``1w``, ``1d12h``): the one duration grammar of every file and flag."""
+class Duration(float):
+    """Seconds, written as a number or a Go duration in a document (see :func:`parse_duration`)."""
+
+
+class MilliQuantity(int):
+    """A Kubernetes quantity in thousandths (cpu, GPUs): ``500m``, ``4``."""
+
+
+class Quantity(int):
+    """A Kubernetes quantity in units (bytes): ``16Gi``, ``1.5e9``."""
+
+
+def _seconds(raw: Any) -> float:
     if isinstance(raw, bool):
-        raise ConfigError(f"{where}: expected a duration like 300s or 10m, got {raw!r}")
+        raise ValueError(f"expected a duration like 300s or 10m, got {raw!r}")
     if isinstance(raw, int | float):
         seconds = float(raw)
     elif isinstance(raw, str) and raw and _DURATION.sub("", raw.strip()) == "":
         seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(raw.strip()))
     else:
-        raise ConfigError(f"{where}: expected a duration like 300s or 10m, got {raw!r}")
+        raise ValueError(f"expected a duration like 300s or 10m, got {raw!r}")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{where}: must be a non-negative duration, got {raw!r}")
+        raise ValueError(f"must be a non-negative duration, got {raw!r}")
     return seconds
 
 
-def load_config(path: str | Path) -> AutoscalerConfig:
+def parse_duration(raw: Any, where: str) -> float:
+    """Seconds from a number or a Go duration (``300s``, ``10m``, ``1h30m``), also in days and
+    weeks (``2d``, ``1w``, ``1d12h``): the one duration grammar of every file and flag."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(file_problem(path, err)) from None
+        return _seconds(raw)
+    except ValueError as err:
+        raise ConfigError(str(err), where) from None
+
+
+def document_types(kind: type, raw: Any) -> Any:
+    """The ``dec_hook`` of documents that use :class:`Duration` and the quantities."""
+    if kind is Duration:
+        return Duration(_seconds(raw))
+    if kind is MilliQuantity or kind is Quantity:
+        try:
+            amount = milli_value(raw) if kind is MilliQuantity else value(raw)
+        except QuantityError as err:
+            raise ValueError(str(err)) from None
+        if amount < 0:
+            raise ValueError(f"must not be negative, got {raw!r}")
+        return kind(amount)
+    raise NotImplementedError(kind)
+
+
+# -- the document ------------------------------------------------------------------------------
+_NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+_Positive = Annotated[int, msgspec.Meta(ge=1)]
+_Price = Annotated[float, msgspec.Meta(ge=0, le=FINITE)]
+_Name = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class _Doc(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    pass
+
+
+class _InstanceTypeDoc(_Doc):
+    cpu: MilliQuantity
+    memory: Quantity
+    name: Any = ""
+    gpu: MilliQuantity = MilliQuantity(0)
+    max_pods: _Positive = 110
+
+
+class _TaintDoc(_Doc):
+    key: _Name
+    value: Any = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class _GroupDoc(_Doc):
+    name: _Name
+    instance_type: _InstanceTypeDoc
+    labels: dict[Any, Any] | None = None
+    taints: list[_TaintDoc] | None = None
+    price_per_hour: _Price = 0.0
+    spot: bool = False
+    min: _NonNegative = 0
+    max: _NonNegative = 0
+    desired: _NonNegative | None = None
+    cooldown: Duration = Duration(300)
+    boot_time: Duration = Duration(60)
+    removal_policy: RemovalPolicy = RemovalPolicy.OLDEST_INSTANCE
+
+
+_DEFAULT = PlannerSettings()
+
+
+class _EciPriceDoc(_Doc):
+    vcpu_second: _Price = _DEFAULT.eci_price.vcpu_second
+    gib_second: _Price = _DEFAULT.eci_price.gib_second
+    gpu_hour: _Price = _DEFAULT.eci_price.gpu_hour
+
+
+class _OverheadDoc(_Doc):
+    cpu: MilliQuantity = MilliQuantity(0)
+    memory: Quantity = Quantity(0)
+    pods: _NonNegative = 0
+
+
+_MOVES = MoveCosts()
+_CONSOLIDATION = Consolidation()
+
+
+class _RebalanceDoc(_Doc):
+    restart_cost: _Price = _MOVES.restart
+    per_minute: _NonNegative = _MOVES.per_minute
+
+
+class _ConsolidationDoc(_Doc):
+    enabled: bool = True
+    empty_after: Duration = Duration(_CONSOLIDATION.empty_after)
+    replace: bool = _CONSOLIDATION.replace
+
+
+class _SettingsDoc(_Doc):
+    scale_down_utilization_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = (
+        _DEFAULT.scale_down_utilization_threshold
+    )
+    scale_down_unneeded_time: Duration = Duration(_DEFAULT.scale_down_unneeded_time)
+    scale_down_delay_after_add: Duration = Duration(_DEFAULT.scale_down_delay_after_add)
+    max_nodes_per_loop: _Positive = _DEFAULT.max_nodes_per_loop
+    expander: Expander = "least-waste"
+    priorities: dict[Any, list[Any] | str | None] | None = None
+    eci_price: _EciPriceDoc | None = None
+    forecast_horizon: Duration = Duration(_DEFAULT.forecast_horizon)
+    node_group_label: _Name = DEFAULT_GROUP_LABEL
+    daemon_set_overhead: _OverheadDoc | None = None
+    rebalance: _RebalanceDoc | bool | None = None  # false: never move pods
+    consolidation: _ConsolidationDoc | bool | None = None  # false: CA's rule only
+
+
+class _ConfigDoc(_Doc):
+    groups: Annotated[list[_GroupDoc], msgspec.Meta(min_length=1)]
+    settings: _SettingsDoc | None = None
+
+
+def load_config(path: str | Path) -> AutoscalerConfig:
+    """The configuration in ``path``; errors are ``FILE:LINE: FIELD: problem``."""
+    raw, root = read_yaml(path, ConfigError)
     try:
         return config_from_dict(raw)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise err.located(path, root) from None
 
 
 def groups_from_configmap(data: Mapping[str, str]) -> AutoscalerConfig:
@@ -194,257 +351,102 @@ def groups_from_configmap(data: Mapping[str, str]) -> AutoscalerConfig:
 
 
 def config_from_dict(raw: Any) -> AutoscalerConfig:
-    doc = _map(raw, "config")
-    _known(doc, ("groups", "settings"), "config")
-    items = doc.get("groups")
-    if not isinstance(items, list) or not items:
-        raise ConfigError("groups: expected a non-empty list of node groups")
-    groups = tuple(_group(item, f"groups[{i}]") for i, item in enumerate(items))
+    """The configuration from a decoded document; raises :class:`ConfigError` naming the field."""
+    if raw is None or raw == {}:
+        raise ConfigError("expected a non-empty list of node groups", "groups")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"expected a map, got {type(raw).__name__}", "config")
+    doc = convert(raw, _ConfigDoc, error=ConfigError, dec_hook=document_types)
+    groups = tuple(_group(g, ("groups", i)) for i, g in enumerate(doc.groups))
     seen: set[str] = set()
     for i, group in enumerate(groups):
         if group.name in seen:
-            raise ConfigError(f"groups[{i}].name: duplicate node group {group.name!r}")
+            raise ConfigError(f"duplicate node group {group.name!r}", "groups", i, "name")
         seen.add(group.name)
-    settings = _settings(doc.get("settings"), "settings")
-    return AutoscalerConfig(groups, settings)
+    return AutoscalerConfig(groups, _settings(doc.settings or _SettingsDoc(), ("settings",)))
 
 
-_GROUP_KEYS = (
-    "name",
-    "instanceType",
-    "labels",
-    "taints",
-    "pricePerHour",
-    "spot",
-    "min",
-    "max",
-    "desired",
-    "cooldown",
-    "bootTime",
-    "removalPolicy",
-)
-
-
-def _group(raw: Any, where: str) -> NodeGroup:
-    doc = _map(raw, where)
-    _known(doc, _GROUP_KEYS, where)
-    name = doc.get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}.name: expected a non-empty string")
-    instance = _instance_type(doc.get("instanceType"), f"{where}.instanceType")
-    labels = doc.get("labels") or {}
-    if not isinstance(labels, Mapping):
-        raise ConfigError(f"{where}.labels: expected a map of strings")
-    taints = []
-    for j, t in enumerate(_list(doc.get("taints"), f"{where}.taints")):
-        tw = f"{where}.taints[{j}]"
-        tdoc = _map(t, tw)
-        _known(tdoc, ("key", "value", "effect"), tw)
-        if not isinstance(tdoc.get("key"), str) or not tdoc["key"]:
-            raise ConfigError(f"{tw}.key: expected a non-empty string")
-        effect = tdoc.get("effect", "NoSchedule")
-        if effect not in _EFFECTS:
-            raise ConfigError(f"{tw}.effect: must be one of {', '.join(_EFFECTS)}, not {effect!r}")
-        taints.append(Taint(tdoc["key"], str(tdoc.get("value") or ""), effect))
-    price = doc.get("pricePerHour", 0.0)
-    if isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price):
-        raise ConfigError(f"{where}.pricePerHour: expected a number, got {price!r}")
-    if price < 0:
-        raise ConfigError(f"{where}.pricePerHour: must not be negative, got {price}")
-    spot = doc.get("spot", False)
-    if not isinstance(spot, bool):
-        raise ConfigError(f"{where}.spot: expected true or false, got {spot!r}")
-    min_size = _int(doc.get("min", 0), f"{where}.min")
-    max_size = _int(doc.get("max", 0), f"{where}.max")
-    desired = _int(doc.get("desired", min_size), f"{where}.desired")
-    if min_size > max_size:
-        raise ConfigError(f"{where}.min: {min_size} is greater than max {max_size}")
-    if not min_size <= desired <= max_size:
-        raise ConfigError(f"{where}.desired: {desired} is outside [min {min_size}, max {max_size}]")
-    policy = doc.get("removalPolicy", RemovalPolicy.OLDEST_INSTANCE.value)
-    try:
-        removal = RemovalPolicy(policy)
-    except ValueError:
-        names = ", ".join(p.value for p in RemovalPolicy)
-        raise ConfigError(
-            f"{where}.removalPolicy: must be one of {names}, not {policy!r}"
-        ) from None
+def _group(doc: _GroupDoc, at: Segments) -> NodeGroup:
+    it = doc.instance_type
+    for key, amount in (("cpu", it.cpu), ("memory", it.memory)):
+        if amount <= 0:
+            raise ConfigError("must be positive", *at, "instanceType", key)
+    desired = doc.min if doc.desired is None else doc.desired
+    if doc.min > doc.max:
+        raise ConfigError(f"{doc.min} is greater than max {doc.max}", *at, "min")
+    if not doc.min <= desired <= doc.max:
+        raise ConfigError(f"{desired} is outside [min {doc.min}, max {doc.max}]", *at, "desired")
     return NodeGroup(
-        name=name,
-        instance_type=instance,
-        labels={str(k): str(v) for k, v in labels.items()},
-        taints=tuple(taints),
-        price_per_hour=float(price),
-        spot=spot,
-        min_size=min_size,
-        max_size=max_size,
+        name=doc.name,
+        instance_type=InstanceType(str(it.name or ""), it.cpu, it.memory, it.gpu, it.max_pods),
+        labels={str(k): str(v) for k, v in (doc.labels or {}).items()},
+        taints=tuple(Taint(t.key, str(t.value or ""), t.effect) for t in doc.taints or ()),
+        price_per_hour=float(doc.price_per_hour),
+        spot=doc.spot,
+        min_size=doc.min,
+        max_size=doc.max,
         desired=desired,
-        cooldown=parse_duration(doc.get("cooldown", 300), f"{where}.cooldown"),
-        boot_time=parse_duration(doc.get("bootTime", 60), f"{where}.bootTime"),
-        removal_policy=removal,
+        cooldown=float(doc.cooldown),
+        boot_time=float(doc.boot_time),
+        removal_policy=doc.removal_policy,
     )
 
 
-def _instance_type(raw: Any, where: str) -> InstanceType:
-    doc = _map(raw, where)
-    _known(doc, ("name", "cpu", "memory", "gpu", "maxPods"), where)
-    for key in ("cpu", "memory"):
-        if key not in doc:
-            raise ConfigError(f"{where}.{key}: is required")
-    cpu = _quantity(doc["cpu"], f"{where}.cpu", milli=True)
-    memory = _quantity(doc["memory"], f"{where}.memory", milli=False)
-    gpu = _quantity(doc.get("gpu", 0), f"{where}.gpu", milli=True)
-    max_pods = _int(doc.get("maxPods", 110), f"{where}.maxPods")
-    if cpu <= 0:
-        raise ConfigError(f"{where}.cpu: must be positive")
-    if memory <= 0:
-        raise ConfigError(f"{where}.memory: must be positive")
-    if max_pods <= 0:
-        raise ConfigError(f"{where}.maxPods: must be positive")
-    return InstanceType(str(doc.get("name") or ""), cpu, memory, gpu, max_pods)
-
-
-_SETTINGS_KEYS = (
-    "scaleDownUtilizationThreshold",
-    "scaleDownUnneededTime",
-    "scaleDownDelayAfterAdd",
-    "maxNodesPerLoop",
-    "expander",
-    "priorities",
-    "eciPrice",
-    "forecastHorizon",
-    "nodeGroupLabel",
-    "daemonSetOverhead",
-)
-
-
-def _settings(raw: Any, where: str) -> PlannerSettings:
-    if raw is None:
-        return PlannerSettings()
-    doc = _map(raw, where)
-    _known(doc, _SETTINGS_KEYS, where)
-    default = PlannerSettings()
-    threshold = doc.get("scaleDownUtilizationThreshold", default.scale_down_utilization_threshold)
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise ConfigError(f"{where}.scaleDownUtilizationThreshold: expected a number")
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"{where}.scaleDownUtilizationThreshold: must be within [0, 1]")
-    per_loop = _int(
-        doc.get("maxNodesPerLoop", default.max_nodes_per_loop), f"{where}.maxNodesPerLoop"
-    )
-    if per_loop <= 0:
-        raise ConfigError(f"{where}.maxNodesPerLoop: must be positive")
-    expander = doc.get("expander", default.expander)
-    if expander not in EXPANDERS:
-        raise ConfigError(
-            f"{where}.expander: must be one of {', '.join(EXPANDERS)}, not {expander!r}"
-        )
+def _settings(doc: _SettingsDoc, at: Segments) -> PlannerSettings:
     priorities: dict[int, tuple[str, ...]] = {}
-    pdoc = _map(doc.get("priorities"), f"{where}.priorities")
-    for key, patterns in pdoc.items():
-        pw = f"{where}.priorities[{key!r}]"
+    for key, patterns in (doc.priorities or {}).items():
+        where = (*at, f"priorities[{key!r}]")
         try:
             level = int(key)
         except (TypeError, ValueError):
-            raise ConfigError(f"{pw}: priority must be an integer") from None
-        names = [patterns] if isinstance(patterns, str) else _list(patterns, pw)
+            raise ConfigError("priority must be an integer", *where) from None
+        names = [patterns] if isinstance(patterns, str) else patterns or []
         for pattern in names:
             try:
                 re.compile(str(pattern))
             except re.error as err:
-                raise ConfigError(f"{pw}: bad regular expression {pattern!r}: {err}") from None
+                raise ConfigError(f"bad regular expression {pattern!r}: {err}", *where) from None
         priorities[level] = tuple(str(p) for p in names)
-    eci = _eci_price(doc.get("eciPrice"), f"{where}.eciPrice")
-    label = doc.get("nodeGroupLabel", default.node_group_label)
-    if not isinstance(label, str) or not label:
-        raise ConfigError(f"{where}.nodeGroupLabel: expected a non-empty string")
-    odoc = _map(doc.get("daemonSetOverhead"), f"{where}.daemonSetOverhead")
-    _known(odoc, ("cpu", "memory", "pods"), f"{where}.daemonSetOverhead")
-    overhead = Resources(
-        cpu_milli=_quantity(odoc.get("cpu", 0), f"{where}.daemonSetOverhead.cpu", milli=True),
-        memory=_quantity(odoc.get("memory", 0), f"{where}.daemonSetOverhead.memory", milli=False),
-        pods=_int(odoc.get("pods", 0), f"{where}.daemonSetOverhead.pods"),
-    )
+    eci = doc.eci_price or _EciPriceDoc()
+    overhead = doc.daemon_set_overhead or _OverheadDoc()
     return PlannerSettings(
-        scale_down_utilization_threshold=float(threshold),
-        scale_down_unneeded_time=parse_duration(
-            doc.get("scaleDownUnneededTime", default.scale_down_unneeded_time),
-            f"{where}.scaleDownUnneededTime",
-        ),
-        scale_down_delay_after_add=parse_duration(
-            doc.get("scaleDownDelayAfterAdd", default.scale_down_delay_after_add),
-            f"{where}.scaleDownDelayAfterAdd",
-        ),
-        max_nodes_per_loop=per_loop,
-        expander=expander,
+        scale_down_utilization_threshold=float(doc.scale_down_utilization_threshold),
+        scale_down_unneeded_time=float(doc.scale_down_unneeded_time),
+        scale_down_delay_after_add=float(doc.scale_down_delay_after_add),
+        max_nodes_per_loop=doc.max_nodes_per_loop,
+        expander=doc.expander,
         priorities=priorities,
-        eci_price=eci,
-        forecast_horizon=parse_duration(
-            doc.get("forecastHorizon", default.forecast_horizon), f"{where}.forecastHorizon"
+        eci_price=EciPrice(eci.vcpu_second, eci.gib_second, eci.gpu_hour),
+        forecast_horizon=float(doc.forecast_horizon),
+        node_group_label=doc.node_group_label,
+        daemonset_overhead=Resources(
+            cpu_milli=int(overhead.cpu), memory=int(overhead.memory), pods=overhead.pods
         ),
-        node_group_label=label,
-        daemonset_overhead=overhead,
+        rebalance=_rebalance(doc.rebalance, at),
+        consolidation=_consolidation(doc.consolidation, at),
     )
 
 
-def _eci_price(raw: Any, where: str) -> EciPrice:
-    doc = _map(raw, where)
-    _known(doc, ("vcpuSecond", "gibSecond", "gpuHour"), where)
-    default = EciPrice()
-    values: dict[str, float] = {}
-    for key, fallback in (
-        ("vcpuSecond", default.vcpu_second),
-        ("gibSecond", default.gib_second),
-        ("gpuHour", default.gpu_hour),
-    ):
-        price = doc.get(key, fallback)
-        if (
-            isinstance(price, bool)
-            or not isinstance(price, int | float)
-            or not math.isfinite(price)
-        ):
-            raise ConfigError(f"{where}.{key}: expected a number, got {price!r}")
-        if price < 0:
-            raise ConfigError(f"{where}.{key}: must not be negative, got {price}")
-        values[key] = float(price)
-    return EciPrice(values["vcpuSecond"], values["gibSecond"], values["gpuHour"])
+def _off(doc: object, *where: str | int) -> bool:
+    """``false``: the feature is off; ``true`` says nothing a map would not, so it is refused."""
+    if doc is True:
+        raise ConfigError("expected a map of settings or false, got true", *where)
+    return doc is False
 
 
-def _quantity(raw: Any, where: str, *, milli: bool) -> int:
-    try:
-        amount = milli_value(raw) if milli else value(raw)
-    except QuantityError as err:
-        raise ConfigError(f"{where}: {err}") from None
-    if amount < 0:
-        raise ConfigError(f"{where}: must not be negative, got {raw!r}")
-    return amount
+def _rebalance(doc: _RebalanceDoc | bool | None, at: Segments) -> MoveCosts | None:
+    """``false`` or ``perMinute: 0``: pods are never moved back from ECI."""
+    if _off(doc, *at, "rebalance") or isinstance(doc, bool):
+        return None
+    doc = doc or _RebalanceDoc()
+    return MoveCosts(float(doc.restart_cost), doc.per_minute) if doc.per_minute > 0 else None
 
 
-def _int(raw: Any, where: str) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise ConfigError(f"{where}: expected an integer, got {raw!r}")
-    if raw < 0:
-        raise ConfigError(f"{where}: must not be negative, got {raw}")
-    return raw
-
-
-def _map(raw: Any, where: str) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a map, got {type(raw).__name__}")
-    return raw
-
-
-def _list(raw: Any, where: str) -> list[Any]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ConfigError(f"{where}: expected a list, got {type(raw).__name__}")
-    return raw
-
-
-def _known(doc: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
-    for key in doc:
-        if key not in keys:
-            raise ConfigError(f"{where}.{key}: unknown field (known: {', '.join(keys)})")
+def _consolidation(doc: _ConsolidationDoc | bool | None, at: Segments) -> Consolidation | None:
+    """``false`` or ``enabled: false``: nodes go by cluster-autoscaler's utilization rule only."""
+    if _off(doc, *at, "consolidation") or isinstance(doc, bool):
+        return None
+    doc = doc or _ConsolidationDoc()
+    if not doc.enabled:
+        return None
+    return Consolidation(empty_after=float(doc.empty_after), replace=doc.replace)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from extender.commandline import Parser, fail, file_problem, plain, run_main
+from extender.commandline import Parser, at_least, fail, file_problem, plain, run_main
 from extender.model import ModelError
 from extender.snapshot import ClusterState, load_cluster
 
@@ -48,7 +48,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--groups", required=True, help="node-group configuration (YAML)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
-    parser.add_argument("--now", type=float, default=None, help="unix time (default: the clock)")
+    parser.add_argument(
+        "--now", type=at_least(float, 0), default=None, help="unix time (default: the clock)"
+    )
     parser.add_argument("--unneeded", default=None, help="JSON map node -> unneeded since")
     parser.add_argument("--forecast", default=None, help="ts,value CSV of cpu demand (cores)")
     parser.add_argument("--gpu-forecast", default=None, help="ts,value CSV of GPU demand (GPUs)")

@@ -13,8 +13,9 @@ thing, all over one shared ``context.Context``:
 2. ``scaleup`` -- demand that fits free or booting capacity needs nothing; the rest is bin-packed
    onto new nodes of each group it may use and an expander picks the group, repeatedly;
 3. ``predictive`` -- with a forecast per resource class (``cpu`` for general groups, ``gpu`` for
-   GPU groups; a bare ``Forecast`` is the ``cpu`` one), nodes for the part of aggregate demand
-   that lasts long enough to belong on ECS; each level is also a floor for scale-down;
+   GPU groups; a bare ``Forecast`` is the ``cpu`` one), the nodes whose slice of expected
+   aggregate demand saves more on ECI than the node costs (break-even, node by node); the
+   capacity that rule keeps is also a floor for scale-down, falling with the forecast;
 4. ``scaledown`` -- unneeded nodes, whether their pods fit elsewhere, group minimums,
    PodDisruptionBudgets and the removal policy; it waits while anything scales up.
 
@@ -27,17 +28,17 @@ scale-down.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from extender.snapshot import ClusterState
 
 from . import demand as demand_pass
 from . import kernels_ref, predictive, scaledown, scaleup
+from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation
-from .context import Context, Growth, Usage
+from .context import Context, Growth, PlannerMemo
 from .demand import EXPECTED_DURATION
 from .eviction import SAFE_TO_EVICT
 from .nodegroup import NodeGroup, PlannerSettings
@@ -161,7 +162,7 @@ class Plan:
         }
 
 
-def kernels_for(backend: str) -> ModuleType:
+def kernels_for(backend: str) -> Kernels:
     """The bin-packing kernels: ``numba`` (compiled) or ``reference`` (plain Python)."""
     if backend == "reference":
         return kernels_ref
@@ -171,7 +172,7 @@ def kernels_for(backend: str) -> ModuleType:
 
 
 @functools.cache
-def _compiled() -> ModuleType:
+def _compiled() -> Kernels:
     from . import kernels  # numba loads only when the compiled kernels are asked for
 
     return kernels
@@ -188,16 +189,13 @@ def plan(
     pdbs: Sequence[DisruptionBudget] = (),
     backend: str = "numba",
     consolidation: Consolidation | None = None,
-    usage: MutableMapping[str, Usage] | None = None,
+    memo: PlannerMemo | None = None,
 ) -> Plan:
     """One planning pass; see the module docstring and the pass modules for the rules.
-
-    ``usage``: a cache of each node's live pods and requests that outlives the pass
-    (``Context.usage``); only for a caller that drops a node's entry whenever its pods change
-    (the replay).  ``None`` (the controller): computed afresh.
-    """
+    ``memo``: the planner's tables kept between passes (``context.PlannerMemo``; the replay's
+    also keeps each node's usage, the controller's does not)."""
     k = kernels_for(backend)
-    ctx = Context(state, groups, settings, usage=usage)
+    ctx = Context(state, groups, settings, memo=memo)
     notes: list[str] = []
     unschedulable: dict[str, str] = {}
     demand = demand_pass.collect(ctx, unschedulable, now=now)

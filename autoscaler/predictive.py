@@ -8,20 +8,29 @@ of live pods that may run on ECS, whether they run on ECS, on ECI or wait):
 - ``gpu``: requested **GPUs** (``gpu_milli / 1000``) of GPU pods, held by groups with GPUs.
 
 Aggregate matters: a thousand 12-minute pods are each too short to be cheaper on ECS, but if they
-keep a dozen GPUs busy around the clock those GPUs belong on ECS.  For each class with a
-forecast, ECS should hold the part that lasts: over the next boot time + horizon, the level that
-the upper quantile stays above for at least the break-even fraction of the window
-(``autoscaler.costs``; about 2/3 with the default general-purpose prices).  Capacity of the
-class's groups short of that level is added to one of them (the expander picks).  Pods then find
-that room as they arrive (the placement policy takes the first unit with a feasible node), so no
-pod is ever moved.  A forecast never removes a node; it only keeps scale-down from taking the
-class's capacity below its level.
+keep a dozen GPUs busy around the clock those GPUs belong on ECS.  Nodes come whole, so each node
+is judged on its own, by break-even: stacked above the class's capacity, the k-th node holds the
+slice of demand between ``capacity + (k-1) * per_node`` and ``capacity + k * per_node``; it is
+added when what ECI would bill for that slice over the horizon, by the *point* forecast (the
+expected demand: an overflow to ECI starts in seconds, so forecast capacity only saves money and
+is judged by expected value, not by the upper band), exceeds what the node costs from now until the
+end of the horizon (boot included).  ECI's price of a slice is the node's worth of ECI
+(``EciPrice.per_hour`` of its allocatable) in proportion.  The expander picks among the groups
+that have such nodes.  Pods then find that room as they arrive (the placement policy takes the
+first unit with a feasible node).
+
+The same rule, without the boot, keeps capacity: scale-down may not take the class's capacity
+below the ``Level`` (``milli``: the nodes, stacked from zero, whose slice still pays over the
+horizon).  When the forecast falls the level falls with it and the nodes above it go as any idle
+node goes (the unneeded time, or consolidation's ``empty_after``).  A class whose forecast never
+rises above zero in the window gets no level at all, and only pods a policy could put on ECS count
+as demand (``class_demand_of``): a pod beyond its unit's ``max`` never uses forecast capacity.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,6 +60,7 @@ __all__ = [
     "demand_class",
     "forecast_levels",
     "group_class",
+    "paying_nodes",
     "pre_provision",
 ]
 
@@ -84,13 +94,20 @@ def class_demand_of(
     """A live pod's part of its class's demand, in milli-units (the controller and the replay).
 
     ``on``: where it runs (``None``: waiting for a node).  Pods waiting and pods on ECS count;
-    pods on ECI count when their placement policy has an ECS unit (short pods there are steady
-    demand in aggregate), not otherwise (nothing would ever put them on ECS).
+    pods on ECI count when their placement policy has an ECS unit without ``max`` (short pods
+    there are steady demand in aggregate), not otherwise: nothing would ever put them on ECS, or,
+    under a ``max``, a pod on ECI may be one beyond it, which ECS capacity would never hold (an
+    ECI pod under the max that overflowed for lack of room is moved back by rebalance into room
+    that exists).
     """
     cls, amount = demand_class(requests)
-    if on is NodeKind.ECI and (policy is None or not policy.has_ecs):
+    if on is NodeKind.ECI and (policy is None or not _unbounded_ecs(policy)):
         return cls, 0
     return cls, amount
+
+
+def _unbounded_ecs(policy: ResourcePolicy) -> bool:
+    return any(u.resource is NodeKind.ECS and u.max is None for u in policy.units)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +165,16 @@ def by_class(forecast: Forecast | Mapping[str, Forecast] | None) -> dict[str, Fo
 
 @dataclass(frozen=True, slots=True)
 class Level:
-    """Forecast demand of one class that belongs on ECS, in milli-units, and the groups for it."""
+    """Forecast demand of one class that belongs on ECS, and the groups for it.
+
+    ``milli``: the capacity scale-down keeps (whole nodes whose slice pays, see the module
+    docstring); ``after_boot``: the point forecast over the horizon after the longest boot, in
+    milli-units, which ``pre_provision`` stacks new nodes against."""
 
     cls: str
     groups: tuple[int, ...]
     milli: float
+    after_boot: tuple[float, ...] = ()
 
     @property
     def dim(self) -> int:
@@ -162,10 +184,36 @@ class Level:
         return f"{milli / 1000:.2f} {_UNIT[self.cls]}"
 
 
+def paying_nodes(
+    demand: Sequence[float],
+    *,
+    base: float,
+    per_node: float,
+    node_cost: float,
+    slice_value: float,
+    limit: int,
+) -> int:
+    """How many nodes of ``per_node`` milli-units, stacked above ``base``, each pay for
+    themselves: the k-th holds ``clip(demand - base - (k-1) * per_node, 0, per_node)`` at each
+    step, worth ``slice_value`` (CNY for a full node's slice over the window) times its mean
+    share of a full slice; it pays when that is more than ``node_cost``.  At most ``limit``."""
+    if per_node <= 0 or not demand or limit <= 0:
+        return 0
+    n = len(demand)
+    k = 0
+    while k < limit:
+        lo = base + k * per_node
+        held = sum(min(max(d - lo, 0.0), per_node) for d in demand) / n
+        if held / per_node * slice_value <= node_cost:
+            break
+        k += 1
+    return k
+
+
 def forecast_levels(
     ctx: Context, forecasts: Mapping[str, Forecast], *, now: float, notes: list[str]
 ) -> list[Level]:
-    """Per class with a forecast, the level that lasts long enough to belong on ECS."""
+    """Per class with a forecast, the capacity that pays on ECS and the demand to stack against."""
     levels = []
     for cls, forecast in forecasts.items():
         if cls not in DIM:
@@ -177,6 +225,11 @@ def forecast_levels(
     return levels
 
 
+def _slice_value(ctx: Context, g: int, dim: int, hours: float) -> float:
+    """What ECI bills over ``hours`` for one node of group ``g``'s worth of demand."""
+    return float(ctx.settings.eci_price.per_hour(ctx.templates[g].allocatable)) * hours
+
+
 def _level(
     ctx: Context, cls: str, forecast: Forecast, *, now: float, notes: list[str]
 ) -> Level | None:
@@ -184,43 +237,63 @@ def _level(
     if not groups:
         notes.append(f"{cls} forecast ignored: no {_GROUPS[cls]}")
         return None
-    eci = ctx.settings.eci_price
+    dim = DIM[cls]
     fraction = min(
         break_even_fraction(
             price_per_hour=ctx.groups[g].group.price_per_hour,
             capacity=ctx.templates[g].allocatable,
-            eci=eci,
+            eci=ctx.settings.eci_price,
         )
         for g in groups
     )
-    boot = max(ctx.groups[g].group.boot_time for g in groups)
-    end = now + boot + ctx.settings.forecast_horizon
-    window = _window(forecast, now - forecast.step, end)
-    if window.size == 0:
-        notes.append(f"{cls} forecast ignored: it does not cover the next boot time + horizon")
-        return None
     if fraction >= 1.0:
         notes.append(f"{cls} forecast: ECS is never cheaper than ECI at these prices")
         return None
-    value = max(_quantile(window, 1.0 - fraction), 0.0)
-    level = Level(cls, groups, value * 1000)
+    boot = max(ctx.groups[g].group.boot_time for g in groups)
+    horizon = ctx.settings.forecast_horizon
+    now_window = _window(forecast, now - forecast.step, now + horizon, point=True)
+    after_boot = _window(forecast, now + boot, now + boot + horizon, point=True)
+    if now_window.size == 0 or after_boot.size == 0:
+        notes.append(f"{cls} forecast ignored: it does not cover the next boot time + horizon")
+        return None
+    if float(max(now_window.max(), after_boot.max())) <= 0:
+        return None  # no demand of this class in the window: nothing to hold or to add
+    hours = horizon / 3600
+    # the finest granularity among the class's groups: what one node more or less changes
+    g = min(groups, key=lambda i: (int(ctx.cap[i, dim]) or math.inf, i))
+    per_node = float(ctx.cap[g, dim])
+    demand = [max(v, 0.0) * 1000 for v in now_window.tolist()]
+    keep = paying_nodes(
+        demand,
+        base=0.0,
+        per_node=per_node,
+        node_cost=ctx.groups[g].group.price_per_hour * hours,
+        slice_value=_slice_value(ctx, g, dim, hours),
+        limit=math.ceil(max(demand) / per_node) if per_node > 0 else 0,
+    )
+    level = Level(
+        cls, groups, keep * per_node, tuple(max(v, 0.0) * 1000 for v in after_boot.tolist())
+    )
     notes.append(
-        f"forecast: the {forecast.quantile:.0%} upper bound stays at or above "
-        f"{level.describe(level.milli)} for {fraction:.0%} of the next {(end - now) / 60:.0f} min "
-        "(break-even share), so that much belongs on ECS"
+        f"forecast: {keep} {ctx.groups[g].group.name} node(s) of {cls} demand pay for themselves "
+        f"over the next {horizon / 60:.0f} min (point forecast up to "
+        f"{level.describe(max(demand))}), so ECS keeps {level.describe(level.milli)}"
     )
     return level
 
 
-def _window(forecast: Forecast, lo: float, hi: float) -> npt.NDArray[np.float64]:
-    """``forecast.upper`` at the steps whose time ``start + step * i`` is within [lo, hi].
+def _window(
+    forecast: Forecast, lo: float, hi: float, *, point: bool = False
+) -> npt.NDArray[np.float64]:
+    """``forecast.upper`` (``point``: ``forecast.point``) at the steps whose time ``start + step * i`` is within [lo, hi].
 
     The steps are found by arithmetic, then checked with the exact expression the mask
     ``lo <= forecast.times <= hi`` evaluates, so the slice is the mask's, without the arrays."""
     start, step, n = forecast.start, forecast.step, forecast.upper.size
+    values = forecast.point if point else forecast.upper
     if not (step > 0 and math.isfinite(start) and math.isfinite(lo) and math.isfinite(hi)):
         times = start + step * np.arange(n, dtype=np.float64)
-        return forecast.upper[(times >= lo) & (times <= hi)]
+        return values[(times >= lo) & (times <= hi)]
     first = min(max(math.ceil((lo - start) / step), 0), n)
     while first > 0 and start + step * (first - 1) >= lo:
         first -= 1
@@ -231,26 +304,7 @@ def _window(forecast: Forecast, lo: float, hi: float) -> npt.NDArray[np.float64]
         last += 1
     while last >= 0 and start + step * last > hi:
         last -= 1
-    return forecast.upper[first : max(first, last + 1)]
-
-
-def _quantile(values: npt.NDArray[np.float64], q: float) -> float:
-    """``np.quantile(values, q)`` (method "linear", bit for bit) without its per-call overhead,
-    which dominated the planner pass on windows of a few dozen steps."""
-    if np.isnan(values).any():
-        return float(np.quantile(values, q))
-    xs: list[float] = sorted(values.tolist())
-    n = len(xs)
-    v = (n - 1) * q
-    if v >= n - 1:
-        return xs[-1]
-    if v < 0:
-        return xs[0]
-    below = math.floor(v)
-    a, b = xs[below], xs[below + 1]
-    t = v - below
-    diff = b - a
-    return b - diff * (1 - t) if t >= 0.5 else a + diff * t  # numpy's _lerp
+    return values[first : max(first, last + 1)]
 
 
 def pre_provision(
@@ -261,30 +315,39 @@ def pre_provision(
     now: float,
     notes: list[str],
 ) -> None:
+    """Add the nodes that pay for themselves above the class's capacity (module docstring)."""
     dim = level.dim
     capacity = ctx.capacity_milli(level.groups, dim, added)
-    deficit = level.milli - capacity
-    if deficit <= 0:
+    if not level.after_boot or max(level.after_boot) <= capacity:
         return
     loop_left = ctx.settings.max_nodes_per_loop - sum(a.delta for a in added.values())
-    eci = ctx.settings.eci_price
     hours = ctx.settings.forecast_horizon / 3600
     options = []
+    can_grow = False
     for g in level.groups:
         gs = ctx.groups[g]
         if gs.in_cooldown(now):
             continue
         grown = added[g].delta if g in added else 0
         room = min(gs.group.max_size - gs.target_size - grown, loop_left)
-        cap = ctx.templates[g].allocatable
-        per_node = int(ctx.cap[g, dim])
+        per_node = float(ctx.cap[g, dim])
         if room <= 0 or per_node <= 0:
             continue
-        nodes = min(room, math.ceil(deficit / per_node))
-        covered = min(deficit, nodes * per_node)
+        can_grow = True
+        paid = (gs.group.boot_time + ctx.settings.forecast_horizon) / 3600
+        nodes = paying_nodes(
+            level.after_boot,
+            base=capacity,
+            per_node=per_node,
+            node_cost=gs.group.price_per_hour * paid,
+            slice_value=_slice_value(ctx, g, dim, hours),
+            limit=room,
+        )
+        if nodes == 0:
+            continue
+        held = [min(max(d - capacity, 0.0), nodes * per_node) for d in level.after_boot]
+        covered = sum(held) / len(held)
         waste = 1.0 - covered / (nodes * per_node)
-        # what ECI charges for that much demand, other resources in the node's ratio
-        eci_hour = covered / per_node * eci.per_hour(cap)
         options.append(
             Option(
                 gs.group,
@@ -292,21 +355,25 @@ def pre_provision(
                 0,
                 waste,
                 waste,
-                nodes * gs.group.price_per_hour * hours,
-                eci_hour * hours,
+                nodes * gs.group.price_per_hour * paid,
+                covered / per_node * _slice_value(ctx, g, dim, hours),
             )
         )
     choice = expander_for(ctx.settings).choose(options)
     if choice is None:
-        notes.append(
-            f"forecast wants {level.describe(deficit)} more on ECS but no "
-            f"{_GROUPS[level.cls]} can grow now"
-        )
+        if can_grow:
+            notes.append(
+                f"forecast: no new {_GROUPS[level.cls]} node would pay for itself above ECS "
+                f"capacity {level.describe(capacity)}"
+            )
+        else:
+            notes.append(f"forecast wants more on ECS but no {_GROUPS[level.cls]} can grow now")
         return
     option, why = choice
     g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
     reason = (
-        f"forecast: pre-provision {option.nodes} node(s) for {level.describe(deficit)} of lasting "
-        f"demand above ECS capacity {level.describe(capacity)}; {why}"
+        f"forecast: pre-provision {option.nodes} node(s), each paying for itself, for "
+        f"{level.describe(max(level.after_boot) - capacity)} of expected demand above ECS "
+        f"capacity {level.describe(capacity)}; {why}"
     )
     added.setdefault(g, Growth()).add(option.nodes, pods=(), reason=reason, code=PREDICTIVE)

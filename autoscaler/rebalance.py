@@ -35,9 +35,9 @@ from extender.policy import ResourcePolicy
 from extender.snapshot import ClusterState
 
 from . import demand as demand_pass
-from .context import Context
+from .context import Context, PlannerMemo
 from .costs import eci_cost
-from .nodegroup import PlannerSettings
+from .nodegroup import MoveCosts, PlannerSettings
 from .planner import kernels_for
 from .scaleup import fit_order, free_capacity
 from .state import DisruptionBudget, GroupState
@@ -45,14 +45,6 @@ from .state import DisruptionBudget, GroupState
 __all__ = ["REBALANCE", "Move", "MoveCosts", "Moves", "allowed", "rebalance"]
 
 REBALANCE = "rebalance"  # the code of a move in metrics and Events
-
-
-@dataclass(frozen=True, slots=True)
-class MoveCosts:
-    """What a move costs (CNY, against the saving) and how many may happen per minute."""
-
-    restart: float = 0.1
-    per_minute: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +79,24 @@ def rebalance(
     limit: int,
     pdbs: Sequence[DisruptionBudget] = (),
     backend: str = "numba",
+    memo: PlannerMemo | None = None,
 ) -> Moves:
-    """The pods to move from ECI to ECS now; see the module docstring for the rule."""
+    """The pods to move from ECI to ECS now; see the module docstring for the rule.
+    ``memo``: the planner's tables kept between passes (``context.PlannerMemo``)."""
     if not state.policies:
         return Moves()
     k = kernels_for(backend)
-    ctx = Context(state, groups, settings)
+    ctx = Context(state, groups, settings, memo=memo)
 
     def worth(
         ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int, left: float
     ) -> bool:
         return eci_cost(pod.requests, eci=settings.eci_price, seconds=left) > costs.restart
 
-    demand = demand_pass.collect(ctx, {}, now=now, keep=worth)
+    # A replica that has outlived its expected duration is still serving: into room that is
+    # already paid for, it is expected to run one more horizon (a new node is not built on it).
+    horizon = settings.forecast_horizon
+    demand = demand_pass.collect(ctx, {}, now=now, keep=worth, outlived=horizon)
     if not demand.from_eci.any():
         return Moves()
     nodes, free = free_capacity(ctx, booting=False)

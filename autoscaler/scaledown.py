@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ import numpy as np
 from extender.model import Node, NodeKind, Pod, is_daemon_or_static
 from extender.policy import ResourcePolicy, policy_for
 
+from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation, replacement
 from .context import Context, fmt_time, vector
 from .eviction import blocker
@@ -60,7 +60,7 @@ class Removal:
 
 def scale_down(
     ctx: Context,
-    k: ModuleType,
+    k: Kernels,
     *,
     now: float,
     previous: Mapping[str, float],
@@ -255,7 +255,7 @@ Candidate = tuple[tuple[Any, ...], Node, int, list[Pod], str]
 
 
 def _simulate(
-    ctx: Context, k: ModuleType, candidates: Sequence[Candidate], pdbs: Sequence[DisruptionBudget]
+    ctx: Context, k: Kernels, candidates: Sequence[Candidate], pdbs: Sequence[DisruptionBudget]
 ) -> tuple[Any, Any, list[Node], list[int]]:
     """``k.drain`` over ``candidates`` in their order: status and destination per pod."""
     policies = ctx.state.policies

@@ -12,13 +12,13 @@ nothing can take get a reason.  The packing runs in ``k`` (``autoscaler.kernels`
 from __future__ import annotations
 
 import dataclasses
-from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
 
 from extender.model import Node
 
+from .backends import Kernels
 from .context import Context, Growth, IntArray, fmt_time, vector
 from .costs import GIB, new_node_pays
 from .demand import Demand
@@ -83,7 +83,7 @@ def free_capacity(ctx: Context, *, booting: bool = True) -> tuple[list[Node], In
 def scale_up(
     ctx: Context,
     demand: Demand,
-    k: ModuleType,
+    k: Kernels,
     *,
     now: float,
     unschedulable: dict[str, str],

@@ -4,6 +4,8 @@ These types sit below ``planner`` and its passes (``context``, ``scaledown``, ``
 that each can name them without importing the planner, which imports the passes: no import
 cycle, not even one hidden behind ``TYPE_CHECKING``.  ``planner`` re-exports them as part of its
 public interface; ``planner.group_state`` builds a ``GroupState`` from a provider's view.
+``DisruptionBudget`` is ``extender.disruption``'s (beside the model, with its one parser),
+named here for the passes.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from extender.model import Pod
-from extender.selectors import LabelSelector
+from extender.disruption import DisruptionBudget
 
 from .nodegroup import NodeGroup
 
@@ -44,16 +45,3 @@ class GroupState:
 
     def in_cooldown(self, now: float) -> bool:
         return now - self.last_any() < self.group.cooldown
-
-
-@dataclass(frozen=True, slots=True)
-class DisruptionBudget:
-    """A PodDisruptionBudget reduced to what eviction needs: which pods, how many may go now."""
-
-    namespace: str
-    selector: LabelSelector
-    disruptions_allowed: int
-    name: str = ""
-
-    def covers(self, pod: Pod) -> bool:
-        return pod.namespace == self.namespace and self.selector.matches(pod.labels)

@@ -1,13 +1,15 @@
 """Forecast benchmark: every shared series against seasonal-naive, coverage, fit+predict time.
 
-Run: ``.venv/bin/python bench/autoscaler_forecast.py [--no-append] [--holt-winters]``. For each
-series in ``../shared/data`` (the two crane-series-*.csv and crane/*.csv), holding out the last 2
-days, prints the period and model chosen, the WAPE of our forecast and of seasonal-naive (same
-time yesterday / last week), the ratio to the better seasonal-naive chosen in hindsight, the p90
-coverage of the upper band, and the time of one backtest (fit on all but the last two days plus
-a two-day forecast). Then the geometric mean of the ratios and the time of one ``fit_forecast``
-on 14 days of one-minute data with a one-day horizon (target: <= 200 ms). Appends a dated
-section to ``bench/RESULTS.md``.
+Run: ``.venv/bin/python bench/autoscaler_forecast.py [--no-append] [--holt-winters] [--shifts 1,2]``.
+For each series in ``../shared/data`` (the two crane-series-*.csv and crane/*.csv), holding out
+the last 2 days, prints the period and model chosen, the WAPE of our forecast and of
+seasonal-naive (same time yesterday / last week), the ratio to the better seasonal-naive chosen
+in hindsight, the p90 coverage of the upper band, and the time of one backtest (fit on all but
+the last two days plus a two-day forecast). Then the same ratio and coverage with the two
+held-out days moved ``--shifts`` days earlier (the series truncated there): a change that helps
+one holdout only does not generalise. Then the geometric mean of the ratios and the time of one
+``fit_forecast`` on 14 days of one-minute data with a one-day horizon (target: <= 200 ms).
+Appends a dated section to ``bench/RESULTS.md``.
 
 ``--holt-winters`` adds statsmodels Holt-Winters (additive damped trend and season, on
 15-minute means: statsmodels needs one state per seasonal step) as a yardstick; it is not part of
@@ -31,7 +33,14 @@ import numpy as np
 # bench/autoscaler.py (another benchmark) would shadow the package when run as a script.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-from autoscaler.forecast import DAY, backtest, fit_forecast, read_series, wape  # noqa: E402
+from autoscaler.forecast import (  # noqa: E402
+    DAY,
+    Backtest,
+    backtest,
+    fit_forecast,
+    read_series,
+    wape,
+)
 from autoscaler.replay.threads import limit_blas_threads  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +77,13 @@ def holt_winters(train: np.ndarray, steps: int, season: int, per_bin: int) -> np
     return out
 
 
+def ratio_to_naive(bt: Backtest) -> float:
+    """WAPE of the forecast over that of the better seasonal-naive chosen in hindsight (1.0 when
+    they are equal, also both zero)."""
+    best = float(np.nanmin([bt.wape_seasonal_naive_day, bt.wape_seasonal_naive_week]))
+    return 1.0 if bt.wape == best else bt.wape / best
+
+
 def time_fit(ts: np.ndarray, values: np.ndarray, repeats: int = 7) -> tuple[float, float]:
     """Median and best wall time (ms) of fit_forecast with a one-day horizon."""
     fit_forecast(ts, values, horizon=DAY)  # warm-up
@@ -83,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
     parser.add_argument("--holt-winters", action="store_true", help="add the statsmodels yardstick")
+    parser.add_argument(
+        "--shifts",
+        default="1,2",
+        help="also hold out the two days ending this many days earlier (comma-separated; '' for none)",
+    )
     args = parser.parse_args(argv)
+    shifts = [int(x) for x in args.shifts.split(",") if x.strip()]
     limit_blas_threads()
 
     header = (
@@ -95,15 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         header += " Holt-Winters day | Holt-Winters week |"
     rows = [header, "|" + " --- |" * (header.count("|") - 1)]
     ratios, coverages = [], []
+    moved: dict[int, list[tuple[float, float]]] = {k: [] for k in shifts}
     for path in series():
         ts, values = read_series(path)
         t0 = time.perf_counter()
         bt = backtest(ts, values, holdout=HOLDOUT)
         ms = 1000.0 * (time.perf_counter() - t0)
         fc = bt.forecast
-        best = float(np.nanmin([bt.wape_seasonal_naive_day, bt.wape_seasonal_naive_week]))
-        ratio = 1.0 if bt.wape == best else bt.wape / best
+        ratio = ratio_to_naive(bt)
         ratios.append(ratio)
+        for k in shifts:
+            keep = ts <= ts[-1] - k * DAY
+            early = backtest(ts[keep], values[keep], holdout=HOLDOUT)
+            moved[k].append((ratio_to_naive(early), early.coverage))
         coverages.append(bt.coverage)
         days = (ts[-1] - ts[0] + fc.step) / DAY
         row = (
@@ -125,6 +151,21 @@ def main(argv: list[str] | None = None) -> int:
             row += f" {hw[0]:.4f} | {hw[1]:.4f} |"
         rows.append(row)
     geomean = math.exp(float(np.mean(np.log(ratios))))
+    if shifts:
+        head = "| series | ratio, holdout at the end | " + " | ".join(
+            f"ratio, {k} day{'s' * (k > 1)} earlier | coverage" for k in shifts
+        )
+        lines = [head + " |", "|" + " --- |" * (head.count("|"))]
+        for i, path in enumerate(series()):
+            cells = [f"{moved[k][i][0]:.3f} | {100 * moved[k][i][1]:.1f}%" for k in shifts]
+            lines.append(f"| {path.name} | {ratios[i]:.3f} | " + " | ".join(cells) + " |")
+        means = [
+            f"{math.exp(float(np.mean(np.log([r for r, _ in moved[k]])))):.3f} | "
+            f"{100 * statistics.median(c for _, c in moved[k]):.1f}% (median)"
+            for k in shifts
+        ]
+        lines.append(f"| geometric mean | {geomean:.3f} | " + " | ".join(means) + " |")
+        rows += ["", *lines]
     ts, values = read_series(DATA / "crane-series-daily.csv")
     n14 = 14 * 1440
     median_ms, best_ms = time_fit(ts[-n14:], values[-n14:])

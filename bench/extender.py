@@ -3,14 +3,17 @@
 For each cluster size (100, 1,000, 5,000, 10,000 nodes, one of them the virtual node) it writes
 a static cluster (1,000 Deployments in 10 namespaces, 2 bound pods each, a ResourcePolicy
 ``ecs max 3 -> eci`` on every other one), starts the server as a subprocess (``spillover-extender
-serve --cluster``, uvicorn, one worker) and drives filter+prioritize pairs over one persistent
+serve --cluster --server S``, one process, for each HTTP server S of ``--servers``, interleaved)
+and drives filter+prioritize pairs over one persistent
 HTTP/1.1 connection, the way kube-scheduler's serial cycle does: every pod is a new replica
 (new UID) of a random Deployment; filter is offered every node (``percentageOfNodesToScore:
 100``) and prioritize the nodes filter accepted, as kube-scheduler does.  Spillover gets node names (``nodeCacheCapable: true``); the naive baseline
 (``bench/naive_extender.py``) gets full Node objects, shaped like the captured ones.
 
-The client pre-builds its bodies and reports its own CPU use: when it stays well under one core
-it is not the bottleneck.  Results are printed and appended to ``bench/RESULTS.md``.
+The client pre-builds its bodies (pods pre-encoded, requests written by hand on a raw socket, no
+http.client), reads every answer whole, checks its status and decodes filter's NodeNames to build
+prioritize's body; it reports its own CPU use, mostly the kernel's socket copies of the 115 kB
+bodies: when it stays well under one core it is not the bottleneck.  Results are printed and appended to ``bench/RESULTS.md``.
 
     .venv/bin/python bench/extender.py [--sizes 100,1000] [--seconds 8]
 """
@@ -409,8 +412,12 @@ def _bin_of(func: tuple[str, int, str]) -> str | None:
     return next((b for b, keys in _BINS if any(k in name for k in keys)), None)
 
 
-def _app_profile(size: int, cluster: Path, pairs: int = 1_500) -> dict[str, float]:
-    """In the child: CPU ms per pair of the app alone, in total and per bin."""
+def _app_profile(
+    size: int, cluster: Path, pairs: int = 1_500, *, direct: bool = False
+) -> dict[str, float]:
+    """In the child: CPU ms per pair of the app alone, in total and per bin.  ``direct``: the
+    verbs are called as the builtin server calls them (``direct_routes``: body in, answer out),
+    else through ASGI as uvicorn and granian call them."""
     import asyncio
     import cProfile
     import pstats
@@ -427,8 +434,15 @@ def _app_profile(size: int, cluster: Path, pairs: int = 1_500) -> dict[str, floa
     app = create_app(state=load_cluster(cluster), ledger=Ledger(), settings=Settings())
     decode = msgspec.json.Decoder(_Answer).decode
     spent = [0]
+    routes = app.direct_routes() if direct else {}
 
     async def call(path: str, body: bytes) -> bytes:
+        if routes:
+            route = routes[path.encode()]
+            start = time.thread_time_ns()
+            _, _, out = route(body)
+            spent[0] += time.thread_time_ns() - start
+            return out
         headers = [(b"content-length", str(len(body)).encode())]
         scope = {
             "type": "http",
@@ -487,8 +501,9 @@ def _app_profile(size: int, cluster: Path, pairs: int = 1_500) -> dict[str, floa
 
 def _profile(size: int, cluster: Path, server: str) -> dict[str, float]:
     _, code = _serve_argv(cluster, 0, server)
+    argv = [sys.executable, __file__, "--profile-child", str(size), "--cluster", str(cluster)]
     child = subprocess.run(
-        [sys.executable, __file__, "--profile-child", str(size), "--cluster", str(cluster)],
+        [*argv, "--profile-direct"] if server.partition("@")[0] == "builtin" else argv,
         env={**os.environ, "PYTHONPATH": str(code)},
         cwd=code,
         capture_output=True,
@@ -576,7 +591,9 @@ def _profiles(results: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,5000,10000")
-    parser.add_argument("--servers", default="granian,uvicorn", help="HTTP servers to compare")
+    parser.add_argument(
+        "--servers", default="builtin,uvicorn,granian", help="HTTP servers to compare"
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="per size and server")
     parser.add_argument("--repeat", type=int, default=1, help="runs per size and server")
     parser.add_argument("--naive-seconds", type=float, default=6.0, help="0: skip the baseline")
@@ -586,11 +603,13 @@ def main() -> None:
     )
     parser.add_argument("--profile-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cluster", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--profile-direct", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--note", default="", help="a line for RESULTS.md (e.g. machine load)")
     parser.add_argument("--no-append", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args()
     if args.profile_child:
-        print(json.dumps(_app_profile(args.profile_child, args.cluster)))
+        profile = _app_profile(args.profile_child, args.cluster, direct=args.profile_direct)
+        print(json.dumps(profile))
         return
     servers = args.servers.split(",")
     results = []
@@ -632,6 +651,8 @@ def main() -> None:
         "Deployments, 500 ResourcePolicies (`ecs max 3 -> eci` on every other one), each pod a new\n"
         "replica.  Spillover gets node names (`nodeCacheCapable: true`); the naive stdlib extender\n"
         f"(`bench/naive_extender.py`) gets full Node objects.  Request sizes: {sizes}.\n"
+        "The client (this process) sends pre-encoded pods in hand-written requests on a raw socket\n"
+        "and reads and checks every answer (status, and filter's NodeNames, which prioritize gets).\n"
         f"{shuffled}"
         "Latencies and CPU are those of the median run.  The last column is an *estimate*: the\n"
         "scheduler's own cycle (1/79 s or 1/45 s per pod at 5,000 nodes, DESIGN.md section 4) plus\n"

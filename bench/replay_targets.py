@@ -1,6 +1,7 @@
 """Issue 12's targets on every published trace: the replay's summary against its own baselines.
 
-    .venv/bin/python bench/replay_targets.py [--label after] [--out DIR] [FILE ...]
+    .venv/bin/python bench/replay_targets.py [--label after] [--owners qos|pod] [--scenario FILE]
+        [FILE ...]
 
 Runs ``spillover-autoscaler replay --json`` (default scenario) on each openb pod list and each
 demand series in ../shared/data (or the FILEs given) and prints one Markdown row per file: cost
@@ -70,14 +71,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--label", default="now")
     parser.add_argument("--group-by-shape", action="store_true", help="openb: --group-by shape")
+    parser.add_argument("--owners", choices=("qos", "pod"), default=None, help="openb: --owners")
+    parser.add_argument("--scenario", default="", help="scenario YAML (default: the bundled one)")
     parser.add_argument("files", nargs="*", type=Path)
     args = parser.parse_args()
     extra = ["--group-by", "shape"] if args.group_by_shape else []
+    extra += ["--owners", args.owners] if args.owners else []
+    common = ["--scenario", args.scenario] if args.scenario else []
     print(HEADER)
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.files or [*OPENB, *SERIES]:
             is_series = path in SERIES
-            d = replay(path, [] if is_series else extra, Path(tmp) / path.stem)
+            d = replay(path, common + ([] if is_series else extra), Path(tmp) / path.stem)
             print(row(path.stem, args.label, d), flush=True)
     return 0
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -47,7 +48,7 @@ from .verbs import (
 )
 from .webhook import WebhookError, WebhookSettings, review
 
-__all__ = ["ROUTES", "VERBS", "create_app"]
+__all__ = ["ROUTES", "VERBS", "Answer", "ExtenderApp", "create_app"]
 
 VERBS = ("filter", "prioritize", "preempt", "bind", "mutate")
 ROUTES = (
@@ -98,12 +99,16 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    if not size:
-        raise _BadRequest(400, "empty request body: expected a JSON object")
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+def _nonempty(body: bytes) -> bytes:
+    if not body:
+        raise _BadRequest(400, "empty request body: expected a JSON object")
+    return body
+
+
+async def _respond(send: Send, status: int, content_type: bytes, body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -117,48 +122,85 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
     await send({"type": "http.response.body", "body": body})
 
 
+Answer = tuple[int, bytes, bytes]
+"""A verb's answer: status, Content-Type, body (the shape ``extender.http1`` writes directly)."""
+_JSON = b"application/json"
+_TEXT = b"text/plain; charset=utf-8"
+
+
 class _Verb:
-    """A verb as a bare ASGI endpoint: the hot path skips Request/Response objects."""
+    """A verb as a bare ASGI endpoint (the hot path skips Request/Response objects), and, when
+    its handler does not await, as a plain function of the body (``answer``) that a server may
+    call without ASGI (``extender.http1``)."""
 
     def __init__(
         self,
         name: str,
-        handle: Callable[[bytes], Awaitable[bytes]],
+        handle: Callable[[bytes], bytes] | Callable[[bytes], Awaitable[bytes]],
         *,
         metrics: Metrics,
         limit: int,
     ) -> None:
         self.name = name
-        self.handle = handle
+        self.awaits = inspect.iscoroutinefunction(handle)
+        self._plain = cast(Callable[[bytes], bytes], handle)
+        self._awaiting = cast(Callable[[bytes], Awaitable[bytes]], handle)
         self.limit = limit
         self.latency = metrics.latency.labels(name)
         self.requests = metrics.requests
         self.ok = metrics.requests.labels(name, "200")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def answer(self, body: bytes) -> Answer:
+        """The answer to ``body``, errors included (for a handler that does not await)."""
         start = time.perf_counter()
         try:
-            body = await self.handle(await _read_body(scope, receive, self.limit))
-        except _BadRequest as err:
-            await self._reject(send, err.status, err.message)
-        except (wire.WireError, ModelError, WebhookError) as err:
-            await self._reject(send, 400, str(err))
-        except UnicodeDecodeError as err:  # msgspec raises it for invalid UTF-8 inside strings
-            await self._reject(send, 400, f"request body is not valid UTF-8 JSON: {err}")
-        except RecursionError:  # msgspec's answer to JSON nested thousands of levels deep
-            await self._reject(send, 400, "request body is JSON nested too deeply")
-        except Exception:  # a bug: answer it here so the keep-alive connection survives
-            log.exception("internal error", extra={"verb": self.name})
-            await self._reject(send, 500, f"internal error in {self.name}; see the extender log")
-        else:
-            await _respond(send, 200, body, b"application/json")
-            self.ok.inc()
-        self.latency.observe(time.perf_counter() - start)
+            outcome: bytes | Exception = self._plain(_nonempty(body))
+        except Exception as err:
+            outcome = err
+        return self._finish(start, outcome)
 
-    async def _reject(self, send: Send, status: int, message: str) -> None:
-        await _respond(send, status, message.encode(), b"text/plain; charset=utf-8")
+    async def _answer_awaiting(self, body: bytes) -> Answer:
+        start = time.perf_counter()
+        try:
+            outcome: bytes | Exception = await self._awaiting(_nonempty(body))
+        except Exception as err:
+            outcome = err
+        return self._finish(start, outcome)
+
+    def _finish(self, start: float, outcome: bytes | Exception) -> Answer:
+        if isinstance(outcome, Exception):
+            answer = self._failed(outcome)
+        else:
+            self.ok.inc()
+            answer = (200, _JSON, outcome)
+        self.latency.observe(time.perf_counter() - start)
+        return answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await _read_body(scope, receive, self.limit)
+        except _BadRequest as err:
+            answer = self._failed(err)
+        else:
+            answer = await self._answer_awaiting(body) if self.awaits else self.answer(body)
+        await _respond(send, *answer)
+
+    def _failed(self, err: Exception) -> Answer:
+        """The 4xx / 500 answer to ``err``: bad input names the problem, a bug is logged."""
+        if isinstance(err, _BadRequest):
+            status, message = err.status, err.message
+        elif isinstance(err, (wire.WireError, ModelError, WebhookError)):
+            status, message = 400, str(err)
+        elif isinstance(err, UnicodeDecodeError):  # msgspec raises it inside strings
+            status, message = 400, f"request body is not valid UTF-8 JSON: {err}"
+        elif isinstance(err, RecursionError):  # msgspec's answer to JSON nested too deeply
+            status, message = 400, "request body is JSON nested too deeply"
+        else:  # a bug: answer it here so the keep-alive connection survives
+            log.exception("internal error", extra={"verb": self.name}, exc_info=err)
+            status, message = 500, f"internal error in {self.name}; see the extender log"
         self.requests.labels(self.name, str(status)).inc()
         log.info("rejected request", extra={"verb": self.name, "status": status, "error": message})
+        return status, _TEXT, message.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +241,7 @@ class _Handlers:
             managed_resource=settings.managed_resource,
         )
         self._decisions: dict[tuple[str, str], Any] = {}
-        self.names = wire.NameLists()
+        self.names = self.caches.names
 
     def _decided(self, unit: str, reason: str) -> None:
         child = self._decisions.get((unit, reason))
@@ -265,7 +307,7 @@ class _Handlers:
         offer, items = self._by_nodes(full.Nodes)
         return _Placement(full.Nodes, full.NodeNames, pod, offer, items)
 
-    async def filter(self, body: bytes) -> bytes:
+    def filter(self, body: bytes) -> bytes:
         placement = self._placement(body)
         pod = placement.pod
         outcome = filter_pod(
@@ -290,16 +332,20 @@ class _Handlers:
         items = placement.items
         if items is None:
             if outcome.accepted:  # prioritize offers this list back: know it by its bytes
-                self.names.add(wire.encode_names(outcome.accepted), outcome.accepted)
+                encoded = wire.encode_names(outcome.accepted, memo=self.caches.encodings)
+                self.names.add(encoded, outcome.accepted)
             return wire.encode_filter_names(
-                outcome.accepted, refused=outcome.unresolvable, failed=outcome.failed
+                outcome.accepted,
+                refused=outcome.unresolvable,
+                failed=outcome.failed,
+                memo=self.caches.encodings,
             )
-        unresolvable = wire.grouped_map(outcome.unresolvable)
+        unresolvable = wire.grouped_map(outcome.unresolvable, memo=self.caches.encodings)
         failed = outcome.failed or None
         nodes = wire.encode_node_list([items[name] for name in outcome.accepted])
         return wire.encode_filter_result(nodes=nodes, failed=failed, unresolvable=unresolvable)
 
-    async def prioritize(self, body: bytes) -> bytes:
+    def prioritize(self, body: bytes) -> bytes:
         placement = self._placement(body)
         outcome = prioritize(
             state=self.state,
@@ -309,9 +355,9 @@ class _Handlers:
             offer=placement.offer,
             now=self.clock(),
         )
-        return wire.encode_scores(outcome.hosts, outcome.score)
+        return wire.encode_scores(outcome.hosts, outcome.score, memo=self.caches.encodings)
 
-    async def preempt(self, body: bytes) -> bytes:
+    def preempt(self, body: bytes) -> bytes:
         args = wire.decode_preemption_args(body)
         pod = self._pod(args.Pod)
         candidates: dict[str, tuple[tuple[str, ...], int]] = {}
@@ -355,7 +401,7 @@ class _Handlers:
         record_bind(ledger=self.ledger, uid=args.PodUID, node=args.Node, now=self.clock())
         return wire.encode_binding_result()
 
-    async def mutate(self, body: bytes) -> bytes:
+    def mutate(self, body: bytes) -> bytes:
         try:
             raw = _DECODE_ANY.decode(body)
         except msgspec.DecodeError as err:
@@ -426,7 +472,7 @@ def create_app(
     background: Iterable[BackgroundTask] = (),
     clock: Clock = time.monotonic,
     metrics: Metrics | None = None,
-) -> Starlette:
+) -> ExtenderApp:
     metrics = metrics or Metrics()
     handlers = _Handlers(
         state=state, ledger=ledger, settings=settings, binder=binder, clock=clock, metrics=metrics
@@ -471,7 +517,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    return _App(
+    return ExtenderApp(
         {route.path: route.endpoint for route in routes if isinstance(route.endpoint, _Verb)},
         routes=routes,
         lifespan=lifespan,
@@ -479,18 +525,26 @@ def create_app(
     )
 
 
-class _App(Starlette):
+class ExtenderApp(Starlette):
     """Starlette, with the verbs' POSTs handed straight to their endpoint.
 
     kube-scheduler calls filter and prioritize for every pod; the router's walk over the routes
     and the two exception middlewares cost more than the answer to a known case, and a verb
     handles its own errors anyway.  Everything else (other methods, the probes, unknown paths)
-    goes through Starlette as before.
+    goes through Starlette as before.  ``direct_routes`` offers the verbs that never await to a
+    server that can call them without ASGI (``extender.http1``).
     """
 
-    def __init__(self, verbs: Mapping[str, ASGIApp], **kwargs: Any) -> None:
+    def __init__(self, verbs: Mapping[str, _Verb], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._verbs = dict(verbs)
+        self._verbs: Mapping[str, ASGIApp] = dict(verbs)
+        self._direct = {
+            path.encode(): verb.answer for path, verb in verbs.items() if not verb.awaits
+        }
+
+    def direct_routes(self) -> dict[bytes, Callable[[bytes], Answer]]:
+        """POST path -> the verb's answer to a body, for the verbs that never await."""
+        return dict(self._direct)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":

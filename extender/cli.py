@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib
 import importlib.util
 import logging
 import os
@@ -248,11 +247,12 @@ class _KubeConnection:
 
     async def run(self) -> None:
         """Connect and follow the cluster; a failed connection is retried with backoff."""
-        kube: Any = importlib.import_module("extender.kube")
+        from . import kube  # only now: the --cluster modes never load kubernetes_asyncio
+
         attempt = 0
         while True:
             try:
-                await self._connected(kube)
+                await self._connected()
                 attempt = 0
             except Exception as err:  # a bad kubeconfig or a lost API server: log, wait, retry
                 delay = kube.backoff_delay(attempt, kube.BackoffSettings(), rand=random.random())
@@ -260,7 +260,9 @@ class _KubeConnection:
                 log.error("Kubernetes API connection failed (%s), retrying in %.1fs", err, delay)
                 await asyncio.sleep(delay)
 
-    async def _connected(self, kube: Any) -> None:
+    async def _connected(self) -> None:
+        from . import kube
+
         api = await kube.load_kube_config(self.settings.kubeconfig or None)
         try:
             watch = kube.ClusterWatch(

@@ -15,6 +15,7 @@ the flag (``error: --flag: problem``).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -81,7 +82,8 @@ def plain(text: str | None) -> str | None:
 def at_least(
     kind: Callable[[str], Any], low: float, *, above: bool = False
 ) -> Callable[[str], Any]:
-    """An ``argparse`` type: ``kind(text)``, refused below ``low`` (or at it, with ``above``)."""
+    """An ``argparse`` type: ``kind(text)``, refused below ``low`` (or at it, with ``above``) and
+    when not finite (``nan``, ``inf``)."""
 
     def convert(text: str) -> Any:
         try:
@@ -90,9 +92,11 @@ def at_least(
             raise argparse.ArgumentTypeError(
                 f"not a valid {getattr(kind, '__name__', 'value')}: {text!r}"
             ) from None
-        if value < low or (above and value == low) or value != value:  # value != value: NaN
+        finite = math.isfinite(value)
+        if not finite or value < low or (above and value == low):
             bound = f"more than {low:g}" if above else f"{low:g} or more"
-            raise argparse.ArgumentTypeError(f"must be {bound}, not {text!r}")
+            also = "" if finite else " and finite"
+            raise argparse.ArgumentTypeError(f"must be {bound}{also}, not {text!r}")
         return value
 
     convert.__name__ = getattr(kind, "__name__", "value")

@@ -2,7 +2,8 @@
 
 ``ClusterWatch`` keeps ``ClusterState`` and the reservation ``Ledger`` in step with the cluster,
 like an informer: list each kind (nodes, pods, ResourcePolicies), then watch from the list's
-resourceVersion.  A stream that ends normally resumes from the last version seen ("closed"); a
+resourceVersion.  That loop is ``ListWatch``, one per kind; ``autoscaler.replay.record`` runs it
+too.  A stream that ends normally resumes from the last version seen ("closed"); a
 ``410 Gone`` means the server forgot that version, so the kind is listed again ("expired"); any
 other failure reconnects after an exponential, jittered backoff ("error"), resuming where it can.
 Watch events are read as raw JSON lines (not through ``kubernetes_asyncio.watch.Watch``, which
@@ -28,6 +29,7 @@ StatefulSets are watched only for ``spec.ordinals.start`` (``ClusterState.ordina
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -63,6 +65,7 @@ __all__ = [
     "BackoffSettings",
     "ClusterWatch",
     "DeletionCostReconciler",
+    "ListWatch",
     "TokenBucket",
     "backoff_delay",
     "load_kube_config",
@@ -133,7 +136,7 @@ def _describe(obj: RawObject) -> str:
     return f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name"))
 
 
-# -- the cache ------------------------------------------------------------------------------------
+# -- the list+watch loop -------------------------------------------------------------------------
 class _Expired(Exception):
     """The server no longer has the resourceVersion we asked for (410 Gone)."""
 
@@ -146,19 +149,214 @@ class _Absent(Exception):
     """An optional kind's API is not served (404: its CRD is not installed)."""
 
 
-@dataclass(slots=True)
-class _Kind:
-    name: str
-    lister: Callable[..., Awaitable[Any]]
-    replace: Callable[[list[RawObject]], None]
-    apply: Callable[[str, RawObject], None]
-    listed: bool = False
-    version: str | None = None  # the last resourceVersion seen; None: list again
-    down_since: float | None = None  # the first failure since the last successful request
-    optional: bool = False  # a 404 means "none of these", not an error
-    absent: bool = False
+class ListWatch:
+    """One kind followed like an informer's reflector: the loop ``ClusterWatch`` runs per kind
+    and ``autoscaler.replay.record`` runs per recorded kind.
+
+    ``lister`` is a kubernetes-asyncio ``list_*`` method (extra keyword arguments, such as a
+    namespace, bound with ``functools.partial``); ``replace(items)`` gets each full list,
+    ``apply(type, object)`` each ADDED/MODIFIED/DELETED event (never a BOOKMARK, which only moves
+    the resourceVersion).  Both must be quick and must not raise on an object they cannot use.
+    The loop: list, watch from the list's resourceVersion, resume from the last version seen when
+    a stream ends ("closed"), list again after a 410 Gone ("expired"), reconnect after a jittered
+    exponential backoff on anything else ("error"; capped at ``busy_maximum`` for 429 and 5xx,
+    reset by any successful request).  ``on_restart(reason)`` counts those.
+
+    Health: the kind is *down* (``down_since``) from its first failed request until a request of
+    it succeeds.  Once down for ``staleness`` seconds it is *stale*: ``listed`` turns false,
+    ``on_stale()`` is called and it lists again when it reconnects (events may be missing).
+    ``optional``: a 404 on the list means the API is not served (a CRD not installed): the kind
+    counts as listed and empty (``absent``) and is listed again every ``absent_recheck``.
+    ``on_listed()`` is called after every list, also an absent one.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        lister: Callable[..., Awaitable[Any]],
+        *,
+        replace: Callable[[list[RawObject]], None],
+        apply: Callable[[str, RawObject], None],
+        on_listed: Callable[[], None] | None = None,
+        on_restart: Callable[[str], None] | None = None,
+        on_stale: Callable[[], None] | None = None,
+        optional: bool = False,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        backoff: BackoffSettings = BackoffSettings(),
+        rand: Callable[[], float] = random.random,
+        watch_timeout: float = 300.0,
+        staleness: float = 15.0,
+        absent_recheck: float = 60.0,
+    ) -> None:
+        if staleness <= 0:
+            raise ValueError("staleness must be positive")
+        self.name = name
+        self.lister = lister
+        self.replace = replace
+        self.apply = apply
+        self.on_listed = on_listed
+        self.on_restart = on_restart
+        self.on_stale = on_stale
+        self.optional = optional
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
+        self._sleep = sleep or asyncio.sleep
+        self.backoff = backoff
+        self._rand = rand
+        self.watch_timeout = watch_timeout
+        self.staleness = staleness
+        self.absent_recheck = absent_recheck
+        self.listed = False
+        self.version: str | None = None  # the last resourceVersion seen; None: list again
+        self.down_since: float | None = None  # the first failure since the last success
+        self.absent = False
+        self._attempts = 0  # failed requests since the last successful one
+
+    async def run(self) -> None:
+        """Follow the kind until cancelled; never returns, never raises but ``CancelledError``."""
+        while True:
+            try:
+                if self.version is None:
+                    self.version = await self._relist()
+                await self._stream(self.version)
+                self._restarted("closed")
+            except _Absent:
+                if not self.absent:
+                    self.absent = True
+                    log.warning(
+                        "%s: the API server does not serve them (CRD not installed?); "
+                        "going on without any, checking again every %.0fs",
+                        self.name,
+                        self.absent_recheck,
+                        extra={"resource": self.name},
+                    )
+                await self._sleep(self.absent_recheck)
+            except _Expired:
+                log.info(
+                    "%s watch expired (410 Gone), relisting",
+                    self.name,
+                    extra={"resource": self.name},
+                )
+                self._restarted("expired")
+                self.version = None
+            except Exception as err:  # never let the loop die; a bug shows in the log
+                if not isinstance(err, (*_NETWORK_ERRORS, _StreamError, ValueError)):
+                    log.exception("%s watch: unexpected error", self.name)
+                self._restarted("error")
+                await self._sleep(self._failed(err))
+
+    def _restarted(self, reason: str) -> None:
+        if self.on_restart is not None:
+            self.on_restart(reason)
+
+    def _failed(self, err: Exception) -> float:
+        """Note a failed request; returns how long to wait before the next one."""
+        now = self._clock()
+        if self.down_since is None:
+            self.down_since = now
+        status = err.status if isinstance(err, ApiException) else None
+        delay = backoff_delay(self._attempts, self.backoff, rand=self._rand(), status=status)
+        self._attempts += 1
+        stale_at = self.down_since + self.staleness
+        if self._stale(now):
+            self.version = None  # list again: events may be missing
+        elif now + delay > stale_at:
+            delay = max(0.0, stale_at - now)  # wake up to stop trusting what was listed
+        log.warning(
+            "%s watch failed (%s), retrying in %.1fs",
+            self.name,
+            _error_text(err),
+            delay,
+            extra={"resource": self.name, "error": _error_text(err), "delay": delay},
+        )
+        return delay
+
+    def _succeeded(self) -> None:
+        """The server answered a request of this kind: reset its backoff and its outage."""
+        self._attempts = 0
+        self.down_since = None
+
+    def _stale(self, now: float) -> bool:
+        """Whether the kind has been down for ``staleness``; if so what was listed is no longer
+        trusted until it has listed again."""
+        if self.down_since is None or now - self.down_since < self.staleness:
+            return False
+        if self.listed:
+            self.listed = False
+            log.warning(
+                "%s watch down for %.1fs: cache not trusted until it lists again",
+                self.name,
+                now - self.down_since,
+                extra={"resource": self.name},
+            )
+        if self.on_stale is not None:
+            self.on_stale()
+        return True
+
+    async def _relist(self) -> str:
+        listing = await self.lister(_preload_content=False)
+        async with listing:
+            if listing.status == 410:
+                raise _Expired
+            absent = listing.status == 404 and self.optional
+            if listing.status != 200 and not absent:
+                raise ApiException(status=listing.status, reason=await listing.text())
+            body = {} if absent else await listing.json(content_type=None)
+        self._succeeded()
+        items = [i for i in body.get("items") or () if isinstance(i, Mapping)]
+        self.replace(items)
+        self.listed = True
+        if self.absent and not absent:
+            log.info("%s: served now", self.name, extra={"resource": self.name})
+        self.absent = self.absent and absent
+        if self.on_listed is not None:
+            self.on_listed()
+        if absent:
+            raise _Absent
+        return str(_meta(body).get("resourceVersion") or "")
+
+    async def _stream(self, version: str) -> None:
+        """Follow one watch stream to its end, keeping ``self.version`` current."""
+        response = await self.lister(
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=int(self.watch_timeout),
+            _preload_content=False,
+            # A dead connection shows as silence; the server's own timeout comes well before this.
+            _request_timeout=aiohttp.ClientTimeout(sock_read=self.watch_timeout + 30),
+        )
+        async with response:
+            if response.status == 410:
+                raise _Expired
+            if response.status != 200:
+                raise ApiException(status=response.status, reason=await response.text())
+            self._succeeded()
+            while line := await response.content.readline():
+                if not line.strip():
+                    continue
+                self.version = self._event(json.loads(line)) or self.version
+                # A burst of events is already buffered, so readline() would not yield: give
+                # the waiting requests their turn after every event, never after the batch.
+                await asyncio.sleep(0)
+
+    def _event(self, event: Mapping[str, Any]) -> str | None:
+        """Apply one watch event; returns its resourceVersion."""
+        kind_of_event = event.get("type")
+        obj = event.get("object")
+        if not isinstance(obj, Mapping):
+            raise _StreamError(f"{self.name}: watch event without an object")
+        if kind_of_event == "ERROR":
+            if obj.get("code") == 410:
+                raise _Expired
+            raise _StreamError(f"{self.name}: {obj.get('reason')}: {obj.get('message')}")
+        version = _meta(obj).get("resourceVersion")
+        if kind_of_event != "BOOKMARK":
+            self.apply(str(kind_of_event), obj)
+        return str(version) if version else None
 
 
+# -- the cache ------------------------------------------------------------------------------------
 class ClusterWatch:
     def __init__(
         self,
@@ -192,22 +390,14 @@ class ClusterWatch:
         self.metrics = metrics
         self.kind_settings = kind_settings or NodeKindSettings()
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
-        self._sleep = sleep or asyncio.sleep
-        self.backoff = backoff
-        self._rand = rand
-        self.watch_timeout = watch_timeout
-        if staleness <= 0:
-            raise ValueError("staleness must be positive")
-        self.staleness = staleness
-        self.absent_recheck = absent_recheck
         self.on_change = on_change
         core = client.CoreV1Api(api)
         apps = client.AppsV1Api(api)
         custom = client.CustomObjectsApi(api)
-        kinds = [
-            _Kind("nodes", core.list_node, self._replace_nodes, self._event_nodes),
-            _Kind("pods", core.list_pod_for_all_namespaces, self._replace_pods, self._event_pods),
-            _Kind(
+        kinds: list[tuple[str, Callable[..., Awaitable[Any]], Any, Any]] = [
+            ("nodes", core.list_node, self._replace_nodes, self._event_nodes),
+            ("pods", core.list_pod_for_all_namespaces, self._replace_pods, self._event_pods),
+            (
                 "statefulsets",
                 apps.list_stateful_set_for_all_namespaces,
                 self._replace_statefulsets,
@@ -216,116 +406,54 @@ class ClusterWatch:
         ]
         if watch_policies:
             kinds.append(
-                _Kind(
+                (
                     "resourcepolicies",
-                    lambda **kw: custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kw),
+                    functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL),
                     self._replace_policies,
                     self._event_policies,
-                    optional=True,
                 )
             )
-        self._kinds = tuple(kinds)
+        self._kinds = tuple(
+            ListWatch(
+                name,
+                lister,
+                replace=replace,
+                apply=functools.partial(self._applied, name, apply),
+                on_listed=functools.partial(self._listed, name),
+                on_restart=functools.partial(self._restarted, name),
+                on_stale=self._unsync,
+                optional=name == "resourcepolicies",
+                clock=self._clock,
+                sleep=sleep,
+                backoff=backoff,
+                rand=rand,
+                watch_timeout=watch_timeout,
+                staleness=staleness,
+                absent_recheck=absent_recheck,
+            )
+            for name, lister, replace, apply in kinds
+        )
         self._synced = asyncio.Event()
 
     async def run(self) -> None:
         """Follow every kind until cancelled (hand it to the app lifespan)."""
         async with asyncio.TaskGroup() as group:
             for kind in self._kinds:
-                group.create_task(self._follow(kind), name=f"watch-{kind.name}")
+                group.create_task(kind.run(), name=f"watch-{kind.name}")
 
     async def wait_synced(self) -> None:
         await self._synced.wait()
 
-    async def _follow(self, kind: _Kind) -> None:
-        attempts = [0]  # reset by any successful request (``_succeeded``)
-        while True:
-            try:
-                if kind.version is None:
-                    kind.version = await self._relist(kind, attempts)
-                await self._stream(kind, kind.version, attempts)
-                self.metrics.watch_restarts.labels(kind.name, "closed").inc()
-            except _Absent:
-                if not kind.absent:
-                    kind.absent = True
-                    log.warning(
-                        "%s: the API server does not serve them (CRD not installed?); "
-                        "going on without any, checking again every %.0fs",
-                        kind.name,
-                        self.absent_recheck,
-                        extra={"resource": kind.name},
-                    )
-                await self._sleep(self.absent_recheck)
-            except _Expired:
-                log.info(
-                    "%s watch expired (410 Gone), relisting",
-                    kind.name,
-                    extra={"resource": kind.name},
-                )
-                self.metrics.watch_restarts.labels(kind.name, "expired").inc()
-                kind.version = None
-            except Exception as err:  # never let the cache die; a bug shows in the log
-                if not isinstance(err, (*_NETWORK_ERRORS, _StreamError, ValueError)):
-                    log.exception("%s watch: unexpected error", kind.name)
-                self.metrics.watch_restarts.labels(kind.name, "error").inc()
-                now = self._clock()
-                if kind.down_since is None:
-                    kind.down_since = now
-                status = err.status if isinstance(err, ApiException) else None
-                delay = backoff_delay(attempts[0], self.backoff, rand=self._rand(), status=status)
-                attempts[0] += 1
-                stale_at = kind.down_since + self.staleness
-                if self._stale(kind, now):
-                    kind.version = None  # list again: events may be missing
-                elif now + delay > stale_at:
-                    delay = max(0.0, stale_at - now)  # wake up to stop trusting the cache
-                log.warning(
-                    "%s watch failed (%s), retrying in %.1fs",
-                    kind.name,
-                    _error_text(err),
-                    delay,
-                    extra={"resource": kind.name, "error": _error_text(err), "delay": delay},
-                )
-                await self._sleep(delay)
+    def _restarted(self, name: str, reason: str) -> None:
+        self.metrics.watch_restarts.labels(name, reason).inc()
 
-    def _succeeded(self, kind: _Kind, attempts: list[int]) -> None:
-        """The server answered a request of this kind: reset its backoff and its outage."""
-        attempts[0] = 0
-        kind.down_since = None
-
-    def _stale(self, kind: _Kind, now: float) -> bool:
-        """Whether ``kind`` has been down for ``staleness``; if so the cache stops being synced
-        until the kind has listed again."""
-        if kind.down_since is None or now - kind.down_since < self.staleness:
-            return False
-        if kind.listed:
-            kind.listed = False
-            log.warning(
-                "%s watch down for %.1fs: cache not trusted until it lists again",
-                kind.name,
-                now - kind.down_since,
-                extra={"resource": kind.name},
-            )
+    def _unsync(self) -> None:
+        """A kind went stale: the cache is not synced until each stale kind has listed again."""
         if self.state.synced:
             self.state.synced = False
             self.metrics.synced.set(0)
-        return True
 
-    async def _relist(self, kind: _Kind, attempts: list[int]) -> str:
-        listing = await kind.lister(_preload_content=False)
-        async with listing:
-            if listing.status == 410:
-                raise _Expired
-            absent = listing.status == 404 and kind.optional
-            if listing.status != 200 and not absent:
-                raise ApiException(status=listing.status, reason=await listing.text())
-            body = {} if absent else await listing.json(content_type=None)
-        self._succeeded(kind, attempts)
-        items = [i for i in body.get("items") or () if isinstance(i, Mapping)]
-        kind.replace(items)
-        kind.listed = True
-        if kind.absent and not absent:
-            log.info("%s: served now", kind.name, extra={"resource": kind.name})
-        kind.absent = kind.absent and absent
+    def _listed(self, name: str) -> None:
         if not self.state.synced and all(k.listed for k in self._kinds):
             self.state.synced = True
             self.metrics.synced.set(1)
@@ -341,54 +469,16 @@ class ClusterWatch:
             self._synced.set()
         self._update_gauges()
         if self.on_change is not None:
-            self.on_change(kind.name, "")
-        if absent:
-            raise _Absent
-        return str(_meta(body).get("resourceVersion") or "")
+            self.on_change(name, "")
 
-    async def _stream(self, kind: _Kind, version: str, attempts: list[int]) -> None:
-        """Follow one watch stream to its end, keeping ``kind.version`` current."""
-        response = await kind.lister(
-            watch=True,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=int(self.watch_timeout),
-            _preload_content=False,
-            # A dead connection shows as silence; the server's own timeout comes well before this.
-            _request_timeout=aiohttp.ClientTimeout(sock_read=self.watch_timeout + 30),
-        )
-        async with response:
-            if response.status == 410:
-                raise _Expired
-            if response.status != 200:
-                raise ApiException(status=response.status, reason=await response.text())
-            self._succeeded(kind, attempts)
-            while line := await response.content.readline():
-                if not line.strip():
-                    continue
-                kind.version = self._apply(kind, json.loads(line)) or kind.version
-                # A burst of events is already buffered, so readline() would not yield: give
-                # the waiting requests their turn after every event, never after the batch.
-                await asyncio.sleep(0)
-
-    def _apply(self, kind: _Kind, event: Mapping[str, Any]) -> str | None:
-        """Apply one watch event; returns its resourceVersion."""
-        kind_of_event = event.get("type")
-        obj = event.get("object")
-        if not isinstance(obj, Mapping):
-            raise _StreamError(f"{kind.name}: watch event without an object")
-        if kind_of_event == "ERROR":
-            if obj.get("code") == 410:
-                raise _Expired
-            raise _StreamError(f"{kind.name}: {obj.get('reason')}: {obj.get('message')}")
-        version = _meta(obj).get("resourceVersion")
-        if kind_of_event != "BOOKMARK":
-            kind.apply(str(kind_of_event), obj)
-            self._update_gauges()
-            if self.on_change is not None:
-                key = _meta(obj).get("uid") if kind.name == "pods" else _describe(obj)
-                self.on_change(kind.name, str(key or ""))
-        return str(version) if version else None
+    def _applied(
+        self, name: str, apply: Callable[[str, RawObject], None], kind: str, obj: RawObject
+    ) -> None:
+        apply(kind, obj)
+        self._update_gauges()
+        if self.on_change is not None:
+            key = _meta(obj).get("uid") if name == "pods" else _describe(obj)
+            self.on_change(name, str(key or ""))
 
     def _update_gauges(self) -> None:
         self.ledger.expire(self._clock())

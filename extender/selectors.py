@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from .model import Node, Pod, Taint, Toleration
+from .model import ModelError, Node, Pod, Taint, Toleration
 
 __all__ = [
     "LabelSelector",
     "Requirement",
+    "can_hold",
     "fits_node_selector",
+    "label_selector",
     "tolerates_taints",
     "untolerated_taint",
+    "why_not_held",
 ]
 
 
@@ -58,6 +62,39 @@ class LabelSelector:
         return all(r.matches(labels) for r in self.match_expressions)
 
 
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def label_selector(raw: Any, where: str, *, error: type[ValueError] = ModelError) -> LabelSelector:
+    """A ``metav1.LabelSelector`` from JSON (None: the empty selector, which matches all);
+    ``error(message)`` names ``where`` and the field when it is malformed."""
+    if raw is None:
+        return LabelSelector({})
+    if not isinstance(raw, Mapping):
+        raise error(f"{where}: expected an object")
+    labels = raw.get("matchLabels") or {}
+    if not isinstance(labels, Mapping):
+        raise error(f"{where}.matchLabels must be a map")
+    exprs_raw: Sequence[Any] = raw.get("matchExpressions") or []
+    if not isinstance(exprs_raw, list):
+        raise error(f"{where}.matchExpressions must be a list")
+    exprs = []
+    for i, e in enumerate(exprs_raw):
+        if not isinstance(e, Mapping) or not isinstance(e.get("key"), str):
+            raise error(f"{where}.matchExpressions[{i}].key is required")
+        op = e.get("operator")
+        if op not in SELECTOR_OPERATORS:
+            raise error(
+                f"{where}.matchExpressions[{i}].operator must be one of "
+                + ", ".join(SELECTOR_OPERATORS)
+            )
+        values = tuple(str(v) for v in (e.get("values") or ()))
+        if op in ("In", "NotIn") and not values:
+            raise error(f"{where}.matchExpressions[{i}].values must be non-empty for {op}")
+        exprs.append(Requirement(e["key"], op, values))
+    return LabelSelector({str(k): str(v) for k, v in labels.items()}, tuple(exprs))
+
+
 def fits_node_selector(pod: Pod, node: Node) -> bool:
     """``spec.nodeSelector`` and required node affinity (terms ORed, expressions ANDed)."""
     labels = node.labels
@@ -84,3 +121,20 @@ def untolerated_taint(tolerations: Sequence[Toleration], taints: Sequence[Taint]
 
 def tolerates_taints(tolerations: Sequence[Toleration], taints: Sequence[Taint]) -> bool:
     return untolerated_taint(tolerations, taints) is None
+
+
+def why_not_held(pod: Pod, node: Node) -> str:
+    """Why ``node`` (a node, or a node group's template) cannot hold ``pod`` by its labels and
+    taints ("" when it can): the one rule of "which group can hold this pod" for the planner,
+    the replay's scheduler and its report.  Resources are each caller's own question."""
+    if not fits_node_selector(pod, node):
+        return "node selector / required affinity does not match the group's labels"
+    taint = untolerated_taint(pod.tolerations, node.taints)
+    if taint is not None:
+        return f"untolerated taint {taint.key}={taint.value}:{taint.effect}"
+    return ""
+
+
+def can_hold(pod: Pod, node: Node) -> bool:
+    """``why_not_held(pod, node) == ""``, without building the message."""
+    return fits_node_selector(pod, node) and untolerated_taint(pod.tolerations, node.taints) is None

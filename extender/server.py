@@ -1,20 +1,28 @@
-"""The HTTP servers that can run the extender's ASGI app: uvicorn (the default) or granian.
+"""The HTTP servers that can run the extender: builtin (the default), uvicorn or granian.
 
-Both serve the same Starlette app from ``extender.app`` in this process, on one event loop, so
-the handlers, the watch and the ledger share memory exactly as before; only the HTTP/1.1 layer
-(parsing, framing, keep-alive, TLS) differs.  ``bench/extender.py --servers`` compares them side
-by side; bench/RESULTS.md has the numbers that kept uvicorn (httptools, uvloop) the default:
-granian's Rust HTTP thread answers big bodies with less latency when a core is free, but it
-costs more CPU per request (every request crosses threads), and on the 2 shared cores a
+All three serve the same Starlette app from ``extender.app`` in this process, on one event loop,
+so the handlers, the watch and the ledger share memory exactly as before; only the HTTP/1.1
+layer (parsing, framing, keep-alive, TLS) differs.  ``bench/extender.py`` compares them side by
+side; bench/RESULTS.md has the numbers.
+
+builtin (``extender.http1``) is ours: asyncio + httptools on uvloop, and the verbs that never
+await (filter, prioritize, preempt, mutate) are called on the request body directly, with no
+ASGI scope, task or receive/send on the way; everything else goes to the app through an ASGI
+bridge.  At 1,000 nodes it spends about a tenth of uvicorn's CPU per filter+prioritize pair on
+HTTP (bench/RESULTS.md), which under uvicorn was more than the verbs themselves cost.
+
+uvicorn (httptools, uvloop) was the default before: the same parser, but an ASGI cycle per
+request.  granian's Rust HTTP thread answers big bodies with less latency when a core is free,
+but it costs more CPU per request (every request crosses threads), and on the 2 shared cores a
 scheduler has, CPU is what the other control-plane processes lose.
 
-granian runs embedded (``granian.server.embed.Server``, which granian itself calls experimental:
-one more reason it is not the default), not through its CLI, because the app is built here in
-this process with its loaded cluster; its Rust HTTP stack on its own thread hands each request
-to our asyncio loop.  We install the SIGINT / SIGTERM handlers ourselves
-(embedded granian does not): a signal stops accepting, lets the requests in flight finish and
-runs the lifespan shutdown, as uvicorn does.  Body-size limits stay in the app (``_read_body``),
-so both servers answer an oversized body with the same 413.
+granian runs embedded (``granian.server.embed.Server``, which granian itself calls experimental),
+not through its CLI, because the app is built here in this process with its loaded cluster; its
+Rust HTTP stack on its own thread hands each request to our asyncio loop.  We install the
+SIGINT / SIGTERM handlers ourselves (embedded granian does not): a signal stops accepting, lets
+the requests in flight finish and runs the lifespan shutdown, as uvicorn and builtin do.  With
+uvicorn and granian the body-size limit is the app's (``_read_body``); builtin applies the same
+limit itself before the body is read, with the same 413 message.
 """
 
 from __future__ import annotations
@@ -22,18 +30,33 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import signal
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from starlette.types import ASGIApp
 
+from . import http1
+from .http1 import Direct
 from .settings import Settings
 
-__all__ = ["run"]
+__all__ = ["DirectRoutes", "run"]
+
+
+@runtime_checkable
+class DirectRoutes(Protocol):
+    """An app that offers routes the builtin server may call without ASGI (``ExtenderApp``)."""
+
+    def direct_routes(self) -> Mapping[bytes, Direct]: ...
 
 
 def run(app: ASGIApp, settings: Settings) -> None:
     """Serve ``app`` until SIGINT / SIGTERM with the server ``settings.server`` names."""
-    if settings.server == "uvicorn":
+    if settings.server == "builtin":
+        direct: Mapping[bytes, Direct] = {}
+        if isinstance(app, DirectRoutes):
+            direct = app.direct_routes()
+        _loop_runner()(_builtin(app, settings, direct))
+    elif settings.server == "uvicorn":
         _uvicorn(app, settings)
     elif settings.server == "granian":
         _loop_runner()(_granian(app, settings))
@@ -64,6 +87,20 @@ def _uvicorn(app: ASGIApp, settings: Settings) -> None:
         log_config=None,
         access_log=False,
         log_level=settings.log_level,
+    )
+
+
+async def _builtin(app: ASGIApp, settings: Settings, direct: Mapping[bytes, Direct]) -> None:
+    tls = None
+    if settings.tls_cert:
+        tls = http1.tls_context(settings.tls_cert, settings.tls_key)
+    await http1.serve(
+        app,
+        direct=direct,
+        host=settings.host,
+        port=settings.port,
+        tls=tls,
+        limits=http1.Limits(max_body_bytes=settings.max_body_bytes),
     )
 
 

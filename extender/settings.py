@@ -14,8 +14,8 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 a full-Node ExtenderArgs is 22 MB at 5,000 nodes and 44 MB at 10,000; 64 MiB leaves room for about
 14,000.  With ``nodeCacheCapable: true`` 10,000 node names are only 243 kB."""
 
-SERVERS = ("uvicorn", "granian")
-DEFAULT_SERVER = "uvicorn"
+SERVERS = ("builtin", "uvicorn", "granian")
+DEFAULT_SERVER = "builtin"
 """The HTTP server of ``spillover-extender serve`` (``extender.server``)."""
 
 

@@ -34,12 +34,11 @@ from .model import (
 )
 from .policy import Decision, ResourcePolicy, decide, policy_for, unit_counts
 from .snapshot import ClusterState
-from .wire import NameList, decode_pod
+from .wire import Encodings, NameList, NameLists, decode_pod
 
 __all__ = [
     "FAILURE_POLICIES",
     "NOT_SYNCED_ERROR",
-    "REASONS",
     "Caches",
     "FilterOutcome",
     "Offer",
@@ -55,16 +54,6 @@ __all__ = [
 
 NOT_SYNCED_ERROR = "spillover cache not synced yet; retrying"
 FAILURE_POLICIES = ("pass", "error")
-REASONS = (
-    "unmanaged",
-    "first_unit",
-    "overflow",
-    "waiting",
-    "no_unit",
-    "no_known_nodes",
-    "not_synced",
-)
-"""The bounded set of ``reason`` labels of the decisions metric."""
 
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
@@ -146,7 +135,33 @@ def group_offer(
 
 @dataclass(slots=True)
 class Caches:
-    """Per-process memo tables the verbs share; every one is bounded."""
+    """Every memo table of one extender app, in one place; every one is bounded.
+
+    The app makes one (``extender.app``) and hands it to each verb.  A table never needs to be
+    cleared by hand: its key changes when what it was computed from changes.
+
+    ==============  =================================  ========================================
+    table           key                                valid while / bound
+    ==============  =================================  ========================================
+    ``offers``      (policy's unit layout, node        the key holds the node generation and the
+                    generation, offered ``NameList``)  list's identity; LRU of 32
+    ``nodes``       (node name, resourceVersion)       a new version is a new key; LRU of 20,000
+    ``pods``        pod uid                            a hit needs the very same body (``==``);
+                                                       LRU of 1,024
+    ``pod_bodies``  the Pod's exact JSON bytes         bytes are the key; LRU of 256
+    ``decisions``   pod uid                            filter's decision, reused by prioritize
+                                                       for the same ``Pod`` on the same node
+                                                       generation; LRU of 256
+    policy index    ``state.policies`` (identity)      rebuilt when the cache's policy tuple is
+                    then (namespace, labels)           replaced; matches cleared at 65,536
+    ECI taints      node generation                    recomputed on a new generation
+    ``encodings``   identity of a tuple ``offers``     the entry keeps the tuple, so its id is
+                    handed out (``wire.Encodings``)    never reused; FIFO of 64 lists/templates/
+                                                       scores and 64 reason maps
+    ``names``       the bytes of an offered list       the last 16 spellings
+                    (``wire.NameLists``)
+    ==============  =================================  ========================================
+    """
 
     kind_settings: NodeKindSettings = field(default_factory=NodeKindSettings)
     offers: _Lru[Hashable, Offer] = field(default_factory=lambda: _Lru(32))
@@ -154,6 +169,8 @@ class Caches:
     pods: _Lru[str, tuple[Mapping[str, object], Pod]] = field(default_factory=lambda: _Lru(1_024))
     pod_bodies: _Lru[bytes, Pod] = field(default_factory=lambda: _Lru(256))
     decisions: _Lru[str, tuple[Pod, int, Decision]] = field(default_factory=lambda: _Lru(256))
+    encodings: Encodings = field(default_factory=Encodings)
+    names: NameLists = field(default_factory=NameLists)
     _policies: tuple[ResourcePolicy, ...] | None = None
     _by_namespace: dict[str, tuple[ResourcePolicy, ...]] = field(default_factory=dict)
     _matches: dict[Hashable, ResourcePolicy | None] = field(default_factory=dict)

@@ -28,6 +28,7 @@ import msgspec
 
 __all__ = [
     "NULL",
+    "Encodings",
     "ExtenderArgs",
     "ExtenderBindingArgs",
     "ExtenderBindingResult",
@@ -57,7 +58,6 @@ __all__ = [
     "encode_names",
     "encode_node_list",
     "encode_preemption_result",
-    "encode_priorities",
     "encode_scores",
     "grouped_map",
     "is_null",
@@ -480,23 +480,20 @@ def encode_filter_names(
     *,
     refused: Sequence[tuple[Sequence[str], str]],
     failed: Mapping[str, str],
+    memo: Encodings | None = None,
 ) -> bytes:
     """ExtenderFilterResult with NodeNames: ``accepted``, refused groups of names sharing one
     reason, and failed names, spliced from the memoised encodings of the groups (the offer
     cache hands out the same tuples for every pod that sees the same list)."""
     return encode_filter_result(
-        node_names=encode_names(accepted),
+        node_names=encode_names(accepted, memo=memo),
         failed=dict(failed) or None,
-        unresolvable=grouped_map(refused),
+        unresolvable=grouped_map(refused, memo=memo),
     )
 
 
 def encode_node_list(items: Sequence[msgspec.Raw]) -> msgspec.Raw:
     return msgspec.Raw(_ENCODER.encode(_NodeListOut({}, list(items))))
-
-
-def encode_priorities(scores: Mapping[str, int]) -> bytes:
-    return _ENCODER.encode([HostPriority(host, score) for host, score in scores.items()])
 
 
 def encode_preemption_result(victims: Mapping[str, MetaVictims]) -> bytes:
@@ -508,11 +505,7 @@ def encode_binding_result(error: str = "") -> bytes:
 
 
 class _IdentityMemo:
-    """Encodings of the name tuples the offer cache hands out, keyed by the tuple's identity.
-
-    The same tuple object comes back for every pod that sees the same offered list, so its
-    encoding is computed once; the tuple itself is kept so its id cannot be reused.
-    """
+    """Values computed from a tuple, keyed by the tuple's identity (see ``Encodings``)."""
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
@@ -530,22 +523,40 @@ class _IdentityMemo:
         return value
 
 
-_MEMO = _IdentityMemo()
-_MAPS = _IdentityMemo()  # per (group, reason): many policies' reasons must not evict the above
+class Encodings:
+    """Encodings of the name tuples the offer cache hands out, keyed by the tuple's identity.
+
+    One per app (``extender.verbs.Caches.encodings``; the rules of every memo are in that
+    docstring).  The same tuple object comes back for every pod that sees the same offered list,
+    so its encoding is computed once; the tuple itself is kept so its id cannot be reused.
+    Lists and templates share one table; whole ``{name: reason}`` maps have their own, since
+    many policies' reasons must not evict the lists.  Callers that pass no ``memo`` to the
+    encoders share the module's own (tests, the demo).
+    """
+
+    __slots__ = ("lists", "maps")
+
+    def __init__(self, size: int = 64) -> None:
+        self.lists = _IdentityMemo(size)
+        self.maps = _IdentityMemo(size)
 
 
-def encode_names(names: Sequence[str]) -> msgspec.Raw:
+_SHARED = Encodings()
+
+
+def encode_names(names: Sequence[str], *, memo: Encodings | None = None) -> msgspec.Raw:
     """A JSON list of names (memoised for tuples, which the offer cache shares)."""
     if not isinstance(names, tuple):
         return msgspec.Raw(_ENCODER.encode(names))
-    raw: msgspec.Raw = _MEMO.get(names, "list", lambda: msgspec.Raw(_ENCODER.encode(names)))
+    table = (memo or _SHARED).lists
+    raw: msgspec.Raw = table.get(names, "list", lambda: msgspec.Raw(_ENCODER.encode(names)))
     return raw
 
 
 _HOLE = b"\x00"  # never in JSON text: encoders escape NUL as \u0000
 
 
-def _template(names: Sequence[str]) -> bytes:
+def _template(names: Sequence[str], memo: Encodings) -> bytes:
     """``"a":<hole>,"b":<hole>`` for a group of names (memoised for shared tuples)."""
 
     def make() -> bytes:
@@ -553,12 +564,15 @@ def _template(names: Sequence[str]) -> bytes:
 
     if not isinstance(names, tuple):
         return make()
-    template: bytes = _MEMO.get(names, "template", make)
+    template: bytes = memo.lists.get(names, "template", make)
     return template
 
 
 def grouped_map(
-    groups: Sequence[tuple[Sequence[str], str]], extra: Mapping[str, str] | None = None
+    groups: Sequence[tuple[Sequence[str], str]],
+    extra: Mapping[str, str] | None = None,
+    *,
+    memo: Encodings | None = None,
 ) -> msgspec.Raw:
     """``{name: reason}`` for groups of names that share a reason, plus ``extra`` entries.
 
@@ -567,25 +581,26 @@ def grouped_map(
     are refused the same nodes for the same reason.
     """
     pieces: list[bytes] = []
+    memo = memo or _SHARED
     for names, reason in groups:
         if names:
-            pieces.append(_group_map(names, reason))
+            pieces.append(_group_map(names, reason, memo))
     if extra:
         pieces.append(_ENCODER.encode(dict(extra))[1:-1])
     return msgspec.Raw(b"{" + b",".join(pieces) + b"}")
 
 
-def _group_map(names: Sequence[str], reason: str) -> bytes:
+def _group_map(names: Sequence[str], reason: str, memo: Encodings) -> bytes:
     def make() -> bytes:
-        return _template(names).replace(_HOLE, _ENCODER.encode(reason))
+        return _template(names, memo).replace(_HOLE, _ENCODER.encode(reason))
 
     if not isinstance(names, tuple) or len(names) < 64:
         return make()
-    body: bytes = _MAPS.get(names, reason, make)
+    body: bytes = memo.maps.get(names, reason, make)
     return body
 
 
-def encode_scores(names: Sequence[str], score: int) -> bytes:
+def encode_scores(names: Sequence[str], score: int, *, memo: Encodings | None = None) -> bytes:
     """A HostPriorityList giving every name the same score (memoised for shared tuples)."""
 
     def make() -> bytes:
@@ -593,5 +608,5 @@ def encode_scores(names: Sequence[str], score: int) -> bytes:
 
     if not isinstance(names, tuple):
         return make()
-    body: bytes = _MEMO.get(names, ("scores", score), make)
+    body: bytes = (memo or _SHARED).lists.get(names, ("scores", score), make)
     return body

@@ -80,7 +80,7 @@ class ResourceType:
         return f"{self.group}/{self.version}" if self.group else self.version
 
 
-RESOURCES: dict[tuple[str, str, str], ResourceType] = {
+RESOURCES: dict[tuple[str | None, str | None, str | None], ResourceType] = {
     (r.group, r.version, r.plural): r
     for r in (
         ResourceType("", "v1", "nodes", "Node", False),
@@ -172,7 +172,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> Any:
         # Skip KubernetesEmulator._handle (its naive store); keep kmock's dispatch and journal.
         if self.stopped:  # as a stopped server: the connection is reset, no answer
-            transport = request._raw_request.transport
+            raw = request._raw_request
+            transport = raw.transport if raw is not None else None
             if transport is not None:
                 transport.abort()
             return await self._render_error(_error(503, "ServiceUnavailable", "stopped"))
@@ -209,10 +210,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
     async def _serve(self, request: kmock.Request) -> Any:
         # Always an explicit status: kmock stores a returned Response's status on the reaction.
         status, payload = self._dispatch(request)
-        return kmock.Response(status=status, payload=payload)
+        return kmock.Response(status=status, payload=payload)  # type: ignore[attr-defined]
 
     def _dispatch(self, request: kmock.Request) -> tuple[int, Any]:
         r = request.resource
+        assert r is not None, "kmock routes only resource requests here"
         rtype = RESOURCES[(r.group, r.version, r.plural)]
         method = request.method.value.upper()
         ns = request.namespace or ""
@@ -486,7 +488,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 if watcher.action == "close":
                     return
                 if watcher.action == "drop":
-                    transport = request._raw_request.transport
+                    raw = request._raw_request
+                    transport = raw.transport if raw is not None else None
                     if transport is not None:
                         transport.abort()
                     return

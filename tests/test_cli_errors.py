@@ -8,6 +8,7 @@ argv lists and small garbage files over every subcommand of both commands.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import subprocess
 import sys
@@ -396,7 +397,7 @@ def test_fuzzed_command_lines_exit_0_or_2_without_a_traceback(
     monkeypatch.setattr(server, "run", lambda app, settings: None)  # a valid serve returns
     monkeypatch.setattr(extender_cli, "configure", lambda level: None)  # keep pytest's logging
     monkeypatch.setattr(logs, "configure", lambda level: None)
-    monkeypatch.setattr(extender_cli.gc, "freeze", lambda: None)
+    monkeypatch.setattr(gc, "freeze", lambda: None)
     tool, argv = data.draw(_argv(garbage_dir))
     main = autoscaler_cli.main if tool == "autoscaler" else extender_cli.main
     code = main(argv)
@@ -405,3 +406,13 @@ def test_fuzzed_command_lines_exit_0_or_2_without_a_traceback(
     assert "Traceback" not in err, (argv, err)
     if code == 2:
         _one_line(err)
+
+
+@pytest.mark.parametrize("now", ["nan", "inf", "-5"])
+def test_plan_refuses_a_time_that_is_not_one(now: str, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster = str(ROOT / "autoscaler/data/example-cluster.yaml")
+    argv = ["plan", "--cluster", cluster, "--groups", str(GROUPS), f"--now={now}"]
+    assert autoscaler_cli.main(argv) == 2
+    assert _one_line(capsys.readouterr().err).startswith(
+        f"error: argument --now: must be 0 or more{'' if now == '-5' else ' and finite'}, not '{now}'"
+    )

@@ -31,7 +31,6 @@ __all__ = [
     "Provider",
     "ProviderError",
     "check_max_size",
-    "group_of_node",
 ]
 
 GROUP_LABEL = DEFAULT_GROUP_LABEL
@@ -130,8 +129,3 @@ class Provider(Protocol):
 
     def node_group(self, node: Node) -> str | None:
         """Required. The group a node belongs to, or ``None`` for nodes no group manages."""
-
-
-def group_of_node(node: Node, *, label: str = GROUP_LABEL) -> str | None:
-    """The group named by the node's group label, if any."""
-    return node.labels.get(label) or None

@@ -23,6 +23,7 @@ import autoscaler.planner as planner
 import autoscaler.rebalance as moving
 from autoscaler import predictive
 from autoscaler.consolidation import Consolidation
+from autoscaler.context import PlannerMemo
 from autoscaler.forecast import Forecast, SeasonalForecaster
 from autoscaler.nodegroup import NodeGroup
 from autoscaler.providers.base import ProviderError
@@ -72,6 +73,9 @@ class Autoscaler:
         self.consolidation = consolidation
         self.rebalance = rebalance
         self.moved_at: list[float] = []
+        # What the planner keeps between this replay's passes, with the usage table the
+        # scheduler keeps true (``PlannerMemo.usage``).
+        self.memo = PlannerMemo(usage=scheduler.usage)
         self.push_plan = push_plan
         self.push_ready = push_ready
         self.plan_at = math.inf
@@ -194,7 +198,7 @@ class Autoscaler:
             now=now,
             unneeded=self.unneeded,
             consolidation=self.consolidation,
-            usage=self.scheduler.usage,
+            memo=self.memo,
         )
         self.unneeded = dict(result.unneeded)
         for up in result.scale_ups:
@@ -251,6 +255,7 @@ class Autoscaler:
             now=now,
             settings=self.settings,
             limit=moving.allowed(recent, now=now, per_minute=costs.per_minute),
+            memo=self.memo,
         )
         for move in decided.moves:
             if self.scheduler.move(move.uid):

@@ -12,7 +12,10 @@ Every CNY is put in exactly one bucket of :class:`~autoscaler.replay.results.Cos
   demand, or spare nodes held by placeholder pods);
 - **ECS idle, waiting for scale-down**: empty again after hosting pods, until removed;
 - **ECI burst** and **ECI long stay**: ECI pods that ran less than, or at least, ``LONG_STAY``
-  (one hour: a pod that stays on ECI for hours is the money ECS capacity would have saved).
+  (one hour: a pod that stays on ECI for hours is the money ECS capacity would have saved);
+- **restarts**: every pod evicted (scale-down, consolidation, a reclaimed node) or moved back
+  from ECI (rebalance) pays ``restart`` CNY, the scenario's ``settings.rebalance.restartCost``:
+  the price rebalance weighs a move against, billed to every variant alike.
 
 The ``TOP_IDLE`` nodes that cost most before their first pod are named (:meth:`Billing.idle_nodes`),
 so capacity bought long ahead of demand shows at a glance.  The cumulative cost curve of the
@@ -72,8 +75,9 @@ class _Meter:
 class Billing:
     """Accumulates costs as the simulator binds, unbinds, adds and removes."""
 
-    def __init__(self, eci: EciPrice) -> None:
+    def __init__(self, eci: EciPrice, *, restart: float = 0.0) -> None:
         self.eci = eci
+        self.restart = restart
         self.split = dict.fromkeys(CostSplit.names(), 0.0)
         self._meters: dict[str, _Meter] = {}
         self.requested: dict[str, float] = {}  # node -> when it was asked for, while billed
@@ -162,6 +166,10 @@ class Billing:
         self.eci_gpu_s += math.ceil(requests.gpu_milli / 1000) * ran
         self.split["eci_long_stay" if ran >= LONG_STAY else "eci_burst"] += rate * ran
         self._intervals.append((started, ended, rate))
+
+    def restarted(self) -> None:
+        """A pod was evicted or moved: its replacement starts over."""
+        self.split["restarts"] += self.restart
 
     # -- the end --------------------------------------------------------------------------------
     def result(self) -> CostSplit:

@@ -7,7 +7,9 @@ prints the summary and the baseline table to stdout.  A bad input file stops the
 ``file:line: problem`` (exit status 2) before anything is written.
 
 ``record --out trace.jsonl [--duration 1h] [--kubeconfig FILE]`` writes the trace format from a
-live cluster (``autoscaler.replay.record``).
+live cluster (``autoscaler.replay.record``).  An API server that fails for a while is retried,
+not fatal.  Exit status 2 for bad input (kubeconfig, ``--out``), 1 when the recording failed
+(one line, nothing written), 0 once the trace is written (at ``--duration`` or on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from extender.commandline import at_least, fail, plain
 from extender.model import ModelError, Resources, parse_resources
 
 from .threads import limit_blas_threads
 from .trace import Trace, TraceError
+
+if TYPE_CHECKING:
+    from .report import Comparison
 
 __all__ = [
     "add_parsers",
@@ -81,6 +86,13 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.add_argument("--group-by", choices=("pod", "shape"), default="pod", help="openb workloads")
     p.add_argument(
+        "--owners",
+        choices=("qos", "pod"),
+        default="qos",
+        help="openb: who recreates a task's pod: qos = LS tasks are single-replica Deployments "
+        "(movable at settings.rebalance.restartCost), the others bare pods; pod = all bare pods",
+    )
+    p.add_argument(
         "--expected-duration",
         choices=("history", "none"),
         default="history",
@@ -111,6 +123,7 @@ def load_input(args: argparse.Namespace) -> Trace:
             include_unscheduled=args.include_unscheduled,
             group_by=args.group_by,
             expected_duration=args.expected_duration,
+            owners=args.owners,
         )
     if args.format == "series":
         try:
@@ -147,7 +160,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def write_outputs(comparison: Any, out: Path) -> dict[str, Path]:
+def write_outputs(comparison: Comparison, out: Path) -> dict[str, Path]:
     from .plot import plot_comparison
     from .report import closing_note, summary_json, summary_markdown
 
@@ -181,7 +194,7 @@ def write_outputs(comparison: Any, out: Path) -> dict[str, Path]:
 
 
 def progress_bar(
-    total: int, quiet: bool, *, stream: Any = None
+    total: int, quiet: bool, *, stream: TextIO | None = None
 ) -> tuple[Callable[[str, int], None] | None, Any]:
     """A tqdm bar on ``stream`` (stderr); none when quiet or when it is not a terminal (logs)."""
     stream = sys.stderr if stream is None else stream

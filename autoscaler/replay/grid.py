@@ -23,8 +23,8 @@ A cell is a patch on the scenario *document*: the patched document goes through
 ``scenario_from_dict``, the one validation of scenarios, so a value the scenario refuses is refused
 here too, with the grid's field path.  Bad grids raise :class:`GridError` whose message is one
 line: ``GRID.yaml:LINE: FIELD: problem`` (or ``GRID.yaml: FIELD: problem`` when no line is known).
-Structure and types are checked by ``msgspec.convert`` into Structs that forbid unknown fields;
-its error paths (``$.axes.eci_price[0]``) are mapped to lines of the YAML file.
+Structure and types are checked by ``msgspec.convert`` into Structs that forbid unknown fields
+(``extender.documents``); the field of an error (``axes.eci_price[0]``) is mapped to its line.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import copy
 import hashlib
 import itertools
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import msgspec
 import yaml
 
 from extender.commandline import file_problem
+from extender.documents import DocumentError, convert, read_yaml, yaml_document
 
 from .scenario import DEFAULT_SCENARIO, Scenario, ScenarioError, scenario_from_dict
 
@@ -91,7 +91,7 @@ class GridSpec(msgspec.Struct, forbid_unknown_fields=True):
 AXES = tuple(f.name for f in msgspec.structs.fields(Axes))
 
 
-class GridError(ValueError):
+class GridError(DocumentError):
     """A bad grid; the message is one line naming the file, the line if known and the field."""
 
 
@@ -225,75 +225,6 @@ def _eci_price(base: Mapping[str, Any]) -> dict[str, float]:
 
 
 # -- loading and errors ----------------------------------------------------------------------------
-_AT = re.compile(r"^(?P<problem>.*?)(?: - at `(?P<path>\$[^`]*)`)?$")
-_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
-
-
-def _segments(path: str) -> list[str | int]:
-    out: list[str | int] = []
-    for name, index in _SEGMENT.findall(path[1:]):
-        if name:
-            out.append(name)
-        elif index == "...":
-            break  # a dict key msgspec does not name
-        else:
-            out.append(int(index))
-    return out
-
-
-def _dotted(segments: Sequence[str | int]) -> str:
-    text = ""
-    for s in segments:
-        text += f"[{s}]" if isinstance(s, int) else (f".{s}" if text else s)
-    return text
-
-
-def _line(root: yaml.Node | None, segments: Sequence[str | int]) -> int | None:
-    """The 1-based line of the node at ``segments`` (or of the deepest ancestor that exists)."""
-    node = root
-    line = None if root is None else root.start_mark.line + 1
-    for seg in segments:
-        if isinstance(node, yaml.MappingNode) and isinstance(seg, str):
-            found = next(((k, v) for k, v in node.value if k.value == seg), None)
-            if found is None:
-                return line
-            line = found[0].start_mark.line + 1
-            node = found[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(seg, int) and seg < len(node.value):
-            node = node.value[seg]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
-class _Problem(Exception):
-    def __init__(self, segments: Sequence[str | int], problem: str) -> None:
-        super().__init__(problem)
-        self.segments = list(segments)
-        self.problem = problem
-
-
-def _msgspec_problem(err: msgspec.ValidationError) -> _Problem:
-    m = _AT.match(str(err))
-    assert m is not None
-    problem, path = m.group("problem"), m.group("path") or "$"
-    segments: list[str | int] = _segments(path)
-    field = re.search(r"(?:unknown|missing required) field `([^`]+)`", problem)
-    if field is not None:
-        segments.append(field.group(1))
-        if "unknown" in problem:
-            known = ", ".join(AXES) if segments[:1] == ["axes"] and len(segments) == 2 else ""
-            problem = "unknown field" + (f" (known: {known})" if known else "")
-        else:
-            problem = "missing required field"
-    if "length >= 1" in problem:
-        problem = "empty axis: give at least one value"
-    problem = problem.replace("`", "")
-    problem = problem[:1].lower() + problem[1:]
-    return _Problem(segments, problem)
-
-
 def _load_base(spec: GridSpec, grid_path: Path) -> tuple[dict[str, Any], str]:
     if not spec.scenario:
         return yaml.safe_load(DEFAULT_SCENARIO.read_text()), "the bundled scenario"
@@ -301,15 +232,15 @@ def _load_base(spec: GridSpec, grid_path: Path) -> tuple[dict[str, Any], str]:
     if not path.is_absolute():
         path = grid_path.parent / path
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise _Problem(["scenario"], f"cannot read {file_problem(path, err)}") from None
+        doc, root = read_yaml(path, ScenarioError)
+    except ScenarioError as err:
+        raise GridError(f"cannot read {err}", "scenario") from None
     if not isinstance(doc, dict):
-        raise _Problem(["scenario"], f"{path}: expected a scenario document")
+        raise GridError(f"{path}: expected a scenario document", "scenario")
     try:
         scenario_from_dict(copy.deepcopy(doc))
     except ScenarioError as err:
-        raise _Problem(["scenario"], f"{path}: {err}") from None
+        raise GridError(str(err.located(path, root)), "scenario") from None
     return doc, str(path)
 
 
@@ -321,34 +252,33 @@ def _check_values(axis: str, values: Sequence[Any], base: Mapping[str, Any]) -> 
         if axis == "node_groups":
             for name in value:
                 if name not in names:
-                    raise _Problem(
-                        ["axes", axis, i, name],
+                    raise GridError(
                         f"no node group of that name in the scenario (groups: {', '.join(map(str, names))})",
+                        "axes",
+                        axis,
+                        i,
+                        name,
                     )
         if axis in ("boot_time", "eci_start_delay", "ecs_pod_start_delay") and isinstance(
             value, bool
         ):
-            raise _Problem(["axes", axis, i], "expected a duration like 60s or 3m")
+            raise GridError("expected a duration like 60s or 3m", "axes", axis, i)
         try:
             scenario_from_dict(patched(base, [(axis, value)]))
         except ScenarioError as err:
-            raise _Problem(["axes", axis, i], f"makes the scenario invalid: {err}") from None
+            raise GridError(f"makes the scenario invalid: {err}", "axes", axis, i) from None
 
 
 def parse_grid(text: str, *, path: str = "GRID.yaml") -> Grid:
     """The grid in ``text`` (the contents of ``path``); raises :class:`GridError`."""
     try:
-        root = yaml.compose(text)
-        raw = yaml.safe_load(text)
+        raw, root = yaml_document(text)
     except yaml.YAMLError as err:
         raise GridError(file_problem(path, err)) from None
     try:
         if not isinstance(raw, dict):
-            raise _Problem([], "expected a map with axes (and optionally scenario)")
-        try:
-            spec = msgspec.convert(raw, GridSpec)
-        except msgspec.ValidationError as err:
-            raise _msgspec_problem(err) from None
+            raise GridError("expected a map with axes (and optionally scenario)", "grid")
+        spec = convert(raw, GridSpec, error=GridError)
         base, scenario_name = _load_base(spec, Path(path))
         axes: list[tuple[str, tuple[Any, ...]]] = []
         ordered = [k for k in raw.get("axes") or {} if k in AXES]
@@ -361,7 +291,7 @@ def parse_grid(text: str, *, path: str = "GRID.yaml") -> Grid:
             _check_values(name, values, base)
             axes.append((name, tuple(values)))
         if not axes:
-            raise _Problem(["axes"], "no axis: give at least one (" + ", ".join(AXES) + ")")
+            raise GridError("no axis: give at least one (" + ", ".join(AXES) + ")", "axes")
         names = dict(axes)
         if "spot_price" in names or "spot_interruption_rate" in names:
             spot = any(g.get("spot") is True for g in _groups(copy.deepcopy(base))) or any(
@@ -370,16 +300,14 @@ def parse_grid(text: str, *, path: str = "GRID.yaml") -> Grid:
             )
             if not spot:
                 axis = "spot_price" if "spot_price" in names else "spot_interruption_rate"
-                raise _Problem(
-                    ["axes", axis],
+                raise GridError(
                     "no node group is spot (set spot: true on a group in the scenario or in "
                     "node_groups)",
+                    "axes",
+                    axis,
                 )
-    except _Problem as p:
-        field = _dotted(p.segments) or "grid"
-        line = _line(root, p.segments)
-        where = f"{path}:{line}" if line is not None else path
-        raise GridError(f"{where}: {field}: {p.problem}") from None
+    except GridError as err:
+        raise err.located(path, root) from None
     digest = hashlib.sha256(json.dumps(base, sort_keys=True, default=str).encode()).hexdigest()
     return Grid(path, tuple(axes), base, scenario_name, digest[:16], spec.baselines)
 

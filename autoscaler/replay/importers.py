@@ -21,10 +21,25 @@ that says so.  What is replayed:
   time of the pods of its shape (cpu, memory, GPU, QoS) that had *already finished* when it was
   created: what an operator could know at that moment, never the pod's own future.  ``"none"``
   leaves the annotation off.
-- Workloads: every task is its own workload (a bare ``Pod/openb/<name>``).  The tasks are
-  independent jobs with their own lifetimes and the trace has no ReplicaSets, so grouping them by
-  shape would invent keep-N counts that never existed.  ``group_by="shape"`` is available to see
-  what a per-shape keep-N would do: pods of one (cpu, memory, gpu) shape become one Deployment.
+- Owners (``owners``): who would recreate a task's pod, which decides whether Spillover may
+  move it (``autoscaler.eviction``).  The trace has no owner column; its ``qos`` column says
+  what kind of task each row is.  On a managed ML platform no task is a bare pod: ``LS``
+  (latency-sensitive) tasks are online services (inference, notebooks) run by a Deployment or an
+  equivalent controller, which recreates an evicted replica elsewhere at the price of a restart;
+  ``BE`` (best-effort) tasks are batch and training jobs, whose operators recreate an evicted pod
+  too but lose the work done since the last checkpoint.  ``owners="qos"`` (default) imports each
+  ``LS`` task as a single-replica Deployment (``Deployment/openb/<name>``): its replacement keeps
+  the task's lifetime (a service replica has no progress to lose), so rebalance may move it from
+  ECI and scale-down may evict it, each move priced by the scenario's
+  ``settings.rebalance.restartCost``; its expected run time is the same history rule as any
+  task's (below; measured, it judges moves better than the planner's one-horizon guess for a
+  Deployment without the annotation: bench/RESULTS.md, issue 12).  Every
+  other task (``BE``, ``Burstable``, ``Guaranteed``, empty) stays a bare ``Pod/openb/<name>``:
+  the replay cannot restart a job's work, and moving it without that cost would flatter
+  Spillover.  ``owners="pod"`` imports every task as a bare pod (nothing is ever moved or
+  evicted: the most conservative reading).  ``group_by="shape"`` instead makes the pods of one
+  (cpu, memory, gpu) shape one Deployment, to see what a per-shape keep-N would do (it invents
+  keep-N counts that never existed).
 
 **Demand series** (``ts,value`` CSV, e.g. gocrane's monitoring series): the value is turned into
 the replica count of one Deployment, ``ceil(value / per_replica)`` clamped to
@@ -39,8 +54,12 @@ import heapq
 import math
 from collections.abc import Hashable, Mapping
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from autoscaler.planner import EXPECTED_DURATION
+from extender.documents import DocumentError, convert, dotted
 from extender.model import Resources, WorkloadKey
 
 from .trace import (
@@ -55,7 +74,14 @@ from .trace import (
     check_time,
 )
 
-__all__ = ["OPENB_COLUMNS", "OPENB_TIME_COLUMNS", "import_openb", "import_series"]
+__all__ = [
+    "OPENB_COLUMNS",
+    "OPENB_OWNERS",
+    "OPENB_TIME_COLUMNS",
+    "SERVICE_QOS",
+    "import_openb",
+    "import_series",
+]
 
 OPENB_TIME_COLUMNS = ("creation_time", "deletion_time", "scheduled_time")
 OPENB_COLUMNS = (
@@ -70,21 +96,45 @@ OPENB_COLUMNS = (
     "scheduled_time",
 )
 MIB = 2**20
+OPENB_OWNERS = ("qos", "pod")
+SERVICE_QOS = "LS"  # latency-sensitive: an online service's replica (owners="qos")
 
 
-def _int(row: Mapping[str, str], column: str, at: str, *, optional: bool = False) -> int | None:
-    text = (row.get(column) or "").strip()
-    if not text:
-        if optional:
-            return None
-        raise TraceError(f"{at}: column {column!r} is empty")
+class _Count(int):
+    """A CSV cell holding a non-negative whole number (``12``, ``12.0``, ``1e3``)."""
+
+
+def _count(kind: type, text: Any) -> _Count:
+    """The ``dec_hook`` of :class:`_Row`."""
+    if kind is not _Count:
+        raise NotImplementedError(kind)
     try:
         number = float(text)
     except ValueError:
-        raise TraceError(f"{at}: column {column!r}: {text!r} is not a number") from None
+        raise ValueError(f"{text.strip()!r} is not a number") from None
     if not math.isfinite(number) or number < 0 or number != int(number):
-        raise TraceError(f"{at}: column {column!r}: {text!r} is not a non-negative integer")
-    return int(number)
+        raise ValueError(f"{text.strip()!r} is not a non-negative integer")
+    return _Count(number)
+
+
+class _Row(msgspec.Struct):
+    """One row of an openb pod list (other columns are ignored; empty cells are left out)."""
+
+    cpu_milli: _Count
+    memory_mib: _Count
+    num_gpu: _Count
+    gpu_milli: _Count
+    creation_time: _Count
+    deletion_time: _Count | None = None
+    scheduled_time: _Count | None = None
+    qos: str = ""
+
+
+def _row(cells: Mapping[str, str], at: str) -> _Row:
+    try:
+        return convert({k: v for k, v in cells.items() if v.strip()}, _Row, dec_hook=_count)
+    except DocumentError as err:
+        raise TraceError(f"{at}: column {dotted(err.segments)!r}: {err.problem}") from None
 
 
 def import_openb(
@@ -93,10 +143,13 @@ def import_openb(
     include_unscheduled: bool = False,
     group_by: str = "pod",
     expected_duration: str = "history",
+    owners: str = "qos",
 ) -> Trace:
     """The Alibaba openb pod list as a trace; raises ``TraceError`` naming the file and line."""
     if group_by not in ("pod", "shape"):
         raise ValueError(f"group_by must be 'pod' or 'shape', not {group_by!r}")
+    if owners not in OPENB_OWNERS:
+        raise ValueError(f"owners must be one of {', '.join(OPENB_OWNERS)}, not {owners!r}")
     if expected_duration not in ("history", "none"):
         raise ValueError(
             f"expected_duration must be 'history' or 'none', not {expected_duration!r}"
@@ -120,26 +173,28 @@ def import_openb(
                 at = f"{where}:{reader.line_num}"
                 if None in row or any(v is None for v in row.values()):
                     raise TraceError(f"{at}: expected {len(columns)} fields")
-                created = _int(row, "creation_time", at)
-                assert created is not None
-                deleted = _int(row, "deletion_time", at, optional=True)
-                scheduled = _int(row, "scheduled_time", at, optional=True)
+                cells = _row(row, at)
+                created = int(cells.creation_time)
+                deleted = None if cells.deletion_time is None else int(cells.deletion_time)
                 for column, value in (("creation_time", created), ("deletion_time", deleted)):
                     if value is not None:
                         check_time(value, f"{at}: {column}")
-                cpu, mem, ngpu, gmilli = (
-                    _int(row, c, at) for c in ("cpu_milli", "memory_mib", "num_gpu", "gpu_milli")
-                )
-                if cpu is None or mem is None or ngpu is None or gmilli is None:
-                    raise AssertionError("required columns are never None")
                 if deleted is not None and deleted < created:
                     raise TraceError(f"{at}: deletion_time {deleted} is before creation_time")
-                if scheduled is None and not include_unscheduled:
+                if cells.scheduled_time is None and not include_unscheduled:
                     continue
+                ngpu, gmilli = cells.num_gpu, cells.gpu_milli
                 gpu = ngpu * gmilli if ngpu > 1 else gmilli if ngpu == 1 else 0
-                labels = {"app": "openb", "qos": row.get("qos") or ""}
+                requests = Resources(int(cells.cpu_milli), cells.memory_mib * MIB, 1, int(gpu))
+                labels = {"app": "openb", "qos": cells.qos}
                 rows.append(
-                    (created, deleted, row["name"], Resources(cpu, mem * MIB, 1, gpu), labels)
+                    (
+                        created,
+                        None if deleted is None else int(deleted),
+                        row["name"],
+                        requests,
+                        labels,
+                    )
                 )
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise TraceError(f"{where}: {err}") from None
@@ -165,6 +220,8 @@ def import_openb(
             gpu = requests.gpu_milli
             shape = f"shape-{requests.cpu_milli}m-{requests.memory // MIB}mi-{gpu}g"
             workload = WorkloadKey("openb", "Deployment", shape)
+        elif owners == "qos" and labels["qos"] == SERVICE_QOS:
+            workload = WorkloadKey("openb", "Deployment", name)
         else:
             workload = WorkloadKey("openb", "Pod", name)
         uid = f"openb/{name}"
@@ -181,6 +238,12 @@ def import_openb(
     # after its own creation.
     events.sort(key=lambda e: (e[0], e[1], isinstance(e[2], PodDeleted)))
     notes = "pods that never ran are " + ("included" if include_unscheduled else "skipped")
+    if group_by == "pod":
+        notes += (
+            "; LS tasks are single-replica Deployments, the others bare pods"
+            if owners == "qos"
+            else "; every task is a bare pod"
+        )
     return Trace(
         TraceHeader(source=f"alibaba-openb:{Path(path).name}", notes=notes),
         [e for _, _, e in events],

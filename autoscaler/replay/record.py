@@ -9,10 +9,12 @@ and mirror pods are left out (they are node overhead, not demand).  Nodes are re
 ``node_added`` / ``node_removed``; the replay ignores them unless asked (the scenario's node groups
 are what it sizes).
 
-:func:`record` is the only code here that talks to the API server (kubernetes-asyncio list +
-watch, one task per kind).  Times are seconds since the recording started; the header carries
+:func:`record` is the only code here that talks to the API server (list + watch, one task per
+kind).  Times are seconds since the recording started; the header carries
 the wall-clock start.  The file is written atomically when recording stops (``--duration`` or
-Ctrl-C): an interrupted recording that failed leaves nothing behind.
+Ctrl-C): a recording that failed leaves nothing behind.  The list+watch loop is the extender's
+(``extender.kube.ListWatch``), so an API server that fails for a while costs a retry, not the
+recording.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from extender.kube import BackoffSettings, ListWatch
 from extender.model import (
     ModelError,
     Resources,
@@ -126,6 +130,19 @@ class Recorder:
         return [NodeAdded(t, node.name, node.allocatable, dict(node.labels))]
 
 
+_Handler = Callable[[str, Mapping[str, Any], float], list[Event]]
+
+
+def _key(name: str, raw: Mapping[str, Any]) -> str:
+    """What a relist compares: the pod's uid, the Deployment's namespace/name, the node's name."""
+    meta = raw.get("metadata") or {}
+    if name == "pod":
+        return str(meta.get("uid") or "")
+    if name == "deployment":
+        return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+    return str(meta.get("name") or "")
+
+
 async def record(
     api: Any,
     writer: TraceWriter,
@@ -134,88 +151,106 @@ async def record(
     namespace: str = "",
     clock: Callable[[], float] = time.monotonic,
     stop: asyncio.Event | None = None,
+    backoff: BackoffSettings | None = None,
 ) -> int:
     """List + watch pods, Deployments and nodes into ``writer`` until ``duration`` (0: forever)
-    or until ``stop`` is set; returns how many events were written."""
-    from kubernetes_asyncio import client, watch
+    or until ``stop`` is set; returns how many events were written.
+
+    Each kind runs ``extender.kube.ListWatch``, the extender's own loop: a failed request is
+    retried after a backoff, a ``410 Gone`` lists again, so no single error ends a recording.
+    A relist is compared with what was recorded, as an informer's ``Replace`` does: an object
+    that was deleted while the watch was down is recorded as deleted then."""
+    from kubernetes_asyncio import client
 
     recorder = Recorder()
     start = clock()
     written = 0
-    lock = asyncio.Lock()
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    if namespace:
-        kinds = [
-            ("node", core.list_node, {}),
-            ("deployment", apps.list_namespaced_deployment, {"namespace": namespace}),
-            ("pod", core.list_namespaced_pod, {"namespace": namespace}),
-        ]
-    else:
-        kinds = [
-            ("node", core.list_node, {}),
-            ("deployment", apps.list_deployment_for_all_namespaces, {}),
-            ("pod", core.list_pod_for_all_namespaces, {}),
-        ]
+    scope: dict[str, Any] = {"namespace": namespace} if namespace else {}
+    listers: dict[str, Callable[..., Awaitable[Any]]] = {
+        "node": core.list_node,
+        "deployment": functools.partial(
+            apps.list_namespaced_deployment
+            if namespace
+            else apps.list_deployment_for_all_namespaces,
+            **scope,
+        ),
+        "pod": functools.partial(
+            core.list_namespaced_pod if namespace else core.list_pod_for_all_namespaces, **scope
+        ),
+    }
+    handlers: dict[str, _Handler] = {
+        "node": recorder.node,
+        "deployment": recorder.deployment,
+        "pod": recorder.pod,
+    }
+    known: dict[str, dict[str, Mapping[str, Any]]] = {name: {} for name in listers}
 
-    async def emit(name: str, kind: str, raw: Mapping[str, Any]) -> None:
+    def emit(name: str, kind: str, raw: Mapping[str, Any]) -> None:
         nonlocal written
-        async with lock:
-            for event in getattr(recorder, name)(kind, raw, clock() - start):
-                writer.write(event)
-                written += 1
+        key = _key(name, raw)
+        if kind == "DELETED":
+            known[name].pop(key, None)
+        else:
+            known[name][key] = raw
+        for event in handlers[name](kind, raw, clock() - start):
+            writer.write(event)
+            written += 1
 
-    async def follow(name: str, lister: Any, kwargs: dict[str, Any]) -> None:
-        version = ""
-        while True:
-            if not version:
-                listed = await lister(_preload_content=False, **kwargs)
-                body = await listed.json()
-                version = body["metadata"].get("resourceVersion", "")
-                for item in body.get("items") or ():
-                    await emit(name, "ADDED", item)
-            w = watch.Watch()
-            try:
-                async for ev in w.stream(lister, resource_version=version, **kwargs):
-                    raw = ev.get("raw_object") or {}
-                    if ev.get("type") == "ERROR":
-                        version = ""  # 410 Gone and friends: list again
-                        break
-                    version = (raw.get("metadata") or {}).get("resourceVersion", version)
-                    await emit(name, str(ev.get("type")), raw)
-            finally:
-                await w.close()
+    def replace(name: str, items: list[Mapping[str, Any]]) -> None:
+        listed = {_key(name, raw) for raw in items}
+        for key, raw in list(known[name].items()):
+            if key not in listed:
+                emit(name, "DELETED", raw)
+        for raw in items:
+            emit(name, "ADDED" if _key(name, raw) not in known[name] else "MODIFIED", raw)
 
-    tasks = [asyncio.create_task(follow(*k)) for k in kinds]
+    loops = [
+        ListWatch(
+            f"{name}s",
+            lister,
+            replace=functools.partial(replace, name),
+            apply=functools.partial(emit, name),
+            backoff=backoff or BackoffSettings(),
+        )
+        for name, lister in listers.items()
+    ]
+    tasks = [asyncio.create_task(loop.run(), name=f"record-{loop.name}") for loop in loops]
+    waits: list[asyncio.Future[Any]] = list(tasks)
+    if duration > 0:
+        waits.append(asyncio.ensure_future(asyncio.sleep(duration)))
+    if stop is not None:
+        waits.append(asyncio.ensure_future(stop.wait()))
     try:
-        waits: list[asyncio.Future[Any]] = list(tasks)
-        if duration > 0:
-            waits.append(asyncio.ensure_future(asyncio.sleep(duration)))
-        if stop is not None:
-            waits.append(asyncio.ensure_future(stop.wait()))
         done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task in tasks and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
-        for extra in waits[len(tasks) :]:
-            extra.cancel()
+            if task in tasks:  # ListWatch.run never returns: a bug (or a writer that failed)
+                task.result()
     finally:
+        for future in waits:
+            future.cancel()
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
     return written
 
 
 def record_main(args: argparse.Namespace) -> int:
-    """The ``record`` subcommand."""
+    """The ``record`` subcommand.  Exit status: 0 when the trace was written (at ``--duration``
+    or on Ctrl-C), 2 for bad input (no usable kubeconfig, an ``--out`` that cannot be written:
+    one line naming it), 1 when the recording itself failed (one line ``error: record: ...``;
+    nothing is written).  A failing API server is no failure: the watches retry until it is
+    back, logging each retry."""
     import sys
 
     from extender.commandline import UsageError, fail, one_line
     from extender.kube import load_kube_config
 
     header = TraceHeader(source="spillover-autoscaler record", start=time.time())
-    writer = TraceWriter(args.out, header)
+    try:
+        writer = TraceWriter(args.out, header)
+    except OSError as err:  # the temporary file beside --out: name --out, not it
+        return fail(f"{args.out}: {err.strerror or err}")
 
     async def main() -> int:
         try:

@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 
 from autoscaler.costs import EciPrice, node_share
-from extender.model import NodeKind, Resources
+from extender.model import NodeKind, Pod, Resources
 from extender.policy import ResourcePolicy, Unit
+from extender.selectors import can_hold
 
 from .scenario import Scenario
+from .scheduler import admitted_tolerations
 from .simulator import CostSplit, Result, Variant, simulate
 from .trace import PodCreated, PodDeleted, ReplicasChanged, Trace
 
@@ -77,14 +79,16 @@ class Comparison:
 
 
 def _cheapest(requests: Resources, scenario: Scenario) -> tuple[str, float]:
+    """The group whose share of a node costs least for ``requests``, among the groups that can
+    hold such a pod by the scheduler's rule (its taints against the admitted tolerations)."""
     best, best_cost = "", math.inf
+    tolerations = admitted_tolerations(requests, eci=False)
+    probe = Pod(uid="", name="", namespace="", requests=requests, tolerations=tolerations)
     for g in scenario.autoscaler.groups:
-        cap = g.template(overhead=scenario.autoscaler.settings.daemonset_overhead).allocatable
-        if requests.gpu_milli and g.taints and not any(t.key == "nvidia.com/gpu" for t in g.taints):
+        template = g.template(overhead=scenario.autoscaler.settings.daemonset_overhead)
+        if not can_hold(probe, template):
             continue
-        if not requests.gpu_milli and any(t.effect == "NoSchedule" for t in g.taints):
-            continue
-        share = node_share(requests, cap)
+        share = node_share(requests, template.allocatable)
         if share <= 1.0 and share * g.price_per_hour < best_cost:
             best, best_cost = g.name, share * g.price_per_hour
     return best, best_cost
@@ -208,6 +212,7 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
             ),
             consolidation=True,
             rebalance=True,
+            scoring=scenario.scoring,
         )
     ]
     for h in scenario.headroom:
@@ -220,6 +225,7 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
                 reaction_delay=None,
                 headroom=h,
                 headroom_groups=used,
+                scoring=scenario.baseline_scoring,
                 description=(
                     "all ECS, cluster-autoscaler-like loop"
                     + (f", {h} spare node(s) in each of {', '.join(used)}" if h else "")
@@ -233,6 +239,7 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
             autoscaling=False,
             forecast=False,
             description="every managed pod on ECI",
+            scoring=scenario.baseline_scoring,
         )
     )
     if scenario.static_nodes is not None:
@@ -248,6 +255,7 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
             forecast=False,
             static=static,
             description=f"fixed nodes ({label}), overflow to ECI, no autoscaler",
+            scoring=scenario.baseline_scoring,
         )
     )
     return out
@@ -559,10 +567,3 @@ def split_table(c: Comparison) -> list[str]:
             for n in s.idle_nodes
         ]
     return lines
-
-
-def percentiles(values: np.ndarray[Any, Any]) -> tuple[float, float, float]:
-    if values.size == 0:
-        return (0.0, 0.0, 0.0)
-    p = np.percentile(values, [50, 95, 99])
-    return (float(p[0]), float(p[1]), float(p[2]))

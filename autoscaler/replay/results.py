@@ -11,6 +11,8 @@ import numpy.typing as npt
 
 from extender.policy import ResourcePolicy
 
+from .scoring import STOCK, Scoring
+
 __all__ = ["Action", "CostSplit", "IdleNode", "Result", "Timeline", "Variant"]
 
 
@@ -30,6 +32,9 @@ class Variant:
     description: str = ""
     consolidation: bool = False  # autoscaler.consolidation on top of cluster-autoscaler's rule
     rebalance: bool = False  # autoscaler.rebalance moves pods from ECI back to ECS
+    # kube-scheduler's resource scoring (autoscaler.replay.scoring): the stock profile, or the
+    # bin-packing one Spillover's manifests ship (the scenario's scheduler.spillover says which)
+    scoring: Scoring = STOCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,7 @@ class CostSplit:
     ecs_scale_down_wait: float = 0.0
     eci_burst: float = 0.0
     eci_long_stay: float = 0.0
+    restarts: float = 0.0
 
     LABELS: ClassVar[Mapping[str, str]] = {
         "ecs_busy": "ECS busy",
@@ -75,6 +81,7 @@ class CostSplit:
         "ecs_scale_down_wait": "ECS idle: waiting for scale-down",
         "eci_burst": "ECI bursts (< 1 h)",
         "eci_long_stay": "ECI long stays (>= 1 h)",
+        "restarts": "Restarts (pods evicted or moved x restart cost)",
     }
 
     @classmethod
@@ -137,10 +144,11 @@ class Result:
     split: CostSplit = field(default_factory=CostSplit)
     unmanaged: int = 0  # pods no ResourcePolicy of the variant selects
     idle_nodes: tuple[IdleNode, ...] = ()  # the costliest pre-provisioned nodes
+    restart_cost: float = 0.0  # pods evicted or moved, at the scenario's restart cost each
 
     @property
     def cost(self) -> float:
-        return self.ecs_cost + self.eci_cost
+        return self.ecs_cost + self.eci_cost + self.restart_cost
 
     @property
     def eci_share(self) -> float:

@@ -19,6 +19,14 @@
     baselines: {headroom: [0, 1, 2, 4], staticNodes: auto}
     samplePeriod: 5m     # resolution of the time series in the report and plot
     spot: {interruptionsPerHour: 0}   # how often a node of a spot group is reclaimed
+    scheduler: {spillover: bin-packing, baselines: stock}   # kube-scheduler's node scores
+
+The autoscaler document's ``settings`` hold the controller's settings, ``rebalance`` and
+``consolidation`` included (``autoscaler.nodegroup``): the Spillover variant uses them as
+configured, the baselines neither.  ``scheduler`` names the kube-scheduler scoring each side runs
+(``autoscaler.replay.scoring``): ``bin-packing`` is the profile Spillover's manifests ship,
+``stock`` a KubeSchedulerConfiguration without plugin settings; baselines keep the stock
+scheduler unless the scenario says otherwise.
 
 Everything but ``autoscaler.groups`` has a default; ``data/default-scenario.yaml`` is bundled.
 
@@ -30,18 +38,25 @@ recorded trace replays with the bundled scenario's policies.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+import msgspec
 
-from autoscaler.nodegroup import AutoscalerConfig, ConfigError, config_from_dict, parse_duration
-from extender.commandline import file_problem
+from autoscaler.nodegroup import (
+    AutoscalerConfig,
+    ConfigError,
+    Duration,
+    config_from_dict,
+    document_types,
+)
+from extender.documents import FINITE, DocumentError, convert, read_yaml
 from extender.policies import PolicyError, policy_from_dict
 from extender.policy import ResourcePolicy
+
+from .scoring import BIN_PACKING, PROFILES, STOCK, Scoring
 
 __all__ = [
     "DEFAULT_SCENARIO",
@@ -57,8 +72,8 @@ __all__ = [
 DEFAULT_SCENARIO = Path(__file__).parent / "data" / "default-scenario.yaml"
 
 
-class ScenarioError(ValueError):
-    """An invalid scenario file; the message names the field."""
+class ScenarioError(DocumentError):
+    """An invalid scenario file; the message names the field (and the file and line)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +110,9 @@ class Scenario:
     name: str = "spillover"
     spot_interruptions_per_hour: float = 0.0  # per node of a spot group, seeded exponential
     every_namespace: bool = False
+    scheduler: _SchedulerDoc | None = None
+    scoring: Scoring = BIN_PACKING  # kube-scheduler's node scores in the Spillover variant
+    baseline_scoring: Scoring = STOCK  # ... in the baselines
 
 
 def policies_for(
@@ -106,145 +124,126 @@ def policies_for(
     return (*policies, *extra)
 
 
-def _map(raw: Any, where: str) -> Mapping[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ScenarioError(f"{where}: expected a map, got {type(raw).__name__}")
-    return raw
+_NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+_TIMING, _FORECAST = Timing(), ForecastSpec()
 
 
-def _known(doc: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
-    for key in doc:
-        if key not in keys:
-            raise ScenarioError(f"{where}.{key}: unknown field (known: {', '.join(keys)})")
+class _Doc(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    pass
 
 
-def _duration(doc: Mapping[str, Any], key: str, default: float, where: str) -> float:
-    try:
-        return parse_duration(doc.get(key, default), f"{where}.{key}")
-    except ConfigError as err:
-        raise ScenarioError(str(err)) from None
+class _TimingDoc(_Doc):
+    loop_period: Duration = Duration(_TIMING.loop_period)
+    reaction_delay: Duration | None = Duration(1.0)
+    eci_start_delay: Duration = Duration(_TIMING.eci_start_delay)
+    eci_start_jitter: Duration = Duration(_TIMING.eci_start_jitter)
+    ecs_pod_start_delay: Duration = Duration(_TIMING.ecs_pod_start_delay)
+
+
+class _ForecastDoc(_Doc):
+    enabled: bool = _FORECAST.enabled
+    refit: Duration = Duration(_FORECAST.refit)
+    history: Duration = Duration(_FORECAST.history)
+    step: Duration = Duration(_FORECAST.step)
+    pass_every: Duration = Duration(_FORECAST.every)
+    min_history: Duration = Duration(_FORECAST.min_history)
+
+
+class _TargetDoc(_Doc):
+    pending_p99: Duration = Duration(15.0)
+
+
+class _BaselinesDoc(_Doc):
+    headroom: list[_NonNegative] = msgspec.field(default_factory=lambda: [0, 1, 2, 4])
+    static_nodes: Literal["auto"] | _NonNegative = "auto"
+
+
+class _SpotDoc(_Doc):
+    interruptions_per_hour: Annotated[float, msgspec.Meta(ge=0, le=FINITE)] = 0.0
+
+
+_Profile = Literal["stock", "bin-packing"]  # the keys of scoring.PROFILES
+
+
+class _SchedulerDoc(_Doc):
+    spillover: _Profile = "bin-packing"
+    baselines: _Profile = "stock"
+
+
+class _ScenarioDoc(_Doc):
+    autoscaler: Any = None  # checked by autoscaler.nodegroup.config_from_dict
+    policies: list[Any] | None = None  # checked by extender.policies.policy_from_dict
+    seed: int = 1
+    timing: _TimingDoc | None = None
+    forecast: _ForecastDoc | None = None
+    target: _TargetDoc | None = None
+    baselines: _BaselinesDoc | None = None
+    sample_period: Duration = Duration(300.0)
+    name: Annotated[str, msgspec.Meta(min_length=1)] = "spillover"
+    spot: _SpotDoc | None = None
+    every_namespace: bool = False
+    scheduler: _SchedulerDoc | None = None
 
 
 def scenario_from_dict(raw: Any) -> Scenario:
-    doc = _map(raw, "scenario")
-    _known(
-        doc,
-        (
-            "seed",
-            "autoscaler",
-            "policies",
-            "timing",
-            "forecast",
-            "target",
-            "baselines",
-            "samplePeriod",
-            "name",
-            "spot",
-            "everyNamespace",
-        ),
-        "scenario",
-    )
+    """The scenario in a decoded document; raises :class:`ScenarioError` naming the field."""
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ScenarioError(f"expected a map, got {type(raw).__name__}", "scenario")
+    doc = convert(raw or {}, _ScenarioDoc, error=ScenarioError, dec_hook=document_types)
     try:
-        autoscaler = config_from_dict(doc.get("autoscaler"))
+        autoscaler = config_from_dict(doc.autoscaler)
     except ConfigError as err:
-        raise ScenarioError(f"autoscaler.{err}") from None
+        raise ScenarioError.of(err, "autoscaler") from None
     policies = []
-    raw_policies = doc.get("policies") or []
-    if not isinstance(raw_policies, list):
-        raise ScenarioError("policies: expected a list of ResourcePolicy documents")
-    for i, p in enumerate(raw_policies):
+    for i, p in enumerate(doc.policies or ()):
         try:
             policies.append(policy_from_dict(p))
         except PolicyError as err:
-            raise ScenarioError(f"policies[{i}]: {err}") from None
-    seed = doc.get("seed", 1)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ScenarioError("seed: expected an integer")
-    t = _map(doc.get("timing"), "timing")
-    _known(
-        t,
-        ("loopPeriod", "reactionDelay", "eciStartDelay", "eciStartJitter", "ecsPodStartDelay"),
-        "timing",
-    )
-    d = Timing()
-    reaction = (
-        None
-        if "reactionDelay" in t and t["reactionDelay"] is None
-        else _duration(t, "reactionDelay", 1.0, "timing")
-    )
-    timing = Timing(
-        loop_period=_duration(t, "loopPeriod", d.loop_period, "timing"),
-        reaction_delay=reaction,
-        eci_start_delay=_duration(t, "eciStartDelay", d.eci_start_delay, "timing"),
-        eci_start_jitter=_duration(t, "eciStartJitter", d.eci_start_jitter, "timing"),
-        ecs_pod_start_delay=_duration(t, "ecsPodStartDelay", d.ecs_pod_start_delay, "timing"),
-    )
-    if timing.loop_period <= 0:
-        raise ScenarioError("timing.loopPeriod: must be positive")
-    f = _map(doc.get("forecast"), "forecast")
-    _known(f, ("enabled", "refit", "history", "step", "passEvery", "minHistory"), "forecast")
-    fd = ForecastSpec()
-    enabled = f.get("enabled", fd.enabled)
-    if not isinstance(enabled, bool):
-        raise ScenarioError("forecast.enabled: expected true or false")
-    forecast = ForecastSpec(
-        enabled,
-        _duration(f, "refit", fd.refit, "forecast"),
-        _duration(f, "history", fd.history, "forecast"),
-        _duration(f, "step", fd.step, "forecast"),
-        _duration(f, "passEvery", fd.every, "forecast"),
-        _duration(f, "minHistory", fd.min_history, "forecast"),
-    )
-    target = _map(doc.get("target"), "target")
-    _known(target, ("pendingP99",), "target")
-    b = _map(doc.get("baselines"), "baselines")
-    _known(b, ("headroom", "staticNodes"), "baselines")
-    headroom = b.get("headroom", [0, 1, 2, 4])
-    if not isinstance(headroom, list) or not all(isinstance(h, int) and h >= 0 for h in headroom):
-        raise ScenarioError("baselines.headroom: expected a list of non-negative integers")
-    static = b.get("staticNodes", "auto")
-    if static != "auto" and (not isinstance(static, int) or isinstance(static, bool) or static < 0):
-        raise ScenarioError("baselines.staticNodes: expected 'auto' or a non-negative integer")
-    every_namespace = doc.get("everyNamespace", False)
-    if not isinstance(every_namespace, bool):
-        raise ScenarioError("everyNamespace: expected true or false")
-    name = doc.get("name", "spillover")
-    if not isinstance(name, str) or not name:
-        raise ScenarioError("name: expected a non-empty string")
-    spot = _map(doc.get("spot"), "spot")
-    _known(spot, ("interruptionsPerHour",), "spot")
-    rate = spot.get("interruptionsPerHour", 0.0)
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < math.inf:
-        raise ScenarioError("spot.interruptionsPerHour: expected a non-negative number")
-    scenario = Scenario(
+            raise ScenarioError(str(err), "policies", i) from None
+    t = doc.timing or _TimingDoc()
+    if t.loop_period <= 0:
+        raise ScenarioError("must be positive", "timing", "loopPeriod")
+    if doc.sample_period <= 0:
+        raise ScenarioError("must be positive", "samplePeriod")
+    f = doc.forecast or _ForecastDoc()
+    b = doc.baselines or _BaselinesDoc()
+    sched = doc.scheduler or _SchedulerDoc()
+    return Scenario(
         autoscaler=autoscaler,
         policies=tuple(policies),
-        seed=seed,
-        timing=timing,
-        forecast=forecast,
-        pending_target_p99=_duration(target, "pendingP99", 15.0, "target"),
-        headroom=tuple(headroom),
-        static_nodes=None if static == "auto" else int(static),
-        sample_period=_duration(doc, "samplePeriod", 300.0, "scenario"),
-        name=name,
-        spot_interruptions_per_hour=float(rate),
-        every_namespace=every_namespace,
+        seed=doc.seed,
+        timing=Timing(
+            loop_period=float(t.loop_period),
+            reaction_delay=None if t.reaction_delay is None else float(t.reaction_delay),
+            eci_start_delay=float(t.eci_start_delay),
+            eci_start_jitter=float(t.eci_start_jitter),
+            ecs_pod_start_delay=float(t.ecs_pod_start_delay),
+        ),
+        forecast=ForecastSpec(
+            f.enabled,
+            float(f.refit),
+            float(f.history),
+            float(f.step),
+            float(f.pass_every),
+            float(f.min_history),
+        ),
+        pending_target_p99=float((doc.target or _TargetDoc()).pending_p99),
+        headroom=tuple(b.headroom),
+        static_nodes=None if b.static_nodes == "auto" else b.static_nodes,
+        sample_period=float(doc.sample_period),
+        name=doc.name,
+        spot_interruptions_per_hour=float((doc.spot or _SpotDoc()).interruptions_per_hour),
+        every_namespace=doc.every_namespace,
+        scoring=PROFILES[sched.spillover],
+        baseline_scoring=PROFILES[sched.baselines],
     )
-    if scenario.sample_period <= 0:
-        raise ScenarioError("scenario.samplePeriod: must be positive")
-    return scenario
 
 
 def load_scenario(path: str | Path | None = None) -> Scenario:
-    """The scenario in ``path``, or the bundled default."""
+    """The scenario in ``path``, or the bundled default; errors are ``FILE:LINE: FIELD: problem``."""
     path = DEFAULT_SCENARIO if path is None else Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise ScenarioError(file_problem(path, err)) from None
+    raw, root = read_yaml(path, ScenarioError)
     try:
         return scenario_from_dict(raw)
     except ScenarioError as err:
-        raise ScenarioError(f"{path}: {err}") from None
+        raise err.located(path, root) from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from autoscaler import predictive
@@ -36,11 +36,12 @@ from extender.model import (
     WorkloadKey,
 )
 from extender.policy import ResourcePolicy
-from extender.selectors import fits_node_selector, tolerates_taints
+from extender.selectors import can_hold
 from extender.snapshot import ClusterState
 
 from .billing import Billing
 from .scenario import Timing
+from .scoring import STOCK, Scoring, score
 from .trace import Template
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "NodeRecord",
     "PodRecord",
     "Scheduler",
+    "admitted_tolerations",
     "balloon_workload",
     "is_balloon",
     "owner_of",
@@ -63,6 +65,14 @@ ECI_TOLERATION = Toleration(key=ECI_TAINT.key, operator="Exists")
 BALLOON_NAMESPACE = "kube-system"
 TRACE_GROUP = "(trace)"
 _BALLOON_PREFIX = "overprovisioning-"
+
+
+def admitted_tolerations(requests: Resources, *, eci: bool) -> tuple[Toleration, ...]:
+    """The tolerations a pod has once admitted: ``nvidia.com/gpu`` for a GPU pod (what the
+    ExtendedResourceToleration admission plugin adds), the ECI taint's when its policy has an
+    ECI unit (what the webhook adds).  The replay's scheduler and its report both use it."""
+    gpu = (GPU_TOLERATION,) if requests.gpu_milli else ()
+    return (*gpu, ECI_TOLERATION) if eci else gpu
 
 
 def balloon_workload(group: str) -> WorkloadKey:
@@ -169,9 +179,12 @@ class Scheduler:
         billing: Billing,
         rng: random.Random,
         request_plan: Callable[[bool], None],
+        scoring: Scoring | None = STOCK,
     ) -> None:
         """``request_plan(react)``: ask for an autoscaler pass (``react``: after the reaction
-        delay, else at the next loop)."""
+        delay, else at the next loop).  ``scoring``: kube-scheduler's resource scores among the
+        nodes that fit (``autoscaler.replay.scoring``); None: the first that fits."""
+        self.scoring = scoring
         self.clock = clock
         self.groups = groups
         self.settings = settings
@@ -192,8 +205,8 @@ class Scheduler:
         )
         self.state = ClusterState(nodes=[self.eci_node] if eci else [], policies=policies)
         self.nodes: dict[str, NodeRecord] = {}
-        # The planner's per-node usage, kept across passes (``planner.plan(usage=...)``): an
-        # entry goes whenever a pod binds to or leaves its node.
+        # The planner's per-node usage, kept across passes (``PlannerMemo.usage``): an entry
+        # goes whenever a pod binds to or leaves its node, or the node comes or goes.
         self.usage: dict[str, Usage] = {}
         self.by_group: dict[str, list[NodeRecord]] = {g: [] for g in self.group_order}
         self.ecs_cpu = self.ecs_gpu = 0  # allocatable of the Ready nodes, summed
@@ -238,12 +251,8 @@ class Scheduler:
         else:
             probe = Pod(uid=uid, name=name, namespace=wl.namespace, labels=template.labels)
             policy = self.policy_cache[key] = placement.policy_for(self.state.policies, probe)
-        tolerations: tuple[Toleration, ...] = ()
-        if r.gpu_milli:
-            tolerations += (GPU_TOLERATION,)
         tol_eci = policy is not None and policy.has_eci and self.eci
-        if tol_eci:
-            tolerations += (ECI_TOLERATION,)
+        tolerations = admitted_tolerations(r, eci=bool(tol_eci))
         pod = Pod(
             uid=uid,
             name=name,
@@ -324,32 +333,43 @@ class Scheduler:
                 if group in self.groups
                 else None
             )
-            ok = (
-                template is not None
-                and tolerates_taints(rec.pod.tolerations, template.taints)
-                and fits_node_selector(rec.pod, template)
-            )
+            ok = template is not None and can_hold(rec.pod, template)
             self.fit_cache[key] = ok
         return ok
 
-    def _first_fit(self, rec: PodRecord, group: str) -> NodeRecord | None:
+    def _score(self, rec: PodRecord, node: NodeRecord) -> int:
+        assert self.scoring is not None
+        a = node.node.allocatable
+        return score(
+            self.scoring,
+            free=(node.cpu, node.mem, node.gpu),
+            alloc=(a.cpu_milli, a.memory, a.gpu_milli),
+            req=rec.req,
+        )
+
+    def _best(self, rec: PodRecord, nodes: Iterable[NodeRecord]) -> NodeRecord | None:
+        """kube-scheduler's pick among ``nodes``: the best score of those that fit (the first
+        of equals), or the first that fits without a scoring."""
         cpu, mem, gpu = rec.req
-        for node in self.by_group.get(group, ()):
+        best, best_score = None, -1
+        for node in nodes:
             if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
-                return node
-        return None
+                if self.scoring is None:
+                    return node
+                value = self._score(rec, node)
+                if value > best_score:
+                    best, best_score = node, value
+        return best
 
     def candidates(self, rec: PodRecord) -> list[NodeRecord]:
         found = []
         for group in self.group_order:
             if self.fits_group(rec, group):
-                node = self._first_fit(rec, group)
+                node = self._best(rec, self.by_group.get(group, ()))
                 if node is not None:
                     found.append(node)
         for node in self.by_group.get(TRACE_GROUP, ()):
-            if tolerates_taints(rec.pod.tolerations, node.node.taints) and fits_node_selector(
-                rec.pod, node.node
-            ):
+            if can_hold(rec.pod, node.node):
                 cpu, mem, gpu = rec.req
                 if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
                     found.append(node)
@@ -362,7 +382,9 @@ class Scheduler:
         if policy is None:
             if not ecs:
                 return self._preempt(rec)
-            self.bind(rec, ecs[0])
+            best = self._best(rec, ecs)
+            assert best is not None  # every candidate fits
+            self.bind(rec, best)
             return True
         offered = [n.node for n in ecs]
         if rec.tol_eci:
@@ -375,7 +397,12 @@ class Scheduler:
         if not decision.placed:
             return not ecs and self._preempt(rec)
         chosen = decision.accepted[0]
-        self.bind(rec, None if chosen == ECI_NODE else self.nodes[chosen])
+        if chosen == ECI_NODE:
+            self.bind(rec, None)
+        else:  # the extender's unit; kube-scheduler's scores pick among its nodes
+            best = self._best(rec, (self.nodes[n] for n in decision.accepted))
+            assert best is not None  # every candidate fits
+            self.bind(rec, best)
         return True
 
     def _preempt(self, rec: PodRecord) -> bool:
@@ -526,7 +553,9 @@ class Scheduler:
         evicted = list(rec.members.values())
         for pod in evicted:
             self.unbind(pod)
-            self.evictions += not pod.balloon
+            if not pod.balloon:
+                self.evictions += 1
+                self.billing.restarted()
         self.state.remove_node(name)
         self.usage.pop(name, None)
         self.billing.node_removed(name, rec.group, now=self.clock.now)
@@ -544,6 +573,7 @@ class Scheduler:
             return False
         self.unbind(rec)
         self.moves += 1
+        self.billing.restarted()
         self.schedule(rec)
         return True
 

@@ -38,11 +38,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from autoscaler.consolidation import Consolidation
-from autoscaler.nodegroup import NodeGroup
+from autoscaler.nodegroup import MoveCosts, NodeGroup
 from autoscaler.providers.base import ProviderError
 from autoscaler.providers.simulated import SimulatedProvider
-from autoscaler.rebalance import MoveCosts
 from extender import deletion_cost
 from extender.model import Node, Resources, WorkloadKey
 
@@ -126,7 +124,8 @@ class Simulation:
         self.clock = Clock()
         self.heap: list[tuple[float, int, int]] = []
         self.seq = 0
-        self.billing = Billing(settings.eci_price)
+        moves = settings.rebalance or MoveCosts()  # a restart costs as much when none is moved
+        self.billing = Billing(settings.eci_price, restart=moves.restart)
         self.provider = SimulatedProvider(
             groups,
             clock=lambda: self.clock.now,
@@ -147,6 +146,7 @@ class Simulation:
             billing=self.billing,
             rng=random.Random(scenario.seed),
             request_plan=self._request_plan,
+            scoring=variant.scoring,
         )
         self.scheduler.rebalancing = variant.rebalance and variant.autoscaling
         self.autoscaler = Autoscaler(
@@ -159,8 +159,10 @@ class Simulation:
             enabled=variant.autoscaling and not variant.static,
             predictive_on=variant.forecast and scenario.forecast.enabled,
             reaction_delay=variant.reaction_delay,
-            consolidation=Consolidation() if variant.consolidation else None,
-            rebalance=MoveCosts() if variant.rebalance else None,
+            # The scenario's settings.consolidation / settings.rebalance, the controller's keys:
+            # the variants that use them (Spillover) take them as configured, the others none.
+            consolidation=settings.consolidation if variant.consolidation else None,
+            rebalance=settings.rebalance if variant.rebalance else None,
             push_plan=lambda t: self._push(t, _PLAN),
             push_ready=lambda t: self._push(t, _READY),
         )
@@ -437,6 +439,7 @@ class Simulation:
             split=split,
             unmanaged=s.unmanaged,
             idle_nodes=b.idle_nodes(),
+            restart_cost=split.restarts,
         )
 
     def _booting_group(self, name: str) -> str:

@@ -18,9 +18,10 @@ Sizes are checked up front, because a replay's memory and run time grow with the
 exceed ``MAX_SPAN`` (10 years: a larger ``t`` is almost always an absolute Unix time where seconds
 from the start were meant) and ``replicas`` may not exceed ``MAX_REPLICAS``.
 
-The reader checks every line by hand (fast, and the messages name the file, line and field); the
-JSON Schema in ``data/trace.schema.json`` says the same for other tools, and a test keeps the two
-in agreement.  The writer writes to a temporary file and renames it, so a failed write leaves
+The reader decodes every line into ``msgspec`` Structs, one per event type (fast, and the
+messages name the file, line and field); unknown fields are ignored, as the JSON Schema in
+``data/trace.schema.json`` allows.  The schema says the same for other tools, and a test keeps the
+two in agreement.  The writer writes to a temporary file and renames it, so a failed write leaves
 nothing half-written.
 """
 
@@ -30,11 +31,14 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any, TextIO
 
+import msgspec
+
+from extender.documents import FINITE, DocumentError, JsonDecoder
 from extender.model import ModelError, Resources, WorkloadKey, parse_resources
 
 __all__ = [
@@ -71,7 +75,7 @@ MAX_SPAN = 10 * YEAR
 MAX_REPLICAS = 100_000
 
 
-class TraceError(ValueError):
+class TraceError(DocumentError):
     """A bad input file; the message is ``file:line: problem``."""
 
 
@@ -142,7 +146,7 @@ class TraceHeader:
 @dataclass(frozen=True, slots=True)
 class Trace:
     header: TraceHeader
-    events: list[Event]
+    events: Sequence[Event]
 
     @property
     def end(self) -> float:
@@ -275,7 +279,60 @@ def write_trace(path: str | Path, trace: Trace) -> None:
 
 
 # --- decoding --------------------------------------------------------------------------------
+_Time = Annotated[float, msgspec.Meta(ge=0, le=FINITE)]
+_Name = Annotated[str, msgspec.Meta(min_length=1)]
+_Quantities = dict[str, str | int | float]
+_Labels = dict[str, str] | None
 
+
+class _HeaderLine(msgspec.Struct):
+    type: Any = None
+    format: Any = None
+    version: Any = None
+    source: Any = ""
+    start: float = 0.0
+    notes: Any = ""
+
+
+class _Line(msgspec.Struct, tag_field="type"):
+    t: _Time
+
+
+class _PodCreatedLine(_Line, tag="pod_created"):
+    uid: _Name
+    workload: str
+    name: _Name
+    requests: _Quantities
+    labels: _Labels = None
+    annotations: _Labels = None
+
+
+class _PodDeletedLine(_Line, tag="pod_deleted"):
+    uid: _Name
+
+
+class _ReplicasChangedLine(_Line, tag="replicas_changed"):
+    workload: str
+    replicas: Annotated[int, msgspec.Meta(ge=0)]
+    requests: _Quantities | None = None
+    labels: _Labels = None
+    annotations: _Labels = None
+
+
+class _NodeAddedLine(_Line, tag="node_added"):
+    name: _Name
+    allocatable: _Quantities
+    labels: _Labels = None
+    price_per_hour: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+
+
+class _NodeRemovedLine(_Line, tag="node_removed"):
+    name: _Name
+
+
+_EventLine = (
+    _PodCreatedLine | _PodDeletedLine | _ReplicasChangedLine | _NodeAddedLine | _NodeRemovedLine
+)
 _TYPES = ("pod_created", "pod_deleted", "replicas_changed", "node_added", "node_removed")
 
 
@@ -289,39 +346,19 @@ def parse_workload(text: Any, where: str) -> WorkloadKey:
 
 
 class _Decoder:
-    """Turns JSON objects into events; caches parsed requests (traces repeat a few shapes)."""
+    """Turns lines into events; caches parsed requests and workloads (traces repeat a few)."""
 
-    def __init__(self, where: str) -> None:
-        self.where = where
+    def __init__(self) -> None:
         self.last = -math.inf
-        self._requests: dict[str, Resources] = {}
+        self._lines: JsonDecoder[_EventLine] = JsonDecoder(_EventLine, error=TraceError)
+        self._requests: dict[tuple[tuple[str, str | int | float], ...], Resources] = {}
         self._workloads: dict[str, WorkloadKey] = {}
 
-    def _str(self, obj: Mapping[str, Any], key: str, at: str) -> str:
-        v = obj.get(key)
-        if not isinstance(v, str) or not v:
-            raise TraceError(f"{at}: field {key!r} must be a non-empty string")
-        return v
-
-    def _labels(self, obj: Mapping[str, Any], key: str, at: str) -> dict[str, str]:
-        raw = obj.get(key)
-        if raw is None:
-            return {}
-        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-            raise TraceError(f"{at}: field {key!r} must be a map of strings")
-        return raw
-
-    def _resources(self, obj: Mapping[str, Any], key: str, at: str, *, pod: bool) -> Resources:
-        raw = obj.get(key)
-        if not isinstance(raw, dict):
-            raise TraceError(f"{at}: field {key!r} must be a map of quantities")
-        cache_key = json.dumps(raw, sort_keys=True)
+    def _resources(self, raw: _Quantities, key: str, at: str, *, pod: bool) -> Resources:
+        cache_key = tuple(sorted(raw.items()))
         cached = self._requests.get(cache_key) if pod else None
         if cached is not None:
             return cached
-        for name, q in raw.items():
-            if not isinstance(q, str | int | float) or isinstance(q, bool):
-                raise TraceError(f"{at}: {key}.{name} must be a quantity, not {q!r}")
         try:
             r = parse_resources(raw, where=f"{key}")
         except ModelError as err:
@@ -338,105 +375,92 @@ class _Decoder:
             self._requests[cache_key] = r
         return r
 
-    def _template(self, obj: Mapping[str, Any], at: str) -> Template:
+    def _template(self, line: _PodCreatedLine | _ReplicasChangedLine, at: str) -> Template:
+        assert line.requests is not None
         return Template(
-            self._resources(obj, "requests", at, pod=True),
-            self._labels(obj, "labels", at),
-            self._labels(obj, "annotations", at),
+            self._resources(line.requests, "requests", at, pod=True),
+            line.labels or {},
+            line.annotations or {},
         )
 
-    def _workload(self, obj: Mapping[str, Any], at: str) -> WorkloadKey:
-        raw = obj.get("workload")
-        key = self._workloads.get(raw) if isinstance(raw, str) else None
+    def _workload(self, raw: str, at: str) -> WorkloadKey:
+        key = self._workloads.get(raw)
         if key is None:
-            key = parse_workload(raw, at)
-            self._workloads[str(raw)] = key
+            key = self._workloads[raw] = parse_workload(raw, at)
         return key
 
-    def event(self, obj: Any, at: str) -> Event:
-        if not isinstance(obj, dict):
-            raise TraceError(f"{at}: expected a JSON object")
-        kind = obj.get("type")
-        if kind not in _TYPES:
-            raise TraceError(
-                f"{at}: unknown event type {kind!r} (expected one of {', '.join(_TYPES)})"
-            )
-        t = obj.get("t")
-        if not isinstance(t, int | float) or isinstance(t, bool) or not math.isfinite(t) or t < 0:
-            raise TraceError(f"{at}: field 't' must be a non-negative number of seconds, not {t!r}")
+    def event(self, text: str, at: str) -> Event:
+        try:
+            line = self._lines.decode(text)
+        except TraceError as err:
+            if err.segments == ("type",):
+                kind = err.problem.partition("invalid value ")[2]
+                problem = f"unknown event type {kind}" if kind else "field 'type' is required"
+                raise TraceError(f"{at}: {problem} (one of {', '.join(_TYPES)})") from None
+            raise TraceError(f"{at}: {err}") from None
+        t = line.t
         if t < self.last:
             raise TraceError(f"{at}: time goes backwards (t={t} after t={self.last})")
         check_time(t, f"{at}: t")
         self.last = t
-        t = float(t)
-        if kind == "pod_created":
+        if isinstance(line, _PodCreatedLine):
             return PodCreated(
-                t,
-                self._str(obj, "uid", at),
-                self._workload(obj, at),
-                self._str(obj, "name", at),
-                self._template(obj, at),
+                t, line.uid, self._workload(line.workload, at), line.name, self._template(line, at)
             )
-        if kind == "pod_deleted":
-            return PodDeleted(t, self._str(obj, "uid", at))
-        if kind == "replicas_changed":
-            replicas = obj.get("replicas")
-            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                raise TraceError(f"{at}: field 'replicas' must be a non-negative integer")
-            if replicas > MAX_REPLICAS:
+        if isinstance(line, _PodDeletedLine):
+            return PodDeleted(t, line.uid)
+        if isinstance(line, _ReplicasChangedLine):
+            if line.replicas > MAX_REPLICAS:
                 raise TraceError(
-                    f"{at}: replicas: {replicas:,} is more than {MAX_REPLICAS:,} pods of one "
+                    f"{at}: replicas: {line.replicas:,} is more than {MAX_REPLICAS:,} pods of one "
                     "workload"
                 )
-            template = None
-            if "requests" in obj:
-                template = self._template(obj, at)
-            return ReplicasChanged(t, self._workload(obj, at), replicas, template)
-        if kind == "node_added":
-            price = obj.get("price_per_hour", 0.0)
-            if not isinstance(price, int | float) or isinstance(price, bool) or price < 0:
-                raise TraceError(f"{at}: field 'price_per_hour' must be a non-negative number")
+            template = None if line.requests is None else self._template(line, at)
+            return ReplicasChanged(t, self._workload(line.workload, at), line.replicas, template)
+        if isinstance(line, _NodeAddedLine):
             return NodeAdded(
                 t,
-                self._str(obj, "name", at),
-                self._resources(obj, "allocatable", at, pod=False),
-                self._labels(obj, "labels", at),
-                float(price),
+                line.name,
+                self._resources(line.allocatable, "allocatable", at, pod=False),
+                line.labels or {},
+                line.price_per_hour,
             )
-        return NodeRemoved(t, self._str(obj, "name", at))
+        return NodeRemoved(t, line.name)
 
 
-def _header(obj: Any, at: str) -> TraceHeader:
-    if not isinstance(obj, dict) or obj.get("type") != "header":
+_HEADER: JsonDecoder[_HeaderLine] = JsonDecoder(_HeaderLine, error=TraceError)
+
+
+def _header(text: str, at: str) -> TraceHeader:
+    try:
+        head = _HEADER.decode(text)
+    except TraceError as err:
+        if err.segments and err.segments[0] == "start":
+            raise TraceError(f"{at}: header field 'start' must be a number") from None
+        raise TraceError(f"{at}: {err}") from None
+    if head.type != "header":
         raise TraceError(f'{at}: the first line must be the header {{"type": "header", ...}}')
-    if obj.get("format") != FORMAT:
-        raise TraceError(f"{at}: format must be {FORMAT!r}, not {obj.get('format')!r}")
-    if obj.get("version") != VERSION:
+    if head.format != FORMAT:
+        raise TraceError(f"{at}: format must be {FORMAT!r}, not {head.format!r}")
+    if head.version != VERSION or isinstance(head.version, bool):
         raise TraceError(
-            f"{at}: unsupported version {obj.get('version')!r} (this reader knows {VERSION})"
+            f"{at}: unsupported version {head.version!r} (this reader knows {VERSION})"
         )
-    start = obj.get("start", 0.0)
-    if not isinstance(start, int | float) or isinstance(start, bool):
-        raise TraceError(f"{at}: header field 'start' must be a number")
-    return TraceHeader(str(obj.get("source", "")), float(start), str(obj.get("notes", "")))
+    return TraceHeader(str(head.source), head.start, str(head.notes))
 
 
 def iter_lines(lines: Iterable[str], where: str) -> Iterator[TraceHeader | Event]:
-    decoder = _Decoder(where)
+    decoder = _Decoder()
     header_seen = False
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         at = f"{where}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TraceError(f"{at}: not valid JSON: {err.msg} (column {err.colno})") from None
         if not header_seen:
             header_seen = True
-            yield _header(obj, at)
+            yield _header(line, at)
             continue
-        yield decoder.event(obj, at)
+        yield decoder.event(line, at)
     if not header_seen:
         raise TraceError(f"{where}:1: empty file, expected the trace header")
 

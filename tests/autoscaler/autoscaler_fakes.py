@@ -1,4 +1,4 @@
-"""Fakes of the autoscaler tests: a fake ESS OpenAPI server and a fake clock.
+"""Fakes of the autoscaler tests: a fake ESS OpenAPI server, a fake clock, a group builder.
 
 A module of its own (not conftest) so test modules can import it without a package: a
 ``tests/autoscaler/__init__.py`` would shadow the real ``autoscaler`` package.
@@ -28,6 +28,19 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def group_doc(name: str, **fields: Any) -> dict[str, Any]:
+    """A node group as the groups file has it: 4 cpu / 16 GiB / 110 pods, 0 to 10 nodes,
+    labelled ``pool: NAME``; ``fields`` override."""
+    return {
+        "name": name,
+        "instanceType": {"cpu": "4", "memory": "16Gi", "maxPods": 110},
+        "labels": {"pool": name},
+        "min": 0,
+        "max": 10,
+        **fields,
+    }
 
 
 @dataclass

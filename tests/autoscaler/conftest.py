@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,7 +25,7 @@ async def fake_ess() -> AsyncIterator[FakeEss]:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server = site._server
-    assert server is not None
+    assert isinstance(server, asyncio.Server)
     ess.port = server.sockets[0].getsockname()[1]
     try:
         yield ess

@@ -14,10 +14,11 @@ import pytest
 import yaml
 from autoscaler_fakes import FakeEss
 from kube_emulator import KubeEmulator
+from kubernetes_asyncio.client import ApiClient
 
-from autoscaler.cli import Runtime, UsageError, build_parser, main
-from autoscaler.nodegroup import load_config
-from autoscaler.rebalance import MoveCosts
+from autoscaler.cli import Runtime, build_parser, load_groups, main
+from autoscaler.nodegroup import Consolidation, MoveCosts, load_config
+from extender.commandline import UsageError
 
 GOOD: dict[str, Any] = {
     "groups": [
@@ -204,7 +205,10 @@ async def test_run_dry_run_changes_nothing(kube_api: KubeEmulator, tmp_path: Pat
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-    assert runtime.controller.last.plan.scale_ups
+    last = runtime.controller.last
+    assert last is not None
+    assert last.plan is not None
+    assert last.plan.scale_ups
     assert kube_api.objects_of("nodes") == []
     assert kube_api.objects_of("configmaps") == []
     assert kube_api.objects_of("leases") == []
@@ -370,20 +374,51 @@ async def test_a_pod_created_after_start_wakes_the_planner_before_the_tick(
 
 
 @pytest.mark.parametrize(
-    ("flags", "costs"),
+    ("yaml_settings", "flags", "costs", "merged"),
     [
-        ([], MoveCosts(restart=0.1, per_minute=10)),
-        (["--rebalance-restart-cost", "0.3", "--rebalance-per-minute", "2"], MoveCosts(0.3, 2)),
-        (["--rebalance-per-minute", "0"], None),
+        ({}, [], MoveCosts(restart=0.1, per_minute=10), Consolidation(30.0, True)),
+        (
+            {},
+            ["--rebalance-restart-cost", "0.3", "--rebalance-per-minute", "2"],
+            MoveCosts(0.3, 2),
+            Consolidation(30.0, True),
+        ),
+        ({}, ["--rebalance-per-minute", "0", "--no-consolidation"], None, None),
+        # the groups YAML's keys (the replay's scenario reads the same ones) ...
+        (
+            {
+                "rebalance": {"restartCost": 2.5, "perMinute": 3},
+                "consolidation": {"emptyAfter": "2m", "replace": False},
+            },
+            [],
+            MoveCosts(2.5, 3),
+            Consolidation(120.0, False),
+        ),
+        # ... and a flag overrides only the key it names
+        (
+            {"rebalance": {"restartCost": 2.5, "perMinute": 3}, "consolidation": False},
+            ["--rebalance-per-minute", "7", "--consolidate-empty-after", "10s"],
+            MoveCosts(2.5, 7),
+            Consolidation(10.0, True),
+        ),
+        ({"rebalance": False, "consolidation": {"enabled": False}}, [], None, None),
     ],
 )
-async def test_rebalance_flags_reach_the_controller(
-    tmp_path: Path, flags: list[str], costs: MoveCosts | None
+async def test_rebalance_and_consolidation_settings_reach_the_controller(
+    tmp_path: Path,
+    yaml_settings: dict[str, Any],
+    flags: list[str],
+    costs: MoveCosts | None,
+    merged: Consolidation | None,
 ) -> None:
-    groups = _write(tmp_path, GOOD)
+    doc = copy.deepcopy(GOOD)
+    doc["settings"].update(yaml_settings)
+    groups = _write(tmp_path, doc)
     args = build_parser({}).parse_args(
         ["run", "--groups", groups, "--provider", "simulated", "--no-leader-election", *flags]
     )
-    runtime = Runtime(args)
-    controller = runtime._controller(load_config(groups))
-    assert controller.settings.rebalance == costs
+    async with ApiClient() as api:  # assembled after connecting, as in start()
+        runtime = Runtime(args, _api=api)
+        controller = runtime._controller(load_groups(args, None))
+    assert controller.config.settings.rebalance == costs
+    assert controller.config.settings.consolidation == merged

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,17 +15,26 @@ from kube_emulator import KubeEmulator, make_node
 from kubernetes_asyncio import client
 
 from autoscaler.controller import Controller, ControllerSettings, class_demand, demand_of
+from autoscaler.drain import FakeDrainer
 from autoscaler.forecast import Forecast, StaticForecaster
 from autoscaler.leader import LeaseElector, LeaseSettings
 from autoscaler.metrics import Metrics
-from autoscaler.nodegroup import AutoscalerConfig, config_from_dict
+from autoscaler.nodegroup import AutoscalerConfig, MoveCosts, config_from_dict
 from autoscaler.planner import Plan, ScaleDown, ScaleUp, plan
 from autoscaler.providers.base import GroupStatus, ProviderError
 from autoscaler.providers.kwok import KwokProvider
-from autoscaler.rebalance import MoveCosts
+from autoscaler.providers.simulated import SimulatedProvider
 from autoscaler.state import GroupState
 from autoscaler.status import StatusStore
-from extender.model import Node, NodeKind, Pod, Resources, node_from_dict, pod_from_dict
+from extender.model import (
+    Node,
+    NodeKind,
+    OwnerRef,
+    Pod,
+    Resources,
+    node_from_dict,
+    pod_from_dict,
+)
 from extender.policy import ResourcePolicy, Unit
 from extender.selectors import LabelSelector
 from extender.snapshot import ClusterState
@@ -101,6 +111,10 @@ async def _no_sleep(_: float) -> None:
     return None
 
 
+def _settings(config: AutoscalerConfig, **changes: Any) -> AutoscalerConfig:
+    return replace(config, settings=replace(config.settings, **changes))
+
+
 def _controller(
     kube_client: client.ApiClient,
     clock: FakeClock,
@@ -174,8 +188,8 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     state = _with_web_pods(kube_api, 3)
     metrics = Metrics()
     controller = _controller(kube_client, clock, state, metrics=metrics)
-    classic = ControllerSettings(consolidation=None)  # cluster-autoscaler's rule alone
-    controller.settings = classic
+    # cluster-autoscaler's rule alone: the groups YAML's settings.consolidation off
+    controller.config = _settings(controller.config, consolidation=None)
 
     result = await controller.run_once()
     assert result.leader
@@ -214,7 +228,7 @@ async def test_pending_pods_add_nodes_and_idle_nodes_go_after_the_unneeded_time(
     # A restart loses nothing: a new controller reads the unneeded-since times back.
     clock.advance(300)
     restarted = _controller(kube_client, clock, state)
-    restarted.settings = classic
+    restarted.config = controller.config
     result = await restarted.run_once()
     assert result.deleted == ()
     assert _memory(kube_api)["unneeded"] == since
@@ -242,31 +256,128 @@ async def test_consolidation_removes_empty_nodes_promptly_and_waits_for_evicted_
     assert _kwok_nodes(kube_api) == [busy]
 
 
+async def _simulated_node(clock: FakeClock) -> tuple[SimulatedProvider, ClusterState, Node]:
+    """One Ready node of the simulated provider (no API server) and a cache that shows it."""
+    provider = SimulatedProvider(_config().groups, clock=clock)
+    await provider.increase_size("general", target=1)
+    clock.advance(60)
+    (node,) = provider.nodes(now=clock.now)
+    state = ClusterState(nodes=[node])
+    return provider, state, node
+
+
+def _removing(node: Node, *, drainer: FakeDrainer | None, **kw: Any) -> Controller:
+    provider, state = kw.pop("provider"), kw.pop("state")
+    return Controller(
+        config=_config(),
+        provider=provider,
+        state=state,
+        drainer=drainer,
+        planner=lambda *a, **k: Plan(scale_downs=(ScaleDown("general", node.name, "test"),)),
+        **kw,
+    )
+
+
+def _running(name: str, node: Node) -> Pod:
+    return replace(pod_from_dict(_on(_pod(name), node.name)), uid=name)
+
+
+@pytest.mark.parametrize("polls", [0, 1, 3], ids=["gone-at-once", "one-poll", "three-polls"])
 async def test_a_drained_node_is_deleted_only_once_its_evicted_pods_are_gone(
-    kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
+    fresh_clock: FakeClock, polls: int
 ) -> None:
-    state, (node,) = await _with_kwok_nodes(kube_api, kube_client, 1)
-    kube_api.create(_on(_pod("web-0"), node))
-    _sync(kube_api, state)
-    seen: list[tuple[list[str], list[str]]] = []
+    provider, state, node = await _simulated_node(fresh_clock)
+    state.upsert_pod(_running("web-0", node))
+    drainer = FakeDrainer(state, linger=True)  # the watch shows the eviction only later
+    waited: list[bool] = []
 
     async def watch_catches_up(_: float) -> None:
-        # what the node and pod lists look like each time the drain waits; then the cache syncs
-        pods = [p["metadata"]["name"] for p in kube_api.objects_of("pods")]
-        seen.append((_kwok_nodes(kube_api), pods))
-        _sync(kube_api, state)
+        waited.append(node.name in {n.name for n in provider.nodes(now=fresh_clock.now)})
+        if len(waited) == polls:
+            state.remove_pod("web-0")
 
-    controller = _controller(
-        kube_client,
-        fresh_clock,
-        state,
-        planner=lambda *a, **k: Plan(scale_downs=(ScaleDown("general", node, "test"),)),
+    if polls == 0:
+        state.remove_pod("web-0")
+        drainer.linger = False
+    controller = _removing(
+        node,
+        drainer=drainer,
+        provider=provider,
+        state=state,
+        clock=fresh_clock,
+        sleep=watch_catches_up,
     )
-    controller._sleep = watch_catches_up
     result = await controller.run_once()
-    assert result.deleted == (node,)
-    # it waited once: the pod was already evicted, the node not yet deleted
-    assert seen == [([node], [])]
+    assert result.deleted == (node.name,)
+    assert waited == [True] * polls  # each wait saw the node still there: deleted after
+    assert provider.nodes(now=fresh_clock.now) == []
+    assert drainer.calls[0] == ("cordon", node.name)
+
+
+async def test_a_drain_that_outlasts_its_timeout_deletes_the_node_anyway(
+    fresh_clock: FakeClock,
+) -> None:
+    provider, state, node = await _simulated_node(fresh_clock)
+    state.upsert_pod(_running("web-0", node))
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    controller = _removing(
+        node,
+        drainer=FakeDrainer(state, linger=True),
+        provider=provider,
+        state=state,
+        clock=fresh_clock,
+        sleep=sleep,
+        settings=ControllerSettings(drain_timeout=2.0, drain_poll=0.5),
+    )
+    assert (await controller.run_once()).deleted == (node.name,)
+    assert waits == [0.5] * 4
+
+
+async def test_a_refused_eviction_keeps_the_node_and_uncordons_it(fresh_clock: FakeClock) -> None:
+    provider, state, node = await _simulated_node(fresh_clock)
+    state.upsert_pod(_running("web-0", node))
+    state.upsert_pod(_running("db-0", node))
+    drainer = FakeDrainer(state, refuse={"shop/db-0"})
+    controller = _removing(
+        node, drainer=drainer, provider=provider, state=state, clock=fresh_clock, sleep=_no_sleep
+    )
+    result = await controller.run_once()
+    assert result.deleted == ()
+    assert result.errors == (f"could not drain {node.name}",)
+    assert [n.name for n in provider.nodes(now=fresh_clock.now)] == [node.name]
+    assert drainer.calls[-1] == ("uncordon", node.name)
+    assert not state.nodes[node.name].unschedulable
+
+
+async def test_daemonset_and_mirror_pods_are_not_evicted(fresh_clock: FakeClock) -> None:
+    provider, state, node = await _simulated_node(fresh_clock)
+    daemon = pod_from_dict(_on(_pod("agent"), node.name))
+    daemon = replace(daemon, uid="agent", owner=OwnerRef("DaemonSet", "agent"))
+    state.upsert_pod(daemon)
+    state.upsert_pod(_running("web-0", node))
+    drainer = FakeDrainer(state)
+    controller = _removing(
+        node, drainer=drainer, provider=provider, state=state, clock=fresh_clock, sleep=_no_sleep
+    )
+    assert (await controller.run_once()).deleted == (node.name,)
+    assert [c for c in drainer.calls if c[0] == "evict"] == [("evict", "shop/web-0")]
+
+
+async def test_without_an_api_client_no_node_is_removed(fresh_clock: FakeClock) -> None:
+    """Regression: without an API client the drain "succeeded" without evicting anything and
+    the node was deleted under its pods."""
+    provider, state, node = await _simulated_node(fresh_clock)
+    state.upsert_pod(_running("web-0", node))
+    controller = _removing(node, drainer=None, provider=provider, state=state, clock=fresh_clock)
+    result = await controller.run_once()
+    assert result.deleted == ()
+    assert result.errors == (f"could not drain {node.name}: no API client to evict through",)
+    assert [n.name for n in provider.nodes(now=fresh_clock.now)] == [node.name]
+    assert "web-0" in state.pods
 
 
 async def test_dry_run_changes_nothing(
@@ -606,8 +717,6 @@ async def test_forecast_wape_is_measured_on_completed_minutes(
 
 async def test_simulated_provider_in_virtual_time_without_an_api(fresh_clock: FakeClock) -> None:
     """The replay's set-up: no API server, the provider's nodes appear after the boot time."""
-    from autoscaler.providers.simulated import SimulatedProvider
-
     config = _config()
     provider = SimulatedProvider(config.groups, clock=fresh_clock)
     state = ClusterState()
@@ -757,6 +866,18 @@ def test_class_demand_counts_gpu_pods_in_gpus_and_eci_pods_that_could_run_on_ecs
     assert demand_of(state) == 3.5
 
 
+WEB_ECS_THEN_ECI = ResourcePolicy(
+    "web", "shop", LabelSelector({"app": "web"}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+)
+
+
+def _on_eci(name: str) -> dict[str, Any]:
+    """A web pod (1.5 cpu, a ReplicaSet's, 2 h left) on the virtual node."""
+    pod = _on(_pod(name), "virtual-kubelet")
+    pod["metadata"]["annotations"] = {"spillover.dev/expected-duration": "2h"}
+    return pod
+
+
 async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     kube_api: KubeEmulator, kube_client: client.ApiClient, fresh_clock: FakeClock
 ) -> None:
@@ -765,20 +886,9 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     state, _ = await _with_kwok_nodes(kube_api, kube_client, 1)
     kube_api.create(make_node("virtual-kubelet", eci=True))
     for i in range(2):
-        eci_pod = _on(_pod(f"web-eci-{i}"), "virtual-kubelet")
-        eci_pod["metadata"]["annotations"] = {"spillover.dev/expected-duration": "2h"}
-        kube_api.create(eci_pod)
+        kube_api.create(_on_eci(f"web-eci-{i}"))
     _sync(kube_api, state)
-    state.set_policies(
-        [
-            ResourcePolicy(
-                "web",
-                "shop",
-                LabelSelector({"app": "web"}),
-                (Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
-            )
-        ]
-    )
+    state.set_policies([WEB_ECS_THEN_ECI])
     metrics = Metrics()
     controller = _controller(kube_client, fresh_clock, state, metrics=metrics)
     result = await controller.run_once()
@@ -797,7 +907,7 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     # web-eci-0's replacement is not created here, so the room is free again for web-eci-1: one
     # move a minute lets it go only once the first move is a minute old
     _sync(kube_api, state)
-    controller.settings = ControllerSettings(rebalance=MoveCosts(per_minute=1))
+    controller.config = _settings(controller.config, rebalance=MoveCosts(per_minute=1))
     await controller.run_once()
     assert [p["metadata"]["name"] for p in kube_api.objects_of("pods")] == ["web-eci-1"]
     fresh_clock.advance(61)
@@ -807,3 +917,31 @@ async def test_rebalance_evicts_pods_that_ecs_now_has_room_for(
     _sync(kube_api, state)
     await controller.run_once()
     assert kube_api.objects_of("pods") == []
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["evicted", "refused"])
+async def test_rebalance_moves_go_through_the_drainer(
+    fresh_clock: FakeClock, refused: bool
+) -> None:
+    # one empty simulated node (2 cpu) and web-eci-0 (1.5 cpu, a ReplicaSet's, 2 h left) on
+    # ECI: the move is an eviction asked of the drainer; a refused one is no move.
+    provider, state, _ = await _simulated_node(fresh_clock)
+    state.upsert_node(node_from_dict(make_node("virtual-kubelet", eci=True)))
+    state.upsert_pod(replace(pod_from_dict(_on_eci("web-eci-0")), uid="web-eci-0"))
+    state.set_policies([WEB_ECS_THEN_ECI])
+    drainer = FakeDrainer(state, refuse={"shop/web-eci-0"} if refused else set())
+    metrics = Metrics()
+    controller = Controller(
+        config=_config(),
+        provider=provider,
+        state=state,
+        drainer=drainer,
+        clock=fresh_clock,
+        sleep=_no_sleep,
+        metrics=metrics,
+    )
+    result = await controller.run_once()
+    assert ("evict", "shop/web-eci-0") in drainer.calls
+    assert result.moved == (() if refused else ("shop/web-eci-0",))
+    assert ("web-eci-0" in state.pods) == refused
+    assert metrics.moves.labels("refused" if refused else "evicted")._value.get() == 1

@@ -33,11 +33,15 @@ TOLERANCE = {"crane/input6.csv": 0.01}
 GEOMEAN_NOW = 0.82  # measured 0.802 (bench/RESULTS.md)
 KNOWN_SHORT = {
     "crane/input0.csv": (
-        "8 days (3 cut points on 2-4 days of training) whose level climbs 10-15% into the "
-        "held-out days; the damped-level-profile follows part of the climb (ratio 1.08, 1.62 "
-        "before), copying yesterday is still closer"
+        "8 days (4 cut points one day ahead on 2-5 days of training) whose level climbs 10-15% "
+        "into the held-out days after falling over the weekend before; the damped-level-profile "
+        "wins every backtest and follows the first held-out day best, but its correction fades "
+        "on the second (ratio 1.08); copying yesterday is still closer over both"
     ),
 }
+# The same check with the two held-out days moved 1 and 2 days earlier (the series truncated
+# there): a change that helps the official holdout only shows here. Levels reached, as guards.
+MOVED_NOW = {1: 0.80, 2: 1.03}  # measured 0.784 and 1.010 (bench/RESULTS.md)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +53,21 @@ def results() -> dict[str, Backtest]:
     for name in SERIES:
         ts, values = read_series(DATA / name)
         out[name] = backtest(ts, values, holdout=2 * DAY)
+    return out
+
+
+@pytest.fixture(scope="module")
+def moved() -> dict[int, dict[str, Backtest]]:
+    if not (DATA / "crane").is_dir():
+        pytest.skip(f"shared data {DATA} not available")
+    limit_blas_threads()
+    out: dict[int, dict[str, Backtest]] = {}
+    for days in MOVED_NOW:
+        out[days] = {}
+        for name in SERIES:
+            ts, values = read_series(DATA / name)
+            keep = ts <= ts[-1] - days * DAY
+            out[days][name] = backtest(ts[keep], values[keep], holdout=2 * DAY)
     return out
 
 
@@ -88,6 +107,15 @@ def test_geometric_mean_of_ratios_holds_its_level(results: dict[str, Backtest]) 
     assert math.exp(float(np.mean(np.log(ratios)))) <= GEOMEAN_NOW
 
 
+@pytest.mark.parametrize("days", sorted(MOVED_NOW))
+def test_geometric_mean_with_the_holdout_moved_earlier_holds_its_level(
+    days: int, moved: dict[int, dict[str, Backtest]]
+) -> None:
+    ratios = [ratio(bt) for bt in moved[days].values()]
+    assert len(ratios) == 11
+    assert math.exp(float(np.mean(np.log(ratios)))) <= MOVED_NOW[days]
+
+
 @pytest.mark.xfail(
     strict=True,
     reason=(
@@ -125,9 +153,13 @@ def test_a_combination_is_chosen_only_when_it_beats_every_single_model_by_2_perc
             assert fc.backtest_wape == single, name
 
 
-def test_upper_band_coverage_is_calibrated(results: dict[str, Backtest]) -> None:
-    coverage = [bt.coverage for bt in results.values()]
-    assert 0.85 <= float(np.median(coverage)) <= 0.95
+def test_upper_band_coverage_is_calibrated(
+    results: dict[str, Backtest], moved: dict[int, dict[str, Backtest]]
+) -> None:
+    # also with the holdout moved earlier: the pooled quantile alone covered 96.7% a day back
+    for holdouts in (results, *moved.values()):
+        coverage = [bt.coverage for bt in holdouts.values()]
+        assert 0.85 <= float(np.median(coverage)) <= 0.95
     for bt in results.values():
         assert np.all(bt.forecast.upper >= bt.forecast.point)
         assert np.all(bt.forecast.point >= 0.0)

@@ -12,6 +12,8 @@ import yaml
 from autoscaler.costs import EciPrice, break_even_fraction, ecs_cheaper, new_node_pays
 from autoscaler.nodegroup import (
     ConfigError,
+    Consolidation,
+    MoveCosts,
     RemovalPolicy,
     config_from_dict,
     groups_from_configmap,
@@ -100,6 +102,29 @@ def test_settings_load() -> None:
     assert s.eci_price == EciPrice(0.0001, 0.00001, 10.0)
     assert s.forecast_horizon == 7200.0
     assert s.daemonset_overhead == Resources(100, 128 * 2**20, 0)
+    # not given: rebalance and consolidation on, at their defaults
+    assert s.rebalance == MoveCosts(0.1, 10)
+    assert s.consolidation == Consolidation(30.0, True)
+
+
+@pytest.mark.parametrize(
+    ("settings", "moves", "merged"),
+    [
+        (
+            {"rebalance": {"restartCost": 3}, "consolidation": {"emptyAfter": "2m"}},
+            MoveCosts(3.0, 10),
+            Consolidation(120.0, True),
+        ),
+        ({"rebalance": {"perMinute": 0}, "consolidation": {"enabled": False}}, None, None),
+        ({"rebalance": False, "consolidation": False}, None, None),
+        ({"consolidation": {"replace": False}}, MoveCosts(), Consolidation(30.0, False)),
+    ],
+)
+def test_rebalance_and_consolidation_settings(
+    settings: dict[str, Any], moves: MoveCosts | None, merged: Consolidation | None
+) -> None:
+    s = config_from_dict({"groups": [GROUP], "settings": settings}).settings
+    assert (s.rebalance, s.consolidation) == (moves, merged)
 
 
 @pytest.mark.parametrize(
@@ -146,6 +171,20 @@ def test_errors_name_the_field(changes: dict[str, Any], field: str) -> None:
         ({"priorities": {1: ["("]}}, "settings.priorities[1]"),
         ({"forecastHorizon": "soon"}, "settings.forecastHorizon"),
         ({"verbose": True}, "settings.verbose"),
+        ({"rebalance": {"restartCost": -1}}, "settings.rebalance.restartCost"),
+        ({"rebalance": {"restartCost": "1 CNY"}}, "settings.rebalance.restartCost"),
+        ({"rebalance": {"perMinute": 1.5}}, "settings.rebalance.perMinute"),
+        ({"rebalance": {"every": 1}}, "settings.rebalance.every"),
+        ({"rebalance": True}, "settings.rebalance"),
+        ({"rebalance": {"perMinute": -1}}, "settings.rebalance.perMinute"),
+        ({"rebalance": {"restartCost": float("inf")}}, "settings.rebalance.restartCost"),
+        ({"rebalance": [1]}, "settings.rebalance"),
+        ({"consolidation": True}, "settings.consolidation"),
+        ({"consolidation": {"emptyAfter": -1}}, "settings.consolidation.emptyAfter"),
+        ({"consolidation": {"every": "1m"}}, "settings.consolidation.every"),
+        ({"consolidation": {"enabled": "yes"}}, "settings.consolidation.enabled"),
+        ({"consolidation": {"emptyAfter": "soon"}}, "settings.consolidation.emptyAfter"),
+        ({"consolidation": {"replace": 1}}, "settings.consolidation.replace"),
     ],
 )
 def test_settings_errors_name_the_field(settings: dict[str, Any], field: str) -> None:
@@ -157,7 +196,7 @@ def test_settings_errors_name_the_field(settings: dict[str, Any], field: str) ->
 def test_document_errors() -> None:
     with pytest.raises(ConfigError, match=r"^groups:"):
         config_from_dict({"groups": []})
-    with pytest.raises(ConfigError, match=r"^config\.nodes:"):
+    with pytest.raises(ConfigError, match=r"^nodes: unknown field \(known: groups, settings\)"):
         config_from_dict({"groups": [GROUP], "nodes": []})
     with pytest.raises(ConfigError, match=r"^config:"):
         config_from_dict(["groups"])
@@ -174,8 +213,17 @@ def test_configmap() -> None:
 
 def test_load_config_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "groups.yaml"
-    path.write_text(yaml.safe_dump({"groups": [GROUP | {"max": -1}]}))
-    with pytest.raises(ConfigError, match=r"groups\.yaml: groups\[0\]\.max"):
+    text = yaml.safe_dump({"groups": [GROUP | {"max": -1}]})
+    path.write_text(text)
+    line = text.splitlines().index("  max: -1") + 1
+    with pytest.raises(
+        ConfigError, match=rf"groups\.yaml:{line}: groups\[0\]\.max: must not be negative$"
+    ):
+        load_config(path)
+    path.write_text(text.replace("  max: -1", "  max: 10\n  colour: blue"))
+    with pytest.raises(
+        ConfigError, match=rf"groups\.yaml:{line + 1}: groups\[0\]\.colour: unknown"
+    ):
         load_config(path)
 
 
@@ -203,7 +251,7 @@ def test_ecs_cheaper_break_even() -> None:
     # 10 min linger: cheaper when 0.353 * (60 + R + 600) < 0.52934 * (R - 60), i.e. R > 1501 s
     pod = Resources(2000, 8 * GIB, 1)
     node = Resources(2000, 8 * GIB, 110)
-    args = {
+    args: dict[str, Any] = {
         "price_per_hour": 0.353,
         "capacity": node,
         "eci": EciPrice(),
@@ -221,7 +269,12 @@ def test_a_new_node_pays_with_whole_gpus_on_eci() -> None:
     # s = 77.87 CNY.  Eight pods: 8 * 12.0397 * 0.95 = 91.50 > 77.87 (moves; at half a GPU
     # each it would be 45.9 and stay); six pods: 68.63 < 77.87 (stay).
     half = Resources(100, GIB, 1, 500)
-    args = {"price_per_hour": 64.0, "eci": EciPrice(), "boot": 180.0, "linger": 600.0}
+    args: dict[str, Any] = {
+        "price_per_hour": 64.0,
+        "eci": EciPrice(),
+        "boot": 180.0,
+        "linger": 600.0,
+    }
     assert EciPrice().per_hour(half) == pytest.approx(12.0397, abs=1e-4)
     assert new_node_pays([(half, 3600.0)] * 8, **args)
     assert not new_node_pays([(half, 3600.0)] * 6, **args)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,7 +102,7 @@ def run(
     nodes: Sequence[Node] = (),
     policies: Sequence[ResourcePolicy] = (),
     settings: PlannerSettings | None = None,
-    forecast: Forecast | None = None,
+    forecast: Forecast | Mapping[str, Forecast] | None = None,
     unneeded: dict[str, float] | None = None,
     pdbs: Sequence[DisruptionBudget] = (),
     backend: str = "numba",
@@ -359,18 +360,31 @@ def flat(level: float, upper: float | None = None) -> Forecast:
     )
 
 
-def test_forecast_pre_provisions() -> None:
-    # upper bound 10 cores for the whole window, no ECS capacity: ceil(10 / 4) = 3 nodes
-    result = run([], [GroupState(G4, 0)], forecast=flat(8, 10))
+# Break-even arithmetic of the predictive tests (default prices, 1 h horizon): a g4 node's worth
+# of demand (4 cores, 16 GiB) costs 4 * 0.1764 + 16 * 0.022068 = 1.0587 CNY/h on ECI; a new g4
+# node costs 0.706 * (60 s boot + 3600 s) / 3600 = 0.7178 CNY, one already up 0.706 CNY.  A node
+# holding 3 of its 4 cores pays (0.794), one holding 2 does not (0.529).  A gpu8 node's worth is
+# 8 * 12 + 96 * 0.1764 + 384 * 0.022068 = 121.41 CNY/h; a new one costs 64 * 3660 / 3600 =
+# 65.07, one up 64: holding 6 GPUs pays (91.06), holding 4 does not (60.70).
+
+
+def test_forecast_pre_provisions_the_nodes_that_pay_for_themselves() -> None:
+    # point forecast 11 cores, no ECS capacity: two full nodes and a third holding 3 cores
+    result = run([], [GroupState(G4, 0)], forecast=flat(11, 20))
     (up,) = result.scale_ups
     assert (up.group, up.delta, up.pods) == ("g4", 3, ())
-    assert up.reason.startswith("forecast: pre-provision 3 node(s)")
+    assert up.reason.startswith("forecast: pre-provision 3 node(s), each paying for itself")
     assert up.code == "predictive"
+    # 10 cores: the third node would hold 2 cores, worth less than it costs; the upper band
+    # (20 cores) does not matter: an overflow to ECI starts in seconds, so the expected demand
+    # judges the node
+    (up,) = run([], [GroupState(G4, 0)], forecast=flat(10, 20)).scale_ups
+    assert up.delta == 2
 
 
 def test_a_group_grown_for_pods_and_forecast_has_the_code_of_its_first_reason() -> None:
-    # 10 pods take 3 nodes (12 cores); the forecast wants 20 cores: 2 more nodes, same group
-    result = run(ten_pods(), [GroupState(G4, 0)], forecast=flat(18, 20))
+    # 10 pods take 3 nodes (12 cores); the forecast expects 19 cores: 2 more nodes (4 + 3 cores)
+    result = run(ten_pods(), [GroupState(G4, 0)], forecast=flat(19, 20))
     (up,) = result.scale_ups
     assert up.delta == 5
     assert "; then forecast: pre-provision 2 node(s)" in up.reason
@@ -378,11 +392,11 @@ def test_a_group_grown_for_pods_and_forecast_has_the_code_of_its_first_reason() 
 
 
 def test_forecast_uses_the_break_even_share_of_the_window() -> None:
-    # a 20-minute spike in a 61-minute window is shorter than the 2/3 break-even: the level is the
-    # demand that lasts (2 cores), so 1 node, not 5
-    upper = np.full(120, 2.0)
-    upper[10:30] = 20.0
-    spike = dataclasses.replace(flat(2), upper=upper)
+    # 4 cores steady and a 20-minute spike to 20: the second node would hold 4 cores for 20 of
+    # the 61 steps after the boot: 1.0587 * 20 / 61 = 0.347 < 0.7178, so 1 node, not 5
+    point = np.full(120, 4.0)
+    point[10:30] = 20.0
+    spike = dataclasses.replace(flat(4), point=point)
     result = run([], [GroupState(G4, 0)], forecast=spike)
     assert [(u.group, u.delta) for u in result.scale_ups] == [("g4", 1)]
 
@@ -398,30 +412,33 @@ def test_forecast_never_scales_in() -> None:
 
 
 def test_forecast_keeps_pre_provisioned_capacity() -> None:
-    # three empty nodes, unneeded for long; forecast 10 cores: removing one would leave 8 < 10
+    # three empty nodes, unneeded for long; 11 cores expected: the third node holds 3 cores
+    # (0.794 > 0.706 for a node already up), so ECS keeps 12 cores and no node goes
     nodes = [node(f"n{i}", G4, created=i) for i in range(3)]
     old = {f"n{i}": NOW - 3600 for i in range(3)}
     groups = [GroupState(G4, 3, last_scale_up=0.0)]
-    kept = run([], groups, nodes=nodes, forecast=flat(10), unneeded=old)
+    kept = run([], groups, nodes=nodes, forecast=flat(11), unneeded=old)
     assert kept.scale_downs == ()
-    assert any("must stay at or above 10.00 cores" in n for n in kept.notes)
+    assert any("must stay at or above 12.00 cores" in n for n in kept.notes)
+    # the forecast falls to 5 cores: the second node would hold 1 core (0.265 < 0.706), so ECS
+    # keeps 4 cores and two of the three nodes go (12 - 4 = 8 >= 4, 8 - 4 = 4 >= 4, not a third)
     freed = run([], groups, nodes=nodes, forecast=flat(5), unneeded=old)
-    assert [d.node for d in freed.scale_downs] == ["n0"]  # 12 - 4 = 8 >= 5, 8 - 4 = 4 < 5
+    assert [d.node for d in freed.scale_downs] == ["n0", "n1"]
 
 
 def test_forecast_and_min_size_both_keep_empty_nodes_with_their_own_reasons() -> None:
-    # four empty nodes, min 2, forecast 14 cores: the first two would take capacity below 14
-    # (16 - 4 = 12), the last two would take the group below its minimum
+    # four empty nodes, min 2, 15 cores expected (the fourth node holds 3: ECS keeps 16): the
+    # first two would take capacity below 16, the last two the group below its minimum
     g4 = dataclasses.replace(G4, min_size=2)
     nodes = [node(f"n{i}", g4, created=i) for i in range(4)]
     old = {f"n{i}": NOW - 3600 for i in range(4)}
     result = run(
-        [], [GroupState(g4, 4, last_scale_up=0.0)], nodes=nodes, forecast=flat(14), unneeded=old
+        [], [GroupState(g4, 4, last_scale_up=0.0)], nodes=nodes, forecast=flat(15), unneeded=old
     )
     assert result.scale_downs == ()
     assert [n for n in result.notes if n.startswith("node ")] == [
-        "node n0 stays: capacity of its cpu groups must stay at or above 14.00 cores (forecast)",
-        "node n1 stays: capacity of its cpu groups must stay at or above 14.00 cores (forecast)",
+        "node n0 stays: capacity of its cpu groups must stay at or above 16.00 cores (forecast)",
+        "node n1 stays: capacity of its cpu groups must stay at or above 16.00 cores (forecast)",
         "node n2 stays: group g4 is at its min size 2",
         "node n3 stays: group g4 is at its min size 2",
     ]
@@ -437,7 +454,7 @@ GPU8 = NodeGroup(
 GPU_TOLERATION = Toleration("nvidia.com/gpu", "Exists")
 
 
-def gpu_job(name: str, gpu: int = 1000, **extra: object) -> Pod:
+def gpu_job(name: str, gpu: int = 1000, **extra: Any) -> Pod:
     """A short GPU Job pod: on its own never cheaper on ECS (no expected duration)."""
     return pod(
         name,
@@ -452,19 +469,22 @@ def gpu_job(name: str, gpu: int = 1000, **extra: object) -> Pod:
 
 
 def test_gpu_forecast_sizes_the_gpu_group() -> None:
-    # 12 GPUs steady for the whole window, GPU nodes of 8: ceil(12 / 8) = 2 nodes of gpu8, none
-    # of the general group (no cpu forecast)
-    result = run([], [GroupState(G4, 0), GroupState(GPU8, 0)], forecast={"gpu": flat(12)})
+    # 14 GPUs expected for the whole window, GPU nodes of 8: the second holds 6 (91.06 > 65.07),
+    # so 2 nodes of gpu8, none of the general group (no cpu forecast)
+    result = run([], [GroupState(G4, 0), GroupState(GPU8, 0)], forecast={"gpu": flat(14)})
     (up,) = result.scale_ups
     assert (up.group, up.delta, up.pods, up.code) == ("gpu8", 2, (), "predictive")
-    assert "12.00 GPUs of lasting demand above ECS capacity 0.00 GPUs" in up.reason
+    assert "14.00 GPUs of expected demand above ECS capacity 0.00 GPUs" in up.reason
+    # 12 GPUs: the second would hold 4 (60.70 < 65.07): one node
+    result = run([], [GroupState(G4, 0), GroupState(GPU8, 0)], forecast={"gpu": flat(12)})
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("gpu8", 1)]
 
 
 def test_forecasts_per_class_size_their_own_groups() -> None:
-    # cpu 10 cores -> 3 g4 nodes; gpu 12 GPUs -> 2 gpu8 nodes (whose 192 cores do not count as
+    # cpu 11 cores -> 3 g4 nodes; gpu 14 GPUs -> 2 gpu8 nodes (whose 192 cores do not count as
     # general capacity: GPU pods' taint keeps general pods off them)
     groups = [GroupState(G4, 0), GroupState(GPU8, 0)]
-    result = run([], groups, forecast={"cpu": flat(10), "gpu": flat(12)})
+    result = run([], groups, forecast={"cpu": flat(11), "gpu": flat(14)})
     assert [(u.group, u.delta) for u in result.scale_ups] == [("g4", 3), ("gpu8", 2)]
 
 
@@ -498,18 +518,19 @@ def test_short_gpu_pods_on_eci_are_not_moved_to_ecs() -> None:
 
 
 def test_gpu_forecast_never_scales_in_and_holds_its_level() -> None:
-    # two empty gpu8 nodes, unneeded for long: a 12-GPU forecast keeps both (16 - 8 = 8 < 12), a
-    # 5-GPU forecast lets one go (8 >= 5), no forecast lets both go; a 0-GPU forecast removes no
-    # busy node either
+    # two empty gpu8 nodes, unneeded for long: 14 GPUs expected keep both (the second holds 6:
+    # 91.06 > 64), 12 or 5 GPUs let one go (4 GPUs: 60.70 < 64), no forecast lets both go; a
+    # 0-GPU forecast removes no busy node either
     nodes = [node(f"gpu-{i}", GPU8, created=i) for i in range(2)]
     old = {f"gpu-{i}": NOW - 3600 for i in range(2)}
     groups = [GroupState(GPU8, 2, last_scale_up=0.0)]
-    kept = run([], groups, nodes=nodes, forecast={"gpu": flat(12)}, unneeded=old)
+    kept = run([], groups, nodes=nodes, forecast={"gpu": flat(14)}, unneeded=old)
     assert kept.scale_ups == ()
     assert kept.scale_downs == ()
-    assert any("must stay at or above 12.00 GPUs (forecast)" in n for n in kept.notes)
-    one = run([], groups, nodes=nodes, forecast={"gpu": flat(5)}, unneeded=old)
-    assert [d.node for d in one.scale_downs] == ["gpu-0"]
+    assert any("must stay at or above 16.00 GPUs (forecast)" in n for n in kept.notes)
+    for level in (12, 5):
+        one = run([], groups, nodes=nodes, forecast={"gpu": flat(level)}, unneeded=old)
+        assert [d.node for d in one.scale_downs] == ["gpu-0"]
     both = run([], groups, nodes=nodes, forecast=None, unneeded=old)
     assert [d.node for d in both.scale_downs] == ["gpu-0", "gpu-1"]
     busy = [gpu_job(f"j{i}", 8000, node=f"gpu-{i}") for i in range(2)]
@@ -750,7 +771,7 @@ def test_plan_cli_gpu_forecast_sizes_the_gpu_group(
 
     now = 1795400000
     series = tmp_path / "gpus.csv"
-    rows = (f"{now - 2 * 86_400 + 300 * i},20" for i in range(2 * 288))
+    rows = (f"{now - 2 * 86_400 + 300 * i},22" for i in range(2 * 288))
     series.write_text("ts,value\n" + "\n".join(rows) + "\n")
     argv = [
         *example_plan_argv(now),
@@ -760,10 +781,11 @@ def test_plan_cli_gpu_forecast_sizes_the_gpu_group(
     ]
     assert plan_cli.main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    # one node for the pending GPU pod, then 20 GPUs of steady demand need ceil(20 / 8) = 3
+    # one node for the pending GPU pod, then 22 GPUs of steady demand: two more nodes, the
+    # second holding 6 GPUs, which pays for itself
     (gpu,) = [u for u in result["scaleUps"] if u["group"] == "gpu-8x"]
     assert gpu["delta"] == 3
-    assert "; then forecast: pre-provision 2 node(s) for 12.00 GPUs" in gpu["reason"]
+    assert "; then forecast: pre-provision 2 node(s), each paying for itself" in gpu["reason"]
 
 
 def test_plan_cli_refuses_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -792,3 +814,43 @@ def test_gpu_nodes_are_judged_by_their_gpus() -> None:
     ]
     result = run(pods, [GroupState(GPU8, 2, last_scale_up=0.0)], nodes=[busy, idle])
     assert result.unneeded == {"idle": NOW}
+
+
+# -- forecast demand and break-even, by hand ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("units", "counted"),
+    [
+        ((Unit(NodeKind.ECS), Unit(NodeKind.ECI)), 2000),  # overflowed for lack of room
+        ((Unit(NodeKind.ECS, max=3), Unit(NodeKind.ECI)), 0),  # may be beyond its max
+        ((Unit(NodeKind.ECS, max=0), Unit(NodeKind.ECI)), 0),  # ECS never holds it
+        ((Unit(NodeKind.ECI),), 0),
+    ],
+)
+def test_forecast_demand_counts_eci_pods_only_where_ecs_capacity_could_hold_them(
+    units: tuple[Unit, ...], counted: int
+) -> None:
+    from autoscaler.predictive import class_demand_of
+
+    policy = ResourcePolicy("web", "default", LabelSelector({}), units)
+    two = Resources(2000, 4 * GIB, 1)
+    assert class_demand_of(two, on=NodeKind.ECI, policy=policy) == ("cpu", counted)
+    # waiting or on ECS, a pod is demand whatever its policy
+    assert class_demand_of(two, on=None, policy=policy) == ("cpu", 2000)
+    assert class_demand_of(two, on=NodeKind.ECS, policy=policy) == ("cpu", 2000)
+
+
+def test_paying_nodes_stacks_slices_by_hand() -> None:
+    from autoscaler.predictive import paying_nodes
+
+    # demand 10, 6, 2, 6 (mean 6) on nodes of 4 worth 12 CNY full, costing 5: the first slice
+    # [0, 4] holds 4, 4, 2, 4 (mean 3.5: 10.5 > 5); the second [4, 8] 4, 2, 0, 2 (mean 2: 6 > 5);
+    # the third [8, 12] 2, 0, 0, 0 (mean 0.5: 1.5 < 5)
+    demand = [10.0, 6.0, 2.0, 6.0]
+    assert paying_nodes(demand, base=0, per_node=4, node_cost=5, slice_value=12, limit=9) == 2
+    # above a capacity of 4 only the [4, 8] slice pays; a node must save more than it costs
+    assert paying_nodes(demand, base=4, per_node=4, node_cost=5, slice_value=12, limit=9) == 1
+    assert paying_nodes(demand, base=4, per_node=4, node_cost=6, slice_value=12, limit=9) == 0
+    assert paying_nodes(demand, base=0, per_node=4, node_cost=5, slice_value=12, limit=1) == 1
+    assert paying_nodes([], base=0, per_node=4, node_cost=0, slice_value=12, limit=9) == 0

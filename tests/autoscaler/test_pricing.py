@@ -7,12 +7,12 @@ GiB-second (0.022068 per GiB-hour), 12 CNY per started GPU-hour (a fraction of a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_planner import (
     BATCH4,
     ECI,
-    EXPECTED_DURATION,
     GENERAL4,
     GIB,
     GPU_TOLERATION,
@@ -23,7 +23,7 @@ from test_planner import (
 )
 
 from autoscaler.nodegroup import InstanceType, NodeGroup, load_config
-from autoscaler.planner import SAFE_TO_EVICT
+from autoscaler.planner import EXPECTED_DURATION, SAFE_TO_EVICT
 from autoscaler.state import GroupState
 from extender.model import NodeKind, Pod
 from extender.policy import ResourcePolicy, Unit
@@ -39,7 +39,7 @@ def default_groups() -> list[GroupState]:
     return [GroupState(g, 0) for g in DEFAULTS.groups]
 
 
-def on_eci(name: str, cpu: int, mem: int, left: str, **extra: object) -> Pod:
+def on_eci(name: str, cpu: int, mem: int, left: str, **extra: Any) -> Pod:
     return pod(name, cpu, mem, node=ECI.name, annotations={EXPECTED_DURATION: left}, **extra)
 
 

@@ -7,12 +7,13 @@ default 0.1 CNY unless a test says otherwise.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
-from test_planner import BATCH4, ECI, EXPECTED_DURATION, GENERAL4, GIB, NOW, node, pod
+from test_planner import BATCH4, ECI, GENERAL4, GIB, NOW, node, pod
 
 from autoscaler.nodegroup import PlannerSettings
-from autoscaler.planner import SAFE_TO_EVICT
+from autoscaler.planner import EXPECTED_DURATION, SAFE_TO_EVICT
 from autoscaler.rebalance import MoveCosts, Moves, allowed, rebalance
 from autoscaler.state import DisruptionBudget, GroupState
 from extender.model import Node, NodeKind, Pod
@@ -30,8 +31,8 @@ def web(ecs_max: int | None = None, **selector: str) -> ResourcePolicy:
     )
 
 
-def on_eci(name: str, left: str = "2h", cpu: int = 1000, **extra: object) -> Pod:
-    annotations = {EXPECTED_DURATION: left, **extra.pop("annotations", {})}  # type: ignore[dict-item]
+def on_eci(name: str, left: str = "2h", cpu: int = 1000, **extra: Any) -> Pod:
+    annotations = {EXPECTED_DURATION: left, **extra.pop("annotations", {})}
     return pod(name, cpu, 2 * GIB, node=ECI.name, annotations=annotations, **extra)
 
 
@@ -103,7 +104,7 @@ def test_pods_beyond_the_units_max_stay_and_a_move_never_exceeds_it() -> None:
     ],
 )
 def test_only_pods_a_controller_recreates_and_that_may_be_evicted_move(
-    extra: dict[str, object],
+    extra: dict[str, Any],
 ) -> None:
     stuck = on_eci("e0", **extra)
     assert moves([stuck], nodes=[node("n1", GENERAL4)]).moves == ()
@@ -159,3 +160,23 @@ def test_nothing_moves_without_policies_or_onto_a_cordoned_node() -> None:
 def test_allowed_counts_the_moves_of_the_last_minute() -> None:
     assert allowed([NOW - 61, NOW - 30, NOW - 1], now=NOW, per_minute=10) == 8
     assert allowed([NOW - 1] * 12, now=NOW, per_minute=10) == 0
+
+
+def test_a_replica_that_outlived_its_expected_duration_still_moves_into_free_room() -> None:
+    # expected 2 h, running for 3 h: a Deployment's replica is still serving, so into room that
+    # is already paid it counts one more horizon (1 h): ECI 0.22054 CNY, saving 0.12054
+    old = on_eci("e0", "2h", created=NOW - 3 * 3600)
+    (move,) = moves([busy("b", "n1", 2000), old], nodes=[node("n1", GENERAL4)]).moves
+    assert move.saving == pytest.approx(0.12054, abs=1e-5)
+
+
+def test_remaining_after_the_expected_duration() -> None:
+    from autoscaler.demand import remaining
+
+    replica = on_eci("e0", "2h", created=NOW - 3 * 3600)
+    assert remaining(replica, now=NOW, horizon=3600) == 0.0  # what a new node is judged on
+    assert remaining(replica, now=NOW, horizon=3600, outlived=3600) == 3600.0
+    young = on_eci("e1", "2h", created=NOW - 1800)
+    assert remaining(young, now=NOW, horizon=3600, outlived=3600) == 5400.0  # its own estimate
+    bare = on_eci("e2", "2h", created=NOW - 3 * 3600, kind="Pod")
+    assert remaining(bare, now=NOW, horizon=3600, outlived=3600) == 0.0  # no replica: it ends

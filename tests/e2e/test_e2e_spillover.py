@@ -76,7 +76,7 @@ def settled(kubectl: Kubectl, namespace: str, app: str, replicas: int) -> Any:
     return eventually(check, what=f"{replicas} pods of {namespace}/{app} bound")
 
 
-def test_first_three_replicas_on_ecs_the_rest_on_eci(kubectl, namespace):
+def test_first_three_replicas_on_ecs_the_rest_on_eci(kubectl: Kubectl, namespace: str) -> None:
     kubectl.apply(
         policy(
             namespace,
@@ -119,7 +119,7 @@ def _millis(cpu: str) -> int:
     return int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
 
 
-def test_overflow_to_eci_when_ecs_is_full(kubectl, namespace):
+def test_overflow_to_eci_when_ecs_is_full(kubectl: Kubectl, namespace: str) -> None:
     free = _free_cpu_millis(kubectl)
     assert free, "the cluster has no pool=general (ECS) nodes"
     request = int(min(free.values()) * 0.9)
@@ -140,7 +140,7 @@ def test_overflow_to_eci_when_ecs_is_full(kubectl, namespace):
     assert len(by_unit["eci"]) == 2
 
 
-def test_scale_in_removes_eci_pods_first(kubectl, namespace):
+def test_scale_in_removes_eci_pods_first(kubectl: Kubectl, namespace: str) -> None:
     kubectl.apply(
         policy(
             namespace,
@@ -171,7 +171,9 @@ def test_scale_in_removes_eci_pods_first(kubectl, namespace):
     assert set(after["ecs"]) <= set(by_unit["ecs"])
 
 
-def test_autoscaler_adds_a_kwok_node_and_removes_it_when_unneeded(kubectl, namespace):
+def test_autoscaler_adds_a_kwok_node_and_removes_it_when_unneeded(
+    kubectl: Kubectl, namespace: str
+) -> None:
     group_nodes = ("nodes", "-l", "pool=kwok-small")
     assert kubectl.get(*group_nodes)["items"] == [], "start with an empty kwok-small group"
     # ExceedMax: never overflow for lack of room, so the pods wait for ECS capacity.

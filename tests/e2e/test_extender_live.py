@@ -229,7 +229,7 @@ async def test_overflow_after_n_then_shrink_eci_first(
     placement = await _eventually(placed, what="5 replicas bound")
     assert sorted(placement) == ["eci", "eci", "eci", "ecs", "ecs"]
 
-    async def costs_written() -> dict[str, str] | None:
+    async def costs_written() -> dict[str, str | None] | None:
         pods = await _bound_pods(api, namespace, "web")
         costs = {
             kinds[p.spec.node_name] + "/" + p.metadata.name: (p.metadata.annotations or {}).get(

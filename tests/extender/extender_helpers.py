@@ -29,7 +29,8 @@ VIRTUAL = "virtual-kubelet-cn-hangzhou-i"
 
 
 def fixture(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / name).read_text())
+    loaded: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return loaded
 
 
 def fixture_files() -> list[Path]:
@@ -63,7 +64,7 @@ def shop_state(**kwargs: Any) -> ClusterState:
 
 def web_pod_dict(i: int, *, uid: str | None = None) -> dict[str, Any]:
     """Replica ``i`` of the fixture's web Deployment (fresh UID per replica)."""
-    pod = copy.deepcopy(fixture("filter-deployment-pod-nodecache.json")["Pod"])
+    pod: dict[str, Any] = copy.deepcopy(fixture("filter-deployment-pod-nodecache.json")["Pod"])
     pod["metadata"]["name"] = f"web-7645bdbd5c-r{i:03d}"
     pod["metadata"]["uid"] = uid or f"00000000-0000-0000-0000-{i:012d}"
     return pod

@@ -20,6 +20,7 @@ from extender_helpers import (
 )
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from json_paths import paths, replaced
 
 from extender import wire
 from extender.settings import Settings
@@ -80,7 +81,7 @@ def mangled_fixtures(draw: Any) -> bytes:
 
 @st.composite
 def truncated_fixtures(draw: Any) -> bytes:
-    body = draw(st.sampled_from(BODIES))
+    body: bytes = draw(st.sampled_from(BODIES))
     return body[: draw(st.integers(0, len(body) - 1))]
 
 
@@ -283,39 +284,20 @@ def test_malformed_pod_lists_are_400_not_500(verb: str, spec: dict[str, Any], me
 # -- targeted fuzzing: wrong JSON types at every level of a Pod, Unicode digits, reviews ------
 POD = fixture("filter-deployment-pod-nodecache.json")["Pod"]
 STS_POD = fixture("filter-statefulset-pod-nodecache.json")["Pod"]
-WRONG_TYPES = st.sampled_from([None, True, 0, -1, 1.5, "", "x", "²", [], ["x"], [{}], {}, {"a": 1}])
+WRONG_TYPES: st.SearchStrategy[Any] = st.sampled_from(
+    [None, True, 0, -1, 1.5, "", "x", "²", [], ["x"], [{}], {}, {"a": 1}]
+)
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path into a JSON value: each object key and list index, at every level."""
-    paths = [prefix]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            paths += _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            paths += _paths(item, (*prefix, i))
-    return paths
-
-
-def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    head, rest = path[0], path[1:]
-    copied = copy.copy(value)
-    copied[head] = _replaced(value[head], rest, new)
-    return copied
-
-
-POD_PATHS = _paths(POD)
-STS_PATHS = _paths(STS_POD)
+POD_PATHS = paths(POD)
+STS_PATHS = paths(STS_POD)
 
 
 @st.composite
 def pods_with_a_wrong_type(draw: Any) -> dict[str, Any]:
     """The captured pod (Deployment or StatefulSet) with one value anywhere replaced."""
-    pod, paths = draw(st.sampled_from([(POD, POD_PATHS), (STS_POD, STS_PATHS)]))
-    new: dict[str, Any] = _replaced(pod, draw(st.sampled_from(paths)), draw(WRONG_TYPES))
+    pod, where = draw(st.sampled_from([(POD, POD_PATHS), (STS_POD, STS_PATHS)]))
+    new: dict[str, Any] = replaced(pod, draw(st.sampled_from(where)), draw(WRONG_TYPES))
     return new
 
 
@@ -326,7 +308,7 @@ unicode_digits = st.text(
 
 @st.composite
 def statefulset_pods_with_unicode_ordinals(draw: Any) -> dict[str, Any]:
-    pod = copy.deepcopy(STS_POD)
+    pod: dict[str, Any] = copy.deepcopy(STS_POD)
     meta = pod["metadata"]
     digits = draw(unicode_digits)
     if draw(st.booleans()):

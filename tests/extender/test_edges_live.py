@@ -108,8 +108,12 @@ async def test_full_node_mode_keeps_the_max_while_the_node_watch_lags(
             node = answer["Nodes"]["items"][0]["metadata"]["name"]
             placed.append(node)
             kube_api.patch("pods", pod["metadata"]["name"], {"spec": {"nodeName": node}}, "shop")
-            uid = pod["metadata"]["uid"]
-            await until(lambda uid=uid: ext.state.pods[uid].node_name != "", what="bound")
+            uid: str = pod["metadata"]["uid"]
+
+            def bound(uid: str = uid) -> bool:
+                return ext.state.pods[uid].node_name != ""
+
+            await until(bound, what="bound")
         assert "ecs-new" not in ext.state.nodes
         assert placed == ["ecs-new", "ecs-new", "vk", "vk", "vk"]
         # once the node is known the pods count themselves and the held reservations go

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from extender import policy as policy_module
 from extender import verbs, wire
+from extender.model import pod_from_dict
 from extender.snapshot import ClusterState
 
 
@@ -131,28 +132,6 @@ def test_split_node_names_cuts_the_list_without_decoding_it() -> None:
     assert wire.split_node_names(json.dumps(json.loads(body)).encode()) is None  # not compact
 
 
-def test_name_lists_know_a_list_by_its_bytes_and_stay_bounded() -> None:
-    lists = wire.NameLists(size=2)
-    first = lists.parse(msgspec.Raw(b'["a","b"]'))
-    assert first.names == ("a", "b")
-    assert lists.parse(msgspec.Raw(bytes(bytearray(b'["a","b"]')))) is first  # equal bytes
-    assert lists.parse(msgspec.Raw(b'["a","c"]')) is not first  # same length, other names
-    lists.parse(msgspec.Raw(b'["d"]'))
-    assert lists.find(b'["a","b"]') is None  # evicted: the oldest of three
-    with pytest.raises(wire.WireError, match="NodeNames must be a list of strings"):
-        lists.parse(msgspec.Raw(b"[1]"))
-
-
-def test_a_list_in_another_order_is_the_same_list() -> None:
-    """kube-scheduler's parallel filter reorders the feasible nodes: same names, same entry."""
-    lists = wire.NameLists()
-    first = lists.parse(b'["a","b","c"]')
-    assert lists.parse(b'["c","a","b"]') is first
-    assert lists.find(b'["c","a","b"]') is first  # now known by these bytes too
-    assert lists.parse(b'["a","a","b"]') is not first  # a name twice
-    assert lists.parse(b'["a","b","d"]') is not first
-
-
 def test_a_reordered_offer_gets_the_same_verdicts() -> None:
     names = [*ECS, VIRTUAL]
     http = client(shop_state())
@@ -179,7 +158,7 @@ def test_a_scheduling_cycle_decodes_the_pod_once_and_decides_once(
         return wrapper
 
     monkeypatch.setattr(verbs, "decide", counting("decide", policy_module.decide))
-    monkeypatch.setattr(verbs, "pod_from_dict", counting("pod", verbs.pod_from_dict))
+    monkeypatch.setattr(verbs, "pod_from_dict", counting("pod", pod_from_dict))
     monkeypatch.setattr(verbs, "group_offer", counting("group", verbs.group_offer))
     state = ClusterState(nodes=big_cluster(2_000), policies=shop_policies(web_max=5))
     names = [n.name for n in big_cluster(2_000)]

@@ -98,6 +98,6 @@ def test_the_server_is_a_flag_and_a_variable() -> None:
         == "granian"
     )
     with pytest.raises(
-        SettingsError, match="SPILLOVER_SERVER: must be one of uvicorn, granian, not 'nginx'"
+        SettingsError, match=f"SPILLOVER_SERVER: must be one of {', '.join(SERVERS)}, not 'nginx'"
     ):
         parse_settings(["serve"], {"SPILLOVER_SERVER": "nginx"})

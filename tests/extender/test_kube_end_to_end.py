@@ -172,6 +172,7 @@ async def test_cli_serve_retries_a_failed_connection(
         async with asyncio.timeout(60):  # safety net
             while b"connection failed" not in await process.stderr.readline():
                 pass
+        assert kube_api.kubeconfig_path is not None
         shutil.copyfile(kube_api.kubeconfig_path, kubeconfig)
         async with aiohttp.ClientSession() as http:
             await until_ready(http, f"http://127.0.0.1:{port}/readyz", process)

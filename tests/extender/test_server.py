@@ -227,7 +227,7 @@ def test_cli_serves_a_static_cluster_configured_by_environment() -> None:
                 time.sleep(0.05)
         else:
             pytest.fail(
-                f"server did not start: {proc.stderr.read1().decode() if proc.stderr else ''}"
+                f"server did not start: {proc.stderr.read1().decode() if proc.stderr else ''}"  # type: ignore[attr-defined]
             )
         body = json.dumps(fixture("filter-statefulset-pod-nodecache.json")).encode()
         status, answer = _post(conn, "/scheduler/filter", body)

@@ -98,7 +98,7 @@ def validate(policy: dict[str, Any]) -> list[str]:
     return errors
 
 
-def test_identity():
+def test_identity() -> None:
     crd = _crd()
     assert crd["metadata"]["name"] == "resourcepolicies.spillover.dev"
     assert crd["spec"]["group"] == "spillover.dev"
@@ -110,7 +110,7 @@ def test_identity():
     assert {c["name"] for c in version["additionalPrinterColumns"]} >= {"Units", "Age"}
 
 
-def test_schema_is_structural():
+def test_schema_is_structural() -> None:
     for path, node in _nodes(_schema()):
         assert "type" in node, f"{path or '<root>'}: every node needs a type"
         assert not ("properties" in node and "additionalProperties" in node), (
@@ -123,7 +123,7 @@ def test_schema_is_structural():
     assert spec["properties"]["ignoreTerminatingPods"]["default"] is True
 
 
-def test_every_cel_rule_has_a_python_twin():
+def test_every_cel_rule_has_a_python_twin() -> None:
     rules = [
         " ".join(r["rule"].split())
         for _, node in _nodes(_schema())
@@ -133,7 +133,7 @@ def test_every_cel_rule_has_a_python_twin():
     assert set(rules) <= set(CEL_TWINS), set(rules) - set(CEL_TWINS)
 
 
-def test_examples_exist_and_are_policies():
+def test_examples_exist_and_are_policies() -> None:
     assert len(EXAMPLES) >= 3
     for path in EXAMPLES:
         doc = yaml.safe_load(path.read_text())
@@ -141,16 +141,16 @@ def test_examples_exist_and_are_policies():
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_example_accepted(path):
+def test_example_accepted(path: Path) -> None:
     assert validate(yaml.safe_load(path.read_text())) == []
 
 
 @pytest.mark.parametrize("policy", BROKEN, ids=[d["metadata"]["name"] for d in BROKEN])
-def test_broken_policy_rejected(policy):
+def test_broken_policy_rejected(policy: dict[str, Any]) -> None:
     assert validate(policy), f"{policy['metadata']['name']} should be rejected"
 
 
-def test_broken_policies_are_otherwise_valid_shapes():
+def test_broken_policies_are_otherwise_valid_shapes() -> None:
     # Guard against a broken example that fails only for a typo in apiVersion or kind.
     for policy in BROKEN:
         assert (policy["apiVersion"], policy["kind"]) == (
@@ -159,7 +159,7 @@ def test_broken_policies_are_otherwise_valid_shapes():
         )
 
 
-def test_design_doc_example_is_accepted():
+def test_design_doc_example_is_accepted() -> None:
     # DESIGN.md §3 shows the canonical policy; keep the CRD able to take it.
     design = REPO.parent / "shared" / "DESIGN.md"
     if not design.is_file():

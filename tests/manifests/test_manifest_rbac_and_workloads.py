@@ -4,6 +4,7 @@ the code's ports and paths; the webhook cannot block the control plane."""
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,25 +77,25 @@ def _grants(objects: tuple[dict[str, Any], ...], account: str, *, kind: str) -> 
 BASE = render(MANIFESTS / "base")
 
 
-def test_extender_rbac_is_exactly_what_the_code_uses():
+def test_extender_rbac_is_exactly_what_the_code_uses() -> None:
     assert _grants(BASE, "spillover-extender", kind="ClusterRoleBinding") == EXTENDER_USES
     assert _grants(BASE, "spillover-extender", kind="RoleBinding") == {}
 
 
-def test_autoscaler_rbac_is_exactly_what_the_code_uses():
+def test_autoscaler_rbac_is_exactly_what_the_code_uses() -> None:
     assert _grants(BASE, "spillover-autoscaler", kind="ClusterRoleBinding") == AUTOSCALER_USES
     assert _grants(BASE, "spillover-autoscaler", kind="RoleBinding") == AUTOSCALER_NAMESPACED_USES
 
 
 @pytest.mark.parametrize("directory", kustomizations(), ids=lambda d: str(d.relative_to(MANIFESTS)))
-def test_no_wildcards_anywhere(directory):
+def test_no_wildcards_anywhere(directory: Path) -> None:
     for role in (o for o in render(directory) if o["kind"] in ("Role", "ClusterRole")):
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule.get(field, []), f"{role['metadata']['name']}: {field} *"
 
 
-def test_second_scheduler_has_the_upstream_scheduler_roles():
+def test_second_scheduler_has_the_upstream_scheduler_roles() -> None:
     objects = render(MANIFESTS / "overlays/second-scheduler")
     refs = {
         (b["kind"], b["roleRef"]["kind"], b["roleRef"]["name"], b["metadata"].get("namespace"))
@@ -128,7 +129,7 @@ def _our_containers(objects: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]
 
 
 @pytest.mark.parametrize("directory", kustomizations(), ids=lambda d: str(d.relative_to(MANIFESTS)))
-def test_containers_are_hardened(directory):
+def test_containers_are_hardened(directory: Path) -> None:
     for container in _our_containers(render(directory)):
         pod = container["_pod"]
         sc = container["securityContext"]
@@ -157,7 +158,7 @@ def _probe_paths(container: dict[str, Any]) -> set[str]:
     return paths
 
 
-def test_extender_webhook_service_and_tls_line_up():
+def test_extender_webhook_service_and_tls_line_up() -> None:
     deployment = find(BASE, "Deployment", "spillover-extender")
     (container,) = pod_spec(deployment)["containers"]
     args = container["args"]
@@ -203,7 +204,9 @@ def test_extender_webhook_service_and_tls_line_up():
         ("overlays/kind", "DaemonSet", "spillover-scheduler-extender"),
     ],
 )
-def test_scheduler_side_extender_listens_where_the_scheduler_calls(overlay, kind, name):
+def test_scheduler_side_extender_listens_where_the_scheduler_calls(
+    overlay: str, kind: str, name: str
+) -> None:
     objects = render(MANIFESTS / overlay)
     spec = pod_spec(find(objects, kind, name))
     (extender,) = [
@@ -215,7 +218,7 @@ def test_scheduler_side_extender_listens_where_the_scheduler_calls(overlay, kind
     assert _probe_paths(extender) <= set(ROUTES)
 
 
-def test_second_scheduler_pod_runs_the_official_scheduler_with_its_config():
+def test_second_scheduler_pod_runs_the_official_scheduler_with_its_config() -> None:
     objects = render(MANIFESTS / "overlays/second-scheduler")
     spec = pod_spec(find(objects, "Deployment", "spillover-scheduler"))
     (scheduler,) = spec["containers"]
@@ -230,7 +233,7 @@ def test_second_scheduler_pod_runs_the_official_scheduler_with_its_config():
     assert sidecar["restartPolicy"] == "Always"
 
 
-def test_autoscaler_deployment():
+def test_autoscaler_deployment() -> None:
     deployment = find(BASE, "Deployment", "spillover-autoscaler")
     assert deployment["spec"]["replicas"] == 2
     (container,) = pod_spec(deployment)["containers"]
@@ -245,7 +248,7 @@ def test_autoscaler_deployment():
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-def test_kind_overlay_uses_kwok_and_the_local_image():
+def test_kind_overlay_uses_kwok_and_the_local_image() -> None:
     objects = render(MANIFESTS / "overlays/kind")
     (container,) = pod_spec(find(objects, "Deployment", "spillover-autoscaler"))["containers"]
     assert flag(container["args"], "provider") == "kwok"
@@ -273,7 +276,7 @@ def test_kind_overlay_uses_kwok_and_the_local_image():
 
 
 @pytest.mark.parametrize("directory", kustomizations(), ids=lambda d: str(d.relative_to(MANIFESTS)))
-def test_extender_args_are_accepted_by_the_cli(directory, tmp_path):
+def test_extender_args_are_accepted_by_the_cli(directory: Path, tmp_path: Path) -> None:
     cli = pytest.importorskip("extender.cli", reason="extender.cli not in this checkout")
     # TLS files live in the mounted Secret: stand-ins here, so the CLI's file checks pass.
     for name in ("tls.crt", "tls.key"):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import kubernetes_validate
 import kustomize_lite
@@ -24,7 +25,7 @@ def _key(obj: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=IDS)
-def test_renders_with_unique_named_objects(directory):
+def test_renders_with_unique_named_objects(directory: Path) -> None:
     objects = render(directory)
     keys = [_key(o) for o in objects]
     assert objects
@@ -32,7 +33,7 @@ def test_renders_with_unique_named_objects(directory):
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=IDS)
-def test_lite_renderer_agrees_with_real_kustomize(directory):
+def test_lite_renderer_agrees_with_real_kustomize(directory: Path) -> None:
     command = real_renderer()
     if command is None:
         pytest.skip("neither kustomize nor kubectl on PATH: only the lite renderer is available")
@@ -45,7 +46,7 @@ def test_lite_renderer_agrees_with_real_kustomize(directory):
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=IDS)
-def test_objects_valid_against_kubernetes_openapi(directory):
+def test_objects_valid_against_kubernetes_openapi(directory: Path) -> None:
     for obj in render(directory):
         if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS:
             assert obj["metadata"]["name"]
@@ -57,11 +58,11 @@ def test_objects_valid_against_kubernetes_openapi(directory):
             pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {e.message} at {list(e.path)}")
 
 
-def test_schemas_are_offline(monkeypatch):
+def test_schemas_are_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     # kubernetes-validate ships its schemas in the wheel: validation works with no network.
     import socket
 
-    def no_network(*args, **kwargs):
+    def no_network(*args: object, **kwargs: object) -> NoReturn:
         raise OSError("network disabled by the test")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
@@ -76,13 +77,13 @@ def test_schemas_are_offline(monkeypatch):
         kubernetes_validate.validate(service, KUBERNETES_VERSION, strict=True)
 
 
-def test_lite_renderer_refuses_unsupported_fields(tmp_path):
+def test_lite_renderer_refuses_unsupported_fields(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text("namePrefix: x-\nresources: []\n")
     with pytest.raises(kustomize_lite.KustomizeError, match="namePrefix"):
         kustomize_lite.build(tmp_path)
 
 
-def test_lite_renderer_refuses_files_outside_root(tmp_path):
+def test_lite_renderer_refuses_files_outside_root(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "x.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     (tmp_path / "a" / "kustomization.yaml").write_text("resources: [../x.yaml]\n")

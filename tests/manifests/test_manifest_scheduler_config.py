@@ -50,7 +50,7 @@ def _load(path: Path) -> dict[str, Any]:
     return doc  # type: ignore[no-any-return]
 
 
-def test_all_registration_modes_have_a_config():
+def test_all_registration_modes_have_a_config() -> None:
     names = {str(p.relative_to(MANIFESTS)) for p in FILES}
     assert names == {
         "kind/scheduler-config.yaml",
@@ -60,7 +60,7 @@ def test_all_registration_modes_have_a_config():
 
 
 @pytest.mark.parametrize("path", FILES, ids=IDS)
-def test_known_fields_only(path):
+def test_known_fields_only(path: Path) -> None:
     config = _load(path)
     assert config["apiVersion"] == "kubescheduler.config.k8s.io/v1"
     assert set(config) <= TOP_LEVEL, set(config) - TOP_LEVEL
@@ -73,7 +73,7 @@ def test_known_fields_only(path):
 
 
 @pytest.mark.parametrize("path", FILES, ids=IDS)
-def test_extender_settings_are_valid(path):
+def test_extender_settings_are_valid(path: Path) -> None:
     config = _load(path)
     assert config["percentageOfNodesToScore"] == 100
     assert sum(1 for e in config["extenders"] if e.get("bindVerb")) <= 1
@@ -93,7 +93,7 @@ def test_extender_settings_are_valid(path):
 
 
 @pytest.mark.parametrize("path", FILES, ids=IDS)
-def test_extender_points_at_the_code(path):
+def test_extender_points_at_the_code(path: Path) -> None:
     for extender in _load(path)["extenders"]:
         url = urlsplit(extender["urlPrefix"])
         assert url.port == DEFAULT_PORT
@@ -103,14 +103,14 @@ def test_extender_points_at_the_code(path):
                 assert f"{url.path.rstrip('/')}/{extender[verb_key]}" in ROUTES
 
 
-def test_second_scheduler_is_separate():
+def test_second_scheduler_is_separate() -> None:
     config = _load(MANIFESTS / "overlays/second-scheduler/scheduler-config.yaml")
     assert [p["schedulerName"] for p in config["profiles"]] == ["spillover-scheduler"]
     assert config["leaderElection"]["resourceName"] == "spillover-scheduler"
     assert config["leaderElection"]["leaderElect"] is True
 
 
-def test_kind_cluster_mounts_and_uses_the_config():
+def test_kind_cluster_mounts_and_uses_the_config() -> None:
     cluster = yaml.safe_load((MANIFESTS / "kind/cluster.yaml").read_text())
     assert cluster["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     (control_plane,) = [n for n in cluster["nodes"] if n["role"] == "control-plane"]
@@ -134,7 +134,7 @@ def test_kind_cluster_mounts_and_uses_the_config():
 
 
 @pytest.mark.parametrize("path", FILES, ids=IDS)
-def test_accepted_by_kube_scheduler(path, tmp_path):
+def test_accepted_by_kube_scheduler(path: Path, tmp_path: Path) -> None:
     binary = shutil.which("kube-scheduler")
     if binary is None:
         pytest.skip(
@@ -154,3 +154,21 @@ def test_accepted_by_kube_scheduler(path, tmp_path):
     assert result.returncode == 0, result.stderr
     written = yaml.safe_load(out.read_text())
     assert written["extenders"][0]["urlPrefix"] == config["extenders"][0]["urlPrefix"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_every_profile_bin_packs_as_the_replay_models_it(path: Path) -> None:
+    # The replay's Spillover variant runs autoscaler.replay.scoring.BIN_PACKING: the profile
+    # shipped here must be exactly that (strategy, resources and weights, BalancedAllocation off).
+    from autoscaler.replay.scoring import BIN_PACKING, from_profile
+
+    for profile in _load(path)["profiles"]:
+        (fit,) = profile["pluginConfig"]
+        assert set(fit) == {"name", "args"}
+        assert set(fit["args"]) == {"scoringStrategy"}
+        assert set(fit["args"]["scoringStrategy"]) == {"type", "resources"}
+        assert from_profile(profile) == BIN_PACKING
+    # a profile without plugin settings is the stock one
+    from autoscaler.replay.scoring import STOCK
+
+    assert from_profile({"schedulerName": "default-scheduler"}) == STOCK

@@ -108,7 +108,7 @@ def test_bad_csv_stops_with_file_and_line(
         main(["replay", str(bad), "--format", "series", "--out", str(tmp_path / "o"), "--quiet"])
         == 2
     )
-    assert "line 3: time goes backwards" in capsys.readouterr().err
+    assert f"{bad}:3: time goes backwards" in capsys.readouterr().err
 
 
 def test_fluid_bound_is_hand_computable() -> None:
@@ -148,7 +148,7 @@ def test_recorder_translates_watch_events() -> None:
     assert first.template is not None
     assert first.template.requests.cpu_milli == 500
     assert rec.deployment("MODIFIED", deployment, 2.0) == []  # same replicas: nothing
-    pod = {
+    pod: dict[str, Any] = {
         "metadata": {
             "name": "job-1",
             "namespace": "batch",

@@ -29,7 +29,7 @@ def test_openb_replays_the_pods_that_ran() -> None:
     first = created[0]
     assert first.name == "openb-pod-0000"
     assert first.template.requests == Resources(12000, 16384 * 2**20, 1, 1000)
-    assert first.workload.kind == "Pod"
+    assert first.workload.kind == "Deployment"  # an LS task: a service's replica (owners="qos")
     gpus = {e.template.requests.gpu_milli for e in created}
     assert 460 in gpus  # a shared GPU: num_gpu=1, gpu_milli=460
     assert 8000 in gpus  # num_gpu=8 whole GPUs
@@ -44,7 +44,10 @@ def test_openb_takes_rows_in_any_order(tmp_path: Path) -> None:
         "tie,1000,1024,0,0,,LS,Running,50,60,50\n"  # same second as late: file order kept
     )
     trace = import_openb(path)
-    order = [(type(e).__name__, e.t, getattr(e, "name", e.uid)) for e in trace.events]
+    order = [
+        (type(e).__name__, e.t, e.name if isinstance(e, PodCreated) else getattr(e, "uid", None))
+        for e in trace.events
+    ]
     assert order == [
         ("PodCreated", 10.0, "early"),
         ("PodDeleted", 20.0, "openb/early"),
@@ -78,6 +81,39 @@ def test_openb_options() -> None:
     assert kinds == {"Deployment"}
 
 
+def test_openb_owners_follow_the_qos_column(tmp_path: Path) -> None:
+    path = tmp_path / "pods.csv"
+    path.write_text(
+        HEADER + "svc,1000,1024,1,500,,LS,Running,0,100,0\n"
+        "train,1000,1024,1,500,,BE,Failed,10,40,10\n"
+        "svc2,1000,1024,1,500,,LS,Running,50,90,50\n"  # after svc's shape-mate train ended
+        "train2,1000,1024,1,500,,BE,Running,50,90,50\n"
+        "odd,1000,1024,0,0,,Burstable,Running,60,70,60\n"
+    )
+    created = {e.name: e for e in import_openb(path).events if isinstance(e, PodCreated)}
+    kinds = {name: (e.workload.kind, e.workload.name) for name, e in created.items()}
+    # LS: a single-replica Deployment each (movable, evictable); the rest stay bare pods
+    assert kinds == {
+        "svc": ("Deployment", "svc"),
+        "train": ("Pod", "train"),
+        "svc2": ("Deployment", "svc2"),
+        "train2": ("Pod", "train2"),
+        "odd": ("Pod", "odd"),
+    }
+    # the expected duration is the history of the task's shape and QoS, whoever owns it:
+    # train2 knows train's 30 s (same shape, BE), svc2 nothing (no LS task of its shape ended)
+    assert EXPECTED_DURATION not in created["svc2"].template.annotations
+    assert created["train2"].template.annotations == {EXPECTED_DURATION: "30s"}
+    bare = {
+        e.name: e.workload.kind
+        for e in import_openb(path, owners="pod").events
+        if isinstance(e, PodCreated)
+    }
+    assert set(bare.values()) == {"Pod"}
+    with pytest.raises(ValueError, match="owners"):
+        import_openb(path, owners="job")
+
+
 def test_openb_expected_duration_only_uses_the_past(tmp_path: Path) -> None:
     path = tmp_path / "pods.csv"
     path.write_text(
@@ -86,14 +122,14 @@ def test_openb_expected_duration_only_uses_the_past(tmp_path: Path) -> None:
         "b,1000,1024,0,0,,LS,Running,50,5000,50\n"  # a has not finished at 50
         "c,1000,1024,0,0,,LS,Running,200,300,200\n"  # a finished (100 s), b not yet
     )
-    created = [e for e in import_openb(path).events if isinstance(e, PodCreated)]
+    created = [e for e in import_openb(path, owners="pod").events if isinstance(e, PodCreated)]
     assert [e.template.annotations.get(EXPECTED_DURATION) for e in created] == [None, None, "100s"]
 
 
 def test_series_becomes_replicas() -> None:
     trace = import_series(DAILY, per_replica=20, requests=REPLICA)
-    events = trace.events
-    assert all(isinstance(e, ReplicasChanged) for e in events)
+    events = [e for e in trace.events if isinstance(e, ReplicasChanged)]
+    assert len(events) == len(trace.events)
     assert events[0].t == 0.0
     assert events[0].template is not None
     assert all(e.template is None for e in events[1:])
@@ -152,9 +188,9 @@ def test_broken_openb(tmp_path: Path, text: str, line: int, problem: str) -> Non
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("time,val\n1,2\n", "line 1: missing column(s) ts, value"),
-        ("ts,value\n1,2\n2,x\n", "line 3: value 'x' is not a number"),
-        ("ts,value\n5,2\n4,3\n", "line 3: time goes backwards"),
+        ("time,val\n1,2\n", ":1: missing column(s) ts, value"),
+        ("ts,value\n1,2\n2,x\n", ":3: value 'x' is not a number"),
+        ("ts,value\n5,2\n4,3\n", ":3: time goes backwards"),
     ],
 )
 def test_broken_series(tmp_path: Path, text: str, problem: str) -> None:
@@ -162,5 +198,4 @@ def test_broken_series(tmp_path: Path, text: str, problem: str) -> None:
     path.write_text(text)
     with pytest.raises(TraceError) as err:
         import_series(path, per_replica=1, requests=REPLICA)
-    assert str(err.value).startswith(str(path)), str(err.value)
-    assert problem in str(err.value)
+    assert str(err.value).startswith(str(path) + problem), str(err.value)

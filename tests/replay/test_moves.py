@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 import extender.policies
+from autoscaler.nodegroup import MoveCosts
 from autoscaler.replay.report import fluid_bound, variants
 from autoscaler.replay.scenario import Scenario
 from autoscaler.replay.simulator import Result, simulate
@@ -30,8 +32,9 @@ def scenario_with_db() -> Scenario:
     return replace(scenario, policies=(*scenario.policies, db))
 
 
-def run(web: WorkloadKey, variant: str = "spillover") -> Result:
-    """``a`` (web, 1 cpu / 1 GiB, expected 10 h) and ``d`` (db: ECS only) arrive at t=0."""
+def run(web: WorkloadKey, variant: str = "spillover", **settings: Any) -> Result:
+    """``a`` (web, 1 cpu / 1 GiB, expected 10 h) and ``d`` (db: ECS only) arrive at t=0;
+    ``settings``: changes to the scenario's planner settings (``autoscaler.settings``)."""
     long = Template(
         Resources(1000, 2**30, 1, 0), {"app": "web"}, {"spillover.dev/expected-duration": "10h"}
     )
@@ -46,6 +49,11 @@ def run(web: WorkloadKey, variant: str = "spillover") -> Result:
         ],
     )
     scenario = scenario_with_db()
+    if settings:
+        config = scenario.autoscaler
+        scenario = replace(
+            scenario, autoscaler=replace(config, settings=replace(config.settings, **settings))
+        )
     chosen = {v.name: v for v in variants(scenario, fluid_bound(trace, scenario))}[variant]
     return simulate(trace, scenario, chosen, audit=True)
 
@@ -61,6 +69,23 @@ def test_a_pod_that_overflowed_while_a_node_booted_moves_back_once_it_is_up() ->
     assert r.eci_vcpu_seconds == pytest.approx(60.0)
     assert r.eci_cost == pytest.approx(60 * ECI_RATE, rel=1e-12)
     assert r.ecs_node_seconds == pytest.approx(999.0)
+    # the move is billed at the scenario's restart cost (settings.rebalance.restartCost)
+    assert r.split.restarts == pytest.approx(0.1)
+    assert r.cost == pytest.approx(r.ecs_cost + r.eci_cost + 0.1)
+
+
+@pytest.mark.parametrize(("restart", "moved"), [(1.95, 1), (2.0, 0)])
+def test_the_scenario_restart_cost_decides_the_move(restart: float, moved: int) -> None:
+    # At t=70 a has 36,000 - 70 = 35,930 s left: ECI would bill 35,930 * 0.00005513 = 1.981 CNY.
+    r = run(WorkloadKey("shop", "Deployment", "web"), rebalance=MoveCosts(restart, 10))
+    assert r.moves == moved
+    assert r.split.restarts == pytest.approx(restart * moved)
+
+
+def test_rebalance_off_in_the_scenario_moves_nothing() -> None:
+    r = run(WorkloadKey("shop", "Deployment", "web"), rebalance=None)
+    assert r.moves == 0
+    assert r.eci_vcpu_seconds == pytest.approx(990.0)
 
 
 def test_a_bare_pod_is_never_moved_and_baselines_do_not_move() -> None:

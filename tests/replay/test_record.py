@@ -9,10 +9,12 @@ import pytest
 from kube_emulator import KubeEmulator, make_node, make_pod, until
 from kubernetes_asyncio import client
 
+from autoscaler import cli as autoscaler_cli
 from autoscaler.replay.record import record
 from autoscaler.replay.trace import (
     Event,
     NodeAdded,
+    NodeRemoved,
     PodCreated,
     PodDeleted,
     ReplicasChanged,
@@ -20,6 +22,7 @@ from autoscaler.replay.trace import (
     TraceWriter,
     read_trace,
 )
+from extender.kube import BackoffSettings
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +95,101 @@ async def test_record_lists_then_follows(
     assert any(isinstance(e, PodDeleted) and e.uid == created[0].uid for e in events)
     replicas = [e.replicas for e in events if isinstance(e, ReplicasChanged)]
     assert replicas == [2, 5]
+
+
+FAST = BackoffSettings(initial=0.01, maximum=0.05, busy_maximum=0.05)
+
+
+def recording(
+    kube_client: client.ApiClient, tmp_path: Path, namespace: str = ""
+) -> tuple[Writer, asyncio.Event, asyncio.Task[int]]:
+    """A recording into ``tmp_path/trace.jsonl`` that retries fast; set the event to stop it."""
+    writer = Writer(tmp_path / "trace.jsonl")
+    stop = asyncio.Event()
+    run = record(kube_client, writer, stop=stop, namespace=namespace, backoff=FAST)
+    return writer, stop, asyncio.create_task(run)
+
+
+async def test_the_recording_survives_server_errors_mid_recording(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path
+) -> None:
+    """Regression: one failed request ended the recording; now it is retried with a backoff."""
+    kube_api.create(make_pod("job-1", "batch", owner=("Job", "etl")))
+    writer, stop, task = recording(kube_client, tmp_path)
+    async with asyncio.timeout(10):
+        await kube_api.wait_watching("pods")
+        kube_api.fail("^/api/v1/pods$", status=500, times=3)  # the next watches and lists
+        kube_api.drop_watches("pods")
+        await until(lambda: len(kube_api.requests_to("GET", "^/api/v1/pods$")) >= 5, what="retries")
+        kube_api.create(make_pod("job-2", "batch", owner=("Job", "etl")))
+        await until(
+            lambda: (
+                [e.name for e in writer.seen if isinstance(e, PodCreated)] == ["job-1", "job-2"]
+            ),
+            what="the pod created after the errors",
+        )
+        assert not task.done()
+        stop.set()
+        assert await task == len(writer.seen)
+    writer.close()
+
+
+async def test_a_relist_after_410_records_what_was_deleted_meanwhile(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path
+) -> None:
+    kube_api.create(make_node("ecs-1"))
+    kube_api.create(make_pod("job-1", "batch", owner=("Job", "etl")))
+    writer, stop, task = recording(kube_client, tmp_path)
+    async with asyncio.timeout(10):
+        await kube_api.wait_watching("pods")
+        await kube_api.wait_watching("nodes")
+        kube_api.stop()  # the server goes away; meanwhile the pod and the node are deleted
+        kube_api.delete("pods", "job-1", namespace="batch")
+        kube_api.delete("nodes", "ecs-1")
+        kube_api.compact()  # and the server forgets the versions the watches would resume from
+        kube_api.start()
+        await until(
+            lambda: (
+                any(isinstance(e, PodDeleted) for e in writer.seen)
+                and any(isinstance(e, NodeRemoved) for e in writer.seen)
+            ),
+            what="the deletions seen by the relist",
+        )
+        stop.set()
+        await task
+    writer.close()
+    assert [type(e) for e in read_trace(tmp_path / "trace.jsonl").events].count(PodCreated) == 1
+
+
+def test_an_out_that_cannot_be_written_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "missing" / "trace.jsonl"
+    assert autoscaler_cli.main(["record", "--out", str(out), "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"{out}: ")
+
+
+async def test_a_namespace_records_only_its_own(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path
+) -> None:
+    kube_api.create(make_pod("job-1", "batch", owner=("Job", "etl")))
+    kube_api.create(make_pod("job-2", "shop", owner=("Job", "etl")))
+    kube_api.create(deployment(3))  # in shop
+    writer, stop, task = recording(kube_client, tmp_path, namespace="shop")
+    async with asyncio.timeout(10):
+        await kube_api.wait_watching("pods")
+        await kube_api.wait_watching("deployments")
+        kube_api.create(make_pod("job-3", "batch", owner=("Job", "etl")))
+        kube_api.create(make_pod("job-4", "shop", owner=("Job", "etl")))
+        await until(
+            lambda: any(isinstance(e, PodCreated) and e.name == "job-4" for e in writer.seen),
+            what="the pod created in shop",
+        )
+        stop.set()
+        await task
+    writer.close()
+    created = [e.name for e in writer.seen if isinstance(e, PodCreated)]
+    assert created == ["job-2", "job-4"]  # job-3 came first on the stream: it would be here
+    assert [e.replicas for e in writer.seen if isinstance(e, ReplicasChanged)] == [3]

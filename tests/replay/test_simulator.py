@@ -19,6 +19,7 @@ import extender.policies
 import extender.policy
 from autoscaler.replay.report import fluid_bound, variants
 from autoscaler.replay.scenario import Scenario
+from autoscaler.replay.scoring import BIN_PACKING
 from autoscaler.replay.simulator import Result, Simulation, Variant, simulate
 from autoscaler.replay.trace import (
     Event,
@@ -123,6 +124,10 @@ def test_headroom_baseline_removes_the_surplus_beyond_demand_and_spares(
             ReplicasChanged(5000.0, WEB, 1),
         ],
     )
+    # Bin-packed, so the nodes are the demand's: with the stock scheduler's spreading a pod
+    # takes the half-empty node a node-sized placeholder was to fill, and the placeholder asks
+    # for a fifth node (what kube-scheduler's LeastAllocated does with such placeholders).
+    scenario = replace(scenario, baseline_scoring=BIN_PACKING)
     for name, spares in (("reactive-ecs", 0), ("reactive-ecs+1", 1)):
         r = simulate(trace, scenario, by_name(scenario, trace)[name], audit=True)
         tl = r.timeline
@@ -246,7 +251,7 @@ def stateful_and_eci_only_pods(trace: Trace, n: int) -> Trace:
     pods: list[Event] = [PodCreated(0.0, f"db-{i}", db, f"db-{i}", ONE) for i in range(n)]
     for i in range(n):
         pods.append(PodCreated(0.0, f"b{i}", WorkloadKey("batch", "Pod", f"b{i}"), f"b{i}", ONE))
-    return Trace(trace.header, pods + trace.events)
+    return Trace(trace.header, [*pods, *trace.events])
 
 
 ECI_ONLY_POLICY = {
@@ -418,12 +423,12 @@ def gpu_scenario() -> Scenario:
     )
 
 
-def steady_short_gpu_pods(hours: int) -> Trace:
-    """Twelve 1-GPU pods at all times, each living 10 minutes: too short for ECS one by one."""
+def steady_short_gpu_pods(hours: int, pods: int = 14) -> Trace:
+    """``pods`` 1-GPU pods at all times, each living 10 minutes: too short for ECS one by one."""
     gpu_pod = Template(Resources(4000, 16 * 2**30, 1, 1000), {"app": "train"})
     events: list[tuple[float, int, Event]] = []
     n = 0
-    for slot in range(12):
+    for slot in range(pods):
         t = slot * 50.0
         while t < hours * 3600:
             wl = WorkloadKey("shop", "Pod", f"g{n}")
@@ -454,11 +459,26 @@ def test_steady_short_gpu_demand_lands_on_forecast_gpu_nodes() -> None:
     r = sim.run()
     check_result(r, scenario)
     # Until the first refit with history (6 h) every pod runs on ECI; from then on the gpu
-    # forecast (12 GPUs) keeps two 8-GPU nodes and the pods land there as they arrive.
+    # forecast (14 GPUs) keeps two 8-GPU nodes and the pods land there as they arrive: the
+    # second node holds 6 GPUs, worth 6 * 12 + 24 * 0.1764 + 96 * 0.022068 = 78.4 CNY/h on ECI
+    # against the node's 64 * (120 s + 1 h) / 1 h = 66.1.
     assert r.ecs_node_seconds_by_group.get("gpu", 0.0) > 0
     assert r.ecs_node_seconds_by_group.get("small", 0.0) == 0.0
     assert r.eci_share < 0.25
     assert r.pending_percentile(99) <= 10.0
+
+
+def test_forecast_gpus_a_whole_node_would_not_pay_for_stay_on_eci() -> None:
+    # 12 GPUs: the second node would hold 4 GPUs, worth 4 * 12 + 16 * 0.1764 + 64 * 0.022068 =
+    # 52.2 CNY/h on ECI, less than the node's 66.1: one 8-GPU node, the other 4 pods on ECI
+    scenario = gpu_scenario()
+    r = simulate(
+        steady_short_gpu_pods(24, pods=12),
+        scenario,
+        by_name(scenario, steady_short_gpu_pods(24, pods=12))["spillover"],
+    )
+    assert r.timeline.ecs_nodes.max() == 1
+    assert r.eci_share > 0.3
 
 
 def test_one_spare_node_per_group_with_two_groups() -> None:

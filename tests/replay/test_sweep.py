@@ -174,7 +174,7 @@ def test_ray_address_without_ray_says_how_to_install(
             "axes:\n  headroom: [1]\n  colour: [red]\n",
             "GRID.yaml:3: axes.colour: unknown field (known: policy_max, headroom, ",
         ),
-        ("axes:\n  headroom: []\n", "GRID.yaml:2: axes.headroom: empty axis: give at least one"),
+        ("axes:\n  headroom: []\n", "GRID.yaml:2: axes.headroom: must not be empty"),
         (
             "axes:\n  policy_max: [1]\n  eci_price:\n    - 0.8\n    - cheap\n",
             "GRID.yaml:5: axes.eci_price[1]: expected float | object, got str",
@@ -222,7 +222,7 @@ def test_bad_grid_on_the_command_line_exits_2(
     trace = _trace(tmp_path / "t.jsonl", 0)
     assert autoscaler_main(["sweep", str(grid), str(trace), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"{grid}:2: axes.headroom: empty axis: give at least one value"]
+    assert err == [f"{grid}:2: axes.headroom: must not be empty"]
     assert not (tmp_path / "o").exists()
 
 
