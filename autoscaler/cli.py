@@ -382,31 +382,18 @@ class Runtime:
         )
 
     def app(self) -> Starlette:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import generate_latest
         from starlette.applications import Starlette
-        from starlette.requests import Request
-        from starlette.responses import PlainTextResponse, Response
-        from starlette.routing import Route
 
-        async def healthz(_: Request) -> Response:
-            return PlainTextResponse("ok")
+        from extender.probes import probe_routes
 
-        async def readyz(_: Request) -> Response:
-            if self.ready:
-                return PlainTextResponse("ready")
-            return PlainTextResponse("not ready: warming up or syncing the cache", 503)
+        def not_ready() -> str | None:
+            return None if self.ready else "not ready: warming up or syncing the cache"
 
-        async def metrics(_: Request) -> Response:
-            body = b"".join(generate_latest(r) for r in self.registries)
-            return Response(body, media_type=CONTENT_TYPE_LATEST)
+        def scrape() -> bytes:
+            return b"".join(generate_latest(r) for r in self.registries)
 
-        return Starlette(
-            routes=[
-                Route("/healthz", healthz),
-                Route("/readyz", readyz),
-                Route("/metrics", metrics),
-            ]
-        )
+        return Starlette(routes=probe_routes(not_ready=not_ready, scrape=scrape))
 
     async def serve(self, stop: asyncio.Event, *, http: bool = True) -> None:
         import uvicorn

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -34,6 +34,7 @@ from .metrics import Metrics
 from .model import ModelError, Node, Pod
 from .policy import ResourcePolicy
 from .ports import BackgroundTask, Binder, BindError, Clock
+from .probes import probe_routes
 from .settings import Settings
 from .snapshot import ClusterState
 from .verbs import (
@@ -415,18 +416,13 @@ class _Handlers:
         return wire.encode(answer)
 
     # -- probes ---------------------------------------------------------------------------------
-    async def healthz(self, request: Request) -> Response:
-        return PlainTextResponse("ok")
+    def not_ready(self) -> str | None:
+        return None if self.state.synced else "cluster cache not synced yet"
 
-    async def readyz(self, request: Request) -> Response:
-        if not self.state.synced:
-            return PlainTextResponse("cluster cache not synced yet", status_code=503)
-        return PlainTextResponse("ok")
-
-    async def scrape(self, request: Request) -> Response:
+    def scrape(self) -> bytes:
         self.metrics.ledger_size.set(len(self.ledger))
         self.metrics.synced.set(1 if self.state.synced else 0)
-        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return bytes(generate_latest(self.metrics.registry))
 
 
 def _victim_uid(pod: Mapping[str, Any], node: str) -> str:
@@ -491,11 +487,7 @@ def create_app(
         for p in prefixes
         for name, endpoint in verbs.items()
     ]
-    routes += [
-        Route("/healthz", handlers.healthz, methods=["GET"]),
-        Route("/readyz", handlers.readyz, methods=["GET"]),
-        Route("/metrics", handlers.scrape, methods=["GET"]),
-    ]
+    routes += probe_routes(not_ready=handlers.not_ready, scrape=handlers.scrape)
 
     async def expire_ledger() -> None:
         while True:

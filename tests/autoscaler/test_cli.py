@@ -345,7 +345,7 @@ async def test_without_the_policy_crd_it_is_ready_warns_once_and_scales(
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://autoscaler") as http:
             await _until(lambda: len(kube_api.objects_of("nodes")) == 1)
-            assert (await http.get("/readyz")).text == "ready"
+            assert (await http.get("/readyz")).text == "ok"
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
