@@ -14,7 +14,7 @@ a ``ScaleUp``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,8 @@ class Growth:
 
 
 class Context:
+    """One pass's view; the per-node :class:`Usage` is kept in ``memo.usage`` if it has one."""
+
     def __init__(
         self,
         state: ClusterState,
@@ -124,10 +126,16 @@ class Context:
         self._class_index: dict[tuple[Any, ...], int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._registered_cap: list[list[int]] | None = None
-        self._usage: dict[str, Usage] = {}
+        kept = memo.usage if memo is not None else None
+        self._usage: MutableMapping[str, Usage] = {} if kept is None else kept
 
     def usage(self, node: str) -> Usage:
-        """The live pods on ``node`` and their summed requests (scale-up and -down both ask)."""
+        """The live pods on ``node`` and their summed requests (scale-up and -down both ask).
+
+        Computed once per pass, or once per change when the memo keeps a usage table
+        (``PlannerMemo.usage``, whose keeper drops a node's entry whenever a pod binds to it or
+        leaves it), so passes that follow an unrelated change reuse the rest.
+        """
         found = self._usage.get(node)
         if found is None:
             pods = []
@@ -226,16 +234,26 @@ class PlannerMemo:
       replay reuses the objects), so the key is the identity of the group objects and of the
       overhead; an entry holds them, so their ids cannot be reused while it exists.  Groups and
       resources are frozen: a hit is exactly what a miss computes.  Cleared at 256 entries.
+    - ``usage`` (only if given; ``None`` otherwise): each node's live pods and summed requests
+      (``Context.usage``).  Rule: whoever passes the table drops a node's entry whenever a pod
+      binds to that node or leaves it (deleted, finished, evicted, moved, its node removed) and
+      when the node comes or goes.  The replay's scheduler keeps it so (every change of a pod's
+      node goes through its ``bind``/``unbind``/``node_ready``/``remove_node``, whatever moved
+      the pod: placement by score, rebalance, consolidation, scale-down; its audit compares
+      every kept entry with a fresh computation).  The controller's memo has no usage table:
+      its cluster changes under it between passes, so usage is computed afresh each pass.
 
     Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to
     invalidate): pod classes by (node selector, required affinity, tolerations), eligible nodes
-    per (class, policy, unit, purpose), each node's usage, the registered capacity per group.
+    per (class, policy, unit, purpose), each node's usage (unless ``usage`` keeps it), the
+    registered capacity per group.
     """
 
-    __slots__ = ("_size", "_templates")
+    __slots__ = ("_size", "_templates", "usage")
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 256, *, usage: MutableMapping[str, Usage] | None = None) -> None:
         self._size = size
+        self.usage = usage
         self._templates: dict[_TemplateKey, tuple[Any, _Templates]] = {}
 
     def templates(self, groups: Sequence[NodeGroup], overhead: Resources) -> _Templates:

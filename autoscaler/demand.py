@@ -89,6 +89,8 @@ class Demand:
 
     def finish(self) -> None:
         n = len(self.pods)
+        if n == 0:
+            return  # most passes: the empty arrays the fields start with
         reqs = [p.requests for p in self.pods]
         self.req = np.array(
             [(r.cpu_milli, r.memory, r.gpu_milli, 1) for r in reqs], np.int64

@@ -27,6 +27,7 @@ scale-down.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -166,10 +167,15 @@ def kernels_for(backend: str) -> Kernels:
     if backend == "reference":
         return kernels_ref
     if backend == "numba":
-        from . import kernels
-
-        return kernels
+        return _compiled()
     raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+
+
+@functools.cache
+def _compiled() -> Kernels:
+    from . import kernels  # numba loads only when the compiled kernels are asked for
+
+    return kernels
 
 
 def plan(
@@ -186,7 +192,8 @@ def plan(
     memo: PlannerMemo | None = None,
 ) -> Plan:
     """One planning pass; see the module docstring and the pass modules for the rules.
-    ``memo``: the planner's tables kept between passes (``context.PlannerMemo``)."""
+    ``memo``: the planner's tables kept between passes (``context.PlannerMemo``; the replay's
+    also keeps each node's usage, the controller's does not)."""
     k = kernels_for(backend)
     ctx = Context(state, groups, settings, memo=memo)
     notes: list[str] = []

@@ -100,10 +100,10 @@ def scale_down(
         # GPU nodes are judged by their GPUs alone, as cluster-autoscaler does: a node whose
         # GPUs are busy is needed however little cpu its pods ask for.
         gpu = u.gpu_milli / a.gpu_milli if a.gpu_milli else None
-        requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
         below = (max(cpu, mem) if gpu is None else gpu) < threshold
         if not below and consolidation is None:
             continue
+        requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
         movable = [p for p in pods if not is_daemon_or_static(p)]
         gs = ctx.groups[g]
         created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)

@@ -8,11 +8,13 @@ no times) gets its one-line reason.  Prints tables; never asserts on time.
 
     .venv/bin/python bench/replay.py [--events 1000000] [--skip-synthetic] [--skip-published]
 
-``--command`` (issue 14) times the whole ``spillover-autoscaler replay`` command on the default
-Alibaba list, serial (``--workers 1``) and with the variants in parallel (the default), and
-``--before BIN`` also times another build's command (e.g. the main checkout's) as the "before";
-``--sweep`` runs a 24-replay sweep (6 cells x the 4 openb files with time columns) with 1 and 2
-workers and on a local Ray (when installed), and checks the three tables are the same.
+Without flags (issue 14's table): ``--command`` times the whole ``spillover-autoscaler replay``
+command on the default Alibaba list, serial (``--workers 1``) and with the variants in parallel
+(the default), best and median of ``--runs``; ``--before BIN`` also times another build's command
+(e.g. the main checkout's) as the "before"; ``--sweep`` runs a 24-replay sweep (6 cells x the 4
+openb files with time columns) with 1 and 2 workers and on a local Ray (when installed: Ray's
+overhead against the 2-worker pool), and checks the three tables are the same.  ``--throughput``
+runs the older tables (events per CPU second, every published list, 1,000,000 events).
 """
 
 from __future__ import annotations
@@ -184,6 +186,15 @@ def bench_command(before: str, runs: int) -> None:
         )
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (the pool's workers)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def bench_sweep() -> None:
     """24 Spillover replays (6 cells x 4 openb files) with 1 and 2 workers and on local Ray."""
     import importlib.util
@@ -199,25 +210,29 @@ def bench_sweep() -> None:
     runs: list[tuple[str, Executor | None]] = [("pool, 1 worker", SerialExecutor())]
     runs.append(("pool, 2 workers", PoolExecutor(2)))
     tables = {}
+    pool = 0.0
     print(f"sweep: {len(grid.cells())} cells x {len(traces)} traces, baselines off")
-    print("| executor | replays | seconds | speedup vs 1 worker | notes |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print("| executor | replays | seconds | CPU s | speedup vs 1 worker | notes |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     one = 0.0
     for name, executor in [*runs, ("ray (local, 2 CPUs)", None)]:
         note = ""
         if executor is None:
             if importlib.util.find_spec("ray") is None:
-                print(f"| {name} | | | | not run: ray is not installed (spillover[sweep]) |")
+                print(f"| {name} | | | | | not run: ray is not installed (spillover[sweep]) |")
                 continue
             start = time.perf_counter()
             executor = RayExecutor("local", num_cpus=2)
             note = f"ray.init {time.perf_counter() - start:.1f} s (included)"
         else:
             start = time.perf_counter()
+        cpu = _cpu()
         load = os.getloadavg()[0]
         out = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
         outcome = run_sweep(grid, inputs, out=out, executor=executor, load=load_trace)
         seconds = time.perf_counter() - start
+        # Ray's workers are not this process's children: their CPU time is not counted.
+        cpu_text = "-" if isinstance(executor, RayExecutor) else f"{_cpu() - cpu:.1f}"
         one = one or seconds
         tables[name] = (out / "sweep.csv").read_text()
         same = (
@@ -225,8 +240,15 @@ def bench_sweep() -> None:
             if tables[name] == next(iter(tables.values()))
             else "TABLE DIFFERS"
         )
+        if name == "pool, 2 workers":
+            pool = seconds
+        elif isinstance(executor, RayExecutor) and pool:
+            note += f"; {seconds - pool:+.1f} s against the 2-worker pool"
         note = "; ".join(x for x in (same, f"load before {load:.1f}", note) if x)
-        print(f"| {name} | {outcome.ran} | {seconds:.1f} | {one / seconds:.2f}x | {note} |")
+        print(
+            f"| {name} | {outcome.ran} | {seconds:.1f} | {cpu_text} | {one / seconds:.2f}x "
+            f"| {note} |"
+        )
 
 
 def main() -> None:
@@ -239,14 +261,19 @@ def main() -> None:
     parser.add_argument("--before", default="", help="another build's spillover-autoscaler")
     parser.add_argument("--runs", type=int, default=3, help="--command: runs of each")
     parser.add_argument("--sweep", action="store_true", help="the 24-replay sweep")
+    parser.add_argument(
+        "--throughput", action="store_true", help="events/s of the replay itself (issues 4, 8)"
+    )
     args = parser.parse_args()
     limit_blas_threads()
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if not (args.command or args.sweep or args.throughput):
+        args.command = args.sweep = True  # issue 14's table
     if args.command:
         bench_command(args.before, args.runs)
     if args.sweep:
         bench_sweep()
-    if args.command or args.sweep:
+    if not args.throughput:
         return
     scenario = load_scenario()
     print("| run | events | wall s | CPU s | events/CPU s | target | notes |")

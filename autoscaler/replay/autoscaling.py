@@ -73,7 +73,9 @@ class Autoscaler:
         self.consolidation = consolidation
         self.rebalance = rebalance
         self.moved_at: list[float] = []
-        self.memo = PlannerMemo()  # what the planner keeps between this replay's passes
+        # What the planner keeps between this replay's passes, with the usage table the
+        # scheduler keeps true (``PlannerMemo.usage``).
+        self.memo = PlannerMemo(usage=scheduler.usage)
         self.push_plan = push_plan
         self.push_ready = push_ready
         self.plan_at = math.inf
@@ -93,6 +95,7 @@ class Autoscaler:
         self.fc_t: list[float] = []
         self.fc_v: dict[str, list[float]] = {cls: [] for cls in predictive.CLASSES}
         self.next_sample = 0.0 if self.predictive else math.inf
+        self._states: dict[str, tuple[object, int, float | None, float | None, GroupState]] = {}
 
     # -- timing -------------------------------------------------------------------------------------
     def tick(self) -> float:
@@ -140,25 +143,36 @@ class Autoscaler:
 
     # -- one pass -----------------------------------------------------------------------------------
     def _group_states(self) -> list[GroupState]:
+        """``planner.group_state`` of every group; the last one is reused while its inputs stay
+        the same object (the provider's status), the same members and the same scale times."""
         now = self.clock.now
         states = []
+        members = self.scheduler.members_changed
+        requested = self.billing.requested
         for name, group in self.groups.items():
             status = self.provider.status(name, now=now)
-            requested = self.billing.requested
+            up, down = self.last_up.get(name), self.last_down.get(name)
+            hit = self._states.get(name)
+            if hit is not None and hit[0] is status and hit[1:4] == (members, up, down):
+                states.append(hit[4])
+                continue
             registered = [
                 GroupNode(n.name, requested[n.name]) for n in self.scheduler.by_group.get(name, ())
             ]
-            states.append(
-                planner.group_state(
-                    group,
-                    status,
-                    registered=registered,
-                    requested=requested,
-                    last_scale_up=self.last_up.get(name),
-                    last_scale_down=self.last_down.get(name),
-                    now=now,
-                )
+            state = planner.group_state(
+                group,
+                status,
+                registered=registered,
+                requested=requested,
+                last_scale_up=up,
+                last_scale_down=down,
+                now=now,
             )
+            states.append(state)
+            # Every instance is billed from its request on, so ``now`` (the creation time of
+            # an instance asked for outside the replay) never shows in the state: it keeps.
+            if all(m.name in requested for m in state.nodes):
+                self._states[name] = (status, members, up, down, state)
         return states
 
     def _refit(self) -> None:
@@ -229,6 +243,11 @@ class Autoscaler:
         now = self.clock.now
         recent = [t for t in self.moved_at if now - t < 60.0]
         self.moved_at = recent
+        if self.scheduler.n_eci_movable == 0:
+            # rebalance moves only pods on ECI that an eviction can move
+            # (``eviction.move_blocker``): with none there, the pass provably moves nothing
+            # (on the openb lists, whose pods are bare, never one).
+            return
         decided = moving.rebalance(
             self.scheduler.state,
             groups,  # as the pass saw them: membership is what rebalance reads

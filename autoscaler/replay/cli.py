@@ -238,9 +238,17 @@ def run_replay(args: argparse.Namespace) -> int:
         def run_variants(t: Trace, s: Scenario, vs: list[Variant]) -> list[Result]:
             return simulate_variants(t, s, vs, executor=PoolExecutor(workers), done=variant_done)
 
+        finished = 0
+
         def variant_done(name: str) -> None:
+            nonlocal finished
+            finished += 1
             if tick is not None:
                 tick(name, 1)
+            if finished == n_variants - workers + 1:
+                # A worker has nothing left to start: load the plotting library on its core
+                # while the last replays finish, instead of after them.
+                from . import plot  # noqa: F401
     else:
         tick, bar = progress_bar(len(trace.events) * n_variants, args.quiet)
     try:

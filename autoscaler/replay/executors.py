@@ -6,10 +6,12 @@ the large read-only inputs (traces, scenarios) by key; every task names its key.
 once per worker, never per task:
 
 - ``SerialExecutor``: in this process, in order.
-- ``PoolExecutor``: a ``multiprocessing`` pool.  Where ``fork`` exists (Linux) the workers inherit
-  the shared inputs, the imported modules and the compiled numba kernels for free; elsewhere the
-  pool initializer receives them once per worker.  Workers ignore SIGINT: Ctrl-C reaches the
-  parent, which terminates the pool (finished results were already yielded).
+- ``PoolExecutor``: local worker processes.  Where ``fork`` exists (Linux) the workers inherit
+  the shared inputs, the imported modules and the compiled numba kernels for free; elsewhere each
+  worker receives them once when it starts.  The parent hands out one task at a time, keeping a
+  worker on the tasks of one shared input while there are any (its caches stay warm).  Workers
+  ignore SIGINT: Ctrl-C reaches the parent, which terminates them (finished results were
+  already yielded).
 - ``RayExecutor``: each shared input goes into Ray's object store once (``ray.put``); tasks are
   Ray tasks that take the object reference, so a cluster of any size needs no code change.  Ray is
   the optional extra ``spillover[sweep]``.
@@ -25,7 +27,9 @@ import importlib
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol, TypeVar
 
 __all__ = [
@@ -85,29 +89,68 @@ class SerialExecutor:
 
 
 # -- the local process pool ------------------------------------------------------------------------
-_SHARED: Mapping[str, Any] = {}
-
-
-def _worker_init(shared: Mapping[str, Any], init: Callable[[], None] | None) -> None:
-    global _SHARED
+def _worker_main(
+    conn: Connection, shared: Mapping[str, Any], init: Callable[[], None] | None
+) -> None:
+    """A pool worker: run the jobs the parent sends until it sends ``None``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _SHARED = shared
     if init is not None:
         init()
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        i, fn, key, task = job
+        try:
+            out = (i, True, fn(shared[key], task))
+        except Exception as err:  # the parent raises it, as multiprocessing.Pool would
+            out = (i, False, err)
+        try:
+            conn.send(out)
+        except Exception as err:  # an unpicklable result or exception: say what it was
+            conn.send((i, False, RuntimeError(f"task {i}: {type(err).__name__}: {err}")))
 
 
-def _worker_call(job: tuple[int, Fn, str, Any]) -> tuple[int, Any]:
-    i, fn, key, task = job
-    return i, fn(_SHARED[key], task)
+class _Schedule:
+    """Which task a free worker runs next: one of the key it ran last (the worker already holds
+    what those tasks share, forecast fits for one), else the first task, in the caller's order,
+    of a key no other worker is on, else the first of the key with the most tasks left."""
+
+    def __init__(self, tasks: Sequence[tuple[str, Any]]) -> None:
+        self.left: dict[str, deque[tuple[int, Any]]] = {}
+        for i, (key, task) in enumerate(tasks):
+            self.left.setdefault(key, deque()).append((i, task))
+
+    def next(self, last: str | None, busy: Iterable[str]) -> tuple[int, str, Any] | None:
+        key = last if last is not None and self.left.get(last) else None
+        if key is None:
+            taken = set(busy)
+            free = [k for k in self.left if k not in taken]
+            if free:
+                key = min(free, key=lambda k: self.left[k][0][0])
+            elif self.left:
+                key = max(self.left, key=lambda k: (len(self.left[k]), -self.left[k][0][0]))
+        if key is None:
+            return None
+        i, task = self.left[key].popleft()
+        if not self.left[key]:
+            del self.left[key]
+        return i, key, task
 
 
 class PoolExecutor:
-    """A local process pool of ``workers`` processes (see the module docstring)."""
+    """A local pool of ``workers`` processes (see the module docstring).
+
+    The parent hands out one task at a time (``_Schedule``): a worker keeps to the tasks of one
+    shared input while there are any, so per-process caches (``autoscaler.replay.fits``) serve
+    every cell of a trace instead of being filled again in each worker; otherwise tasks start in
+    the order given (callers put the longest first, so the workers finish together).
+    """
 
     def __init__(self, workers: int, *, init: Callable[[], None] | None = None) -> None:
         self.workers = max(1, workers)
         self.init = init
-        self._pool: Any = None
+        self._procs: list[tuple[Any, Connection]] = []
 
     def map_unordered(
         self, fn: Fn, tasks: Sequence[tuple[str, Any]], shared: Mapping[str, Any]
@@ -120,26 +163,55 @@ class PoolExecutor:
         # instead of being copied when a worker's garbage collector walks them.
         gc.freeze()
         try:
-            self._pool = ctx.Pool(
-                min(self.workers, len(tasks)),
-                initializer=_worker_init,
-                initargs=(shared, self.init),
-            )
+            for _ in range(min(self.workers, len(tasks))):
+                here, there = ctx.Pipe()
+                proc = ctx.Process(target=_worker_main, args=(there, shared, self.init))
+                proc.daemon = True
+                proc.start()
+                there.close()
+                self._procs.append((proc, here))
         finally:
             gc.unfreeze()
-        jobs = [(i, fn, key, task) for i, (key, task) in enumerate(tasks)]
+        schedule = _Schedule(tasks)
+        running: dict[Connection, str] = {}  # busy workers and the key of their task
+
+        def give(conn: Connection, last: str | None) -> None:
+            job = schedule.next(last, running.values())
+            if job is not None:
+                i, key, task = job
+                conn.send((i, fn, key, task))
+                running[conn] = key
+
         try:
-            yield from self._pool.imap_unordered(_worker_call, jobs, chunksize=1)
-            self._pool.close()
-            self._pool.join()
+            for _, conn in self._procs:
+                give(conn, None)
+            while running:
+                for ready in wait(list(running)):
+                    assert isinstance(ready, Connection)
+                    try:
+                        i, ok, value = ready.recv()
+                    except EOFError:
+                        codes = [p.exitcode for p, c in self._procs if c is ready]
+                        raise RuntimeError(f"a replay worker died (exit code {codes[0]})") from None
+                    if not ok:
+                        raise value
+                    key = running.pop(ready)
+                    give(ready, key)
+                    yield i, value
+            for _, conn in self._procs:
+                conn.send(None)
+            for proc, _ in self._procs:
+                proc.join()
         finally:
             self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        for proc, conn in self._procs:
+            if proc.exitcode is None:
+                proc.terminate()
+            proc.join()
+            conn.close()
+        self._procs = []
 
 
 # -- Ray -------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "METRICS",
     "Point",
     "aggregate",
+    "load_plotting",
     "pareto_front",
     "plot_front",
     "recommendation",
@@ -194,11 +195,17 @@ def summary_markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot_front(points: Sequence[Point], path: str | Path, *, target_p99: float, title: str) -> Path:
-    """Every configuration as a point, the front as a line (cells named ``#k``), baselines as x."""
+def load_plotting() -> None:
+    """Import matplotlib (Agg) now: a sweep does it while its last replays finish."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+
+def plot_front(points: Sequence[Point], path: str | Path, *, target_p99: float, title: str) -> Path:
+    """Every configuration as a point, the front as a line (cells named ``#k``), baselines as x."""
+    load_plotting()
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from autoscaler import predictive
+from autoscaler.context import Context, Usage
 from autoscaler.eviction import move_blocker
 from autoscaler.nodegroup import NodeGroup, PlannerSettings
 from extender import policy as placement
@@ -203,12 +205,17 @@ class Scheduler:
         )
         self.state = ClusterState(nodes=[self.eci_node] if eci else [], policies=policies)
         self.nodes: dict[str, NodeRecord] = {}
+        # The planner's per-node usage, kept across passes (``PlannerMemo.usage``): an entry
+        # goes whenever a pod binds to or leaves its node, or the node comes or goes.
+        self.usage: dict[str, Usage] = {}
         self.by_group: dict[str, list[NodeRecord]] = {g: [] for g in self.group_order}
+        self.ecs_cpu = self.ecs_gpu = 0  # allocatable of the Ready nodes, summed
+        self.members_changed = 0  # counts nodes turning Ready and going (membership versions)
         self.pods: dict[str, PodRecord] = {}
         self.pending: dict[str, PodRecord] = {}
         self.counts: dict[tuple[WorkloadKey, str], list[int]] = {}
         self.unit_cache: dict[tuple[str, str], int | None] = {}
-        self.fit_cache: dict[tuple[WorkloadKey, str], bool] = {}
+        self.fit_cache: dict[tuple[Any, ...], bool] = {}
         self.policy_cache: dict[
             tuple[WorkloadKey, frozenset[tuple[str, str]]], ResourcePolicy | None
         ] = {}
@@ -315,7 +322,10 @@ class Scheduler:
 
     # -- placement (the scheduler's part, the policy's decision) ---------------------------------
     def fits_group(self, rec: PodRecord, group: str) -> bool:
-        key = (rec.wl, group)
+        # Pods that match nodes the same way (selector, affinity, tolerations) share the answer:
+        # an openb list has a workload per pod, but two or three ways to match.
+        pod = rec.pod
+        key = (tuple(pod.node_selector.items()), pod.required_affinity, pod.tolerations, group)
         ok = self.fit_cache.get(key)
         if ok is None:
             template = (
@@ -442,6 +452,7 @@ class Scheduler:
                 delay += self.rng.random() * self.timing.eci_start_jitter
             rec.bound = ECI_NODE
             target = self.eci_node
+            self.usage.pop(ECI_NODE, None)
             self.n_eci_pods += 1
             self.n_eci_movable += move_blocker(rec.pod) is None
         else:
@@ -454,6 +465,7 @@ class Scheduler:
             delay = self.timing.ecs_pod_start_delay
             rec.bound = node.name
             target = node.node
+            self.usage.pop(node.name, None)
             self.n_ecs_pods += 1
             if not rec.balloon:
                 self.billing.pod_on_node(node.name, rec.pod.requests, 1, now=now)
@@ -480,6 +492,7 @@ class Scheduler:
         now = self.clock.now
         ran = max(0.0, now - rec.started)
         node = rec.node
+        self.usage.pop(rec.bound, None)
         if node is None:
             self.n_eci_pods -= 1
             self.n_eci_movable -= move_blocker(rec.pod) is None
@@ -514,8 +527,12 @@ class Scheduler:
     def node_ready(self, node: Node) -> None:
         group = node.labels.get(self.settings.node_group_label, "")
         rec = NodeRecord(node, group)
+        self.usage.pop(node.name, None)
         self.nodes[node.name] = rec
         self.by_group.setdefault(group, []).append(rec)
+        self.ecs_cpu += node.allocatable.cpu_milli
+        self.ecs_gpu += node.allocatable.gpu_milli
+        self.members_changed += 1
         self.state.upsert_node(node)
         self.peak_nodes = max(self.peak_nodes, len(self.nodes))
         self.billing.node_ready(node.name, now=self.clock.now)
@@ -530,6 +547,9 @@ class Scheduler:
         """The node is gone: its pods are evicted and placed again (or wait)."""
         rec = self.nodes.pop(name)
         self.by_group[rec.group].remove(rec)
+        self.ecs_cpu -= rec.node.allocatable.cpu_milli
+        self.ecs_gpu -= rec.node.allocatable.gpu_milli
+        self.members_changed += 1
         evicted = list(rec.members.values())
         for pod in evicted:
             self.unbind(pod)
@@ -537,6 +557,7 @@ class Scheduler:
                 self.evictions += 1
                 self.billing.restarted()
         self.state.remove_node(name)
+        self.usage.pop(name, None)
         self.billing.node_removed(name, rec.group, now=self.clock.now)
         for pod in evicted:
             if not self.place(pod):
@@ -609,6 +630,21 @@ class Scheduler:
                 policy, pods=[r.pod for r in pods], nodes=self.state.nodes, reserved={}
             )
             _require(counts == theirs, f"{key}: unit counts {counts}, the extender's {theirs}")
+        movable = sum(
+            1 for r in self.pods.values() if r.bound == ECI_NODE and move_blocker(r.pod) is None
+        )
+        _require(movable == self.n_eci_movable, f"{self.n_eci_movable} movable pods on ECI kept")
+        fresh = Context(self.state, [], self.settings)
+        for name, kept in self.usage.items():
+            _require(kept == fresh.usage(name), f"{name}: kept usage is stale")
+        _require(
+            (self.ecs_cpu, self.ecs_gpu)
+            == (
+                sum(n.node.allocatable.cpu_milli for n in self.nodes.values()),
+                sum(n.node.allocatable.gpu_milli for n in self.nodes.values()),
+            ),
+            "ECS allocatable totals are stale",
+        )
         total = dict.fromkeys(predictive.CLASSES, 0)
         for rec in self.pods.values():
             on = None

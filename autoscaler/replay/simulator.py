@@ -29,9 +29,11 @@ the demand history only the forecast's history window.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -260,18 +262,13 @@ class Simulation:
 
     def _sample(self, t: float) -> None:
         s = self.scheduler
-        cpu = gpu = 0
-        for node in s.nodes.values():
-            a = node.node.allocatable
-            cpu += a.cpu_milli
-            gpu += a.gpu_milli
         self.samples.append(
             (
                 t,
                 s.live_cpu / 1000,
                 s.live_gpu / 1000,
-                cpu / 1000,
-                gpu / 1000,
+                s.ecs_cpu / 1000,
+                s.ecs_gpu / 1000,
                 len(s.nodes),
                 s.n_ecs_pods,
                 s.n_eci_pods,
@@ -477,4 +474,18 @@ def simulate(
     audit: bool = False,
 ) -> Result:
     """One variant of a scenario on a trace (see the module docstring); the stable entry point."""
-    return Simulation(trace, scenario, variant, progress=progress, audit=audit).run()
+    with _fewer_collections():
+        return Simulation(trace, scenario, variant, progress=progress, audit=audit).run()
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """A replay allocates millions of short-lived objects and few reference cycles: the cyclic
+    garbage collector's youngest generation runs every 50,000 allocations instead of 700 (a
+    sixth of the replay's time went to collections that found next to nothing)."""
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)

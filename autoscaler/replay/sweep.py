@@ -29,6 +29,7 @@ from .executors import Executor, PoolExecutor
 from .frontier import (
     METRICS,
     aggregate,
+    load_plotting,
     plot_front,
     summary_markdown,
     table_csv,
@@ -317,7 +318,10 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOG
     done = read_log(log_path)
-    todo = [t for t in tasks if t.key not in done]
+    # Longest traces first (a replay's time grows with its trace), so the workers finish
+    # together; the executor keeps each worker on one trace while it can (its fits stay warm).
+    events = {name: len(trace.events) for name, trace in loaded.items()}
+    todo = sorted((t for t in tasks if t.key not in done), key=lambda t: -events[t.trace])
     reused = len(tasks) - len(todo)
     shared = {
         name: TraceJob(trace, grid, base, used_groups(base, bounds[name]))
@@ -346,6 +350,8 @@ def run_sweep(
                 log.flush()
                 done[row["key"]] = row
                 ran += 1
+                if ran == len(todo) - executor.workers + 1 and executor.workers > 1:
+                    load_plotting()  # a worker has nothing left to start: use its core
                 if bar is not None:
                     bar.update(1)
                 if on_row is not None:

@@ -36,3 +36,32 @@ def test_the_memo_is_bounded() -> None:
     memo.templates(groups, Resources(pods=1))
     memo.templates(groups, Resources(pods=2))  # the third clears the table
     assert memo.templates(groups, Resources())[0] is not first[0]
+
+
+def test_usage_is_kept_in_the_memo_only_when_it_has_a_table() -> None:
+    from test_planner import G4, node, pod
+
+    from autoscaler.context import Context, Usage
+    from autoscaler.nodegroup import PlannerSettings
+    from extender.snapshot import ClusterState
+
+    state = ClusterState(nodes=[node("n1", G4)], pods=[pod("a", node="n1")])
+    settings = PlannerSettings()
+    table: dict[str, Usage] = {}
+    kept = PlannerMemo(usage=table)
+    first = Context(state, [], settings, memo=kept).usage("n1")
+    assert (len(first.pods), first.cpu_milli) == (1, 1000)
+    assert table == {"n1": first}
+    state.upsert_pod(pod("b", 500, node="n1"))
+    # The keeper has not dropped n1's entry: the next pass reads the kept one (the replay drops
+    # it on every bind, so this never happens there).
+    assert Context(state, [], settings, memo=kept).usage("n1") is first
+    table.pop("n1")
+    assert Context(state, [], settings, memo=kept).usage("n1").cpu_milli == 1500
+    # The controller's memo keeps no usage: every pass computes it afresh.
+    plain = PlannerMemo()
+    assert plain.usage is None
+    before = Context(state, [], settings, memo=plain).usage("n1")
+    state.upsert_pod(pod("c", 250, node="n1"))
+    assert before.cpu_milli == 1500
+    assert Context(state, [], settings, memo=plain).usage("n1").cpu_milli == 1750

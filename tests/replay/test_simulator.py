@@ -313,6 +313,12 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
         theirs = autoscaler.controller.class_demand(state)
         ours = {cls: m / 1000 for cls, m in sim.scheduler.demand.items()}
         assert ours == pytest.approx(theirs)
+        # The groups the pass sees (a state is reused while its inputs stay the same) are what
+        # group_state builds now.
+        kept = sim.autoscaler._states.copy()
+        sim.autoscaler._states.clear()
+        assert list(args[0]) == sim.autoscaler._group_states()
+        sim.autoscaler._states = kept
         demand_checked += 1
         return plan(state, *args, **kwargs)
 
@@ -324,8 +330,9 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
     assert calls["desired_costs"] > 0
     # StatefulSet pods are placed by ordinal, as the extender places them.
     assert sorted(o for o in ordinals if o is not None)[:3] == [0, 1, 2]
-    # One node-group state builder (clamped to the provider), once per group and pass.
-    assert calls["group_state"] == r.planner_calls * len(scenario.autoscaler.groups)
+    # One node-group state builder (clamped to the provider): every group of every pass (and
+    # of the check above, which rebuilds them all).
+    assert calls["group_state"] >= r.planner_calls * len(scenario.autoscaler.groups)
     # One demand rule, one refit rule.
     assert calls["class_demand_of"] > 0
     assert calls["refit"] > 0
@@ -333,8 +340,34 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
     # Unit counts checked against the extender's own count (audit); pods moved by Pod.placed.
     assert calls["unit_counts"] > 0
     assert calls["placed"] >= r.decide_calls
-    # Moves back from ECI: the controller's rebalance and rate limit, once per pass.
-    assert calls["rebalance"] == calls["allowed"] == r.planner_calls
+    # Moves back from ECI: the controller's rebalance and rate limit, once per pass that has a
+    # pod on ECI an eviction could move (the others provably move nothing).
+    assert 0 < calls["rebalance"] == calls["allowed"] <= r.planner_calls
+
+
+def test_passes_without_movable_pods_on_eci_skip_a_rebalance_that_would_move_nothing() -> None:
+    scenario = small_scenario()
+    trace = stateful_and_eci_only_pods(random_trace(3, pods=80), 3)
+    sim = Simulation(trace, scenario, by_name(scenario, trace)["spillover"], audit=True)
+    a = sim.autoscaler
+    move_back = a._move_back
+    skipped = 0
+
+    def checked(groups: Any) -> None:
+        nonlocal skipped
+        if sim.scheduler.n_eci_movable == 0:
+            skipped += 1
+            assert a.rebalance is not None
+            moves = autoscaler.rebalance.rebalance(
+                sim.scheduler.state, groups, a.rebalance, now=sim.clock.now,
+                settings=a.settings, limit=a.rebalance.per_minute,
+            )  # fmt: skip
+            assert moves.moves == ()
+        move_back(groups)
+
+    a._move_back = checked  # type: ignore[method-assign]
+    r = sim.run()
+    assert 0 < skipped < r.planner_calls
 
 
 def test_statefulset_replicas_by_ordinal() -> None:

@@ -375,3 +375,30 @@ def test_a_grown_axis_reuses_the_cells_it_had(
     _sweep(grid, traces, tmp_path / "fresh", SerialExecutor())
     assert (out / "sweep.csv").read_text() == (tmp_path / "fresh" / "sweep.csv").read_text()
     assert "| #1 | eci_price=0.5 |" in (out / "summary.md").read_text()
+
+
+def _square_or_fail(shared: int, task: int) -> int:
+    if task < 0:
+        raise ValueError(f"task {task} fails")
+    return shared + task * task
+
+
+def test_pool_runs_every_task_once_and_raises_a_failing_tasks_error() -> None:
+    tasks = [("a" if k % 3 else "b", k) for k in range(9)]
+    done = dict(PoolExecutor(2).map_unordered(_square_or_fail, tasks, {"a": 0, "b": 100}))
+    assert done == {i: (0 if k % 3 else 100) + k * k for i, (_, k) in enumerate(tasks)}
+    with pytest.raises(ValueError, match="task -1 fails"):
+        list(PoolExecutor(2).map_unordered(_square_or_fail, [("a", 1), ("a", -1)], {"a": 0}))
+
+
+def test_pool_keeps_a_worker_on_its_input_and_starts_tasks_in_the_order_given() -> None:
+    from autoscaler.replay.executors import _Schedule
+
+    s = _Schedule([("a", 0), ("b", 1), ("a", 2), ("c", 3), ("a", 4), ("b", 5)])
+    assert s.next(None, []) == (0, "a", 0)  # first in the order given
+    assert s.next(None, ["a"]) == (1, "b", 1)  # a key no other worker is on
+    assert s.next("a", ["b"]) == (2, "a", 2)  # the worker's own key while it has tasks
+    assert s.next("b", ["a"]) == (5, "b", 5)
+    assert s.next("b", ["a"]) == (3, "c", 3)  # b is done: the next free key
+    assert s.next("c", ["a"]) == (4, "a", 4)  # nothing free: the key with most tasks left
+    assert s.next("a", []) is None
