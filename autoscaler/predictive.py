@@ -196,18 +196,30 @@ def paying_nodes(
     """How many nodes of ``per_node`` milli-units, stacked above ``base``, each pay for
     themselves: the k-th holds ``clip(demand - base - (k-1) * per_node, 0, per_node)`` at each
     step, worth ``slice_value`` (CNY for a full node's slice over the window) times its mean
-    share of a full slice; it pays when that is more than ``node_cost``.  At most ``limit``."""
+    share of a full slice; it pays when that is more than ``node_cost``.  At most ``limit``.
+
+    The answer is the first node that does not pay, found by bisection: each node's share is
+    computed exactly as a scan from the bottom would (same terms, same order of addition), and
+    it never grows with the node's height (every term is monotone in ``lo`` and float addition
+    is monotone in each argument), so "pays" holds for a prefix of the nodes and bisection
+    finds the same node as the scan in log2(limit) sums instead of up to ``limit``."""
     if per_node <= 0 or not demand or limit <= 0:
         return 0
     n = len(demand)
-    k = 0
-    while k < limit:
+
+    def pays(k: int) -> bool:
         lo = base + k * per_node
         held = sum(min(max(d - lo, 0.0), per_node) for d in demand) / n
-        if held / per_node * slice_value <= node_cost:
-            break
-        k += 1
-    return k
+        return held / per_node * slice_value > node_cost
+
+    first, last = 0, limit  # the answer is in [first, last]
+    while first < last:
+        mid = (first + last) // 2
+        if pays(mid):
+            first = mid + 1
+        else:
+            last = mid
+    return first
 
 
 def forecast_levels(

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from autoscaler.forecast import Forecast
 from autoscaler.nodegroup import InstanceType, NodeGroup, PlannerSettings, RemovalPolicy
@@ -854,3 +856,59 @@ def test_paying_nodes_stacks_slices_by_hand() -> None:
     assert paying_nodes(demand, base=4, per_node=4, node_cost=6, slice_value=12, limit=9) == 0
     assert paying_nodes(demand, base=0, per_node=4, node_cost=5, slice_value=12, limit=1) == 1
     assert paying_nodes([], base=0, per_node=4, node_cost=0, slice_value=12, limit=9) == 0
+
+
+def _paying_nodes_by_scan(
+    demand: list[float],
+    *,
+    base: float,
+    per_node: float,
+    node_cost: float,
+    slice_value: float,
+    limit: int,
+) -> int:
+    """The definition, node after node from the bottom: what the bisection must agree with."""
+    k = 0
+    while k < limit:
+        lo = base + k * per_node
+        held = sum(min(max(d - lo, 0.0), per_node) for d in demand) / len(demand)
+        if held / per_node * slice_value <= node_cost:
+            break
+        k += 1
+    return k
+
+
+@given(
+    demand=st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=40),
+    base=st.floats(0, 1e5, allow_nan=False),
+    per_node=st.floats(1e-3, 1e5, allow_nan=False),
+    node_cost=st.floats(0, 1e3, allow_nan=False),
+    slice_value=st.floats(0, 1e4, allow_nan=False),
+    limit=st.integers(1, 300),
+)
+@example(demand=[10.0, 6.0, 2.0, 6.0], base=0, per_node=4, node_cost=5, slice_value=12, limit=9)
+def test_paying_nodes_bisection_is_the_scan(
+    demand: list[float],
+    base: float,
+    per_node: float,
+    node_cost: float,
+    slice_value: float,
+    limit: int,
+) -> None:
+    from autoscaler.predictive import paying_nodes
+
+    assert paying_nodes(
+        demand,
+        base=base,
+        per_node=per_node,
+        node_cost=node_cost,
+        slice_value=slice_value,
+        limit=limit,
+    ) == _paying_nodes_by_scan(
+        demand,
+        base=base,
+        per_node=per_node,
+        node_cost=node_cost,
+        slice_value=slice_value,
+        limit=limit,
+    )
