@@ -21,18 +21,26 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# bench/autoscaler.py would shadow the package: drop this folder from the path, as every bench does
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+from autoscaler.replay.sweep import detect_format  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OPENB = [DATA / "alibaba-openb-pods.csv", *sorted((DATA / "openb").glob("openb_pod_list_*.csv"))]
-SERIES = [DATA / "crane-series-daily.csv", DATA / "crane-series-weekly.csv"]
+SERIES = [
+    DATA / "crane-series-daily.csv",
+    DATA / "crane-series-weekly.csv",
+    *sorted((DATA / "crane").glob("*.csv")),
+]
 HEADER = (
     "| file | run | cost (ECS / ECI) | p99 s | vs reactive | vs fluid | vs static | ECI share "
     "| moves | largest costs |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 )
 
 
-def replay(path: Path, extra: list[str], out: Path) -> dict[str, Any] | str:
-    fmt = "series" if path in SERIES or path.name.startswith("crane") else "openb"
+def replay(path: Path, fmt: str, extra: list[str], out: Path) -> dict[str, Any] | str:
     command = [sys.executable, "-m", "autoscaler.cli", "replay", "--format", fmt, "--quiet"]
     done = subprocess.run(
         [*command, "--json", "--out", str(out), *extra, str(path)],
@@ -81,8 +89,9 @@ def main() -> int:
     print(HEADER)
     with tempfile.TemporaryDirectory() as tmp:
         for path in args.files or [*OPENB, *SERIES]:
-            is_series = path in SERIES
-            d = replay(path, common + ([] if is_series else extra), Path(tmp) / path.stem)
+            fmt = detect_format(path)  # the sweep's one detector: by the CSV header, not the name
+            options = common + (extra if fmt == "openb" else [])
+            d = replay(path, fmt, options, Path(tmp) / path.stem)
             print(row(path.stem, args.label, d), flush=True)
     return 0
 
