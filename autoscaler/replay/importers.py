@@ -386,10 +386,10 @@ def import_series(
     if events[-1].t < end:  # the count holds to the last sample: the replay lasts that long
         events.append(ReplicasChanged(end, workload, current))
     peak = max(wanted)
-    if peak < 1:
+    if peak <= 1:
         notes.append(
-            f"no value reaches one replica's worth ({per_replica:g}): the count stays at "
-            f"min_replicas {min_replicas}"
+            f"no value is above one replica's worth ({per_replica:g}): the series is at most "
+            "one replica (--per-replica auto scales it to the series)"
         )
     above = sum(1 for w in wanted if w > max_replicas)
     if above:
