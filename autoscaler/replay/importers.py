@@ -44,7 +44,7 @@ that says so.  What is replayed:
 **Demand series** (``ts,value`` CSV, e.g. gocrane's monitoring series): the value is turned into
 the replica count of one Deployment, ``ceil(value / per_replica)`` clamped to
 ``[min_replicas, max_replicas]`` (a negative value counts as 0; a quotient within 1e-9 of a whole
-number is that number, so ``1.1 / 0.1`` is 11 replicas, not 12).  An event is written when the
+number is that number, so ``0.07 / 0.01`` is 7 replicas, not 8).  An event is written when the
 count changes, and one at the last sample, so the replay lasts as long as the series (a series
 whose count never changes is one event at its start and one at its end).  Each value holds until
 the next sample, as a ReplicaSet keeps its count: a gap in the series is a time at the last
@@ -298,8 +298,8 @@ class _History:
 
 def replicas_for(value: float, per_replica: float) -> int:
     """``ceil(value / per_replica)`` for a demand ``value`` (0 when negative), where a quotient
-    that floating point puts a hair above a whole number is that number (``1.1 / 0.1`` is
-    ``11.000000000000002``: 11 replicas)."""
+    that floating point puts a hair above a whole number is that number (``0.07 / 0.01`` is
+    ``7.000000000000001``: 7 replicas)."""
     x = max(value, 0.0) / per_replica
     whole = round(x)
     return whole if abs(x - whole) <= _WHOLE * max(1.0, x) else math.ceil(x)

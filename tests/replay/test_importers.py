@@ -326,7 +326,7 @@ def test_negative_huge_and_clamped_values(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "per_replica", "replicas"),
-    [(1.1, 0.1, 11), (0.3, 0.1, 3), (20.000001, 20, 2), (40.0, 20, 2), (-3.0, 20, 0), (0.0, 1, 0)],
+    [(0.07, 0.01, 7), (0.3, 0.1, 3), (20.000001, 20, 2), (40.0, 20, 2), (-3.0, 20, 0), (0.0, 1, 0)],
 )
 def test_replicas_for(value: float, per_replica: float, replicas: int) -> None:
     assert replicas_for(value, per_replica) == replicas
