@@ -248,8 +248,6 @@ def run_replay(args: argparse.Namespace) -> int:
         trace = load_input(args)
     except (TraceError, ScenarioError) as err:
         return fail(err)
-    if trace.header.source.startswith("series:") and not args.quiet:
-        print(f"{args.trace}: {trace.header.notes}", file=sys.stderr)
     if args.every_namespace:
         scenario = replace(scenario, every_namespace=True)
     from .report import fluid_bound
@@ -294,6 +292,9 @@ def run_replay(args: argparse.Namespace) -> int:
     if note:
         print(f"warning: {args.trace}: {note}", file=sys.stderr)
     paths = write_outputs(comparison, Path(args.out))
+    if trace.header.source.startswith("series:") and not args.quiet:
+        # the scale a series was read at, once it replayed (an error stays the only line)
+        print(f"{args.trace}: {trace.header.notes}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary_json(comparison), indent=2))
     elif not args.quiet:
