@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.planner import EXPECTED_DURATION
 from autoscaler.forecast import read_series
+from autoscaler.planner import EXPECTED_DURATION
 from autoscaler.replay.importers import import_openb, import_series, replicas_for
 from autoscaler.replay.trace import PodCreated, PodDeleted, ReplicasChanged, Trace, TraceError
 from extender.model import Resources
