@@ -71,12 +71,6 @@ def moved() -> dict[int, dict[str, Backtest]]:
     return out
 
 
-def ratio(bt: Backtest) -> float:
-    # nanmin: seasonal-naive-week is nan on a series shorter than a week plus the holdout
-    best = float(np.nanmin([bt.wape_seasonal_naive_day, bt.wape_seasonal_naive_week]))
-    return 1.0 if bt.wape == best else bt.wape / best
-
-
 def test_every_shared_series_is_covered(results: dict[str, Backtest]) -> None:
     assert len(results) == 11
 
@@ -93,7 +87,7 @@ def test_every_shared_series_is_covered(results: dict[str, Backtest]) -> None:
 def test_no_worse_than_the_better_seasonal_naive(name: str, results: dict[str, Backtest]) -> None:
     bt = results[name]
     assert bt.actual.size == bt.forecast.point.size == round(2 * DAY / bt.forecast.step)
-    assert ratio(bt) <= 1.0 + TOLERANCE.get(name, 0.0)
+    assert bt.ratio <= 1.0 + TOLERANCE.get(name, 0.0)
 
 
 def test_the_week_copy_is_forecast_as_that_week(results: dict[str, Backtest]) -> None:
@@ -103,7 +97,7 @@ def test_the_week_copy_is_forecast_as_that_week(results: dict[str, Backtest]) ->
 
 
 def test_geometric_mean_of_ratios_holds_its_level(results: dict[str, Backtest]) -> None:
-    ratios = [ratio(bt) for bt in results.values()]
+    ratios = [bt.ratio for bt in results.values()]
     assert math.exp(float(np.mean(np.log(ratios)))) <= GEOMEAN_NOW
 
 
@@ -111,7 +105,7 @@ def test_geometric_mean_of_ratios_holds_its_level(results: dict[str, Backtest]) 
 def test_geometric_mean_with_the_holdout_moved_earlier_holds_its_level(
     days: int, moved: dict[int, dict[str, Backtest]]
 ) -> None:
-    ratios = [ratio(bt) for bt in moved[days].values()]
+    ratios = [bt.ratio for bt in moved[days].values()]
     assert len(ratios) == 11
     assert math.exp(float(np.mean(np.log(ratios)))) <= MOVED_NOW[days]
 
@@ -125,7 +119,7 @@ def test_geometric_mean_with_the_holdout_moved_earlier_holds_its_level(
     ),
 )
 def test_geometric_mean_of_ratios_target(results: dict[str, Backtest]) -> None:
-    ratios = [ratio(bt) for bt in results.values()]
+    ratios = [bt.ratio for bt in results.values()]
     assert math.exp(float(np.mean(np.log(ratios)))) <= 0.8
 
 
