@@ -8,6 +8,8 @@ import pytest
 
 from autoscaler.forecast import (
     DAY,
+    Backtest,
+    Forecast,
     Forecaster,
     ForecastSettings,
     SeasonalForecaster,
@@ -344,6 +346,39 @@ def test_wape() -> None:
     assert wape([0.0, 4.0], [1.0, 4.0]) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="shape"):
         wape([1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize(
+    ("ours", "day", "week", "expected"),
+    [
+        (0.08, 0.10, math.nan, 0.8),  # under a week of history: the day's only
+        (0.10, 0.20, 0.05, 2.0),  # the better of the two, chosen in hindsight
+        (0.0, 0.03, 0.0, 1.0),  # a week copied exactly, forecast as that week
+        (0.01, 0.03, 0.0, math.inf),  # ... and not
+        (0.05, math.nan, math.nan, math.nan),  # no seasonal-naive to compare with
+    ],
+)
+def test_backtest_ratio_to_the_better_seasonal_naive(
+    ours: float, day: float, week: float, expected: float
+) -> None:
+    fc = Forecast(
+        start=0.0,
+        step=MINUTE,
+        point=np.zeros(1),
+        upper=np.zeros(1),
+        quantile=0.9,
+        period="none",
+        model="static",
+    )
+    bt = Backtest(
+        forecast=fc,
+        actual=np.zeros(1),
+        wape=ours,
+        wape_seasonal_naive_day=day,
+        wape_seasonal_naive_week=week,
+        coverage=1.0,
+    )
+    assert bt.ratio == pytest.approx(expected, nan_ok=True)
 
 
 # --- read_series -----------------------------------------------------------------------------
