@@ -330,3 +330,11 @@ def test_negative_huge_and_clamped_values(tmp_path: Path) -> None:
 )
 def test_replicas_for(value: float, per_replica: float, replicas: int) -> None:
     assert replicas_for(value, per_replica) == replicas
+
+
+def test_series_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    """A spreadsheet's UTF-8 BOM before ``ts``: --format auto calls it a series, and it reads."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfts,value\r\n0,1\r\n60,2\r\n")
+    trace = import_series(path, per_replica=1, requests=REPLICA)
+    assert _counts(trace) == [(0.0, 1), (60.0, 2)]
