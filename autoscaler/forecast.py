@@ -267,7 +267,7 @@ def read_series(path: str | Path) -> tuple[FloatArray, FloatArray]:
     """Read a ``ts,value`` CSV (header required; ts in unix seconds, non-decreasing)."""
     ts: list[float] = []
     values: list[float] = []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM too
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
