@@ -181,7 +181,7 @@ def import_openb(
     where = str(path)
     rows: list[tuple[int, int | None, str, Resources, dict[str, str]]] = []
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM too
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
             missing = [c for c in OPENB_COLUMNS if c not in columns]

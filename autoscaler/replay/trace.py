@@ -519,7 +519,7 @@ def read_trace(path: str | Path) -> Trace:
     header: TraceHeader | None = None
     events: list[Event] = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a BOM an editor added, too
             for item in iter_lines(f, str(path)):
                 if isinstance(item, TraceHeader):
                     header = item

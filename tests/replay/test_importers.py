@@ -62,6 +62,16 @@ def test_openb_takes_rows_in_any_order(tmp_path: Path) -> None:
     ]
 
 
+def test_openb_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    """A spreadsheet's UTF-8 BOM before ``name``: the first column is still ``name``."""
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + "a,1000,1024,0,0,,LS,Running,10,20,10\n").encode())
+    assert [(type(e).__name__, e.t) for e in import_openb(path).events] == [
+        ("PodCreated", 10.0),
+        ("PodDeleted", 20.0),
+    ]
+
+
 @pytest.mark.parametrize(
     "name",
     ["openb_pod_list_cpu200.csv", "openb_pod_list_gpushare80.csv", "openb_pod_list_gpuspec33.csv"],
