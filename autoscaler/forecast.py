@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -267,7 +268,15 @@ def read_series(path: str | Path) -> tuple[FloatArray, FloatArray]:
     """Read a ``ts,value`` CSV (header required; ts in unix seconds, non-decreasing)."""
     ts: list[float] = []
     values: list[float] = []
-    with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM too
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # a spreadsheet's BOM too
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text (byte {err.start}: {err.reason})"
+        ) from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:

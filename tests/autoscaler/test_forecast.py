@@ -404,11 +404,14 @@ def test_read_series(tmp_path: Path) -> None:
         ("ts,value\n0,1\n120,1\n60,1\n", r":4: time goes backwards"),
         ("ts,value\n0,1\n60\n", r":3: expected 2 fields"),
         ("ts,value\n", r": no data rows"),
+        (b"ts,value\r\n0,1\r\n60,\xff\r\n", r":3: not UTF-8 text \(byte 18: invalid start byte\)"),
     ],
 )
-def test_read_series_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+def test_read_series_errors_name_file_and_line(
+    tmp_path: Path, text: str | bytes, message: str
+) -> None:
     path = tmp_path / "bad.csv"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ValueError, match=message) as info:
         read_series(path)
     assert re.match(re.escape(str(path)) + message, str(info.value)), str(info.value)
