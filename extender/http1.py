@@ -54,7 +54,16 @@ from typing import Any, cast
 
 import httptools
 
-__all__ = ["ASGIApp", "Answer", "Direct", "Limits", "Server", "serve", "tls_context"]
+__all__ = [
+    "ASGIApp",
+    "Answer",
+    "Direct",
+    "Limits",
+    "Server",
+    "StartupFailed",
+    "serve",
+    "tls_context",
+]
 
 log = logging.getLogger("spillover.extender")
 
@@ -566,6 +575,12 @@ class Server:
                         connection.transport.abort()
 
 
+class StartupFailed(Exception):
+    """The app's lifespan startup failed (or the app ended without completing it): nothing was
+    served.  The message is one line: the last line of what the app reported (Starlette sends
+    the whole traceback text)."""
+
+
 class _Lifespan:
     """The ASGI lifespan protocol, both ends: startup before serving, shutdown after."""
 
@@ -587,21 +602,32 @@ class _Lifespan:
         try:
             await self.app({**scope, "state": self.state}, self._receive, self._send)
         except Exception as err:  # the app sent lifespan.*.failed first, or has no lifespan
-            await self.outbox.put({"type": "lifespan.ended", "message": str(err)})
+            ended = f"{type(err).__name__}: {err}"
+            await self.outbox.put({"type": "lifespan.ended", "message": ended})
         else:
             await self.outbox.put({"type": "lifespan.ended"})
 
     async def _step(self, event: str) -> None:
         await self.inbox.put({"type": f"lifespan.{event}"})
         answer = await self.outbox.get()
-        if answer["type"] == f"lifespan.{event}.failed":
-            raise RuntimeError(f"lifespan {event} failed: {answer.get('message', '')}")
-        if answer["type"] != f"lifespan.{event}.complete":
-            raise RuntimeError(f"lifespan {event}: the app ended without completing it")
+        if answer["type"] == f"lifespan.{event}.complete":
+            return
+        lines = [line.strip() for line in str(answer.get("message") or "").splitlines()]
+        reason = next((line for line in reversed(lines) if line), "")
+        if answer["type"] != f"lifespan.{event}.failed":
+            reason = "the app ended without completing it" + (f" ({reason})" if reason else "")
+        if event == "startup":
+            raise StartupFailed(reason or "no reason given")
+        raise RuntimeError(f"lifespan {event} failed: {reason}")
 
     async def startup(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
-        await self._step("startup")
+        try:
+            await self._step("startup")
+        except StartupFailed:
+            with contextlib.suppress(Exception):
+                await self.task  # the app's own ending (Starlette re-raises after "failed")
+            raise
 
     async def shutdown(self) -> None:
         if self.task is None or self.task.done():
@@ -631,7 +657,8 @@ async def serve(
     signals: bool = True,
 ) -> None:
     """Serve until SIGINT / SIGTERM (with ``signals``) or ``stop`` is set; ``started`` is
-    called with the port once listening (``port=0``: any free one)."""
+    called with the port once listening (``port=0``: any free one).  ``StartupFailed`` if the
+    app's lifespan startup fails (nothing listens then)."""
     loop = asyncio.get_running_loop()
     server = Server(app, direct=direct, limits=limits or Limits(), loop=loop)
     lifespan = _Lifespan(app, server.state)
