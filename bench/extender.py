@@ -650,12 +650,28 @@ _BINS = (
     ("body read", ("app.py:_read_body",)),
     (
         "request JSON: split, top-level scan, Pod to dict",
-        ("wire.py:split_node_names", "wire.py:_top", "wire.py:decode_", "wire.py:_pod", "is_null"),
+        (
+            "wire.py:split_node_names",
+            "wire.py:locate_node_names",
+            "wire.py:_top",
+            "wire.py:decode_",
+            "wire.py:_pod",
+            "is_null",
+        ),
     ),
     ("Pod model (pod_from_dict)", ("model.py:", "quantity.py:", "verbs.py:pod", "app.py:_pod")),
     (
         "offered names: find / decode / group",
-        ("NameLists", "decode_node_names", "group_offer", "verbs.py:offer", "_layout", "_by_names"),
+        (
+            "NameLists",
+            "wire.py:find",
+            "wire.py:parse",
+            "decode_node_names",
+            "group_offer",
+            "verbs.py:offer",
+            "_layout",
+            "_by_names",
+        ),
     ),
     (
         "decision: policy, counts, decide, ledger",
@@ -675,6 +691,9 @@ _BINS = (
         "encoding the answer",
         (
             "wire.py:encode",
+            "wire.py:filter_",
+            "wire.py:_chunk",
+            "wire.py:_as_raw",
             "grouped_map",
             "_group_map",
             "_template",
