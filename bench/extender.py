@@ -226,19 +226,6 @@ class _Known(NamedTuple):
     accepted: bytes
 
 
-class _FilterResult(msgspec.Struct):
-    Nodes: msgspec.Raw | None = None
-    NodeNames: list[str] | None = None
-    FailedNodes: dict[str, str] | None = None
-    FailedAndUnresolvableNodes: dict[str, str] | None = None
-    Error: str = ""
-
-
-class _HostPriority(msgspec.Struct):
-    Host: str
-    Score: int
-
-
 class _Wire:
     """kube-scheduler's side of one keep-alive connection, about as cheap as its Go client: each
     request is written by one ``sendmsg`` from pre-encoded parts (the Pod, the offered list: no
@@ -326,13 +313,16 @@ class _Checks:
             if len(answer.data) == size and buf.startswith(answer.data, start):
                 return answer.accepted
         data = bytes(buf[start:end])
-        result = msgspec.json.decode(data, type=_FilterResult)
+        result = msgspec.json.decode(data, type=dict[str, Any])  # ExtenderFilterResult
         offered = self.offered[offer]
-        accepted = result.NodeNames or []
-        refused = {**(result.FailedNodes or {}), **(result.FailedAndUnresolvableNodes or {})}
+        accepted = result.get("NodeNames") or []
+        refused = {
+            **(result.get("FailedNodes") or {}),
+            **(result.get("FailedAndUnresolvableNodes") or {}),
+        }
         problems = []
-        if result.Error or result.Nodes is not None:
-            problems.append(f"Error {result.Error!r}, Nodes {bytes(result.Nodes or b'')!r}")
+        if result.get("Error") or result.get("Nodes") is not None:
+            problems.append(f"Error {result.get('Error')!r}, Nodes {result.get('Nodes')!r:.200}")
         if sorted([*accepted, *refused]) != sorted(offered) or set(accepted) & set(refused):
             problems.append("accepted and refused names do not split the offered ones")
         if workload % 2 and accepted != offered:
@@ -356,9 +346,9 @@ class _Checks:
             if len(data) == size and buf.startswith(data, start):
                 return
         data = bytes(buf[start:end])
-        hosts = msgspec.json.decode(data, type=list[_HostPriority] | None) or []
+        hosts = msgspec.json.decode(data, type=list[dict[str, Any]] | None) or []  # HostPriority
         offered = set(msgspec.json.decode(offer, type=list[str]))
-        if any(h.Host not in offered or not 0 <= h.Score <= 10 for h in hosts):
+        if any(h["Host"] not in offered or not 0 <= h["Score"] <= 10 for h in hosts):
             raise RuntimeError(f"prioritize, workload {workload}: {data[:200]!r}")
         known.append(data)
         self.decoded += 1
