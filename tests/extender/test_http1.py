@@ -482,10 +482,15 @@ def test_a_failed_startup_is_one_log_line_and_exit_status_3_not_a_traceback(how:
         await receive()  # lifespan.startup, then return without an answer
 
     app: Any = Starlette(lifespan=lifespan) if how == "raises" else ends
+
+    def serve() -> int:
+        run(app, Settings(host="127.0.0.1", port=0))
+        return 0
+
     stream = io.StringIO()
     configure("info", stream=stream)
     try:
-        code = run_main(lambda: run(app, Settings(host="127.0.0.1", port=0)) or 0)
+        code = run_main(serve)
     finally:
         configure("info")
     lines = stream.getvalue().splitlines()
