@@ -19,6 +19,15 @@ end of the horizon (boot included).  ECI's price of a slice is the node's worth 
 that have such nodes.  Pods then find that room as they arrive (the placement policy takes the
 first unit with a feasible node).
 
+Demand that new capacity would not take is not stacked against it (``pinned``): a pod running on
+ECI counts in its class's demand (the history is the arrivals ECS could have held), but capacity
+added to a group takes it only if an eviction can move it there (``eviction.move_blocker``: a
+bare pod or a Job's pod stays on ECI for the rest of its life), the group's new node holds it and
+its policy's unbounded ECS unit contains that node.  The others, while they run, are subtracted
+from the forecast, for the nodes added and for the capacity kept: without that, a bare 8-GPU pod
+that overflowed while no node had room made the forecast buy and keep an empty GPU node it could
+never use, and a 20-core replica two 8-core nodes it did not fit.
+
 The same rule, without the boot, keeps capacity: scale-down may not take the class's capacity
 below the ``Level`` (``milli``: the nodes, stacked from zero, whose slice still pays over the
 horizon).  When the forecast falls the level falls with it and the nodes above it go as any idle
@@ -38,10 +47,11 @@ import numpy as np
 import numpy.typing as npt
 
 from extender.model import NodeKind, Resources
-from extender.policy import ResourcePolicy
+from extender.policy import ResourcePolicy, policy_for
 
 from .context import Context, Growth
 from .costs import break_even_fraction
+from .eviction import move_blocker
 from .expanders import Option, expander_for
 from .nodegroup import NodeGroup
 
@@ -61,6 +71,7 @@ __all__ = [
     "forecast_levels",
     "group_class",
     "paying_nodes",
+    "pinned",
     "pre_provision",
 ]
 
@@ -169,12 +180,14 @@ class Level:
 
     ``milli``: the capacity scale-down keeps (whole nodes whose slice pays, see the module
     docstring); ``after_boot``: the point forecast over the horizon after the longest boot, in
-    milli-units, which ``pre_provision`` stacks new nodes against."""
+    milli-units, which ``pre_provision`` stacks new nodes against, less ``pinned[i]`` for the
+    group ``groups[i]`` (``pinned``: the demand of pods on ECI its new nodes would not take)."""
 
     cls: str
     groups: tuple[int, ...]
     milli: float
     after_boot: tuple[float, ...] = ()
+    pinned: tuple[float, ...] = ()
 
     @property
     def dim(self) -> int:
@@ -220,6 +233,48 @@ def paying_nodes(
         else:
             last = mid
     return first
+
+
+def pinned(ctx: Context, cls: str, groups: Sequence[int]) -> list[float]:
+    """Per group of ``groups``: the class demand (``class_demand_of``, milli-units) of the pods
+    running on ECI that nodes added to that group would not take (module docstring): an eviction
+    cannot move them, the group's new node cannot hold them, or no unbounded ECS unit of their
+    policy contains that node."""
+    out = [0.0] * len(groups)
+    policies = ctx.state.policies
+    if not policies:
+        return out
+    cap = ctx.cap
+    for node in ctx.eci_nodes:
+        for pod in ctx.state.pods_on(node.name):
+            if pod.finished or pod.terminating:
+                continue
+            r = pod.requests
+            mine, amount = demand_class(r)
+            if mine != cls or amount <= 0:
+                continue
+            policy = policy_for(policies, pod)
+            if policy is None or not _unbounded_ecs(policy):
+                continue  # not demand at all (class_demand_of)
+            stuck = move_blocker(pod) is not None
+            c = -1 if stuck else ctx.class_of(pod)
+            for i, g in enumerate(groups):
+                takes = (
+                    not stuck
+                    and ctx.classes[c].groups[g]
+                    and r.cpu_milli <= cap[g, 0]
+                    and r.memory <= cap[g, 1]
+                    and r.gpu_milli <= cap[g, 2]
+                    and any(
+                        u.resource is NodeKind.ECS
+                        and u.max is None
+                        and u.contains(ctx.templates[g])
+                        for u in policy.units
+                    )
+                )
+                if not takes:
+                    out[i] += amount
+    return out
 
 
 def forecast_levels(
@@ -274,7 +329,15 @@ def _level(
     # the finest granularity among the class's groups: what one node more or less changes
     g = min(groups, key=lambda i: (int(ctx.cap[i, dim]) or math.inf, i))
     per_node = float(ctx.cap[g, dim])
-    demand = [max(v, 0.0) * 1000 for v in now_window.tolist()]
+    stuck = pinned(ctx, cls, groups)
+    held = stuck[groups.index(g)]
+    demand = [max(v * 1000 - held, 0.0) for v in now_window.tolist()]
+    if max(demand) <= 0:
+        notes.append(
+            f"forecast: all {cls} demand is pods on ECI that ECS capacity would not take "
+            f"({held / 1000:.2f} {_UNIT[cls]}): nothing to hold or to add"
+        )
+        return None
     keep = paying_nodes(
         demand,
         base=0.0,
@@ -284,12 +347,18 @@ def _level(
         limit=math.ceil(max(demand) / per_node) if per_node > 0 else 0,
     )
     level = Level(
-        cls, groups, keep * per_node, tuple(max(v, 0.0) * 1000 for v in after_boot.tolist())
+        cls,
+        groups,
+        keep * per_node,
+        tuple(max(v, 0.0) * 1000 for v in after_boot.tolist()),
+        tuple(stuck),
     )
     notes.append(
         f"forecast: {keep} {ctx.groups[g].group.name} node(s) of {cls} demand pay for themselves "
         f"over the next {horizon / 60:.0f} min (point forecast up to "
-        f"{level.describe(max(demand))}), so ECS keeps {level.describe(level.milli)}"
+        f"{level.describe(max(demand) + held)}"
+        + (f", of which {level.describe(held)} on ECI would not move" if held else "")
+        + f"), so ECS keeps {level.describe(level.milli)}"
     )
     return level
 
@@ -330,13 +399,14 @@ def pre_provision(
     """Add the nodes that pay for themselves above the class's capacity (module docstring)."""
     dim = level.dim
     capacity = ctx.capacity_milli(level.groups, dim, added)
-    if not level.after_boot or max(level.after_boot) <= capacity:
+    stuck = level.pinned or (0.0,) * len(level.groups)
+    if not level.after_boot or max(level.after_boot) - min(stuck) <= capacity:
         return
     loop_left = ctx.settings.max_nodes_per_loop - sum(a.delta for a in added.values())
     hours = ctx.settings.forecast_horizon / 3600
     options = []
     can_grow = False
-    for g in level.groups:
+    for g, held_on_eci in zip(level.groups, stuck, strict=True):
         gs = ctx.groups[g]
         if gs.in_cooldown(now):
             continue
@@ -347,8 +417,9 @@ def pre_provision(
             continue
         can_grow = True
         paid = (gs.group.boot_time + ctx.settings.forecast_horizon) / 3600
+        takes = [max(d - held_on_eci, 0.0) for d in level.after_boot]
         nodes = paying_nodes(
-            level.after_boot,
+            takes,
             base=capacity,
             per_node=per_node,
             node_cost=gs.group.price_per_hour * paid,
@@ -357,7 +428,7 @@ def pre_provision(
         )
         if nodes == 0:
             continue
-        held = [min(max(d - capacity, 0.0), nodes * per_node) for d in level.after_boot]
+        held = [min(max(d - capacity, 0.0), nodes * per_node) for d in takes]
         covered = sum(held) / len(held)
         waste = 1.0 - covered / (nodes * per_node)
         options.append(
@@ -383,9 +454,12 @@ def pre_provision(
         return
     option, why = choice
     g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
+    held_on_eci = stuck[level.groups.index(g)]
     reason = (
         f"forecast: pre-provision {option.nodes} node(s), each paying for itself, for "
-        f"{level.describe(max(level.after_boot) - capacity)} of expected demand above ECS "
-        f"capacity {level.describe(capacity)}; {why}"
+        f"{level.describe(max(level.after_boot) - held_on_eci - capacity)} of expected demand "
+        f"above ECS capacity {level.describe(capacity)}"
+        + (f" ({level.describe(held_on_eci)} on ECI would not move)" if held_on_eci else "")
+        + f"; {why}"
     )
     added.setdefault(g, Growth()).add(option.nodes, pods=(), reason=reason, code=PREDICTIVE)

@@ -456,13 +456,13 @@ GPU8 = NodeGroup(
 GPU_TOLERATION = Toleration("nvidia.com/gpu", "Exists")
 
 
-def gpu_job(name: str, gpu: int = 1000, **extra: Any) -> Pod:
+def gpu_job(name: str, gpu: int = 1000, *, kind: str = "Job", **extra: Any) -> Pod:
     """A short GPU Job pod: on its own never cheaper on ECS (no expected duration)."""
     return pod(
         name,
         4000,
         16 * GIB,
-        kind="Job",
+        kind=kind,
         app="train",
         gpu=gpu,
         tolerations=(ECI_TOLERATION, GPU_TOLERATION),
@@ -541,6 +541,76 @@ def test_gpu_forecast_never_scales_in_and_holds_its_level() -> None:
         result = run(busy, groups, nodes=nodes, forecast=forecast)
         assert result.scale_ups == ()
         assert result.scale_downs == ()
+
+
+TRAIN = ResourcePolicy(
+    "train", "default", LabelSelector({"app": "train"}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+)
+
+
+@pytest.mark.parametrize(("kind", "nodes"), [("Pod", 1), ("Job", 1), ("ReplicaSet", 2)])
+def test_forecast_stacks_no_node_for_eci_pods_it_would_not_take(kind: str, nodes: int) -> None:
+    # 14 GPUs expected, one 8-GPU pod of them running on ECI.  A bare pod or a Job's pod never
+    # moves: the nodes added take only the other 6 GPUs, and one node holding 6 pays (91.06 >
+    # 65.07): 1 node, not 2.  A Deployment's replica moves into the room: 14 GPUs, 2 nodes (the
+    # first for the replica itself, cheaper on ECS, then one more for the forecast's other 6).
+    stuck = gpu_job("big", 8000, node=ECI.name, kind=kind)
+    groups = [GroupState(GPU8, 0)]
+    result = run([stuck], groups, nodes=[ECI], policies=[TRAIN], forecast={"gpu": flat(14)})
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("gpu8", nodes)]
+    if nodes == 1:
+        assert result.scale_ups[0].code == "predictive"
+        assert "(8.00 GPUs on ECI would not move)" in result.scale_ups[0].reason
+        assert "6.00 GPUs of expected demand above ECS capacity 0.00 GPUs" in (
+            result.scale_ups[0].reason
+        )
+
+
+def test_forecast_stacks_no_node_for_eci_pods_too_big_for_it() -> None:
+    # 11 cores expected (3 g4 nodes with nothing on ECI), 6 of them a replica on ECI that no
+    # 4-core node holds: the nodes take 5 cores, one full node and a second holding 1 core
+    # (1.0587 / 4 = 0.265 < 0.7178): 1 node
+    big = pod("big", 6000, 8 * GIB, node=ECI.name)
+    web = ResourcePolicy(
+        "web", "default", LabelSelector({"app": "web"}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+    )
+    result = run([big], [GroupState(G4, 0)], nodes=[ECI], policies=[web], forecast=flat(11))
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("g4", 1)]
+    fits = pod("fits", 4000, 8 * GIB, node=ECI.name)  # a 4-core replica moves into the room
+    result = run([fits], [GroupState(G4, 0)], nodes=[ECI], policies=[web], forecast=flat(11))
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("g4", 3)]
+
+
+def test_forecast_keeps_no_capacity_for_eci_pods_it_would_not_take() -> None:
+    # two empty gpu8 nodes, unneeded for long, 14 GPUs expected: both stay (the second holds 6,
+    # test above).  If 8 of the 14 are a bare pod on ECI, ECS keeps what the other 6 need: the
+    # first node holds 6 (91.06 > 64), the second nothing: one goes.
+    nodes = [node(f"gpu-{i}", GPU8, created=i) for i in range(2)]
+    old = {f"gpu-{i}": NOW - 3600 for i in range(2)}
+    groups = [GroupState(GPU8, 2, last_scale_up=0.0)]
+    stuck = gpu_job("big", 8000, node=ECI.name, kind="Pod")
+    result = run(
+        [stuck],
+        groups,
+        nodes=[*nodes, ECI],
+        policies=[TRAIN],
+        forecast={"gpu": flat(14)},
+        unneeded=old,
+    )
+    assert result.scale_ups == ()
+    assert [d.node for d in result.scale_downs] == ["gpu-0"]
+    assert any("of which 8.00 GPUs on ECI would not move" in n for n in result.notes)
+    # all of the demand is that pod: no level, no forecast floor, both go
+    result = run(
+        [stuck],
+        groups,
+        nodes=[*nodes, ECI],
+        policies=[TRAIN],
+        forecast={"gpu": flat(8)},
+        unneeded=old,
+    )
+    assert [d.node for d in result.scale_downs] == ["gpu-0", "gpu-1"]
+    assert any("all gpu demand is pods on ECI" in n for n in result.notes)
 
 
 def test_gpu_forecast_without_gpu_groups_is_ignored_with_a_note() -> None:
