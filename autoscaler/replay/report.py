@@ -458,6 +458,7 @@ def result_row(r: Result) -> dict[str, Any]:
             for n in r.idle_nodes
         ],
         "eci_pod_hours_share": round(r.eci_share, 4),
+        "eci_pod_hours_share_no_room": round(r.eci_no_room_share, 4),
         "scaling_actions": len(r.actions),
         "peak_nodes": r.peak_nodes,
         "evictions": r.evictions,
@@ -498,7 +499,7 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
         "",
         *([f"**{unmatched_note(s)}**", ""] if s.unmanaged else []),
         "| variant | total CNY | ECS CNY | ECS node-h | ECI CNY | ECI vCPU-s | ECI GiB-s "
-        "| pending p50 / p95 / p99 s | never started | ECI pod-h share | scaling actions "
+        "| pending p50 / p95 / p99 s | never started | ECI pod-h share (no room) | scaling actions "
         "| peak nodes |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -509,7 +510,7 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
             f"| {r.eci_cost:,.0f} | {r.eci_vcpu_seconds:,.0f} | {r.eci_gib_seconds:,.0f} "
             f"| {r.pending_percentile(50):.1f} / {r.pending_percentile(95):.1f} / "
             f"{r.pending_percentile(99):.1f} | {r.never_started} | {r.eci_share:.1%} "
-            f"| {len(r.actions)} | {r.peak_nodes} |"
+            f"({r.eci_no_room_share:.1%}) | {len(r.actions)} | {r.peak_nodes} |"
         )
     lines.append(
         f"| fluid ECS lower bound | {c.bound.cost:,.0f} | | "
