@@ -616,26 +616,19 @@ def test_forecast_keeps_no_capacity_for_eci_pods_it_would_not_take() -> None:
     old = {f"gpu-{i}": NOW - 3600 for i in range(2)}
     groups = [GroupState(GPU8, 2, last_scale_up=0.0)]
     stuck = gpu_job("big", 8000, node=ECI.name, kind="Pod", annotations={EXPECTED_DURATION: "8h"})
-    result = run(
-        [stuck],
-        groups,
-        nodes=[*nodes, ECI],
-        policies=[TRAIN],
-        forecast={"gpu": flat(14)},
-        unneeded=old,
-    )
+
+    def with_stuck(gpus: float) -> Plan:
+        forecast = {"gpu": flat(gpus)}
+        return run(
+            [stuck], groups, nodes=[*nodes, ECI], policies=[TRAIN], forecast=forecast, unneeded=old
+        )
+
+    result = with_stuck(14)
     assert result.scale_ups == ()
     assert [d.node for d in result.scale_downs] == ["gpu-0"]
     assert any("besides 8.00 GPUs on ECI that would not move" in n for n in result.notes)
     # all of the demand is that pod: no level, no forecast floor, both go
-    result = run(
-        [stuck],
-        groups,
-        nodes=[*nodes, ECI],
-        policies=[TRAIN],
-        forecast={"gpu": flat(8)},
-        unneeded=old,
-    )
+    result = with_stuck(8)
     assert [d.node for d in result.scale_downs] == ["gpu-0", "gpu-1"]
     assert any("all gpu demand is pods on ECI" in n for n in result.notes)
 
