@@ -358,7 +358,11 @@ def _level(
         now_times, boot_times = [now] * now_window.size, [now] * after_boot.size
     held = _profile(stuck[groups.index(g)], now_times)
     demand = [max(v * 1000 - h, 0.0) for v, h in zip(now_window.tolist(), held, strict=True)]
-    if max(demand) <= 0:
+    ahead = tuple(max(v, 0.0) * 1000 for v in after_boot.tolist())
+    pinned_ahead = tuple(_profile(p, boot_times) for p in stuck)
+    if max(demand) <= 0 and all(
+        d <= h for p in pinned_ahead for d, h in zip(ahead, p, strict=True)
+    ):
         notes.append(
             f"forecast: all {cls} demand is pods on ECI that ECS capacity would not take "
             f"({max(held) / 1000:.2f} {_UNIT[cls]}): nothing to hold or to add"
@@ -372,13 +376,7 @@ def _level(
         slice_value=_slice_value(ctx, g, dim, hours),
         limit=math.ceil(max(demand) / per_node) if per_node > 0 else 0,
     )
-    level = Level(
-        cls,
-        groups,
-        keep * per_node,
-        tuple(max(v, 0.0) * 1000 for v in after_boot.tolist()),
-        tuple(_profile(p, boot_times) for p in stuck),
-    )
+    level = Level(cls, groups, keep * per_node, ahead, pinned_ahead)
     notes.append(
         f"forecast: {keep} {ctx.groups[g].group.name} node(s) of {cls} demand pay for themselves "
         f"over the next {horizon / 60:.0f} min (point forecast up to "

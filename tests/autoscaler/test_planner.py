@@ -591,6 +591,22 @@ def test_forecast_stacks_no_node_for_eci_pods_it_would_not_take(
         assert f"{top} GPUs of expected demand above ECS capacity 0.00 GPUs" in up.reason
 
 
+def test_forecast_adds_nodes_for_a_rise_after_the_boot_above_the_pinned_pods() -> None:
+    # An 8-GPU bare pod on ECI for 8 more hours; 8 GPUs expected until one hour from now (all of
+    # it that pod), 24 after.  Nodes at 50 CNY/h that boot for an hour: nothing is held now, but
+    # after the boot (steps 3600..7200 s) the new nodes take 16 GPUs at 60 of the 61 steps: each
+    # of two full nodes is worth 121.41 * 60 / 61 = 119.4 CNY over the hour, more than the
+    # 50 * 2 h it is paid from now: 2 nodes.
+    slow = dataclasses.replace(GPU8, boot_time=3600.0, price_per_hour=50.0)
+    point = np.where(np.arange(125) * 60.0 <= 3600, 8.0, 24.0)
+    rise = dataclasses.replace(flat(8), point=point, upper=point)
+    stuck = gpu_job("big", 8000, node=ECI.name, kind="Pod", annotations={EXPECTED_DURATION: "8h"})
+    result = run(
+        [stuck], [GroupState(slow, 0)], nodes=[ECI], policies=[TRAIN], forecast={"gpu": rise}
+    )
+    assert [(u.group, u.delta, u.code) for u in result.scale_ups] == [("gpu8", 2, "predictive")]
+
+
 def test_forecast_stacks_no_node_for_eci_pods_too_big_for_it() -> None:
     # 11 cores expected (3 g4 nodes with nothing on ECI), 6 of them a replica on ECI that no
     # 4-core node holds, expected to run the whole horizon (a Deployment without the annotation:
