@@ -19,6 +19,22 @@ end of the horizon (boot included).  ECI's price of a slice is the node's worth 
 that have such nodes.  Pods then find that room as they arrive (the placement policy takes the
 first unit with a feasible node).
 
+Demand that new capacity would not take is not stacked against it (``pinned``): a pod running on
+ECI counts in its class's demand (the history is the arrivals ECS could have held), but capacity
+added to a group takes it only if an eviction can move it there (``eviction.move_blocker``: a
+bare pod or a Job's pod stays on ECI for the rest of its life), the group's new node holds it and
+its policy's unbounded ECS unit contains that node.  The others are subtracted from the forecast
+until their expected end, for the nodes added and for the capacity kept: without that, a bare
+8-GPU pod that overflowed while no node had room made the forecast buy and keep an empty GPU node
+it could never use, and a 20-core replica two 8-core nodes it did not fit (bench/RESULTS.md,
+issue 12).  The expected end is the pod's expected remaining run time (``demand.remaining``), but
+at least its age: a pod whose run time is unknown, or that has outlived its estimate, is expected
+to run as long again (the median remaining life of a process of age ``a`` is about ``a`` under
+the heavy-tailed lifetimes Harchol-Balter and Downey measured, "Exploiting process lifetime
+distributions for dynamic load balancing", 1997; on the openb lists the median remaining life
+of latency-sensitive tasks is 0.8 to 36 times their age).  A stream of short pods on ECI, each
+young, so counts for the few minutes it has left and stays the arrivals new capacity takes.
+
 The same rule, without the boot, keeps capacity: scale-down may not take the class's capacity
 below the ``Level`` (``milli``: the nodes, stacked from zero, whose slice still pays over the
 horizon).  When the forecast falls the level falls with it and the nodes above it go as any idle
@@ -38,10 +54,12 @@ import numpy as np
 import numpy.typing as npt
 
 from extender.model import NodeKind, Resources
-from extender.policy import ResourcePolicy
+from extender.policy import ResourcePolicy, policy_for
 
 from .context import Context, Growth
 from .costs import break_even_fraction
+from .demand import remaining
+from .eviction import move_blocker
 from .expanders import Option, expander_for
 from .nodegroup import NodeGroup
 
@@ -61,6 +79,7 @@ __all__ = [
     "forecast_levels",
     "group_class",
     "paying_nodes",
+    "pinned",
     "pre_provision",
 ]
 
@@ -169,12 +188,15 @@ class Level:
 
     ``milli``: the capacity scale-down keeps (whole nodes whose slice pays, see the module
     docstring); ``after_boot``: the point forecast over the horizon after the longest boot, in
-    milli-units, which ``pre_provision`` stacks new nodes against."""
+    milli-units, which ``pre_provision`` stacks new nodes against, less ``pinned[i][j]`` at its
+    step ``j`` for the group ``groups[i]`` (``pinned``: the demand of pods on ECI that nodes
+    added to the group would not take, at each step)."""
 
     cls: str
     groups: tuple[int, ...]
     milli: float
     after_boot: tuple[float, ...] = ()
+    pinned: tuple[tuple[float, ...], ...] = ()
 
     @property
     def dim(self) -> int:
@@ -220,6 +242,60 @@ def paying_nodes(
         else:
             last = mid
     return first
+
+
+def pinned(
+    ctx: Context, cls: str, groups: Sequence[int], *, now: float
+) -> list[list[tuple[float, float]]]:
+    """Per group of ``groups``: ``(until, milli)`` of each pod running on ECI whose class demand
+    (``class_demand_of``) nodes added to that group would not take (module docstring), until its
+    expected end: its expected remaining run time (``demand.remaining``), but at least its age
+    (module docstring).  Pods that take the group's nodes are not listed."""
+    out: list[list[tuple[float, float]]] = [[] for _ in groups]
+    policies = ctx.state.policies
+    if not policies:
+        return out
+    cap = ctx.cap
+    horizon = ctx.settings.forecast_horizon
+    for node in ctx.eci_nodes:
+        for pod in ctx.state.pods_on(node.name):
+            if pod.finished or pod.terminating:
+                continue
+            r = pod.requests
+            mine, amount = demand_class(r)
+            if mine != cls or amount <= 0:
+                continue
+            policy = policy_for(policies, pod)
+            if policy is None or not _unbounded_ecs(policy):
+                continue  # not demand at all (class_demand_of)
+            age = now - pod.created if pod.created > 0 else 0.0
+            until = now + max(remaining(pod, now=now, horizon=horizon), age)
+            if until <= now:
+                continue
+            stuck = move_blocker(pod) is not None
+            c = -1 if stuck else ctx.class_of(pod)
+            for i, g in enumerate(groups):
+                takes = (
+                    not stuck
+                    and ctx.classes[c].groups[g]
+                    and r.cpu_milli <= cap[g, 0]
+                    and r.memory <= cap[g, 1]
+                    and r.gpu_milli <= cap[g, 2]
+                    and any(
+                        u.resource is NodeKind.ECS
+                        and u.max is None
+                        and u.contains(ctx.templates[g])
+                        for u in policy.units
+                    )
+                )
+                if not takes:
+                    out[i].append((until, float(amount)))
+    return out
+
+
+def _profile(pods: Sequence[tuple[float, float]], times: Sequence[float]) -> tuple[float, ...]:
+    """The summed milli of ``pods`` (``(until, milli)``) still running at each of ``times``."""
+    return tuple(sum(m for until, m in pods if until > t) for t in times)
 
 
 def forecast_levels(
@@ -274,7 +350,24 @@ def _level(
     # the finest granularity among the class's groups: what one node more or less changes
     g = min(groups, key=lambda i: (int(ctx.cap[i, dim]) or math.inf, i))
     per_node = float(ctx.cap[g, dim])
-    demand = [max(v, 0.0) * 1000 for v in now_window.tolist()]
+    stuck = pinned(ctx, cls, groups, now=now)
+    if any(stuck):
+        now_times = _window_times(forecast, now - forecast.step, now + horizon)
+        boot_times = _window_times(forecast, now + boot, now + boot + horizon)
+    else:  # most passes: nothing on ECI that new nodes would not take
+        now_times, boot_times = [now] * now_window.size, [now] * after_boot.size
+    held = _profile(stuck[groups.index(g)], now_times)
+    demand = [max(v * 1000 - h, 0.0) for v, h in zip(now_window.tolist(), held, strict=True)]
+    ahead = tuple(max(v, 0.0) * 1000 for v in after_boot.tolist())
+    pinned_ahead = tuple(_profile(p, boot_times) for p in stuck)
+    if max(demand) <= 0 and all(
+        d <= h for p in pinned_ahead for d, h in zip(ahead, p, strict=True)
+    ):
+        notes.append(
+            f"forecast: all {cls} demand is pods on ECI that ECS capacity would not take "
+            f"({max(held) / 1000:.2f} {_UNIT[cls]}): nothing to hold or to add"
+        )
+        return None
     keep = paying_nodes(
         demand,
         base=0.0,
@@ -283,13 +376,13 @@ def _level(
         slice_value=_slice_value(ctx, g, dim, hours),
         limit=math.ceil(max(demand) / per_node) if per_node > 0 else 0,
     )
-    level = Level(
-        cls, groups, keep * per_node, tuple(max(v, 0.0) * 1000 for v in after_boot.tolist())
-    )
+    level = Level(cls, groups, keep * per_node, ahead, pinned_ahead)
     notes.append(
         f"forecast: {keep} {ctx.groups[g].group.name} node(s) of {cls} demand pay for themselves "
         f"over the next {horizon / 60:.0f} min (point forecast up to "
-        f"{level.describe(max(demand))}), so ECS keeps {level.describe(level.milli)}"
+        f"{level.describe(max(demand))}"
+        + (f" besides {level.describe(max(held))} on ECI that would not move" if any(held) else "")
+        + f"), so ECS keeps {level.describe(level.milli)}"
     )
     return level
 
@@ -297,15 +390,26 @@ def _level(
 def _window(
     forecast: Forecast, lo: float, hi: float, *, point: bool = False
 ) -> npt.NDArray[np.float64]:
-    """``forecast.upper`` (``point``: ``forecast.point``) at the steps whose time ``start + step * i`` is within [lo, hi].
+    """``forecast.upper`` (``point``: ``forecast.point``) at the steps whose time ``start + step * i`` is within [lo, hi]."""
+    return (forecast.point if point else forecast.upper)[_steps(forecast, lo, hi)]
+
+
+def _window_times(forecast: Forecast, lo: float, hi: float) -> list[float]:
+    """The times of the steps of :func:`_window` (``start + step * i``)."""
+    n = forecast.upper.size
+    times = forecast.start + forecast.step * np.arange(n, dtype=np.float64)
+    return [float(t) for t in times[_steps(forecast, lo, hi)]]
+
+
+def _steps(forecast: Forecast, lo: float, hi: float) -> slice | npt.NDArray[np.bool_]:
+    """The steps of ``forecast`` whose time ``start + step * i`` is within [lo, hi].
 
     The steps are found by arithmetic, then checked with the exact expression the mask
     ``lo <= forecast.times <= hi`` evaluates, so the slice is the mask's, without the arrays."""
     start, step, n = forecast.start, forecast.step, forecast.upper.size
-    values = forecast.point if point else forecast.upper
     if not (step > 0 and math.isfinite(start) and math.isfinite(lo) and math.isfinite(hi)):
         times = start + step * np.arange(n, dtype=np.float64)
-        return values[(times >= lo) & (times <= hi)]
+        return (times >= lo) & (times <= hi)
     first = min(max(math.ceil((lo - start) / step), 0), n)
     while first > 0 and start + step * (first - 1) >= lo:
         first -= 1
@@ -316,7 +420,7 @@ def _window(
         last += 1
     while last >= 0 and start + step * last > hi:
         last -= 1
-    return values[first : max(first, last + 1)]
+    return slice(first, max(first, last + 1))
 
 
 def pre_provision(
@@ -330,13 +434,15 @@ def pre_provision(
     """Add the nodes that pay for themselves above the class's capacity (module docstring)."""
     dim = level.dim
     capacity = ctx.capacity_milli(level.groups, dim, added)
-    if not level.after_boot or max(level.after_boot) <= capacity:
+    none = (0.0,) * len(level.after_boot)
+    stuck = level.pinned or (none,) * len(level.groups)
+    if not level.after_boot or max(level.after_boot) - min(min(p) for p in stuck) <= capacity:
         return
     loop_left = ctx.settings.max_nodes_per_loop - sum(a.delta for a in added.values())
     hours = ctx.settings.forecast_horizon / 3600
     options = []
     can_grow = False
-    for g in level.groups:
+    for g, held_on_eci in zip(level.groups, stuck, strict=True):
         gs = ctx.groups[g]
         if gs.in_cooldown(now):
             continue
@@ -347,8 +453,9 @@ def pre_provision(
             continue
         can_grow = True
         paid = (gs.group.boot_time + ctx.settings.forecast_horizon) / 3600
+        takes = [max(d - h, 0.0) for d, h in zip(level.after_boot, held_on_eci, strict=True)]
         nodes = paying_nodes(
-            level.after_boot,
+            takes,
             base=capacity,
             per_node=per_node,
             node_cost=gs.group.price_per_hour * paid,
@@ -357,7 +464,7 @@ def pre_provision(
         )
         if nodes == 0:
             continue
-        held = [min(max(d - capacity, 0.0), nodes * per_node) for d in level.after_boot]
+        held = [min(max(d - capacity, 0.0), nodes * per_node) for d in takes]
         covered = sum(held) / len(held)
         waste = 1.0 - covered / (nodes * per_node)
         options.append(
@@ -383,9 +490,17 @@ def pre_provision(
         return
     option, why = choice
     g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
+    held_on_eci = stuck[level.groups.index(g)]
+    top = max(d - h for d, h in zip(level.after_boot, held_on_eci, strict=True))
     reason = (
         f"forecast: pre-provision {option.nodes} node(s), each paying for itself, for "
-        f"{level.describe(max(level.after_boot) - capacity)} of expected demand above ECS "
-        f"capacity {level.describe(capacity)}; {why}"
+        f"{level.describe(top - capacity)} of expected demand above ECS capacity "
+        f"{level.describe(capacity)}"
+        + (
+            f" (besides up to {level.describe(max(held_on_eci))} on ECI that would not move)"
+            if any(held_on_eci)
+            else ""
+        )
+        + f"; {why}"
     )
     added.setdefault(g, Growth()).add(option.nodes, pods=(), reason=reason, code=PREDICTIVE)

@@ -101,12 +101,17 @@ class ResourcePolicy:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Where the policy puts one pod: a unit, the offered nodes in it, and why others were refused."""
+    """Where the policy puts one pod: a unit, the offered nodes in it, and why others were refused.
+
+    ``no_room``: a unit before the chosen one was passed over only because none of its offered
+    nodes could take the pod (it was under its ``max``), so the pod goes further down the list
+    for lack of room, not because the policy caps the unit."""
 
     unit: int | None
     accepted: tuple[str, ...]
     unresolvable: Mapping[str, str]
     reason: str
+    no_room: bool = False
 
     @property
     def placed(self) -> bool:
@@ -172,6 +177,7 @@ def decide(
     unit_of = [policy.unit_of(node) for node in candidates]
     chosen: int | None = None
     skipped: list[str] = []
+    no_room = False
     limit = 0
     unlimited = False
     for i, unit in enumerate(policy.units):
@@ -193,6 +199,7 @@ def decide(
             chosen = i
             break
         skipped.append(f"{unit.describe(i)} has no feasible node in this call ({usage})")
+        no_room = True
     where = f"policy {policy.key}"
     if chosen is None:
         why = f"{where}: no unit can take the pod: " + "; ".join(skipped)
@@ -215,4 +222,4 @@ def decide(
         else:
             other = policy.units[index].describe(index)
             unresolvable[node.name] = f"{where}: pod belongs on {target}, not {other}"
-    return Decision(chosen, accepted, unresolvable, reason)
+    return Decision(chosen, accepted, unresolvable, reason, no_room)

@@ -16,6 +16,16 @@ The fluid ECS lower bound (DESIGN §7): every pod on the group that holds it mos
 perfectly (nodes needed = the largest of cpu, memory, GPU and pod-count sums over capacity, as a
 fraction), nodes appear instantly and cost nothing when idle.  Pods that fit no group are
 charged at ECI prices.
+
+The whole-node reference (``Bound.whole_node_cost``) is the same hindsight with nodes that come
+whole: at every moment each group's demand is held by ``ceil(x)`` nodes (``x`` its fluid node
+count), or by ``floor(x)`` nodes and ECI for the rest, or all on ECI, whichever costs least at
+that moment (ECI for a part of the demand billed at the group's pods' mean ECI price per unit of
+demand, whole GPUs included).  Nodes still boot instantly, pack perfectly and go the moment they
+are not needed, so it is not a policy anyone could run; it is not a strict bound either (which
+pods go to ECI is not chosen, they pay the mean), but what it adds over the fluid bound is the
+price of whole nodes, which no node-by-node decision avoids: when a group's demand is a few GPUs,
+a whole 8-GPU node or ECI both cost more than the fluid bound's fraction of a node.
 """
 
 from __future__ import annotations
@@ -59,6 +69,7 @@ class Bound:
     node_seconds_by_group: dict[str, float]
     eci_cost: float  # pods no group can hold
     mean_nodes_by_group: dict[str, float]
+    whole_node_cost: float = 0.0  # the whole-node reference (module docstring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +112,9 @@ def fluid_bound(trace: Trace, scenario: Scenario) -> Bound:
     caps = {n: g.template(overhead=overhead).allocatable for n, g in groups.items()}
     eci: EciPrice = scenario.autoscaler.settings.eci_price
     sums = {n: [0, 0, 0, 0] for n in groups}
+    rates = dict.fromkeys(groups, 0.0)  # what ECI bills per second for each group's pods
     node_seconds = dict.fromkeys(groups, 0.0)
+    whole = 0.0
     eci_rate = 0.0
     eci_cost = 0.0
     live: dict[str, tuple[str, Resources, int]] = {}
@@ -128,13 +141,16 @@ def fluid_bound(trace: Trace, scenario: Scenario) -> Bound:
         s[1] += k * r.memory
         s[2] += k * r.gpu_milli
         s[3] += k
+        rates[group] = rates[group] + k * eci.per_hour(r) / 3600 if s[3] else 0.0
 
     for ev in trace.events:
         dt = ev.t - last
         if dt > 0:
             for name in groups:
                 if sums[name][3]:
-                    node_seconds[name] += nodes(name) * dt
+                    x = nodes(name)
+                    node_seconds[name] += x * dt
+                    whole += _whole_nodes(x, groups[name].price_per_hour / 3600, rates[name]) * dt
             eci_cost += eci_rate * dt
             last = ev.t
         if isinstance(ev, PodCreated):
@@ -167,7 +183,18 @@ def fluid_bound(trace: Trace, scenario: Scenario) -> Bound:
         node_seconds_by_group=node_seconds,
         eci_cost=eci_cost,
         mean_nodes_by_group={n: node_seconds[n] / span for n in groups},
+        whole_node_cost=whole + eci_cost,
     )
+
+
+def _whole_nodes(x: float, price: float, eci_rate: float) -> float:
+    """The cheapest way to hold ``x`` fluid nodes of demand with whole nodes at ``price`` and ECI
+    at ``eci_rate`` for all of it (per second): ``ceil(x)`` nodes, ``floor(x)`` nodes and the rest
+    on ECI, or all on ECI (module docstring).  ``x`` within 1e-9 of a whole number is one."""
+    if x <= 0:
+        return 0.0
+    low = math.floor(x + 1e-9)
+    return min(eci_rate, math.ceil(x - 1e-9) * price, low * price + (x - low) / x * eci_rate)
 
 
 def _ecs_only(policies: Sequence[ResourcePolicy]) -> tuple[ResourcePolicy, ...]:
@@ -458,6 +485,7 @@ def result_row(r: Result) -> dict[str, Any]:
             for n in r.idle_nodes
         ],
         "eci_pod_hours_share": round(r.eci_share, 4),
+        "eci_pod_hours_share_no_room": round(r.eci_no_room_share, 4),
         "scaling_actions": len(r.actions),
         "peak_nodes": r.peak_nodes,
         "evictions": r.evictions,
@@ -483,6 +511,7 @@ def summary_json(c: Comparison) -> dict[str, Any]:
                 g: round(v / 3600, 2) for g, v in c.bound.node_seconds_by_group.items()
             },
         },
+        "whole_node_reference": {"cost": round(c.bound.whole_node_cost, 2)},
         "dominates": c.dominates,
         "verdict": c.verdict,
     }
@@ -498,7 +527,7 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
         "",
         *([f"**{unmatched_note(s)}**", ""] if s.unmanaged else []),
         "| variant | total CNY | ECS CNY | ECS node-h | ECI CNY | ECI vCPU-s | ECI GiB-s "
-        "| pending p50 / p95 / p99 s | never started | ECI pod-h share | scaling actions "
+        "| pending p50 / p95 / p99 s | never started | ECI pod-h share (no room) | scaling actions "
         "| peak nodes |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -509,13 +538,14 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
             f"| {r.eci_cost:,.0f} | {r.eci_vcpu_seconds:,.0f} | {r.eci_gib_seconds:,.0f} "
             f"| {r.pending_percentile(50):.1f} / {r.pending_percentile(95):.1f} / "
             f"{r.pending_percentile(99):.1f} | {r.never_started} | {r.eci_share:.1%} "
-            f"| {len(r.actions)} | {r.peak_nodes} |"
+            f"({r.eci_no_room_share:.1%}) | {len(r.actions)} | {r.peak_nodes} |"
         )
     lines.append(
         f"| fluid ECS lower bound | {c.bound.cost:,.0f} | | "
         f"{sum(c.bound.node_seconds_by_group.values()) / 3600:,.1f} | {c.bound.eci_cost:,.0f} "
         "| | | 0 | | | | |"
     )
+    lines.append(f"| whole-node reference | {c.bound.whole_node_cost:,.0f} | | | | | | 0 | | | | |")
     lines += ["", *split_table(c)]
     lines += ["", "Variants:", ""]
     lines += [f"- `{r.name}`: {r.description}" for r in c.results]
@@ -534,7 +564,14 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
     lines += [f"- {v}" for v in c.verdict]
     lines += [
         "",
-        f"Spillover costs {s.cost / c.bound.cost:.2f}x the fluid ECS lower bound."
+        f"Spillover costs {s.cost / c.bound.cost:.2f}x the fluid ECS lower bound"
+        + (
+            f" and {s.cost / c.bound.whole_node_cost:.2f}x the whole-node reference (the "
+            f"hindsight optimum with whole nodes, {c.bound.whole_node_cost / c.bound.cost:.2f}x "
+            "the fluid bound: what whole nodes cost more than fractions of them)."
+            if c.bound.whole_node_cost > 0
+            else "."
+        )
         if c.bound.cost > 0
         else "",
     ]

@@ -145,6 +145,9 @@ class Result:
     unmanaged: int = 0  # pods no ResourcePolicy of the variant selects
     idle_nodes: tuple[IdleNode, ...] = ()  # the costliest pre-provisioned nodes
     restart_cost: float = 0.0  # pods evicted or moved, at the scenario's restart cost each
+    # of eci_pod_seconds: pods the policy sent to ECI because no ECS node had room (not beyond
+    # a unit's max, not an ECI-only policy)
+    eci_no_room_pod_seconds: float = 0.0
 
     @property
     def cost(self) -> float:
@@ -154,6 +157,12 @@ class Result:
     def eci_share(self) -> float:
         total = self.ecs_pod_seconds + self.eci_pod_seconds
         return self.eci_pod_seconds / total if total > 0 else 0.0
+
+    @property
+    def eci_no_room_share(self) -> float:
+        """The share of pod-hours on ECI for lack of ECS room (issue 12's <= 2 % target)."""
+        total = self.ecs_pod_seconds + self.eci_pod_seconds
+        return self.eci_no_room_pod_seconds / total if total > 0 else 0.0
 
     def pending_percentile(self, q: float) -> float:
         return float(np.percentile(self.pending, q)) if self.pending.size else 0.0

@@ -110,6 +110,7 @@ class PodRecord:
         "demand",
         "gpus",
         "key",
+        "no_room",
         "node",
         "ordinal",
         "pod",
@@ -148,6 +149,8 @@ class PodRecord:
         self.tol_eci = False
         self.balloon = balloon
         self.ordinal = pod.ordinal  # a StatefulSet pod's, for decide (fixed for its life)
+        # on ECI because no ECS node had room (``Decision.no_room``), not by the policy's max
+        self.no_room = False
         self.demand = (predictive.CPU, 0)  # what this pod adds to its class's demand now
 
 
@@ -236,6 +239,7 @@ class Scheduler:
         self.rebalancing = False  # the variant moves pods back: room on ECS asks for a pass
         self.ecs_pod_s = 0.0
         self.eci_pod_s = 0.0
+        self.eci_no_room_s = 0.0  # of eci_pod_s: pods the policy sent there for lack of room
 
     # -- pods -------------------------------------------------------------------------------------
     def new_pod(self, uid: str, wl: WorkloadKey, name: str, template: Template) -> PodRecord:
@@ -398,6 +402,7 @@ class Scheduler:
             return not ecs and self._preempt(rec)
         chosen = decision.accepted[0]
         if chosen == ECI_NODE:
+            rec.no_room = decision.no_room
             self.bind(rec, None)
         else:  # the extender's unit; kube-scheduler's scores pick among its nodes
             best = self._best(rec, (self.nodes[n] for n in decision.accepted))
@@ -500,6 +505,8 @@ class Scheduler:
             if ran > 0 and not rec.balloon:
                 self.billing.eci_pod(rec.pod.requests, started=rec.started, ended=now)
                 self.eci_pod_s += ran
+                if rec.no_room:
+                    self.eci_no_room_s += ran
         else:
             self.n_ecs_pods -= 1
             target = node.node

@@ -428,6 +428,7 @@ class Simulation:
             pods=s.n_pods,
             ecs_pod_seconds=s.ecs_pod_s,
             eci_pod_seconds=s.eci_pod_s,
+            eci_no_room_pod_seconds=s.eci_no_room_s,
             actions=tuple(a.actions),
             peak_nodes=s.peak_nodes,
             planner_calls=a.planner_calls,

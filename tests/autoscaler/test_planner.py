@@ -456,13 +456,13 @@ GPU8 = NodeGroup(
 GPU_TOLERATION = Toleration("nvidia.com/gpu", "Exists")
 
 
-def gpu_job(name: str, gpu: int = 1000, **extra: Any) -> Pod:
+def gpu_job(name: str, gpu: int = 1000, *, kind: str = "Job", **extra: Any) -> Pod:
     """A short GPU Job pod: on its own never cheaper on ECS (no expected duration)."""
     return pod(
         name,
         4000,
         16 * GIB,
-        kind="Job",
+        kind=kind,
         app="train",
         gpu=gpu,
         tolerations=(ECI_TOLERATION, GPU_TOLERATION),
@@ -541,6 +541,112 @@ def test_gpu_forecast_never_scales_in_and_holds_its_level() -> None:
         result = run(busy, groups, nodes=nodes, forecast=forecast)
         assert result.scale_ups == ()
         assert result.scale_downs == ()
+
+
+TRAIN = ResourcePolicy(
+    "train", "default", LabelSelector({"app": "train"}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected", "age", "nodes"),
+    [
+        ("Pod", "8h", 0.0, 1),
+        ("Job", "8h", 0.0, 1),
+        ("ReplicaSet", "8h", 0.0, 2),
+        ("Pod", "30m", 0.0, 1),
+        ("Pod", "10m", 0.0, 2),
+        ("Pod", None, 0.0, 2),
+        ("Pod", None, 600.0, 2),
+        ("Pod", None, 1800.0, 1),
+        ("Pod", "10m", 8 * 3600.0, 1),
+    ],
+)
+def test_forecast_stacks_no_node_for_eci_pods_it_would_not_take(
+    kind: str, expected: str | None, age: float, nodes: int
+) -> None:
+    # 14 GPUs expected, one 8-GPU pod of them running on ECI for 8 more hours.  A bare pod or a
+    # Job's pod never moves: the nodes added take only the other 6 GPUs, and one node holding 6
+    # pays (91.06 > 65.07): 1 node, not 2.  A Deployment's replica moves into the room: 14 GPUs,
+    # 2 nodes (the first for the replica itself, cheaper on ECS, then one for the other 6).
+    # The bare pod counts only until its expected end; the 61 steps after the boot are at
+    # 120 s, 180 s, ..., 3720 s.  30 min left: pinned at 28 steps (120..1740 s); the second node
+    # holds 6 GPUs at the other 33: 6 * 33 / 61 / 8 * 121.41 = 49.3 < 65.07, 1 node.  10 min
+    # left: pinned at 8 steps (120..540 s): 6 * 53 / 61 / 8 * 121.41 = 79.1 > 65.07, 2 nodes.
+    # A pod is expected to run at least as long again as it has run (unknown run time, or past
+    # its estimate): just started, it ends now (a stream of short pods is what new nodes take);
+    # 10 min old, pinned 10 min (2 nodes as above); 30 min or 8 h old, as long again (1 node).
+    notes = {EXPECTED_DURATION: expected} if expected else {}
+    created = NOW - age if age else 0.0
+    stuck = gpu_job("big", 8000, node=ECI.name, kind=kind, annotations=notes, created=created)
+    groups = [GroupState(GPU8, 0)]
+    result = run([stuck], groups, nodes=[ECI], policies=[TRAIN], forecast={"gpu": flat(14)})
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("gpu8", nodes)]
+    if kind != "ReplicaSet" and nodes == 1:
+        (up,) = result.scale_ups
+        assert up.code == "predictive"
+        assert "(besides up to 8.00 GPUs on ECI that would not move)" in up.reason
+        # the peak: 6 GPUs while the pod runs all the window, 14 once it has ended
+        top = "6.00" if expected == "8h" or age > 3720 else "14.00"
+        assert f"{top} GPUs of expected demand above ECS capacity 0.00 GPUs" in up.reason
+
+
+def test_forecast_adds_nodes_for_a_rise_after_the_boot_above_the_pinned_pods() -> None:
+    # An 8-GPU bare pod on ECI for 8 more hours; 8 GPUs expected until one hour from now (all of
+    # it that pod), 24 after.  Nodes at 50 CNY/h that boot for an hour: nothing is held now, but
+    # after the boot (steps 3600..7200 s) the new nodes take 16 GPUs at 60 of the 61 steps: each
+    # of two full nodes is worth 121.41 * 60 / 61 = 119.4 CNY over the hour, more than the
+    # 50 * 2 h it is paid from now: 2 nodes.
+    slow = dataclasses.replace(GPU8, boot_time=3600.0, price_per_hour=50.0)
+    point = np.where(np.arange(125) * 60.0 <= 3600, 8.0, 24.0)
+    rise = dataclasses.replace(flat(8), point=point, upper=point)
+    stuck = gpu_job("big", 8000, node=ECI.name, kind="Pod", annotations={EXPECTED_DURATION: "8h"})
+    result = run(
+        [stuck], [GroupState(slow, 0)], nodes=[ECI], policies=[TRAIN], forecast={"gpu": rise}
+    )
+    assert [(u.group, u.delta, u.code) for u in result.scale_ups] == [("gpu8", 2, "predictive")]
+
+
+def test_forecast_stacks_no_node_for_eci_pods_too_big_for_it() -> None:
+    # 11 cores expected (3 g4 nodes with nothing on ECI), 6 of them a replica on ECI that no
+    # 4-core node holds, expected to run the whole horizon (a Deployment without the annotation:
+    # pinned until 3600 s, so at 59 of the 61 steps after the 60 s boot): the nodes take 5
+    # cores, one full node and a second holding 1 core at 59 steps and 4 at 2 ((59 + 8) / 61 /
+    # 4 * 1.0587 = 0.29 < 0.7178): 1 node
+    big = pod("big", 6000, 8 * GIB, node=ECI.name)
+    web = ResourcePolicy(
+        "web", "default", LabelSelector({"app": "web"}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+    )
+    result = run([big], [GroupState(G4, 0)], nodes=[ECI], policies=[web], forecast=flat(11))
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("g4", 1)]
+    fits = pod("fits", 4000, 8 * GIB, node=ECI.name)  # a 4-core replica moves into the room
+    result = run([fits], [GroupState(G4, 0)], nodes=[ECI], policies=[web], forecast=flat(11))
+    assert [(u.group, u.delta) for u in result.scale_ups] == [("g4", 3)]
+
+
+def test_forecast_keeps_no_capacity_for_eci_pods_it_would_not_take() -> None:
+    # two empty gpu8 nodes, unneeded for long, 14 GPUs expected: both stay (the second holds 6,
+    # test above).  If 8 of the 14 are a bare pod on ECI for 8 more hours, ECS keeps what the
+    # other 6 need: the first node holds 6 (91.06 > 64), the second nothing: one goes.
+    nodes = [node(f"gpu-{i}", GPU8, created=i) for i in range(2)]
+    old = {f"gpu-{i}": NOW - 3600 for i in range(2)}
+    groups = [GroupState(GPU8, 2, last_scale_up=0.0)]
+    stuck = gpu_job("big", 8000, node=ECI.name, kind="Pod", annotations={EXPECTED_DURATION: "8h"})
+
+    def with_stuck(gpus: float) -> Plan:
+        forecast = {"gpu": flat(gpus)}
+        return run(
+            [stuck], groups, nodes=[*nodes, ECI], policies=[TRAIN], forecast=forecast, unneeded=old
+        )
+
+    result = with_stuck(14)
+    assert result.scale_ups == ()
+    assert [d.node for d in result.scale_downs] == ["gpu-0"]
+    assert any("besides 8.00 GPUs on ECI that would not move" in n for n in result.notes)
+    # all of the demand is that pod: no level, no forecast floor, both go
+    result = with_stuck(8)
+    assert [d.node for d in result.scale_downs] == ["gpu-0", "gpu-1"]
+    assert any("all gpu demand is pods on ECI" in n for n in result.notes)
 
 
 def test_gpu_forecast_without_gpu_groups_is_ignored_with_a_note() -> None:

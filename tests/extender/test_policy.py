@@ -41,15 +41,15 @@ def test_policy_for_matches_namespace_and_labels_first_by_name() -> None:
 
 
 @pytest.mark.parametrize(
-    ("counts", "candidates", "try_next", "unit", "accepted"),
+    ("counts", "candidates", "try_next", "unit", "accepted", "no_room"),
     [
-        ([0, 0], [ECS_NODE, ECI_NODE], "LackResourceOrExceedMax", 0, ("ecs-1",)),
-        ([2, 0], [ECS_NODE, ECI_NODE], "LackResourceOrExceedMax", 1, ("vk",)),
-        ([0, 0], [ECI_NODE], "LackResourceOrExceedMax", 1, ("vk",)),  # lack of room on ECS
-        ([0, 0], [ECI_NODE], "ExceedMax", 0, ()),  # waits for ECS
-        ([2, 0], [ECI_NODE], "ExceedMax", 1, ("vk",)),
-        ([2, 0], [ECS_NODE], "LackResourceOrExceedMax", None, ()),
-        ([0, 0], [ECS_OTHER, ECI_NODE], "LackResourceOrExceedMax", 1, ("vk",)),  # wrong pool
+        ([0, 0], [ECS_NODE, ECI_NODE], "LackResourceOrExceedMax", 0, ("ecs-1",), False),
+        ([2, 0], [ECS_NODE, ECI_NODE], "LackResourceOrExceedMax", 1, ("vk",), False),  # max
+        ([0, 0], [ECI_NODE], "LackResourceOrExceedMax", 1, ("vk",), True),  # lack of room on ECS
+        ([0, 0], [ECI_NODE], "ExceedMax", 0, (), False),  # waits for ECS
+        ([2, 0], [ECI_NODE], "ExceedMax", 1, ("vk",), False),
+        ([2, 0], [ECS_NODE], "LackResourceOrExceedMax", None, (), False),
+        ([0, 0], [ECS_OTHER, ECI_NODE], "LackResourceOrExceedMax", 1, ("vk",), True),  # pool
     ],
 )
 def test_decide(
@@ -58,6 +58,7 @@ def test_decide(
     try_next: str,
     unit: int | None,
     accepted: tuple[str, ...],
+    no_room: bool,
 ) -> None:
     policy = unit_policy(
         {"resource": "ecs", "max": 2, "nodeSelector": {"pool": "general"}},
@@ -67,6 +68,7 @@ def test_decide(
     decision = decide(policy, counts=counts, candidates=candidates)
     assert decision.unit == unit
     assert decision.accepted == accepted
+    assert decision.no_room is no_room  # passed over a unit under its max that had no room
     assert set(decision.unresolvable) == {n.name for n in candidates} - set(accepted)
     assert all(why.startswith("policy ns/p") for why in decision.unresolvable.values())
 

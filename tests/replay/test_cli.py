@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from autoscaler.replay.cli import main, progress_bar
 from autoscaler.replay.record import Recorder
 from autoscaler.replay.report import compare, fluid_bound, summary_markdown
 from autoscaler.replay.trace import (
+    Event,
     NodeAdded,
     PodCreated,
     PodDeleted,
@@ -127,8 +129,32 @@ def test_fluid_bound_is_hand_computable() -> None:
     bound = fluid_bound(trace, scenario)
     # one node for an hour, half a node for the next: 1.5 node-hours at 3.6 CNY/h
     assert bound.cost == pytest.approx(5.4)
+    # Whole nodes: a 1 cpu / 1 GiB pod costs 0.1764 + 0.022068 = 0.198468 CNY/h on ECI, so at
+    # 3.6 CNY/h for a node ECI holds both hours (0.396936 + 0.198468)
+    assert bound.whole_node_cost == pytest.approx(0.595404)
     c = compare(trace, scenario)
-    assert "fluid ECS lower bound" in summary_markdown(c)
+    text = summary_markdown(c)
+    assert "fluid ECS lower bound" in text
+    assert "| whole-node reference | 1 |" in text
+    assert "and 0.00x the whole-node reference" not in text
+
+
+def test_whole_node_reference_is_hand_computable() -> None:
+    # nodes at 0.3 CNY/h; three pods (1.5 nodes) for an hour, then one (half a node) for an hour
+    scenario = small_scenario()
+    groups = tuple(replace(g, price_per_hour=0.3) for g in scenario.autoscaler.groups)
+    scenario = replace(scenario, autoscaler=replace(scenario.autoscaler, groups=groups))
+    pod = Template(Resources(1000, 2**30, 1))
+    events: list[Event] = [
+        PodCreated(0.0, p, WorkloadKey("shop", "Pod", p), p, pod) for p in ("a", "b", "c")
+    ]
+    events += [PodDeleted(3600.0, "a"), PodDeleted(3600.0, "b"), PodDeleted(7200.0, "c")]
+    bound = fluid_bound(Trace(TraceHeader(), events), scenario)
+    assert bound.cost == pytest.approx(2 * 0.3)  # 1.5 + 0.5 node-hours
+    # first hour: 2 nodes 0.6, all on ECI 3 * 0.198468 = 0.595404, or one node and the third
+    # of the demand beyond it on ECI: 0.3 + 0.595404 / 3 = 0.498468, the least; second hour:
+    # one node 0.3 or ECI 0.198468: ECI
+    assert bound.whole_node_cost == pytest.approx(0.498468 + 0.198468)
 
 
 def test_recorder_translates_watch_events() -> None:

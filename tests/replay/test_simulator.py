@@ -67,6 +67,7 @@ def test_hand_computed_spillover(scenario: Scenario) -> None:
     assert r.eci_cost == pytest.approx(990 * ECI_RATE, rel=1e-12)
     assert r.cost == pytest.approx(0.0545787, rel=1e-9)
     assert r.eci_share == 1.0
+    assert r.eci_no_room_share == 1.0  # the policy's ECS unit had no node: lack of room
     assert r.actions == ()
 
 
@@ -147,6 +148,7 @@ def test_hand_computed_static_and_all_eci(scenario: Scenario) -> None:
     assert static.cost == pytest.approx(2.0)  # one node for the whole 2000 s
     eci = simulate(trace, scenario, v["all-eci"], audit=True)
     assert eci.cost == pytest.approx(990 * ECI_RATE)
+    assert (eci.eci_share, eci.eci_no_room_share) == (1.0, 0.0)  # on ECI by policy, not for room
 
 
 def random_trace(seed: int, *, pods: int = 300, replicas: bool = True) -> Trace:
@@ -241,6 +243,7 @@ def test_scale_in_removes_eci_replicas_first() -> None:
     live = sim.replicas[WEB][1]
     assert len(live) == 2
     assert sim.scheduler.eci_pod_s == pytest.approx(3 * 90.0)  # started at 10, all deleted at 100
+    assert sim.scheduler.eci_no_room_s == 0.0  # beyond the max (3 nodes had room): by policy
     assert sim.scheduler.ecs_pod_s == pytest.approx(2 * 200.0)  # the ECS pods ran to the end
 
 
