@@ -29,6 +29,7 @@ as demand (``class_demand_of``): a pod beyond its unit's ``max`` never uses fore
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -202,9 +203,26 @@ def paying_nodes(
     computed exactly as a scan from the bottom would (same terms, same order of addition), and
     it never grows with the node's height (every term is monotone in ``lo`` and float addition
     is monotone in each argument), so "pays" holds for a prefix of the nodes and bisection
-    finds the same node as the scan in log2(limit) sums instead of up to ``limit``."""
+    finds the same node as the scan in log2(limit) sums instead of up to ``limit``.
+
+    A pure function of its arguments, called again and again with the same ones (passes between
+    two forecast steps see the same window): the last answers are kept (``_paying_nodes``)."""
     if per_node <= 0 or not demand or limit <= 0:
         return 0
+    return _paying_nodes(tuple(demand), base, per_node, node_cost, slice_value, limit)
+
+
+@functools.lru_cache(maxsize=1024)
+def _paying_nodes(
+    demand: tuple[float, ...],
+    base: float,
+    per_node: float,
+    node_cost: float,
+    slice_value: float,
+    limit: int,
+) -> int:
+    """``paying_nodes`` (arguments that compare equal give the same answer: the sums only add
+    and compare floats, and 0.0 and -0.0 add the same)."""
     n = len(demand)
 
     def pays(k: int) -> bool:
