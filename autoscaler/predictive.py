@@ -29,7 +29,6 @@ as demand (``class_demand_of``): a pod beyond its unit's ``max`` never uses fore
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -206,23 +205,15 @@ def paying_nodes(
     finds the same node as the scan in log2(limit) sums instead of up to ``limit``.
 
     A pure function of its arguments, called again and again with the same ones (passes between
-    two forecast steps see the same window): the last answers are kept (``_paying_nodes``)."""
+    two forecast steps see the same window): the last answers are kept in ``_PAID`` (arguments
+    that compare equal give the same answer: the sums only add and compare floats, and 0.0 and
+    -0.0 add the same)."""
     if per_node <= 0 or not demand or limit <= 0:
         return 0
-    return _paying_nodes(tuple(demand), base, per_node, node_cost, slice_value, limit)
-
-
-@functools.lru_cache(maxsize=1024)
-def _paying_nodes(
-    demand: tuple[float, ...],
-    base: float,
-    per_node: float,
-    node_cost: float,
-    slice_value: float,
-    limit: int,
-) -> int:
-    """``paying_nodes`` (arguments that compare equal give the same answer: the sums only add
-    and compare floats, and 0.0 and -0.0 add the same)."""
+    key = (tuple(demand), base, per_node, node_cost, slice_value, limit)
+    found = _PAID.get(key)
+    if found is not None:
+        return found
     n = len(demand)
 
     def pays(k: int) -> bool:
@@ -237,7 +228,13 @@ def _paying_nodes(
             first = mid + 1
         else:
             last = mid
+    if len(_PAID) >= 1024:
+        _PAID.clear()
+    _PAID[key] = first
     return first
+
+
+_PAID: dict[tuple[tuple[float, ...], float, float, float, float, int], int] = {}
 
 
 def forecast_levels(

@@ -16,6 +16,7 @@ the extender places the replacement its controller creates.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 
@@ -194,7 +195,8 @@ class Autoscaler:
             self._refit()
         self.planner_calls += 1
         groups = self._group_states()
-        result = planner.plan(
+        plan = functools.partial(
+            planner.plan,
             self.scheduler.state,
             groups,
             forecast=self.fc or None,
@@ -202,18 +204,10 @@ class Autoscaler:
             now=now,
             unneeded=self.unneeded,
             consolidation=self.consolidation,
-            memo=self.memo,
         )
+        result = plan(memo=self.memo)
         if self.audit:  # what the memo kept (usage, answers by state revision) is true
-            fresh = planner.plan(
-                self.scheduler.state,
-                groups,
-                forecast=self.fc or None,
-                settings=self.settings,
-                now=now,
-                unneeded=self.unneeded,
-                consolidation=self.consolidation,
-            )
+            fresh = plan()
             if fresh != result:
                 raise AssertionError(f"t={now}: plan from the memo {result}, fresh {fresh}")
         self.unneeded = dict(result.unneeded)
