@@ -24,11 +24,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check extender autoscaler tests bench
 	$(BIN)/ruff format --check extender autoscaler tests bench
 
-# tests/ once per folder: each has its own conftest.py (see [tool.mypy] in pyproject.toml)
+# bench/ as scripts (it imports tests/kube_emulator); tests/ once per folder: each has its own
+# conftest.py (see [tool.mypy] in pyproject.toml)
 TEST_DIRS = $(filter-out tests/__pycache__/,$(wildcard tests/*/))
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	MYPYPATH=tests $(BIN)/mypy bench
 	MYPYPATH=tests $(BIN)/mypy tests/*.py
 	for d in $(TEST_DIRS); do MYPYPATH=tests:$$d $(BIN)/mypy $$d || exit 1; done
 

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -162,6 +163,22 @@ class Backtest:
     wape_seasonal_naive_week: float  # nan when there is less than a week of history
     coverage: float  # fraction of held-out values at or below forecast.upper
 
+    @property
+    def ratio(self) -> float:
+        """WAPE over the better seasonal-naive's, chosen in hindsight (issue 9's yardstick).
+
+        1.0 when they are equal (also both zero: a series that repeats last week exactly,
+        forecast as that week); ``inf`` when a seasonal-naive is exact and the forecast is not.
+        The week's is nan, and left out, on histories shorter than a week; nan without either.
+        """
+        naive = [self.wape_seasonal_naive_day, self.wape_seasonal_naive_week]
+        best = min((w for w in naive if not math.isnan(w)), default=math.nan)
+        if math.isnan(best):
+            return math.nan
+        if self.wape == best:
+            return 1.0
+        return self.wape / best if best > 0.0 else math.inf
+
 
 class Forecaster(Protocol):
     """The planner's seam: fit on history, then predict ``horizon`` seconds ahead."""
@@ -250,7 +267,15 @@ def read_series(path: str | Path) -> tuple[FloatArray, FloatArray]:
     """Read a ``ts,value`` CSV (header required; ts in unix seconds, non-decreasing)."""
     ts: list[float] = []
     values: list[float] = []
-    with open(path, newline="") as f:
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # a spreadsheet's BOM too
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 text (byte {err.start}: {err.reason})"
+        ) from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:

@@ -25,9 +25,9 @@ from typing import Any
 
 from extender.commandline import fail, plain
 
-__all__ = ["add_parser", "run"]
+from .replay.cli import FORMATS
 
-FORMATS = ("auto", "jsonl", "openb", "series")
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -39,7 +39,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("grid", help="grid YAML (axes of scenario changes)")
     p.add_argument("traces", nargs="+", metavar="TRACE", help="trace files")
     p.add_argument("--out", required=True, help="output directory (a rerun resumes it)")
-    p.add_argument("--format", choices=FORMATS, default="auto", help="trace format")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="trace format (auto: by each file's first line)",
+    )
     p.add_argument("--workers", type=int, default=0, help="local processes (0: every CPU)")
     p.add_argument(
         "--ray-address",

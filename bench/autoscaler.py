@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import platform
 import sys
@@ -178,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         limits = np.full(cap.shape[0], 5_000)
         args_ = {"order": order, "cap": cap, "elig": elig, "max_nodes": limits}
         used, _ = kernels.ffd(req, **args_)
-        fast = best_of(lambda req=req, args_=args_: kernels.ffd(req, **args_), 5)
-        slow = best_of(lambda req=req, args_=args_: kernels_ref.ffd(req, **args_), 1)
+        fast = best_of(functools.partial(kernels.ffd, req, **args_), 5)
+        slow = best_of(functools.partial(kernels_ref.ffd, req, **args_), 1)
         nodes = int(used.sum())
         print(f"{pending:>8} {nodes:>6} {fast * 1000:9.2f} {slow * 1000:9.1f} {slow / fast:8.0f}x")
         kernel_rows.append((pending, nodes, fast, slow))

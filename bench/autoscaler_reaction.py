@@ -199,8 +199,8 @@ def main() -> int:
         ]
     )
     if not args.print_only:
-        with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-            f.write(text)
+        with open(ROOT / "bench" / "RESULTS.md", "a") as results:
+            results.write(text)
     print(text)
     return 0
 

@@ -10,10 +10,16 @@ HTTP/1.1 connection, the way kube-scheduler's serial cycle does: every pod is a 
 100``) and prioritize the nodes filter accepted, as kube-scheduler does.  Spillover gets node names (``nodeCacheCapable: true``); the naive baseline
 (``bench/naive_extender.py``) gets full Node objects, shaped like the captured ones.
 
-The client pre-builds its bodies (pods pre-encoded, requests written by hand on a raw socket, no
-http.client), reads every answer whole, checks its status and decodes filter's NodeNames to build
-prioritize's body; it reports its own CPU use, mostly the kernel's socket copies of the 115 kB
-bodies: when it stays well under one core it is not the bottleneck.  Results are printed and appended to ``bench/RESULTS.md``.
+The client (``--clients new``, ``_Wire`` and ``_Checks``) is about as cheap as kube-scheduler's
+Go client: pods pre-encoded, each request one ``sendmsg`` of its parts (no join), each answer
+read by ``recv_into`` into one reused buffer; every answer is checked, either by comparing its
+bytes with an answer the same Deployment got before (a ``memcmp``) or, when new, by decoding it
+in full and checking it against the bench's policies (see ``_Checks``).  The client before
+2026-12-02 13:00 UTC (``--clients old``: joined bodies, answers copied into new bytes, filter's
+answer scanned by msgspec for its NodeNames, status checked) stays for comparison with earlier
+rows of bench/RESULTS.md; ``--clients new,old`` runs both, interleaved.  The client reports its
+own CPU use: on a 2-core machine it shares the cores with the server, so it is part of the rate.
+Results are printed and appended to ``bench/RESULTS.md``.
 
     .venv/bin/python bench/extender.py [--sizes 100,1000] [--seconds 8]
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import http.client
 import json
 import os
@@ -33,9 +40,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -211,7 +219,238 @@ class _Client:
         self.sock.close()
 
 
+class _Known(NamedTuple):
+    """An answer whose bytes were decoded and checked once; the same bytes again are the same
+    answer.  ``accepted``: filter's NodeNames as sent (what prioritize is offered next)."""
+
+    data: bytes
+    accepted: bytes
+
+
+class _Wire:
+    """kube-scheduler's side of one keep-alive connection, about as cheap as its Go client: each
+    request is written by one ``sendmsg`` from pre-encoded parts (the Pod, the offered list: no
+    join, no copy in Python), each answer is read by ``recv_into`` into one reused buffer and is
+    left there: ``post`` returns where its body is.  Status and Content-Length are parsed from
+    every answer's head."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.host = f"Host: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n".encode()
+        self.buf = bytearray(1 << 20)
+        self.view = memoryview(self.buf)
+        self.start = self.end = 0  # the unread bytes are buf[start:end]
+
+    def post(self, path: bytes, parts: list[bytes]) -> tuple[int, int, int]:
+        """Send a POST whose body is ``parts``; (status, start, end) of the answer's body in
+        ``self.buf``, valid until the next call."""
+        length = sum(len(part) for part in parts)
+        head = b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (path, self.host, length)
+        total = len(head) + length
+        sent = self.sock.sendmsg([head, *parts])
+        if sent < total:  # a blocking socket sends it all unless a signal cut it short
+            self.sock.sendall(b"".join([head, *parts])[sent:])
+        buf = self.buf
+        if self.start == self.end:
+            self.start = self.end = 0
+        while (at := buf.find(b"\r\n\r\n", self.start, self.end)) < 0:
+            self._fill()
+        status = int(buf[self.start + 9 : self.start + 12])
+        size = -1
+        for line in bytes(buf[self.start : at]).split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                size = int(value)
+        if size < 0:
+            raise RuntimeError("an answer without Content-Length")
+        body = at + 4
+        while self.end < body + size:
+            self._fill()
+        self.start = body + size
+        return status, body, body + size
+
+    def _fill(self) -> None:
+        if self.end == len(self.buf):  # full: move the unread bytes to the front, or grow
+            unread = self.end - self.start
+            if self.start == 0:
+                self.buf.extend(bytes(len(self.buf)))
+            else:
+                self.buf[:unread] = self.buf[self.start : self.end]
+                self.start, self.end = 0, unread
+            self.view = memoryview(self.buf)
+        got = self.sock.recv_into(self.view[self.end :])
+        if not got:
+            raise ConnectionError("server closed the connection")
+        self.end += got
+
+    def close(self) -> None:
+        self.view.release()
+        self.sock.close()
+
+
+class _Checks:
+    """Every answer is checked: its bytes equal an answer this workload got before (``memcmp``),
+    or it is decoded in full and checked against the policy the bench set up, then remembered.
+
+    Filter, pod of workload ``i``: HTTP 200, no error, no ``Nodes``; NodeNames, FailedNodes and
+    FailedAndUnresolvableNodes split the offered names exactly (each name in one of them);
+    an unmanaged workload (odd ``i``) gets every offered name back; a managed one gets one
+    unit: every ECS node, or the virtual node.  Prioritize: HTTP 200, hosts among those offered,
+    scores in 0..10 (``MaxExtenderPriority``)."""
+
+    def __init__(self, offers: list[bytes], virtual: str) -> None:
+        self.offered = {offer: msgspec.json.decode(offer, type=list[str]) for offer in offers}
+        self.virtual = virtual
+        self.filters: dict[int, list[_Known]] = {}
+        self.scores: dict[tuple[int, bytes], list[bytes]] = {}
+        self.decoded = 0  # answers decoded in full (the rest matched a checked one)
+
+    def filter(self, workload: int, offer: bytes, buf: bytearray, start: int, end: int) -> bytes:
+        """The accepted NodeNames, as sent."""
+        size = end - start
+        known = self.filters.setdefault(workload, [])
+        for answer in known:
+            if len(answer.data) == size and buf.startswith(answer.data, start):
+                return answer.accepted
+        data = bytes(buf[start:end])
+        result = msgspec.json.decode(data, type=dict[str, Any])  # ExtenderFilterResult
+        offered = self.offered[offer]
+        accepted = result.get("NodeNames") or []
+        refused = {
+            **(result.get("FailedNodes") or {}),
+            **(result.get("FailedAndUnresolvableNodes") or {}),
+        }
+        problems = []
+        if result.get("Error") or result.get("Nodes") is not None:
+            problems.append(f"Error {result.get('Error')!r}, Nodes {result.get('Nodes')!r:.200}")
+        if sorted([*accepted, *refused]) != sorted(offered) or set(accepted) & set(refused):
+            problems.append("accepted and refused names do not split the offered ones")
+        if workload % 2 and accepted != offered:
+            problems.append("an unmanaged pod did not get every offered node")
+        if not workload % 2 and set(accepted) not in (
+            set(offered) - {self.virtual},
+            {self.virtual},
+        ):
+            problems.append(f"not one unit: {len(accepted)} nodes accepted")
+        if problems:
+            raise RuntimeError(f"filter, workload {workload}: " + "; ".join(problems))
+        raw = msgspec.json.decode(data, type=_Answer).NodeNames
+        known.append(_Known(data, bytes(raw)))
+        self.decoded += 1
+        return known[-1].accepted
+
+    def prioritize(self, workload: int, offer: bytes, buf: bytearray, start: int, end: int) -> None:
+        size = end - start
+        known = self.scores.setdefault((workload, offer), [])
+        for data in known:
+            if len(data) == size and buf.startswith(data, start):
+                return
+        data = bytes(buf[start:end])
+        hosts = msgspec.json.decode(data, type=list[dict[str, Any]] | None) or []  # HostPriority
+        offered = set(msgspec.json.decode(offer, type=list[str]))
+        if any(h["Host"] not in offered or not 0 <= h["Score"] <= 10 for h in hosts):
+            raise RuntimeError(f"prioritize, workload {workload}: {data[:200]!r}")
+        known.append(data)
+        self.decoded += 1
+
+
 def _drive(
+    server: Server,
+    pods: list[tuple[int, bytes]],
+    *,
+    nodes: bytes | list[bytes],
+    seconds: float,
+    max_pairs: int,
+    checks: _Checks,
+    client: str = "new",
+) -> dict[str, Any]:
+    """Per pod: filter with every node, then prioritize with the nodes filter accepted (as
+    kube-scheduler does); latencies per verb, pairs/s, CPU of both sides.  ``nodes``: the
+    offered list, or several orders of it offered in turn.  ``client``: ``new`` (``_Wire``,
+    the answers checked by ``checks``) or ``old`` (``_drive_old``: ``_Client``, status and
+    NodeNames decoded)."""
+    offers = [nodes] if isinstance(nodes, bytes) else nodes
+    if client == "old":
+        return _drive_old(
+            server,
+            [pod for _, pod in pods],
+            key="NodeNames",
+            nodes=offers,
+            seconds=seconds,
+            max_pairs=max_pairs,
+        )
+    conn = _Wire(server.port)
+    decoded = checks.decoded
+    filter_ms: list[float] = []
+    prioritize_ms: list[float] = []
+    head, tail = b',"Nodes":null,"NodeNames":', b"}"
+    bodies = [b"".join((b'{"Pod":', pod, head)) for _, pod in pods[:max_pairs]]
+    clock = time.perf_counter
+    server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+    start = clock()
+    pairs = 0
+    for i, (workload, _) in enumerate(pods[:max_pairs]):
+        offer = offers[i % len(offers)]
+        t0 = clock()
+        status, at, end = conn.post(b"/filter", [bodies[i], offer, tail])
+        t1 = clock()
+        if status != 200:
+            raise RuntimeError(f"filter: HTTP {status}")
+        accepted = checks.filter(workload, offer, conn.buf, at, end)
+        t2 = clock()
+        status, at, end = conn.post(b"/prioritize", [bodies[i], accepted, tail])
+        t3 = clock()
+        if status != 200:
+            raise RuntimeError(f"prioritize: HTTP {status}")
+        checks.prioritize(workload, accepted, conn.buf, at, end)
+        filter_ms.append(t1 - t0)
+        prioritize_ms.append(t3 - t2)
+        pairs += 1
+        if t3 - start > seconds:
+            break
+    wall = clock() - start
+    conn.close()
+    return _measured(
+        server,
+        pairs,
+        wall,
+        server_cpu,
+        client_cpu,
+        filter_ms,
+        prioritize_ms,
+        decoded=checks.decoded - decoded,
+    )
+
+
+def _measured(
+    server: Server,
+    pairs: int,
+    wall: float,
+    server_cpu: float,
+    client_cpu: float,
+    filter_s: list[float],
+    prioritize_s: list[float],
+    *,
+    decoded: int = -1,
+) -> dict[str, Any]:
+    latencies = {"filter": filter_s, "prioritize": prioritize_s}
+    return {
+        "pairs": pairs,
+        "pair_ms": (sum(filter_s) + sum(prioritize_s)) / pairs * 1000,
+        "rss_mb": server.rss_mb(),
+        "pairs_per_s": pairs / wall,
+        "server_cpu": (server.cpu_seconds() - server_cpu) / wall,
+        "server_ms_per_pair": (server.cpu_seconds() - server_cpu) / pairs * 1000,
+        "client_cpu": (time.process_time() - client_cpu) / wall,
+        "client_ms_per_pair": (time.process_time() - client_cpu) / pairs * 1000,
+        "decoded": decoded,
+        **{f"{verb}_p50": _ms(values, 50) for verb, values in latencies.items()},
+        **{f"{verb}_p99": _ms(values, 99) for verb, values in latencies.items()},
+    }
+
+
+def _drive_old(
     server: Server,
     pods: list[bytes],
     *,
@@ -220,9 +459,9 @@ def _drive(
     seconds: float,
     max_pairs: int,
 ) -> dict[str, Any]:
-    """Per pod: filter with every node, then prioritize with the nodes filter accepted (as
-    kube-scheduler does); latencies per verb, pairs/s, CPU of both sides.  ``nodes``: the
-    offered list, or several orders of it offered in turn."""
+    """The client before 2026-12-02 13:00 UTC (``--clients old``; the naive baseline's): body
+    joined per request, answers read into new bytes, filter's answer decoded by msgspec for
+    its NodeNames (a scan of up to 455 kB), status checked."""
     offers = [nodes] if isinstance(nodes, bytes) else nodes
     conn = _Client(server.port)
     latencies: dict[str, list[float]] = {"filter": [], "prioritize": []}
@@ -252,17 +491,9 @@ def _drive(
             break
     wall = time.perf_counter() - start
     conn.close()
-    return {
-        "pairs": pairs,
-        "pair_ms": (sum(latencies["filter"]) + sum(latencies["prioritize"])) / pairs * 1000,
-        "rss_mb": server.rss_mb(),
-        "pairs_per_s": pairs / wall,
-        "server_cpu": (server.cpu_seconds() - server_cpu) / wall,
-        "server_ms_per_pair": (server.cpu_seconds() - server_cpu) / pairs * 1000,
-        "client_cpu": (time.process_time() - client_cpu) / wall,
-        **{f"{verb}_p50": _ms(values, 50) for verb, values in latencies.items()},
-        **{f"{verb}_p99": _ms(values, 99) for verb, values in latencies.items()},
-    }
+    return _measured(
+        server, pairs, wall, server_cpu, client_cpu, latencies["filter"], latencies["prioritize"]
+    )
 
 
 def _ms(values: list[float], percentile: int) -> float:
@@ -271,13 +502,20 @@ def _ms(values: list[float], percentile: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[percentile - 1] * 1000
 
 
+def _replicas(template: dict[str, Any], count: int, seed: int) -> list[tuple[int, bytes]]:
+    """New replicas (new UIDs) of random Deployments, pre-encoded, with their Deployment's
+    number (even: it has a ResourcePolicy)."""
+    rng = random.Random(seed)
+    chosen = [rng.randrange(WORKLOADS) for _ in range(count)]
+    return [
+        (i, json.dumps(_pod(template, i, f"new-{seed}-{n:07d}")).encode())
+        for n, i in enumerate(chosen)
+    ]
+
+
 def _pods(template: dict[str, Any], count: int, seed: int) -> list[bytes]:
     """New replicas (new UIDs) of random Deployments, pre-encoded."""
-    rng = random.Random(seed)
-    return [
-        json.dumps(_pod(template, rng.randrange(WORKLOADS), f"new-{seed}-{n:07d}")).encode()
-        for n in range(count)
-    ]
+    return [pod for _, pod in _replicas(template, count, seed)]
 
 
 def _serve_argv(cluster: Path, port: int, server: str) -> tuple[list[str], Path]:
@@ -297,19 +535,21 @@ def _spillover(
     template: dict[str, Any],
     *,
     server: str,
+    client: str,
+    checks: _Checks,
     seconds: float,
+    pairs: int = 20_000,
 ) -> dict[str, Any]:
     port = _free_port()
     argv, code = _serve_argv(cluster, port, server)
     env = {**os.environ, "PYTHONPATH": str(code)}
     process = Server(argv, port, env=env, cwd=code)
     try:
-        warm = _pods(template, 200, seed=1)
-        _drive(process, warm, key="NodeNames", nodes=names, seconds=5, max_pairs=len(warm))
-        pods = _pods(template, 20_000, seed=2)
-        return _drive(
-            process, pods, key="NodeNames", nodes=names, seconds=seconds, max_pairs=len(pods)
-        )
+        drive = functools.partial(_drive, process, nodes=names, checks=checks, client=client)
+        warm = _replicas(template, 200, seed=1)
+        drive(warm, seconds=5, max_pairs=len(warm))
+        pods = _replicas(template, pairs, seed=2)
+        return drive(pods, seconds=seconds, max_pairs=len(pods))
     finally:
         process.stop()
 
@@ -318,6 +558,7 @@ def run_size(
     size: int,
     *,
     servers: list[str],
+    clients: list[str],
     seconds: float,
     naive_seconds: float,
     repeat: int,
@@ -338,21 +579,52 @@ def run_size(
         offers = [json.dumps(o, separators=(",", ":")).encode() for o in orders]
     full = json.dumps({"metadata": {}, "items": nodes}).encode()
     result: dict[str, Any] = {"size": size, "names_bytes": len(names), "full_bytes": len(full)}
-    result["servers"] = {server: [] for server in servers}
+    # The answers the runs will get, decoded and checked once before any run is timed: the
+    # first server answers 4,000 pods (the same seeds as the timed runs) untimed.
+    checks = _Checks(
+        [offers] if isinstance(offers, bytes) else offers, nodes[-1]["metadata"]["name"]
+    )
+    if "new" in clients:
+        _spillover(
+            cluster,
+            offers,
+            template,
+            server=servers[0],
+            client="new",
+            checks=checks,
+            seconds=60,
+            pairs=4_000,
+        )
+    labels = {
+        (server, client): server if clients == ["new"] else f"{server}, {client} client"
+        for server in servers
+        for client in clients
+    }
+    result["servers"] = {label: [] for label in labels.values()}
     for _ in range(repeat):  # interleaved, so load from other jobs hits every server alike
-        for server in servers:
-            result["servers"][server].append(
-                _spillover(cluster, offers, template, server=server, seconds=seconds)
+        for (server, client), label in labels.items():
+            result["servers"][label].append(
+                _spillover(
+                    cluster,
+                    offers,
+                    template,
+                    server=server,
+                    client=client,
+                    checks=checks,
+                    seconds=seconds,
+                )
             )
     if profile:
-        result["profiles"] = {server: _profile(size, cluster, server) for server in servers}
+        result["profiles"] = {
+            label: _profile(size, cluster, server) for (server, _), label in labels.items()
+        }
     if naive_seconds > 0:
         port = _free_port()
         naive = [sys.executable, str(ROOT / "bench/naive_extender.py"), "--cluster", str(cluster)]
         process = Server([*naive, "--port", str(port)], port)
         try:
             pods = _pods(template, 200, seed=3)
-            result["naive"] = _drive(
+            result["naive"] = _drive_old(
                 process, pods, key="Nodes", nodes=full, seconds=naive_seconds, max_pairs=len(pods)
             )
         finally:
@@ -369,12 +641,28 @@ _BINS = (
     ("body read", ("app.py:_read_body",)),
     (
         "request JSON: split, top-level scan, Pod to dict",
-        ("wire.py:split_node_names", "wire.py:_top", "wire.py:decode_", "wire.py:_pod", "is_null"),
+        (
+            "wire.py:split_node_names",
+            "wire.py:locate_node_names",
+            "wire.py:_top",
+            "wire.py:decode_",
+            "wire.py:_pod",
+            "is_null",
+        ),
     ),
     ("Pod model (pod_from_dict)", ("model.py:", "quantity.py:", "verbs.py:pod", "app.py:_pod")),
     (
         "offered names: find / decode / group",
-        ("NameLists", "decode_node_names", "group_offer", "verbs.py:offer", "_layout", "_by_names"),
+        (
+            "NameLists",
+            "wire.py:find",
+            "wire.py:parse",
+            "decode_node_names",
+            "group_offer",
+            "verbs.py:offer",
+            "_layout",
+            "_by_names",
+        ),
     ),
     (
         "decision: policy, counts, decide, ledger",
@@ -394,6 +682,9 @@ _BINS = (
         "encoding the answer",
         (
             "wire.py:encode",
+            "wire.py:filter_",
+            "wire.py:_chunk",
+            "wire.py:_as_raw",
             "grouped_map",
             "_group_map",
             "_template",
@@ -442,7 +733,7 @@ def _app_profile(
             start = time.thread_time_ns()
             _, _, out = route(body)
             spent[0] += time.thread_time_ns() - start
-            return out
+            return out if isinstance(out, bytes) else b"".join(out)
         headers = [(b"content-length", str(len(body)).encode())]
         scope = {
             "type": "http",
@@ -455,12 +746,12 @@ def _app_profile(
             "http_version": "1.1",
             "scheme": "http",
         }
-        sent: list[dict[str, Any]] = []
+        sent: list[MutableMapping[str, Any]] = []
 
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
 
         start = time.thread_time_ns()  # CPU time: the machine may be shared
@@ -524,6 +815,26 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, Python {platform.python_version()}"
 
 
+_CLIENTS = {
+    ("new",): (
+        "The client (this process, `--clients new`) writes each request with one `sendmsg` of\n"
+        "pre-encoded parts and reads each answer with `recv_into` into one reused buffer; every\n"
+        "answer is checked: its bytes equal an answer the same Deployment got before (memcmp), or\n"
+        "it is decoded in full and checked against the bench's policies (`_Checks`).\n"
+    ),
+    ("old",): (
+        "The client (this process, `--clients old`, as before 2026-12-02 13:00 UTC) sends joined\n"
+        "bodies on a raw socket, reads every answer into new bytes and checks its status; filter's\n"
+        "answer is scanned by msgspec for its NodeNames, which prioritize gets.\n"
+    ),
+}
+_CLIENTS[("new", "old")] = _CLIENTS[("old", "new")] = (
+    'Each server is driven by both bench clients in turn (rows "new client" / "old client"):\n'
+    + _CLIENTS[("new",)]
+    + "The old client (before 2026-12-02 13:00 UTC) joins bodies, reads answers into new bytes\n"
+    "and scans filter's answer with msgspec for its NodeNames; it checks only the status.\n"
+)
+
 SCHEDULER_PODS_PER_S = (79, 45)
 """kube-scheduler v1.36 alone at 5,000 nodes on a 2-core machine (DESIGN.md section 4; issue 13)."""
 
@@ -536,7 +847,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| nodes | server | runs | pairs/s best / median | filter p50 / p99 ms "
-        "| prioritize p50 / p99 ms | server CPU ms/pair | RSS MB | client CPU "
+        "| prioritize p50 / p99 ms | server CPU ms/pair | RSS MB | client CPU (ms/pair) "
         "| est. scheduler speed with extender (79 / 45 pods/s alone) |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -554,7 +865,7 @@ def _table(results: list[dict[str, Any]]) -> str:
                 f"| {m['filter_p50']:.2f} / {m['filter_p99']:.2f} "
                 f"| {m['prioritize_p50']:.2f} / {m['prioritize_p99']:.2f} "
                 f"| {m['server_ms_per_pair']:.2f} | {max(x['rss_mb'] for x in runs):.0f} "
-                f"| {m['client_cpu']:.0%} | {ratios} |"
+                f"| {m['client_cpu']:.0%} ({m['client_ms_per_pair']:.2f}) | {ratios} |"
             )
         if "naive" in r:
             m = r["naive"]
@@ -594,6 +905,11 @@ def main() -> None:
     parser.add_argument(
         "--servers", default="builtin,uvicorn,granian", help="HTTP servers to compare"
     )
+    parser.add_argument(
+        "--clients",
+        default="new",
+        help="bench clients to drive each server with: new (since 2026-12-02 13:00 UTC), old",
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="per size and server")
     parser.add_argument("--repeat", type=int, default=1, help="runs per size and server")
     parser.add_argument("--naive-seconds", type=float, default=6.0, help="0: skip the baseline")
@@ -621,6 +937,7 @@ def main() -> None:
                 run_size(
                     size,
                     servers=servers,
+                    clients=args.clients.split(","),
                     seconds=args.seconds,
                     naive_seconds=args.naive_seconds,
                     repeat=args.repeat,
@@ -651,8 +968,7 @@ def main() -> None:
         "Deployments, 500 ResourcePolicies (`ecs max 3 -> eci` on every other one), each pod a new\n"
         "replica.  Spillover gets node names (`nodeCacheCapable: true`); the naive stdlib extender\n"
         f"(`bench/naive_extender.py`) gets full Node objects.  Request sizes: {sizes}.\n"
-        "The client (this process) sends pre-encoded pods in hand-written requests on a raw socket\n"
-        "and reads and checks every answer (status, and filter's NodeNames, which prioritize gets).\n"
+        f"{_CLIENTS.get(tuple(args.clients.split(',')), '')}"
         f"{shuffled}"
         "Latencies and CPU are those of the median run.  The last column is an *estimate*: the\n"
         "scheduler's own cycle (1/79 s or 1/45 s per pod at 5,000 nodes, DESIGN.md section 4) plus\n"

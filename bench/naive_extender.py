@@ -44,7 +44,8 @@ def _policy(pod: dict[str, Any]) -> dict[str, Any] | None:
             continue
         wanted = policy["spec"]["selector"]["matchLabels"]
         if all(labels.get(k) == v for k, v in wanted.items()):
-            return policy
+            found: dict[str, Any] = policy
+            return found
     return None
 
 

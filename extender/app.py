@@ -29,6 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import wire
+from .http1 import Answer, Body
 from .ledger import Ledger
 from .metrics import Metrics
 from .model import ModelError, Node, Pod
@@ -49,7 +50,7 @@ from .verbs import (
 )
 from .webhook import WebhookError, WebhookSettings, review
 
-__all__ = ["ROUTES", "VERBS", "Answer", "ExtenderApp", "create_app"]
+__all__ = ["ROUTES", "VERBS", "Answer", "Body", "ExtenderApp", "create_app"]
 
 VERBS = ("filter", "prioritize", "preempt", "bind", "mutate")
 ROUTES = (
@@ -109,7 +110,9 @@ def _nonempty(body: bytes) -> bytes:
     return body
 
 
-async def _respond(send: Send, status: int, content_type: bytes, body: bytes) -> None:
+async def _respond(send: Send, status: int, content_type: bytes, body: Body) -> None:
+    if not isinstance(body, bytes):
+        body = b"".join(body)
     await send(
         {
             "type": "http.response.start",
@@ -123,8 +126,6 @@ async def _respond(send: Send, status: int, content_type: bytes, body: bytes) ->
     await send({"type": "http.response.body", "body": body})
 
 
-Answer = tuple[int, bytes, bytes]
-"""A verb's answer: status, Content-Type, body (the shape ``extender.http1`` writes directly)."""
 _JSON = b"application/json"
 _TEXT = b"text/plain; charset=utf-8"
 
@@ -137,14 +138,14 @@ class _Verb:
     def __init__(
         self,
         name: str,
-        handle: Callable[[bytes], bytes] | Callable[[bytes], Awaitable[bytes]],
+        handle: Callable[[bytes], Body] | Callable[[bytes], Awaitable[bytes]],
         *,
         metrics: Metrics,
         limit: int,
     ) -> None:
         self.name = name
         self.awaits = inspect.iscoroutinefunction(handle)
-        self._plain = cast(Callable[[bytes], bytes], handle)
+        self._plain = cast(Callable[[bytes], Body], handle)
         self._awaiting = cast(Callable[[bytes], Awaitable[bytes]], handle)
         self.limit = limit
         self.latency = metrics.latency.labels(name)
@@ -155,7 +156,7 @@ class _Verb:
         """The answer to ``body``, errors included (for a handler that does not await)."""
         start = time.perf_counter()
         try:
-            outcome: bytes | Exception = self._plain(_nonempty(body))
+            outcome: Body | Exception = self._plain(_nonempty(body))
         except Exception as err:
             outcome = err
         return self._finish(start, outcome)
@@ -163,12 +164,12 @@ class _Verb:
     async def _answer_awaiting(self, body: bytes) -> Answer:
         start = time.perf_counter()
         try:
-            outcome: bytes | Exception = await self._awaiting(_nonempty(body))
+            outcome: Body | Exception = await self._awaiting(_nonempty(body))
         except Exception as err:
             outcome = err
         return self._finish(start, outcome)
 
-    def _finish(self, start: float, outcome: bytes | Exception) -> Answer:
+    def _finish(self, start: float, outcome: Body | Exception) -> Answer:
         if isinstance(outcome, Exception):
             answer = self._failed(outcome)
         else:
@@ -289,13 +290,14 @@ class _Handlers:
         nor scans a name list seen before (``wire.split_node_names``, ``wire.NameLists``); any
         other body, or one that is not what it looked like, is decoded as a whole.
         """
-        split = wire.split_node_names(body)
-        if split is not None:
-            head, names_bytes = split
-            raw_names = msgspec.Raw(names_bytes)
+        located = wire.locate_node_names(body)
+        if located is not None:
+            head, start = located
+            end = len(body) - 1
+            raw_names = msgspec.Raw(memoryview(body)[start:end])  # a view: the list is not copied
             try:
                 args = wire.decode_raw_args(head, node_names=raw_names)
-                names = self.names.parse(names_bytes)
+                names = self.names.parse_at(body, start, end)
             except (wire.WireError, UnicodeDecodeError):
                 pass  # decoded as a whole below, which names the problem as usual
             else:
@@ -308,7 +310,7 @@ class _Handlers:
         offer, items = self._by_nodes(full.Nodes)
         return _Placement(full.Nodes, full.NodeNames, pod, offer, items)
 
-    def filter(self, body: bytes) -> bytes:
+    def filter(self, body: bytes) -> Body:
         placement = self._placement(body)
         pod = placement.pod
         outcome = filter_pod(
@@ -325,17 +327,19 @@ class _Handlers:
             log.debug("filter", extra={"pod": pod.key, "unit": outcome.unit, "why": outcome.detail})
         return self._encode_filter(placement, outcome)
 
-    def _encode_filter(self, placement: _Placement, outcome: FilterOutcome) -> bytes:
+    def _encode_filter(self, placement: _Placement, outcome: FilterOutcome) -> Body:
+        """The answer as pieces: the offered list, the memoised list of a unit and the memoised
+        refusal maps are written as they are, never joined into one more 120-450 kB copy."""
         if outcome.error:
             return wire.encode_filter_result(error=outcome.error)
         if outcome.passed:
-            return wire.encode_filter_result(nodes=placement.nodes, node_names=placement.names)
+            return wire.filter_result_parts(nodes=placement.nodes, node_names=placement.names)
         items = placement.items
         if items is None:
             if outcome.accepted:  # prioritize offers this list back: know it by its bytes
                 encoded = wire.encode_names(outcome.accepted, memo=self.caches.encodings)
                 self.names.add(encoded, outcome.accepted)
-            return wire.encode_filter_names(
+            return wire.filter_names_parts(
                 outcome.accepted,
                 refused=outcome.unresolvable,
                 failed=outcome.failed,

@@ -5,10 +5,12 @@ kube-scheduler calls filter and prioritize on one keep-alive connection for ever
 HTTP layer runs twice per scheduling cycle.  Under uvicorn it cost more CPU than the verbs
 themselves (bench/RESULTS.md): an ASGI scope, a task, two ``receive``/``send`` awaits and header
 lists per request.  Here a POST to a *direct* route (the synchronous verbs: filter, prioritize,
-preempt, mutate) is parsed by httptools, answered by calling ``handler(body) -> (status,
-content type, body)`` inside ``data_received``, and written with one ``transport.write``; no task,
-no await.  Every other request (the probes, /metrics, bind, anything unknown, any method but
-POST) is handed to the same Starlette app through a small ASGI bridge, one request at a time.
+preempt, mutate) is read into the server's one buffer (a buffered protocol), parsed by httptools,
+answered by calling ``handler(body) -> (status, content type, body)`` as soon as it is complete,
+and written with one ``write`` (or one ``writev`` when the body comes in pieces: the 120-450 kB
+node lists and refusal maps are never joined into one more copy); no task, no await.  Every
+other request (the probes, /metrics, bind, anything unknown, any method but POST) is handed to
+the same Starlette app through a small ASGI bridge, one request at a time.
 
 What kube-scheduler and the tests rely on, and how it is kept:
 
@@ -54,11 +56,26 @@ from typing import Any, cast
 
 import httptools
 
-__all__ = ["ASGIApp", "Answer", "Direct", "Limits", "Server", "serve", "tls_context"]
+__all__ = [
+    "ASGIApp",
+    "Answer",
+    "Body",
+    "Chunk",
+    "Direct",
+    "Limits",
+    "Server",
+    "StartupFailed",
+    "serve",
+    "tls_context",
+]
 
 log = logging.getLogger("spillover.extender")
 
-Answer = tuple[int, bytes, bytes]
+Chunk = bytes | memoryview
+Body = bytes | tuple[Chunk, ...]
+"""An answer's body: bytes, or pieces written in order with one ``writev`` (no join copies a
+120-450 kB node list or refusal map; ``extender.wire.filter_result_parts``)."""
+Answer = tuple[int, bytes, Body]
 """A direct route's answer: status, Content-Type, body."""
 Direct = Callable[[bytes], Answer]
 """A direct route: the request body in, the answer out; it answers its own errors."""
@@ -93,6 +110,7 @@ def _status_line(status: int) -> bytes:
 
 
 _STATUS = {status: _status_line(status) for status in range(100, 600)}
+_READ_BUFFER = 256 * 1024  # as uvloop's own: a 120 kB request is mostly one read
 _TEXT = b"text/plain; charset=utf-8"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _BAD_HEADER = (b"\r", b"\n", b"\0")
@@ -112,8 +130,15 @@ class _Request:
     version: str
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: parses requests, answers them in order."""
+class _Connection(asyncio.BufferedProtocol):
+    """One client connection: parses requests, answers them in order.
+
+    A buffered protocol: the loop reads straight into the server's one read buffer
+    (``get_buffer``) and the parser is fed a view of it (``buffer_updated``), so a 120 kB
+    request is not first copied into a new bytes object by the loop.  One buffer serves every
+    connection: the loop calls ``get_buffer``, reads, and calls ``buffer_updated`` without
+    running anything in between, and the parser has copied what it keeps before it returns.
+    """
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -174,7 +199,13 @@ class _Connection(asyncio.Protocol):
             self.drained.set_result(None)
         self._reading()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.server.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.server.read_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.lingering or self.refusal is not None or self.close_after:
             return  # the connection is ending: what follows is not parsed
         self.active = self.loop.time()
@@ -292,20 +323,22 @@ class _Connection(asyncio.Protocol):
                 )
                 status, content_type, body = 500, _TEXT, b"internal error; see the extender log"
             keep = request.keep_alive and not self.server.stopping
-            transport.write(
-                b"".join(
-                    (
-                        _STATUS[status],
-                        b"content-type: ",
-                        content_type,
-                        b"\r\ncontent-length: %d\r\n" % len(body),
-                        b"date: ",
-                        self.server.date,
-                        b"\r\n\r\n" if keep else b"\r\nconnection: close\r\n\r\n",
-                        body,
-                    )
+            size = len(body) if isinstance(body, bytes) else sum(map(len, body))
+            head = b"".join(
+                (
+                    _STATUS[status],
+                    b"content-type: ",
+                    content_type,
+                    b"\r\ncontent-length: %d\r\n" % size,
+                    b"date: ",
+                    self.server.date,
+                    b"\r\n\r\n" if keep else b"\r\nconnection: close\r\n\r\n",
                 )
             )
+            if isinstance(body, bytes) and len(body) < 65536:
+                transport.write(head + body)
+            else:  # one writev: the body's large pieces are not copied into one more buffer
+                transport.writelines((head, body) if isinstance(body, bytes) else (head, *body))
             self.active = self.loop.time()
             if not keep:
                 transport.close()
@@ -534,6 +567,7 @@ class Server:
         self.state: dict[str, Any] = {}
         self.stopping = False
         self.date = b""
+        self.read_buffer = memoryview(bytearray(_READ_BUFFER))  # see ``_Connection``
         self._timer: asyncio.TimerHandle | None = None
         self._tick()
 
@@ -566,6 +600,12 @@ class Server:
                         connection.transport.abort()
 
 
+class StartupFailed(Exception):
+    """The app's lifespan startup failed (or the app ended without completing it): nothing was
+    served.  The message is one line: the last line of what the app reported (Starlette sends
+    the whole traceback text)."""
+
+
 class _Lifespan:
     """The ASGI lifespan protocol, both ends: startup before serving, shutdown after."""
 
@@ -587,21 +627,32 @@ class _Lifespan:
         try:
             await self.app({**scope, "state": self.state}, self._receive, self._send)
         except Exception as err:  # the app sent lifespan.*.failed first, or has no lifespan
-            await self.outbox.put({"type": "lifespan.ended", "message": str(err)})
+            ended = f"{type(err).__name__}: {err}"
+            await self.outbox.put({"type": "lifespan.ended", "message": ended})
         else:
             await self.outbox.put({"type": "lifespan.ended"})
 
     async def _step(self, event: str) -> None:
         await self.inbox.put({"type": f"lifespan.{event}"})
         answer = await self.outbox.get()
-        if answer["type"] == f"lifespan.{event}.failed":
-            raise RuntimeError(f"lifespan {event} failed: {answer.get('message', '')}")
-        if answer["type"] != f"lifespan.{event}.complete":
-            raise RuntimeError(f"lifespan {event}: the app ended without completing it")
+        if answer["type"] == f"lifespan.{event}.complete":
+            return
+        lines = [line.strip() for line in str(answer.get("message") or "").splitlines()]
+        reason = next((line for line in reversed(lines) if line), "")
+        if answer["type"] != f"lifespan.{event}.failed":
+            reason = "the app ended without completing it" + (f" ({reason})" if reason else "")
+        if event == "startup":
+            raise StartupFailed(reason or "no reason given")
+        raise RuntimeError(f"lifespan {event} failed: {reason}")
 
     async def startup(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
-        await self._step("startup")
+        try:
+            await self._step("startup")
+        except StartupFailed:
+            with contextlib.suppress(Exception):
+                await self.task  # the app's own ending (Starlette re-raises after "failed")
+            raise
 
     async def shutdown(self) -> None:
         if self.task is None or self.task.done():
@@ -631,7 +682,8 @@ async def serve(
     signals: bool = True,
 ) -> None:
     """Serve until SIGINT / SIGTERM (with ``signals``) or ``stop`` is set; ``started`` is
-    called with the port once listening (``port=0``: any free one)."""
+    called with the port once listening (``port=0``: any free one).  ``StartupFailed`` if the
+    app's lifespan startup fails (nothing listens then)."""
     loop = asyncio.get_running_loop()
     server = Server(app, direct=direct, limits=limits or Limits(), loop=loop)
     lifespan = _Lifespan(app, server.state)

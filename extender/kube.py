@@ -61,6 +61,8 @@ from .ports import BindError, Clock
 from .snapshot import ClusterState
 
 __all__ = [
+    "DENIED",
+    "AccessDenied",
     "ApiBinder",
     "BackoffSettings",
     "ClusterWatch",
@@ -145,6 +147,21 @@ class _StreamError(Exception):
     """An ERROR event other than 410."""
 
 
+DENIED = (401, 403)  # Unauthorized (credentials), Forbidden (RBAC)
+
+
+class AccessDenied(Exception):
+    """A ``ListWatch(stop_when_denied=True)`` request was refused (401 or 403) for a verb that
+    had never succeeded on the kind: a person must fix credentials or RBAC; retrying will not."""
+
+    def __init__(self, resource: str, verb: str, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}: cannot {verb} {resource}")
+        self.resource = resource
+        self.verb = verb  # "list" or "watch"
+        self.status = status
+        self.reason = reason  # the server's message (its Status.message), else its reason
+
+
 class _Absent(Exception):
     """An optional kind's API is not served (404: its CRD is not installed)."""
 
@@ -168,6 +185,12 @@ class ListWatch:
     ``optional``: a 404 on the list means the API is not served (a CRD not installed): the kind
     counts as listed and empty (``absent``) and is listed again every ``absent_recheck``.
     ``on_listed()`` is called after every list, also an absent one.
+
+    ``stop_when_denied``: a 401 or 403 on a verb (list, watch) that has never succeeded on this
+    kind is permanent (missing credentials or RBAC: a retry cannot fix it), so ``run`` raises
+    ``AccessDenied`` instead of retrying.  A refusal after that verb has worked is retried like
+    any error (RBAC being re-applied, a token being rotated).  Off by default: a service keeps
+    retrying, unready, until someone fixes its role.
     """
 
     def __init__(
@@ -188,6 +211,7 @@ class ListWatch:
         watch_timeout: float = 300.0,
         staleness: float = 15.0,
         absent_recheck: float = 60.0,
+        stop_when_denied: bool = False,
     ) -> None:
         if staleness <= 0:
             raise ValueError("staleness must be positive")
@@ -210,14 +234,20 @@ class ListWatch:
         self.version: str | None = None  # the last resourceVersion seen; None: list again
         self.down_since: float | None = None  # the first failure since the last success
         self.absent = False
+        self.stop_when_denied = stop_when_denied
+        self.allowed: set[str] = set()  # the verbs that have succeeded on this kind
         self._attempts = 0  # failed requests since the last successful one
 
     async def run(self) -> None:
-        """Follow the kind until cancelled; never returns, never raises but ``CancelledError``."""
+        """Follow the kind until cancelled; never returns, never raises but ``CancelledError``
+        (and ``AccessDenied`` with ``stop_when_denied``)."""
+        verb = "list"
         while True:
             try:
                 if self.version is None:
+                    verb = "list"
                     self.version = await self._relist()
+                verb = "watch"
                 await self._stream(self.version)
                 self._restarted("closed")
             except _Absent:
@@ -240,10 +270,24 @@ class ListWatch:
                 self._restarted("expired")
                 self.version = None
             except Exception as err:  # never let the loop die; a bug shows in the log
+                denied = self._denied(err, verb)
+                if denied is not None:
+                    raise denied from None
                 if not isinstance(err, (*_NETWORK_ERRORS, _StreamError, ValueError)):
                     log.exception("%s watch: unexpected error", self.name)
                 self._restarted("error")
                 await self._sleep(self._failed(err))
+
+    def _denied(self, err: Exception, verb: str) -> AccessDenied | None:
+        """``err`` as a permanent refusal (``stop_when_denied``: the class docstring), or None."""
+        if (
+            self.stop_when_denied
+            and isinstance(err, ApiException)
+            and err.status in DENIED
+            and verb not in self.allowed
+        ):
+            return AccessDenied(self.name, verb, err.status, _server_message(err.reason or ""))
+        return None
 
     def _restarted(self, reason: str) -> None:
         if self.on_restart is not None:
@@ -271,10 +315,11 @@ class ListWatch:
         )
         return delay
 
-    def _succeeded(self) -> None:
+    def _succeeded(self, verb: str) -> None:
         """The server answered a request of this kind: reset its backoff and its outage."""
         self._attempts = 0
         self.down_since = None
+        self.allowed.add(verb)
 
     def _stale(self, now: float) -> bool:
         """Whether the kind has been down for ``staleness``; if so what was listed is no longer
@@ -302,7 +347,7 @@ class ListWatch:
             if listing.status != 200 and not absent:
                 raise ApiException(status=listing.status, reason=await listing.text())
             body = {} if absent else await listing.json(content_type=None)
-        self._succeeded()
+        self._succeeded("list")
         items = [i for i in body.get("items") or () if isinstance(i, Mapping)]
         self.replace(items)
         self.listed = True
@@ -331,7 +376,7 @@ class ListWatch:
                 raise _Expired
             if response.status != 200:
                 raise ApiException(status=response.status, reason=await response.text())
-            self._succeeded()
+            self._succeeded("watch")
             while line := await response.content.readline():
                 if not line.strip():
                     continue
@@ -633,11 +678,16 @@ class ApiBinder:
 
 
 def _status_message(status: int, body: Any) -> str:
+    return f"{status}: {_server_message(body)}"
+
+
+def _server_message(body: Any) -> str:
+    """The ``message`` of the Status an error response carries, else the body as it is."""
     try:
         message = json.loads(body).get("message")
     except (TypeError, ValueError, AttributeError):
         message = None
-    return f"{status}: {message or body}"
+    return str(message or body)
 
 
 # -- pod-deletion-cost ----------------------------------------------------------------------------

@@ -313,35 +313,53 @@ def workload_of(
 
 
 def pod_requests(spec: Mapping[str, Any], *, where: str = "pod") -> Resources:
-    """kube-scheduler's effective pod request (``resourcehelper.PodRequests``), with one pod slot."""
-    containers = _list(spec.get("containers"), f"{where}.spec.containers")
-    total = Resources()
-    for i, c in enumerate(containers):
-        total = total + _container_requests(c, f"{where}.spec.containers[{i}]")
-    sidecars = Resources()
-    init_max = Resources()
+    """kube-scheduler's effective pod request (``resourcehelper.PodRequests``), with one pod slot.
+
+    Summed as plain (cpu, memory, gpu, ephemeral storage) tuples, one ``Resources`` at the end:
+    the extender parses a new pod on every filter.  A container's ``pods`` request never counts
+    (the pod takes one slot)."""
+    total = _ZERO
+    for i, c in enumerate(_list(spec.get("containers"), f"{where}.spec.containers")):
+        total = _add(total, _amounts(_container_requests(c, f"{where}.spec.containers[{i}]")))
+    sidecars = _ZERO
+    init_max = _ZERO
     for i, raw in enumerate(_list(spec.get("initContainers"), f"{where}.spec.initContainers")):
         c = _map(raw, f"{where}.spec.initContainers[{i}]")
-        req = _container_requests(c, f"{where}.spec.initContainers[{i}]")
+        req = _amounts(_container_requests(c, f"{where}.spec.initContainers[{i}]"))
         if c.get("restartPolicy") == "Always":
-            sidecars = sidecars + req
-            init_max = init_max.max(sidecars)
+            sidecars = _add(sidecars, req)
+            init_max = _max(init_max, sidecars)
         else:
-            init_max = init_max.max(sidecars + req)
-    result = (total + sidecars).max(init_max)
+            init_max = _max(init_max, _add(sidecars, req))
+    cpu, memory, gpu, storage = _max(_add(total, sidecars), init_max)
     pod_level = spec.get("resources")
     if isinstance(pod_level, Mapping) and pod_level.get("requests"):
         level = parse_resources(pod_level["requests"], where=f"{where}.spec.resources.requests")
-        result = Resources(
-            level.cpu_milli or result.cpu_milli,
-            level.memory or result.memory,
-            0,
-            result.gpu_milli,
-            result.ephemeral_storage,
-        )
+        cpu, memory = level.cpu_milli or cpu, level.memory or memory
     overhead = parse_resources(spec.get("overhead"), where=f"{where}.spec.overhead")
-    result = result + overhead
-    return Resources(result.cpu_milli, result.memory, 1, result.gpu_milli, result.ephemeral_storage)
+    return Resources(
+        cpu + overhead.cpu_milli,
+        memory + overhead.memory,
+        1,
+        gpu + overhead.gpu_milli,
+        storage + overhead.ephemeral_storage,
+    )
+
+
+_Amounts = tuple[int, int, int, int]
+_ZERO: _Amounts = (0, 0, 0, 0)
+
+
+def _amounts(r: Resources) -> _Amounts:
+    return r.cpu_milli, r.memory, r.gpu_milli, r.ephemeral_storage
+
+
+def _add(a: _Amounts, b: _Amounts) -> _Amounts:
+    return a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]
+
+
+def _max(a: _Amounts, b: _Amounts) -> _Amounts:
+    return max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
 def pod_from_dict(raw: Mapping[str, Any]) -> Pod:
@@ -497,6 +515,8 @@ def _timestamp(raw: Any) -> float:
 
 
 def _map(raw: Any, where: str) -> Mapping[str, Any]:
+    if type(raw) is dict:  # decoded JSON: skip the slower ABC check
+        return raw
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):

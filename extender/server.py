@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import signal
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -39,7 +40,12 @@ from . import http1
 from .http1 import Direct
 from .settings import Settings
 
-__all__ = ["DirectRoutes", "run"]
+__all__ = ["STARTUP_FAILED", "DirectRoutes", "run"]
+
+STARTUP_FAILED = 3
+"""The exit status when the app's lifespan startup fails (uvicorn's too)."""
+
+log = logging.getLogger("spillover.extender")
 
 
 @runtime_checkable
@@ -55,7 +61,11 @@ def run(app: ASGIApp, settings: Settings) -> None:
         direct: Mapping[bytes, Direct] = {}
         if isinstance(app, DirectRoutes):
             direct = app.direct_routes()
-        _loop_runner()(_builtin(app, settings, direct))
+        try:
+            _loop_runner()(_builtin(app, settings, direct))
+        except http1.StartupFailed as err:  # one log line and an exit status, not a traceback
+            log.error("application startup failed, not serving: %s", err)
+            raise SystemExit(STARTUP_FAILED) from None
     elif settings.server == "uvicorn":
         _uvicorn(app, settings)
     elif settings.server == "granian":

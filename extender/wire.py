@@ -59,8 +59,12 @@ __all__ = [
     "encode_node_list",
     "encode_preemption_result",
     "encode_scores",
+    "filter_names_parts",
+    "filter_result_parts",
     "grouped_map",
+    "grouped_map_parts",
     "is_null",
+    "locate_node_names",
     "split_node_names",
 ]
 
@@ -257,9 +261,23 @@ _NAMES_KEY = b',"NodeNames":['
 _NAMES_NULL = b',"NodeNames":null}'
 
 
-def split_node_names(body: bytes) -> tuple[bytes, bytes] | None:
-    """The body with ``NodeNames`` set to null, and the raw list, for the compact JSON Go writes
-    (``{"Pod":{...},"Nodes":null,"NodeNames":[...]}``); ``None`` for any other shape.
+def locate_node_names(body: bytes) -> tuple[bytes, int] | None:
+    """The body with ``NodeNames`` set to null, and where the raw list starts (it ends before
+    the body's last byte), for the compact JSON Go writes; ``None`` for any other shape.  The
+    list is not copied: ``NameLists.parse_at`` compares it in place (see ``split_node_names``).
+    """
+    if not body.endswith(b"]}"):
+        return None
+    at = body.find(_NAMES_KEY)
+    if at < 0:
+        return None
+    return body[:at] + _NAMES_NULL, at + len(_NAMES_KEY) - 1
+
+
+def split_node_names(body: bytes) -> tuple[bytes, memoryview] | None:
+    """The body with ``NodeNames`` set to null, and the raw list (a view into ``body``), for the
+    compact JSON Go writes (``{"Pod":{...},"Nodes":null,"NodeNames":[...]}``); ``None`` for any
+    other shape.
 
     No scan of the list: the key is found by its first occurrence, and the list is everything up
     to the closing brace.  Why that is exact: the quote after the comma cannot be escaped, so if
@@ -268,12 +286,11 @@ def split_node_names(body: bytes) -> tuple[bytes, bytes] | None:
     the list itself is valid JSON, which the caller checks (``NameLists.parse``).  A key found
     inside the Pod makes the returned body invalid, and the caller falls back to ``decode_args``.
     """
-    if not body.endswith(b"]}"):
+    located = locate_node_names(body)
+    if located is None:
         return None
-    at = body.find(_NAMES_KEY)
-    if at < 0:
-        return None
-    return body[:at] + _NAMES_NULL, body[at + len(_NAMES_KEY) - 1 : -1]
+    head, start = located
+    return head, memoryview(body)[start:-1]
 
 
 class NameList:
@@ -310,18 +327,28 @@ class NameLists:
         self._order: list[tuple[bytes, NameList]] = []
 
     def find(self, raw: bytes | msgspec.Raw) -> NameList | None:
-        data = raw if isinstance(raw, bytes) else bytes(raw)  # a copy (fast); == is a memcmp
-        for spelling, known in self._by_length.get(len(data), ()):
-            if data == spelling:
+        data = raw if isinstance(raw, bytes) else bytes(raw)  # a copy (fast)
+        return self.find_at(data, 0, len(data))
+
+    def find_at(self, body: bytes, start: int, end: int) -> NameList | None:
+        """The known list spelled ``body[start:end]``, compared in place (a ``memcmp``, no copy
+        of the 120 kB)."""
+        for spelling, known in self._by_length.get(end - start, ()):
+            if body.startswith(spelling, start):
                 return known
         return None
 
     def parse(self, raw: bytes | msgspec.Raw) -> NameList:
         """The known list with these bytes, or a new one; ``WireError`` if not a list of strings."""
-        known = self.find(raw)
+        data = raw if isinstance(raw, bytes) else bytes(raw)
+        return self.parse_at(data, 0, len(data))
+
+    def parse_at(self, body: bytes, start: int, end: int) -> NameList:
+        """``parse(body[start:end])``, copying the bytes only when the list is new."""
+        known = self.find_at(body, start, end)
         if known is not None:
             return known
-        data = raw if isinstance(raw, bytes) else bytes(raw)
+        data = body if start == 0 and end == len(body) else body[start:end]
         names = tuple(decode_node_names(msgspec.Raw(data)))
         offered: frozenset[str] | None = None
         for _, other in reversed(self._order):  # newest first
@@ -449,6 +476,40 @@ def _as_raw(obj: Mapping[str, str] | msgspec.Raw | None) -> msgspec.Raw:
     return msgspec.Raw(_ENCODER.encode(obj))
 
 
+def _chunk(raw: msgspec.Raw) -> memoryview:
+    return memoryview(raw)  # no copy
+
+
+def filter_result_parts(
+    *,
+    nodes: msgspec.Raw = NULL,
+    node_names: msgspec.Raw = NULL,
+    failed: Mapping[str, str] | msgspec.Raw | None = None,
+    unresolvable: Mapping[str, str] | msgspec.Raw | Sequence[bytes] | None = None,
+    error: str = "",
+) -> tuple[bytes | memoryview, ...]:
+    """ExtenderFilterResult as pieces to write in order (``extender.http1`` writes them with one
+    ``writev``): large node lists and refusal maps are not copied (``unresolvable`` may be
+    ``grouped_map_parts``)."""
+    if unresolvable is None or isinstance(unresolvable, (Mapping, msgspec.Raw)):
+        refused: Sequence[bytes | memoryview] = (_chunk(_as_raw(unresolvable)),)
+    else:
+        refused = unresolvable
+    return (
+        b'{"Nodes":',
+        _chunk(nodes),
+        b',"NodeNames":',
+        _chunk(node_names),
+        b',"FailedNodes":',
+        _chunk(_as_raw(failed)),
+        b',"FailedAndUnresolvableNodes":',
+        *refused,
+        b',"Error":',
+        _ENCODER.encode(error),
+        b"}",
+    )
+
+
 def encode_filter_result(
     *,
     nodes: msgspec.Raw = NULL,
@@ -459,19 +520,28 @@ def encode_filter_result(
 ) -> bytes:
     """ExtenderFilterResult, spliced from raw parts (one copy of large node lists)."""
     return b"".join(
-        (
-            b'{"Nodes":',
-            nodes,
-            b',"NodeNames":',
-            node_names,
-            b',"FailedNodes":',
-            _as_raw(failed),
-            b',"FailedAndUnresolvableNodes":',
-            _as_raw(unresolvable),
-            b',"Error":',
-            _ENCODER.encode(error),
-            b"}",
+        filter_result_parts(
+            nodes=nodes,
+            node_names=node_names,
+            failed=failed,
+            unresolvable=unresolvable,
+            error=error,
         )
+    )
+
+
+def filter_names_parts(
+    accepted: Sequence[str],
+    *,
+    refused: Sequence[tuple[Sequence[str], str]],
+    failed: Mapping[str, str],
+    memo: Encodings | None = None,
+) -> tuple[bytes | memoryview, ...]:
+    """``encode_filter_names`` as pieces to write in order (none of them copied here)."""
+    return filter_result_parts(
+        node_names=encode_names(accepted, memo=memo),
+        failed=dict(failed) or None,
+        unresolvable=grouped_map_parts(refused, memo=memo),
     )
 
 
@@ -485,11 +555,7 @@ def encode_filter_names(
     """ExtenderFilterResult with NodeNames: ``accepted``, refused groups of names sharing one
     reason, and failed names, spliced from the memoised encodings of the groups (the offer
     cache hands out the same tuples for every pod that sees the same list)."""
-    return encode_filter_result(
-        node_names=encode_names(accepted, memo=memo),
-        failed=dict(failed) or None,
-        unresolvable=grouped_map(refused, memo=memo),
-    )
+    return b"".join(filter_names_parts(accepted, refused=refused, failed=failed, memo=memo))
 
 
 def encode_node_list(items: Sequence[msgspec.Raw]) -> msgspec.Raw:
@@ -580,14 +646,29 @@ def grouped_map(
     ``bytes.replace`` in C; the whole map is memoised too, since the replicas of one workload
     are refused the same nodes for the same reason.
     """
-    pieces: list[bytes] = []
+    return msgspec.Raw(b"".join(grouped_map_parts(groups, extra, memo=memo)))
+
+
+def grouped_map_parts(
+    groups: Sequence[tuple[Sequence[str], str]],
+    extra: Mapping[str, str] | None = None,
+    *,
+    memo: Encodings | None = None,
+) -> list[bytes]:
+    """``grouped_map`` as pieces to write in order: the groups' memoised maps are not copied."""
     memo = memo or _SHARED
+    parts = [b"{"]
     for names, reason in groups:
         if names:
-            pieces.append(_group_map(names, reason, memo))
+            if len(parts) > 1:
+                parts.append(b",")
+            parts.append(_group_map(names, reason, memo))
     if extra:
-        pieces.append(_ENCODER.encode(dict(extra))[1:-1])
-    return msgspec.Raw(b"{" + b",".join(pieces) + b"}")
+        if len(parts) > 1:
+            parts.append(b",")
+        parts.append(_ENCODER.encode(dict(extra))[1:-1])
+    parts.append(b"}")
+    return parts
 
 
 def _group_map(names: Sequence[str], reason: str, memo: Encodings) -> bytes:

@@ -104,6 +104,9 @@ class ApiError(kmock.KubernetesError):
     """A Status response; kmock's scaffold renders it as JSON with the code."""
 
 
+_REASONS = {401: "Unauthorized", 403: "Forbidden", 429: "TooManyRequests"}  # of fail(status)
+
+
 def _error(status: int, reason: str, message: str, **details: Any) -> ApiError:
     return ApiError(status=status, reason=reason, message=message, details=details)
 
@@ -188,7 +191,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 and fault.path.search(request.url.path)
             ):
                 fault.remaining -= 1
-                reason = "TooManyRequests" if fault.status == 429 else "InternalError"
+                reason = _REASONS.get(fault.status, "InternalError")
                 return await self._render_error(_error(fault.status, reason, fault.message))
         return await kmock.KubernetesScaffold._handle(self, request)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import subprocess
 import sys
@@ -186,12 +187,13 @@ def test_a_replay_in_which_spillover_costs_nothing_reports(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     series = tmp_path / "s.csv"
-    series.write_text("ts,value\n0,2\n60,3\n")
+    series.write_text("ts,value\n0,2\n")  # one sample: a replay 0 s long, which costs nothing
     out = tmp_path / "out"
     argv = ["replay", str(series), "--format", "series", "--out", str(out), "--workers", "1"]
     assert autoscaler_cli.main([*argv, "--quiet"]) == 0
     assert "Traceback" not in capsys.readouterr().err
     assert (out / "summary.md").is_file()
+    assert json.loads((out / "summary.json").read_text())["summary"]["cost"] == 0
 
 
 def test_forecast_into_head_ends_quietly(tmp_path: Path) -> None:

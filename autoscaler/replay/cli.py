@@ -1,10 +1,15 @@
 """``spillover-autoscaler replay`` and ``record``.
 
-``replay TRACE --format jsonl|openb|series --scenario FILE --out DIR [--json] [--quiet]`` replays
-a trace with Spillover and every baseline and writes ``summary.md``, ``summary.json``,
+``replay TRACE --format auto|jsonl|openb|series --scenario FILE --out DIR [--json] [--quiet]``
+replays a trace with Spillover and every baseline and writes ``summary.md``, ``summary.json``,
 ``actions.jsonl`` (Spillover's scaling actions) and ``replay.png`` to ``DIR``; ``--json`` also
 prints the summary and the baseline table to stdout.  A bad input file stops the command with
-``file:line: problem`` (exit status 2) before anything is written.
+``file:line: problem`` (exit status 2) before anything is written.  ``--format auto`` (the
+default, as in ``sweep``) tells the formats apart by the file's first line
+(``trace.detect_format``).  A demand series becomes one Deployment's replica count,
+``ceil(value / --per-replica)``; ``--per-replica auto`` (the default) takes the scale from the
+series, so that its 99th percentile over time is 50 replicas (``importers``), and says on stderr
+what it chose.
 
 ``record --out trace.jsonl [--duration 1h] [--kubeconfig FILE]`` writes the trace format from a
 live cluster (``autoscaler.replay.record``).  An API server that fails for a while is retried,
@@ -28,12 +33,13 @@ from extender.commandline import at_least, fail, plain
 from extender.model import ModelError, Resources, parse_resources
 
 from .threads import limit_blas_threads
-from .trace import Trace, TraceError
+from .trace import INPUT_FORMATS, Trace, TraceError, detect_format
 
 if TYPE_CHECKING:
     from .report import Comparison
 
 __all__ = [
+    "FORMATS",
     "add_parsers",
     "load_input",
     "load_trace",
@@ -43,7 +49,18 @@ __all__ = [
     "write_outputs",
 ]
 
-FORMATS = ("jsonl", "openb", "series")
+FORMATS = ("auto", *INPUT_FORMATS)  # replay's and sweep's --format
+
+
+def _per_replica(text: str) -> float | str:
+    """``--per-replica``: ``auto`` or a number above 0."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        number: float = at_least(float, 0, above=True)(text)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err}, or auto") from None
+    return number
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -54,7 +71,12 @@ def add_parsers(subparsers: Any) -> None:
         description=plain(__doc__),
     )
     p.add_argument("trace", help="trace file (see --format)")
-    p.add_argument("--format", choices=FORMATS, default="jsonl", help="input format")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="input format (auto: by the file's first line)",
+    )
     p.add_argument("--scenario", default="", help="scenario YAML (default: the bundled one)")
     p.add_argument("--out", default="replay-out", help="output directory")
     p.add_argument("--json", action="store_true", help="print the summary as JSON to stdout")
@@ -72,9 +94,10 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.add_argument(
         "--per-replica",
-        type=at_least(float, 0, above=True),
-        default=20.0,
-        help="series: demand one replica serves",
+        type=_per_replica,
+        default="auto",
+        help="series: demand one replica serves, or auto (default): the series' 99th "
+        "percentile over time is 50 replicas",
     )
     p.add_argument("--replica-cpu", default="2", help="series: cpu request of one replica")
     p.add_argument("--replica-memory", default="8Gi", help="series: memory request of one replica")
@@ -117,7 +140,8 @@ def load_input(args: argparse.Namespace) -> Trace:
     from .importers import import_openb, import_series
     from .trace import read_trace
 
-    if args.format == "openb":
+    fmt = detect_format(args.trace) if args.format == "auto" else args.format
+    if fmt == "openb":
         return import_openb(
             args.trace,
             include_unscheduled=args.include_unscheduled,
@@ -125,7 +149,7 @@ def load_input(args: argparse.Namespace) -> Trace:
             expected_duration=args.expected_duration,
             owners=args.owners,
         )
-    if args.format == "series":
+    if fmt == "series":
         try:
             requests = parse_resources(
                 {"cpu": args.replica_cpu, "memory": args.replica_memory}, where="--replica-*"
@@ -268,6 +292,9 @@ def run_replay(args: argparse.Namespace) -> int:
     if note:
         print(f"warning: {args.trace}: {note}", file=sys.stderr)
     paths = write_outputs(comparison, Path(args.out))
+    if trace.header.source.startswith("series:") and not args.quiet:
+        # the scale a series was read at, once it replayed (an error stays the only line)
+        print(f"{args.trace}: {trace.header.notes}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary_json(comparison), indent=2))
     elif not args.quiet:

@@ -43,7 +43,23 @@ that says so.  What is replayed:
 
 **Demand series** (``ts,value`` CSV, e.g. gocrane's monitoring series): the value is turned into
 the replica count of one Deployment, ``ceil(value / per_replica)`` clamped to
-``[min_replicas, max_replicas]``; an event is written only when the count changes.
+``[min_replicas, max_replicas]`` (a negative value counts as 0; a quotient within 1e-9 of a whole
+number is that number, so ``0.07 / 0.01`` is 7 replicas, not 8).  An event is written when the
+count changes, and one at the last sample, so the replay lasts as long as the series (a series
+whose count never changes is one event at its start and one at its end).  Each value holds until
+the next sample, as a ReplicaSet keeps its count: a gap in the series is a time at the last
+count, and 15 s or 60 s steps are read alike.
+
+A series' unit is rarely documented (crane's are cores, fractions of a core, requests per
+second...), so ``per_replica="auto"`` (the command's default) takes the scale from the series
+itself: the demand one replica serves is the series' 99th percentile *over time* (each value
+weighted by how long it holds, so a gap or a step size does not tilt it) divided by
+``AUTO_REPLICAS`` (50).  The series then runs at 50 replicas during all but its busiest 1 % of
+the time and above that only in its bursts (the bundled daily series at ``per_replica=20``
+peaks at 47).  A quantile, not the peak, so that one wild sample does not flatten the rest of
+the series to ``min_replicas``; a series that is 0 more than 99 % of the time takes its peak
+as 50 replicas instead.  A series with no value above 0 has no scale: it stops with one line
+asking for ``--per-replica``.  An explicit number keeps the unit the user knows.
 """
 
 from __future__ import annotations
@@ -54,9 +70,10 @@ import heapq
 import math
 from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
+import numpy as np
 
 from autoscaler.planner import EXPECTED_DURATION
 from extender.documents import DocumentError, convert, dotted
@@ -75,12 +92,16 @@ from .trace import (
 )
 
 __all__ = [
+    "AUTO_QUANTILE",
+    "AUTO_REPLICAS",
     "OPENB_COLUMNS",
     "OPENB_OWNERS",
     "OPENB_TIME_COLUMNS",
     "SERVICE_QOS",
+    "auto_per_replica",
     "import_openb",
     "import_series",
+    "replicas_for",
 ]
 
 OPENB_TIME_COLUMNS = ("creation_time", "deletion_time", "scheduled_time")
@@ -98,6 +119,9 @@ OPENB_COLUMNS = (
 MIB = 2**20
 OPENB_OWNERS = ("qos", "pod")
 SERVICE_QOS = "LS"  # latency-sensitive: an online service's replica (owners="qos")
+AUTO_QUANTILE = 0.99  # per_replica="auto": this quantile of a series over time ...
+AUTO_REPLICAS = 50  # ... is this many replicas
+_WHOLE = 1e-9  # a replica quotient this close (relatively) to a whole number is that number
 
 
 class _Count(int):
@@ -157,7 +181,7 @@ def import_openb(
     where = str(path)
     rows: list[tuple[int, int | None, str, Resources, dict[str, str]]] = []
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM too
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
             missing = [c for c in OPENB_COLUMNS if c not in columns]
@@ -272,19 +296,53 @@ class _History:
         return float(known[len(known) // 2])
 
 
+def replicas_for(value: float, per_replica: float) -> int:
+    """``ceil(value / per_replica)`` for a demand ``value`` (0 when negative), where a quotient
+    that floating point puts a hair above a whole number is that number (``0.07 / 0.01`` is
+    ``7.000000000000001``: 7 replicas)."""
+    x = max(value, 0.0) / per_replica
+    whole = round(x)
+    return whole if abs(x - whole) <= _WHOLE * max(1.0, x) else math.ceil(x)
+
+
+def auto_per_replica(ts: Any, values: Any) -> tuple[float, float] | None:
+    """``(per_replica, level)`` for ``per_replica="auto"``: ``level`` is the series' 99th
+    percentile over time (each value weighted by the time to the next sample; negative values
+    count as 0), or its peak when that percentile is 0, and ``per_replica = level / 50``.
+    ``None`` when no value is above 0 (there is no scale to take)."""
+    v = np.maximum(np.asarray(values, np.float64), 0.0)
+    t = np.asarray(ts, np.float64)
+    peak = float(v.max()) if v.size else 0.0
+    if peak <= 0.0:
+        return None
+    weights = np.diff(t, append=t[-1])  # the last sample ends the replay: it holds for 0 s
+    if weights.sum() <= 0.0:  # one sample, or every sample at the same time
+        weights = np.ones_like(v)
+    order = np.argsort(v, kind="stable")
+    held = np.cumsum(weights[order])
+    # the smallest value at or under which the series spends AUTO_QUANTILE of its time
+    k = int(np.searchsorted(held, AUTO_QUANTILE * held[-1], side="left"))
+    level = float(v[order][min(k, v.size - 1)])
+    if level <= 0.0:
+        level = peak
+    return level / AUTO_REPLICAS, level
+
+
 def import_series(
     path: str | Path,
     *,
-    per_replica: float,
+    per_replica: float | Literal["auto"] = "auto",
     requests: Resources,
     workload: WorkloadKey | None = None,
     min_replicas: int = 1,
     max_replicas: int = 10_000,
     labels: Mapping[str, str] | None = None,
 ) -> Trace:
-    """A ``ts,value`` demand series as the replica count of one Deployment."""
-    if per_replica <= 0:
-        raise ValueError("per_replica must be positive")
+    """A ``ts,value`` demand series as the replica count of one Deployment; ``per_replica`` is
+    the demand one replica serves, or ``"auto"`` (the module's docstring).  The trace header's
+    ``notes`` say which scale was used and what was clamped."""
+    if per_replica != "auto" and not (isinstance(per_replica, float | int) and per_replica > 0):
+        raise ValueError(f"per_replica must be positive or 'auto', not {per_replica!r}")
     from autoscaler.forecast import read_series  # the one ts,value reader
 
     try:
@@ -293,28 +351,57 @@ def import_series(
         raise TraceError(f"{path}: {err}") from None
     except ValueError as err:
         raise TraceError(str(err)) from None
+    notes = []
+    if per_replica == "auto":
+        scale = auto_per_replica(ts, values)
+        if scale is None:
+            raise TraceError(
+                f"{path}: value: no value is above 0, so --per-replica auto has no scale to take "
+                "from the series; give --per-replica N (the demand one replica serves)"
+            )
+        per_replica, level = scale
+        notes.append(
+            f"per_replica auto: the series' {AUTO_QUANTILE * 100:g}th percentile over time, "
+            f"{level:.6g}, is {AUTO_REPLICAS} replicas"
+        )
     workload = workload or WorkloadKey("series", "Deployment", Path(path).stem)
     template = Template(
         Resources(requests.cpu_milli, requests.memory, 1, requests.gpu_milli),
         dict(labels or {"app": workload.name}),
     )
     start = float(ts[0])
-    check_time(float(ts[-1]) - start, f"{path}: ts")
+    end = float(ts[-1]) - start
+    check_time(end, f"{path}: ts")
     events: list[Event] = []
     current = -1
-    for t, v in zip(ts.tolist(), values.tolist(), strict=True):
-        replicas = min(max_replicas, max(min_replicas, math.ceil(max(v, 0.0) / per_replica)))
+    wanted = [replicas_for(v, per_replica) for v in values.tolist()]
+    for t, want in zip(ts.tolist(), wanted, strict=True):
+        replicas = min(max_replicas, max(min_replicas, want))
         if replicas != current:
             first = current < 0
             events.append(
                 ReplicasChanged(t - start, workload, replicas, template if first else None)
             )
             current = replicas
+    if events[-1].t < end:  # the count holds to the last sample: the replay lasts that long
+        events.append(ReplicasChanged(end, workload, current))
+    peak = max(wanted)
+    if peak <= 1:
+        notes.append(
+            f"no value is above one replica's worth ({per_replica:g}): the series is at most "
+            "one replica (--per-replica auto scales it to the series)"
+        )
+    above = sum(1 for w in wanted if w > max_replicas)
+    if above:
+        notes.append(f"{above} samples above max_replicas {max_replicas} clamped (peak {peak})")
+    negative = int((values < 0).sum())
+    if negative:
+        notes.append(f"{negative} negative values read as 0")
     return Trace(
         TraceHeader(
             source=f"series:{Path(path).name}",
             start=start,
-            notes=f"replicas = ceil(value / {per_replica:g})",
+            notes="; ".join([f"replicas = ceil(value / {per_replica:.6g})", *notes]),
         ),
         events,
     )

@@ -14,7 +14,9 @@ kind).  Times are seconds since the recording started; the header carries
 the wall-clock start.  The file is written atomically when recording stops (``--duration`` or
 Ctrl-C): a recording that failed leaves nothing behind.  The list+watch loop is the extender's
 (``extender.kube.ListWatch``), so an API server that fails for a while costs a retry, not the
-recording.
+recording.  A refusal that no retry can fix (401 or 403 on a verb that never worked: missing
+credentials or RBAC) stops the command at once with one line naming the resource and the verb
+(``kubectl auth can-i VERB RESOURCE`` checks it), exit status 2.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from extender.kube import BackoffSettings, ListWatch
+from extender.kube import AccessDenied, BackoffSettings, ListWatch
 from extender.model import (
     ModelError,
     Resources,
@@ -50,9 +52,11 @@ from .trace import (
     TraceWriter,
 )
 
-__all__ = ["Recorder", "record", "record_main"]
+__all__ = ["RESOURCES", "Recorder", "denied_message", "record", "record_main"]
 
 _KEPT_ANNOTATIONS = ("spillover.dev/expected-duration",)
+# What each recorded kind is to RBAC and kubectl (resource.group): the ListWatch's name
+RESOURCES = {"node": "nodes", "deployment": "deployments.apps", "pod": "pods"}
 
 
 class Recorder:
@@ -157,7 +161,8 @@ async def record(
     or until ``stop`` is set; returns how many events were written.
 
     Each kind runs ``extender.kube.ListWatch``, the extender's own loop: a failed request is
-    retried after a backoff, a ``410 Gone`` lists again, so no single error ends a recording.
+    retried after a backoff, a ``410 Gone`` lists again, so no single error ends a recording;
+    only a permanent refusal does (``extender.kube.AccessDenied``, raised from here).
     A relist is compared with what was recorded, as an informer's ``Replace`` does: an object
     that was deleted while the watch was down is recorded as deleted then."""
     from kubernetes_asyncio import client
@@ -207,11 +212,12 @@ async def record(
 
     loops = [
         ListWatch(
-            f"{name}s",
+            RESOURCES[name],
             lister,
             replace=functools.partial(replace, name),
             apply=functools.partial(emit, name),
             backoff=backoff or BackoffSettings(),
+            stop_when_denied=True,  # a missing role ends the command, not a retry loop
         )
         for name, lister in listers.items()
     ]
@@ -237,10 +243,10 @@ async def record(
 
 def record_main(args: argparse.Namespace) -> int:
     """The ``record`` subcommand.  Exit status: 0 when the trace was written (at ``--duration``
-    or on Ctrl-C), 2 for bad input (no usable kubeconfig, an ``--out`` that cannot be written:
-    one line naming it), 1 when the recording itself failed (one line ``error: record: ...``;
-    nothing is written).  A failing API server is no failure: the watches retry until it is
-    back, logging each retry."""
+    or on Ctrl-C), 2 for bad input (no usable kubeconfig, an ``--out`` that cannot be written,
+    credentials or RBAC that refuse a list or watch: one line naming it), 1 when the recording
+    itself failed (one line ``error: record: ...``; nothing is written).  A failing API server
+    is no failure: the watches retry until it is back, logging each retry."""
     import sys
 
     from extender.commandline import UsageError, fail, one_line
@@ -271,6 +277,9 @@ def record_main(args: argparse.Namespace) -> int:
     except UsageError as err:
         writer.abort()
         return fail(err)
+    except AccessDenied as err:
+        writer.abort()
+        return fail(denied_message(err, args.namespace))
     except Exception as err:
         writer.abort()
         print(f"error: record: {one_line(err)}", file=sys.stderr)
@@ -278,3 +287,18 @@ def record_main(args: argparse.Namespace) -> int:
     writer.close()
     print(f"recorded {count} events to {args.out}", file=sys.stderr)
     return 0
+
+
+def denied_message(err: AccessDenied, namespace: str = "") -> str:
+    """The one line ``record`` stops with when the API server refuses a list or watch."""
+    scope = "" if err.resource == "nodes" else f" -n {namespace}" if namespace else " -A"
+    if err.status == 401:
+        return (
+            f"error: record: {err.verb} {err.resource}: 401 Unauthorized: the API server does "
+            f"not accept the kubeconfig's credentials (expired?): {err.reason}"
+        )
+    return (
+        f"error: record: {err.verb} {err.resource}: {err.status} Forbidden: the account needs "
+        f"the RBAC verb {err.verb!r} on {err.resource} (check: kubectl auth can-i {err.verb} "
+        f"{err.resource}{scope}): {err.reason}"
+    )

@@ -40,14 +40,13 @@ from .report import Bound, fluid_bound, result_row, used_groups, variants
 from .results import Result, Variant
 from .scenario import Scenario, scenario_from_dict
 from .simulator import simulate
-from .trace import Trace, TraceError
+from .trace import Trace, TraceError, detect_format
 
 __all__ = [
     "LOG",
     "SweepOutcome",
     "Task",
     "TraceInput",
-    "detect_format",
     "metrics",
     "plan_tasks",
     "run_sweep",
@@ -93,23 +92,6 @@ class SweepOutcome:
     total: int
     interrupted: bool
     paths: Mapping[str, Path]
-
-
-def detect_format(path: str | Path) -> str:
-    """``jsonl`` for .jsonl/.json, else from a CSV header: ``openb`` or ``series``."""
-    p = Path(path)
-    if p.suffix in (".jsonl", ".json"):
-        return "jsonl"
-    try:
-        with p.open() as f:
-            header = f.readline().lower()
-    except OSError as err:
-        raise TraceError(f"{path}: {err.strerror or err}") from None
-    if "cpu_milli" in header:
-        return "openb"
-    if "ts" in header.split(",")[0] and "value" in header:
-        return "series"
-    return "jsonl"
 
 
 def trace_inputs(paths: Sequence[str], fmt: str) -> list[TraceInput]:
@@ -312,6 +294,9 @@ def run_sweep(
     """
     base = scenario_from_dict(dict(grid.base))
     loaded = {t.name: load(t.path, t.format) for t in traces}
+    # How a file was read is part of its key, not only its bytes: a series' replica scale
+    # (--per-replica auto) and an openb list's options are in the importer's notes.
+    traces = [replace(t, digest=_key(t.digest, loaded[t.name].header.notes)) for t in traces]
     bounds = {name: fluid_bound(trace, base) for name, trace in loaded.items()}
     baselines = [v.name for v in _variants_of(base)[1:]] if grid.baselines else []
     tasks = plan_tasks(grid, traces, baselines)

@@ -27,6 +27,7 @@ nothing half-written.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -43,6 +44,7 @@ from extender.model import ModelError, Resources, WorkloadKey, parse_resources
 
 __all__ = [
     "FORMAT",
+    "INPUT_FORMATS",
     "MAX_REPLICAS",
     "MAX_SPAN",
     "SCHEMA_PATH",
@@ -59,6 +61,7 @@ __all__ = [
     "TraceHeader",
     "TraceWriter",
     "check_time",
+    "detect_format",
     "event_to_dict",
     "iter_lines",
     "parse_workload",
@@ -73,6 +76,9 @@ SCHEMA_PATH = Path(__file__).parent / "data" / "trace.schema.json"
 YEAR = 365.25 * 86_400
 MAX_SPAN = 10 * YEAR
 MAX_REPLICAS = 100_000
+# What ``replay`` and ``sweep`` read: this format, an Alibaba openb pod list, a ts,value series.
+INPUT_FORMATS = ("jsonl", "openb", "series")
+_FIRST_LINE = 1 << 16  # bytes read to tell the formats apart
 
 
 class TraceError(DocumentError):
@@ -86,6 +92,49 @@ def check_time(t: float, where: str) -> None:
             f"{where}: trace spans {t / YEAR:,.0f} years: are these absolute times? times count "
             f"seconds from the start of the trace (at most {MAX_SPAN / YEAR:.0f} years)"
         )
+
+
+def detect_format(path: str | Path) -> str:
+    """The input format of ``path`` by its content, whatever its name (``--format auto``).
+
+    The first line that is not blank decides: a JSON object is this format's header
+    (``jsonl``); a CSV header with a ``cpu_milli`` column is an Alibaba openb pod list
+    (``openb``); one with ``ts`` and ``value`` columns is a demand series (``series``).  Anything
+    else raises ``TraceError`` (``FILE:1: format: ...``, listing the formats); the chosen
+    reader then checks the rest of the file.
+    """
+    formats = ", ".join(INPUT_FORMATS)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            first, number = "", 0
+            while not first.strip():
+                first = f.readline(_FIRST_LINE)
+                number += 1
+                if not first:
+                    raise TraceError(
+                        f"{path}:1: format: empty file, expected one of {formats} (--format)"
+                    )
+    except OSError as err:
+        raise TraceError(f"{path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise TraceError(
+            f"{path}:1: format: not UTF-8 text (byte {err.start}: {err.reason}), so none of "
+            f"{formats} (--format)"
+        ) from None
+    if first.lstrip().startswith("{"):
+        return "jsonl"
+    columns = {c.strip().lower() for c in next(csv.reader([first]), [])}
+    if "cpu_milli" in columns:
+        return "openb"
+    if {"ts", "value"} <= columns:
+        return "series"
+    shown = first.strip()
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise TraceError(
+        f"{path}:{number}: format: cannot tell the format from {shown!r}: expected jsonl (a "
+        "Spillover trace, a JSON header line), openb (a CSV header with cpu_milli) or series "
+        "(a CSV header with ts,value); name one with --format"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,7 +519,7 @@ def read_trace(path: str | Path) -> Trace:
     header: TraceHeader | None = None
     events: list[Event] = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a BOM an editor added, too
             for item in iter_lines(f, str(path)):
                 if isinstance(item, TraceHeader):
                     header = item

@@ -8,6 +8,8 @@ import pytest
 
 from autoscaler.forecast import (
     DAY,
+    Backtest,
+    Forecast,
     Forecaster,
     ForecastSettings,
     SeasonalForecaster,
@@ -346,6 +348,39 @@ def test_wape() -> None:
         wape([1.0, 2.0], [1.0])
 
 
+@pytest.mark.parametrize(
+    ("ours", "day", "week", "expected"),
+    [
+        (0.08, 0.10, math.nan, 0.8),  # under a week of history: the day's only
+        (0.10, 0.20, 0.05, 2.0),  # the better of the two, chosen in hindsight
+        (0.0, 0.03, 0.0, 1.0),  # a week copied exactly, forecast as that week
+        (0.01, 0.03, 0.0, math.inf),  # ... and not
+        (0.05, math.nan, math.nan, math.nan),  # no seasonal-naive to compare with
+    ],
+)
+def test_backtest_ratio_to_the_better_seasonal_naive(
+    ours: float, day: float, week: float, expected: float
+) -> None:
+    fc = Forecast(
+        start=0.0,
+        step=MINUTE,
+        point=np.zeros(1),
+        upper=np.zeros(1),
+        quantile=0.9,
+        period="none",
+        model="static",
+    )
+    bt = Backtest(
+        forecast=fc,
+        actual=np.zeros(1),
+        wape=ours,
+        wape_seasonal_naive_day=day,
+        wape_seasonal_naive_week=week,
+        coverage=1.0,
+    )
+    assert bt.ratio == pytest.approx(expected, nan_ok=True)
+
+
 # --- read_series -----------------------------------------------------------------------------
 
 
@@ -369,11 +404,14 @@ def test_read_series(tmp_path: Path) -> None:
         ("ts,value\n0,1\n120,1\n60,1\n", r":4: time goes backwards"),
         ("ts,value\n0,1\n60\n", r":3: expected 2 fields"),
         ("ts,value\n", r": no data rows"),
+        (b"ts,value\r\n0,1\r\n60,\xff\r\n", r":3: not UTF-8 text \(byte 18: invalid start byte\)"),
     ],
 )
-def test_read_series_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+def test_read_series_errors_name_file_and_line(
+    tmp_path: Path, text: str | bytes, message: str
+) -> None:
     path = tmp_path / "bad.csv"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ValueError, match=message) as info:
         read_series(path)
     assert re.match(re.escape(str(path)) + message, str(info.value)), str(info.value)

@@ -10,6 +10,10 @@ forecast as that week exactly (ratio 1.0).
 KNOWN_SHORT lists the series where the forecast loses today, each with the reason; those tests
 are strict xfails, so they fail as soon as the forecaster passes them. The same for the geometric
 mean's target of 0.8: GEOMEAN_NOW guards the level reached, the target is a strict xfail.
+
+The guards sit a thousandth above the levels measured, with the holdout at the end and moved one
+and two days earlier: a change may not buy the end's target with a worse mean a day or two back
+(issue 9; bench/RESULTS.md, "fifth pass", shows the candidates that would).
 """
 
 from __future__ import annotations
@@ -30,18 +34,22 @@ SERIES = [
     *sorted(f"crane/{p.name}" for p in (DATA / "crane").glob("*.csv")),
 ]
 TOLERANCE = {"crane/input6.csv": 0.01}
-GEOMEAN_NOW = 0.82  # measured 0.802 (bench/RESULTS.md)
+GEOMEAN_NOW = 0.803  # measured 0.8021 (bench/RESULTS.md)
 KNOWN_SHORT = {
     "crane/input0.csv": (
         "8 days (4 cut points one day ahead on 2-5 days of training) whose level climbs 10-15% "
         "into the held-out days after falling over the weekend before; the damped-level-profile "
         "wins every backtest and follows the first held-out day best, but its correction fades "
-        "on the second (ratio 1.08); copying yesterday is still closer over both"
+        "on the second (ratio 1.08); copying yesterday is still closer over both. Models that "
+        "let the last level persist score 0.61-0.64 here but 0.83-0.91 and 0.99-1.02 with the "
+        "holdout a day and two days earlier (0.778 and 0.890 today), and input0's backtest "
+        "prefers them or not by a few percent depending on their window: not fixable without "
+        "tuning to this file (bench/RESULTS.md, fifth pass)"
     ),
 }
 # The same check with the two held-out days moved 1 and 2 days earlier (the series truncated
 # there): a change that helps the official holdout only shows here. Levels reached, as guards.
-MOVED_NOW = {1: 0.80, 2: 1.03}  # measured 0.784 and 1.010 (bench/RESULTS.md)
+MOVED_NOW = {1: 0.785, 2: 1.011}  # measured 0.7839 and 1.0099 (bench/RESULTS.md)
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +79,6 @@ def moved() -> dict[int, dict[str, Backtest]]:
     return out
 
 
-def ratio(bt: Backtest) -> float:
-    # nanmin: seasonal-naive-week is nan on a series shorter than a week plus the holdout
-    best = float(np.nanmin([bt.wape_seasonal_naive_day, bt.wape_seasonal_naive_week]))
-    return 1.0 if bt.wape == best else bt.wape / best
-
-
 def test_every_shared_series_is_covered(results: dict[str, Backtest]) -> None:
     assert len(results) == 11
 
@@ -93,7 +95,7 @@ def test_every_shared_series_is_covered(results: dict[str, Backtest]) -> None:
 def test_no_worse_than_the_better_seasonal_naive(name: str, results: dict[str, Backtest]) -> None:
     bt = results[name]
     assert bt.actual.size == bt.forecast.point.size == round(2 * DAY / bt.forecast.step)
-    assert ratio(bt) <= 1.0 + TOLERANCE.get(name, 0.0)
+    assert bt.ratio <= 1.0 + TOLERANCE.get(name, 0.0)
 
 
 def test_the_week_copy_is_forecast_as_that_week(results: dict[str, Backtest]) -> None:
@@ -103,7 +105,7 @@ def test_the_week_copy_is_forecast_as_that_week(results: dict[str, Backtest]) ->
 
 
 def test_geometric_mean_of_ratios_holds_its_level(results: dict[str, Backtest]) -> None:
-    ratios = [ratio(bt) for bt in results.values()]
+    ratios = [bt.ratio for bt in results.values()]
     assert math.exp(float(np.mean(np.log(ratios)))) <= GEOMEAN_NOW
 
 
@@ -111,7 +113,7 @@ def test_geometric_mean_of_ratios_holds_its_level(results: dict[str, Backtest]) 
 def test_geometric_mean_with_the_holdout_moved_earlier_holds_its_level(
     days: int, moved: dict[int, dict[str, Backtest]]
 ) -> None:
-    ratios = [ratio(bt) for bt in moved[days].values()]
+    ratios = [bt.ratio for bt in moved[days].values()]
     assert len(ratios) == 11
     assert math.exp(float(np.mean(np.log(ratios)))) <= MOVED_NOW[days]
 
@@ -121,11 +123,12 @@ def test_geometric_mean_with_the_holdout_moved_earlier_holds_its_level(
     reason=(
         "issue 9's target; 0.802 today. input6 (spike) and input15 (an exact week copy) cannot "
         "go below 1.0, so the other nine need 0.76 on average; input0 (1.08) and input4 (0.86: "
-        "a flat level with random bursts) are furthest from it"
+        "a flat level with random bursts) are furthest from it. Fixing input0 alone would reach "
+        "it (0.797), which no general change does (see input0's reason)"
     ),
 )
 def test_geometric_mean_of_ratios_target(results: dict[str, Backtest]) -> None:
-    ratios = [ratio(bt) for bt in results.values()]
+    ratios = [bt.ratio for bt in results.values()]
     assert math.exp(float(np.mean(np.log(ratios)))) <= 0.8
 
 

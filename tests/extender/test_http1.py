@@ -4,10 +4,12 @@ order, chunked bodies, limits, bad requests, timeouts, graceful shutdown and the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,11 +17,15 @@ import pytest
 from extender_helpers import ECS, fixture, shop_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
 from test_bad_input import bodies
 
 from extender import http1
 from extender.app import create_app
+from extender.commandline import run_main
 from extender.ledger import Ledger
+from extender.logs import configure
+from extender.server import STARTUP_FAILED, run
 from extender.settings import Settings
 
 FILTER = json.dumps(fixture("filter-deployment-pod-nodecache.json")).encode()
@@ -459,3 +465,42 @@ def test_any_body_through_the_direct_path_gets_200_or_4xx(
     if status != 200:
         assert answer
         assert headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("how", ["raises", "ends"])
+def test_a_failed_startup_is_one_log_line_and_exit_status_3_not_a_traceback(how: str) -> None:
+    """The app's lifespan startup fails (Starlette reports it with the whole traceback; a bare
+    app may just end): the server logs one line naming the cause, listens on nothing and the
+    command exits 3, as uvicorn does."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        raise OSError("the cluster file vanished")
+        yield  # pragma: no cover - never reached
+
+    async def ends(scope: Any, receive: Any, send: Any) -> None:
+        await receive()  # lifespan.startup, then return without an answer
+
+    app: Any = Starlette(lifespan=lifespan) if how == "raises" else ends
+
+    def serve() -> int:
+        run(app, Settings(host="127.0.0.1", port=0))
+        return 0
+
+    stream = io.StringIO()
+    configure("info", stream=stream)
+    try:
+        code = run_main(serve)
+    finally:
+        configure("info")
+    lines = stream.getvalue().splitlines()
+    assert code == STARTUP_FAILED
+    assert len(lines) == 1, lines
+    entry = json.loads(lines[0])
+    assert entry["level"] == "error"
+    assert "exc" not in entry
+    assert entry["msg"].startswith("application startup failed, not serving: ")
+    if how == "raises":
+        assert entry["msg"].endswith("OSError: the cluster file vanished")
+    else:
+        assert "the app ended without completing it" in entry["msg"]

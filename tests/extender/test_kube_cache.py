@@ -160,6 +160,19 @@ async def test_reconnects_with_backoff_after_server_errors(
     assert cache.sleeps == [0.5, 1.0, 1.0]
 
 
+async def test_the_service_retries_a_refused_list_until_its_role_is_fixed(
+    kube_api: KubeEmulator, cache: Cache
+) -> None:
+    """Only ``record`` stops on a 403 (``ListWatch(stop_when_denied=True)``); the extender's
+    cache backs off and retries, unready, so it recovers once someone fixes its RBAC."""
+    kube_api.fail("^/api/v1/nodes$", status=403, times=3, watch=False)
+    kube_api.create(make_node("ecs-1"))
+    await synced(cache)
+    assert "ecs-1" in cache.state.nodes
+    assert cache.restarts("nodes", "error") == 3
+    assert cache.sleeps == [0.5, 1.0, 2.0]  # the full backoff: a 403 is not a busy server
+
+
 async def test_a_starting_server_answering_429_is_retried_within_a_second(
     kube_api: KubeEmulator, cache: Cache
 ) -> None:

@@ -19,6 +19,7 @@ from autoscaler.replay.trace import (
     Template,
     Trace,
     TraceHeader,
+    detect_format,
     write_trace,
 )
 from extender.model import Resources, WorkloadKey
@@ -306,3 +307,85 @@ def test_plot_title_names_the_file_not_its_directory(
     # no GPU pods: no GPU panel; pods on ECS and ECI are separate lines, not a stack
     labels = [line.get_label() for line in fig.axes[1].get_lines()]
     assert labels == ["pods on ECS", "pods on ECI", "pending pods"]
+
+
+OPENB_HEADER = "name,cpu_milli,memory_mib,num_gpu,gpu_milli\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fmt"),
+    [
+        ("trace.csv", '{"type":"header","format":"spillover-trace","version":1}\n', "jsonl"),
+        ("pods.txt", OPENB_HEADER + "a,1000,1024,0,0\n", "openb"),
+        ("demand.jsonl", "\n Value , TS\n2,0\n", "series"),  # any order, case, blank first line
+        ("bom.csv", "\ufeffts,value\n0,2\n", "series"),
+    ],
+)
+def test_format_is_told_by_content(tmp_path: Path, name: str, text: str, fmt: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    assert detect_format(path) == fmt
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"a,b\n1,2\n", ":1: format: cannot tell the format from 'a,b': expected jsonl (a "),
+        (b"\n\n", ":1: format: empty file, expected one of jsonl, openb, series (--format)"),
+        (b"\n# notes\nts,value\n", ":2: format: cannot tell the format from '# notes'"),
+        (b"\x00\xff\xfe", ":1: format: not UTF-8 text (byte 1: invalid start byte)"),
+    ],
+    ids=["other-csv", "blank", "comment", "binary"],
+)
+def test_replay_and_sweep_refuse_an_undetectable_file_alike(
+    tmp_path: Path, content: bytes, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from autoscaler.cli import main as autoscaler_main
+
+    path = tmp_path / "input.csv"
+    path.write_bytes(content)
+    (tmp_path / "grid.yaml").write_text("axes:\n  eci_price: [1.0]\n")
+    assert main(["replay", str(path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    replayed = capsys.readouterr().err
+    argv = ["sweep", str(tmp_path / "grid.yaml"), str(path), "--out", str(tmp_path / "s")]
+    assert autoscaler_main(argv) == 2
+    assert capsys.readouterr().err == replayed
+    assert replayed.count("\n") == 1
+    assert replayed.startswith(f"{path}{problem}"), replayed
+    if "cannot tell" in problem:
+        assert "openb (a CSV header with cpu_milli) or series (a CSV header with ts,value)" in (
+            replayed
+        )
+    assert not (tmp_path / "o").exists()
+
+
+def test_replay_of_a_series_by_default_says_its_scale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(SCENARIO_YAML + "everyNamespace: true\n")
+    # 1 for 20 minutes, 3 for 10 (the last sample holds 0 s): 3 covers 540 of 1,740 s, so the
+    # 99th percentile over time is 3 and one replica serves 3 / 50 = 0.06: 17 then 50 replicas
+    series = tmp_path / "demand.csv"
+    series.write_text("ts,value\n" + "".join(f"{60 * k},{1 if k < 20 else 3}\n" for k in range(30)))
+    out = tmp_path / "out"
+    argv = ["replay", str(series), "--scenario", str(scenario), "--out", str(out), "--workers", "1"]
+    assert main([*argv, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"{series}: replicas = ceil(value / 0.06); per_replica auto: the series' 99th "
+        "percentile over time, 3, is 50 replicas\n"
+    )
+    summary = json.loads(captured.out)["summary"]
+    assert summary["cost"] > 0
+    assert main([*argv, "--json", "--quiet", "--per-replica", "3"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # --quiet: nothing on stderr
+    explicit = json.loads(captured.out)["summary"]
+    assert explicit["cost"] < summary["cost"]  # 1 then 1 replica instead of 17 then 50
+
+
+def test_per_replica_is_a_number_or_auto(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["replay", "x.csv", "--per-replica", "lots"])
+    assert "argument --per-replica: not a valid float: 'lots', or auto" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from kube_emulator import KubeEmulator, make_node, make_pod, until
 from kubernetes_asyncio import client
 
 from autoscaler import cli as autoscaler_cli
-from autoscaler.replay.record import record
+from autoscaler.replay.record import denied_message, record
 from autoscaler.replay.trace import (
     Event,
     NodeAdded,
@@ -22,7 +23,7 @@ from autoscaler.replay.trace import (
     TraceWriter,
     read_trace,
 )
-from extender.kube import BackoffSettings
+from extender.kube import AccessDenied, BackoffSettings
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +194,88 @@ async def test_a_namespace_records_only_its_own(
     created = [e.name for e in writer.seen if isinstance(e, PodCreated)]
     assert created == ["job-2", "job-4"]  # job-3 came first on the stream: it would be here
     assert [e.replicas for e in writer.seen if isinstance(e, ReplicasChanged)] == [3]
+
+
+FORBIDDEN = (
+    'pods is forbidden: User "system:serviceaccount:ops:recorder" cannot {verb} resource "pods" '
+    'in API group "" at the cluster scope'
+)
+
+
+@pytest.mark.parametrize("verb", ["list", "watch"])
+async def test_a_missing_rbac_verb_stops_the_recording(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path, verb: str
+) -> None:
+    """Regression: a 403 on a verb the role lacks was retried forever; now it is permanent."""
+    message = FORBIDDEN.format(verb=verb)
+    kube_api.fail("^/api/v1/pods$", status=403, times=1000, watch=verb == "watch", message=message)
+    writer, _, task = recording(kube_client, tmp_path)
+    async with asyncio.timeout(10):
+        with pytest.raises(AccessDenied) as err:
+            await task
+    writer.abort()
+    assert (err.value.resource, err.value.verb, err.value.status) == ("pods", verb, 403)
+    assert err.value.reason == message  # the Status message, not its JSON
+    asked = kube_api.requests_to("GET", "^/api/v1/pods$")
+    assert len(asked) == (1 if verb == "list" else 2)  # no retry of the refused request
+    assert denied_message(err.value) == (
+        f"error: record: {verb} pods: 403 Forbidden: the account needs the RBAC verb {verb!r} on "
+        f"pods (check: kubectl auth can-i {verb} pods -A): {message}"
+    )
+
+
+async def test_a_refusal_after_the_verb_worked_is_retried(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path
+) -> None:
+    """A 403 or 401 on a verb that has worked (RBAC re-applied, a token rotated) backs off and
+    retries like a 500: the recording goes on once the server allows it again."""
+    kube_api.create(make_pod("job-1", "batch", owner=("Job", "etl")))
+    writer, stop, task = recording(kube_client, tmp_path)
+    async with asyncio.timeout(10):
+        await kube_api.wait_watching("pods")
+        before = len(kube_api.requests_to("GET", "^/api/v1/pods$"))
+        kube_api.fail("^/api/v1/pods$", status=403, times=2)
+        kube_api.fail("^/api/v1/pods$", status=401, times=1)
+        kube_api.drop_watches("pods")
+        await until(
+            lambda: len(kube_api.requests_to("GET", "^/api/v1/pods$")) >= before + 4,
+            what="the refused requests retried",
+        )
+        kube_api.create(make_pod("job-2", "batch", owner=("Job", "etl")))
+        await until(
+            lambda: (
+                [e.name for e in writer.seen if isinstance(e, PodCreated)] == ["job-1", "job-2"]
+            ),
+            what="the pod created after the refusals",
+        )
+        assert not task.done()
+        stop.set()
+        await task
+    writer.close()
+
+
+async def test_record_command_stops_on_a_refusal_in_one_line(
+    kube_api: KubeEmulator, tmp_path: Path
+) -> None:
+    kube_api.fail("^/apis/apps/v1/namespaces/shop/deployments$", status=403, times=1000)
+    kube_api.fail("^/api/v1/namespaces/shop/pods$", status=401, times=1000, message="bad token")
+    out = tmp_path / "trace.jsonl"
+    command = [sys.executable, "-m", "autoscaler.cli", "record", "--out", str(out)]
+    command += ["--kubeconfig", str(kube_api.kubeconfig_path), "--namespace", "shop"]
+    process = await asyncio.create_subprocess_exec(
+        *command, "--duration", "60", stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(60):
+        _, err = await process.communicate()
+    assert process.returncode == 2
+    line = err.decode()
+    assert line.count("\n") == 1, line
+    # whichever refusal the command met first, it names that resource and verb
+    assert line in (
+        "error: record: list deployments.apps: 403 Forbidden: the account needs the RBAC verb "
+        "'list' on deployments.apps (check: kubectl auth can-i list deployments.apps -n shop): "
+        "injected fault\n",
+        "error: record: list pods: 401 Unauthorized: the API server does not accept the "
+        "kubeconfig's credentials (expired?): bad token\n",
+    )
+    assert not out.exists()

@@ -402,3 +402,38 @@ def test_pool_keeps_a_worker_on_its_input_and_starts_tasks_in_the_order_given() 
     assert s.next("b", ["a"]) == (3, "c", 3)  # b is done: the next free key
     assert s.next("c", ["a"]) == (4, "a", 4)  # nothing free: the key with most tasks left
     assert s.next("a", []) is None
+
+
+def test_a_series_read_another_way_is_replayed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep reads a series as the replay does (--per-replica auto), and the scale it took is
+    part of the key: the same bytes read at another scale are not the same replays."""
+    from autoscaler.replay import importers
+    from autoscaler.replay.grid import load_grid
+
+    (tmp_path / "scenario.yaml").write_text(SCENARIO_YAML + "everyNamespace: true\n")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("scenario: scenario.yaml\naxes:\n  eci_price: [1.0]\n")
+    series = tmp_path / "demand.csv"  # 2 a minute for 10 minutes, 4 for 10: p99 over time is 4
+    series.write_text("ts,value\n" + "".join(f"{60 * k},{2 if k < 10 else 4}\n" for k in range(21)))
+    assert load_trace(str(series), "auto").header.notes.startswith(
+        "replicas = ceil(value / 0.08); per_replica auto: the series' 99th percentile over time, 4"
+    )
+    out = tmp_path / "out"
+
+    def sweep() -> Any:
+        inputs = trace_inputs([str(series)], "auto")
+        assert inputs[0].format == "series"
+        return run_sweep(
+            load_grid(grid), inputs, out=out, executor=SerialExecutor(), load=load_trace
+        )
+
+    first = sweep()
+    assert (first.ran, first.reused) == (5, 0)  # one cell and the 4 baselines
+    again = sweep()
+    assert (again.ran, again.reused) == (0, 5)
+    monkeypatch.setattr(importers, "AUTO_REPLICAS", 5)  # the same file at another scale
+    assert load_trace(str(series), "auto").header.notes.startswith("replicas = ceil(value / 0.8)")
+    rescaled = sweep()
+    assert (rescaled.ran, rescaled.reused) == (5, 0)

@@ -165,6 +165,13 @@ def test_event_dicts_use_kubernetes_quantities() -> None:
     assert d["requests"] == {"cpu": "1500m", "memory": "1536Mi", "nvidia.com/gpu": "460m"}
 
 
+def test_a_byte_order_mark_before_the_header_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    text = header_line() + '{"t":1,"type":"pod_deleted","uid":"a","reason":"evicted"}\n'
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert read_trace(path).events == [PodDeleted(1.0, "a")]
+
+
 def test_fields_the_reader_does_not_know_are_ignored(tmp_path: Path) -> None:
     # The schema allows additional properties: a newer writer's extra fields must not break us.
     path = tmp_path / "t.jsonl"
