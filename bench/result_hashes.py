@@ -68,7 +68,8 @@ def _feed(h: Any, value: Any) -> None:
 
 def fingerprint(value: Any) -> str:
     h = hashlib.sha256()
-    _feed(h, dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
+    is_instance = dataclasses.is_dataclass(value) and not isinstance(value, type)
+    _feed(h, dataclasses.asdict(value) if is_instance else value)
     return h.hexdigest()[:16]
 
 
