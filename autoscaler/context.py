@@ -126,6 +126,7 @@ class Context:
         self._class_index: dict[tuple[Any, ...], int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._registered_cap: list[list[int]] | None = None
+        self.memo = memo
         kept = memo.usage if memo is not None else None
         self._usage: MutableMapping[str, Usage] = {} if kept is None else kept
 
@@ -192,6 +193,22 @@ class Context:
         self._node_elig[key] = out
         return out
 
+    def elig_rows(self, purpose: str) -> tuple[EligRow, ...]:
+        """The eligibility rows ``node_elig`` made for ``purpose``, by pod class key: what a
+        pass over the same cluster may take over (``add_elig_rows``)."""
+        keys = {i: key for key, i in self._class_index.items()}
+        return tuple(
+            (keys[cls], policy, unit, row)
+            for (p, cls, policy, unit), row in self._node_elig.items()
+            if p == purpose
+        )
+
+    def add_elig_rows(self, purpose: str, rows: Sequence[EligRow]) -> None:
+        """Rows of ``elig_rows`` from a pass over the same cluster; their pod classes must be
+        registered here already (``class_of``); a row this pass has stays."""
+        for class_key, policy, unit, row in rows:
+            self._node_elig.setdefault((purpose, self._class_index[class_key], policy, unit), row)
+
     def capacity_milli(
         self, groups: Iterable[int], dim: int, added: Mapping[int, Growth] | None = None
     ) -> int:
@@ -217,6 +234,7 @@ class Context:
         return total
 
 
+EligRow = tuple[tuple[Any, ...], str, int, npt.NDArray[np.bool_]]  # class key, policy, unit, row
 _TemplateKey = tuple[tuple[int, ...], int]
 _Templates = tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]
 
@@ -243,18 +261,42 @@ class PlannerMemo:
       every kept entry with a fresh computation).  The controller's memo has no usage table:
       its cluster changes under it between passes, so usage is computed afresh each pass.
 
+    - ``answers`` (``recall``/``keep``): a pass's answer by name with the ``ClusterState`` and
+      the ``key`` it was computed from; ``recall`` gives it back only for the same state object
+      at the same ``revision`` (no pod, node, policy or ordinal start written since) and an
+      equal key, which must hold every other input (the caller's rule; ``skips`` counts the
+      passes answered so, by name).  ``rebalance`` keeps its last answer that moved nothing
+      (and checks again the pods whose worth depends on the time); scale-down which busy nodes'
+      pods fit elsewhere (``scaledown._busy_drain``).
+
     Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to
     invalidate): pod classes by (node selector, required affinity, tolerations), eligible nodes
     per (class, policy, unit, purpose), each node's usage (unless ``usage`` keeps it), the
     registered capacity per group.
     """
 
-    __slots__ = ("_size", "_templates", "usage")
+    __slots__ = ("_answers", "_size", "_templates", "skips", "usage")
 
     def __init__(self, size: int = 256, *, usage: MutableMapping[str, Usage] | None = None) -> None:
         self._size = size
         self.usage = usage
         self._templates: dict[_TemplateKey, tuple[Any, _Templates]] = {}
+        self._answers: dict[str, tuple[ClusterState, int, tuple[Any, ...], Any]] = {}
+        self.skips: dict[str, int] = {}
+
+    def recall(self, name: str, state: ClusterState, key: tuple[Any, ...]) -> Any:
+        """The answer kept as ``name`` for this state at its revision and an equal key, or None."""
+        found = self._answers.get(name)
+        if found is None or found[0] is not state or found[1] != state.revision:
+            return None
+        return found[3] if found[2] == key else None
+
+    def keep(self, name: str, state: ClusterState, key: tuple[Any, ...], answer: Any) -> None:
+        self._answers[name] = (state, state.revision, key, answer)
+
+    def skipped(self, name: str) -> None:
+        """Count one pass answered from ``recall`` (tests and audits read ``skips``)."""
+        self.skips[name] = self.skips.get(name, 0) + 1
 
     def templates(self, groups: Sequence[NodeGroup], overhead: Resources) -> _Templates:
         key = (tuple(map(id, groups)), id(overhead))

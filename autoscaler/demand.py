@@ -67,6 +67,9 @@ class Demand:
     units: list[int] = field(default_factory=list)
     eci_hours_of: dict[int, float] = field(default_factory=dict)  # pods now on ECI: time left, h
     on_eci: int = 0
+    # pods on ECI an eviction could move, with the time they are expected to run on (> 0), in
+    # the order they were judged; whether each is demand is decided from these
+    eci_candidates: list[tuple[Pod, float]] = field(default_factory=list)
     about_to_land: int = 0  # pending pods that fit free or booting capacity (set by scale-up)
     # filled by finish()
     req: IntArray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
@@ -210,6 +213,7 @@ def collect(
                 movable.append((pod.created, pod.key, pod, left))
         movable.sort(key=lambda m: (m[0], m[1]))
         for _, _, pod, left in movable:
+            demand.eci_candidates.append((pod, left))
             policy = policy_for(policies, pod)
             own = policy.unit_of(node) if policy is not None else None
             if policy is None or own is None:

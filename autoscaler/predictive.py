@@ -224,9 +224,18 @@ def paying_nodes(
     computed exactly as a scan from the bottom would (same terms, same order of addition), and
     it never grows with the node's height (every term is monotone in ``lo`` and float addition
     is monotone in each argument), so "pays" holds for a prefix of the nodes and bisection
-    finds the same node as the scan in log2(limit) sums instead of up to ``limit``."""
+    finds the same node as the scan in log2(limit) sums instead of up to ``limit``.
+
+    A pure function of its arguments, called again and again with the same ones (passes between
+    two forecast steps see the same window): the last answers are kept in ``_PAID`` (arguments
+    that compare equal give the same answer: the sums only add and compare floats, and 0.0 and
+    -0.0 add the same)."""
     if per_node <= 0 or not demand or limit <= 0:
         return 0
+    key = (tuple(demand), base, per_node, node_cost, slice_value, limit)
+    found = _PAID.get(key)
+    if found is not None:
+        return found
     n = len(demand)
 
     def pays(k: int) -> bool:
@@ -241,6 +250,9 @@ def paying_nodes(
             first = mid + 1
         else:
             last = mid
+    if len(_PAID) >= 1024:
+        _PAID.clear()
+    _PAID[key] = first
     return first
 
 
@@ -296,6 +308,9 @@ def pinned(
 def _profile(pods: Sequence[tuple[float, float]], times: Sequence[float]) -> tuple[float, ...]:
     """The summed milli of ``pods`` (``(until, milli)``) still running at each of ``times``."""
     return tuple(sum(m for until, m in pods if until > t) for t in times)
+
+
+_PAID: dict[tuple[tuple[float, ...], float, float, float, float, int], int] = {}
 
 
 def forecast_levels(

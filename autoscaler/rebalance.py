@@ -18,6 +18,16 @@ that the extender places on ECS) and the replay simulates them.  A pod on ECI is
 - its PodDisruptionBudget allows one more disruption, and the rate limit (``limit`` moves now;
   ``allowed`` turns a per-minute budget and the recent moves into it) is not used up.
 
+An answer that moves nothing because no pod on ECI is worth moving or none finds room is kept
+on the planner's memo (``PlannerMemo.keep``) and given again, without the work, while
+it provably stays the answer (``_still_idle``): the same ``ClusterState`` at the same
+``revision`` (no pod, node, policy or ordinal start written since), equal groups, settings,
+costs and backend, time not gone back, and each pod on ECI it judged still as worth moving or
+not as then.  Those are all its inputs but ``now``, ``limit`` and ``pdbs``: ``now`` reaches the
+answer only through which pods on ECI are worth moving (``demand.remaining``; a pod whose
+remaining time is 0 stays at 0 as time goes on, so only the judged ones can change), and the
+limit and the budgets only act on pods that found room, of which there were none.
+
 Moves with the largest saving go first.  Room that is *cheaper to add* than the remaining ECI bill
 is the planner's business: scale-up adds nodes for such pods (``costs.new_node_pays``), and the
 next rebalance moves them once those nodes are up.
@@ -64,6 +74,33 @@ class Moves:
     notes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Idle:
+    """An answer that moved nothing, and when and for which pods (see the module docstring)."""
+
+    at: float
+    judged: tuple[tuple[Pod, bool], ...]  # pods on ECI an eviction could move: worth it then?
+    answer: Moves
+
+
+def _worth(pod: Pod, left: float, settings: PlannerSettings, costs: MoveCosts) -> bool:
+    """Whether ECI's bill for ``left`` more seconds of ``pod`` beats the cost of a restart."""
+    return eci_cost(pod.requests, eci=settings.eci_price, seconds=left) > costs.restart
+
+
+def _still_idle(idle: _Idle, *, now: float, settings: PlannerSettings, costs: MoveCosts) -> bool:
+    """Whether ``rebalance`` would give ``idle.answer`` again now, in the same state with the
+    same groups, settings, costs and backend (module docstring)."""
+    if now < idle.at:
+        return False
+    horizon = settings.forecast_horizon
+    for pod, was in idle.judged:
+        left = demand_pass.remaining(pod, now=now, horizon=horizon, outlived=horizon)
+        if (left > 0 and _worth(pod, left, settings, costs)) != was:
+            return False
+    return True
+
+
 def allowed(recent: Sequence[float], *, now: float, per_minute: int) -> int:
     """Moves the rate limit allows now, given the times of the moves made so far."""
     return max(0, per_minute - sum(1 for t in recent if now - t < 60.0))
@@ -82,26 +119,44 @@ def rebalance(
     memo: PlannerMemo | None = None,
 ) -> Moves:
     """The pods to move from ECI to ECS now; see the module docstring for the rule.
-    ``memo``: the planner's tables kept between passes (``context.PlannerMemo``)."""
+    ``memo``: the planner's tables kept between passes (``context.PlannerMemo``), with the last
+    answer that moved nothing (module docstring)."""
     if not state.policies:
         return Moves()
+    key = (tuple(groups), settings, costs, backend)
+    idle = memo.recall(REBALANCE, state, key) if memo is not None else None
+    if isinstance(idle, _Idle) and _still_idle(idle, now=now, settings=settings, costs=costs):
+        assert memo is not None
+        memo.skipped(REBALANCE)
+        return idle.answer
     k = kernels_for(backend)
     ctx = Context(state, groups, settings, memo=memo)
 
     def worth(
         ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int, left: float
     ) -> bool:
-        return eci_cost(pod.requests, eci=settings.eci_price, seconds=left) > costs.restart
+        return _worth(pod, left, settings, costs)
 
     # A replica that has outlived its expected duration is still serving: into room that is
     # already paid for, it is expected to run one more horizon (a new node is not built on it).
     horizon = settings.forecast_horizon
     demand = demand_pass.collect(ctx, {}, now=now, keep=worth, outlived=horizon)
+
+    def nothing_moves(answer: Moves) -> Moves:
+        if memo is not None:
+            judged = tuple(
+                (p, _worth(p, left, settings, costs)) for p, left in demand.eci_candidates
+            )
+            memo.keep(REBALANCE, state, key, _Idle(now, judged, answer))
+        return answer
+
     if not demand.from_eci.any():
-        return Moves()
+        return nothing_moves(Moves())
     nodes, free = free_capacity(ctx, booting=False)
     if not nodes:
-        return Moves(notes=("no schedulable ECS node has room: no pod moves from ECI",))
+        return nothing_moves(
+            Moves(notes=("no schedulable ECS node has room: no pod moves from ECI",))
+        )
     elig = np.stack(
         [ctx.node_elig(c, p, u, nodes, purpose="fit") for c, p, u in demand.pack_keys]
     ).reshape(len(demand.pack_keys), len(nodes))
@@ -121,6 +176,8 @@ def rebalance(
     unplaced = int(np.count_nonzero(demand.from_eci & (fitted < 0)))
     if unplaced:
         notes.append(f"{unplaced} pod(s) on ECI worth moving find no room on ECS nodes now")
+    if not options:
+        return nothing_moves(Moves(notes=tuple(notes)))
     for saving, pod, target, left, bill in options:
         if len(moves) >= limit:
             notes.append(

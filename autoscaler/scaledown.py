@@ -119,7 +119,7 @@ def scale_down(
             busy.append(candidate)
             fits_elsewhere.add(name)
     if busy:
-        status, _, _, _ = _simulate(ctx, k, sorted(busy, key=lambda c: c[0]), pdbs)
+        status = _busy_drain(ctx, k, busy, pdbs)
         candidates += [c for c, st in zip(busy, status, strict=True) if st == DRAIN_REMOVED]
     ready: list[Candidate] = []
     for order, node, g, movable, why in candidates:
@@ -252,6 +252,40 @@ def scale_down(
 
 
 Candidate = tuple[tuple[Any, ...], Node, int, list[Pod], str]
+BUSY_DRAIN = "scale-down: busy nodes"  # its answer's name on the planner's memo
+DRAIN = "drain"  # the purpose of the drain's eligibility rows (``Context.node_elig``)
+
+
+def _busy_drain(
+    ctx: Context, k: Kernels, busy: Sequence[Candidate], pdbs: Sequence[DisruptionBudget]
+) -> list[int]:
+    """``_simulate``'s status of the busy nodes (consolidation: do their pods fit elsewhere?).
+
+    A function of the cluster state, the groups (templates, members, sizes), the settings, the
+    PodDisruptionBudgets and the kernels, not of the time: kept on the planner's memo
+    (``PlannerMemo.keep``) and given back while all of those are the same.  What the drain
+    leaves in the pass's caches is left there again, as the full computation would: its pod
+    classes, registered in the same order, and its eligibility rows (``Context.node_elig``
+    keeps one node list per purpose, so the drain of the nodes ready to go, later in the pass,
+    reads the rows made for this one's node list)."""
+    memo = ctx.memo
+    ordered = sorted(busy, key=lambda c: c[0])
+    key = (tuple(ctx.groups), ctx.settings, tuple(pdbs), k, tuple(c[1].name for c in ordered))
+    found = memo.recall(BUSY_DRAIN, ctx.state, key) if memo is not None else None
+    if found is not None:
+        assert memo is not None
+        memo.skipped(BUSY_DRAIN)
+        status, rows = found
+        for c in ordered:
+            for pod in c[3]:
+                ctx.class_of(pod)
+        ctx.add_elig_rows(DRAIN, rows)
+        return list(status)
+    status, _, _, _ = _simulate(ctx, k, ordered, pdbs)
+    out = [int(st) for st in status]
+    if memo is not None:  # the first drain of a pass: every drain row is this one's
+        memo.keep(BUSY_DRAIN, ctx.state, key, (tuple(out), ctx.elig_rows(DRAIN)))
+    return out
 
 
 def _simulate(
@@ -299,7 +333,7 @@ def _simulate(
         starts.append(len(req_rows))
         cand_node.append(position[node.name])
     elig = (
-        np.stack([ctx.node_elig(c, p, u, dests, purpose="drain") for c, p, u in rows_of])
+        np.stack([ctx.node_elig(c, p, u, dests, purpose=DRAIN) for c, p, u in rows_of])
         if rows_of
         else np.ones((1, len(dests)), np.bool_)
     )

@@ -815,7 +815,7 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, Python {platform.python_version()}"
 
 
-_CLIENTS = {
+_CLIENTS: dict[tuple[str, ...], str] = {
     ("new",): (
         "The client (this process, `--clients new`) writes each request with one `sendmsg` of\n"
         "pre-encoded parts and reads each answer with `recv_into` into one reused buffer; every\n"

@@ -55,6 +55,10 @@ class ClusterState:
         """StatefulSet -> ``spec.ordinals.start``, only those that do not start at 0."""
         self.generation = 0
         """Bumped whenever a node is added, removed or changed: readers may cache per-node facts."""
+        self.revision = 0
+        """Bumped by every write (pods, nodes, policies, ordinal starts): a reader that saw the
+        same revision of the same state saw the same cluster (``autoscaler.rebalance`` keeps its
+        last empty answer by it)."""
         self._by_workload: dict[WorkloadKey, dict[str, Pod]] = defaultdict(dict)
         self._by_node: dict[str, dict[str, Pod]] = defaultdict(dict)
         self._pending: dict[str, Pod] = {}
@@ -69,6 +73,7 @@ class ClusterState:
         policies: Iterable[ResourcePolicy] | None = None,
     ) -> None:
         """Replace whole kinds at once, as a relist does."""
+        self.revision += 1
         if nodes is not None:
             self.nodes = {n.name: n for n in nodes}
             self.generation += 1
@@ -83,12 +88,14 @@ class ClusterState:
             self.set_policies(policies)
 
     def set_ordinal_start(self, workload: WorkloadKey, start: int) -> None:
+        self.revision += 1
         if start:
             self.ordinal_starts[workload] = start
         else:
             self.ordinal_starts.pop(workload, None)
 
     def set_policies(self, policies: Iterable[ResourcePolicy]) -> None:
+        self.revision += 1
         self.policies = tuple(sorted(policies, key=lambda p: p.key))
 
     def upsert_policy(self, policy: ResourcePolicy) -> None:
@@ -99,16 +106,19 @@ class ClusterState:
         self.set_policies(p for p in self.policies if p.key != key)
 
     def upsert_node(self, node: Node) -> None:
+        self.revision += 1
         if self.nodes.get(node.name) != node:
             self.generation += 1
         self.nodes[node.name] = node
 
     def remove_node(self, name: str) -> None:
+        self.revision += 1
         if self.nodes.pop(name, None) is not None:
             self.generation += 1
 
     def upsert_pod(self, pod: Pod) -> Pod | None:
         """Store a pod; returns the previous version."""
+        self.revision += 1
         old = self.remove_pod(pod.uid)
         self.pods[pod.uid] = pod
         if pod.workload is not None:
@@ -120,6 +130,7 @@ class ClusterState:
         return old
 
     def remove_pod(self, uid: str) -> Pod | None:
+        self.revision += 1
         old = self.pods.pop(uid, None)
         if old is None:
             return None

@@ -16,6 +16,7 @@ the extender places the replacement its controller creates.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 
@@ -59,7 +60,10 @@ class Autoscaler:
         rebalance: MoveCosts | None = None,
         push_plan: Callable[[float], None],
         push_ready: Callable[[float], None],
+        audit: bool = False,
     ) -> None:
+        """``audit``: check every plan and rebalance answer against one computed without the
+        memo (``PlannerMemo``)."""
         self.clock = clock
         self.scenario = scenario
         self.settings = scenario.autoscaler.settings
@@ -73,6 +77,7 @@ class Autoscaler:
         self.consolidation = consolidation
         self.rebalance = rebalance
         self.moved_at: list[float] = []
+        self.audit = audit
         # What the planner keeps between this replay's passes, with the usage table the
         # scheduler keeps true (``PlannerMemo.usage``).
         self.memo = PlannerMemo(usage=scheduler.usage)
@@ -190,7 +195,8 @@ class Autoscaler:
             self._refit()
         self.planner_calls += 1
         groups = self._group_states()
-        result = planner.plan(
+        plan = functools.partial(
+            planner.plan,
             self.scheduler.state,
             groups,
             forecast=self.fc or None,
@@ -198,8 +204,12 @@ class Autoscaler:
             now=now,
             unneeded=self.unneeded,
             consolidation=self.consolidation,
-            memo=self.memo,
         )
+        result = plan(memo=self.memo)
+        if self.audit:  # what the memo kept (usage, answers by state revision) is true
+            fresh = plan()
+            if fresh != result:
+                raise AssertionError(f"t={now}: plan from the memo {result}, fresh {fresh}")
         self.unneeded = dict(result.unneeded)
         for up in result.scale_ups:
             before = {s.name for s in self.provider.nodes(now=math.inf)}
@@ -248,15 +258,22 @@ class Autoscaler:
             # (``eviction.move_blocker``): with none there, the pass provably moves nothing
             # (on the openb lists, whose pods are bare, never one).
             return
+        limit = moving.allowed(recent, now=now, per_minute=costs.per_minute)
         decided = moving.rebalance(
             self.scheduler.state,
             groups,  # as the pass saw them: membership is what rebalance reads
             costs,
             now=now,
             settings=self.settings,
-            limit=moving.allowed(recent, now=now, per_minute=costs.per_minute),
+            limit=limit,
             memo=self.memo,
         )
+        if self.audit:
+            fresh = moving.rebalance(
+                self.scheduler.state, groups, costs, now=now, settings=self.settings, limit=limit
+            )
+            if fresh != decided:
+                raise AssertionError(f"t={now}: rebalance from the memo {decided}, fresh {fresh}")
         for move in decided.moves:
             if self.scheduler.move(move.uid):
                 self.moved_at.append(now)

@@ -165,6 +165,7 @@ class Simulation:
             rebalance=settings.rebalance if variant.rebalance else None,
             push_plan=lambda t: self._push(t, _PLAN),
             push_ready=lambda t: self._push(t, _READY),
+            audit=audit,
         )
         self.spot = SpotReclaims(
             groups=self.groups,

@@ -10,6 +10,7 @@ from test_planner import G8 as PLAIN_G8
 from test_planner import GENERAL4, GIB, NOW, node, pod
 
 from autoscaler.consolidation import Consolidation
+from autoscaler.context import PlannerMemo
 from autoscaler.nodegroup import PlannerSettings
 from autoscaler.planner import Plan, plan
 from autoscaler.state import DisruptionBudget, GroupState
@@ -22,6 +23,13 @@ G4 = dataclasses.replace(GENERAL4, name="g4")
 G8 = dataclasses.replace(PLAIN_G8, labels={"pool": "general"})
 BATCH4 = dataclasses.replace(BATCH_POOL, name="batch4", price_per_hour=0.5)
 ON = Consolidation()
+# web pods on ECS only on pool=general nodes, else on ECI
+GENERAL_WEB = ResourcePolicy(
+    "web",
+    "default",
+    LabelSelector({"app": "web"}),
+    (Unit(NodeKind.ECS, node_selector={"pool": "general"}), Unit(NodeKind.ECI)),
+)
 
 
 def run(
@@ -104,12 +112,7 @@ def test_a_node_is_replaced_by_a_cheaper_groups_node_and_then_goes() -> None:
 
 def test_a_replacement_stays_in_the_pods_unit() -> None:
     # batch4 is cheaper still (0.5/h) but pool=batch: the web pod's unit is pool=general
-    web = ResourcePolicy(
-        "web",
-        "default",
-        LabelSelector({"app": "web"}),
-        (Unit(NodeKind.ECS, node_selector={"pool": "general"}), Unit(NodeKind.ECI)),
-    )
+    web = GENERAL_WEB
     pods = [pod("w", 2000, 2 * GIB, node="n8")]
     groups = [GroupState(BATCH4, 0), GroupState(G4, 0), GroupState(G8, 1, last_scale_up=0.0)]
     result = run(pods, groups, [node("n8", G8)], unneeded={"n8": NOW - 3600}, policies=[web])
@@ -134,3 +137,33 @@ def test_disruption_budgets_and_min_sizes_hold() -> None:
     at_min = dataclasses.replace(G4, min_size=3)
     kept = run(pods, [GroupState(at_min, 3, last_scale_up=0.0)], nodes, unneeded=long_ago)
     assert kept.scale_downs == ()
+
+
+def test_a_pass_over_the_same_cluster_decides_from_the_memo_as_afresh() -> None:
+    # g1 (general pool) is full of web pods (busy: the consolidation drain asks whether they fit
+    # elsewhere), b1 is an empty batch node, g2 holds one web pod and has been unneeded for
+    # 1,000 s (ready to go: the second drain).  A second pass over the same cluster takes the
+    # busy drain's answer from the memo, and must leave the pass's caches as the drain does.
+    web = GENERAL_WEB
+    nodes = [node("g1", G4), node("b1", BATCH4), node("g2", G4)]
+    pods = [pod(f"w{i}", 1000, GIB, node="g1") for i in range(4)]
+    pods.append(pod("w9", 1000, GIB, node="g2"))
+    state = ClusterState(nodes=nodes, pods=pods, policies=[web])
+    groups = [GroupState(G4, 2), GroupState(BATCH4, 1)]
+    memo = PlannerMemo()
+
+    def once(memo: PlannerMemo | None) -> Plan:
+        return plan(
+            state,
+            groups,
+            forecast=None,
+            settings=PlannerSettings(),
+            now=NOW,
+            unneeded={"g2": NOW - 1000},
+            consolidation=ON,
+            memo=memo,
+        )
+
+    first = once(memo)
+    assert once(memo) == first == once(None)
+    assert memo.skips == {"scale-down: busy nodes": 1}

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from test_planner import BATCH4, ECI, GENERAL4, GIB, NOW, node, pod
 
+from autoscaler.context import PlannerMemo
 from autoscaler.nodegroup import PlannerSettings
 from autoscaler.planner import EXPECTED_DURATION, SAFE_TO_EVICT
 from autoscaler.rebalance import MoveCosts, Moves, allowed, rebalance
@@ -180,3 +181,33 @@ def test_remaining_after_the_expected_duration() -> None:
     assert remaining(young, now=NOW, horizon=3600, outlived=3600) == 5400.0  # its own estimate
     bare = on_eci("e2", "2h", created=NOW - 3 * 3600, kind="Pod")
     assert remaining(bare, now=NOW, horizon=3600, outlived=3600) == 0.0  # no replica: it ends
+
+
+def test_an_answer_that_moved_nothing_is_given_again_only_while_it_stays_the_answer() -> None:
+    # n1 is full; e0 (30 min left at NOW: ECI would bill 0.11027 CNY > 0.1) finds no room.
+    state = ClusterState(
+        nodes=[node("n1", GENERAL4), ECI],
+        pods=[busy("b", "n1", 4000), on_eci("e0", "30m", created=NOW)],
+        policies=[web()],
+    )
+    groups = [GroupState(GENERAL4, 1)]
+    memo = PlannerMemo()
+
+    def ask(now: float, memo: PlannerMemo | None) -> Moves:
+        return rebalance(
+            state, groups, MoveCosts(), now=now, settings=PlannerSettings(), limit=10, memo=memo
+        )
+
+    no_room = ("1 pod(s) on ECI worth moving find no room on ECS nodes now",)
+    assert ask(NOW, memo).notes == no_room
+    assert ask(NOW + 60, memo).notes == no_room  # nothing changed: from the memo
+    assert memo.skips == {"rebalance": 1}
+    # b ends: a write to the cluster, so the memo does not answer; e0 (29 min left) moves
+    state.remove_pod("b")
+    (move,) = ask(NOW + 60, memo).moves
+    assert move.pod == "default/e0"
+    state.upsert_pod(busy("b2", "n1", 4000))
+    assert ask(NOW + 60, memo).notes == no_room
+    # 5 min on, nothing written: e0 has 25 min left, 0.0919 CNY < 0.1, no longer worth moving
+    assert ask(NOW + 300, memo) == ask(NOW + 300, None) == Moves()
+    assert memo.skips == {"rebalance": 1}

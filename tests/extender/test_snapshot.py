@@ -55,6 +55,26 @@ def test_generation_counts_node_changes_only(change: object, bumps: bool) -> Non
     assert (state.generation != before) is bumps
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.upsert_node(replace(ECS_NODE, unschedulable=True)),
+        lambda s: s.remove_node("ecs-1"),
+        lambda s: s.upsert_pod(ns_pod("p", node="ecs-1")),
+        lambda s: s.remove_pod("a"),
+        lambda s: s.set_policies([unit_policy({"resource": "eci"})]),
+        lambda s: s.set_ordinal_start(WORKLOAD, 3),
+        lambda s: s.replace(pods=[]),
+    ],
+    ids=["node", "removed-node", "pod", "removed-pod", "policies", "ordinal-start", "relist"],
+)
+def test_revision_counts_every_write(change: object) -> None:
+    state = ClusterState(nodes=[ECS_NODE], pods=[ns_pod("a")])
+    before = state.revision
+    change(state)  # type: ignore[operator]
+    assert state.revision > before
+
+
 def test_policies_are_kept_sorted_by_key_and_replaced_by_key() -> None:
     state = ClusterState()
     b = replace(unit_policy({"resource": "eci"}), name="b")
