@@ -125,6 +125,7 @@ class Context:
         self.classes: list[PodClass] = []
         self._class_index: dict[tuple[Any, ...], int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
+        self._elig_nodes: dict[str, tuple[Sequence[Node], tuple[str, ...]]] = {}
         self._registered_cap: list[list[int]] | None = None
         self.memo = memo
         kept = memo.usage if memo is not None else None
@@ -179,8 +180,19 @@ class Context:
         *,
         purpose: str,
     ) -> npt.NDArray[np.bool_]:
-        """Which of ``nodes`` a pod class may use (within the policy's unit, if any)."""
-        key = (purpose, cls, policy.key if policy else "", unit)  # one node list per purpose
+        """Which of ``nodes`` a pod class may use (within the policy's unit, if any).
+
+        Rows are kept per ``purpose`` for one node list at a time: a call with another list
+        (other names or another order, as the two drains of a scale-down pass have) drops the
+        rows of that purpose, so a row is never read against nodes it was not made for."""
+        held = self._elig_nodes.get(purpose)
+        if held is None or held[0] is not nodes:
+            names = tuple(n.name for n in nodes)
+            if held is not None and held[1] != names:
+                for stale in [key for key in self._node_elig if key[0] == purpose]:
+                    del self._node_elig[stale]
+            self._elig_nodes[purpose] = (nodes, names)
+        key = (purpose, cls, policy.key if policy else "", unit)
         found = self._node_elig.get(key)
         if found is not None:
             return found
@@ -192,22 +204,6 @@ class Context:
         )
         self._node_elig[key] = out
         return out
-
-    def elig_rows(self, purpose: str) -> tuple[EligRow, ...]:
-        """The eligibility rows ``node_elig`` made for ``purpose``, by pod class key: what a
-        pass over the same cluster may take over (``add_elig_rows``)."""
-        keys = {i: key for key, i in self._class_index.items()}
-        return tuple(
-            (keys[cls], policy, unit, row)
-            for (p, cls, policy, unit), row in self._node_elig.items()
-            if p == purpose
-        )
-
-    def add_elig_rows(self, purpose: str, rows: Sequence[EligRow]) -> None:
-        """Rows of ``elig_rows`` from a pass over the same cluster; their pod classes must be
-        registered here already (``class_of``); a row this pass has stays."""
-        for class_key, policy, unit, row in rows:
-            self._node_elig.setdefault((purpose, self._class_index[class_key], policy, unit), row)
 
     def capacity_milli(
         self, groups: Iterable[int], dim: int, added: Mapping[int, Growth] | None = None
@@ -234,7 +230,6 @@ class Context:
         return total
 
 
-EligRow = tuple[tuple[Any, ...], str, int, npt.NDArray[np.bool_]]  # class key, policy, unit, row
 _TemplateKey = tuple[tuple[int, ...], int]
 _Templates = tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]
 

@@ -259,15 +259,14 @@ DRAIN = "drain"  # the purpose of the drain's eligibility rows (``Context.node_e
 def _busy_drain(
     ctx: Context, k: Kernels, busy: Sequence[Candidate], pdbs: Sequence[DisruptionBudget]
 ) -> list[int]:
-    """``_simulate``'s status of the busy nodes (consolidation: do their pods fit elsewhere?).
+    """``_simulate``'s status of each of ``busy`` (consolidation: do their pods fit elsewhere?),
+    in the order of ``busy``; the drain itself takes them in their candidate order.
 
     A function of the cluster state, the groups (templates, members, sizes), the settings, the
     PodDisruptionBudgets and the kernels, not of the time: kept on the planner's memo
-    (``PlannerMemo.keep``) and given back while all of those are the same.  What the drain
-    leaves in the pass's caches is left there again, as the full computation would: its pod
-    classes, registered in the same order, and its eligibility rows (``Context.node_elig``
-    keeps one node list per purpose, so the drain of the nodes ready to go, later in the pass,
-    reads the rows made for this one's node list)."""
+    (``PlannerMemo.keep``) and given back while all of those are the same.  On a hit the drain's
+    pod classes are registered in the same order, as the full computation would (class indices
+    are the pass's)."""
     memo = ctx.memo
     ordered = sorted(busy, key=lambda c: c[0])
     key = (tuple(ctx.groups), ctx.settings, tuple(pdbs), k, tuple(c[1].name for c in ordered))
@@ -275,17 +274,16 @@ def _busy_drain(
     if found is not None:
         assert memo is not None
         memo.skipped(BUSY_DRAIN)
-        status, rows = found
         for c in ordered:
             for pod in c[3]:
                 ctx.class_of(pod)
-        ctx.add_elig_rows(DRAIN, rows)
-        return list(status)
-    status, _, _, _ = _simulate(ctx, k, ordered, pdbs)
-    out = [int(st) for st in status]
-    if memo is not None:  # the first drain of a pass: every drain row is this one's
-        memo.keep(BUSY_DRAIN, ctx.state, key, (tuple(out), ctx.elig_rows(DRAIN)))
-    return out
+        by_name: dict[str, int] = found
+    else:
+        status, _, _, _ = _simulate(ctx, k, ordered, pdbs)
+        by_name = {c[1].name: int(st) for c, st in zip(ordered, status, strict=True)}
+        if memo is not None:
+            memo.keep(BUSY_DRAIN, ctx.state, key, by_name)
+    return [by_name[c[1].name] for c in busy]
 
 
 def _simulate(
