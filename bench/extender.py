@@ -683,7 +683,6 @@ _BINS = (
         (
             "wire.py:encode",
             "wire.py:filter_",
-            "wire.py:_chunk",
             "wire.py:_as_raw",
             "grouped_map",
             "_group_map",

@@ -287,7 +287,7 @@ class _Handlers:
         """The filter / prioritize request: its args, its pod and how to group its nodes.
 
         The compact body kube-scheduler sends takes a path that neither decodes a Pod seen before
-        nor scans a name list seen before (``wire.split_node_names``, ``wire.NameLists``); any
+        nor scans a name list seen before (``wire.locate_node_names``, ``wire.NameLists``); any
         other body, or one that is not what it looked like, is decoded as a whole.
         """
         located = wire.locate_node_names(body)

@@ -13,7 +13,7 @@ into a 400.
 
 Speed: at 5,000 nodes the ``NodeNames`` list is 120 kB, and kube-scheduler offers the same list
 again and again (every pod of a cycle sees the same feasible nodes; prioritize gets back exactly
-the list filter answered).  ``split_node_names`` finds the list in the compact body Go writes
+the list filter answered).  ``locate_node_names`` finds the list in the compact body Go writes
 without scanning it, ``NameLists`` recognises a list seen before by comparing bytes (``memcmp``,
 microseconds) instead of decoding it, and the answers built from a known list are memoised as
 bytes, so a pod whose answer is already known costs nothing proportional to the number of nodes.
@@ -53,7 +53,6 @@ __all__ = [
     "decode_raw_args",
     "encode",
     "encode_binding_result",
-    "encode_filter_names",
     "encode_filter_result",
     "encode_names",
     "encode_node_list",
@@ -65,7 +64,6 @@ __all__ = [
     "grouped_map_parts",
     "is_null",
     "locate_node_names",
-    "split_node_names",
 ]
 
 NULL = msgspec.Raw(b"null")
@@ -227,7 +225,7 @@ class RawArgs(NamedTuple):
 def decode_raw_args(body: bytes, *, node_names: msgspec.Raw | None = None) -> RawArgs:
     """``ExtenderArgs`` with every value left raw (their shape is checked).
 
-    ``node_names``: the list ``split_node_names`` cut out of the body (which then has null)."""
+    ``node_names``: the list ``locate_node_names`` found in the body (which then has null)."""
     fields = _top(body, "ExtenderArgs", _ARGS)
     pod = fields.get("Pod", NULL)
     if is_null(pod):
@@ -263,8 +261,16 @@ _NAMES_NULL = b',"NodeNames":null}'
 
 def locate_node_names(body: bytes) -> tuple[bytes, int] | None:
     """The body with ``NodeNames`` set to null, and where the raw list starts (it ends before
-    the body's last byte), for the compact JSON Go writes; ``None`` for any other shape.  The
-    list is not copied: ``NameLists.parse_at`` compares it in place (see ``split_node_names``).
+    the body's last byte), for the compact JSON Go writes
+    (``{"Pod":{...},"Nodes":null,"NodeNames":[...]}``); ``None`` for any other shape.  The list
+    is not copied: ``NameLists.parse_at`` compares it in place.
+
+    No scan of the list: the key is found by its first occurrence, and the list is everything up
+    to the closing brace.  Why that is exact: the quote after the comma cannot be escaped, so if
+    the returned body is a valid JSON object its last key is this ``NodeNames`` of the top-level
+    object; the original body is then valid and means the same with the list put back, provided
+    the list itself is valid JSON, which the caller checks (``NameLists.parse_at``).  A key found
+    inside the Pod makes the returned body invalid, and the caller falls back to ``decode_args``.
     """
     if not body.endswith(b"]}"):
         return None
@@ -272,25 +278,6 @@ def locate_node_names(body: bytes) -> tuple[bytes, int] | None:
     if at < 0:
         return None
     return body[:at] + _NAMES_NULL, at + len(_NAMES_KEY) - 1
-
-
-def split_node_names(body: bytes) -> tuple[bytes, memoryview] | None:
-    """The body with ``NodeNames`` set to null, and the raw list (a view into ``body``), for the
-    compact JSON Go writes (``{"Pod":{...},"Nodes":null,"NodeNames":[...]}``); ``None`` for any
-    other shape.
-
-    No scan of the list: the key is found by its first occurrence, and the list is everything up
-    to the closing brace.  Why that is exact: the quote after the comma cannot be escaped, so if
-    the returned body is a valid JSON object its last key is this ``NodeNames`` of the top-level
-    object; the original body is then valid and means the same with the list put back, provided
-    the list itself is valid JSON, which the caller checks (``NameLists.parse``).  A key found
-    inside the Pod makes the returned body invalid, and the caller falls back to ``decode_args``.
-    """
-    located = locate_node_names(body)
-    if located is None:
-        return None
-    head, start = located
-    return head, memoryview(body)[start:-1]
 
 
 class NameList:
@@ -476,10 +463,6 @@ def _as_raw(obj: Mapping[str, str] | msgspec.Raw | None) -> msgspec.Raw:
     return msgspec.Raw(_ENCODER.encode(obj))
 
 
-def _chunk(raw: msgspec.Raw) -> memoryview:
-    return memoryview(raw)  # no copy
-
-
 def filter_result_parts(
     *,
     nodes: msgspec.Raw = NULL,
@@ -492,16 +475,16 @@ def filter_result_parts(
     ``writev``): large node lists and refusal maps are not copied (``unresolvable`` may be
     ``grouped_map_parts``)."""
     if unresolvable is None or isinstance(unresolvable, (Mapping, msgspec.Raw)):
-        refused: Sequence[bytes | memoryview] = (_chunk(_as_raw(unresolvable)),)
+        refused: Sequence[bytes | memoryview] = (memoryview(_as_raw(unresolvable)),)
     else:
         refused = unresolvable
     return (
         b'{"Nodes":',
-        _chunk(nodes),
+        memoryview(nodes),  # views: no copy
         b',"NodeNames":',
-        _chunk(node_names),
+        memoryview(node_names),
         b',"FailedNodes":',
-        _chunk(_as_raw(failed)),
+        memoryview(_as_raw(failed)),
         b',"FailedAndUnresolvableNodes":',
         *refused,
         b',"Error":',
@@ -537,25 +520,15 @@ def filter_names_parts(
     failed: Mapping[str, str],
     memo: Encodings | None = None,
 ) -> tuple[bytes | memoryview, ...]:
-    """``encode_filter_names`` as pieces to write in order (none of them copied here)."""
+    """ExtenderFilterResult with NodeNames: ``accepted``, refused groups of names sharing one
+    reason, and failed names, as pieces to write in order, spliced from the memoised encodings
+    of the groups (the offer cache hands out the same tuples for every pod that sees the same
+    list); none of them is copied here."""
     return filter_result_parts(
         node_names=encode_names(accepted, memo=memo),
         failed=dict(failed) or None,
         unresolvable=grouped_map_parts(refused, memo=memo),
     )
-
-
-def encode_filter_names(
-    accepted: Sequence[str],
-    *,
-    refused: Sequence[tuple[Sequence[str], str]],
-    failed: Mapping[str, str],
-    memo: Encodings | None = None,
-) -> bytes:
-    """ExtenderFilterResult with NodeNames: ``accepted``, refused groups of names sharing one
-    reason, and failed names, spliced from the memoised encodings of the groups (the offer
-    cache hands out the same tuples for every pod that sees the same list)."""
-    return b"".join(filter_names_parts(accepted, refused=refused, failed=failed, memo=memo))
 
 
 def encode_node_list(items: Sequence[msgspec.Raw]) -> msgspec.Raw:

@@ -1,6 +1,6 @@
 """The request path for the compact bodies kube-scheduler sends: same answers, less work.
 
-``wire.split_node_names`` cuts the NodeNames list out of Go's compact body without scanning it;
+``wire.locate_node_names`` finds the NodeNames list in Go's compact body without scanning it;
 these tests check that every body gets exactly the answer the whole-body decoding gives, and
 count the work the caches save (the style of
 ``tests/replay/test_simulator.py::test_replay_drives_the_shared_decision_code``).
@@ -12,7 +12,6 @@ import json
 import re
 from typing import Any
 
-import msgspec
 import pytest
 from extender_helpers import (
     ECS,
@@ -62,7 +61,7 @@ def _both(state_factory: Any, verb: str, body: bytes) -> tuple[Any, Any]:
 )
 def test_compact_bodies_get_the_whole_body_answer(verb: str, names: list[str]) -> None:
     body = _compact(web_pod_dict(1), names)
-    assert wire.split_node_names(body) is not None  # the fast path is taken
+    assert wire.locate_node_names(body) is not None  # the fast path is taken
     fast, whole = _both(shop_state, verb, body)
     assert fast == whole
     assert fast[0] == 200
@@ -95,7 +94,7 @@ def test_compact_bodies_get_the_whole_body_answer(verb: str, names: list[str]) -
 def test_tricky_compact_bodies_get_the_whole_body_answer(verb: str, body: bytes) -> None:
     answers = []
     for data in (body, body.replace(b',"NodeNames":', b', "NodeNames":')):  # not compact: whole
-        assert wire.split_node_names(data) is None or data is body
+        assert wire.locate_node_names(data) is None or data is body
         response = client(shop_state()).post(f"/{verb}", content=data)
         # the space moves the byte offsets in JSON errors by one
         answers.append((response.status_code, re.sub(r"\(byte \d+\)", "", response.text)))
@@ -120,16 +119,16 @@ def test_any_compact_body_gets_the_whole_body_answer(
     assert fast == whole
 
 
-def test_split_node_names_cuts_the_list_without_decoding_it() -> None:
+def test_locate_node_names_finds_the_list_without_decoding_it() -> None:
     body = _compact({"metadata": {"name": "p"}}, ["a", "b"])
-    head, names = wire.split_node_names(body) or (b"", msgspec.Raw(b""))
-    assert bytes(names) == b'["a","b"]'
+    head, start = wire.locate_node_names(body) or (b"", 0)
+    assert body[start:-1] == b'["a","b"]'
     assert json.loads(head) == {
         "Pod": {"metadata": {"name": "p"}},
         "Nodes": None,
         "NodeNames": None,
     }
-    assert wire.split_node_names(json.dumps(json.loads(body)).encode()) is None  # not compact
+    assert wire.locate_node_names(json.dumps(json.loads(body)).encode()) is None  # not compact
 
 
 def test_a_reordered_offer_gets_the_same_verdicts() -> None:

@@ -77,10 +77,10 @@ def test_node_heads_name_an_item_without_a_name() -> None:
 
 
 def test_filter_names_answer_is_the_go_struct() -> None:
-    answer = wire.encode_filter_names(
+    parts = wire.filter_names_parts(
         ("a", "b"), refused=[(("c", "d"), "full")], failed={"e": "gone"}
     )
-    assert json.loads(answer) == {
+    assert json.loads(b"".join(parts)) == {
         "Nodes": None,
         "NodeNames": ["a", "b"],
         "FailedNodes": {"e": "gone"},
