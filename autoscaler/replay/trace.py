@@ -100,27 +100,34 @@ def detect_format(path: str | Path) -> str:
     The first line that is not blank decides: a JSON object is this format's header
     (``jsonl``); a CSV header with a ``cpu_milli`` column is an Alibaba openb pod list
     (``openb``); one with ``ts`` and ``value`` columns is a demand series (``series``).  Anything
-    else raises ``TraceError`` (``FILE:1: format: ...``, listing the formats); the chosen
+    else raises ``TraceError`` (``FILE:LINE: format: ...``, listing the formats); the chosen
     reader then checks the rest of the file.
     """
     formats = ", ".join(INPUT_FORMATS)
+    first, number, offset = "", 0, 0
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            first, number = "", 0
+        # Bytes that are not UTF-8 are kept (surrogateescape) and judged only in the lines read
+        # here: a bad byte further on is the chosen reader's to name, with its line.
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
             while not first.strip():
-                first = f.readline(_FIRST_LINE)
+                line = f.readline(_FIRST_LINE)
                 number += 1
-                if not first:
+                if not line:
                     raise TraceError(
                         f"{path}:1: format: empty file, expected one of {formats} (--format)"
                     )
+                raw = line.encode("utf-8", "surrogateescape")
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise TraceError(
+                        f"{path}:{number}: format: not UTF-8 text (byte {offset + err.start}: "
+                        f"{err.reason}), so none of {formats} (--format)"
+                    ) from None
+                offset += len(raw)
+                first = line.removeprefix("\ufeff") if number == 1 else line  # a BOM
     except OSError as err:
         raise TraceError(f"{path}: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        raise TraceError(
-            f"{path}:1: format: not UTF-8 text (byte {err.start}: {err.reason}), so none of "
-            f"{formats} (--format)"
-        ) from None
     if first.lstrip().startswith("{"):
         return "jsonl"
     columns = {c.strip().lower() for c in next(csv.reader([first]), [])}

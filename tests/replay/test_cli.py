@@ -360,8 +360,11 @@ def test_format_is_told_by_content(tmp_path: Path, name: str, text: str, fmt: st
         (b"\n\n", ":1: format: empty file, expected one of jsonl, openb, series (--format)"),
         (b"\n# notes\nts,value\n", ":2: format: cannot tell the format from '# notes'"),
         (b"\x00\xff\xfe", ":1: format: not UTF-8 text (byte 1: invalid start byte)"),
+        (b"\n\n\xffab\n", ":3: format: not UTF-8 text (byte 2: invalid start byte)"),
+        # the first line tells the format; the series reader names the bad byte's line
+        (b"ts,value\n0,1\n60,\xff\n", ":3: not UTF-8 text (byte 16: invalid start byte)"),
     ],
-    ids=["other-csv", "blank", "comment", "binary"],
+    ids=["other-csv", "blank", "comment", "binary", "binary-third-line", "series-bad-byte"],
 )
 def test_replay_and_sweep_refuse_an_undetectable_file_alike(
     tmp_path: Path, content: bytes, problem: str, capsys: pytest.CaptureFixture[str]
