@@ -20,7 +20,10 @@ from autoscaler.forecast import (
     read_series,
     wape,
 )
+from autoscaler.forecast import _band_level as _band_level
 from autoscaler.forecast import _candidates as _candidates
+from autoscaler.forecast import _margin as _margin
+from autoscaler.forecast import _sorted_quantile as _sorted_quantile
 from autoscaler.forecast_cli import main, parse_duration
 from autoscaler.replay.threads import limit_blas_threads
 
@@ -560,3 +563,55 @@ def test_fourier_shares_its_normal_equations_between_fits_of_one_length() -> Non
     xw, chol = forecast._normal(first.size, step, 24, 0, ForecastSettings().half_life, 0.1)
     assert not xw.flags.writeable
     assert not chol.flags.writeable
+
+
+# --- the upper band's calibration (split-conformal over cut points) -------------------------
+
+
+def _loo_coverage(blocks: list[np.ndarray], level: float) -> float:
+    """Mean over the cuts of how much of each the other cuts' ``level`` quantile covers."""
+    covered = []
+    for i, block in enumerate(blocks):
+        rest = np.concatenate(blocks[:i] + blocks[i + 1 :])
+        covered.append(float(np.mean(block <= np.quantile(rest, level))))
+    return float(np.mean(covered))
+
+
+def test_sorted_quantile_is_numpys() -> None:
+    x = np.sort(np.random.default_rng(3).exponential(size=101))
+    levels = np.array([0.0, 0.1, 0.5, 0.9, 0.995, 1.0])
+    assert np.allclose(_sorted_quantile(x, levels), np.quantile(x, levels))
+
+
+def test_band_level_on_alike_cuts_is_the_quantile() -> None:
+    rng = np.random.default_rng(4)
+    residuals = rng.normal(0.0, 10.0, 5 * 1440)
+    level = _band_level(np.split(residuals, 5), 0.9)
+    assert 0.88 <= level <= 0.92
+    # the band is the noise's 90% quantile (1.28 sigma), not padded
+    assert 0.9 * 12.8 <= _margin(residuals, 5, 0.9) <= 1.1 * 12.8
+
+
+def test_band_level_rises_with_cuts_that_differ_and_is_the_lowest_that_covers() -> None:
+    rng = np.random.default_rng(5)
+    # one cut opens on a level shift (errors 20 above the others'), as production series do
+    blocks = [rng.normal(shift, 10.0, 1440) for shift in (0.0, 0.0, 20.0, 0.0, 0.0)]
+    level = _band_level(blocks, 0.9)
+    assert level > 0.92  # the pooled 90% quantile would cover the shifted cut too little
+    assert _loo_coverage(blocks, level) >= 0.9
+    assert _loo_coverage(blocks, level - 0.001) < 0.9
+    pooled = float(np.quantile(np.concatenate(blocks), 0.9))
+    assert _margin(np.concatenate(blocks), 5, 0.9) > pooled
+
+
+def test_band_level_with_too_few_cuts_is_halfway_to_one() -> None:
+    rng = np.random.default_rng(6)
+    for cuts in (1, 2):
+        blocks = np.split(rng.normal(size=cuts * 100), cuts)
+        assert _band_level(blocks, 0.9) == pytest.approx(0.95)
+        assert _band_level(blocks, 0.5) == pytest.approx(0.75)
+
+
+def test_band_of_exact_backtests_is_the_forecast() -> None:
+    assert _margin(np.zeros(3 * 1440), 3, 0.9) == 0.0
+    assert _margin(np.zeros(0), 0, 0.9) == 0.0

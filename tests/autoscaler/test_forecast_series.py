@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoscaler.forecast import DAY, Backtest, backtest, read_series
+from autoscaler.forecast import DAY, Backtest, backtest, backtest_moved, read_series
 from autoscaler.replay.threads import limit_blas_threads
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -50,6 +50,32 @@ KNOWN_SHORT = {
 # The same check with the two held-out days moved 1 and 2 days earlier (the series truncated
 # there): a change that helps the official holdout only shows here. Levels reached, as guards.
 MOVED_NOW = {1: 0.785, 2: 1.011}  # measured 0.7839 and 1.0099 (bench/RESULTS.md)
+# The upper band's coverage is checked on the 94 holdouts of the bench's --shifts 1,...,8 (the
+# end and 1 to 8 days earlier where three days of training remain): pooled, and per series over
+# its own holdouts. A holdout either shares its cuts' level shifts and spikes or not, so one
+# holdout's coverage is 40-100% whatever the band (bench/RESULTS.md, issue 9, sixth pass); a
+# series' mean over its holdouts is what a calibrated band can put in 85-95%. Four series cannot,
+# each with the level measured as its guard:
+SHIFTS = range(1, 9)
+COVERAGE_SHORT = {
+    "crane-series-daily.csv": (
+        0.83,  # measured 0.832
+        "four of nine holdouts (2, 3, 6 and 7 days earlier) open on a level its cuts never saw "
+        "(38-75% covered), the other five are calmer than its cuts (98-100%)",
+    ),
+    "crane/input0.csv": (
+        0.79,  # measured 0.798
+        "8 days: four holdouts, each calibrated on one to four cuts one day ahead, and its level "
+        "climbs into the held-out days (52% a day earlier)",
+    ),
+    "crane/input6.csv": (
+        0.845,  # measured 0.849
+        "one-off spikes: a holdout with one is 64-72% covered, one without 96-100%",
+    ),
+}
+# input15 repeats last week exactly: the residuals are zero, the band is the forecast, and it
+# covers every step it forecasts exactly (0.979: one holdout, 6 days earlier, did not repeat).
+COVERAGE_ABOVE = {"crane/input15.csv": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +95,13 @@ def moved() -> dict[int, dict[str, Backtest]]:
     if not (DATA / "crane").is_dir():
         pytest.skip(f"shared data {DATA} not available")
     limit_blas_threads()
-    out: dict[int, dict[str, Backtest]] = {}
-    for days in MOVED_NOW:
-        out[days] = {}
-        for name in SERIES:
-            ts, values = read_series(DATA / name)
-            keep = ts <= ts[-1] - days * DAY
-            out[days][name] = backtest(ts[keep], values[keep], holdout=2 * DAY)
+    out: dict[int, dict[str, Backtest]] = {days: {} for days in SHIFTS}
+    for name in SERIES:
+        ts, values = read_series(DATA / name)
+        for days in SHIFTS:
+            bt = backtest_moved(ts, values, days=days, holdout=2 * DAY)
+            if bt is not None:
+                out[days][name] = bt
     return out
 
 
@@ -159,10 +185,14 @@ def test_a_combination_is_chosen_only_when_it_beats_every_single_model_by_2_perc
 def test_upper_band_coverage_is_calibrated(
     results: dict[str, Backtest], moved: dict[int, dict[str, Backtest]]
 ) -> None:
-    # also with the holdout moved earlier: the pooled quantile alone covered 96.7% a day back
-    for holdouts in (results, *moved.values()):
-        coverage = [bt.coverage for bt in holdouts.values()]
-        assert 0.85 <= float(np.median(coverage)) <= 0.95
+    everywhere = [results, *moved.values()]
+    coverage = [bt.coverage for holdouts in everywhere for bt in holdouts.values()]
+    assert len(coverage) == 94
+    assert 0.85 <= float(np.mean(coverage)) <= 0.95
+    for name in SERIES:
+        mine = float(np.mean([h[name].coverage for h in everywhere if name in h]))
+        low, why = COVERAGE_SHORT.get(name, (0.85, "calibrated"))
+        assert low <= mine <= COVERAGE_ABOVE.get(name, 0.95), (name, mine, why)
     for bt in results.values():
         assert np.all(bt.forecast.upper >= bt.forecast.point)
         assert np.all(bt.forecast.point >= 0.0)
