@@ -167,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     geomean = geometric_mean(ratios)
     if shifts:
-        head = "| series | ratio, holdout at the end | coverage | " + " | ".join(
-            f"ratio, {k} day{'s' * (k > 1)} earlier | coverage" for k in shifts
-        ) + " | mean coverage, all holdouts"
+        head = (
+            "| series | ratio, holdout at the end | coverage | "
+            + " | ".join(f"ratio, {k} day{'s' * (k > 1)} earlier | coverage" for k in shifts)
+            + " | mean coverage, all holdouts"
+        )
         lines = [head + " |", "|" + " --- |" * (head.count("|"))]
         for i, path in enumerate(series()):
             cells = [
