@@ -68,6 +68,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -126,6 +127,10 @@ class ForecastSettings:
     week_p_value: float = 0.01  # see detect_period
     week_ridge: float = 0.1  # ridge penalty on weekly harmonics, relative to the total weight
     type_gap: float = 0.08  # day-type: relative-level gap that separates two kinds of day
+    anchor_window: float = 3600.0  # re-anchoring: the level of this last window...
+    anchor_every: float = 3600.0  # ...measured in backtest every this often...
+    # ...persists per span of lead between these (seconds ahead; one edge: no re-anchoring)
+    anchor_leads: tuple[float, ...] = (0.0, 6 * 3600.0, DAY, 2 * DAY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +147,12 @@ class Forecast:
     scores: dict[str, float] = field(default_factory=dict)
     cuts: int = 0
     weights: dict[str, float] = field(default_factory=dict)  # weighted-mean's members
+    # Re-anchoring (seasonal series): the last hour's level over the model's; the share of it
+    # that persisted in the backtest, as (from, to, share) per span of lead (seconds ahead;
+    # empty when the point forecast is the model's own); the re-anchored backtest WAPE.
+    anchor: float = 1.0
+    persistence: tuple[tuple[float, float, float], ...] = ()
+    anchored_wape: float = math.nan
 
     @property
     def backtest_wape(self) -> float:
@@ -658,6 +669,8 @@ class _Choice:
     weights: dict[str, float]  # the weighted-mean's members and weights
     cuts: int
     candidates: tuple[str, ...]  # the models scored (the median combines exactly these)
+    persistence: tuple[float, ...] = ()  # re-anchoring, per lead (empty: none), see _persistence
+    anchored_wape: float = math.nan  # the re-anchored forecast's backtest WAPE
 
 
 def _origins(n: int, hold: int, day: int, s: ForecastSettings) -> list[int]:
@@ -717,19 +730,151 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
     single = min(models, key=lambda k: scores[k])
     if chosen not in models and scores[chosen] > (1.0 - _COMBINATION_MARGIN) * scores[single]:
         chosen = single  # a combination's own score is optimistic: it must win clearly
-    residuals = actual - joined[chosen]
-    return _Choice(chosen, scores, residuals, weights, len(origins), tuple(models))
+    choice = _Choice(chosen, scores, actual - joined[chosen], weights, len(origins), tuple(models))
+    if period == "none":
+        # flat models of recent windows are their own anchor, and the last hour of a series
+        # without a daily cycle is a burst as often as a level
+        return choice
+    persistence = _persistence(actual, joined[chosen], len(origins), step=step, s=s)
+    if not any(persistence):
+        return choice
+    anchored = replace(choice, persistence=persistence)
+    lifts = [_lift(y[:o], hold, anchored, step=step, period=period, s=s) for o in origins]
+    point = joined[chosen] * np.concatenate(lifts)
+    score = wape(actual, point)
+    if not score < scores[chosen]:
+        return choice  # re-anchoring did not beat the model in its own backtest
+    return replace(anchored, residuals=actual - point, anchored_wape=score)
+
+
+def _model_of(
+    model: str,
+    candidates: tuple[str, ...],
+    weights: dict[str, float],
+    n: int,
+    *,
+    step: float,
+    period: str,
+    s: ForecastSettings,
+) -> Model | None:
+    """The chosen model, fitted on ``n`` samples (a combination: of the candidates the backtest
+    scored, not of any that more history adds); ``None`` when ``n`` is too short for it."""
+    models = _candidates(n, step, period, s)
+    if model in models:
+        return models[model]
+    if model not in ("median", "weighted-mean") or not set(candidates) <= set(models):
+        return None
+
+    def predict(train: FloatArray, steps: int) -> FloatArray:
+        preds = {k: np.maximum(models[k](train, steps), 0.0) for k in candidates}
+        return _combine(preds, weights)[model]
+
+    return predict
 
 
 def _predict(
     y: FloatArray, steps: int, choice: _Choice, *, step: float, period: str, s: ForecastSettings
 ) -> FloatArray:
-    models = _candidates(y.size, step, period, s)
-    if choice.model in models:
-        return models[choice.model](y, steps)
-    # A combination: of the candidates the backtest scored, not of any the full history adds.
-    preds = {k: np.maximum(models[k](y, steps), 0.0) for k in choice.candidates}
-    return _combine(preds, choice.weights)[choice.model]
+    model = _model_of(
+        choice.model, choice.candidates, choice.weights, y.size, step=step, period=period, s=s
+    )
+    assert model is not None  # the full history fits whatever its cuts fitted
+    point = np.maximum(model(y, steps), 0.0)
+    if choice.persistence:
+        point = point * _lift(y, steps, choice, step=step, period=period, s=s)
+    return point
+
+
+def _lead_exponents(
+    persistence: tuple[float, ...], steps: int, step: float, s: ForecastSettings
+) -> FloatArray:
+    """Per step ahead, the share of the level ratio that persists (0 past the last lead)."""
+    lead = step * np.arange(steps, dtype=np.float64)
+    out = np.zeros(steps)
+    for (lo, hi), beta in zip(itertools.pairwise(s.anchor_leads), persistence, strict=True):
+        out[(lead >= lo) & (lead < hi)] = beta
+    return out
+
+
+def _ratio(actual: FloatArray, forecast: FloatArray, clip: float) -> float:
+    """Median actual over median forecast, within [1/clip, clip]; 1 without a forecast level."""
+    expected = float(np.median(forecast))
+    if expected <= 0.0:
+        return 1.0
+    return float(np.clip(float(np.median(actual)) / expected, 1.0 / clip, clip))
+
+
+def _anchor_ratio(
+    y: FloatArray, choice: _Choice, *, step: float, period: str, s: ForecastSettings
+) -> float:
+    """How the last ``anchor_window`` of ``y`` came out against the chosen model fitted without
+    it (:func:`_ratio`); 1 when the history without it is too short for the model."""
+    window = max(1, round(s.anchor_window / step))
+    model = _model_of(
+        choice.model,
+        choice.candidates,
+        choice.weights,
+        y.size - window,
+        step=step,
+        period=period,
+        s=s,
+    )
+    if model is None:
+        return 1.0
+    return _ratio(y[-window:], np.maximum(model(y[:-window], window), 0.0), s.level_clip)
+
+
+def _lift(
+    y: FloatArray, steps: int, choice: _Choice, *, step: float, period: str, s: ForecastSettings
+) -> FloatArray:
+    """The re-anchoring factor per step ahead: the last hour's ratio (:func:`_anchor_ratio`)
+    raised to the share of it that persisted in the backtest at that lead (:func:`_persistence`)."""
+    ratio = _anchor_ratio(y, choice, step=step, period=period, s=s)
+    return np.asarray(ratio ** _lead_exponents(choice.persistence, steps, step, s))
+
+
+_PAIRS = 10  # fewest (level then, level after) pairs that estimate a persistence
+
+
+def _persistence(
+    actual: FloatArray, fitted: FloatArray, cuts: int, *, step: float, s: ForecastSettings
+) -> tuple[float, ...]:
+    """How much of a level deviation persists, per lead of ``anchor_leads``, from the backtest.
+
+    In every cut's block, at every ``anchor_every``: x, the log of the ratio (:func:`_ratio`,
+    unclipped) of the actual to the chosen model's forecast over the last ``anchor_window``; y,
+    the log of the ratio of their sums over each lead's span after it. The persistence is the
+    least-squares slope of y on x through the origin, within [0, 1]: 1 when a level shift stays,
+    0 when it fades before that lead (or the blocks hold fewer than ten pairs). A series whose
+    deviations are noise, or whose level reverts, gets 0 and keeps its model's forecast."""
+    window = max(1, round(s.anchor_window / step))
+    every = max(1, round(s.anchor_every / step))
+    edges = [round(lead / step) for lead in s.anchor_leads]
+    blocks = list(zip(np.split(actual, cuts), np.split(fitted, cuts), strict=True))
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        xs: list[float] = []
+        ys: list[float] = []
+        for a, f in blocks:
+            anchors = np.arange(window, a.size - hi + 1, every)
+            if anchors.size == 0:
+                continue
+            pre = anchors[:, None] - window + np.arange(window)
+            a_pre, f_pre = np.median(a[pre], axis=1), np.median(f[pre], axis=1)
+            ca, cf = np.concatenate(([0.0], np.cumsum(a))), np.concatenate(([0.0], np.cumsum(f)))
+            a_post, f_post = (
+                ca[anchors + hi] - ca[anchors + lo],
+                cf[anchors + hi] - cf[anchors + lo],
+            )
+            ok = (a_pre > 0) & (f_pre > 0) & (a_post > 0) & (f_post > 0)
+            xs += np.log(a_pre[ok] / f_pre[ok]).tolist()
+            ys += np.log(a_post[ok] / f_post[ok]).tolist()
+        x, y = np.asarray(xs), np.asarray(ys)
+        sxx = float(x @ x)
+        out.append(
+            float(np.clip(float(x @ y) / sxx, 0.0, 1.0)) if x.size >= _PAIRS and sxx > 0 else 0.0
+        )
+    return tuple(out)
 
 
 _LEVELS = np.linspace(0.5, 0.999, 500)  # the quantile levels the band's calibration tries
@@ -810,6 +955,16 @@ def fit_forecast(
         scores=choice.scores,
         cuts=choice.cuts,
         weights=choice.weights if choice.model == "weighted-mean" else {},
+        anchor=_anchor_ratio(y, choice, step=step, period=period, s=s)
+        if choice.persistence
+        else 1.0,
+        persistence=tuple(
+            (lo, hi, share)
+            for (lo, hi), share in zip(
+                itertools.pairwise(s.anchor_leads), choice.persistence, strict=False
+            )
+        ),
+        anchored_wape=choice.anchored_wape,
     )
 
 
