@@ -656,6 +656,10 @@ def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> dict[s
 # --- fitting ---------------------------------------------------------------------------------
 
 _TOP = 3  # members of the weighted-mean combination
+# Candidates rescaled or shifted to the level of their last hours: never re-anchored again.
+_FOLLOW_THE_LEVEL = frozenset(
+    {"level-profile", "damped-level-profile", "seasonal-naive-week+level"}
+)
 # A combination is chosen only when its backtest WAPE is this much (relatively) below the best
 # single candidate's: the weighted mean's weights come from the very cuts that score it.
 _COMBINATION_MARGIN = 0.02
@@ -731,9 +735,13 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
     if chosen not in models and scores[chosen] > (1.0 - _COMBINATION_MARGIN) * scores[single]:
         chosen = single  # a combination's own score is optimistic: it must win clearly
     choice = _Choice(chosen, scores, actual - joined[chosen], weights, len(origins), tuple(models))
-    if period == "none":
-        # flat models of recent windows are their own anchor, and the last hour of a series
-        # without a daily cycle is a burst as often as a level
+    members = {chosen} | set(
+        weights if chosen == "weighted-mean" else models if chosen == "median" else ()
+    )
+    if period == "none" or members & _FOLLOW_THE_LEVEL:
+        # Flat models of recent windows are their own anchor, and the last hour of a series
+        # without a daily cycle is a burst as often as a level. A model that follows the level
+        # itself, alone or in a combination, would count the last hour twice.
         return choice
     persistence = _persistence(actual, joined[chosen], len(origins), step=step, s=s)
     if not any(persistence):
@@ -808,20 +816,21 @@ def _anchor_ratio(
     y: FloatArray, choice: _Choice, *, step: float, period: str, s: ForecastSettings
 ) -> float:
     """How the last ``anchor_window`` of ``y`` came out against the chosen model fitted without
-    it (:func:`_ratio`); 1 when the history without it is too short for the model."""
+    it (:func:`_ratio`); 1 when ``y`` holds less than a day and that window.
+
+    The fit without the window keeps the length of ``y``: the hour before the series starts is
+    filled with the same hour a day later. Otherwise a history of whole days or weeks would be
+    fitted on one day (week) fewer than the refit, and the ratio would measure the last hour
+    against another model (the weekly profile of two weeks against last week's copy)."""
     window = max(1, round(s.anchor_window / step))
+    day = max(1, round(DAY / step))
     model = _model_of(
-        choice.model,
-        choice.candidates,
-        choice.weights,
-        y.size - window,
-        step=step,
-        period=period,
-        s=s,
+        choice.model, choice.candidates, choice.weights, y.size, step=step, period=period, s=s
     )
-    if model is None:
+    if model is None or y.size < day + window:
         return 1.0
-    return _ratio(y[-window:], np.maximum(model(y[:-window], window), 0.0), s.level_clip)
+    train = np.concatenate((y[day - window : day], y[:-window]))
+    return _ratio(y[-window:], np.maximum(model(train, window), 0.0), s.level_clip)
 
 
 def _lift(
