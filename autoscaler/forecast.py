@@ -129,8 +129,10 @@ class ForecastSettings:
     type_gap: float = 0.08  # day-type: relative-level gap that separates two kinds of day
     anchor_window: float = 3600.0  # re-anchoring: the level of this last window...
     anchor_every: float = 3600.0  # ...measured in backtest every this often...
-    # ...persists per span of lead between these (seconds ahead; one edge: no re-anchoring)
-    anchor_leads: tuple[float, ...] = (0.0, 6 * 3600.0, DAY, 2 * DAY)
+    # ...persists per span of lead between these (seconds ahead; one edge: no re-anchoring).
+    # Past a day the forecast is the model's own: no cut of two days holds a day after an hour
+    # and a day more, so a share past a day would never be measured.
+    anchor_leads: tuple[float, ...] = (0.0, 6 * 3600.0, DAY)
 
 
 @dataclass(frozen=True, slots=True)
