@@ -48,6 +48,14 @@ The forecaster is pure (numpy and scipy only) and works on one series.
    candidate with the lowest WAPE wins (a combination only by the margin above); a tie goes to
    the simpler (earlier) model. Since the seasonal-naive forecasts are candidates on the same
    cuts, the chosen model never lost to them in its own backtest.
+   Re-anchoring (:func:`_persistence`): on a series with a period, unless the model follows
+   the level itself (level-profile, damped-level-profile, week+level, alone or in a
+   combination), the backtest measures how much of a level deviation persists: at every hour
+   of every cut, the log ratio of actual to forecast over the hour before against the same
+   over the next 0-6 hours and 6-24 hours, least-squares slope within [0, 1]. The forecast is
+   then multiplied by how the last hour came out against the model (fitted without it),
+   raised to that share at each lead, if that beats the model in its own backtest. A level
+   shift that stays is followed; noise and bursts that revert (share near 0) are not.
 4. The winner is refitted on all the data. The upper band is the point forecast plus a quantile
    of the winner's backtest residuals (split-conformal), so its coverage is calibrated on errors
    the model really made, not padded. The steps of one cut share its level shift or spike, so
