@@ -2,7 +2,8 @@
 
 Forecasts ``--horizon`` past the end of the series and says which model it chose and why: the
 WAPE of every candidate in the rolling-origin backtest, the two seasonal-naive forecasts among
-them, on the same cut points. With ``--backtest 2d`` it also holds out the last two days, fits on
+them, on the same cut points; on a seasonal series whose backtest shows that a level shift
+persists, how the forecast was re-anchored to the last hour (``anchor``). With ``--backtest 2d`` it also holds out the last two days, fits on
 what comes before and scores that forecast (and seasonal-naive) on them. ``--json`` prints the
 same report as one JSON object; the text output is that object, formatted.
 ``autoscaler.cli`` mounts it through :func:`add_parser` and :func:`run`; ``main`` lets it run on
@@ -89,6 +90,15 @@ def report(series: str, fc: Forecast, holdout: Backtest | None, seconds: float |
             "wape_seasonal_naive_week": _finite(scores.get("seasonal-naive-week", math.nan)),
             "candidates": {k: _finite(v) for k, v in sorted(scores.items(), key=lambda kv: kv[1])},
         },
+        "anchor": None
+        if not fc.persistence
+        else {
+            "ratio": round(fc.anchor, 6),
+            "backtest_wape": _finite(fc.anchored_wape),
+            "persistence": [
+                {"from": lo, "to": hi, "share": round(share, 6)} for lo, hi, share in fc.persistence
+            ],
+        },
         "holdout": None
         if holdout is None
         else {
@@ -159,6 +169,17 @@ def text(r: Report) -> str:
         ]
     else:
         lines.append("backtest none (history too short)")
+    a = r["anchor"]
+    if a is not None:
+        spans = ", ".join(
+            f"{p['share']:.3f} from {_span(p['from'])} to {_span(p['to'])}"
+            for p in a["persistence"]
+        )
+        lines += [
+            f"anchor   the last hour at {a['ratio']:.4f} times the model's level; the share that "
+            f"persisted in the backtest: {spans}",
+            f"  re-anchored WAPE           {pct(a['backtest_wape'])}",
+        ]
     h = r["holdout"]
     if h is not None:
         lines += [
@@ -173,6 +194,10 @@ def text(r: Report) -> str:
     for i, (p, u) in enumerate(zip(r["forecast"], r["upper"], strict=True)):
         lines.append(f"{r['start'] + i * r['step']:.0f},{p:.3f},{u:.3f}")
     return "\n".join(lines)
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:g}h"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from autoscaler.forecast import (  # noqa: E402
     DAY,
     backtest,
+    backtest_moved,
     fit_forecast,
     read_series,
     wape,
@@ -47,7 +48,6 @@ from autoscaler.replay.threads import limit_blas_threads  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 HOLDOUT = 2 * DAY
-MIN_TRAIN = 3 * DAY  # a moved holdout is scored only where this much training data remains
 BIN = 15  # minutes per Holt-Winters step
 
 
@@ -83,16 +83,20 @@ def geometric_mean(ratios: list[float]) -> float:
     return math.exp(float(np.mean(np.log(ratios)))) if ratios else math.nan
 
 
-def pooled(ratios: list[float]) -> str:
+def pooled(ratios: list[float], coverages: list[float]) -> str:
     """One line on every holdout scored: the geometric mean of the ratios (over those with a
     finite one: a ratio is infinite where a seasonal-naive was exact and the forecast not), how
-    many were more than 10% worse than the better seasonal-naive, how many infinite."""
+    many were more than 10% worse than the better seasonal-naive, how many infinite; the mean
+    p90 coverage and how many holdouts it put in 85-95%."""
     finite = [r for r in ratios if math.isfinite(r)]
     return (
         f"All {len(ratios)} holdouts above (at the end and moved): geometric mean of the ratios "
         f"{geometric_mean(finite):.3f}; more than 10% worse than the better seasonal-naive: "
         f"{sum(r > 1.1 for r in ratios)}; a seasonal-naive exact (WAPE 0) and ours not: "
-        f"{len(ratios) - len(finite)} (left out of the mean)."
+        f"{len(ratios) - len(finite)} (left out of the mean). p90 coverage: "
+        f"{100 * statistics.mean(coverages):.1f}% pooled, "
+        f"{100 * statistics.median(coverages):.1f}% median; in 85-95%: "
+        f"{sum(0.85 <= c <= 0.95 for c in coverages)} holdouts."
     )
 
 
@@ -139,12 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio = bt.ratio
         ratios.append(ratio)
         for k in shifts:
-            keep = ts <= ts[-1] - k * DAY
-            if not keep.any() or ts[keep][-1] - ts[0] < HOLDOUT + MIN_TRAIN - fc.step:
-                moved[k].append(None)
-                continue
-            early = backtest(ts[keep], values[keep], holdout=HOLDOUT)
-            moved[k].append((early.ratio, early.coverage))
+            early = backtest_moved(ts, values, days=k, holdout=HOLDOUT)
+            moved[k].append(None if early is None else (early.ratio, early.coverage))
         coverages.append(bt.coverage)
         days = (ts[-1] - ts[0] + fc.step) / DAY
         row = (
@@ -167,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     geomean = geometric_mean(ratios)
     if shifts:
-        head = "| series | ratio, holdout at the end | " + " | ".join(
-            f"ratio, {k} day{'s' * (k > 1)} earlier | coverage" for k in shifts
+        head = (
+            "| series | ratio, holdout at the end | coverage | "
+            + " | ".join(f"ratio, {k} day{'s' * (k > 1)} earlier | coverage" for k in shifts)
+            + " | mean coverage, all holdouts"
         )
         lines = [head + " |", "|" + " --- |" * (head.count("|"))]
         for i, path in enumerate(series()):
@@ -176,15 +178,31 @@ def main(argv: list[str] | None = None) -> int:
                 "n/a | n/a" if cell is None else f"{cell[0]:.3f} | {100 * cell[1]:.1f}%"
                 for cell in (moved[k][i] for k in shifts)
             ]
-            lines.append(f"| {path.name} | {ratios[i]:.3f} | " + " | ".join(cells) + " |")
+            mine = [coverages[i]] + [cell[1] for k in shifts if (cell := moved[k][i]) is not None]
+            lines.append(
+                f"| {path.name} | {ratios[i]:.3f} | {100 * coverages[i]:.1f}% | "
+                + " | ".join(cells)
+                + f" | {100 * statistics.mean(mine):.1f}% |"
+            )
         scored = {k: [cell for cell in moved[k] if cell is not None] for k in shifts}
         means = [
             f"{geometric_mean([r for r, _ in scored[k] if math.isfinite(r)]):.3f} | "
             f"{100 * statistics.median(c for _, c in scored[k]):.1f}% (median)"
             for k in shifts
         ]
-        lines.append(f"| geometric mean (finite) | {geomean:.3f} | " + " | ".join(means) + " |")
-        rows += ["", *lines, "", pooled(ratios + [r for k in shifts for r, _ in scored[k]])]
+        everywhere = coverages + [c for k in shifts for _, c in scored[k]]
+        lines.append(
+            f"| geometric mean (finite) | {geomean:.3f} | "
+            f"{100 * statistics.median(coverages):.1f}% (median) | "
+            + " | ".join(means)
+            + f" | {100 * statistics.mean(everywhere):.1f}% (pooled) |"
+        )
+        rows += [
+            "",
+            *lines,
+            "",
+            pooled(ratios + [r for k in shifts for r, _ in scored[k]], everywhere),
+        ]
     ts, values = read_series(DATA / "crane-series-daily.csv")
     n14 = 14 * 1440
     median_ms, best_ms = time_fit(ts[-n14:], values[-n14:])

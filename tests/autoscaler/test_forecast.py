@@ -20,7 +20,13 @@ from autoscaler.forecast import (
     read_series,
     wape,
 )
+from autoscaler.forecast import _band_level as _band_level
 from autoscaler.forecast import _candidates as _candidates
+from autoscaler.forecast import _Choice as _Choice
+from autoscaler.forecast import _lift as _lift
+from autoscaler.forecast import _margin as _margin
+from autoscaler.forecast import _persistence as _persistence
+from autoscaler.forecast import _sorted_quantile as _sorted_quantile
 from autoscaler.forecast_cli import main, parse_duration
 from autoscaler.replay.threads import limit_blas_threads
 
@@ -560,3 +566,125 @@ def test_fourier_shares_its_normal_equations_between_fits_of_one_length() -> Non
     xw, chol = forecast._normal(first.size, step, 24, 0, ForecastSettings().half_life, 0.1)
     assert not xw.flags.writeable
     assert not chol.flags.writeable
+
+
+# --- the upper band's calibration (split-conformal over cut points) -------------------------
+
+
+def _loo_coverage(blocks: list[np.ndarray], level: float) -> float:
+    """Mean over the cuts of how much of each the other cuts' ``level`` quantile covers."""
+    covered = []
+    for i, block in enumerate(blocks):
+        rest = np.concatenate(blocks[:i] + blocks[i + 1 :])
+        covered.append(float(np.mean(block <= np.quantile(rest, level))))
+    return float(np.mean(covered))
+
+
+def test_sorted_quantile_is_numpys() -> None:
+    x = np.sort(np.random.default_rng(3).exponential(size=101))
+    levels = np.array([0.0, 0.1, 0.5, 0.9, 0.995, 1.0])
+    assert np.allclose(_sorted_quantile(x, levels), np.quantile(x, levels))
+
+
+def test_band_level_on_alike_cuts_is_the_quantile() -> None:
+    rng = np.random.default_rng(4)
+    residuals = rng.normal(0.0, 10.0, 5 * 1440)
+    level = _band_level(np.split(residuals, 5), 0.9)
+    assert 0.88 <= level <= 0.92
+    # the band is the noise's 90% quantile (1.28 sigma), not padded
+    assert 0.9 * 12.8 <= _margin(residuals, 5, 0.9) <= 1.1 * 12.8
+
+
+def test_band_level_rises_with_cuts_that_differ_and_is_the_lowest_that_covers() -> None:
+    rng = np.random.default_rng(5)
+    # one cut opens on a level shift (errors 20 above the others'), as production series do
+    blocks = [rng.normal(shift, 10.0, 1440) for shift in (0.0, 0.0, 20.0, 0.0, 0.0)]
+    level = _band_level(blocks, 0.9)
+    assert level > 0.92  # the pooled 90% quantile would cover the shifted cut too little
+    assert _loo_coverage(blocks, level) >= 0.9
+    assert _loo_coverage(blocks, level - 0.001) < 0.9
+    pooled = float(np.quantile(np.concatenate(blocks), 0.9))
+    assert _margin(np.concatenate(blocks), 5, 0.9) > pooled
+
+
+def test_band_level_with_too_few_cuts_is_halfway_to_one() -> None:
+    rng = np.random.default_rng(6)
+    for cuts in (1, 2):
+        blocks = np.split(rng.normal(size=cuts * 100), cuts)
+        assert _band_level(blocks, 0.9) == pytest.approx(0.95)
+        assert _band_level(blocks, 0.5) == pytest.approx(0.75)
+
+
+def test_band_of_exact_backtests_is_the_forecast() -> None:
+    assert _margin(np.zeros(3 * 1440), 3, 0.9) == 0.0
+    assert _margin(np.zeros(0), 0, 0.9) == 0.0
+
+
+# --- re-anchoring to the last hour (seasonal series, by the persistence the backtest shows) ---
+
+
+def test_persistence_of_level_steps_is_near_one_and_of_bursts_near_zero() -> None:
+    rng = np.random.default_rng(12)
+    n = 4 * 1440
+    fitted = 100 * (1 + 0.5 * np.sin(2 * np.pi * np.arange(n) / 1440))
+    # a level that steps every 12 hours and stays: what the last hour shows, the next hours keep
+    steps = np.repeat(np.exp(rng.normal(0.0, 0.2, n // 720)), 720)
+    shares = _persistence(fitted * steps, fitted, 2, step=MINUTE, s=ForecastSettings())
+    assert shares[0] > 0.8
+    # one-hour bursts at random: what the last hour shows is gone within the hour (a share
+    # remains: an hour that caught the start of a burst sees the rest of it)
+    bursts = np.zeros(n)
+    for start in rng.choice(n - 60, size=16, replace=False):
+        bursts[start : start + 60] = 1.0
+    shares = _persistence(fitted * (1 + 0.5 * bursts), fitted, 2, step=MINUTE, s=ForecastSettings())
+    assert max(shares) < 0.3
+
+
+def test_persistence_needs_pairs() -> None:
+    fitted = np.full(120, 10.0)
+    assert _persistence(2 * fitted, fitted, 1, step=MINUTE, s=ForecastSettings()) == (0.0, 0.0)
+
+
+def test_the_last_hour_lifts_the_forecast_by_the_share_that_persists() -> None:
+    values = np.tile(100 + 50 * np.sin(2 * np.pi * np.arange(1440) / 1440), 3)
+    values[-60:] *= 1.2  # the last hour 20% above the same hour yesterday
+    choice = _Choice(
+        "seasonal-naive-day", {}, np.zeros(0), {}, 0, ("seasonal-naive-day",), (1.0, 0.5)
+    )
+    lift = _lift(values, 2 * 1440, choice, step=MINUTE, period="day", s=ForecastSettings())
+    assert lift[:360] == pytest.approx(1.2)
+    assert lift[360:1440] == pytest.approx(1.2**0.5)
+    assert np.all(lift[1440:] == 1.0)  # past the last lead, the model's own forecast
+
+
+def test_models_that_follow_the_level_are_not_reanchored() -> None:
+    # a level that steps every 12 hours, the last step two hours before the end: the
+    # level-profile follows it already, and re-anchoring it again would count it twice
+    rng = np.random.default_rng(1)
+    t = np.arange(10 * 1440)
+    level = np.exp(np.cumsum(np.where(t % 720 == 600, rng.normal(0, 0.15, t.size), 0.0)))
+    values = 100 * level * (1 + 0.5 * np.sin(2 * np.pi * t / 1440)) + rng.normal(0, 2, t.size)
+    fc = fit_forecast(minutes(values.size), values, horizon=6 * 3600)
+    assert fc.model == "level-profile"
+    assert fc.persistence == ()
+    assert fc.anchor == 1.0
+
+
+def test_cli_reports_the_reanchoring_in_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    path = shared("crane-series-weekly.csv")
+    assert main([str(path), "--horizon", "1d", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main([str(path), "--horizon", "1d"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    anchor = report["anchor"]
+    assert anchor is not None  # weekly-profile, whose backtest shows the level persisting
+    assert anchor["backtest_wape"] < report["backtest"]["wape"]
+    line = next(line for line in lines if line.startswith("anchor"))
+    assert f"at {anchor['ratio']:.4f} times" in line
+    for span in anchor["persistence"]:
+        assert (
+            f"{span['share']:.3f} from {span['from'] / 3600:g}h to {span['to'] / 3600:g}h" in line
+        )
+    assert _percent(next(x for x in lines if "re-anchored WAPE" in x)) == pytest.approx(
+        anchor["backtest_wape"], abs=5e-5
+    )

@@ -13,7 +13,8 @@ mean's target of 0.8: GEOMEAN_NOW guards the level reached, the target is a stri
 
 The guards sit a thousandth above the levels measured, with the holdout at the end and moved one
 and two days earlier: a change may not buy the end's target with a worse mean a day or two back
-(issue 9; bench/RESULTS.md, "fifth pass", shows the candidates that would).
+(issue 9; bench/RESULTS.md, "fifth pass", shows the candidates that would; the sixth pass judges
+every change on all 94 holdouts of the bench's --shifts 1,...,8).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autoscaler.forecast import DAY, Backtest, backtest, read_series
+from autoscaler.forecast import DAY, Backtest, backtest, backtest_moved, read_series
 from autoscaler.replay.threads import limit_blas_threads
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -34,7 +35,7 @@ SERIES = [
     *sorted(f"crane/{p.name}" for p in (DATA / "crane").glob("*.csv")),
 ]
 TOLERANCE = {"crane/input6.csv": 0.01}
-GEOMEAN_NOW = 0.803  # measured 0.8021 (bench/RESULTS.md)
+GEOMEAN_NOW = 0.8033  # measured 0.8023 (bench/RESULTS.md, sixth pass)
 KNOWN_SHORT = {
     "crane/input0.csv": (
         "8 days (4 cut points one day ahead on 2-5 days of training) whose level climbs 10-15% "
@@ -44,12 +45,40 @@ KNOWN_SHORT = {
         "let the last level persist score 0.61-0.64 here but 0.83-0.91 and 0.99-1.02 with the "
         "holdout a day and two days earlier (0.778 and 0.890 today), and input0's backtest "
         "prefers them or not by a few percent depending on their window: not fixable without "
-        "tuning to this file (bench/RESULTS.md, fifth pass)"
+        "tuning to this file. Re-anchoring its damped-level-profile by the persistence its "
+        "backtest measures reached 1.035, but counts the last hours twice (bench/RESULTS.md, "
+        "fifth and sixth passes)"
     ),
 }
 # The same check with the two held-out days moved 1 and 2 days earlier (the series truncated
 # there): a change that helps the official holdout only shows here. Levels reached, as guards.
-MOVED_NOW = {1: 0.785, 2: 1.011}  # measured 0.7839 and 1.0099 (bench/RESULTS.md)
+MOVED_NOW = {1: 0.7824, 2: 0.9979}  # measured 0.7814 and 0.9969 (bench/RESULTS.md)
+# The upper band's coverage is checked on the 94 holdouts of the bench's --shifts 1,...,8 (the
+# end and 1 to 8 days earlier where three days of training remain): pooled, and per series over
+# its own holdouts. A holdout either shares its cuts' level shifts and spikes or not, so one
+# holdout's coverage is 40-100% whatever the band (bench/RESULTS.md, issue 9, sixth pass); a
+# series' mean over its holdouts is what a calibrated band can put in 85-95%. Four series cannot,
+# each with the level measured as its guard:
+SHIFTS = range(1, 9)
+COVERAGE_SHORT = {
+    "crane-series-daily.csv": (
+        0.835,  # measured 0.840
+        "four of nine holdouts (2, 3, 6 and 7 days earlier) open on a level its cuts never saw "
+        "(40-76% covered), the other five are calmer than its cuts (97-100%)",
+    ),
+    "crane/input0.csv": (
+        0.795,  # measured 0.798
+        "8 days: four holdouts, each calibrated on one to four cuts one day ahead, and its level "
+        "climbs into the held-out days (52% a day earlier)",
+    ),
+    "crane/input6.csv": (
+        0.845,  # measured 0.849
+        "one-off spikes: a holdout with one is 64-72% covered, one without 96-100%",
+    ),
+}
+# input15 repeats last week exactly: the residuals are zero, the band is the forecast, and it
+# covers every step it forecasts exactly (0.979: one holdout, 6 days earlier, did not repeat).
+COVERAGE_ABOVE = {"crane/input15.csv": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +98,13 @@ def moved() -> dict[int, dict[str, Backtest]]:
     if not (DATA / "crane").is_dir():
         pytest.skip(f"shared data {DATA} not available")
     limit_blas_threads()
-    out: dict[int, dict[str, Backtest]] = {}
-    for days in MOVED_NOW:
-        out[days] = {}
-        for name in SERIES:
-            ts, values = read_series(DATA / name)
-            keep = ts <= ts[-1] - days * DAY
-            out[days][name] = backtest(ts[keep], values[keep], holdout=2 * DAY)
+    out: dict[int, dict[str, Backtest]] = {days: {} for days in SHIFTS}
+    for name in SERIES:
+        ts, values = read_series(DATA / name)
+        for days in SHIFTS:
+            bt = backtest_moved(ts, values, days=days, holdout=2 * DAY)
+            if bt is not None:
+                out[days][name] = bt
     return out
 
 
@@ -121,10 +150,11 @@ def test_geometric_mean_with_the_holdout_moved_earlier_holds_its_level(
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "issue 9's target; 0.802 today. input6 (spike) and input15 (an exact week copy) cannot "
+        "issue 9's target; 0.8023 today. input6 (spike) and input15 (an exact week copy) cannot "
         "go below 1.0, so the other nine need 0.76 on average; input0 (1.08) and input4 (0.86: "
         "a flat level with random bursts) are furthest from it. Fixing input0 alone would reach "
-        "it (0.797), which no general change does (see input0's reason)"
+        "it (0.797), which no general change does (see input0's reason; the sixth pass's "
+        "re-anchoring moves the end by +0.0002 and the 94 holdouts from 0.912 to 0.909)"
     ),
 )
 def test_geometric_mean_of_ratios_target(results: dict[str, Backtest]) -> None:
@@ -159,10 +189,14 @@ def test_a_combination_is_chosen_only_when_it_beats_every_single_model_by_2_perc
 def test_upper_band_coverage_is_calibrated(
     results: dict[str, Backtest], moved: dict[int, dict[str, Backtest]]
 ) -> None:
-    # also with the holdout moved earlier: the pooled quantile alone covered 96.7% a day back
-    for holdouts in (results, *moved.values()):
-        coverage = [bt.coverage for bt in holdouts.values()]
-        assert 0.85 <= float(np.median(coverage)) <= 0.95
+    everywhere = [results, *moved.values()]
+    coverage = [bt.coverage for holdouts in everywhere for bt in holdouts.values()]
+    assert len(coverage) == 94
+    assert 0.85 <= float(np.mean(coverage)) <= 0.95
+    for name in SERIES:
+        mine = float(np.mean([h[name].coverage for h in everywhere if name in h]))
+        low, why = COVERAGE_SHORT.get(name, (0.85, "calibrated"))
+        assert low <= mine <= COVERAGE_ABOVE.get(name, 0.95), (name, mine, why)
     for bt in results.values():
         assert np.all(bt.forecast.upper >= bt.forecast.point)
         assert np.all(bt.forecast.point >= 0.0)
