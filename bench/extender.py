@@ -590,17 +590,18 @@ def run_size(
         offers = [json.dumps(o, separators=(",", ":")).encode() for o in orders]
     full = json.dumps({"metadata": {}, "items": nodes}).encode()
     result: dict[str, Any] = {"size": size, "names_bytes": len(names), "full_bytes": len(full)}
-    # The answers the runs will get, decoded and checked once before any run is timed: the
-    # first server answers 4,000 pods (the same seeds as the timed runs) untimed.
+    # The answers the runs will get, decoded and checked once before any run is timed: each
+    # server answers 4,000 pods (the same seeds as the timed runs) untimed (servers that answer
+    # in other bytes, e.g. main with the refusal maps, would otherwise decode theirs in the clock).
     checks = _Checks(
         [offers] if isinstance(offers, bytes) else offers, nodes[-1]["metadata"]["name"]
     )
-    if "new" in clients:
+    for server in servers if "new" in clients else ():
         _spillover(
             cluster,
             offers,
             template,
-            server=servers[0],
+            server=server,
             client="new",
             checks=checks,
             seconds=60,

@@ -41,6 +41,7 @@ __all__ = [
     "NameList",
     "NameLists",
     "NodeHead",
+    "PodParts",
     "RawArgs",
     "Victims",
     "WireError",
@@ -49,6 +50,7 @@ __all__ = [
     "decode_node_heads",
     "decode_node_names",
     "decode_pod",
+    "decode_pod_parts",
     "decode_preemption_args",
     "decode_raw_args",
     "encode",
@@ -142,6 +144,16 @@ class NodeHead(msgspec.Struct):
     metadata: _NodeMeta = msgspec.field(default_factory=_NodeMeta)
 
 
+class PodParts(msgspec.Struct, forbid_unknown_fields=True):
+    """A Pod with its ``spec`` left as JSON (``decode_pod_parts``); any other key refuses it."""
+
+    apiVersion: Any = None
+    kind: Any = None
+    metadata: Any = None
+    spec: msgspec.Raw = NULL
+    status: Any = None
+
+
 class _NodeList(msgspec.Struct):
     items: list[msgspec.Raw] | None = None
 
@@ -159,6 +171,7 @@ _ANY = msgspec.json.Decoder()
 _NAMES = msgspec.json.Decoder(list[str])
 _NODE_LIST = msgspec.json.Decoder(_NodeList)
 _NODE_HEAD = msgspec.json.Decoder(NodeHead)
+_POD_PARTS = msgspec.json.Decoder(PodParts)
 
 
 def _fields(*names: str) -> dict[str, str]:
@@ -246,6 +259,18 @@ def decode_raw_args(body: bytes, *, node_names: msgspec.Raw | None = None) -> Ra
 def decode_pod(raw: msgspec.Raw | bytes) -> dict[str, Any]:
     """The Pod of ``RawArgs`` as a dict (``WireError`` as ``decode_args`` raises it)."""
     return _pod(msgspec.Raw(raw) if isinstance(raw, bytes) else raw, "ExtenderArgs")
+
+
+def decode_pod_parts(raw: bytes) -> PodParts | None:
+    """The Pod's metadata and status decoded, its ``spec`` left as JSON (the replicas of one
+    template send the same spec bytes: ``extender.verbs.Caches.pod_json``); ``None`` when the
+    Pod has another top-level key or is not a JSON object (``decode_pod`` then decodes it as a
+    whole and names the problem).  ``spec`` is only skipped over, not checked for UTF-8: the
+    caller decodes it in full unless it is bytes it decoded before."""
+    try:
+        return _POD_PARTS.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
 
 
 def decode_args(body: bytes) -> ExtenderArgs:
