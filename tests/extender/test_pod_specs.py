@@ -20,7 +20,9 @@ from extender.wire import WireError, decode_pod
 
 POD = fixture("filter-deployment-pod-nodecache.json")["Pod"]
 META_PATHS = [p for p in paths(POD) if p and p[0] in ("metadata", "status")]
-WRONG = st.sampled_from([None, True, 0, -1, 1.5, "", "x", "²", [], ["x"], [{}], {}, {"a": 1}])
+WRONG: st.SearchStrategy[Any] = st.sampled_from(
+    [None, True, 0, -1, 1.5, "", "x", "²", [], ["x"], [{}], {}, {"a": 1}]
+)
 
 
 def _whole(raw: bytes) -> Any:
