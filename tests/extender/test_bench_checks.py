@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,3 +77,14 @@ def test_right_answers_pass(workload: int, answer: bytearray) -> None:
 def test_wrong_answers_fail(workload: int, answer: bytearray) -> None:
     with pytest.raises(RuntimeError, match=f"filter, workload {workload}"):
         _checks().filter(workload, OFFER, answer, 0, len(answer))
+
+
+def test_the_go_bench_skips_with_its_reason_without_go() -> None:
+    """``bench/extender_go.py`` is optional: no ``go`` on the PATH, one line and exit 0."""
+    script = BENCH.parent / "extender_go.py"
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # python, and no go
+    done = subprocess.run(
+        [sys.executable, str(script), "--no-append"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "skipped: no `go` on the PATH" in done.stdout
