@@ -1002,8 +1002,13 @@ def main() -> None:
         "the extender takes from the control plane on a shared machine.\n\n"
         f"{_table(results)}\n{_profiles(results)}"
     )
+    publish(section, append=not args.no_append)
+
+
+def publish(section: str, *, append: bool) -> None:
+    """Print a results section and, unless told not to, append it to bench/RESULTS.md."""
     print(section)
-    if not args.no_append:
+    if append:
         with open(ROOT / "bench/RESULTS.md", "a") as f:
             f.write(section)
 

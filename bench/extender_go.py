@@ -153,10 +153,7 @@ def main() -> int:
         "at 5,000\nnodes, DESIGN.md section 4) plus the extender's share measured here.\n\n"
         f"{_table(rows)}\n"
     )
-    print(section)
-    if not args.no_append:
-        with open(ROOT / "bench/RESULTS.md", "a") as f:
-            f.write(section)
+    bench.publish(section, append=not args.no_append)
     return 0
 
 

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from extender_helpers import fixture, web_pod_dict
+from extender_helpers import count_calls, fixture, web_pod_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from json_paths import paths, replaced
@@ -49,18 +49,11 @@ def _primed() -> Caches:
 def test_a_new_replica_skips_its_spec_and_is_the_same_pod(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls = {"spec": 0}
-    facts = model._spec_facts
-
-    def counting(*args: Any) -> Any:
-        calls["spec"] += 1
-        return facts(*args)
-
-    monkeypatch.setattr(model, "_spec_facts", counting)
+    calls = count_calls(monkeypatch, model, "_spec_facts")
     caches = Caches()
     pods = [json.dumps(web_pod_dict(i)).encode() for i in range(5)]
     got = [caches.pod_json(raw) for raw in pods]
-    assert calls["spec"] == 1  # the first replica's; the others reuse it
+    assert calls["_spec_facts"] == 1  # the first replica's; the others reuse it
     assert got == [pod_from_dict(json.loads(raw)) for raw in pods]
     assert len({pod.uid for pod in got}) == 5
 

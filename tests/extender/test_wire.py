@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from extender_helpers import count_calls
 
 from extender import wire
 
@@ -142,18 +143,11 @@ def test_adding_the_same_encoding_again_compares_nothing(monkeypatch: pytest.Mon
     lists = wire.NameLists(size=2)
     raw = msgspec.Raw(b'["a","b"]')
     first = lists.add(raw, ("a", "b"))
-    compared = {"n": 0}
-    spelling_at = lists._spelling_at
-
-    def counting(*args: Any) -> Any:
-        compared["n"] += 1
-        return spelling_at(*args)
-
-    monkeypatch.setattr(lists, "_spelling_at", counting)
+    compared = count_calls(monkeypatch, lists, "_spelling_at")
     assert lists.add(raw, ("a", "b")) is first
-    assert compared["n"] == 0
+    assert compared["_spelling_at"] == 0
     assert lists.add(msgspec.Raw(b'["a","b"]'), ("a", "b")) is first  # equal bytes, new object
-    assert compared["n"] == 1
+    assert compared["_spelling_at"] == 1
     lists.parse(b'["c"]')
     lists.parse(b'["d"]')  # both spellings of ["a","b"] evicted
     assert lists.find(b'["a","b"]') is None
