@@ -21,6 +21,8 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -99,12 +101,26 @@ func percentile(values []time.Duration, p float64) float64 {
 
 func ms(d time.Duration, n int) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
 
+// cpuSeconds is the user+system CPU of process pid so far (/proc/PID/stat), or -1.
+func cpuSeconds(pid int, tck float64) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil || pid <= 0 {
+		return -1
+	}
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+	user, _ := strconv.ParseFloat(fields[11], 64)
+	system, _ := strconv.ParseFloat(fields[12], 64)
+	return (user + system) / tck
+}
+
 func main() {
 	url := flag.String("url", "http://127.0.0.1:8888", "the extender's URL prefix")
 	podsFile := flag.String("pods", "", "one Pod JSON per line")
 	namesFile := flag.String("names", "", "a JSON list of node names")
 	seconds := flag.Float64("seconds", 8, "stop after this long")
 	warm := flag.Int("warm", 200, "pods scheduled before the clock starts")
+	pid := flag.Int("pid", 0, "the extender's process: its CPU during the timed cycles is reported")
+	tck := flag.Float64("tck", 100, "clock ticks per second of /proc/PID/stat")
 	flag.Parse()
 
 	var names []string
@@ -190,6 +206,7 @@ func main() {
 		}
 	}
 	filterT, prioritizeT, cycles, prioritized, eci = timer{}, timer{}, nil, 0, 0
+	cpu := cpuSeconds(*pid, *tck)
 	begin := time.Now()
 	for i := *warm; i < len(pods); i++ {
 		if err := cycle(pods[i]); err != nil {
@@ -201,6 +218,7 @@ func main() {
 		}
 	}
 	wall := time.Since(begin)
+	serverCPU := cpuSeconds(*pid, *tck) - cpu
 	n := len(cycles)
 	if n == 0 {
 		fmt.Fprintln(os.Stderr, "no pods scheduled: give more pods than -warm")
@@ -224,6 +242,7 @@ func main() {
 		"prioritize_decode_ms": ms(prioritizeT.decode, n),
 		"prioritized":          prioritized,
 		"single_node":          eci,
+		"server_ms_per_cycle":  serverCPU * 1000 / float64(n),
 	})
 	fmt.Println(string(out))
 }
