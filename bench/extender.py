@@ -293,11 +293,14 @@ class _Checks:
     """Every answer is checked: its bytes equal an answer this workload got before (``memcmp``),
     or it is decoded in full and checked against the policy the bench set up, then remembered.
 
-    Filter, pod of workload ``i``: HTTP 200, no error, no ``Nodes``; NodeNames, FailedNodes and
-    FailedAndUnresolvableNodes split the offered names exactly (each name in one of them);
-    an unmanaged workload (odd ``i``) gets every offered name back; a managed one gets one
-    unit: every ECS node, or the virtual node.  Prioritize: HTTP 200, hosts among those offered,
-    scores in 0..10 (``MaxExtenderPriority``)."""
+    Filter, pod of workload ``i``: HTTP 200, no error, no ``Nodes``; NodeNames are offered names,
+    each once; an answer that carries a refusal map (FailedNodes or FailedAndUnresolvableNodes
+    not null: ``--refusals always``, or an answer that accepts no node) splits the offered names
+    exactly between NodeNames and the maps; a compact answer (a node accepted, both maps null:
+    the default since 2026-12-02 15:30 UTC) leaves the other offered names out, and they are its
+    refusals.  An unmanaged workload (odd ``i``) gets every offered name back; a managed one gets
+    one unit: every ECS node, or the virtual node.  Prioritize: HTTP 200, hosts among those
+    offered, scores in 0..10 (``MaxExtenderPriority``)."""
 
     def __init__(self, offers: list[bytes], virtual: str) -> None:
         self.offered = {offer: msgspec.json.decode(offer, type=list[str]) for offer in offers}
@@ -317,14 +320,17 @@ class _Checks:
         result = msgspec.json.decode(data, type=dict[str, Any])  # ExtenderFilterResult
         offered = self.offered[offer]
         accepted = result.get("NodeNames") or []
-        refused = {
-            **(result.get("FailedNodes") or {}),
-            **(result.get("FailedAndUnresolvableNodes") or {}),
-        }
+        failed, unresolvable = result.get("FailedNodes"), result.get("FailedAndUnresolvableNodes")
+        refused = {**(failed or {}), **(unresolvable or {})}
         problems = []
         if result.get("Error") or result.get("Nodes") is not None:
             problems.append(f"Error {result.get('Error')!r}, Nodes {result.get('Nodes')!r:.200}")
-        if sorted([*accepted, *refused]) != sorted(offered) or set(accepted) & set(refused):
+        if len(set(accepted)) != len(accepted) or not set(accepted) <= set(offered):
+            problems.append("accepted names that were not offered, or a name twice")
+        with_maps = failed is not None or unresolvable is not None or not accepted
+        if with_maps and (
+            sorted([*accepted, *refused]) != sorted(offered) or set(accepted) & set(refused)
+        ):
             problems.append("accepted and refused names do not split the offered ones")
         if workload % 2 and accepted != offered:
             problems.append("an unmanaged pod did not get every offered node")
@@ -520,10 +526,15 @@ def _pods(template: dict[str, Any], count: int, seed: int) -> list[bytes]:
 
 def _serve_argv(cluster: Path, port: int, server: str) -> tuple[list[str], Path]:
     """The command line for ``server``: a server name, or ``NAME@DIR`` for the code in checkout
-    DIR with its default server (e.g. ``uvicorn@../main``: the main branch, "before")."""
+    DIR with its default server (e.g. ``uvicorn@../main``: the main branch, "before"); a suffix
+    ``+always`` adds ``--refusals always`` (every filter answer with its refusal maps, as before
+    2026-12-02 15:30 UTC; only for code that has the flag)."""
+    server, _, refusals = server.partition("+")
     name, _, code = server.partition("@")
     argv = [sys.executable, "-m", "extender.cli", "serve", "--cluster", str(cluster)]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    if refusals:
+        argv += ["--refusals", refusals]
     if code:
         return argv, Path(code).resolve()
     return [*argv, "--server", name], ROOT
@@ -579,17 +590,18 @@ def run_size(
         offers = [json.dumps(o, separators=(",", ":")).encode() for o in orders]
     full = json.dumps({"metadata": {}, "items": nodes}).encode()
     result: dict[str, Any] = {"size": size, "names_bytes": len(names), "full_bytes": len(full)}
-    # The answers the runs will get, decoded and checked once before any run is timed: the
-    # first server answers 4,000 pods (the same seeds as the timed runs) untimed.
+    # The answers the runs will get, decoded and checked once before any run is timed: each
+    # server answers 4,000 pods (the same seeds as the timed runs) untimed (servers that answer
+    # in other bytes, e.g. main with the refusal maps, would otherwise decode theirs in the clock).
     checks = _Checks(
         [offers] if isinstance(offers, bytes) else offers, nodes[-1]["metadata"]["name"]
     )
-    if "new" in clients:
+    for server in servers if "new" in clients else ():
         _spillover(
             cluster,
             offers,
             template,
-            server=servers[0],
+            server=server,
             client="new",
             checks=checks,
             seconds=60,
@@ -703,11 +715,12 @@ def _bin_of(func: tuple[str, int, str]) -> str | None:
 
 
 def _app_profile(
-    size: int, cluster: Path, pairs: int = 1_500, *, direct: bool = False
+    size: int, cluster: Path, pairs: int = 1_500, *, direct: bool = False, refusals: str = ""
 ) -> dict[str, float]:
     """In the child: CPU ms per pair of the app alone, in total and per bin.  ``direct``: the
     verbs are called as the builtin server calls them (``direct_routes``: body in, answer out),
-    else through ASGI as uvicorn and granian call them."""
+    else through ASGI as uvicorn and granian call them.  ``refusals``: the ``--refusals``
+    setting, if not the default."""
     import asyncio
     import cProfile
     import pstats
@@ -721,7 +734,8 @@ def _app_profile(
 
     nodes, _, template = _cluster(size)
     names = json.dumps([n["metadata"]["name"] for n in nodes], separators=(",", ":")).encode()
-    app = create_app(state=load_cluster(cluster), ledger=Ledger(), settings=Settings())
+    settings = Settings(refusals=refusals) if refusals else Settings()
+    app = create_app(state=load_cluster(cluster), ledger=Ledger(), settings=settings)
     decode = msgspec.json.Decoder(_Answer).decode
     spent = [0]
     routes = app.direct_routes() if direct else {}
@@ -792,6 +806,9 @@ def _app_profile(
 def _profile(size: int, cluster: Path, server: str) -> dict[str, float]:
     _, code = _serve_argv(cluster, 0, server)
     argv = [sys.executable, __file__, "--profile-child", str(size), "--cluster", str(cluster)]
+    server, _, refusals = server.partition("+")
+    if refusals:
+        argv += ["--profile-refusals", refusals]
     child = subprocess.run(
         [*argv, "--profile-direct"] if server.partition("@")[0] == "builtin" else argv,
         env={**os.environ, "PYTHONPATH": str(code)},
@@ -902,7 +919,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,5000,10000")
     parser.add_argument(
-        "--servers", default="builtin,uvicorn,granian", help="HTTP servers to compare"
+        "--servers",
+        default="builtin,uvicorn,granian",
+        help="HTTP servers to compare: NAME, NAME@DIR (the code in DIR), either +always "
+        "(--refusals always)",
     )
     parser.add_argument(
         "--clients",
@@ -919,11 +939,17 @@ def main() -> None:
     parser.add_argument("--profile-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cluster", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--profile-direct", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-refusals", default="", help=argparse.SUPPRESS)
     parser.add_argument("--note", default="", help="a line for RESULTS.md (e.g. machine load)")
     parser.add_argument("--no-append", action="store_true", help="do not write bench/RESULTS.md")
     args = parser.parse_args()
     if args.profile_child:
-        profile = _app_profile(args.profile_child, args.cluster, direct=args.profile_direct)
+        profile = _app_profile(
+            args.profile_child,
+            args.cluster,
+            direct=args.profile_direct,
+            refusals=args.profile_refusals,
+        )
         print(json.dumps(profile))
         return
     servers = args.servers.split(",")
@@ -976,8 +1002,13 @@ def main() -> None:
         "the extender takes from the control plane on a shared machine.\n\n"
         f"{_table(results)}\n{_profiles(results)}"
     )
+    publish(section, append=not args.no_append)
+
+
+def publish(section: str, *, append: bool) -> None:
+    """Print a results section and, unless told not to, append it to bench/RESULTS.md."""
     print(section)
-    if not args.no_append:
+    if append:
         with open(ROOT / "bench/RESULTS.md", "a") as f:
             f.write(section)
 

@@ -32,7 +32,15 @@ from .metrics import Metrics
 from .model import ModelError, NodeKindSettings
 from .policies import PolicyError, load_policies
 from .ports import BackgroundTask, Binder, BindError
-from .settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT, DEFAULT_SERVER, SERVERS, Settings
+from .settings import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_PORT,
+    DEFAULT_REFUSALS,
+    DEFAULT_SERVER,
+    REFUSALS,
+    SERVERS,
+    Settings,
+)
 from .snapshot import ClusterState, load_cluster
 from .verbs import FAILURE_POLICIES
 
@@ -87,6 +95,15 @@ _FLAGS = (
         "error",
         "filter answer while the cache is not synced (or stale): pass everything, or an Error",
         FAILURE_POLICIES,
+    ),
+    _Flag(
+        "refusals",
+        str,
+        DEFAULT_REFUSALS,
+        "when a filter answer names the refused nodes and why: only when it accepts no node "
+        "(enough for kube-scheduler v1.31+, see README 'Refusals'), or always (several "
+        "filtering extenders on an older kube-scheduler)",
+        REFUSALS,
     ),
     _Flag("reservation-ttl", float, 30.0, "seconds an unconfirmed filter reservation lives"),
     _Flag(

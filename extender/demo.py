@@ -87,8 +87,18 @@ def _short(name: str) -> str:
     )
 
 
-def _summary(verb: str, answer: Any) -> tuple[str, str]:
-    """(accepted, refused/scores/victims) columns."""
+def _offered(body: Any) -> list[str]:
+    """The node names a filter request offers (names, or full Nodes)."""
+    if not isinstance(body, dict):
+        return []
+    if body.get("NodeNames") is not None:
+        return list(body["NodeNames"])
+    return [n["metadata"]["name"] for n in (body.get("Nodes") or {}).get("items") or []]
+
+
+def _summary(verb: str, answer: Any, offered: Sequence[str] = ()) -> tuple[str, str]:
+    """(accepted, refused/scores/victims) columns; ``offered``: the names filter was offered
+    (an answer that accepts a node names no refusals, see ``extender.app``)."""
     if not isinstance(answer, (dict, list)):
         return "-", str(answer)
     if verb == "filter":
@@ -104,6 +114,11 @@ def _summary(verb: str, answer: Any) -> tuple[str, str]:
         }
         reasons = sorted(set(refused.values()))
         why = f"{','.join(_short(n) for n in refused)}: {' | '.join(reasons)}" if refused else ""
+        silent = [n for n in offered if n not in refused and n not in (names or [])]
+        if silent:  # left out of an answer that accepts a node
+            why = (
+                f"{','.join(_short(n) for n in silent)}: refused (no reasons sent: a node is left)"
+            )
         return ",".join(_short(n) for n in names or []) or "(none)", why
     if verb == "prioritize":
         assert isinstance(answer, list)
@@ -172,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             verb = path.name.split("-", 1)[0]
             body = path.read_bytes()
             status, answer = _post(conn, f"/scheduler/{verb}", body)
-            accepted, detail = _summary(verb, answer)
+            accepted, detail = _summary(verb, answer, _offered(json.loads(body)))
             rows.append(
                 (path.name, verb, _pod_name(json.loads(body)), str(status), accepted, detail)
             )

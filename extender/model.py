@@ -26,6 +26,7 @@ __all__ = [
     "NodeKindSettings",
     "OwnerRef",
     "Pod",
+    "PodSpecFacts",
     "Resources",
     "Taint",
     "Toleration",
@@ -263,6 +264,33 @@ class Pod:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PodSpecFacts:
+    """What ``pod_from_dict`` reads from a Pod's ``spec``: a function of the spec alone (the
+    pod's name appears only in error messages), so the replicas of one template share it and
+    the extender memoises it by the spec's exact JSON bytes (``extender.verbs.Caches``)."""
+
+    requests: Resources
+    node_name: str
+    tolerations: tuple[Toleration, ...]
+    node_selector: Mapping[str, str]
+    required_affinity: tuple[tuple[tuple[str, str, tuple[str, ...]], ...], ...]
+    priority: int
+    scheduler_name: str
+
+    @classmethod
+    def of(cls, pod: Pod) -> PodSpecFacts:
+        return cls(
+            pod.requests,
+            pod.node_name,
+            pod.tolerations,
+            pod.node_selector,
+            pod.required_affinity,
+            pod.priority,
+            pod.scheduler_name,
+        )
+
+
 def _is_ascii_number(text: str) -> bool:
     """Kubernetes writes ordinals in ASCII; ``str.isdigit`` also takes "²", which ``int`` refuses."""
     return text.isascii() and text.isdigit()
@@ -362,18 +390,50 @@ def _max(a: _Amounts, b: _Amounts) -> _Amounts:
     return max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
 
 
-def pod_from_dict(raw: Mapping[str, Any]) -> Pod:
-    """A ``Pod`` from its Kubernetes JSON; raises ``ModelError`` naming the bad field."""
+def pod_from_dict(raw: Mapping[str, Any], *, spec: PodSpecFacts | None = None) -> Pod:
+    """A ``Pod`` from its Kubernetes JSON; raises ``ModelError`` naming the bad field.
+
+    ``spec``: the facts this function read from an equal ``spec`` before (``raw["spec"]`` is
+    then not read): the same ``Pod``, the spec's work skipped."""
     if not isinstance(raw, Mapping):
         raise ModelError("Pod: expected a JSON object")
     meta = _map(raw.get("metadata"), "Pod.metadata")
-    spec = _map(raw.get("spec"), "Pod.spec")
+    spec_raw = _map(raw.get("spec"), "Pod.spec") if spec is None else {}
     status = _map(raw.get("status"), "Pod.status")
     name = _str(meta.get("name"), "Pod.metadata.name")
     namespace = _str(meta.get("namespace") or "default", "Pod.metadata.namespace")
     where = f"Pod {namespace}/{name}"
     labels = _str_map(meta.get("labels"), f"{where}: metadata.labels")
     owner = _controller(meta.get("ownerReferences"), where)
+    # the checks run in this order (the first bad field is the one named), annotations between
+    # the spec's priority and its requests
+    head = _spec_head(spec_raw, where) if spec is None else ((), 0)
+    annotations = _str_map(meta.get("annotations"), f"{where}: metadata.annotations")
+    if spec is None:
+        spec = _spec_facts(spec_raw, where, *head)
+    return Pod(
+        uid=str(meta.get("uid") or f"{namespace}/{name}"),
+        name=name,
+        namespace=namespace,
+        labels=labels,
+        annotations=annotations,
+        requests=spec.requests,
+        owner=owner,
+        node_name=spec.node_name,
+        phase=str(status.get("phase") or "Pending"),
+        terminating=meta.get("deletionTimestamp") is not None,
+        tolerations=spec.tolerations,
+        node_selector=spec.node_selector,
+        required_affinity=spec.required_affinity,
+        priority=spec.priority,
+        scheduler_name=spec.scheduler_name,
+        nominated_node=str(status.get("nominatedNodeName") or ""),
+        created=_timestamp(meta.get("creationTimestamp")),
+        workload=workload_of(namespace, name, owner, labels),
+    )
+
+
+def _spec_head(spec: Mapping[str, Any], where: str) -> tuple[tuple[Toleration, ...], int]:
     tolerations = tuple(
         Toleration(
             key=str(t.get("key") or ""),
@@ -386,25 +446,20 @@ def pod_from_dict(raw: Mapping[str, Any]) -> Pod:
     priority = spec.get("priority") or 0
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise ModelError(f"{where}: spec.priority must be an integer")
-    return Pod(
-        uid=str(meta.get("uid") or f"{namespace}/{name}"),
-        name=name,
-        namespace=namespace,
-        labels=labels,
-        annotations=_str_map(meta.get("annotations"), f"{where}: metadata.annotations"),
+    return tolerations, priority
+
+
+def _spec_facts(
+    spec: Mapping[str, Any], where: str, tolerations: tuple[Toleration, ...], priority: int
+) -> PodSpecFacts:
+    return PodSpecFacts(
         requests=pod_requests(spec, where=where),
-        owner=owner,
         node_name=str(spec.get("nodeName") or ""),
-        phase=str(status.get("phase") or "Pending"),
-        terminating=meta.get("deletionTimestamp") is not None,
         tolerations=tolerations,
         node_selector=_str_map(spec.get("nodeSelector"), f"{where}: spec.nodeSelector"),
         required_affinity=_required_affinity(spec.get("affinity"), where),
         priority=priority,
         scheduler_name=str(spec.get("schedulerName") or "default-scheduler"),
-        nominated_node=str(status.get("nominatedNodeName") or ""),
-        created=_timestamp(meta.get("creationTimestamp")),
-        workload=workload_of(namespace, name, owner, labels),
     )
 
 

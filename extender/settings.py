@@ -6,7 +6,15 @@ from dataclasses import dataclass, field
 
 from .model import NodeKindSettings
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_PORT", "DEFAULT_SERVER", "SERVERS", "Settings"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_PORT",
+    "DEFAULT_REFUSALS",
+    "DEFAULT_SERVER",
+    "REFUSALS",
+    "SERVERS",
+    "Settings",
+]
 
 DEFAULT_PORT = 8888
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -17,6 +25,11 @@ a full-Node ExtenderArgs is 22 MB at 5,000 nodes and 44 MB at 10,000; 64 MiB lea
 SERVERS = ("builtin", "uvicorn", "granian")
 DEFAULT_SERVER = "builtin"
 """The HTTP server of ``spillover-extender serve`` (``extender.server``)."""
+
+REFUSALS = ("when-unschedulable", "always")
+DEFAULT_REFUSALS = "when-unschedulable"
+"""When a filter answer carries the policy's refusals (``FailedAndUnresolvableNodes``) and the
+unknown names (``FailedNodes``): only when it accepts no node, or always (``extender.app``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,4 +53,5 @@ class Settings:
     expire_interval: float = 5.0
     deletion_cost: bool = True
     server: str = DEFAULT_SERVER
+    refusals: str = DEFAULT_REFUSALS
     kinds: NodeKindSettings = field(default_factory=NodeKindSettings)

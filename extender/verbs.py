@@ -26,6 +26,7 @@ from .model import (
     NodeKind,
     NodeKindSettings,
     Pod,
+    PodSpecFacts,
     Taint,
     WorkloadKey,
     is_daemon_or_static,
@@ -34,7 +35,7 @@ from .model import (
 )
 from .policy import Decision, ResourcePolicy, decide, policy_for, unit_counts
 from .snapshot import ClusterState
-from .wire import Encodings, NameList, NameLists, decode_pod
+from .wire import Encodings, NameList, NameLists, decode_pod, decode_pod_parts
 
 __all__ = [
     "FAILURE_POLICIES",
@@ -149,6 +150,8 @@ class Caches:
     ``pods``        pod uid                            a hit needs the very same body (``==``);
                                                        LRU of 1,024
     ``pod_bodies``  the Pod's exact JSON bytes         bytes are the key; LRU of 256
+    ``pod_specs``   a Pod's exact ``spec`` JSON bytes  bytes are the key (only specs that parsed
+                                                       without error); LRU of 256
     ``decisions``   pod uid                            filter's decision, reused by prioritize
                                                        for the same ``Pod`` on the same node
                                                        generation; LRU of 256
@@ -168,6 +171,7 @@ class Caches:
     nodes: _Lru[tuple[str, str], Node] = field(default_factory=lambda: _Lru(20_000))
     pods: _Lru[str, tuple[Mapping[str, object], Pod]] = field(default_factory=lambda: _Lru(1_024))
     pod_bodies: _Lru[bytes, Pod] = field(default_factory=lambda: _Lru(256))
+    pod_specs: _Lru[bytes, PodSpecFacts] = field(default_factory=lambda: _Lru(256))
     decisions: _Lru[str, tuple[Pod, int, Decision]] = field(default_factory=lambda: _Lru(256))
     encodings: Encodings = field(default_factory=Encodings)
     names: NameLists = field(default_factory=NameLists)
@@ -250,8 +254,23 @@ class Caches:
         key, so it gets its own decision or its own 400 (as with ``pod``)."""
         cached = self.pod_bodies.get(raw)
         if cached is None:
-            cached = self.pod_bodies.put(raw, pod_from_dict(decode_pod(raw)))
+            cached = self.pod_bodies.put(raw, self._pod_from_json(raw))
         return cached
+
+    def _pod_from_json(self, raw: bytes) -> Pod:
+        """A new replica of a known template (its ``spec`` bytes seen before) costs only its
+        metadata and status: the spec's facts are reused (``pod_specs``).  Anything else is
+        decoded in full, as before, so the Pod and any error are the same."""
+        parts = decode_pod_parts(raw)
+        if parts is None:
+            return pod_from_dict(decode_pod(raw))
+        spec = bytes(parts.spec)
+        facts = self.pod_specs.get(spec)
+        if facts is None:  # decoded in full: UTF-8 and every field checked
+            pod = pod_from_dict(decode_pod(raw))
+            self.pod_specs.put(spec, PodSpecFacts.of(pod))
+            return pod
+        return pod_from_dict({"metadata": parts.metadata, "status": parts.status}, spec=facts)
 
     def remember(self, pod: Pod, generation: int, decision: Decision) -> None:
         """Filter's decision for ``pod``, reused by prioritize in the same scheduling cycle."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from extender.app import create_app
 from extender.ledger import Ledger
@@ -124,3 +127,16 @@ def client(
         **kwargs,
     )
     return TestClient(app, raise_server_exceptions=False)
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> Counter[str]:
+    """``owner.name`` replaced (for the test) by a wrapper that counts its calls under ``name``."""
+    calls: Counter[str] = Counter()
+    function = getattr(owner, name)
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[name] += 1
+        return function(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls

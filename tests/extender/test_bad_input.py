@@ -191,15 +191,39 @@ def test_unknown_paths_and_wrong_methods() -> None:
 
 
 def test_unknown_node_names_come_back_in_failed_nodes() -> None:
+    """With ``--refusals always``; by default a non-empty answer names neither (the next test)."""
     body = fixture("filter-deployment-pod-nodecache.json")
     body["NodeNames"] = [*body["NodeNames"], "cn-hangzhou.192.168.0.99"]
-    response = CLIENT.post("/filter", content=json.dumps(body))
+    with client(shop_state(), settings=Settings(refusals="always")) as c:
+        response = c.post("/filter", content=json.dumps(body))
     result = msgspec.json.decode(response.content, type=wire.ExtenderFilterResult)
     assert result.NodeNames == list(ECS)
     assert result.FailedNodes == {
         "cn-hangzhou.192.168.0.99": "node cn-hangzhou.192.168.0.99 is not in the extender's cache yet"
     }
     assert set(result.FailedAndUnresolvableNodes or {}) == {VIRTUAL}
+
+
+def test_unknown_node_names_are_left_out_of_an_answer_that_accepts_a_node() -> None:
+    body = fixture("filter-deployment-pod-nodecache.json")
+    body["NodeNames"] = [*body["NodeNames"], "cn-hangzhou.192.168.0.99"]
+    response = CLIENT.post("/filter", content=json.dumps(body))
+    result = msgspec.json.decode(response.content, type=wire.ExtenderFilterResult)
+    assert result.NodeNames == list(ECS)
+    assert (result.FailedNodes, result.FailedAndUnresolvableNodes) == (None, None)
+
+
+def test_unknown_node_names_come_back_with_the_refusals_when_no_node_is_accepted() -> None:
+    """The pod overflows to ECI, which this call does not offer: nothing accepted, so the answer
+    names every refused node with its reason and every unknown name."""
+    body = fixture("filter-deployment-pod-nodecache.json")
+    body["NodeNames"] = [*ECS, "cn-hangzhou.192.168.0.99"]
+    with client(shop_state(web_max=0)) as c:
+        response = c.post("/filter", content=json.dumps(body))
+    result = msgspec.json.decode(response.content, type=wire.ExtenderFilterResult)
+    assert result.NodeNames == []
+    assert list(result.FailedNodes or {}) == ["cn-hangzhou.192.168.0.99"]
+    assert set(result.FailedAndUnresolvableNodes or {}) == set(ECS)
 
 
 def test_only_unknown_nodes_are_all_failed_not_refused() -> None:

@@ -134,6 +134,6 @@ def test_burst_on_a_large_cluster_uses_the_whole_ecs_group() -> None:
                 counts["eci"] += 1
             else:
                 assert result.NodeNames == names[:-1]
-                assert set(result.FailedAndUnresolvableNodes or {}) == {"virtual-node"}
+                assert result.FailedAndUnresolvableNodes is None  # a node is left
                 counts["ecs"] += 1
     assert counts == {"ecs": 10, "eci": 40}

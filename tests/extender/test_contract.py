@@ -93,10 +93,11 @@ def test_keys_are_case_insensitive_like_go(name: str) -> None:
         assert msgspec.json.decode(got.content) == msgspec.json.decode(expected.content)
 
 
+@pytest.mark.parametrize("refusals", ["when-unschedulable", "always"])
 @pytest.mark.parametrize("mode", ["nodecache", "fullnodes"])
-def test_web_deployment_pod_is_kept_on_ecs(mode: str) -> None:
+def test_web_deployment_pod_is_kept_on_ecs(mode: str, refusals: str) -> None:
     ledger = Ledger()
-    with client(shop_state(), ledger) as c:
+    with client(shop_state(), ledger, Settings(refusals=refusals)) as c:
         result = _post(c, "filter", fixture(f"filter-deployment-pod-{mode}.json"))
         scores = _post(c, "prioritize", fixture(f"prioritize-deployment-pod-{mode}.json"))
     accepted = (
@@ -105,8 +106,11 @@ def test_web_deployment_pod_is_kept_on_ecs(mode: str) -> None:
         else [n["metadata"]["name"] for n in result.Nodes["items"]]
     )
     assert accepted == list(ECS)
-    assert set(result.FailedAndUnresolvableNodes) == {VIRTUAL}
-    assert "not unit 1 (eci)" in result.FailedAndUnresolvableNodes[VIRTUAL]
+    if refusals == "always":
+        assert set(result.FailedAndUnresolvableNodes) == {VIRTUAL}
+        assert "not unit 1 (eci)" in result.FailedAndUnresolvableNodes[VIRTUAL]
+    else:  # a node is left: kube-scheduler would not read the refusals
+        assert result.FailedAndUnresolvableNodes is None
     assert not result.FailedNodes
     assert {p.Host: p.Score for p in scores} == dict.fromkeys(ECS, 10)
     uid = fixture(f"filter-deployment-pod-{mode}.json")["Pod"]["metadata"]["uid"]
@@ -121,7 +125,7 @@ def test_web_pod_overflows_to_the_virtual_node_when_ecs_is_at_max() -> None:
         result = _post(c, "filter", body)
         scores = _post(c, "prioritize", body)
     assert result.NodeNames == [VIRTUAL]
-    assert set(result.FailedAndUnresolvableNodes) == set(ECS)
+    assert result.FailedAndUnresolvableNodes is None
     assert [(p.Host, p.Score) for p in scores] == [(VIRTUAL, 10)]
 
 
@@ -394,5 +398,5 @@ def test_full_node_mode_uses_offered_nodes_the_cache_does_not_know() -> None:
         again = _post(c, "filter", body)  # parsed Node objects are memoised per resourceVersion
     for result in (first, again):
         assert [n["metadata"]["name"] for n in result.Nodes["items"]] == list(ECS)
-        assert set(result.FailedAndUnresolvableNodes) == {VIRTUAL}
+        assert result.FailedAndUnresolvableNodes is None
         assert not result.FailedNodes

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from extender import policy as policy_module
 from extender import verbs, wire
 from extender.model import pod_from_dict
+from extender.settings import Settings
 from extender.snapshot import ClusterState
 
 
@@ -133,13 +134,14 @@ def test_locate_node_names_finds_the_list_without_decoding_it() -> None:
 
 def test_a_reordered_offer_gets_the_same_verdicts() -> None:
     names = [*ECS, VIRTUAL]
-    http = client(shop_state())
+    http = client(shop_state(), settings=Settings(refusals="always"))  # the maps compared too
     answers = [
         http.post("/filter", content=_compact(web_pod_dict(i), order)).json()
         for i, order in enumerate([names, names[::-1]])
     ]
     assert set(answers[0]["NodeNames"]) == set(answers[1]["NodeNames"]) == set(ECS)
     assert answers[0]["FailedAndUnresolvableNodes"] == answers[1]["FailedAndUnresolvableNodes"]
+    assert set(answers[0]["FailedAndUnresolvableNodes"]) == {VIRTUAL}
 
 
 def test_a_scheduling_cycle_decodes_the_pod_once_and_decides_once(

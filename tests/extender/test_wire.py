@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from extender_helpers import count_calls
 
 from extender import wire
 
@@ -134,3 +135,22 @@ def test_a_list_in_another_order_is_the_same_list() -> None:
     assert lists.find(b'["c","a","b"]') is first  # now known by these bytes too
     assert lists.parse(b'["a","a","b"]') is not first  # a name twice
     assert lists.parse(b'["a","b","d"]') is not first
+
+
+def test_adding_the_same_encoding_again_compares_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Filter adds a unit's memoised encoding for every pod it sends there: known by identity
+    while its spelling is known; once evicted it is compared and remembered again."""
+    lists = wire.NameLists(size=2)
+    raw = msgspec.Raw(b'["a","b"]')
+    first = lists.add(raw, ("a", "b"))
+    compared = count_calls(monkeypatch, lists, "_spelling_at")
+    assert lists.add(raw, ("a", "b")) is first
+    assert compared["_spelling_at"] == 0
+    assert lists.add(msgspec.Raw(b'["a","b"]'), ("a", "b")) is first  # equal bytes, new object
+    assert compared["_spelling_at"] == 1
+    lists.parse(b'["c"]')
+    lists.parse(b'["d"]')  # both spellings of ["a","b"] evicted
+    assert lists.find(b'["a","b"]') is None
+    again = lists.add(raw, ("a", "b"))
+    assert again.names == ("a", "b")
+    assert lists.find(b'["a","b"]') is again  # known again: prioritize will find it
