@@ -3,7 +3,8 @@
 Scale-down, consolidation and rebalance all evict pods through the Eviction API; they differ in
 what they need afterwards.  Emptying a node (``blocker``) needs only that the pod may go: it has a
 controller (a bare pod would be lost) and is not annotated
-``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"``.  Moving a pod from ECI to ECS
+``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"``; scale-down also leaves a Job's pod
+whose lost work would cost more than a restart (``drain_blocker``, below).  Moving a pod from ECI to ECS
 (``move_blocker``) also needs its controller to create a replacement, which the extender then
 places: ReplicaSets (Deployments), StatefulSets, ReplicationControllers and Jobs do.  Bare pods
 never move, whatever their expected run time.
@@ -42,6 +43,7 @@ __all__ = [
     "SAFE_TO_EVICT",
     "blocker",
     "checkpoint_interval",
+    "drain_blocker",
     "loses_progress",
     "lost_work",
     "move_blocker",
@@ -60,6 +62,24 @@ def blocker(pod: Pod) -> str | None:
     if pod.annotations.get(SAFE_TO_EVICT, "").lower() == "false":
         return f'is annotated {SAFE_TO_EVICT}: "false"'
     return None
+
+
+def drain_blocker(pod: Pod, *, now: float, share_per_hour: float, restart: float) -> str | None:
+    """Why scale-down may not evict ``pod`` to empty its node now: ``blocker``'s reasons, or a
+    Job's pod whose lost work (``lost_work`` since its creation), at ``share_per_hour`` (its
+    share of its node's price), would cost more than a ``restart``.  Scale-down does not weigh
+    what removing the node saves, so it takes no work it would throw away: the node waits for
+    the pod's end (a pod just started, just past a checkpoint, or checkpointing always goes)."""
+    why = blocker(pod)
+    if why is None:
+        lost = lost_work(pod, ran=now - pod.created)
+        price = lost * share_per_hour / 3600
+        if price > restart:
+            why = (
+                f"would lose {lost / 60:.0f} min of its Job's work ({price:.2f} CNY at its share "
+                f"of the node, more than a {restart:g} CNY restart)"
+            )
+    return why
 
 
 def move_blocker(pod: Pod) -> str | None:
