@@ -8,8 +8,10 @@ cluster-autoscaler would), and every pod running on ECI for lack of ECS room tha
 (``costs.ecs_cheaper``; scale-up then judges the nodes it really builds with
 ``costs.new_node_pays``).  The expected remaining run time is the annotation
 ``spillover.dev/expected-duration`` (``8h``, ``3600``) less the pod's age or, for Deployments,
-StatefulSets and ReplicaSets without it, the whole horizon.  A Job's pod moved to ECS runs
-again the work it has lost (``eviction.lost_work``), which the new node must pay for too.  DaemonSet
+StatefulSets and ReplicaSets without it, the whole horizon; a Job's pod is expected to run at
+least as long again as it has run (without the annotation, or past it: heavy-tailed lifetimes,
+as ``predictive.pinned`` assumes).  A Job's pod moved to ECS runs again the work it has lost
+(``eviction.lost_work``), which the new node must pay for too.  DaemonSet
 pods are not demand: a new node's DaemonSets are ``settings.daemonset_overhead``, subtracted from
 its allocatable.  Pending pods no policy unit can take get their reason in ``unschedulable``.
 """
@@ -28,7 +30,7 @@ from extender.policy import ResourcePolicy, decide, policy_for, unit_counts
 
 from .context import Context, IntArray
 from .costs import ecs_cheaper
-from .eviction import lost_work, move_blocker
+from .eviction import loses_progress, lost_work, move_blocker
 from .nodegroup import annotation_seconds
 
 __all__ = ["EXPECTED_DURATION", "Demand", "Keep", "cheaper_on_a_new_node", "collect", "remaining"]
@@ -39,19 +41,22 @@ _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
 
 def remaining(pod: Pod, *, now: float, horizon: float, outlived: float = 0.0) -> float:
     """Seconds ``pod`` is expected to keep running; 0 when unknown (it then stays on ECI).
+    A Job's pod (``eviction.loses_progress``): at least its age.
 
     ``outlived``: what a replica of a Deployment, StatefulSet or ReplicaSet that has outlived
     its ``expected-duration`` is still expected to run (it is still serving; 0: nothing)."""
     raw = pod.annotations.get(EXPECTED_DURATION)
     service = pod.workload is not None and pod.workload.kind in _LONG_RUNNING
+    age = max(now - pod.created, 0.0) if pod.created > 0 else 0.0
+    # A Job's pod is expected to run at least as long again as it has run
+    floor = age if loses_progress(pod) else 0.0
     if raw is not None:
         total = annotation_seconds(raw)
         if total is None:  # a bad annotation counts as unknown: the pod stays where it is
             return 0.0
-        age = now - pod.created if pod.created > 0 else 0.0
-        left = max(total - max(age, 0.0), 0.0)
-        return left if left > 0 or not service else outlived
-    return horizon if service else 0.0
+        left = max(total - age, 0.0)
+        return max(left, floor) if left > 0 or not service else outlived
+    return horizon if service else floor
 
 
 @dataclass(slots=True)

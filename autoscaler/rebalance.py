@@ -18,7 +18,9 @@ that the extender places on ECS) and the replay simulates them.  A pod on ECI is
   again (``eviction.lost_work``: a Job's pod starts over, all it ran since its start or its last
   checkpoint; a service replica loses none) at its share of the price of the cheapest node it
   may use.  The room is already paid for, so the rest of ECI's bill is the saving: a Job's pod
-  moves early in its life and stays once the re-run would cost more than ECI's bill left;
+  with a run-time estimate moves early in its life and stays once the re-run would cost more
+  than ECI's bill left (past its estimate it is expected to run as long again as it has run,
+  so it moves when its share of the node costs less than ECI, whatever its age);
 - its PodDisruptionBudget allows one more disruption, and the rate limit (``limit`` moves now;
   ``allowed`` turns a per-minute budget and the recent moves into it) is not used up.
 

@@ -36,8 +36,10 @@ that says so.  What is replayed:
   reclaimed node) makes its replacement run again all the work it had done (the trace has no
   checkpoints: ``eviction.lost_work`` without ``spillover.dev/checkpoint-interval``), so the
   replay ends it that much later and bills that re-run as lost work, and rebalance moves it only
-  while its ECI bill left is worth more than that re-run (``costs.move_saving``: early in its
-  life).  Each task's expected run time is the same history rule (below; measured, it judges
+  while ECI's bill for the time it is expected to run on (its estimate, but at least as long
+  again as it has run: ``demand.remaining``) beats the restart plus that re-run at its share of
+  an ECS node (``costs.move_saving``); scale-down does not evict it once that work is worth more
+  than a restart (``eviction.drain_blocker``).  Each task's expected run time is the same history rule (below; measured, it judges
   moves better than the planner's one-horizon guess for a Deployment without the annotation:
   bench/RESULTS.md, issue 12).  ``owners="services"`` keeps the non-``LS`` tasks bare pods
   (``Pod/openb/<name>``: never moved nor evicted), the default before Jobs lost their work

@@ -268,3 +268,21 @@ def test_a_jobs_pod_judged_worth_moving_is_judged_again_as_its_lost_work_grows()
     assert memo.skips == {"rebalance": 1}
     assert ask(NOW + 3000, memo) == ask(NOW + 3000, None) == Moves()
     assert memo.skips == {"rebalance": 1}
+
+
+def test_a_jobs_pod_is_expected_to_run_at_least_as_long_again_as_it_has_run() -> None:
+    from autoscaler.demand import remaining
+
+    # past its estimate, or without one, a Job's pod is expected to run as long again (the
+    # heavy-tailed lifetimes predictive.pinned assumes); a bare pod's remaining time stays 0
+    late = on_eci("e0", "2h", kind="Job", created=NOW - 3 * 3600)
+    assert remaining(late, now=NOW, horizon=3600) == 3 * 3600.0
+    assert remaining(on_eci("e1", "2h", kind="Job", created=NOW - 600), now=NOW, horizon=3600) == (
+        6600.0  # its own estimate is longer
+    )
+    unknown = pod("e2", 1000, 2 * GIB, node=ECI.name, kind="Job", created=NOW - 600)
+    assert remaining(unknown, now=NOW, horizon=3600) == 600.0
+    # 3 h old: ECI would bill 0.220536 * 3 = 0.661608 over the 3 h expected; the re-run of 3 h
+    # at 0.1765 CNY/h is 0.5295: saves 0.661608 - 0.1 - 0.5295 = 0.032108, it moves
+    (move,) = moves([busy("b", "n1", 2000), late], nodes=[node("n1", GENERAL4)]).moves
+    assert move.saving == pytest.approx(0.032108, abs=1e-6)
