@@ -6,7 +6,7 @@ default 0.1 CNY unless a test says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -184,22 +184,30 @@ def test_remaining_after_the_expected_duration() -> None:
     assert remaining(bare, now=NOW, horizon=3600, outlived=3600) == 0.0  # no replica: it ends
 
 
-def test_an_answer_that_moved_nothing_is_given_again_only_while_it_stays_the_answer() -> None:
-    # n1 is full; e0 (30 min left at NOW: ECI would bill 0.11027 CNY > 0.1) finds no room.
+NO_ROOM = ("1 pod(s) on ECI worth moving find no room on ECS nodes now",)
+
+
+def full_n1(waiting: Pod) -> tuple[ClusterState, Callable[[float, PlannerMemo | None], Moves]]:
+    """A cluster whose one node n1 is full, ``waiting`` on ECI, and rebalance asked at a time
+    with a memo or none."""
     state = ClusterState(
-        nodes=[node("n1", GENERAL4), ECI],
-        pods=[busy("b", "n1", 4000), on_eci("e0", "30m", created=NOW)],
-        policies=[web()],
+        nodes=[node("n1", GENERAL4), ECI], pods=[busy("b", "n1", 4000), waiting], policies=[web()]
     )
     groups = [GroupState(GENERAL4, 1)]
-    memo = PlannerMemo()
 
     def ask(now: float, memo: PlannerMemo | None) -> Moves:
         return rebalance(
             state, groups, MoveCosts(), now=now, settings=PlannerSettings(), limit=10, memo=memo
         )
 
-    no_room = ("1 pod(s) on ECI worth moving find no room on ECS nodes now",)
+    return state, ask
+
+
+def test_an_answer_that_moved_nothing_is_given_again_only_while_it_stays_the_answer() -> None:
+    # n1 is full; e0 (30 min left at NOW: ECI would bill 0.11027 CNY > 0.1) finds no room.
+    state, ask = full_n1(on_eci("e0", "30m", created=NOW))
+    memo = PlannerMemo()
+    no_room = NO_ROOM
     assert ask(NOW, memo).notes == no_room
     assert ask(NOW + 60, memo).notes == no_room  # nothing changed: from the memo
     assert memo.skips == {"rebalance": 1}
@@ -249,22 +257,10 @@ def test_a_jobs_pod_moves_while_its_saving_pays_for_the_work_run_again(
 def test_a_jobs_pod_judged_worth_moving_is_judged_again_as_its_lost_work_grows() -> None:
     # n1 is full.  A 2 h Job's pod 10 min old is worth moving (no room: the note); 50 min later
     # (1 h old) its re-run costs more than ECI's bill left, so the memo's answer no longer holds
-    state = ClusterState(
-        nodes=[node("n1", GENERAL4), ECI],
-        pods=[busy("b", "n1", 4000), on_eci("e0", "2h", kind="Job", created=NOW - 600)],
-        policies=[web()],
-    )
-    groups = [GroupState(GENERAL4, 1)]
+    _, ask = full_n1(on_eci("e0", "2h", kind="Job", created=NOW - 600))
     memo = PlannerMemo()
-
-    def ask(now: float, memo: PlannerMemo | None) -> Moves:
-        return rebalance(
-            state, groups, MoveCosts(), now=now, settings=PlannerSettings(), limit=10, memo=memo
-        )
-
-    no_room = ("1 pod(s) on ECI worth moving find no room on ECS nodes now",)
-    assert ask(NOW, memo).notes == no_room
-    assert ask(NOW + 60, memo).notes == no_room
+    assert ask(NOW, memo).notes == NO_ROOM
+    assert ask(NOW + 60, memo).notes == NO_ROOM
     assert memo.skips == {"rebalance": 1}
     assert ask(NOW + 3000, memo) == ask(NOW + 3000, None) == Moves()
     assert memo.skips == {"rebalance": 1}
