@@ -22,9 +22,8 @@ first unit with a feasible node).
 Demand that new capacity would not take is not stacked against it (``pinned``): a pod running on
 ECI counts in its class's demand (the history is the arrivals ECS could have held), but capacity
 added to a group takes it only if an eviction can move it there (``eviction.move_blocker``: a
-bare pod stays on ECI for the rest of its life; a Job's pod, ``eviction.loses_progress``, moves
-only while its lost work is worth less than its ECI bill, so capacity is not bought on it either),
-the group's new node holds it and
+bare pod stays on ECI for the rest of its life; a Job's pod moves, running its work again, when
+its share of a node costs less than ECI: ``rebalance``), the group's new node holds it and
 its policy's unbounded ECS unit contains that node.  The others are subtracted from the forecast
 until their expected end, for the nodes added and for the capacity kept: without that, a bare
 8-GPU pod that overflowed while no node had room made the forecast buy and keep an empty GPU node
@@ -61,7 +60,7 @@ from extender.policy import ResourcePolicy, policy_for
 from .context import Context, Growth
 from .costs import break_even_fraction
 from .demand import remaining
-from .eviction import loses_progress, move_blocker
+from .eviction import move_blocker
 from .expanders import Option, expander_for
 from .nodegroup import NodeGroup
 
@@ -286,7 +285,7 @@ def pinned(
             until = now + max(remaining(pod, now=now, horizon=horizon), age)
             if until <= now:
                 continue
-            stuck = move_blocker(pod) is not None or loses_progress(pod)
+            stuck = move_blocker(pod) is not None
             c = -1 if stuck else ctx.class_of(pod)
             for i, g in enumerate(groups):
                 takes = (
