@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from autoscaler.eviction import (
@@ -11,7 +13,7 @@ from autoscaler.eviction import (
     lost_work,
     move_blocker,
 )
-from extender.model import OwnerRef, Pod
+from extender.model import OwnerRef, Pod, pod_from_dict
 
 
 def pod(owner: str | None, **annotations: str) -> Pod:
@@ -60,3 +62,25 @@ def test_blockers(candidate: Pod, may_empty: bool, may_move: bool) -> None:
 )
 def test_lost_work(candidate: Pod, ran: float, lost: float) -> None:
     assert lost_work(candidate, ran=ran) == lost
+
+
+def test_a_live_jobs_pod_is_priced_from_its_owner_references_and_annotation() -> None:
+    # what the controller reads from the API server: the Job from ownerReferences, the age from
+    # creationTimestamp, the checkpoint interval from the annotation
+    raw = {
+        "metadata": {
+            "name": "train-x7k2p",
+            "namespace": "ml",
+            "uid": "u1",
+            "creationTimestamp": "2026-12-02T10:00:00Z",
+            "annotations": {CHECKPOINT_INTERVAL: "20m"},
+            "ownerReferences": [{"kind": "Job", "name": "train", "controller": True}],
+        },
+        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]},
+    }
+    live = pod_from_dict(raw)
+    assert move_blocker(live) is None
+    # 70 min after its creation: checkpoints at 20, 40 and 60 min, 10 min lost
+    assert lost_work(
+        live, ran=datetime(2026, 12, 2, 11, 10, tzinfo=UTC).timestamp() - live.created
+    ) == (600.0)
