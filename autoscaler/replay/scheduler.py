@@ -597,6 +597,7 @@ class Scheduler:
             rec.redo += lost
             self.lost_s += lost
             rec.pod = dataclasses.replace(rec.pod, created=now)
+            self.state.upsert_pod(rec.pod)
 
     def move(self, uid: str) -> bool:
         """Rebalance evicted the pod from ECI: its controller's replacement is placed again
