@@ -16,7 +16,9 @@ One pass (:meth:`Controller.run_once`) is cluster-autoscaler's ``RunOnce(now)``:
 6. rebalance (:func:`autoscaler.rebalance.rebalance`, pure): evict pods on ECI that ECS now has
    room for, at most ``settings.rebalance.per_minute`` a minute (``PlannerSettings.rebalance``:
    the same settings the replay reads from its scenario); their controllers recreate them and the
-   extender places the replacements on ECS;
+   extender places the replacements on ECS.  A Job's pod (its ``ownerReferences``) moves only
+   while its saving pays for the work its replacement runs again (``eviction.lost_work``, the
+   ``spillover.dev/checkpoint-interval`` annotation);
 7. write the status ConfigMap (the controller's only memory, see :mod:`autoscaler.status`),
    Events and metrics.
 

@@ -11,6 +11,15 @@ node time it really uses: the node is paid from now until ``linger`` (the scale-
 time) after its last pod ends, and shared only with the pods the packing really puts on it.  A
 lone 1 cpu / 2 GiB pod with 2 h left on a 2 vCPU / 8 GiB node: ECI 0.2205 CNY/h * 119 min =
 0.437 CNY, the node 0.353 CNY/h * (1 + 120 + 10) min = 0.771 CNY: it stays on ECI.
+
+A pod whose controller starts its work again (a Job's: ``eviction.lost_work``) runs longer on
+ECS than it would have left on ECI: the ``redo`` seconds it had already run, paid at its share
+of the node.  Moving it into room an existing node already pays for saves ECI's bill for the
+time it has left, less the restart cost, less that re-run (``move_saving``); onto a new node,
+the node runs the re-run too (``ecs_cheaper``, ``new_node_pays``).  A 1-GPU Job pod 2 h into a
+4 h run, moved into a free GPU of an 8-GPU node at 64 CNY/h: ECI would bill 12 * 2 = 24 CNY,
+the re-run costs 64 / 8 * 2 = 16 CNY, so the move saves 24 - 0.1 - 16 = 7.9 CNY; 3 h in, 12 -
+0.1 - 24 < 0: it stays.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ __all__ = [
     "break_even_fraction",
     "eci_cost",
     "ecs_cheaper",
+    "move_saving",
     "new_node_pays",
     "new_node_seconds",
     "node_share",
@@ -107,15 +117,18 @@ def ecs_cheaper(
     remaining: float,
     boot: float,
     linger: float,
+    redo: float = 0.0,
 ) -> bool:
     """Whether a pod running on ECI for ``remaining`` more seconds could be cheaper on a new ECS
     node, if other pods filled the rest of the node (its share of the node's paid time against
-    ECI's bill for the time it keeps running after the node is up).  A first filter:
+    ECI's bill for the time it keeps running after the node is up).  ``redo``: the work it
+    would run again once moved there (``eviction.lost_work`` after the boot).  A first filter:
     ``new_node_pays`` judges the node the packing really builds."""
     share = node_share(requests, capacity)
     if not math.isfinite(share) or share > 1.0 or remaining <= boot:
         return False
-    ecs = share * price_per_hour * new_node_seconds(boot=boot, runs=remaining, linger=linger)
+    runs = remaining + max(redo, 0.0)
+    ecs = share * price_per_hour * new_node_seconds(boot=boot, runs=runs, linger=linger)
     return ecs / 3600 < eci_cost(requests, eci=eci, seconds=remaining - boot)
 
 
@@ -126,13 +139,36 @@ def new_node_pays(
     eci: EciPrice,
     boot: float,
     linger: float,
+    redo: Sequence[float] = (),
 ) -> bool:
     """Whether moving ``pods`` (requests, remaining seconds) from ECI onto one new node saves
     money: ECI's bill for the time each keeps running once the node is up, against the node's
-    price for all the time it is paid (``new_node_seconds`` of the longest pod)."""
+    price for all the time it is paid (``new_node_seconds`` of the longest pod, its ``redo``
+    included: per pod, in order, the work it would run again; none when empty)."""
     if not pods:
         return False
     saved = sum(eci_cost(r, eci=eci, seconds=left - boot) for r, left in pods)
-    runs = max(left for _, left in pods)
+    again = list(redo) or [0.0] * len(pods)
+    runs = max(left + max(r, 0.0) for (_, left), r in zip(pods, again, strict=True))
     node = price_per_hour * new_node_seconds(boot=boot, runs=runs, linger=linger) / 3600
     return node < saved
+
+
+def move_saving(
+    requests: Resources,
+    *,
+    eci: EciPrice,
+    remaining: float,
+    restart: float,
+    redo: float = 0.0,
+    ecs_per_hour: float = 0.0,
+) -> float:
+    """What moving a pod from ECI into room an ECS node already pays for saves (CNY): ECI's
+    bill for the ``remaining`` seconds it would still run there, less the ``restart`` cost, less
+    the ``redo`` seconds of work it runs again at ``ecs_per_hour`` (its share of the node's
+    price).  The one rule rebalance moves pods by; a move happens only when this is above 0."""
+    return (
+        eci_cost(requests, eci=eci, seconds=remaining)
+        - restart
+        - ecs_per_hour * max(redo, 0.0) / 3600
+    )

@@ -8,14 +8,16 @@ cluster-autoscaler would), and every pod running on ECI for lack of ECS room tha
 (``costs.ecs_cheaper``; scale-up then judges the nodes it really builds with
 ``costs.new_node_pays``).  The expected remaining run time is the annotation
 ``spillover.dev/expected-duration`` (``8h``, ``3600``) less the pod's age or, for Deployments,
-StatefulSets and ReplicaSets without it, the whole horizon.  DaemonSet
+StatefulSets and ReplicaSets without it, the whole horizon; a Job's pod is expected to run at
+least as long again as it has run (without the annotation, or past it: heavy-tailed lifetimes,
+as ``predictive.pinned`` assumes).  A Job's pod moved to ECS runs again the work it has lost
+(``eviction.lost_work``), which the new node must pay for too.  DaemonSet
 pods are not demand: a new node's DaemonSets are ``settings.daemonset_overhead``, subtracted from
 its allocatable.  Pending pods no policy unit can take get their reason in ``unschedulable``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,32 +30,33 @@ from extender.policy import ResourcePolicy, decide, policy_for, unit_counts
 
 from .context import Context, IntArray
 from .costs import ecs_cheaper
-from .eviction import move_blocker
-from .nodegroup import parse_duration
+from .eviction import loses_progress, lost_work, move_blocker
+from .nodegroup import annotation_seconds
 
 __all__ = ["EXPECTED_DURATION", "Demand", "Keep", "cheaper_on_a_new_node", "collect", "remaining"]
 
 EXPECTED_DURATION = "spillover.dev/expected-duration"
 _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
-_NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?")
 
 
 def remaining(pod: Pod, *, now: float, horizon: float, outlived: float = 0.0) -> float:
     """Seconds ``pod`` is expected to keep running; 0 when unknown (it then stays on ECI).
+    A Job's pod (``eviction.loses_progress``): at least its age.
 
     ``outlived``: what a replica of a Deployment, StatefulSet or ReplicaSet that has outlived
     its ``expected-duration`` is still expected to run (it is still serving; 0: nothing)."""
     raw = pod.annotations.get(EXPECTED_DURATION)
     service = pod.workload is not None and pod.workload.kind in _LONG_RUNNING
+    age = max(now - pod.created, 0.0) if pod.created > 0 else 0.0
+    # A Job's pod is expected to run at least as long again as it has run
+    floor = age if loses_progress(pod) else 0.0
     if raw is not None:
-        try:
-            total = max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
-        except ValueError:  # a bad annotation counts as unknown: the pod stays where it is
+        total = annotation_seconds(raw)
+        if total is None:  # a bad annotation counts as unknown: the pod stays where it is
             return 0.0
-        age = now - pod.created if pod.created > 0 else 0.0
-        left = max(total - max(age, 0.0), 0.0)
-        return left if left > 0 or not service else outlived
-    return horizon if service else 0.0
+        left = max(total - age, 0.0)
+        return max(left, floor) if left > 0 or not service else outlived
+    return horizon if service else floor
 
 
 @dataclass(slots=True)
@@ -116,14 +119,15 @@ class Demand:
         self.moving = self.from_eci.copy()
 
 
-Keep = Callable[[Context, Pod, int, ResourcePolicy, int, float], bool]
+Keep = Callable[[Context, Pod, int, ResourcePolicy, int, float, float], bool]
 
 
 def cheaper_on_a_new_node(
-    ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int, left: float
+    ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int, left: float, now: float
 ) -> bool:
     """Whether a new node of some group the pod may use could make ``pod`` (on ECI, ``left``
-    seconds to go, heading for ``unit``) cheaper (``costs.ecs_cheaper``)."""
+    seconds to go at ``now``, heading for ``unit``) cheaper (``costs.ecs_cheaper``; a Job's pod
+    runs again the work it will have lost once the node is up: ``eviction.lost_work``)."""
     settings = ctx.settings
     return any(
         ecs_cheaper(
@@ -134,6 +138,7 @@ def cheaper_on_a_new_node(
             remaining=left,
             boot=ctx.groups[g].group.boot_time,
             linger=settings.scale_down_unneeded_time,
+            redo=lost_work(pod, ran=now + ctx.groups[g].group.boot_time - pod.created),
         )
         for g, t in enumerate(ctx.templates)
         if ctx.classes[cls].groups[g] and policy.units[unit].contains(t)
@@ -227,7 +232,7 @@ def collect(
             )
             if decision.unit is None or policy.units[decision.unit].resource is not NodeKind.ECS:
                 continue
-            if not keep(ctx, pod, cls, policy, decision.unit, left):
+            if not keep(ctx, pod, cls, policy, decision.unit, left, now):
                 continue
             now_counts[own] -= 1
             now_counts[decision.unit] += 1

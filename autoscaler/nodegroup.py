@@ -74,6 +74,7 @@ __all__ = [
     "PlannerSettings",
     "Quantity",
     "RemovalPolicy",
+    "annotation_seconds",
     "config_from_dict",
     "document_types",
     "groups_from_configmap",
@@ -220,6 +221,18 @@ def parse_duration(raw: Any, where: str) -> float:
         return _seconds(raw)
     except ValueError as err:
         raise ConfigError(str(err), where) from None
+
+
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]*)?")
+
+
+def annotation_seconds(raw: str) -> float | None:
+    """Seconds from a duration annotation: a number of seconds (``3600``) or ``parse_duration``'s
+    grammar (``8h``); None when it is neither (an annotation is not a file: no error)."""
+    try:
+        return max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
+    except ValueError:
+        return None
 
 
 def document_types(kind: type, raw: Any) -> Any:

@@ -22,7 +22,8 @@ first unit with a feasible node).
 Demand that new capacity would not take is not stacked against it (``pinned``): a pod running on
 ECI counts in its class's demand (the history is the arrivals ECS could have held), but capacity
 added to a group takes it only if an eviction can move it there (``eviction.move_blocker``: a
-bare pod or a Job's pod stays on ECI for the rest of its life), the group's new node holds it and
+bare pod stays on ECI for the rest of its life; a Job's pod moves, running its work again, when
+its share of a node costs less than ECI: ``rebalance``), the group's new node holds it and
 its policy's unbounded ECS unit contains that node.  The others are subtracted from the forecast
 until their expected end, for the nodes added and for the capacity kept: without that, a bare
 8-GPU pod that overflowed while no node had room made the forecast buy and keep an empty GPU node

@@ -4,17 +4,23 @@
 (an eviction through the Eviction API, after which the pod's controller creates a replacement
 that the extender places on ECS) and the replay simulates them.  A pod on ECI is moved when:
 
-- an eviction can move it (``autoscaler.eviction.move_blocker``: a ReplicaSet, StatefulSet or
-  ReplicationController pod, not annotated ``safe-to-evict: "false"``);
+- an eviction can move it (``autoscaler.eviction.move_blocker``: a ReplicaSet, StatefulSet,
+  ReplicationController or Job pod, not annotated ``safe-to-evict: "false"``);
 - its placement policy, counting the workload without it, now chooses an ECS unit: it went to
   ECI for lack of room, not because it is beyond the unit's ``max`` (those stay, and a move never
   takes a unit past its ``max``: each move counts against it before the next one is judged);
 - it fits the free room of a registered, schedulable ECS node of that unit, after the pending
   pods (which come first: the same ``demand.collect`` and first-fit kernel as scale-up, pending
   pods first);
-- what ECI would still bill it over its expected remaining run time (``demand.remaining``, whole
-  GPUs) exceeds ``MoveCosts.restart`` (the price of a restart: cold caches, lost work).  The room
-  is already paid for, so that bill is the saving;
+- the move saves money (``costs.move_saving``): what ECI would still bill it over its expected
+  remaining run time (``demand.remaining``, whole GPUs) exceeds ``MoveCosts.restart`` (the price
+  of a restart: cold caches, a replica short) plus the price of the work its replacement runs
+  again (``eviction.lost_work``: a Job's pod starts over, all it ran since its start or its last
+  checkpoint; a service replica loses none) at its share of the price of the cheapest node it
+  may use.  The room is already paid for, so the rest of ECI's bill is the saving: a Job's pod
+  with a run-time estimate moves early in its life and stays once the re-run would cost more
+  than ECI's bill left (past its estimate it is expected to run as long again as it has run,
+  so it moves when its share of the node costs less than ECI, whatever its age);
 - its PodDisruptionBudget allows one more disruption, and the rate limit (``limit`` moves now;
   ``allowed`` turns a per-minute budget and the recent moves into it) is not used up.
 
@@ -24,8 +30,9 @@ it provably stays the answer (``_still_idle``): the same ``ClusterState`` at the
 ``revision`` (no pod, node, policy or ordinal start written since), equal groups, settings,
 costs and backend, time not gone back, and each pod on ECI it judged still as worth moving or
 not as then.  Those are all its inputs but ``now``, ``limit`` and ``pdbs``: ``now`` reaches the
-answer only through which pods on ECI are worth moving (``demand.remaining``; a pod whose
-remaining time is 0 stays at 0 as time goes on, so only the judged ones can change), and the
+answer only through which pods on ECI are worth moving (``demand.remaining`` and
+``eviction.lost_work``; a pod whose remaining time is 0 stays at 0 as time goes on, so only the
+judged ones can change, each with the node share price it was judged at), and the
 limit and the budgets only act on pods that found room, of which there were none.
 
 Moves with the largest saving go first.  Room that is *cheaper to add* than the remaining ECI bill
@@ -46,7 +53,8 @@ from extender.snapshot import ClusterState
 
 from . import demand as demand_pass
 from .context import Context, PlannerMemo
-from .costs import eci_cost
+from .costs import eci_cost, move_saving, node_share
+from .eviction import lost_work
 from .nodegroup import MoveCosts, PlannerSettings
 from .planner import kernels_for
 from .scaleup import fit_order, free_capacity
@@ -79,13 +87,37 @@ class _Idle:
     """An answer that moved nothing, and when and for which pods (see the module docstring)."""
 
     at: float
-    judged: tuple[tuple[Pod, bool], ...]  # pods on ECI an eviction could move: worth it then?
+    # pods on ECI an eviction could move: worth it then? at which ECS price per hour of the pod?
+    judged: tuple[tuple[Pod, bool, float], ...]
     answer: Moves
 
 
-def _worth(pod: Pod, left: float, settings: PlannerSettings, costs: MoveCosts) -> bool:
-    """Whether ECI's bill for ``left`` more seconds of ``pod`` beats the cost of a restart."""
-    return eci_cost(pod.requests, eci=settings.eci_price, seconds=left) > costs.restart
+def _saving(
+    pod: Pod, left: float, *, now: float, rate: float, settings: PlannerSettings, costs: MoveCosts
+) -> float:
+    """``costs.move_saving`` of ``pod`` now: ``left`` seconds to go, the work it would run
+    again (``eviction.lost_work``) at ``rate`` CNY/h."""
+    return move_saving(
+        pod.requests,
+        eci=settings.eci_price,
+        remaining=left,
+        restart=costs.restart,
+        redo=lost_work(pod, ran=now - pod.created),
+        ecs_per_hour=rate,
+    )
+
+
+def _share_price(ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int) -> float:
+    """CNY/h of ``pod``'s share of the cheapest node it may use in ``unit`` (its re-run's
+    price; ``costs.node_share``), 0 when none may hold it."""
+    prices = [
+        share * ctx.groups[g].group.price_per_hour
+        for g, t in enumerate(ctx.templates)
+        if ctx.classes[cls].groups[g] and policy.units[unit].contains(t)
+        for share in [node_share(pod.requests, t.allocatable)]
+        if share <= 1.0
+    ]
+    return min(prices, default=0.0)
 
 
 def _still_idle(idle: _Idle, *, now: float, settings: PlannerSettings, costs: MoveCosts) -> bool:
@@ -94,9 +126,10 @@ def _still_idle(idle: _Idle, *, now: float, settings: PlannerSettings, costs: Mo
     if now < idle.at:
         return False
     horizon = settings.forecast_horizon
-    for pod, was in idle.judged:
+    for pod, was, rate in idle.judged:
         left = demand_pass.remaining(pod, now=now, horizon=horizon, outlived=horizon)
-        if (left > 0 and _worth(pod, left, settings, costs)) != was:
+        worth = left > 0 and _saving(pod, left, now=now, rate=rate, settings=settings, costs=costs)
+        if (worth > 0) != was:
             return False
     return True
 
@@ -131,11 +164,21 @@ def rebalance(
         return idle.answer
     k = kernels_for(backend)
     ctx = Context(state, groups, settings, memo=memo)
+    rates: dict[str, float] = {}  # uid -> CNY/h of its share of a node, for pods that lose work
+
+    def rate_of(ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int) -> float:
+        if lost_work(pod, ran=now - pod.created) <= 0:
+            return 0.0
+        rate = rates.get(pod.uid)
+        if rate is None:
+            rate = rates[pod.uid] = _share_price(ctx, pod, cls, policy, unit)
+        return rate
 
     def worth(
-        ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int, left: float
+        ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int, left: float, now: float
     ) -> bool:
-        return _worth(pod, left, settings, costs)
+        rate = rate_of(ctx, pod, cls, policy, unit)
+        return _saving(pod, left, now=now, rate=rate, settings=settings, costs=costs) > 0
 
     # A replica that has outlived its expected duration is still serving: into room that is
     # already paid for, it is expected to run one more horizon (a new node is not built on it).
@@ -145,7 +188,10 @@ def rebalance(
     def nothing_moves(answer: Moves) -> Moves:
         if memo is not None:
             judged = tuple(
-                (p, _worth(p, left, settings, costs)) for p, left in demand.eci_candidates
+                (p, saving > 0, rate)
+                for p, left in demand.eci_candidates
+                for rate in [rates.get(p.uid, 0.0)]
+                for saving in [_saving(p, left, now=now, rate=rate, settings=settings, costs=costs)]
             )
             memo.keep(REBALANCE, state, key, _Idle(now, judged, answer))
         return answer
@@ -168,7 +214,9 @@ def rebalance(
         pod = demand.pods[i]
         left = float(demand.eci_hours[i]) * 3600
         bill = eci_cost(pod.requests, eci=settings.eci_price, seconds=left)
-        options.append((bill - costs.restart, pod, nodes[int(fitted[i])].name, left, bill))
+        rate = rates.get(pod.uid, 0.0)
+        saving = _saving(pod, left, now=now, rate=rate, settings=settings, costs=costs)
+        options.append((saving, pod, nodes[int(fitted[i])].name, left, bill))
     options.sort(key=lambda o: (-o[0], o[1].key))
     budget = [max(b.disruptions_allowed, 0) for b in pdbs]
     moves: list[Move] = []
@@ -179,6 +227,7 @@ def rebalance(
     if not options:
         return nothing_moves(Moves(notes=tuple(notes)))
     for saving, pod, target, left, bill in options:
+        redo = lost_work(pod, ran=now - pod.created)
         if len(moves) >= limit:
             notes.append(
                 f"{len(options) - len(moves)} move(s) wait: the rate limit allows "
@@ -202,6 +251,12 @@ def rebalance(
                     f"ECI would bill {bill:.3f} CNY over its expected {left / 60:.0f} min left; "
                     f"{target} has room; saves {saving:.3f} CNY after a {costs.restart:g} CNY "
                     "restart"
+                    + (
+                        f" and {redo / 60:.0f} min of lost work run again "
+                        f"({bill - costs.restart - saving:.3f} CNY)"
+                        if redo > 0
+                        else ""
+                    )
                 ),
             )
         )

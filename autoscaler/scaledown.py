@@ -8,8 +8,8 @@ PodDisruptionBudgets allow the evictions, the capacity of each ``Floor``'s group
 above its level (the forecast's, per resource class, and what pods on or moving to ECS use) and no
 scale-up happened within ``scale_down_delay_after_add``.  Nodes of one group are taken in the
 order of its removal policy.  A node with a pod that cannot move (no controller, or
-``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"``) stays; local storage is not
-modelled.  DaemonSet pods do not need to move.  Destinations are ECS nodes only, and for a pod
+``cluster-autoscaler.kubernetes.io/safe-to-evict: "false"``, or a Job's pod that would lose work
+worth more than a restart: ``eviction.drain_blocker``) stays; local storage is not modelled.  DaemonSet pods do not need to move.  Destinations are ECS nodes only, and for a pod
 a placement policy manages, nodes of the unit it runs in (a ``pool=general`` unit's pod never
 lands on a ``pool=batch`` node); ECI virtual nodes are never scaled.
 """
@@ -28,8 +28,10 @@ from extender.policy import ResourcePolicy, policy_for
 from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation, replacement
 from .context import Context, fmt_time, vector
-from .eviction import blocker
+from .costs import node_share
+from .eviction import drain_blocker
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
+from .nodegroup import MoveCosts
 from .state import DisruptionBudget
 
 __all__ = ["EMPTY", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
@@ -87,6 +89,13 @@ def scale_down(
     kept = migrating_milli  # cpu that group nodes must keep: their pods and pods moving to ECS
     busy: list[Candidate] = []  # above the threshold: unneeded only if their pods fit elsewhere
     fits_elsewhere: set[str] = set()
+    restart = (settings.rebalance or MoveCosts()).restart
+
+    def stuck_why(pod: Pod, node: Node, g: int) -> str | None:
+        share = min(node_share(pod.requests, node.allocatable), 1.0)
+        price = share * ctx.groups[g].group.price_per_hour
+        return drain_blocker(pod, now=now, share_per_hour=price, restart=restart)
+
     for name, g in ctx.node_group.items():
         node = state.nodes.get(name)
         u = ctx.usage(name)
@@ -115,7 +124,7 @@ def scale_down(
         candidate = (order, node, g, movable, why)
         if below:
             candidates.append(candidate)
-        elif all(blocker(p) is None for p in movable):
+        elif all(stuck_why(p, node, g) is None for p in movable):
             busy.append(candidate)
             fits_elsewhere.add(name)
     if busy:
@@ -131,7 +140,7 @@ def scale_down(
             wait = min(wait, consolidation.empty_after)
         if now - since < wait:
             continue
-        stuck = next(((p, w) for p in movable if (w := blocker(p)) is not None), None)
+        stuck = next(((p, w) for p in movable if (w := stuck_why(p, node, g)) is not None), None)
         if stuck is not None:
             notes.append(f"node {name} stays: pod {stuck[0].key} {stuck[1]}")
             continue

@@ -22,6 +22,7 @@ from .backends import Kernels
 from .context import Context, Growth, IntArray, fmt_time, vector
 from .costs import GIB, new_node_pays
 from .demand import Demand
+from .eviction import lost_work
 from .expanders import Option, expander_for
 
 __all__ = ["ECI_CHEAPER_ON_ECS", "PENDING_PODS", "fit_order", "free_capacity", "scale_up"]
@@ -36,9 +37,12 @@ def fit_order(req: IntArray, from_eci: npt.NDArray[np.bool_]) -> IntArray:
     return np.lexsort((-req[:, 1], -req[:, 0], -req[:, 2], from_eci)).astype(np.int64)
 
 
-def _unpaid(ctx: Context, demand: Demand, assign: IntArray, g: int) -> npt.NDArray[np.bool_]:
+def _unpaid(
+    ctx: Context, demand: Demand, assign: IntArray, g: int, *, now: float
+) -> npt.NDArray[np.bool_]:
     """Pods on new nodes of group ``g`` that hold only pods now on ECI and do not pay for
-    themselves (``costs.new_node_pays``): those pods stay on ECI."""
+    themselves (``costs.new_node_pays``, with the work a Job's pod runs again once the node is
+    up: ``eviction.lost_work``): those pods stay on ECI."""
     out = np.zeros(len(assign), np.bool_)
     group, settings = ctx.groups[g].group, ctx.settings
     for n in np.unique(assign[assign >= 0]):
@@ -46,12 +50,14 @@ def _unpaid(ctx: Context, demand: Demand, assign: IntArray, g: int) -> npt.NDArr
         if not demand.from_eci[on].all():
             continue  # a pending pod needs this node anyway
         pods = [(demand.pods[i].requests, float(demand.eci_hours[i]) * 3600) for i in on]
+        up = now + group.boot_time
         if not new_node_pays(
             pods,
             price_per_hour=group.price_per_hour,
             eci=settings.eci_price,
             boot=group.boot_time,
             linger=settings.scale_down_unneeded_time,
+            redo=[lost_work(demand.pods[i], ran=up - demand.pods[i].created) for i in on],
         ):
             out[on] = True
     return out
@@ -190,7 +196,7 @@ def scale_up(
         option, why = choice
         g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
         assign = assign_r[inverse[g]]
-        unpaid = _unpaid(ctx, demand, assign, g)
+        unpaid = _unpaid(ctx, demand, assign, g, now=now)
         placed = (assign >= 0) & ~unpaid
         if unpaid.any():
             stay_on_eci += int(unpaid.sum())

@@ -1,6 +1,6 @@
 """Issue 12's targets on every published trace: the replay's summary against its own baselines.
 
-    .venv/bin/python bench/replay_targets.py [--label after] [--owners qos|pod] [--scenario FILE]
+    .venv/bin/python bench/replay_targets.py [--label after] [--owners qos|services|pod] [--scenario FILE]
         [--per-replica N|auto] [FILE ...]
 
 Runs ``spillover-autoscaler replay --json`` (default scenario) on each openb pod list and each
@@ -90,7 +90,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--label", default="now")
     parser.add_argument("--group-by-shape", action="store_true", help="openb: --group-by shape")
-    parser.add_argument("--owners", choices=("qos", "pod"), default=None, help="openb: --owners")
+    parser.add_argument(
+        "--owners", choices=("qos", "services", "pod"), default=None, help="openb: --owners"
+    )
     parser.add_argument("--scenario", default="", help="scenario YAML (default: the bundled one)")
     parser.add_argument("--per-replica", default="", help="series: every one at this scale")
     parser.add_argument("files", nargs="*", type=Path)

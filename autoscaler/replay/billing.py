@@ -13,6 +13,10 @@ Every CNY is put in exactly one bucket of :class:`~autoscaler.replay.results.Cos
 - **ECS idle, waiting for scale-down**: empty again after hosting pods, until removed;
 - **ECI burst** and **ECI long stay**: ECI pods that ran less than, or at least, ``LONG_STAY``
   (one hour: a pod that stays on ECI for hours is the money ECS capacity would have saved);
+- **lost work**: what a Job's pod paid to run again the work an eviction lost
+  (``autoscaler.eviction.lost_work``; a service replica loses none): the first seconds of its
+  replacement's run, on ECI at its ECI price, on ECS at its share of the node's price (moved out
+  of ECS busy);
 - **restarts**: every pod evicted (scale-down, consolidation, a reclaimed node) or moved back
   from ECI (rebalance) pays ``restart`` CNY, the scenario's ``settings.rebalance.restartCost``:
   the price rebalance weighs a move against, billed to every variant alike.
@@ -86,6 +90,7 @@ class Billing:
         self._intervals: list[tuple[float, float, float]] = []  # start, end, CNY/s
         self._rates: dict[Resources, float] = {}
         self._idle: list[tuple[float, str, IdleNode]] = []  # the costliest pre-provisioned nodes
+        self.lost_on_ecs = 0.0  # of split["lost_work"]: paid on ECS nodes
 
     # -- ECS ------------------------------------------------------------------------------------
     def node_requested(
@@ -153,8 +158,11 @@ class Billing:
             split["ecs_fragmentation"] += cost * (1.0 - share)
 
     # -- ECI ------------------------------------------------------------------------------------
-    def eci_pod(self, requests: Resources, *, started: float, ended: float) -> None:
-        """An ECI pod that ran from ``started`` to ``ended``."""
+    def eci_pod(
+        self, requests: Resources, *, started: float, ended: float, redo: float = 0.0
+    ) -> None:
+        """An ECI pod that ran from ``started`` to ``ended``, the first ``redo`` seconds of
+        which ran again work an eviction lost."""
         ran = ended - started
         if ran <= 0:
             return
@@ -164,8 +172,22 @@ class Billing:
         self.eci_vcpu_s += requests.cpu_milli / 1000 * ran
         self.eci_gib_s += requests.memory / GIB * ran
         self.eci_gpu_s += math.ceil(requests.gpu_milli / 1000) * ran
-        self.split["eci_long_stay" if ran >= LONG_STAY else "eci_burst"] += rate * ran
+        self.split["eci_long_stay" if ran >= LONG_STAY else "eci_burst"] += rate * (ran - redo)
+        self.split["lost_work"] += rate * redo
         self._intervals.append((started, ended, rate))
+
+    def redone_on_node(self, name: str, requests: Resources, seconds: float) -> None:
+        """A pod just left node ``name``: ``seconds`` of its run there were work run again (call
+        after ``pod_on_node(..., -1)``); its share of the node for that time moves from ECS busy
+        to lost work."""
+        meter = self._meters[name]
+        share = min(
+            share_of(requests.cpu_milli, requests.memory, requests.gpu_milli, meter.cap), 1.0
+        )
+        cost = meter.price * share * seconds
+        self.split["ecs_busy"] -= cost
+        self.split["lost_work"] += cost
+        self.lost_on_ecs += cost
 
     def restarted(self) -> None:
         """A pod was evicted or moved: its replacement starts over."""

@@ -110,10 +110,11 @@ def add_parsers(subparsers: Any) -> None:
     p.add_argument("--group-by", choices=("pod", "shape"), default="pod", help="openb workloads")
     p.add_argument(
         "--owners",
-        choices=("qos", "pod"),
+        choices=("qos", "services", "pod"),  # importers.OPENB_OWNERS (imported lazily)
         default="qos",
         help="openb: who recreates a task's pod: qos = LS tasks are single-replica Deployments "
-        "(movable at settings.rebalance.restartCost), the others bare pods; pod = all bare pods",
+        "(movable at settings.rebalance.restartCost), the others one-pod Jobs (movable, their "
+        "work run again); services = LS Deployments, the others bare pods; pod = all bare pods",
     )
     p.add_argument(
         "--expected-duration",

@@ -26,20 +26,27 @@ that says so.  What is replayed:
   what kind of task each row is.  On a managed ML platform no task is a bare pod: ``LS``
   (latency-sensitive) tasks are online services (inference, notebooks) run by a Deployment or an
   equivalent controller, which recreates an evicted replica elsewhere at the price of a restart;
-  ``BE`` (best-effort) tasks are batch and training jobs, whose operators recreate an evicted pod
-  too but lose the work done since the last checkpoint.  ``owners="qos"`` (default) imports each
-  ``LS`` task as a single-replica Deployment (``Deployment/openb/<name>``): its replacement keeps
-  the task's lifetime (a service replica has no progress to lose), so rebalance may move it from
-  ECI and scale-down may evict it, each move priced by the scenario's
-  ``settings.rebalance.restartCost``; its expected run time is the same history rule as any
-  task's (below; measured, it judges moves better than the planner's one-horizon guess for a
-  Deployment without the annotation: bench/RESULTS.md, issue 12).  Every
-  other task (``BE``, ``Burstable``, ``Guaranteed``, empty) stays a bare ``Pod/openb/<name>``:
-  the replay cannot restart a job's work, and moving it without that cost would flatter
-  Spillover.  ``owners="pod"`` imports every task as a bare pod (nothing is ever moved or
-  evicted: the most conservative reading).  ``group_by="shape"`` instead makes the pods of one
-  (cpu, memory, gpu) shape one Deployment, to see what a per-shape keep-N would do (it invents
-  keep-N counts that never existed).
+  the other tasks (``BE`` best-effort, ``Burstable``, ``Guaranteed``, empty) are batch and
+  training jobs, whose operators recreate an evicted pod too but lose the work done since the
+  last checkpoint.  ``owners="qos"`` (default) imports each ``LS`` task as a single-replica
+  Deployment (``Deployment/openb/<name>``): its replacement keeps the task's lifetime (a service
+  replica has no progress to lose), so rebalance may move it from ECI and scale-down may evict
+  it, each move priced by the scenario's ``settings.rebalance.restartCost``; and every other
+  task as a one-pod Job (``Job/openb/<name>``): an eviction (a move from ECI, a drained or
+  reclaimed node) makes its replacement run again all the work it had done (the trace has no
+  checkpoints: ``eviction.lost_work`` without ``spillover.dev/checkpoint-interval``), so the
+  replay ends it that much later and bills that re-run as lost work, and rebalance moves it only
+  while ECI's bill for the time it is expected to run on (its estimate, but at least as long
+  again as it has run: ``demand.remaining``) beats the restart plus that re-run at its share of
+  an ECS node (``costs.move_saving``); scale-down does not evict it once that work is worth more
+  than a restart (``eviction.drain_blocker``).  Each task's expected run time is the same history rule (below; measured, it judges
+  moves better than the planner's one-horizon guess for a Deployment without the annotation:
+  bench/RESULTS.md, issue 12).  ``owners="services"`` keeps the non-``LS`` tasks bare pods
+  (``Pod/openb/<name>``: never moved nor evicted), the default before Jobs lost their work
+  honestly (bench/RESULTS.md up to session 4 calls it ``qos``).  ``owners="pod"`` imports every
+  task as a bare pod (nothing is ever moved or evicted: the most conservative reading).
+  ``group_by="shape"`` instead makes the pods of one (cpu, memory, gpu) shape one Deployment, to
+  see what a per-shape keep-N would do (it invents keep-N counts that never existed).
 
 **Demand series** (``ts,value`` CSV, e.g. gocrane's monitoring series): the value is turned into
 the replica count of one Deployment, ``ceil(value / per_replica)`` clamped to
@@ -117,7 +124,7 @@ OPENB_COLUMNS = (
     "scheduled_time",
 )
 MIB = 2**20
-OPENB_OWNERS = ("qos", "pod")
+OPENB_OWNERS = ("qos", "services", "pod")
 SERVICE_QOS = "LS"  # latency-sensitive: an online service's replica (owners="qos")
 AUTO_QUANTILE = 0.99  # per_replica="auto": this quantile of a series over time ...
 AUTO_REPLICAS = 50  # ... is this many replicas
@@ -244,8 +251,10 @@ def import_openb(
             gpu = requests.gpu_milli
             shape = f"shape-{requests.cpu_milli}m-{requests.memory // MIB}mi-{gpu}g"
             workload = WorkloadKey("openb", "Deployment", shape)
-        elif owners == "qos" and labels["qos"] == SERVICE_QOS:
+        elif owners != "pod" and labels["qos"] == SERVICE_QOS:
             workload = WorkloadKey("openb", "Deployment", name)
+        elif owners == "qos":
+            workload = WorkloadKey("openb", "Job", name)
         else:
             workload = WorkloadKey("openb", "Pod", name)
         uid = f"openb/{name}"
@@ -263,11 +272,11 @@ def import_openb(
     events.sort(key=lambda e: (e[0], e[1], isinstance(e[2], PodDeleted)))
     notes = "pods that never ran are " + ("included" if include_unscheduled else "skipped")
     if group_by == "pod":
-        notes += (
-            "; LS tasks are single-replica Deployments, the others bare pods"
-            if owners == "qos"
-            else "; every task is a bare pod"
-        )
+        notes += {
+            "qos": "; LS tasks are single-replica Deployments, the others one-pod Jobs",
+            "services": "; LS tasks are single-replica Deployments, the others bare pods",
+            "pod": "; every task is a bare pod",
+        }[owners]
     return Trace(
         TraceHeader(source=f"alibaba-openb:{Path(path).name}", notes=notes),
         [e for _, _, e in events],

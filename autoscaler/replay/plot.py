@@ -35,6 +35,7 @@ _SPLIT_COLORS = {
     "ecs_scale_down_wait": "lightcoral",
     "eci_burst": "tab:green",
     "eci_long_stay": "darkgreen",
+    "lost_work": "tab:purple",
     "restarts": "tab:gray",
 }
 

@@ -490,6 +490,7 @@ def result_row(r: Result) -> dict[str, Any]:
         "peak_nodes": r.peak_nodes,
         "evictions": r.evictions,
         "moves": r.moves,
+        "lost_work_pod_hours": round(r.lost_work_pod_seconds / 3600, 2),
         "planner_calls": r.planner_calls,
         "decide_calls": r.decide_calls,
     }

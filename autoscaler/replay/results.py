@@ -71,6 +71,7 @@ class CostSplit:
     ecs_scale_down_wait: float = 0.0
     eci_burst: float = 0.0
     eci_long_stay: float = 0.0
+    lost_work: float = 0.0
     restarts: float = 0.0
 
     LABELS: ClassVar[Mapping[str, str]] = {
@@ -81,6 +82,7 @@ class CostSplit:
         "ecs_scale_down_wait": "ECS idle: waiting for scale-down",
         "eci_burst": "ECI bursts (< 1 h)",
         "eci_long_stay": "ECI long stays (>= 1 h)",
+        "lost_work": "Lost work (a Job's pod runs again what an eviction lost)",
         "restarts": "Restarts (pods evicted or moved x restart cost)",
     }
 
@@ -148,6 +150,8 @@ class Result:
     # of eci_pod_seconds: pods the policy sent to ECI because no ECS node had room (not beyond
     # a unit's max, not an ECI-only policy)
     eci_no_room_pod_seconds: float = 0.0
+    # work Job pods lost to evictions and ran again (``autoscaler.eviction.lost_work``)
+    lost_work_pod_seconds: float = 0.0
 
     @property
     def cost(self) -> float:

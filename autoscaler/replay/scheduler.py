@@ -15,6 +15,7 @@ moves is rebuilt by ``Pod.placed`` (next to the model), so no field of ``Pod`` i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +23,7 @@ from typing import Any
 
 from autoscaler import predictive
 from autoscaler.context import Context, Usage
-from autoscaler.eviction import move_blocker
+from autoscaler.eviction import lost_work, move_blocker
 from autoscaler.nodegroup import NodeGroup, PlannerSettings
 from extender import policy as placement
 from extender.model import (
@@ -110,11 +111,13 @@ class PodRecord:
         "demand",
         "gpus",
         "key",
+        "late",
         "no_room",
         "node",
         "ordinal",
         "pod",
         "policy",
+        "redo",
         "req",
         "started",
         "tol_eci",
@@ -152,6 +155,10 @@ class PodRecord:
         # on ECI because no ECS node had room (``Decision.no_room``), not by the policy's max
         self.no_room = False
         self.demand = (predictive.CPU, 0)  # what this pod adds to its class's demand now
+        # A Job's pod evicted after running a while (``eviction.lost_work``): its end is ``late``
+        # seconds after the trace's, and its next ``redo`` seconds of running are that work again
+        self.late = 0.0
+        self.redo = 0.0
 
 
 class NodeRecord:
@@ -240,6 +247,7 @@ class Scheduler:
         self.ecs_pod_s = 0.0
         self.eci_pod_s = 0.0
         self.eci_no_room_s = 0.0  # of eci_pod_s: pods the policy sent there for lack of room
+        self.lost_s = 0.0  # pod-seconds of work Job pods lost to evictions (run again)
 
     # -- pods -------------------------------------------------------------------------------------
     def new_pod(self, uid: str, wl: WorkloadKey, name: str, template: Template) -> PodRecord:
@@ -503,7 +511,9 @@ class Scheduler:
             self.n_eci_movable -= move_blocker(rec.pod) is None
             target = self.eci_node
             if ran > 0 and not rec.balloon:
-                self.billing.eci_pod(rec.pod.requests, started=rec.started, ended=now)
+                again = min(ran, rec.redo)
+                rec.redo -= again
+                self.billing.eci_pod(rec.pod.requests, started=rec.started, ended=now, redo=again)
                 self.eci_pod_s += ran
                 if rec.no_room:
                     self.eci_no_room_s += ran
@@ -519,6 +529,10 @@ class Scheduler:
             if not rec.balloon:
                 self.ecs_pod_s += ran
                 self.billing.pod_on_node(node.name, rec.pod.requests, -1, now=now)
+                if rec.redo > 0 and ran > 0:
+                    again = min(ran, rec.redo)
+                    rec.redo -= again
+                    self.billing.redone_on_node(node.name, rec.pod.requests, again)
             self._room_on_ecs()
         self._count(rec, target, -1)
         rec.node = None
@@ -559,7 +573,7 @@ class Scheduler:
         self.members_changed += 1
         evicted = list(rec.members.values())
         for pod in evicted:
-            self.unbind(pod)
+            self._evict(pod)
             if not pod.balloon:
                 self.evictions += 1
                 self.billing.restarted()
@@ -572,13 +586,27 @@ class Scheduler:
         if evicted:
             self.request_plan(True)
 
+    def _evict(self, rec: PodRecord) -> None:
+        """Unbind ``rec``, evicted: a Job's replacement (``eviction.lost_work``) is a new pod
+        that runs again the work lost, so it ends that much later than the trace says."""
+        now = self.clock.now
+        lost = lost_work(rec.pod, ran=now - rec.started)
+        self.unbind(rec)
+        if lost > 0 and not rec.balloon:
+            rec.late += lost
+            rec.redo += lost
+            self.lost_s += lost
+            rec.pod = dataclasses.replace(rec.pod, created=now)
+            self.state.upsert_pod(rec.pod)
+
     def move(self, uid: str) -> bool:
         """Rebalance evicted the pod from ECI: its controller's replacement is placed again
-        (same uid and lifetime: the trace deletes it when it would have ended)."""
+        (same uid; same lifetime for a service's replica: the trace deletes it when it would
+        have ended; a Job's runs again the work it lost: ``_evict``)."""
         rec = self.pods.get(uid)
         if rec is None or rec.bound != ECI_NODE:
             return False
-        self.unbind(rec)
+        self._evict(rec)
         self.moves += 1
         self.billing.restarted()
         self.schedule(rec)

@@ -75,7 +75,7 @@ __all__ = [
 ]
 
 MAX_SAMPLES = 100_000
-_READY, _PLAN, _RETRY, _RECLAIM = 0, 1, 2, 3
+_READY, _PLAN, _RETRY, _RECLAIM, _DELETE = 0, 1, 2, 3, 4
 
 
 def namespaces(trace: Trace) -> set[str]:
@@ -173,6 +173,7 @@ class Simulation:
             seed=scenario.seed,
         )
         self.replicas: dict[WorkloadKey, tuple[Template, dict[str, PodRecord]]] = {}
+        self.deleting: dict[int, str] = {}  # heap seq -> uid of a pod whose end was put back
         self.serial = 0
         self.samples: list[tuple[float, ...]] = []
         self.next_sample = 0.0
@@ -213,6 +214,8 @@ class Simulation:
                     scheduler.retry()
                 elif kind == _RECLAIM:
                     self._reclaim(self.spot.due.pop(seq))
+                elif kind == _DELETE:
+                    self._trace_deleted(self.deleting.pop(seq))
                 else:
                     scheduler.retry()
             elif i < n:
@@ -224,7 +227,7 @@ class Simulation:
                         raise ValueError(f"trace: pod {ev.uid} created twice (t={ev.t})")
                     scheduler.schedule(scheduler.new_pod(ev.uid, ev.workload, ev.name, ev.template))
                 elif isinstance(ev, PodDeleted):
-                    self._pod_deleted(ev.uid)
+                    self._trace_deleted(ev.uid)
                 elif isinstance(ev, ReplicasChanged):
                     self._replicas(ev)
                 elif isinstance(ev, NodeAdded):
@@ -333,6 +336,17 @@ class Simulation:
         rec = self.scheduler.new_pod(uid, balloon_workload(group_name), uid, template)
         self.scheduler.pending[uid] = rec
 
+    def _trace_deleted(self, uid: str) -> None:
+        """The trace ends a pod; a Job's pod that an eviction set back (``PodRecord.late``) ends
+        that much later (and again later if evicted once more meanwhile)."""
+        rec = self.scheduler.pods.get(uid)
+        if rec is not None and rec.late > 0:
+            self._push(self.clock.now + rec.late, _DELETE)
+            self.deleting[self.seq] = uid
+            rec.late = 0.0
+            return
+        self._pod_deleted(uid)
+
     def _pod_deleted(self, uid: str) -> None:
         s = self.scheduler
         rec = s.pods.get(uid)
@@ -409,8 +423,8 @@ class Simulation:
             self.billing.node_removed(name, group, now=end)
         b = self.billing
         split = b.result()
-        ecs_cost = split.ecs_busy + split.ecs_idle
-        eci_cost = split.eci_burst + split.eci_long_stay
+        ecs_cost = split.ecs_busy + split.ecs_idle + b.lost_on_ecs
+        eci_cost = split.eci_burst + split.eci_long_stay + split.lost_work - b.lost_on_ecs
         a = self.autoscaler
         return Result(
             name=self.variant.name,
@@ -430,6 +444,7 @@ class Simulation:
             ecs_pod_seconds=s.ecs_pod_s,
             eci_pod_seconds=s.eci_pod_s,
             eci_no_room_pod_seconds=s.eci_no_room_s,
+            lost_work_pod_seconds=s.lost_s,
             actions=tuple(a.actions),
             peak_nodes=s.peak_nodes,
             planner_calls=a.planner_calls,

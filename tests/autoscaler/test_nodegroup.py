@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from autoscaler.costs import EciPrice, break_even_fraction, ecs_cheaper, new_node_pays
+from autoscaler.costs import (
+    EciPrice,
+    break_even_fraction,
+    ecs_cheaper,
+    move_saving,
+    new_node_pays,
+)
 from autoscaler.nodegroup import (
     ConfigError,
     Consolidation,
@@ -261,6 +267,10 @@ def test_ecs_cheaper_break_even() -> None:
     assert ecs_cheaper(pod, remaining=26 * 60.0, **args)
     assert not ecs_cheaper(pod, remaining=24 * 60.0, **args)
     assert not ecs_cheaper(Resources(4000, 8 * GIB, 1), remaining=1e9, **args)  # does not fit
+    # a Job's pod that would run again 60 s of lost work: the node runs 60 s longer,
+    # 0.353 * (60 + 1560 + 60 + 600) s = 0.22357 > ECI's 0.52934 * 1500 s = 0.22056: stays
+    assert not ecs_cheaper(pod, remaining=26 * 60.0, redo=60.0, **args)
+    assert ecs_cheaper(pod, remaining=26 * 60.0, redo=0.0, **args)
 
 
 def test_a_new_node_pays_with_whole_gpus_on_eci() -> None:
@@ -279,6 +289,23 @@ def test_a_new_node_pays_with_whole_gpus_on_eci() -> None:
     assert new_node_pays([(half, 3600.0)] * 8, **args)
     assert not new_node_pays([(half, 3600.0)] * 6, **args)
     assert not new_node_pays([], **args)
+    # Job pods that would run again lost work: the node runs as long as the longest re-run.
+    # 600 s more for one of them: 64 * (180 + 3600 + 600 + 600) s = 88.53 < 91.50 (moves);
+    # 900 s: 93.87 > 91.50 (stays)
+    assert new_node_pays([(half, 3600.0)] * 8, redo=[600.0] + [0.0] * 7, **args)
+    assert not new_node_pays([(half, 3600.0)] * 8, redo=[0.0] * 7 + [900.0], **args)
+
+
+def test_a_moves_saving_pays_for_the_work_run_again() -> None:
+    # A 1-GPU pod (12 CNY/h on ECI) moved into a free GPU of an 8-GPU node at 64 CNY/h: its share
+    # is 8 CNY/h.  A service replica with 2 h left saves 24 - 0.1 = 23.9 CNY; a Job's pod 2 h
+    # into its 4 h runs those 2 h again: 24 - 0.1 - 16 = 7.9 CNY; 3 h into it, 1 h left:
+    # 12 - 0.1 - 24 = -12.1 (it stays)
+    gpu = Resources(0, 0, 1, 1000)
+    args: dict[str, Any] = {"eci": EciPrice(), "restart": 0.1, "ecs_per_hour": 8.0}
+    assert move_saving(gpu, remaining=7200.0, **args) == pytest.approx(23.9)
+    assert move_saving(gpu, remaining=7200.0, redo=7200.0, **args) == pytest.approx(7.9)
+    assert move_saving(gpu, remaining=3600.0, redo=10_800.0, **args) == pytest.approx(-12.1)
 
 
 def test_durations() -> None:

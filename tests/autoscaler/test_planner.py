@@ -552,7 +552,7 @@ TRAIN = ResourcePolicy(
     ("kind", "expected", "age", "nodes"),
     [
         ("Pod", "8h", 0.0, 1),
-        ("Job", "8h", 0.0, 1),
+        ("Job", "8h", 0.0, 2),
         ("ReplicaSet", "8h", 0.0, 2),
         ("Pod", "30m", 0.0, 1),
         ("Pod", "10m", 0.0, 2),
@@ -565,10 +565,11 @@ TRAIN = ResourcePolicy(
 def test_forecast_stacks_no_node_for_eci_pods_it_would_not_take(
     kind: str, expected: str | None, age: float, nodes: int
 ) -> None:
-    # 14 GPUs expected, one 8-GPU pod of them running on ECI for 8 more hours.  A bare pod or a
-    # Job's pod never moves: the nodes added take only the other 6 GPUs, and one node holding 6
-    # pays (91.06 > 65.07): 1 node, not 2.  A Deployment's replica moves into the room: 14 GPUs,
-    # 2 nodes (the first for the replica itself, cheaper on ECS, then one for the other 6).
+    # 14 GPUs expected, one 8-GPU pod of them running on ECI for 8 more hours.  A bare pod
+    # never moves: the nodes added take only the other 6 GPUs, and one node holding 6 pays
+    # (91.06 > 65.07): 1 node, not 2.  A Deployment's replica, or a Job's pod (which runs its
+    # work again), moves into the room: 14 GPUs, 2 nodes (the first for the pod itself, then
+    # one for the other 6).
     # The bare pod counts only until its expected end; the 61 steps after the boot are at
     # 120 s, 180 s, ..., 3720 s.  30 min left: pinned at 28 steps (120..1740 s); the second node
     # holds 6 GPUs at the other 33: 6 * 33 / 61 / 8 * 121.41 = 49.3 < 65.07, 1 node.  10 min

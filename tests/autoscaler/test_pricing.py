@@ -115,7 +115,7 @@ def test_pending_pods_take_free_capacity_before_pods_on_eci() -> None:
     "extra",
     [
         {"kind": "Pod"},  # no controller recreates it
-        {"kind": "Job"},  # a Job's replacement restarts its work
+        {"kind": "Job"},  # 28 h old: its replacement would run 28 h again, dearer than ECI
         {"annotations": {EXPECTED_DURATION: "8h", SAFE_TO_EVICT: "false"}},
     ],
 )

@@ -6,13 +6,14 @@ default 0.1 CNY unless a test says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 from test_planner import BATCH4, ECI, GENERAL4, GIB, NOW, node, pod
 
 from autoscaler.context import PlannerMemo
+from autoscaler.eviction import CHECKPOINT_INTERVAL
 from autoscaler.nodegroup import PlannerSettings
 from autoscaler.planner import EXPECTED_DURATION, SAFE_TO_EVICT
 from autoscaler.rebalance import MoveCosts, Moves, allowed, rebalance
@@ -100,8 +101,8 @@ def test_pods_beyond_the_units_max_stay_and_a_move_never_exceeds_it() -> None:
     "extra",
     [
         {"kind": "Pod"},
-        {"kind": "Job"},
         {"annotations": {SAFE_TO_EVICT: "false"}},
+        {"kind": "Job", "annotations": {SAFE_TO_EVICT: "false"}},
     ],
 )
 def test_only_pods_a_controller_recreates_and_that_may_be_evicted_move(
@@ -183,22 +184,30 @@ def test_remaining_after_the_expected_duration() -> None:
     assert remaining(bare, now=NOW, horizon=3600, outlived=3600) == 0.0  # no replica: it ends
 
 
-def test_an_answer_that_moved_nothing_is_given_again_only_while_it_stays_the_answer() -> None:
-    # n1 is full; e0 (30 min left at NOW: ECI would bill 0.11027 CNY > 0.1) finds no room.
+NO_ROOM = ("1 pod(s) on ECI worth moving find no room on ECS nodes now",)
+
+
+def full_n1(waiting: Pod) -> tuple[ClusterState, Callable[[float, PlannerMemo | None], Moves]]:
+    """A cluster whose one node n1 is full, ``waiting`` on ECI, and rebalance asked at a time
+    with a memo or none."""
     state = ClusterState(
-        nodes=[node("n1", GENERAL4), ECI],
-        pods=[busy("b", "n1", 4000), on_eci("e0", "30m", created=NOW)],
-        policies=[web()],
+        nodes=[node("n1", GENERAL4), ECI], pods=[busy("b", "n1", 4000), waiting], policies=[web()]
     )
     groups = [GroupState(GENERAL4, 1)]
-    memo = PlannerMemo()
 
     def ask(now: float, memo: PlannerMemo | None) -> Moves:
         return rebalance(
             state, groups, MoveCosts(), now=now, settings=PlannerSettings(), limit=10, memo=memo
         )
 
-    no_room = ("1 pod(s) on ECI worth moving find no room on ECS nodes now",)
+    return state, ask
+
+
+def test_an_answer_that_moved_nothing_is_given_again_only_while_it_stays_the_answer() -> None:
+    # n1 is full; e0 (30 min left at NOW: ECI would bill 0.11027 CNY > 0.1) finds no room.
+    state, ask = full_n1(on_eci("e0", "30m", created=NOW))
+    memo = PlannerMemo()
+    no_room = NO_ROOM
     assert ask(NOW, memo).notes == no_room
     assert ask(NOW + 60, memo).notes == no_room  # nothing changed: from the memo
     assert memo.skips == {"rebalance": 1}
@@ -211,3 +220,65 @@ def test_an_answer_that_moved_nothing_is_given_again_only_while_it_stays_the_ans
     # 5 min on, nothing written: e0 has 25 min left, 0.0919 CNY < 0.1, no longer worth moving
     assert ask(NOW + 300, memo) == ask(NOW + 300, None) == Moves()
     assert memo.skips == {"rebalance": 1}
+
+
+@pytest.mark.parametrize(
+    ("age", "every", "saving"),
+    [
+        # 10 min into a 2 h Job: ECI would bill 0.220536 * 110 / 60 = 0.404316; the re-run of
+        # 10 min at its share of a general node (0.706 / 4 = 0.1765 CNY/h) 0.029417: saves
+        # 0.404316 - 0.1 - 0.029417 = 0.274899
+        (600.0, None, 0.274899),
+        # 1 h in: 0.220536 - 0.1 - 0.1765 < 0: stays (a ReplicaSet's replica would save 0.120536)
+        (3600.0, None, None),
+        # checkpoints every 15 min: nothing lost at 1 h; every 25 min: the 10 min since 50 min
+        (3600.0, "15m", 0.120536),
+        (3600.0, "25m", 0.091119),
+    ],
+)
+def test_a_jobs_pod_moves_while_its_saving_pays_for_the_work_run_again(
+    age: float, every: str | None, saving: float | None
+) -> None:
+    notes = {CHECKPOINT_INTERVAL: every} if every else {}
+    job = on_eci("e0", "2h", kind="Job", created=NOW - age, annotations=notes)
+    result = moves([busy("b", "n1", 2000), job], nodes=[node("n1", GENERAL4)])
+    if saving is None:
+        assert result.moves == ()
+        replica = on_eci("e0", "2h", created=NOW - age)
+        (move,) = moves([busy("b", "n1", 2000), replica], nodes=[node("n1", GENERAL4)]).moves
+        assert move.saving == pytest.approx(0.120536, abs=1e-6)
+        return
+    (move,) = result.moves
+    assert move.saving == pytest.approx(saving, abs=1e-6)
+    if every != "15m":
+        assert "min of lost work run again" in move.reason
+
+
+def test_a_jobs_pod_judged_worth_moving_is_judged_again_as_its_lost_work_grows() -> None:
+    # n1 is full.  A 2 h Job's pod 10 min old is worth moving (no room: the note); 50 min later
+    # (1 h old) its re-run costs more than ECI's bill left, so the memo's answer no longer holds
+    _, ask = full_n1(on_eci("e0", "2h", kind="Job", created=NOW - 600))
+    memo = PlannerMemo()
+    assert ask(NOW, memo).notes == NO_ROOM
+    assert ask(NOW + 60, memo).notes == NO_ROOM
+    assert memo.skips == {"rebalance": 1}
+    assert ask(NOW + 3000, memo) == ask(NOW + 3000, None) == Moves()
+    assert memo.skips == {"rebalance": 1}
+
+
+def test_a_jobs_pod_is_expected_to_run_at_least_as_long_again_as_it_has_run() -> None:
+    from autoscaler.demand import remaining
+
+    # past its estimate, or without one, a Job's pod is expected to run as long again (the
+    # heavy-tailed lifetimes predictive.pinned assumes); a bare pod's remaining time stays 0
+    late = on_eci("e0", "2h", kind="Job", created=NOW - 3 * 3600)
+    assert remaining(late, now=NOW, horizon=3600) == 3 * 3600.0
+    assert remaining(on_eci("e1", "2h", kind="Job", created=NOW - 600), now=NOW, horizon=3600) == (
+        6600.0  # its own estimate is longer
+    )
+    unknown = pod("e2", 1000, 2 * GIB, node=ECI.name, kind="Job", created=NOW - 600)
+    assert remaining(unknown, now=NOW, horizon=3600) == 600.0
+    # 3 h old: ECI would bill 0.220536 * 3 = 0.661608 over the 3 h expected; the re-run of 3 h
+    # at 0.1765 CNY/h is 0.5295: saves 0.661608 - 0.1 - 0.5295 = 0.032108, it moves
+    (move,) = moves([busy("b", "n1", 2000), late], nodes=[node("n1", GENERAL4)]).moves
+    assert move.saving == pytest.approx(0.032108, abs=1e-6)

@@ -106,13 +106,14 @@ def test_openb_owners_follow_the_qos_column(tmp_path: Path) -> None:
     )
     created = {e.name: e for e in import_openb(path).events if isinstance(e, PodCreated)}
     kinds = {name: (e.workload.kind, e.workload.name) for name, e in created.items()}
-    # LS: a single-replica Deployment each (movable, evictable); the rest stay bare pods
+    # LS: a single-replica Deployment each (movable, evictable); the rest one-pod Jobs (movable,
+    # their work lost when moved)
     assert kinds == {
         "svc": ("Deployment", "svc"),
-        "train": ("Pod", "train"),
+        "train": ("Job", "train"),
         "svc2": ("Deployment", "svc2"),
-        "train2": ("Pod", "train2"),
-        "odd": ("Pod", "odd"),
+        "train2": ("Job", "train2"),
+        "odd": ("Job", "odd"),
     }
     # the expected duration is the history of the task's shape and QoS, whoever owns it:
     # train2 knows train's 30 s (same shape, BE), svc2 nothing (no LS task of its shape ended)
@@ -124,6 +125,18 @@ def test_openb_owners_follow_the_qos_column(tmp_path: Path) -> None:
         if isinstance(e, PodCreated)
     }
     assert set(bare.values()) == {"Pod"}
+    services = {
+        e.name: e.workload.kind
+        for e in import_openb(path, owners="services").events
+        if isinstance(e, PodCreated)
+    }  # the default before Jobs: LS Deployments, the rest bare pods
+    assert services == {
+        "svc": "Deployment",
+        "train": "Pod",
+        "svc2": "Deployment",
+        "train2": "Pod",
+        "odd": "Pod",
+    }
     with pytest.raises(ValueError, match="owners"):
         import_openb(path, owners="job")
 

@@ -155,3 +155,58 @@ def test_passes_answered_from_the_memo_are_the_passes_computed_afresh() -> None:
     r = sim.run()
     assert r.moves == 0
     assert sim.autoscaler.memo.skips["rebalance"] > 10
+
+
+def job_run(kind: str, expected: str) -> Result:
+    """``d`` (db: ECS only) at t=0; ``a`` (1 cpu / 1 GiB, a ``kind`` workload ``train``) at t=1,
+    ended by the trace at t=1000; a no-op at 3000 lets a late end show."""
+    a = Template(
+        Resources(1000, 2**30, 1, 0), {"app": "web"}, {"spillover.dev/expected-duration": expected}
+    )
+    db = Template(Resources(1000, 2**30, 1, 0), {"app": "db"})
+    trace = Trace(
+        TraceHeader(),
+        [
+            PodCreated(0.0, "d", WorkloadKey("db", "Deployment", "db"), "d", db),
+            PodCreated(1.0, "a", WorkloadKey("shop", kind, "train"), "a", a),
+            PodDeleted(1000.0, "a"),
+            PodDeleted(1000.0, "d"),
+            PodDeleted(3000.0, "unknown"),
+        ],
+    )
+    scenario = scenario_with_db()
+    chosen = {v.name: v for v in variants(scenario, fluid_bound(trace, scenario))}["spillover"]
+    return simulate(trace, scenario, chosen, audit=True)
+
+
+def test_a_moved_jobs_pod_runs_its_lost_work_again_and_the_report_charges_it() -> None:
+    # As above, a overflows to ECI (starts at 11) and moves at t=70 into the node d's pass added
+    # (Ready at 61).  A Deployment's replica keeps its lifetime: on ECS 70..1000.  A Job's
+    # replacement starts over: the 59 s it ran on ECI are run again, so it ends at 1059, and
+    # those 59 s at its share of the node (half of 0.001 CNY/s) are lost work, 0.0295 CNY; the
+    # node goes 30 s (consolidation's empty_after) after a ends, at 1090 instead of 1040.
+    replica = job_run("Deployment", "10h")
+    job = job_run("Job", "10h")
+    assert replica.moves == job.moves == 1
+    assert replica.lost_work_pod_seconds == 0.0
+    assert replica.split.lost_work == 0.0
+    assert job.lost_work_pod_seconds == pytest.approx(59.0)
+    assert job.ecs_pod_seconds - replica.ecs_pod_seconds == pytest.approx(59.0)
+    assert job.split.lost_work == pytest.approx(59 * 0.0005)
+    assert job.ecs_node_seconds - replica.ecs_node_seconds == pytest.approx(50.0)
+    assert job.eci_cost == pytest.approx(replica.eci_cost)
+    assert job.eci_cost == pytest.approx(59 * ECI_RATE)
+    # ECS pays the re-run: ECS cost includes it, and the cost split still sums to the cost
+    assert job.ecs_cost - replica.ecs_cost == pytest.approx(0.05)
+    assert job.split.total == pytest.approx(job.cost)
+
+
+def test_a_jobs_pod_whose_rerun_costs_more_than_its_eci_bill_left_stays() -> None:
+    # Expected to run 2,200 s.  At t=70 (69 s old) a replica would move: ECI's bill for the
+    # 2,131 s left is 2131 * 0.00005513 = 0.1175 CNY > the 0.1 restart.  A Job's pod would also
+    # run its 69 s again at 0.0005 CNY/s (0.0345): 0.1175 - 0.1 - 0.0345 < 0, it stays on ECI
+    assert job_run("Deployment", "2200").moves == 1
+    job = job_run("Job", "2200")
+    assert job.moves == 0
+    assert job.lost_work_pod_seconds == 0.0
+    assert job.eci_pod_seconds == pytest.approx(989.0)

@@ -292,6 +292,7 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
     counting(extender.model.Pod, "placed")
     counting(autoscaler.rebalance, "rebalance")
     counting(autoscaler.rebalance, "allowed")
+    counting(autoscaler.rebalance, "move_saving")
     scenario = small_scenario(
         forecast={
             "enabled": True,
@@ -349,6 +350,8 @@ def test_replay_drives_the_shared_decision_code(monkeypatch: pytest.MonkeyPatch)
     # pod on ECI an eviction could move (the others provably move nothing); the audit asks
     # rebalance a second time, without the memo.
     assert 0 < calls["rebalance"] == 2 * calls["allowed"] <= 2 * r.planner_calls
+    # ... each move priced by the one saving rule (costs.move_saving)
+    assert calls["move_saving"] > 0
 
 
 def test_passes_without_movable_pods_on_eci_skip_a_rebalance_that_would_move_nothing() -> None:
