@@ -24,9 +24,9 @@ import numpy as np
 import numpy.typing as npt
 
 from extender.model import Node, NodeKind, Pod, is_daemon_or_static
-from extender.policy import ResourcePolicy, decide, policy_for, unit_counts
+from extender.policy import ResourcePolicy, decide, unit_counts
 
-from .context import Context, IntArray
+from .context import Context, IntArray, policy_of
 from .costs import ecs_cheaper
 from .eviction import move_blocker
 from .nodegroup import parse_duration
@@ -177,7 +177,7 @@ def collect(
         if pod.terminating or is_daemon_or_static(pod):
             continue
         cls = ctx.class_of(pod)
-        policy = policy_for(policies, pod) if policies else None
+        policy = policy_of(policies, pod) if policies else None
         if policy is None:
             demand.add(pod, cls, None, -1)
             continue
@@ -214,7 +214,7 @@ def collect(
         movable.sort(key=lambda m: (m[0], m[1]))
         for _, _, pod, left in movable:
             demand.eci_candidates.append((pod, left))
-            policy = policy_for(policies, pod)
+            policy = policy_of(policies, pod)
             own = policy.unit_of(node) if policy is not None else None
             if policy is None or own is None:
                 continue

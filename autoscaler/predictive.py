@@ -54,9 +54,9 @@ import numpy as np
 import numpy.typing as npt
 
 from extender.model import NodeKind, Resources
-from extender.policy import ResourcePolicy, policy_for
+from extender.policy import ResourcePolicy
 
-from .context import Context, Growth
+from .context import Context, Growth, policy_of
 from .costs import break_even_fraction
 from .demand import remaining
 from .eviction import move_blocker
@@ -277,7 +277,7 @@ def pinned(
             mine, amount = demand_class(r)
             if mine != cls or amount <= 0:
                 continue
-            policy = policy_for(policies, pod)
+            policy = policy_of(policies, pod)
             if policy is None or not _unbounded_ecs(policy):
                 continue  # not demand at all (class_demand_of)
             age = now - pod.created if pod.created > 0 else 0.0
@@ -307,6 +307,8 @@ def pinned(
 
 def _profile(pods: Sequence[tuple[float, float]], times: Sequence[float]) -> tuple[float, ...]:
     """The summed milli of ``pods`` (``(until, milli)``) still running at each of ``times``."""
+    if not pods:  # most groups of most passes: the sums of nothing
+        return (0,) * len(times)
     return tuple(sum(m for until, m in pods if until > t) for t in times)
 
 
@@ -411,9 +413,12 @@ def _window(
 
 def _window_times(forecast: Forecast, lo: float, hi: float) -> list[float]:
     """The times of the steps of :func:`_window` (``start + step * i``)."""
-    n = forecast.upper.size
-    times = forecast.start + forecast.step * np.arange(n, dtype=np.float64)
-    return [float(t) for t in times[_steps(forecast, lo, hi)]]
+    steps = _steps(forecast, lo, hi)
+    start, step = forecast.start, forecast.step
+    if isinstance(steps, slice):  # the same float operations as the array's, one by one
+        return [float(start + step * float(i)) for i in range(steps.start, steps.stop)]
+    times = start + step * np.arange(forecast.upper.size, dtype=np.float64)
+    return [float(t) for t in times[steps]]
 
 
 def _steps(forecast: Forecast, lo: float, hi: float) -> slice | npt.NDArray[np.bool_]:

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from extender.model import Node, NodeKind, Pod, is_daemon_or_static
-from extender.policy import ResourcePolicy, policy_for
+from extender.policy import ResourcePolicy
 
 from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation, replacement
-from .context import Context, fmt_time, vector
+from .context import Context, fmt_time, policy_of, vector
 from .eviction import blocker
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
 from .state import DisruptionBudget
@@ -262,15 +262,29 @@ def _busy_drain(
     """``_simulate``'s status of each of ``busy`` (consolidation: do their pods fit elsewhere?),
     in the order of ``busy``; the drain itself takes them in their candidate order.
 
-    A function of the cluster state, the groups (templates, members, sizes), the settings, the
-    PodDisruptionBudgets and the kernels, not of the time: kept on the planner's memo
-    (``PlannerMemo.keep``) and given back while all of those are the same.  On a hit the drain's
-    pod classes are registered in the same order, as the full computation would (class indices
-    are the pass's)."""
+    A function of what ``_simulate`` reads, not of the time: the ECS nodes it may drain to and
+    their usage (``Context.usage``), the busy nodes with theirs and the pods to move, the
+    policies (pods' units), the groups (templates, members, sizes), the settings, the
+    PodDisruptionBudgets and the kernels.  Kept on the planner's memo with all of those as the
+    key (``PlannerMemo.recall_key``): a pass after a change elsewhere (a pod on ECI, an
+    unrelated write) gets the same answer without draining again.  Nodes and pods are frozen and
+    usage entries are replaced on change, so the key compares mostly by identity.  On a hit the
+    drain's pod classes are registered in the same order, as the full computation would (class
+    indices are the pass's)."""
     memo = ctx.memo
     ordered = sorted(busy, key=lambda c: c[0])
-    key = (tuple(ctx.groups), ctx.settings, tuple(pdbs), k, tuple(c[1].name for c in ordered))
-    found = memo.recall(BUSY_DRAIN, ctx.state, key) if memo is not None else None
+    found = None
+    if memo is not None:
+        key = (
+            tuple(ctx.groups),
+            ctx.settings,
+            tuple(pdbs),
+            k,
+            ctx.state.policies,
+            tuple((c[1], ctx.usage(c[1].name), tuple(c[3])) for c in ordered),
+            tuple((n, ctx.usage(n.name)) for n in ctx.ecs_nodes),
+        )
+        found = memo.recall_key(BUSY_DRAIN, key)
     if found is not None:
         assert memo is not None
         memo.skipped(BUSY_DRAIN)
@@ -316,7 +330,7 @@ def _simulate(
         for pod in movable:
             r = pod.requests
             req_rows.append((r.cpu_milli, r.memory, r.gpu_milli, 1))
-            policy = policy_for(policies, pod) if policies else None
+            policy = policy_of(policies, pod) if policies else None
             unit = policy.unit_of(node) if policy is not None else None
             if unit is None:
                 policy, unit = None, -1
