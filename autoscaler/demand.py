@@ -15,6 +15,7 @@ its allocatable.  Pending pods no policy unit can take get their reason in ``uns
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,17 +44,39 @@ def remaining(pod: Pod, *, now: float, horizon: float, outlived: float = 0.0) ->
 
     ``outlived``: what a replica of a Deployment, StatefulSet or ReplicaSet that has outlived
     its ``expected-duration`` is still expected to run (it is still serving; 0: nothing)."""
-    raw = pod.annotations.get(EXPECTED_DURATION)
-    service = pod.workload is not None and pod.workload.kind in _LONG_RUNNING
-    if raw is not None:
-        try:
-            total = max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
-        except ValueError:  # a bad annotation counts as unknown: the pod stays where it is
+    total, service = _expected(pod)
+    if total is not None:
+        if math.isnan(total):  # a bad annotation counts as unknown: the pod stays where it is
             return 0.0
         age = now - pod.created if pod.created > 0 else 0.0
         left = max(total - max(age, 0.0), 0.0)
         return left if left > 0 or not service else outlived
     return horizon if service else 0.0
+
+
+def _expected(pod: Pod) -> tuple[float | None, bool]:
+    """``pod``'s expected duration in seconds (None: no annotation; NaN: a bad one) and whether
+    it is a long-running service's replica: what ``remaining`` reads of the pod, kept per pod
+    object (pods are frozen; the planner asks for the same pods pass after pass).  An entry
+    holds its pod, so its id cannot be reused while it exists; cleared at 65,536 entries."""
+    hit = _EXPECTED.get(id(pod))
+    if hit is not None and hit[0] is pod:
+        return hit[1], hit[2]
+    raw = pod.annotations.get(EXPECTED_DURATION)
+    service = pod.workload is not None and pod.workload.kind in _LONG_RUNNING
+    total: float | None = None
+    if raw is not None:
+        try:
+            total = max(float(raw), 0.0) if _NUMBER.fullmatch(raw) else parse_duration(raw, "")
+        except ValueError:
+            total = math.nan
+    if len(_EXPECTED) >= 65536:
+        _EXPECTED.clear()
+    _EXPECTED[id(pod)] = (pod, total, service)
+    return total, service
+
+
+_EXPECTED: dict[int, tuple[Pod, float | None, bool]] = {}
 
 
 @dataclass(slots=True)

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from extender.model import NodeKind, Resources
+from extender.model import NodeKind, Pod, Resources
 from extender.policy import ResourcePolicy
 
 from .context import Context, Growth, policy_of
@@ -273,18 +273,14 @@ def pinned(
         for pod in ctx.state.pods_on(node.name):
             if pod.finished or pod.terminating:
                 continue
+            mine, amount, policy, stuck = _on_eci(policies, pod)
+            if mine != cls or amount <= 0 or policy is None:
+                continue  # policy None: not demand at all (class_demand_of)
             r = pod.requests
-            mine, amount = demand_class(r)
-            if mine != cls or amount <= 0:
-                continue
-            policy = policy_of(policies, pod)
-            if policy is None or not _unbounded_ecs(policy):
-                continue  # not demand at all (class_demand_of)
             age = now - pod.created if pod.created > 0 else 0.0
             until = now + max(remaining(pod, now=now, horizon=horizon), age)
             if until <= now:
                 continue
-            stuck = move_blocker(pod) is not None
             c = -1 if stuck else ctx.class_of(pod)
             for i, g in enumerate(groups):
                 takes = (
@@ -303,6 +299,38 @@ def pinned(
                 if not takes:
                     out[i].append((until, float(amount)))
     return out
+
+
+def _on_eci(
+    policies: tuple[ResourcePolicy, ...], pod: Pod
+) -> tuple[str, int, ResourcePolicy | None, bool]:
+    """What ``pinned`` reads of a pod on ECI that does not depend on the time: its class and
+    demand (``demand_class``), its policy if that has an unbounded ECS unit (else None: the pod
+    is no demand), and whether an eviction cannot move it (``eviction.move_blocker``).  Kept per
+    (policies, pod) pair of objects, both immutable (``context.policy_of``); an entry holds
+    both, so their ids cannot be reused while it exists.  Cleared at 65,536 entries."""
+    key = (id(policies), id(pod))
+    hit = _ON_ECI.get(key)
+    if hit is not None and hit[0] is policies and hit[1] is pod:
+        return hit[2]
+    mine, amount = demand_class(pod.requests)
+    policy = policy_of(policies, pod)
+    facts = (
+        mine,
+        amount,
+        policy if policy is not None and _unbounded_ecs(policy) else None,
+        move_blocker(pod) is not None,
+    )
+    if len(_ON_ECI) >= 65536:
+        _ON_ECI.clear()
+    _ON_ECI[key] = (policies, pod, facts)
+    return facts
+
+
+_ON_ECI: dict[
+    tuple[int, int],
+    tuple[object, Pod, tuple[str, int, ResourcePolicy | None, bool]],
+] = {}
 
 
 def _profile(pods: Sequence[tuple[float, float]], times: Sequence[float]) -> tuple[float, ...]:
