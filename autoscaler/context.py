@@ -124,7 +124,7 @@ class Context:
             if n.kind is NodeKind.ECS and n.ready and not n.unschedulable
         ]
         self.classes: list[PodClass] = []
-        self._class_index: dict[tuple[Any, ...], int] = {}
+        self._class_index: dict[int, int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._elig_nodes: dict[str, tuple[Sequence[Node], tuple[str, ...]]] = {}
         self._registered_cap: list[list[int]] | None = None
@@ -157,11 +157,7 @@ class Context:
         return max(0, self.groups[g].target_size - self.registered[g])
 
     def class_of(self, pod: Pod) -> int:
-        key = (
-            tuple(pod.node_selector.items()) if pod.node_selector else (),
-            pod.required_affinity,
-            pod.tolerations,
-        )
+        key = _signature(pod)
         found = self._class_index.get(key)
         if found is not None:
             return found
@@ -318,6 +314,30 @@ class PlannerMemo:
 
 
 _SHARED = PlannerMemo()
+
+
+def _signature(pod: Pod) -> int:
+    """A number per (node selector, required affinity, tolerations) value: what makes a pod
+    class (``Context.class_of``).  Kept per pod object (pods are frozen), so a pass does not
+    build and hash the tuple again for each pod it asks about; an entry holds its pod, so its id
+    cannot be reused while it exists.  Cleared at 65,536 pods (the numbers stay)."""
+    hit = _POD_SIGNATURE.get(id(pod))
+    if hit is not None and hit[0] is pod:
+        return hit[1]
+    key = (
+        tuple(pod.node_selector.items()) if pod.node_selector else (),
+        pod.required_affinity,
+        pod.tolerations,
+    )
+    number = _SIGNATURES.setdefault(key, len(_SIGNATURES))
+    if len(_POD_SIGNATURE) >= 65536:
+        _POD_SIGNATURE.clear()
+    _POD_SIGNATURE[id(pod)] = (pod, number)
+    return number
+
+
+_SIGNATURES: dict[tuple[Any, ...], int] = {}
+_POD_SIGNATURE: dict[int, tuple[Pod, int]] = {}
 
 
 _POLICY_OF: dict[tuple[int, int], tuple[object, Pod, ResourcePolicy | None]] = {}

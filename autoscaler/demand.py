@@ -192,9 +192,16 @@ def collect(
             counts[key] = found
         return found
 
+    offered: dict[int, list[Node]] = {}
+
     def candidates(cls: int) -> list[Node]:
-        c = ctx.classes[cls]
-        return [t for t, ok in zip(ctx.templates, c.groups, strict=True) if ok] + c.eci_nodes
+        found = offered.get(cls)
+        if found is None:  # once per class and pass (decide only reads it)
+            c = ctx.classes[cls]
+            found = [t for t, ok in zip(ctx.templates, c.groups, strict=True) if ok]
+            found += c.eci_nodes
+            offered[cls] = found
+        return found
 
     for pod in state.pending_pods():
         if pod.terminating or is_daemon_or_static(pod):

@@ -74,6 +74,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 import scipy.linalg
+import scipy.linalg.lapack
 import scipy.ndimage
 
 __all__ = [
@@ -620,6 +621,16 @@ def _normal(
     return xw, factor
 
 
+def _cho_solve(chol: FloatArray, b: FloatArray) -> FloatArray:
+    """``scipy.linalg.cho_solve((chol, False), b, check_finite=False)`` of float64 arrays: the
+    LAPACK routine it calls (``dpotrs``, upper factor, ``b`` copied), without its wrappers (a
+    few thousand small solves a replay)."""
+    x, info = scipy.linalg.lapack.dpotrs(chol, b, lower=0, overwrite_b=False)
+    if info != 0:
+        raise ValueError(f"illegal value in {-info}th argument of internal potrs")
+    return np.asarray(x, np.float64)
+
+
 def _fourier(step: float, s: ForecastSettings, *, weekly: bool) -> Model:
     factor = max(1, round(s.fit_resolution / step))
     spacing = factor * step  # seconds per bin of the fit
@@ -630,7 +641,7 @@ def _fourier(step: float, s: ForecastSettings, *, weekly: bool) -> Model:
         xw, chol = _normal(
             y.size, spacing, s.fourier_day_harmonics, week, s.half_life, s.week_ridge
         )
-        beta = scipy.linalg.cho_solve((chol, False), xw.T @ y, check_finite=False)
+        beta = _cho_solve(chol, xw.T @ y)
         ahead = _harmonics(_bucket(steps), step, 0.0, s.fourier_day_harmonics, week)[:steps]
         return np.asarray(ahead @ beta)
 

@@ -103,7 +103,6 @@ def scale_down(
         below = (max(cpu, mem) if gpu is None else gpu) < threshold
         if not below and consolidation is None:
             continue
-        requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
         movable = [p for p in pods if not is_daemon_or_static(p)]
         gs = ctx.groups[g]
         created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
@@ -111,7 +110,8 @@ def scale_down(
         order: tuple[Any, ...] = (g, -created if newest_first else created, name)
         if consolidation is not None:  # most expensive first: a replaced node before its successor
             order = (-gs.group.price_per_hour, *order)
-        why = f"requests {requested} < {threshold:.0%}" if below else "its pods fit on other nodes"
+        # the shares, put in words only for a node that is ready to go (most are not)
+        why: Why = (cpu, mem, gpu) if below else "its pods fit on other nodes"
         candidate = (order, node, g, movable, why)
         if below:
             candidates.append(candidate)
@@ -139,6 +139,10 @@ def scale_down(
         if gs.in_cooldown(now):
             notes.append(f"node {name} stays: group {gs.group.name} is in cooldown")
             continue
+        if not isinstance(why, str):
+            cpu, mem, gpu = why
+            requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
+            why = f"requests {requested} < {threshold:.0%}"
         text = f"unneeded since {fmt_time(since)} for {now - since:.0f}s ({why})"
         ready.append((order, node, g, movable, text))
     candidates = ready
@@ -205,7 +209,8 @@ def scale_down(
 
     status, dest, dests, starts = _simulate(ctx, k, candidates, pdbs)
     downs: list[Removal] = []
-    for c, (_, node, g, movable, text) in enumerate(candidates):
+    for c, (_, node, g, movable, said) in enumerate(candidates):
+        text = str(said)  # in words for every ready node (above)
         group = ctx.groups[g].group
         outcome = int(status[c])
         if outcome == DRAIN_REMOVED:
@@ -251,7 +256,10 @@ def scale_down(
     return downs, unneeded
 
 
-Candidate = tuple[tuple[Any, ...], Node, int, list[Pod], str]
+# why a candidate is unneeded: its requested shares (cpu, memory, gpu or None) below the
+# threshold, or a reason in words
+Why = str | tuple[float, float, float | None]
+Candidate = tuple[tuple[Any, ...], Node, int, list[Pod], Why]
 BUSY_DRAIN = "scale-down: busy nodes"  # its answer's name on the planner's memo
 DRAIN = "drain"  # the purpose of the drain's eligibility rows (``Context.node_elig``)
 

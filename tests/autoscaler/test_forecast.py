@@ -603,3 +603,19 @@ def test_a_kept_day_profile_is_the_profile_of_the_same_data() -> None:
     other = _day_profile(changed, day, 3, 2)
     assert np.array_equal(other, _smooth(np.median(_days(changed, day, 3), axis=0), 2))
     assert not np.array_equal(other, first)
+
+
+def test_the_fourier_solve_is_scipys_cho_solve_to_the_bit() -> None:
+    import scipy.linalg
+
+    from autoscaler.forecast import _cho_solve
+
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 70):
+        a = rng.normal(size=(n + 3, n))
+        chol, _ = scipy.linalg.cho_factor(a.T @ a + np.eye(n), lower=False, check_finite=False)
+        b = rng.normal(size=n)
+        want = scipy.linalg.cho_solve((chol, False), b, check_finite=False)
+        got = _cho_solve(chol, b)
+        assert got.tobytes() == want.tobytes() and got.shape == want.shape
+        assert _cho_solve(chol, b).tobytes() == want.tobytes()  # b was left as it was
