@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Sequence
 
 from test_planner import BATCH4 as BATCH_POOL
-from test_planner import G8 as PLAIN_G8
 from test_planner import ECI, GENERAL4, GIB, NOW, node, pod
+from test_planner import G8 as PLAIN_G8
 
 from autoscaler.consolidation import Consolidation
 from autoscaler.context import PlannerMemo

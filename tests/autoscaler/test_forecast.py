@@ -617,5 +617,6 @@ def test_the_fourier_solve_is_scipys_cho_solve_to_the_bit() -> None:
         b = rng.normal(size=n)
         want = scipy.linalg.cho_solve((chol, False), b, check_finite=False)
         got = _cho_solve(chol, b)
-        assert got.tobytes() == want.tobytes() and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
+        assert got.shape == want.shape
         assert _cho_solve(chol, b).tobytes() == want.tobytes()  # b was left as it was
