@@ -139,6 +139,22 @@ def test_disruption_budgets_and_min_sizes_hold() -> None:
     assert kept.scale_downs == ()
 
 
+def g2_unneeded_pass(
+    state: ClusterState, groups: Sequence[GroupState], memo: PlannerMemo | None
+) -> Plan:
+    """A consolidating pass at NOW in which g2 has been unneeded for 1,000 s."""
+    return plan(
+        state,
+        groups,
+        forecast=None,
+        settings=PlannerSettings(),
+        now=NOW,
+        unneeded={"g2": NOW - 1000},
+        consolidation=ON,
+        memo=memo,
+    )
+
+
 def test_a_pass_over_the_same_cluster_decides_from_the_memo_as_afresh() -> None:
     # g1 (general pool) is full of web pods (busy: the consolidation drain asks whether they fit
     # elsewhere), b1 is an empty batch node, g2 holds one web pod and has been unneeded for
@@ -153,16 +169,7 @@ def test_a_pass_over_the_same_cluster_decides_from_the_memo_as_afresh() -> None:
     memo = PlannerMemo()
 
     def once(memo: PlannerMemo | None) -> Plan:
-        return plan(
-            state,
-            groups,
-            forecast=None,
-            settings=PlannerSettings(),
-            now=NOW,
-            unneeded={"g2": NOW - 1000},
-            consolidation=ON,
-            memo=memo,
-        )
+        return g2_unneeded_pass(state, groups, memo)
 
     first = once(memo)
     assert once(memo) == first == once(None)
@@ -186,16 +193,7 @@ def test_the_busy_drain_answer_is_kept_across_writes_it_does_not_read() -> None:
     memo = PlannerMemo()
 
     def once(memo: PlannerMemo | None) -> Plan:
-        return plan(
-            state,
-            groups,
-            forecast=None,
-            settings=PlannerSettings(),
-            now=NOW,
-            unneeded={"g2": NOW - 1000},
-            consolidation=ON,
-            memo=memo,
-        )
+        return g2_unneeded_pass(state, groups, memo)
 
     assert once(memo) == once(None)
     assert memo.skips == {}
