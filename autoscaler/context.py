@@ -263,6 +263,12 @@ class PlannerMemo:
       the cluster the answer reads (scale-down's which busy nodes' pods fit elsewhere,
       ``scaledown._busy_drain``: the ECS nodes, their usage and the pods to move).
 
+    Kept in their modules instead, for every planner (pure functions of immutable objects, by
+    identity, each entry holding its objects): ``policy_of`` and ``_signature`` here,
+    ``predictive._on_eci``, ``predictive._class_groups`` and ``predictive.paying_nodes``'s
+    answers, ``demand._expected``, ``nodegroup._text_seconds`` and ``forecast._day_profile``
+    (by the bytes it reads).
+
     Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to
     invalidate): pod classes by (node selector, required affinity, tolerations), eligible nodes
     per (class, policy, unit, purpose), each node's usage (unless ``usage`` keeps it), the
