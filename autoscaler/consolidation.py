@@ -27,10 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from extender.model import Node, Pod
-from extender.policy import policy_for
 
 from .backends import Kernels
-from .context import Context
+from .context import Context, policy_of
 from .nodegroup import Consolidation
 
 __all__ = ["CONSOLIDATED", "Consolidation", "replacement"]
@@ -54,7 +53,7 @@ def replacement(
     order = np.lexsort((-req[:, 1], -req[:, 0], -req[:, 2])).astype(np.int64)
     units = []
     for pod in movable:
-        policy = policy_for(policies, pod) if policies else None
+        policy = policy_of(policies, pod) if policies else None
         unit = policy.unit_of(node) if policy is not None else None
         units.append(policy.units[unit] if policy is not None and unit is not None else None)
     best: tuple[float, int] | None = None

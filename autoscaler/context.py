@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from extender.model import Node, NodeKind, Pod, Resources
-from extender.policy import ResourcePolicy
+from extender.policy import ResourcePolicy, policy_for
 from extender.selectors import can_hold, why_not_held
 from extender.snapshot import ClusterState
 
@@ -37,6 +37,7 @@ __all__ = [
     "PodClass",
     "Usage",
     "fmt_time",
+    "policy_of",
     "vector",
 ]
 
@@ -123,7 +124,7 @@ class Context:
             if n.kind is NodeKind.ECS and n.ready and not n.unschedulable
         ]
         self.classes: list[PodClass] = []
-        self._class_index: dict[tuple[Any, ...], int] = {}
+        self._class_index: dict[int, int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._elig_nodes: dict[str, tuple[Sequence[Node], tuple[str, ...]]] = {}
         self._registered_cap: list[list[int]] | None = None
@@ -156,11 +157,7 @@ class Context:
         return max(0, self.groups[g].target_size - self.registered[g])
 
     def class_of(self, pod: Pod) -> int:
-        key = (
-            tuple(pod.node_selector.items()) if pod.node_selector else (),
-            pod.required_affinity,
-            pod.tolerations,
-        )
+        key = _signature(pod)
         found = self._class_index.get(key)
         if found is not None:
             return found
@@ -261,8 +258,16 @@ class PlannerMemo:
       at the same ``revision`` (no pod, node, policy or ordinal start written since) and an
       equal key, which must hold every other input (the caller's rule; ``skips`` counts the
       passes answered so, by name).  ``rebalance`` keeps its last answer that moved nothing
-      (and checks again the pods whose worth depends on the time); scale-down which busy nodes'
-      pods fit elsewhere (``scaledown._busy_drain``).
+      (and checks again the pods whose worth depends on the time).  ``recall_key`` gives an
+      answer back for an equal key alone, whatever the state: the key then holds the part of
+      the cluster the answer reads (scale-down's which busy nodes' pods fit elsewhere,
+      ``scaledown._busy_drain``: the ECS nodes, their usage and the pods to move).
+
+    Kept in their modules instead, for every planner (pure functions of immutable objects, by
+    identity, each entry holding its objects): ``policy_of`` and ``_signature`` here,
+    ``predictive._on_eci``, ``predictive._class_groups`` and ``predictive.paying_nodes``'s
+    answers, ``demand._expected``, ``nodegroup._text_seconds`` and ``forecast._day_profile``
+    (by the bytes it reads).
 
     Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to
     invalidate): pod classes by (node selector, required affinity, tolerations), eligible nodes
@@ -285,6 +290,12 @@ class PlannerMemo:
         if found is None or found[0] is not state or found[1] != state.revision:
             return None
         return found[3] if found[2] == key else None
+
+    def recall_key(self, name: str, key: tuple[Any, ...]) -> Any:
+        """The answer kept as ``name`` for an equal key, whatever the state: for answers whose
+        key holds every input itself (the parts of the cluster they read), not the state."""
+        found = self._answers.get(name)
+        return found[3] if found is not None and found[2] == key else None
 
     def keep(self, name: str, state: ClusterState, key: tuple[Any, ...], answer: Any) -> None:
         self._answers[name] = (state, state.revision, key, answer)
@@ -309,6 +320,54 @@ class PlannerMemo:
 
 
 _SHARED = PlannerMemo()
+
+
+def _signature(pod: Pod) -> int:
+    """A number per (node selector, required affinity, tolerations) value: what makes a pod
+    class (``Context.class_of``).  Kept per pod object (pods are frozen), so a pass does not
+    build and hash the tuple again for each pod it asks about; an entry holds its pod, so its id
+    cannot be reused while it exists.  Cleared at 65,536 pods (the numbers stay)."""
+    hit = _POD_SIGNATURE.get(id(pod))
+    if hit is not None and hit[0] is pod:
+        return hit[1]
+    key = (
+        tuple(pod.node_selector.items()) if pod.node_selector else (),
+        pod.required_affinity,
+        pod.tolerations,
+    )
+    number = _SIGNATURES.setdefault(key, len(_SIGNATURES))
+    if len(_POD_SIGNATURE) >= 65536:
+        _POD_SIGNATURE.clear()
+    _POD_SIGNATURE[id(pod)] = (pod, number)
+    return number
+
+
+_SIGNATURES: dict[tuple[Any, ...], int] = {}
+_POD_SIGNATURE: dict[int, tuple[Pod, int]] = {}
+
+
+_POLICY_OF: dict[tuple[int, int], tuple[object, Pod, ResourcePolicy | None]] = {}
+
+
+def policy_of(policies: Sequence[ResourcePolicy], pod: Pod) -> ResourcePolicy | None:
+    """``extender.policy.policy_for``, kept per (policies, pod) pair of objects.
+
+    The passes ask it for the same pods pass after pass.  ``ClusterState.policies`` is a tuple
+    of frozen policies, replaced (never changed) on every write, and pods are frozen: the same
+    pair of objects has the same answer.  An entry holds both objects, so their ids cannot be
+    reused while it exists; other sequences (a list can change) are not kept.  Cleared at
+    65,536 entries."""
+    if type(policies) is not tuple:
+        return policy_for(policies, pod)
+    key = (id(policies), id(pod))
+    hit = _POLICY_OF.get(key)
+    if hit is not None and hit[0] is policies and hit[1] is pod:
+        return hit[2]
+    found = policy_for(policies, pod)
+    if len(_POLICY_OF) >= 65536:
+        _POLICY_OF.clear()
+    _POLICY_OF[key] = (policies, pod, found)
+    return found
 
 
 def vector(r: Resources) -> tuple[int, int, int, int]:

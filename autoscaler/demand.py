@@ -18,6 +18,7 @@ its allocatable.  Pending pods no policy unit can take get their reason in ``uns
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 from extender.model import Node, NodeKind, Pod, is_daemon_or_static
-from extender.policy import ResourcePolicy, decide, policy_for, unit_counts
+from extender.policy import ResourcePolicy, decide, unit_counts
 
-from .context import Context, IntArray
+from .context import Context, IntArray, policy_of
 from .costs import ecs_cheaper
 from .eviction import loses_progress, lost_work, move_blocker
 from .nodegroup import annotation_seconds
@@ -45,18 +46,39 @@ def remaining(pod: Pod, *, now: float, horizon: float, outlived: float = 0.0) ->
 
     ``outlived``: what a replica of a Deployment, StatefulSet or ReplicaSet that has outlived
     its ``expected-duration`` is still expected to run (it is still serving; 0: nothing)."""
-    raw = pod.annotations.get(EXPECTED_DURATION)
-    service = pod.workload is not None and pod.workload.kind in _LONG_RUNNING
+    total, service = _expected(pod)
     age = max(now - pod.created, 0.0) if pod.created > 0 else 0.0
     # A Job's pod is expected to run at least as long again as it has run
     floor = age if loses_progress(pod) else 0.0
-    if raw is not None:
-        total = annotation_seconds(raw)
-        if total is None:  # a bad annotation counts as unknown: the pod stays where it is
+    if total is not None:
+        if math.isnan(total):  # a bad annotation counts as unknown: the pod stays where it is
             return 0.0
         left = max(total - age, 0.0)
         return max(left, floor) if left > 0 or not service else outlived
     return horizon if service else floor
+
+
+def _expected(pod: Pod) -> tuple[float | None, bool]:
+    """``pod``'s expected duration in seconds (None: no annotation; NaN: a bad one) and whether
+    it is a long-running service's replica: what ``remaining`` reads of the pod, kept per pod
+    object (pods are frozen; the planner asks for the same pods pass after pass).  An entry
+    holds its pod, so its id cannot be reused while it exists; cleared at 65,536 entries."""
+    hit = _EXPECTED.get(id(pod))
+    if hit is not None and hit[0] is pod:
+        return hit[1], hit[2]
+    raw = pod.annotations.get(EXPECTED_DURATION)
+    service = pod.workload is not None and pod.workload.kind in _LONG_RUNNING
+    total: float | None = None
+    if raw is not None:
+        seconds = annotation_seconds(raw)
+        total = math.nan if seconds is None else seconds
+    if len(_EXPECTED) >= 65536:
+        _EXPECTED.clear()
+    _EXPECTED[id(pod)] = (pod, total, service)
+    return total, service
+
+
+_EXPECTED: dict[int, tuple[Pod, float | None, bool]] = {}
 
 
 @dataclass(slots=True)
@@ -174,15 +196,22 @@ def collect(
             counts[key] = found
         return found
 
+    offered: dict[int, list[Node]] = {}
+
     def candidates(cls: int) -> list[Node]:
-        c = ctx.classes[cls]
-        return [t for t, ok in zip(ctx.templates, c.groups, strict=True) if ok] + c.eci_nodes
+        found = offered.get(cls)
+        if found is None:  # once per class and pass (decide only reads it)
+            c = ctx.classes[cls]
+            found = [t for t, ok in zip(ctx.templates, c.groups, strict=True) if ok]
+            found += c.eci_nodes
+            offered[cls] = found
+        return found
 
     for pod in state.pending_pods():
         if pod.terminating or is_daemon_or_static(pod):
             continue
         cls = ctx.class_of(pod)
-        policy = policy_for(policies, pod) if policies else None
+        policy = policy_of(policies, pod) if policies else None
         if policy is None:
             demand.add(pod, cls, None, -1)
             continue
@@ -219,7 +248,7 @@ def collect(
         movable.sort(key=lambda m: (m[0], m[1]))
         for _, _, pod, left in movable:
             demand.eci_candidates.append((pod, left))
-            policy = policy_for(policies, pod)
+            policy = policy_of(policies, pod)
             own = policy.unit_of(node) if policy is not None else None
             if policy is None or own is None:
                 continue

@@ -86,6 +86,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 import scipy.linalg
+import scipy.linalg.lapack
 import scipy.ndimage
 
 __all__ = [
@@ -451,18 +452,37 @@ def _seasonal_naive(period_steps: int) -> Model:
     return predict
 
 
+def _median(values: FloatArray) -> float:
+    """``float(np.median(values))`` of a non-empty 1-d float array, without its wrappers (most
+    of its time on the short windows of the backtests): the same order statistics from
+    ``np.partition`` with the same ``kth``, the middle two added and halved as ``np.mean`` does
+    (its sum starts at +0.0, so -0.0 comes out 0.0; halved), and NaN when the array holds one,
+    as its NaN check gives."""
+    n = values.size
+    if n == 0 or values.ndim != 1 or values.dtype != np.float64:
+        return float(np.median(values))
+    h = n // 2
+    if n % 2:
+        part = np.partition(values, [h, -1])
+        out = float(0.0 + part[h])
+    else:
+        part = np.partition(values, [h - 1, h, -1])
+        out = (0.0 + float(part[h - 1]) + float(part[h])) / 2
+    return math.nan if math.isnan(part[-1]) else out
+
+
 def _robust_baseline(step: float, s: ForecastSettings) -> Model:
     window = max(1, round(s.baseline_window / step))
 
     def predict(train: FloatArray, steps: int) -> FloatArray:
-        return np.full(steps, float(np.median(train[-window:])))
+        return np.full(steps, _median(train[-window:]))
 
     return predict
 
 
 def _robust_days(window: int) -> Model:
     def predict(train: FloatArray, steps: int) -> FloatArray:
-        return np.full(steps, float(np.median(train[-window:])))
+        return np.full(steps, _median(train[-window:]))
 
     return predict
 
@@ -479,18 +499,37 @@ def _corrected(base: Model, window: int, half_life: int, clip: float = 0.0) -> M
         seen, future = ahead[:window], ahead[window:]
         damping = 0.5 ** (np.arange(steps, dtype=np.float64) / half_life)
         if clip:
-            expected = float(np.median(seen))
-            ratio = float(np.median(train[-window:])) / expected if expected > 0.0 else 1.0
+            expected = _median(seen)
+            ratio = _median(train[-window:]) / expected if expected > 0.0 else 1.0
             return np.asarray(future * (1.0 + (np.clip(ratio, 1.0 / clip, clip) - 1.0) * damping))
-        return np.asarray(future + float(np.median(train[-window:] - seen)) * damping)
+        return np.asarray(future + _median(train[-window:] - seen) * damping)
 
     return predict
 
 
+_PROFILES: dict[tuple[bytes, int, int, int], FloatArray] = {}
+
+
+def _day_profile(train: FloatArray, day: int, days: int, width: int) -> FloatArray:
+    """The per-step-of-day median of the last ``days`` days of ``train``, smoothed over
+    ``width`` steps (seasonal-profile's and level-profile's, which each cut of a backtest asks
+    for twice on the same data).  Kept by the bytes of the days it reads (an equal key is equal
+    data), a few at a time; read-only, since it is shared."""
+    recent = _days(train, day, days)
+    key = (recent.tobytes(), day, days, width)
+    found = _PROFILES.get(key)
+    if found is None:
+        found = _smooth(np.median(recent, axis=0), width)
+        found.setflags(write=False)
+        if len(_PROFILES) >= 4:
+            _PROFILES.clear()
+        _PROFILES[key] = found
+    return found
+
+
 def _profile(day: int, days: int, width: int) -> Model:
     def predict(train: FloatArray, steps: int) -> FloatArray:
-        profile = np.median(_days(train, day, days), axis=0)
-        return _tile(_smooth(profile, width), steps)
+        return _tile(_day_profile(train, day, days, width), steps)
 
     return predict
 
@@ -504,7 +543,7 @@ def _weekly_profile(week: int, weeks: int) -> Model:
 
 def _level_profile(day: int, days: int, width: int, window: int) -> Model:
     def predict(train: FloatArray, steps: int) -> FloatArray:
-        profile = _smooth(np.median(_days(train, day, days), axis=0), width)
+        profile = _day_profile(train, day, days, width)
         expected = float(profile[-window:].sum())
         factor = float(train[-window:].sum()) / expected if expected > 0.0 else 1.0
         return _tile(profile * factor, steps)
@@ -607,6 +646,16 @@ def _normal(
     return xw, factor
 
 
+def _cho_solve(chol: FloatArray, b: FloatArray) -> FloatArray:
+    """``scipy.linalg.cho_solve((chol, False), b, check_finite=False)`` of float64 arrays: the
+    LAPACK routine it calls (``dpotrs``, upper factor, ``b`` copied), without its wrappers (a
+    few thousand small solves a replay)."""
+    x, info = scipy.linalg.lapack.dpotrs(chol, b, lower=0, overwrite_b=False)
+    if info != 0:
+        raise ValueError(f"illegal value in {-info}th argument of internal potrs")
+    return np.asarray(x, np.float64)
+
+
 def _fourier(step: float, s: ForecastSettings, *, weekly: bool) -> Model:
     factor = max(1, round(s.fit_resolution / step))
     spacing = factor * step  # seconds per bin of the fit
@@ -617,7 +666,7 @@ def _fourier(step: float, s: ForecastSettings, *, weekly: bool) -> Model:
         xw, chol = _normal(
             y.size, spacing, s.fourier_day_harmonics, week, s.half_life, s.week_ridge
         )
-        beta = scipy.linalg.cho_solve((chol, False), xw.T @ y, check_finite=False)
+        beta = _cho_solve(chol, xw.T @ y)
         ahead = _harmonics(_bucket(steps), step, 0.0, s.fourier_day_harmonics, week)[:steps]
         return np.asarray(ahead @ beta)
 

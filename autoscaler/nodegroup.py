@@ -43,6 +43,7 @@ the autoscaler refuses to start with one clear message.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -205,7 +206,21 @@ def _seconds(raw: Any) -> float:
         raise ValueError(f"expected a duration like 300s or 10m, got {raw!r}")
     if isinstance(raw, int | float):
         seconds = float(raw)
-    elif isinstance(raw, str) and raw and _DURATION.sub("", raw.strip()) == "":
+    elif isinstance(raw, str):
+        return _text_seconds(raw)
+    else:
+        raise ValueError(f"expected a duration like 300s or 10m, got {raw!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"must be a non-negative duration, got {raw!r}")
+    return seconds
+
+
+@functools.lru_cache(maxsize=1024)
+def _text_seconds(raw: str) -> float:
+    """``_seconds`` of a string: a pure function of it, asked again and again for the same few
+    annotations (``spillover.dev/expected-duration``, once per pod per pass), so kept (a
+    string that fails raises each time: ``lru_cache`` keeps no exceptions)."""
+    if raw and _DURATION.sub("", raw.strip()) == "":
         seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(raw.strip()))
     else:
         raise ValueError(f"expected a duration like 300s or 10m, got {raw!r}")

@@ -49,15 +49,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from extender.model import NodeKind, Resources
-from extender.policy import ResourcePolicy, policy_for
+from extender.model import NodeKind, Pod, Resources
+from extender.policy import ResourcePolicy
 
-from .context import Context, Growth
+from .context import Context, Growth, policy_of
 from .costs import break_even_fraction
 from .demand import remaining
 from .eviction import move_blocker
@@ -274,18 +274,14 @@ def pinned(
         for pod in ctx.state.pods_on(node.name):
             if pod.finished or pod.terminating:
                 continue
+            mine, amount, policy, stuck = _on_eci(policies, pod)
+            if mine != cls or amount <= 0 or policy is None:
+                continue  # policy None: not demand at all (class_demand_of)
             r = pod.requests
-            mine, amount = demand_class(r)
-            if mine != cls or amount <= 0:
-                continue
-            policy = policy_for(policies, pod)
-            if policy is None or not _unbounded_ecs(policy):
-                continue  # not demand at all (class_demand_of)
             age = now - pod.created if pod.created > 0 else 0.0
             until = now + max(remaining(pod, now=now, horizon=horizon), age)
             if until <= now:
                 continue
-            stuck = move_blocker(pod) is not None
             c = -1 if stuck else ctx.class_of(pod)
             for i, g in enumerate(groups):
                 takes = (
@@ -306,8 +302,42 @@ def pinned(
     return out
 
 
+def _on_eci(
+    policies: tuple[ResourcePolicy, ...], pod: Pod
+) -> tuple[str, int, ResourcePolicy | None, bool]:
+    """What ``pinned`` reads of a pod on ECI that does not depend on the time: its class and
+    demand (``demand_class``), its policy if that has an unbounded ECS unit (else None: the pod
+    is no demand), and whether an eviction cannot move it (``eviction.move_blocker``).  Kept per
+    (policies, pod) pair of objects, both immutable (``context.policy_of``); an entry holds
+    both, so their ids cannot be reused while it exists.  Cleared at 65,536 entries."""
+    key = (id(policies), id(pod))
+    hit = _ON_ECI.get(key)
+    if hit is not None and hit[0] is policies and hit[1] is pod:
+        return hit[2]
+    mine, amount = demand_class(pod.requests)
+    policy = policy_of(policies, pod)
+    facts = (
+        mine,
+        amount,
+        policy if policy is not None and _unbounded_ecs(policy) else None,
+        move_blocker(pod) is not None,
+    )
+    if len(_ON_ECI) >= 65536:
+        _ON_ECI.clear()
+    _ON_ECI[key] = (policies, pod, facts)
+    return facts
+
+
+_ON_ECI: dict[
+    tuple[int, int],
+    tuple[object, Pod, tuple[str, int, ResourcePolicy | None, bool]],
+] = {}
+
+
 def _profile(pods: Sequence[tuple[float, float]], times: Sequence[float]) -> tuple[float, ...]:
     """The summed milli of ``pods`` (``(until, milli)``) still running at each of ``times``."""
+    if not pods:  # most groups of most passes: the sums of nothing
+        return (0,) * len(times)
     return tuple(sum(m for until, m in pods if until > t) for t in times)
 
 
@@ -334,42 +364,93 @@ def _slice_value(ctx: Context, g: int, dim: int, hours: float) -> float:
     return float(ctx.settings.eci_price.per_hour(ctx.templates[g].allocatable)) * hours
 
 
+@dataclass(frozen=True, slots=True)
+class _ClassGroups:
+    """What ``_level`` reads of one class's groups: a function of the group objects, their
+    templates and the settings only (module ``_CLASS_GROUPS``)."""
+
+    groups: tuple[int, ...]
+    fraction: float  # the lowest break-even fraction among them
+    boot: float  # the longest boot time
+    g: int  # the group of the finest granularity
+    per_node: float
+    node_cost: float  # what one node of ``g`` costs over the horizon
+    slice_value: float  # what ECI bills for one node of ``g``'s worth over the horizon
+
+
+def _class_groups(ctx: Context, cls: str) -> _ClassGroups:
+    """``_ClassGroups`` of ``cls`` in ``ctx``, kept by the identity of the group objects and
+    of the settings (frozen; the templates are made from them): the planner plans the same
+    groups pass after pass.  An entry holds the objects, so their ids cannot be reused while
+    it exists.  Cleared at 256 entries."""
+    key = (cls, id(ctx.settings), *(id(gs.group) for gs in ctx.groups))
+    hit = _CLASS_GROUPS.get(key)
+    if (
+        hit is not None
+        and hit[0] is ctx.settings
+        and all(a is gs.group for a, gs in zip(hit[1], ctx.groups, strict=True))
+    ):
+        return hit[2]
+    dim = DIM[cls]
+    groups = tuple(g for g, gs in enumerate(ctx.groups) if group_class(gs.group) == cls)
+    fraction = math.inf
+    boot = per_node = node_cost = slice_value = 0.0
+    g = -1
+    if groups:
+        fraction = min(
+            break_even_fraction(
+                price_per_hour=ctx.groups[i].group.price_per_hour,
+                capacity=ctx.templates[i].allocatable,
+                eci=ctx.settings.eci_price,
+            )
+            for i in groups
+        )
+        boot = max(ctx.groups[i].group.boot_time for i in groups)
+        hours = ctx.settings.forecast_horizon / 3600
+        # the finest granularity among the class's groups: what one node more or less changes
+        g = min(groups, key=lambda i: (int(ctx.cap[i, dim]) or math.inf, i))
+        per_node = float(ctx.cap[g, dim])
+        node_cost = ctx.groups[g].group.price_per_hour * hours
+        slice_value = _slice_value(ctx, g, dim, hours)
+    found = _ClassGroups(groups, fraction, boot, g, per_node, node_cost, slice_value)
+    if len(_CLASS_GROUPS) >= 256:
+        _CLASS_GROUPS.clear()
+    _CLASS_GROUPS[key] = (ctx.settings, tuple(gs.group for gs in ctx.groups), found)
+    return found
+
+
+_CLASS_GROUPS: dict[tuple[Any, ...], tuple[object, tuple[NodeGroup, ...], _ClassGroups]] = {}
+
+
 def _level(
     ctx: Context, cls: str, forecast: Forecast, *, now: float, notes: list[str]
 ) -> Level | None:
-    groups = tuple(g for g, gs in enumerate(ctx.groups) if group_class(gs.group) == cls)
+    cg = _class_groups(ctx, cls)
+    groups = cg.groups
     if not groups:
         notes.append(f"{cls} forecast ignored: no {_GROUPS[cls]}")
         return None
-    dim = DIM[cls]
-    fraction = min(
-        break_even_fraction(
-            price_per_hour=ctx.groups[g].group.price_per_hour,
-            capacity=ctx.templates[g].allocatable,
-            eci=ctx.settings.eci_price,
-        )
-        for g in groups
-    )
-    if fraction >= 1.0:
+    if cg.fraction >= 1.0:
         notes.append(f"{cls} forecast: ECS is never cheaper than ECI at these prices")
         return None
-    boot = max(ctx.groups[g].group.boot_time for g in groups)
+    boot = cg.boot
     horizon = ctx.settings.forecast_horizon
-    now_window = _window(forecast, now - forecast.step, now + horizon, point=True)
-    after_boot = _window(forecast, now + boot, now + boot + horizon, point=True)
+    # the point forecast at the steps whose time is within the windows (each found once)
+    now_steps = _steps(forecast, now - forecast.step, now + horizon)
+    boot_steps = _steps(forecast, now + boot, now + boot + horizon)
+    now_window = forecast.point[now_steps]
+    after_boot = forecast.point[boot_steps]
     if now_window.size == 0 or after_boot.size == 0:
         notes.append(f"{cls} forecast ignored: it does not cover the next boot time + horizon")
         return None
     if float(max(now_window.max(), after_boot.max())) <= 0:
         return None  # no demand of this class in the window: nothing to hold or to add
-    hours = horizon / 3600
-    # the finest granularity among the class's groups: what one node more or less changes
-    g = min(groups, key=lambda i: (int(ctx.cap[i, dim]) or math.inf, i))
-    per_node = float(ctx.cap[g, dim])
+    g = cg.g
+    per_node = cg.per_node
     stuck = pinned(ctx, cls, groups, now=now)
     if any(stuck):
-        now_times = _window_times(forecast, now - forecast.step, now + horizon)
-        boot_times = _window_times(forecast, now + boot, now + boot + horizon)
+        now_times = _times(forecast, now_steps)
+        boot_times = _times(forecast, boot_steps)
     else:  # most passes: nothing on ECI that new nodes would not take
         now_times, boot_times = [now] * now_window.size, [now] * after_boot.size
     held = _profile(stuck[groups.index(g)], now_times)
@@ -388,8 +469,8 @@ def _level(
         demand,
         base=0.0,
         per_node=per_node,
-        node_cost=ctx.groups[g].group.price_per_hour * hours,
-        slice_value=_slice_value(ctx, g, dim, hours),
+        node_cost=cg.node_cost,
+        slice_value=cg.slice_value,
         limit=math.ceil(max(demand) / per_node) if per_node > 0 else 0,
     )
     level = Level(cls, groups, keep * per_node, ahead, pinned_ahead)
@@ -403,18 +484,13 @@ def _level(
     return level
 
 
-def _window(
-    forecast: Forecast, lo: float, hi: float, *, point: bool = False
-) -> npt.NDArray[np.float64]:
-    """``forecast.upper`` (``point``: ``forecast.point``) at the steps whose time ``start + step * i`` is within [lo, hi]."""
-    return (forecast.point if point else forecast.upper)[_steps(forecast, lo, hi)]
-
-
-def _window_times(forecast: Forecast, lo: float, hi: float) -> list[float]:
-    """The times of the steps of :func:`_window` (``start + step * i``)."""
-    n = forecast.upper.size
-    times = forecast.start + forecast.step * np.arange(n, dtype=np.float64)
-    return [float(t) for t in times[_steps(forecast, lo, hi)]]
+def _times(forecast: Forecast, steps: slice | npt.NDArray[np.bool_]) -> list[float]:
+    """The times of ``steps`` of ``forecast`` (``start + step * i``; ``_steps``)."""
+    start, step = forecast.start, forecast.step
+    if isinstance(steps, slice):  # the same float operations as the array's, one by one
+        return [float(start + step * float(i)) for i in range(steps.start, steps.stop)]
+    times = start + step * np.arange(forecast.upper.size, dtype=np.float64)
+    return [float(t) for t in times[steps]]
 
 
 def _steps(forecast: Forecast, lo: float, hi: float) -> slice | npt.NDArray[np.bool_]:

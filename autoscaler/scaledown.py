@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from extender.model import Node, NodeKind, Pod, is_daemon_or_static
-from extender.policy import ResourcePolicy, policy_for
+from extender.policy import ResourcePolicy
 
 from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation, replacement
-from .context import Context, fmt_time, vector
+from .context import Context, fmt_time, policy_of, vector
 from .costs import node_share
 from .eviction import drain_blocker
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
@@ -112,7 +112,6 @@ def scale_down(
         below = (max(cpu, mem) if gpu is None else gpu) < threshold
         if not below and consolidation is None:
             continue
-        requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
         movable = [p for p in pods if not is_daemon_or_static(p)]
         gs = ctx.groups[g]
         created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
@@ -120,7 +119,8 @@ def scale_down(
         order: tuple[Any, ...] = (g, -created if newest_first else created, name)
         if consolidation is not None:  # most expensive first: a replaced node before its successor
             order = (-gs.group.price_per_hour, *order)
-        why = f"requests {requested} < {threshold:.0%}" if below else "its pods fit on other nodes"
+        # the shares, put in words only for a node that is ready to go (most are not)
+        why: Why = (cpu, mem, gpu) if below else "its pods fit on other nodes"
         candidate = (order, node, g, movable, why)
         if below:
             candidates.append(candidate)
@@ -148,6 +148,10 @@ def scale_down(
         if gs.in_cooldown(now):
             notes.append(f"node {name} stays: group {gs.group.name} is in cooldown")
             continue
+        if not isinstance(why, str):
+            cpu, mem, gpu = why
+            requested = f"cpu {cpu:.0%}, memory {mem:.0%}" if gpu is None else f"gpu {gpu:.0%}"
+            why = f"requests {requested} < {threshold:.0%}"
         text = f"unneeded since {fmt_time(since)} for {now - since:.0f}s ({why})"
         ready.append((order, node, g, movable, text))
     candidates = ready
@@ -214,7 +218,8 @@ def scale_down(
 
     status, dest, dests, starts = _simulate(ctx, k, candidates, pdbs)
     downs: list[Removal] = []
-    for c, (_, node, g, movable, text) in enumerate(candidates):
+    for c, (_, node, g, movable, said) in enumerate(candidates):
+        text = str(said)  # in words for every ready node (above)
         group = ctx.groups[g].group
         outcome = int(status[c])
         if outcome == DRAIN_REMOVED:
@@ -260,7 +265,10 @@ def scale_down(
     return downs, unneeded
 
 
-Candidate = tuple[tuple[Any, ...], Node, int, list[Pod], str]
+# why a candidate is unneeded: its requested shares (cpu, memory, gpu or None) below the
+# threshold, or a reason in words
+Why = str | tuple[float, float, float | None]
+Candidate = tuple[tuple[Any, ...], Node, int, list[Pod], Why]
 BUSY_DRAIN = "scale-down: busy nodes"  # its answer's name on the planner's memo
 DRAIN = "drain"  # the purpose of the drain's eligibility rows (``Context.node_elig``)
 
@@ -271,15 +279,29 @@ def _busy_drain(
     """``_simulate``'s status of each of ``busy`` (consolidation: do their pods fit elsewhere?),
     in the order of ``busy``; the drain itself takes them in their candidate order.
 
-    A function of the cluster state, the groups (templates, members, sizes), the settings, the
-    PodDisruptionBudgets and the kernels, not of the time: kept on the planner's memo
-    (``PlannerMemo.keep``) and given back while all of those are the same.  On a hit the drain's
-    pod classes are registered in the same order, as the full computation would (class indices
-    are the pass's)."""
+    A function of what ``_simulate`` reads, not of the time: the ECS nodes it may drain to and
+    their usage (``Context.usage``), the busy nodes with theirs and the pods to move, the
+    policies (pods' units), the groups (templates, members, sizes), the settings, the
+    PodDisruptionBudgets and the kernels.  Kept on the planner's memo with all of those as the
+    key (``PlannerMemo.recall_key``): a pass after a change elsewhere (a pod on ECI, an
+    unrelated write) gets the same answer without draining again.  Nodes and pods are frozen and
+    usage entries are replaced on change, so the key compares mostly by identity.  On a hit the
+    drain's pod classes are registered in the same order, as the full computation would (class
+    indices are the pass's)."""
     memo = ctx.memo
     ordered = sorted(busy, key=lambda c: c[0])
-    key = (tuple(ctx.groups), ctx.settings, tuple(pdbs), k, tuple(c[1].name for c in ordered))
-    found = memo.recall(BUSY_DRAIN, ctx.state, key) if memo is not None else None
+    found = None
+    if memo is not None:
+        key = (
+            tuple(ctx.groups),
+            ctx.settings,
+            tuple(pdbs),
+            k,
+            ctx.state.policies,
+            tuple((c[1], ctx.usage(c[1].name), tuple(c[3])) for c in ordered),
+            tuple((n, ctx.usage(n.name)) for n in ctx.ecs_nodes),
+        )
+        found = memo.recall_key(BUSY_DRAIN, key)
     if found is not None:
         assert memo is not None
         memo.skipped(BUSY_DRAIN)
@@ -325,7 +347,7 @@ def _simulate(
         for pod in movable:
             r = pod.requests
             req_rows.append((r.cpu_milli, r.memory, r.gpu_milli, 1))
-            policy = policy_for(policies, pod) if policies else None
+            policy = policy_of(policies, pod) if policies else None
             unit = policy.unit_of(node) if policy is not None else None
             if unit is None:
                 policy, unit = None, -1

@@ -10,8 +10,9 @@ no times) gets its one-line reason.  Prints tables; never asserts on time.
 
 Without flags (issue 14's table): ``--command`` times the whole ``spillover-autoscaler replay``
 command on the default Alibaba list, serial (``--workers 1``) and with the variants in parallel
-(the default), best and median of ``--runs``; ``--before BIN`` also times another build's command
-(e.g. the main checkout's) as the "before"; ``--sweep`` runs a 24-replay sweep (6 cells x the 4
+(the default), best and median of ``--runs``, the builds alternating run by run after one untimed
+run each (``--no-serial``: without the serial row); ``--before BIN`` also times another build's
+command (e.g. the main checkout's) as the "before"; ``--sweep`` runs a 24-replay sweep (6 cells x the 4
 openb files with time columns) with 1 and 2 workers and on a local Ray (when installed: Ray's
 overhead against the 2-worker pool), and checks the three tables are the same.  ``--throughput``
 runs the older tables (events per CPU second, every published list, 1,000,000 events).
@@ -148,41 +149,53 @@ OPENB = (
 )
 
 
-def time_command(argv: list[str], runs: int) -> list[tuple[float, float]]:
-    """Wall seconds and CPU seconds (user + system, the command and its workers) per run."""
-    times = []
-    for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-        times.append((wall, cpu))
-    return times
+def time_command(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the command and its workers) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def bench_command(before: str, runs: int) -> None:
-    """The whole ``replay`` command on the default Alibaba list (import, 7 replays, outputs)."""
+def bench_command(before: str, runs: int, *, serial: bool = True) -> None:
+    """The whole ``replay`` command on the default Alibaba list (import, 7 replays, outputs).
+
+    The builds alternate run by run (before, this build serial, this build in parallel, then
+    again), after one untimed run of each (numba's cache, the page cache), so that every row
+    sees the same minutes of a shared machine's load."""
     trace = str(data_file("alibaba-openb-pods.csv"))
     me = str(Path(sys.executable).with_name("spillover-autoscaler"))
     out = tempfile.mkdtemp(prefix="bench-replay-")
-    rows = [("this build, --workers 1 (serial)", [me, "--workers", "1"])]
+    rows = [("this build, --workers 1 (serial)", [me, "--workers", "1"])] if serial else []
     rows.append(("this build, variants in parallel (default)", [me]))
     if before:
         rows.insert(0, (f"before: {before}", [before]))
+    argvs = [
+        [exe, "replay", trace, "--format", "openb", "--quiet", "--out", out, *flags]
+        for _, (exe, *flags) in rows
+    ]
+    for argv in argvs:
+        time_command(argv)  # untimed
+    times: list[list[tuple[float, float]]] = [[] for _ in rows]
+    loads: list[list[float]] = [[] for _ in rows]
+    for _ in range(runs):
+        for i, argv in enumerate(argvs):
+            loads[i].append(os.getloadavg()[0])
+            times[i].append(time_command(argv))
     print(
         "| replay command, default Alibaba list | runs | best s | median s | CPU s (best run) "
-        "| load before | target |"
+        "| CPU s best / median | load before (min-max) | target |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
-    for name, (exe, *flags) in rows:
-        argv = [exe, "replay", trace, "--format", "openb", "--quiet", "--out", out, *flags]
-        load = os.getloadavg()[0]
-        times = sorted(time_command(argv, runs))
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for (name, _), got, load in zip(rows, times, loads, strict=True):
+        walls = sorted(got)
+        cpus = sorted(c for _, c in got)
         print(
-            f"| {name} | {runs} | {times[0][0]:.2f} | {times[len(times) // 2][0]:.2f} "
-            f"| {times[0][1]:.2f} | {load:.1f} | <= 5 s |"
+            f"| {name} | {runs} | {walls[0][0]:.2f} | {walls[len(walls) // 2][0]:.2f} "
+            f"| {walls[0][1]:.2f} | {cpus[0]:.2f} / {cpus[len(cpus) // 2]:.2f} "
+            f"| {min(load):.1f}-{max(load):.1f} | <= 5 s |"
         )
 
 
@@ -260,6 +273,9 @@ def main() -> None:
     parser.add_argument("--command", action="store_true", help="time the whole replay command")
     parser.add_argument("--before", default="", help="another build's spillover-autoscaler")
     parser.add_argument("--runs", type=int, default=3, help="--command: runs of each")
+    parser.add_argument(
+        "--no-serial", action="store_true", help="--command: leave out the serial row"
+    )
     parser.add_argument("--sweep", action="store_true", help="the 24-replay sweep")
     parser.add_argument(
         "--throughput", action="store_true", help="events/s of the replay itself (issues 4, 8)"
@@ -270,7 +286,7 @@ def main() -> None:
     if not (args.command or args.sweep or args.throughput):
         args.command = args.sweep = True  # issue 14's table
     if args.command:
-        bench_command(args.before, args.runs)
+        bench_command(args.before, args.runs, serial=not args.no_serial)
     if args.sweep:
         bench_sweep()
     if not args.throughput:

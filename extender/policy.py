@@ -52,8 +52,11 @@ class Unit:
     def contains(self, node: Node) -> bool:
         if node.kind is not self.resource:
             return False
+        selector = self.node_selector
+        if not selector:  # most units: no labels to match (asked ~50 times per planner pass)
+            return True
         labels = node.labels
-        return all(labels.get(k) == v for k, v in self.node_selector.items())
+        return all(labels.get(k) == v for k, v in selector.items())
 
     def describe(self, index: int) -> str:
         return f"unit {index} ({self.resource.value})"

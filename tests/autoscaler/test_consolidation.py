@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Sequence
 
 from test_planner import BATCH4 as BATCH_POOL
+from test_planner import ECI, GENERAL4, GIB, NOW, node, pod
 from test_planner import G8 as PLAIN_G8
-from test_planner import GENERAL4, GIB, NOW, node, pod
 
 from autoscaler.consolidation import Consolidation
 from autoscaler.context import PlannerMemo
@@ -139,6 +139,22 @@ def test_disruption_budgets_and_min_sizes_hold() -> None:
     assert kept.scale_downs == ()
 
 
+def g2_unneeded_pass(
+    state: ClusterState, groups: Sequence[GroupState], memo: PlannerMemo | None
+) -> Plan:
+    """A consolidating pass at NOW in which g2 has been unneeded for 1,000 s."""
+    return plan(
+        state,
+        groups,
+        forecast=None,
+        settings=PlannerSettings(),
+        now=NOW,
+        unneeded={"g2": NOW - 1000},
+        consolidation=ON,
+        memo=memo,
+    )
+
+
 def test_a_pass_over_the_same_cluster_decides_from_the_memo_as_afresh() -> None:
     # g1 (general pool) is full of web pods (busy: the consolidation drain asks whether they fit
     # elsewhere), b1 is an empty batch node, g2 holds one web pod and has been unneeded for
@@ -153,16 +169,7 @@ def test_a_pass_over_the_same_cluster_decides_from_the_memo_as_afresh() -> None:
     memo = PlannerMemo()
 
     def once(memo: PlannerMemo | None) -> Plan:
-        return plan(
-            state,
-            groups,
-            forecast=None,
-            settings=PlannerSettings(),
-            now=NOW,
-            unneeded={"g2": NOW - 1000},
-            consolidation=ON,
-            memo=memo,
-        )
+        return g2_unneeded_pass(state, groups, memo)
 
     first = once(memo)
     assert once(memo) == first == once(None)
@@ -171,6 +178,31 @@ def test_a_pass_over_the_same_cluster_decides_from_the_memo_as_afresh() -> None:
     # drains of the pass share the "drain" eligibility rows; read against the other drain's node
     # order, w9 "fitted" on b1 and g2 went (the rows are now kept for one node list at a time).
     assert first.scale_downs == ()
+
+
+def test_the_busy_drain_answer_is_kept_across_writes_it_does_not_read() -> None:
+    # The same cluster as above, plus a pod on ECI.  A pod created on ECI changes the state's
+    # revision but nothing the busy drain reads (ECS nodes, their usage, the pods to move): the
+    # next pass takes the drain's answer from the memo.  A pod bound to the busy node g1
+    # changes its usage: the drain runs again.  Each pass decides as a pass without the memo.
+    nodes = [node("g1", G4), node("b1", BATCH4), node("g2", G4), ECI]
+    pods = [pod(f"w{i}", 1000, GIB, node="g1") for i in range(3)]
+    pods += [pod("w9", 1000, GIB, node="g2"), pod("e0", 1000, GIB, node=ECI.name)]
+    state = ClusterState(nodes=nodes, pods=pods, policies=[GENERAL_WEB])
+    groups = [GroupState(G4, 2), GroupState(BATCH4, 1)]
+    memo = PlannerMemo()
+
+    def once(memo: PlannerMemo | None) -> Plan:
+        return g2_unneeded_pass(state, groups, memo)
+
+    assert once(memo) == once(None)
+    assert memo.skips == {}
+    state.upsert_pod(pod("e1", 1000, GIB, node=ECI.name))
+    assert once(memo) == once(None)
+    assert memo.skips == {"scale-down: busy nodes": 1}
+    state.upsert_pod(pod("w3", 500, GIB, node="g1"))
+    assert once(memo) == once(None)
+    assert memo.skips == {"scale-down: busy nodes": 1}  # g1's usage changed: drained again
 
 
 def test_each_busy_node_gets_its_own_drain_answer() -> None:

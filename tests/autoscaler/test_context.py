@@ -65,3 +65,26 @@ def test_usage_is_kept_in_the_memo_only_when_it_has_a_table() -> None:
     state.upsert_pod(pod("c", 250, node="n1"))
     assert before.cpu_milli == 1500
     assert Context(state, [], settings, memo=plain).usage("n1").cpu_milli == 1750
+
+
+def test_policy_of_is_policy_for_kept_per_policies_and_pod_objects() -> None:
+    from test_planner import pod
+
+    from autoscaler.context import policy_of
+    from extender.model import NodeKind
+    from extender.policy import ResourcePolicy, Unit, policy_for
+    from extender.selectors import LabelSelector
+
+    def web(name: str) -> ResourcePolicy:
+        return ResourcePolicy(name, "default", LabelSelector({"app": "web"}), (Unit(NodeKind.ECI),))
+
+    one, two = (web("b"),), (web("a"), web("b"))
+    w, other = pod("w1"), pod("o1", app="other")
+    assert policy_of(one, w) is policy_for(one, w) is one[0]
+    assert policy_of(one, w) is one[0]  # kept
+    assert policy_of(two, w) is two[0]  # other policies: another answer ("a" sorts first)
+    assert policy_of(one, other) is None
+    listed = list(one)
+    assert policy_of(listed, w) is one[0]
+    listed[0] = web("c")  # a list can change: never kept
+    assert policy_of(listed, w) is listed[0]

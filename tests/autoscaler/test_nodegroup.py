@@ -316,3 +316,14 @@ def test_durations() -> None:
     assert parse_duration(45, "x") == 45.0
     with pytest.raises(ConfigError, match=r"^x:"):
         parse_duration("10 m", "x")
+
+
+def test_a_duration_string_parses_the_same_every_time_and_a_bad_one_always_fails() -> None:
+    from autoscaler.nodegroup import ConfigError, parse_duration
+
+    for _ in range(2):  # the second time from the kept answers
+        assert parse_duration("1h30m", "x") == 5400.0
+        assert parse_duration("2d", "x") == 2 * 86400.0
+        assert parse_duration(90, "x") == 90.0
+        with pytest.raises(ConfigError, match="x"):
+            parse_duration("soon", "x")

@@ -184,6 +184,20 @@ def test_remaining_after_the_expected_duration() -> None:
     assert remaining(bare, now=NOW, horizon=3600, outlived=3600) == 0.0  # no replica: it ends
 
 
+def test_remaining_reads_each_pod_once_and_a_bad_annotation_stays_unknown() -> None:
+    # what remaining reads of a pod (its expected duration, whether it is a replica) is kept
+    # per pod object; the answers, asked twice, are those of the annotation each pod has
+    from autoscaler.demand import remaining
+
+    bad = on_eci("e0", "soon", created=NOW - 60)
+    number = on_eci("e1", "7200", created=NOW - 1800)
+    none = pod("e2", node=ECI.name)
+    for _ in range(2):
+        assert remaining(bad, now=NOW, horizon=3600) == 0.0  # unknown: it stays on ECI
+        assert remaining(number, now=NOW, horizon=3600) == 5400.0
+        assert remaining(none, now=NOW, horizon=3600) == 3600.0  # a replica: the horizon
+
+
 NO_ROOM = ("1 pod(s) on ECI worth moving find no room on ECS nodes now",)
 
 
