@@ -14,9 +14,10 @@ a ``ScaleUp``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,12 +37,47 @@ __all__ = [
     "PlannerMemo",
     "PodClass",
     "Usage",
+    "by_identity",
     "fmt_time",
     "policy_of",
     "vector",
 ]
 
 IntArray = npt.NDArray[np.int64]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def by_identity(size: int) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Keep a pure function's answers per tuple of argument *objects* (by identity).
+
+    For functions of immutable objects that the planner asks about pass after pass (the same
+    pods, the same ``ClusterState.policies`` tuple, the same group and settings objects): the
+    same objects have the same answer, and looking them up by ``id`` costs nothing like hashing
+    their values.  An entry holds its argument objects, so none of their ids can be reused
+    while it exists: an equal key is the same objects.  Positional arguments only.  The table
+    is cleared when it reaches ``size`` entries."""
+
+    def memoise(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        table: dict[tuple[int, ...], tuple[tuple[object, ...], _R]] = {}
+
+        @functools.wraps(fn)
+        def kept(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            if kwargs:
+                raise TypeError(f"{fn.__name__}: positional arguments only")
+            key = tuple(map(id, args))
+            hit = table.get(key)
+            if hit is not None:
+                return hit[1]
+            found = fn(*args, **kwargs)
+            if len(table) >= size:
+                table.clear()
+            table[key] = (args, found)
+            return found
+
+        return kept
+
+    return memoise
 
 
 @dataclass(slots=True)
@@ -263,11 +299,11 @@ class PlannerMemo:
       the cluster the answer reads (scale-down's which busy nodes' pods fit elsewhere,
       ``scaledown._busy_drain``: the ECS nodes, their usage and the pods to move).
 
-    Kept in their modules instead, for every planner (pure functions of immutable objects, by
-    identity, each entry holding its objects): ``policy_of`` and ``_signature`` here,
-    ``predictive._on_eci``, ``predictive._class_groups`` and ``predictive.paying_nodes``'s
-    answers, ``demand._expected``, ``nodegroup._text_seconds`` and ``forecast._day_profile``
-    (by the bytes it reads).
+    Kept in their modules instead, for every planner: pure functions of immutable objects, by
+    identity (``by_identity``, each entry holding its objects): ``policy_of`` and
+    ``_signature`` here, ``predictive._on_eci``, ``predictive._groups_by_class``,
+    ``demand._expected``; by value: ``predictive.paying_nodes``'s answers,
+    ``nodegroup._text_seconds`` and ``forecast._day_profile`` (by the bytes it reads).
 
     Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to
     invalidate): pod classes by (node selector, required affinity, tolerations), eligible nodes
@@ -322,31 +358,20 @@ class PlannerMemo:
 _SHARED = PlannerMemo()
 
 
+@by_identity(65536)
 def _signature(pod: Pod) -> int:
     """A number per (node selector, required affinity, tolerations) value: what makes a pod
     class (``Context.class_of``).  Kept per pod object (pods are frozen), so a pass does not
-    build and hash the tuple again for each pod it asks about; an entry holds its pod, so its id
-    cannot be reused while it exists.  Cleared at 65,536 pods (the numbers stay)."""
-    hit = _POD_SIGNATURE.get(id(pod))
-    if hit is not None and hit[0] is pod:
-        return hit[1]
+    build and hash the tuple again for each pod it asks about (the numbers stay)."""
     key = (
         tuple(pod.node_selector.items()) if pod.node_selector else (),
         pod.required_affinity,
         pod.tolerations,
     )
-    number = _SIGNATURES.setdefault(key, len(_SIGNATURES))
-    if len(_POD_SIGNATURE) >= 65536:
-        _POD_SIGNATURE.clear()
-    _POD_SIGNATURE[id(pod)] = (pod, number)
-    return number
+    return _SIGNATURES.setdefault(key, len(_SIGNATURES))
 
 
 _SIGNATURES: dict[tuple[Any, ...], int] = {}
-_POD_SIGNATURE: dict[int, tuple[Pod, int]] = {}
-
-
-_POLICY_OF: dict[tuple[int, int], tuple[object, Pod, ResourcePolicy | None]] = {}
 
 
 def policy_of(policies: Sequence[ResourcePolicy], pod: Pod) -> ResourcePolicy | None:
@@ -354,20 +379,14 @@ def policy_of(policies: Sequence[ResourcePolicy], pod: Pod) -> ResourcePolicy | 
 
     The passes ask it for the same pods pass after pass.  ``ClusterState.policies`` is a tuple
     of frozen policies, replaced (never changed) on every write, and pods are frozen: the same
-    pair of objects has the same answer.  An entry holds both objects, so their ids cannot be
-    reused while it exists; other sequences (a list can change) are not kept.  Cleared at
-    65,536 entries."""
+    pair of objects has the same answer (``by_identity``).  Other sequences (a list can
+    change) are not kept."""
     if type(policies) is not tuple:
         return policy_for(policies, pod)
-    key = (id(policies), id(pod))
-    hit = _POLICY_OF.get(key)
-    if hit is not None and hit[0] is policies and hit[1] is pod:
-        return hit[2]
-    found = policy_for(policies, pod)
-    if len(_POLICY_OF) >= 65536:
-        _POLICY_OF.clear()
-    _POLICY_OF[key] = (policies, pod, found)
-    return found
+    return _policy_of(policies, pod)
+
+
+_policy_of = by_identity(65536)(policy_for)
 
 
 def vector(r: Resources) -> tuple[int, int, int, int]:
