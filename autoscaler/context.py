@@ -22,11 +22,12 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from extender.model import Node, NodeKind, Pod, Resources
+from extender.model import Node, NodeKind, Pod, Resources, is_daemon_or_static
 from extender.policy import ResourcePolicy, policy_for
 from extender.selectors import can_hold, why_not_held
 from extender.snapshot import ClusterState
 
+from .eviction import blocker
 from .nodegroup import NodeGroup, PlannerSettings
 from .state import GroupState
 
@@ -92,12 +93,18 @@ class PodClass:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Live (not finished) pods on one node and the sum of their requests."""
+    """Live (not finished) pods on one node and the sum of their requests.
+
+    ``movable``: those pods but DaemonSet and static pods (what emptying the node must move);
+    ``blocked``: some of them can never be evicted (``eviction.blocker``, a fact of the pod
+    alone), so the node cannot be emptied whatever the time (scale-down asks every pass)."""
 
     pods: list[Pod]
     cpu_milli: int
     memory: int
     gpu_milli: int
+    movable: list[Pod]
+    blocked: bool
 
 
 @dataclass(slots=True)
@@ -186,7 +193,9 @@ class Context:
                     cpu += r.cpu_milli
                     memory += r.memory
                     gpu += r.gpu_milli
-            found = self._usage[node] = Usage(pods, cpu, memory, gpu)
+            movable = [p for p in pods if not is_daemon_or_static(p)]
+            blocked = any(blocker(p) is not None for p in movable)
+            found = self._usage[node] = Usage(pods, cpu, memory, gpu, movable, blocked)
         return found
 
     def upcoming(self, g: int) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from extender.model import Node, NodeKind, Pod, is_daemon_or_static
+from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy
 
 from .backends import Kernels
@@ -99,7 +99,7 @@ def scale_down(
     for name, g in ctx.node_group.items():
         node = state.nodes.get(name)
         u = ctx.usage(name)
-        pods, cpu_milli, memory = u.pods, u.cpu_milli, u.memory
+        cpu_milli, memory = u.cpu_milli, u.memory
         kept += cpu_milli
         if node is None or node.kind is not NodeKind.ECS:
             continue
@@ -112,7 +112,7 @@ def scale_down(
         below = (max(cpu, mem) if gpu is None else gpu) < threshold
         if not below and consolidation is None:
             continue
-        movable = [p for p in pods if not is_daemon_or_static(p)]
+        movable = u.movable
         gs = ctx.groups[g]
         created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
         newest_first = gs.group.removal_policy.value == "NewestInstance"
@@ -124,7 +124,7 @@ def scale_down(
         candidate = (order, node, g, movable, why)
         if below:
             candidates.append(candidate)
-        elif all(stuck_why(p, node, g) is None for p in movable):
+        elif not u.blocked and all(stuck_why(p, node, g) is None for p in movable):
             busy.append(candidate)
             fits_elsewhere.add(name)
     if busy:
