@@ -145,32 +145,20 @@ class Context:
             [gs.group for gs in self.groups], settings.daemonset_overhead
         )
         self.template_group = {t.name: g for g, t in enumerate(self.templates)}
-        index = {gs.group.name: g for g, gs in enumerate(self.groups)}
-        self.node_group: dict[str, int] = {}
-        for g, gs in enumerate(self.groups):
-            for member in gs.nodes:
-                self.node_group[member.name] = g
-        label = settings.node_group_label
-        for node in state.nodes.values():
-            if node.kind is NodeKind.ECS and node.name not in self.node_group:
-                g_label = index.get(node.labels.get(label, ""))
-                if g_label is not None:
-                    self.node_group[node.name] = g_label
-        self.registered = [0] * len(self.groups)
-        for name, g in self.node_group.items():
-            if name in state.nodes:
-                self.registered[g] += 1
-        self.eci_nodes = [n for n in state.nodes.values() if n.kind is NodeKind.ECI]
-        self.ecs_nodes = [
-            n
-            for n in state.nodes.values()
-            if n.kind is NodeKind.ECS and n.ready and not n.unschedulable
-        ]
+        members = memo.members(state, self.groups, settings) if memo is not None else None
+        if members is None:
+            members = _Members(state, self.groups, settings.node_group_label)
+            if memo is not None:
+                memo.keep_members(state, self.groups, settings, members)
+        self._members = members
+        self.node_group = members.node_group
+        self.registered = members.registered
+        self.eci_nodes = members.eci_nodes
+        self.ecs_nodes = members.ecs_nodes
         self.classes: list[PodClass] = []
         self._class_index: dict[int, int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._elig_nodes: dict[str, tuple[Sequence[Node], tuple[str, ...]]] = {}
-        self._registered_cap: list[list[int]] | None = None
         self.memo = memo
         kept = memo.usage if memo is not None else None
         self._usage: MutableMapping[str, Usage] = {} if kept is None else kept
@@ -252,10 +240,51 @@ class Context:
     ) -> int:
         """Allocatable of ``groups`` in one dimension (0 cpu, 1 memory, 2 gpu, 3 pods):
         registered nodes, upcoming nodes and ``added``."""
-        registered = self._registered_cap
+        registered = self._members.capacity(self.state)
+        total = 0
+        for g in set(groups):
+            nodes_ = self.upcoming(g) + (added[g].delta if added and g in added else 0)
+            total += registered[g][dim] + nodes_ * self._cap_rows[g][dim]
+        return total
+
+
+class _Members:
+    """Which group each node belongs to (the provider's member list, then the node-group
+    label), the registered nodes per group, the ECI nodes, the ready schedulable ECS nodes and
+    (when first asked) the registered capacity per group: what ``Context`` reads of the nodes
+    and groups alone.  Never changed once built (the passes only read it)."""
+
+    __slots__ = ("_capacity", "eci_nodes", "ecs_nodes", "node_group", "registered")
+
+    def __init__(self, state: ClusterState, groups: Sequence[GroupState], label: str) -> None:
+        index = {gs.group.name: g for g, gs in enumerate(groups)}
+        self.node_group: dict[str, int] = {}
+        for g, gs in enumerate(groups):
+            for member in gs.nodes:
+                self.node_group[member.name] = g
+        for node in state.nodes.values():
+            if node.kind is NodeKind.ECS and node.name not in self.node_group:
+                g_label = index.get(node.labels.get(label, ""))
+                if g_label is not None:
+                    self.node_group[node.name] = g_label
+        self.registered = [0] * len(groups)
+        for name, g in self.node_group.items():
+            if name in state.nodes:
+                self.registered[g] += 1
+        self.eci_nodes = [n for n in state.nodes.values() if n.kind is NodeKind.ECI]
+        self.ecs_nodes = [
+            n
+            for n in state.nodes.values()
+            if n.kind is NodeKind.ECS and n.ready and not n.unschedulable
+        ]
+        self._capacity: list[list[int]] | None = None
+
+    def capacity(self, state: ClusterState) -> list[list[int]]:
+        """Allocatable per group of its registered ECS nodes, as rows (cpu, memory, gpu, pods)."""
+        registered = self._capacity
         if registered is None:
-            registered = [[0, 0, 0, 0] for _ in self.groups]
-            nodes = self.state.nodes
+            registered = [[0, 0, 0, 0] for _ in self.registered]
+            nodes = state.nodes
             for name, g in self.node_group.items():
                 node = nodes.get(name)
                 if node is not None and node.kind is NodeKind.ECS:
@@ -264,12 +293,8 @@ class Context:
                     row[1] += a.memory
                     row[2] += a.gpu_milli
                     row[3] += a.pods
-            self._registered_cap = registered
-        total = 0
-        for g in set(groups):
-            nodes_ = self.upcoming(g) + (added[g].delta if added and g in added else 0)
-            total += registered[g][dim] + nodes_ * self._cap_rows[g][dim]
-        return total
+            self._capacity = registered
+        return registered
 
 
 _TemplateKey = tuple[tuple[int, ...], int]
@@ -298,6 +323,12 @@ class PlannerMemo:
       every kept entry with a fresh computation).  The controller's memo has no usage table:
       its cluster changes under it between passes, so usage is computed afresh each pass.
 
+    - ``members`` (``members``/``keep_members``): what ``Context`` reads of the nodes and
+      groups alone (``_Members``: each node's group, registered counts, the ECI and the ready
+      ECS nodes, registered capacity), kept for the same state object at the same node
+      ``generation`` (bumped by every node added, removed or changed; pods do not change it)
+      and the same ``GroupState`` objects (frozen; the replay reuses them while unchanged).
+      A node written again equal keeps the generation: the entry holds an equal node.
     - ``answers`` (``recall``/``keep``): a pass's answer by name with the ``ClusterState`` and
       the ``key`` it was computed from; ``recall`` gives it back only for the same state object
       at the same ``revision`` (no pod, node, policy or ordinal start written since) and an
@@ -320,7 +351,7 @@ class PlannerMemo:
     registered capacity per group.
     """
 
-    __slots__ = ("_answers", "_size", "_templates", "skips", "usage")
+    __slots__ = ("_answers", "_members", "_size", "_templates", "skips", "usage")
 
     def __init__(self, size: int = 256, *, usage: MutableMapping[str, Usage] | None = None) -> None:
         self._size = size
@@ -328,6 +359,33 @@ class PlannerMemo:
         self._templates: dict[_TemplateKey, tuple[Any, _Templates]] = {}
         self._answers: dict[str, tuple[ClusterState, int, tuple[Any, ...], Any]] = {}
         self.skips: dict[str, int] = {}
+        self._members: tuple[ClusterState, int, tuple[GroupState, ...], str, _Members] | None = None
+
+    def members(
+        self, state: ClusterState, groups: Sequence[GroupState], settings: PlannerSettings
+    ) -> _Members | None:
+        """The ``_Members`` kept for this state object at its node ``generation``, the same
+        group state objects and node-group label, or None."""
+        kept = self._members
+        if (
+            kept is None
+            or kept[0] is not state
+            or kept[1] != state.generation
+            or kept[3] != settings.node_group_label
+            or len(kept[2]) != len(groups)
+            or any(a is not b for a, b in zip(kept[2], groups, strict=True))
+        ):
+            return None
+        return kept[4]
+
+    def keep_members(
+        self,
+        state: ClusterState,
+        groups: Sequence[GroupState],
+        settings: PlannerSettings,
+        members: _Members,
+    ) -> None:
+        self._members = (state, state.generation, tuple(groups), settings.node_group_label, members)
 
     def recall(self, name: str, state: ClusterState, key: tuple[Any, ...]) -> Any:
         """The answer kept as ``name`` for this state at its revision and an equal key, or None."""
