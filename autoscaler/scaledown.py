@@ -27,12 +27,12 @@ from extender.policy import ResourcePolicy
 
 from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation, replacement
-from .context import Context, fmt_time, policy_of, vector
+from .context import Context, Usage, by_identity, fmt_time, policy_of, vector
 from .costs import node_share
 from .eviction import drain_blocker
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
-from .nodegroup import MoveCosts
-from .state import DisruptionBudget
+from .nodegroup import MoveCosts, PlannerSettings
+from .state import DisruptionBudget, GroupState
 
 __all__ = ["EMPTY", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
 
@@ -99,32 +99,16 @@ def scale_down(
     for name, g in ctx.node_group.items():
         node = state.nodes.get(name)
         u = ctx.usage(name)
-        cpu_milli, memory = u.cpu_milli, u.memory
-        kept += cpu_milli
+        kept += u.cpu_milli
         if node is None or node.kind is not NodeKind.ECS:
             continue
-        a = node.allocatable
-        cpu = cpu_milli / a.cpu_milli if a.cpu_milli else 1.0
-        mem = memory / a.memory if a.memory else 1.0
-        # GPU nodes are judged by their GPUs alone, as cluster-autoscaler does: a node whose
-        # GPUs are busy is needed however little cpu its pods ask for.
-        gpu = u.gpu_milli / a.gpu_milli if a.gpu_milli else None
-        below = (max(cpu, mem) if gpu is None else gpu) < threshold
-        if not below and consolidation is None:
+        judged = _judge(node, u, ctx.groups[g], g, settings, consolidation)
+        if judged is None:
             continue
-        movable = u.movable
-        gs = ctx.groups[g]
-        created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
-        newest_first = gs.group.removal_policy.value == "NewestInstance"
-        order: tuple[Any, ...] = (g, -created if newest_first else created, name)
-        if consolidation is not None:  # most expensive first: a replaced node before its successor
-            order = (-gs.group.price_per_hour, *order)
-        # the shares, put in words only for a node that is ready to go (most are not)
-        why: Why = (cpu, mem, gpu) if below else "its pods fit on other nodes"
-        candidate = (order, node, g, movable, why)
+        below, candidate = judged
         if below:
             candidates.append(candidate)
-        elif not u.blocked and all(stuck_why(p, node, g) is None for p in movable):
+        elif not u.blocked and all(stuck_why(p, node, g) is None for p in u.movable):
             busy.append(candidate)
             fits_elsewhere.add(name)
     if busy:
@@ -263,6 +247,39 @@ def scale_down(
         elif outcome == DRAIN_RECEIVED:
             notes.append(f"node {node.name} stays: it receives pods from a removed node")
     return downs, unneeded
+
+
+@by_identity(65536)
+def _judge(
+    node: Node,
+    u: Usage,
+    gs: GroupState,
+    g: int,
+    settings: PlannerSettings,
+    consolidation: Consolidation | None,
+) -> tuple[bool, Candidate] | None:
+    """Whether group ``g``'s ``node`` (its ``u``sage) is below the utilization threshold, and
+    its candidate entry; None when it is above and there is no consolidation.  A function of
+    those objects alone (frozen; usage entries are replaced on change), kept by identity: most
+    nodes are the same pass after pass."""
+    a = node.allocatable
+    cpu = u.cpu_milli / a.cpu_milli if a.cpu_milli else 1.0
+    mem = u.memory / a.memory if a.memory else 1.0
+    # GPU nodes are judged by their GPUs alone, as cluster-autoscaler does: a node whose
+    # GPUs are busy is needed however little cpu its pods ask for.
+    gpu = u.gpu_milli / a.gpu_milli if a.gpu_milli else None
+    below = (max(cpu, mem) if gpu is None else gpu) < settings.scale_down_utilization_threshold
+    if not below and consolidation is None:
+        return None
+    name = node.name
+    created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
+    newest_first = gs.group.removal_policy.value == "NewestInstance"
+    order: tuple[Any, ...] = (g, -created if newest_first else created, name)
+    if consolidation is not None:  # most expensive first: a replaced node before its successor
+        order = (-gs.group.price_per_hour, *order)
+    # the shares, put in words only for a node that is ready to go (most are not)
+    why: Why = (cpu, mem, gpu) if below else "its pods fit on other nodes"
+    return below, (order, node, g, u.movable, why)
 
 
 # why a candidate is unneeded: its requested shares (cpu, memory, gpu or None) below the
