@@ -16,7 +16,8 @@ lands on a ``pool=batch`` node); ECI virtual nodes are never scaled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,9 @@ from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation, replacement
 from .context import Context, Usage, by_identity, fmt_time, policy_of, vector
 from .costs import node_share
-from .eviction import drain_blocker
+from .eviction import checkpoint_interval, drain_blocker
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
-from .nodegroup import MoveCosts, PlannerSettings
+from .nodegroup import MoveCosts, NodeGroup, PlannerSettings
 from .state import DisruptionBudget, GroupState
 
 __all__ = ["EMPTY", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
@@ -108,7 +109,7 @@ def scale_down(
         below, candidate = judged
         if below:
             candidates.append(candidate)
-        elif not u.blocked and all(stuck_why(p, node, g) is None for p in u.movable):
+        elif not u.blocked and _movable_now(u, node, g, ctx.groups[g], settings, now, stuck_why):
             busy.append(candidate)
             fits_elsewhere.add(name)
     if busy:
@@ -280,6 +281,42 @@ def _judge(
     # the shares, put in words only for a node that is ready to go (most are not)
     why: Why = (cpu, mem, gpu) if below else "its pods fit on other nodes"
     return below, (order, node, g, u.movable, why)
+
+
+def _movable_now(
+    u: Usage,
+    node: Node,
+    g: int,
+    gs: GroupState,
+    settings: PlannerSettings,
+    now: float,
+    stuck_why: Callable[[Pod, Node, int], str | None],
+) -> bool:
+    """Whether no pod of ``u.movable`` is stuck on ``node`` now (``stuck_why``).
+
+    A pod stuck for a reason that only grows with time stays stuck: a Job's pod without
+    checkpoints loses all it has run (``eviction.lost_work``: its age), so the price of its
+    lost work at a non-negative share of the node's price never falls again.  The first time
+    such a pod is found stuck is kept per (usage, node, group, settings) objects (what the
+    share, the price and the restart are made of; ``_stuck_since``), and later passes at that
+    time or after answer False without asking each pod again (busy nodes of long Jobs, pass
+    after pass)."""
+    since = _stuck_since(u, node, gs.group, settings)
+    if now >= since[0]:
+        return False
+    for p in u.movable:
+        if stuck_why(p, node, g) is not None:
+            if math.isinf(checkpoint_interval(p)) and gs.group.price_per_hour >= 0:
+                since[0] = now
+            return False
+    return True
+
+
+@by_identity(65536)
+def _stuck_since(u: Usage, node: Node, group: NodeGroup, settings: PlannerSettings) -> list[float]:
+    """A cell for ``_movable_now``: since when a pod of ``u`` is stuck on ``node`` for good
+    (``inf``: not known to be)."""
+    return [math.inf]
 
 
 # why a candidate is unneeded: its requested shares (cpu, memory, gpu or None) below the
