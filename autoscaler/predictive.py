@@ -424,9 +424,58 @@ def _level(
         return None
     if float(max(now_window.max(), after_boot.max())) <= 0:
         return None  # no demand of this class in the window: nothing to hold or to add
+    stuck = pinned(ctx, cls, groups, now=now)
+    memo = ctx.memo
+    if memo is None or any(stuck) or type(now_steps) is not slice or type(boot_steps) is not slice:
+        return _level_of(ctx, cls, forecast, cg, now_steps, boot_steps, stuck, now=now, notes=notes)
+    # Nothing pinned: the level is a function of the forecast, the two windows' steps and the
+    # class's groups and settings (``cg``) alone; passes between two forecast steps see the same.
+    # The key holds the forecast and ``cg`` (so their ids are not reused) after their ids.
+    key = (
+        id(forecast),
+        id(cg),
+        now_steps.start,
+        now_steps.stop,
+        boot_steps.start,
+        boot_steps.stop,
+        forecast,
+        cg,
+    )
+    hit = memo.recall_key(_LEVEL + cls, key)
+    if hit is not None:
+        memo.skipped(_LEVEL + cls)
+        notes.extend(hit[1])
+        level: Level | None = hit[0]
+        return level
+    said: list[str] = []
+    level = _level_of(ctx, cls, forecast, cg, now_steps, boot_steps, stuck, now=now, notes=said)
+    memo.keep(_LEVEL + cls, ctx.state, key, (level, tuple(said)))
+    notes.extend(said)
+    return level
+
+
+_LEVEL = "forecast level: "  # its answers' names on the planner's memo, with the class
+
+
+def _level_of(
+    ctx: Context,
+    cls: str,
+    forecast: Forecast,
+    cg: _ClassGroups,
+    now_steps: slice | npt.NDArray[np.bool_],
+    boot_steps: slice | npt.NDArray[np.bool_],
+    stuck: list[list[tuple[float, float]]],
+    *,
+    now: float,
+    notes: list[str],
+) -> Level | None:
+    """``_level``'s answer from the windows' steps and what is pinned on ECI."""
+    groups = cg.groups
+    horizon = ctx.settings.forecast_horizon
+    now_window = forecast.point[now_steps]
+    after_boot = forecast.point[boot_steps]
     g = cg.g
     per_node = cg.per_node
-    stuck = pinned(ctx, cls, groups, now=now)
     if any(stuck):
         now_times = _times(forecast, now_steps)
         boot_times = _times(forecast, boot_steps)
