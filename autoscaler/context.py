@@ -14,18 +14,20 @@ a ``ScaleUp``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from extender.model import Node, NodeKind, Pod, Resources
+from extender.model import Node, NodeKind, Pod, Resources, is_daemon_or_static
 from extender.policy import ResourcePolicy, policy_for
 from extender.selectors import can_hold, why_not_held
 from extender.snapshot import ClusterState
 
+from .eviction import blocker
 from .nodegroup import NodeGroup, PlannerSettings
 from .state import GroupState
 
@@ -36,12 +38,47 @@ __all__ = [
     "PlannerMemo",
     "PodClass",
     "Usage",
+    "by_identity",
     "fmt_time",
     "policy_of",
     "vector",
 ]
 
 IntArray = npt.NDArray[np.int64]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def by_identity(size: int) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Keep a pure function's answers per tuple of argument *objects* (by identity).
+
+    For functions of immutable objects that the planner asks about pass after pass (the same
+    pods, the same ``ClusterState.policies`` tuple, the same group and settings objects): the
+    same objects have the same answer, and looking them up by ``id`` costs nothing like hashing
+    their values.  An entry holds its argument objects, so none of their ids can be reused
+    while it exists: an equal key is the same objects.  Positional arguments only.  The table
+    is cleared when it reaches ``size`` entries."""
+
+    def memoise(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        table: dict[tuple[int, ...], tuple[tuple[object, ...], _R]] = {}
+
+        @functools.wraps(fn)
+        def kept(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            if kwargs:
+                raise TypeError(f"{fn.__name__}: positional arguments only")
+            key = tuple(map(id, args))
+            hit = table.get(key)
+            if hit is not None:
+                return hit[1]
+            found = fn(*args, **kwargs)
+            if len(table) >= size:
+                table.clear()
+            table[key] = (args, found)
+            return found
+
+        return kept
+
+    return memoise
 
 
 @dataclass(slots=True)
@@ -56,12 +93,18 @@ class PodClass:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Live (not finished) pods on one node and the sum of their requests."""
+    """Live (not finished) pods on one node and the sum of their requests.
+
+    ``movable``: those pods but DaemonSet and static pods (what emptying the node must move);
+    ``blocked``: some of them can never be evicted (``eviction.blocker``, a fact of the pod
+    alone), so the node cannot be emptied whatever the time (scale-down asks every pass)."""
 
     pods: list[Pod]
     cpu_milli: int
     memory: int
     gpu_milli: int
+    movable: list[Pod]
+    blocked: bool
 
 
 @dataclass(slots=True)
@@ -102,32 +145,20 @@ class Context:
             [gs.group for gs in self.groups], settings.daemonset_overhead
         )
         self.template_group = {t.name: g for g, t in enumerate(self.templates)}
-        index = {gs.group.name: g for g, gs in enumerate(self.groups)}
-        self.node_group: dict[str, int] = {}
-        for g, gs in enumerate(self.groups):
-            for member in gs.nodes:
-                self.node_group[member.name] = g
-        label = settings.node_group_label
-        for node in state.nodes.values():
-            if node.kind is NodeKind.ECS and node.name not in self.node_group:
-                g_label = index.get(node.labels.get(label, ""))
-                if g_label is not None:
-                    self.node_group[node.name] = g_label
-        self.registered = [0] * len(self.groups)
-        for name, g in self.node_group.items():
-            if name in state.nodes:
-                self.registered[g] += 1
-        self.eci_nodes = [n for n in state.nodes.values() if n.kind is NodeKind.ECI]
-        self.ecs_nodes = [
-            n
-            for n in state.nodes.values()
-            if n.kind is NodeKind.ECS and n.ready and not n.unschedulable
-        ]
+        members = memo.members(state, self.groups, settings) if memo is not None else None
+        if members is None:
+            members = _Members(state, self.groups, settings.node_group_label)
+            if memo is not None:
+                memo.keep_members(state, self.groups, settings, members)
+        self._members = members
+        self.node_group = members.node_group
+        self.registered = members.registered
+        self.eci_nodes = members.eci_nodes
+        self.ecs_nodes = members.ecs_nodes
         self.classes: list[PodClass] = []
         self._class_index: dict[int, int] = {}
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._elig_nodes: dict[str, tuple[Sequence[Node], tuple[str, ...]]] = {}
-        self._registered_cap: list[list[int]] | None = None
         self.memo = memo
         kept = memo.usage if memo is not None else None
         self._usage: MutableMapping[str, Usage] = {} if kept is None else kept
@@ -150,7 +181,9 @@ class Context:
                     cpu += r.cpu_milli
                     memory += r.memory
                     gpu += r.gpu_milli
-            found = self._usage[node] = Usage(pods, cpu, memory, gpu)
+            movable = [p for p in pods if not is_daemon_or_static(p)]
+            blocked = any(blocker(p) is not None for p in movable)
+            found = self._usage[node] = Usage(pods, cpu, memory, gpu, movable, blocked)
         return found
 
     def upcoming(self, g: int) -> int:
@@ -207,10 +240,51 @@ class Context:
     ) -> int:
         """Allocatable of ``groups`` in one dimension (0 cpu, 1 memory, 2 gpu, 3 pods):
         registered nodes, upcoming nodes and ``added``."""
-        registered = self._registered_cap
+        registered = self._members.capacity(self.state)
+        total = 0
+        for g in set(groups):
+            nodes_ = self.upcoming(g) + (added[g].delta if added and g in added else 0)
+            total += registered[g][dim] + nodes_ * self._cap_rows[g][dim]
+        return total
+
+
+class _Members:
+    """Which group each node belongs to (the provider's member list, then the node-group
+    label), the registered nodes per group, the ECI nodes, the ready schedulable ECS nodes and
+    (when first asked) the registered capacity per group: what ``Context`` reads of the nodes
+    and groups alone.  Never changed once built (the passes only read it)."""
+
+    __slots__ = ("_capacity", "eci_nodes", "ecs_nodes", "node_group", "registered")
+
+    def __init__(self, state: ClusterState, groups: Sequence[GroupState], label: str) -> None:
+        index = {gs.group.name: g for g, gs in enumerate(groups)}
+        self.node_group: dict[str, int] = {}
+        for g, gs in enumerate(groups):
+            for member in gs.nodes:
+                self.node_group[member.name] = g
+        for node in state.nodes.values():
+            if node.kind is NodeKind.ECS and node.name not in self.node_group:
+                g_label = index.get(node.labels.get(label, ""))
+                if g_label is not None:
+                    self.node_group[node.name] = g_label
+        self.registered = [0] * len(groups)
+        for name, g in self.node_group.items():
+            if name in state.nodes:
+                self.registered[g] += 1
+        self.eci_nodes = [n for n in state.nodes.values() if n.kind is NodeKind.ECI]
+        self.ecs_nodes = [
+            n
+            for n in state.nodes.values()
+            if n.kind is NodeKind.ECS and n.ready and not n.unschedulable
+        ]
+        self._capacity: list[list[int]] | None = None
+
+    def capacity(self, state: ClusterState) -> list[list[int]]:
+        """Allocatable per group of its registered ECS nodes, as rows (cpu, memory, gpu, pods)."""
+        registered = self._capacity
         if registered is None:
-            registered = [[0, 0, 0, 0] for _ in self.groups]
-            nodes = self.state.nodes
+            registered = [[0, 0, 0, 0] for _ in self.registered]
+            nodes = state.nodes
             for name, g in self.node_group.items():
                 node = nodes.get(name)
                 if node is not None and node.kind is NodeKind.ECS:
@@ -219,12 +293,8 @@ class Context:
                     row[1] += a.memory
                     row[2] += a.gpu_milli
                     row[3] += a.pods
-            self._registered_cap = registered
-        total = 0
-        for g in set(groups):
-            nodes_ = self.upcoming(g) + (added[g].delta if added and g in added else 0)
-            total += registered[g][dim] + nodes_ * self._cap_rows[g][dim]
-        return total
+            self._capacity = registered
+        return registered
 
 
 _TemplateKey = tuple[tuple[int, ...], int]
@@ -253,6 +323,12 @@ class PlannerMemo:
       every kept entry with a fresh computation).  The controller's memo has no usage table:
       its cluster changes under it between passes, so usage is computed afresh each pass.
 
+    - ``members`` (``members``/``keep_members``): what ``Context`` reads of the nodes and
+      groups alone (``_Members``: each node's group, registered counts, the ECI and the ready
+      ECS nodes, registered capacity), kept for the same state object at the same node
+      ``generation`` (bumped by every node added, removed or changed; pods do not change it)
+      and the same ``GroupState`` objects (frozen; the replay reuses them while unchanged).
+      A node written again equal keeps the generation: the entry holds an equal node.
     - ``answers`` (``recall``/``keep``): a pass's answer by name with the ``ClusterState`` and
       the ``key`` it was computed from; ``recall`` gives it back only for the same state object
       at the same ``revision`` (no pod, node, policy or ordinal start written since) and an
@@ -263,11 +339,11 @@ class PlannerMemo:
       the cluster the answer reads (scale-down's which busy nodes' pods fit elsewhere,
       ``scaledown._busy_drain``: the ECS nodes, their usage and the pods to move).
 
-    Kept in their modules instead, for every planner (pure functions of immutable objects, by
-    identity, each entry holding its objects): ``policy_of`` and ``_signature`` here,
-    ``predictive._on_eci``, ``predictive._class_groups`` and ``predictive.paying_nodes``'s
-    answers, ``demand._expected``, ``nodegroup._text_seconds`` and ``forecast._day_profile``
-    (by the bytes it reads).
+    Kept in their modules instead, for every planner: pure functions of immutable objects, by
+    identity (``by_identity``, each entry holding its objects): ``policy_of`` and
+    ``_signature`` here, ``predictive._on_eci``, ``predictive._groups_by_class``,
+    ``demand._expected``; by value: ``predictive.paying_nodes``'s answers,
+    ``nodegroup._text_seconds`` and ``forecast._day_profile`` (by the bytes it reads).
 
     Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to
     invalidate): pod classes by (node selector, required affinity, tolerations), eligible nodes
@@ -275,7 +351,7 @@ class PlannerMemo:
     registered capacity per group.
     """
 
-    __slots__ = ("_answers", "_size", "_templates", "skips", "usage")
+    __slots__ = ("_answers", "_members", "_size", "_templates", "skips", "usage")
 
     def __init__(self, size: int = 256, *, usage: MutableMapping[str, Usage] | None = None) -> None:
         self._size = size
@@ -283,6 +359,33 @@ class PlannerMemo:
         self._templates: dict[_TemplateKey, tuple[Any, _Templates]] = {}
         self._answers: dict[str, tuple[ClusterState, int, tuple[Any, ...], Any]] = {}
         self.skips: dict[str, int] = {}
+        self._members: tuple[ClusterState, int, tuple[GroupState, ...], str, _Members] | None = None
+
+    def members(
+        self, state: ClusterState, groups: Sequence[GroupState], settings: PlannerSettings
+    ) -> _Members | None:
+        """The ``_Members`` kept for this state object at its node ``generation``, the same
+        group state objects and node-group label, or None."""
+        kept = self._members
+        if (
+            kept is None
+            or kept[0] is not state
+            or kept[1] != state.generation
+            or kept[3] != settings.node_group_label
+            or len(kept[2]) != len(groups)
+            or any(a is not b for a, b in zip(kept[2], groups, strict=True))
+        ):
+            return None
+        return kept[4]
+
+    def keep_members(
+        self,
+        state: ClusterState,
+        groups: Sequence[GroupState],
+        settings: PlannerSettings,
+        members: _Members,
+    ) -> None:
+        self._members = (state, state.generation, tuple(groups), settings.node_group_label, members)
 
     def recall(self, name: str, state: ClusterState, key: tuple[Any, ...]) -> Any:
         """The answer kept as ``name`` for this state at its revision and an equal key, or None."""
@@ -322,31 +425,20 @@ class PlannerMemo:
 _SHARED = PlannerMemo()
 
 
+@by_identity(65536)
 def _signature(pod: Pod) -> int:
     """A number per (node selector, required affinity, tolerations) value: what makes a pod
     class (``Context.class_of``).  Kept per pod object (pods are frozen), so a pass does not
-    build and hash the tuple again for each pod it asks about; an entry holds its pod, so its id
-    cannot be reused while it exists.  Cleared at 65,536 pods (the numbers stay)."""
-    hit = _POD_SIGNATURE.get(id(pod))
-    if hit is not None and hit[0] is pod:
-        return hit[1]
+    build and hash the tuple again for each pod it asks about (the numbers stay)."""
     key = (
         tuple(pod.node_selector.items()) if pod.node_selector else (),
         pod.required_affinity,
         pod.tolerations,
     )
-    number = _SIGNATURES.setdefault(key, len(_SIGNATURES))
-    if len(_POD_SIGNATURE) >= 65536:
-        _POD_SIGNATURE.clear()
-    _POD_SIGNATURE[id(pod)] = (pod, number)
-    return number
+    return _SIGNATURES.setdefault(key, len(_SIGNATURES))
 
 
 _SIGNATURES: dict[tuple[Any, ...], int] = {}
-_POD_SIGNATURE: dict[int, tuple[Pod, int]] = {}
-
-
-_POLICY_OF: dict[tuple[int, int], tuple[object, Pod, ResourcePolicy | None]] = {}
 
 
 def policy_of(policies: Sequence[ResourcePolicy], pod: Pod) -> ResourcePolicy | None:
@@ -354,20 +446,14 @@ def policy_of(policies: Sequence[ResourcePolicy], pod: Pod) -> ResourcePolicy | 
 
     The passes ask it for the same pods pass after pass.  ``ClusterState.policies`` is a tuple
     of frozen policies, replaced (never changed) on every write, and pods are frozen: the same
-    pair of objects has the same answer.  An entry holds both objects, so their ids cannot be
-    reused while it exists; other sequences (a list can change) are not kept.  Cleared at
-    65,536 entries."""
+    pair of objects has the same answer (``by_identity``).  Other sequences (a list can
+    change) are not kept."""
     if type(policies) is not tuple:
         return policy_for(policies, pod)
-    key = (id(policies), id(pod))
-    hit = _POLICY_OF.get(key)
-    if hit is not None and hit[0] is policies and hit[1] is pod:
-        return hit[2]
-    found = policy_for(policies, pod)
-    if len(_POLICY_OF) >= 65536:
-        _POLICY_OF.clear()
-    _POLICY_OF[key] = (policies, pod, found)
-    return found
+    return _policy_of(policies, pod)
+
+
+_policy_of = by_identity(65536)(policy_for)
 
 
 def vector(r: Resources) -> tuple[int, int, int, int]:

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from extender.model import Node, NodeKind, Pod, is_daemon_or_static
 from extender.policy import ResourcePolicy, decide, unit_counts
 
-from .context import Context, IntArray, policy_of
+from .context import Context, IntArray, by_identity, policy_of
 from .costs import ecs_cheaper
 from .eviction import loses_progress, lost_work, move_blocker
 from .nodegroup import annotation_seconds
@@ -58,27 +58,18 @@ def remaining(pod: Pod, *, now: float, horizon: float, outlived: float = 0.0) ->
     return horizon if service else floor
 
 
+@by_identity(65536)
 def _expected(pod: Pod) -> tuple[float | None, bool]:
     """``pod``'s expected duration in seconds (None: no annotation; NaN: a bad one) and whether
     it is a long-running service's replica: what ``remaining`` reads of the pod, kept per pod
-    object (pods are frozen; the planner asks for the same pods pass after pass).  An entry
-    holds its pod, so its id cannot be reused while it exists; cleared at 65,536 entries."""
-    hit = _EXPECTED.get(id(pod))
-    if hit is not None and hit[0] is pod:
-        return hit[1], hit[2]
+    object (pods are frozen; the planner asks for the same pods pass after pass)."""
     raw = pod.annotations.get(EXPECTED_DURATION)
     service = pod.workload is not None and pod.workload.kind in _LONG_RUNNING
     total: float | None = None
     if raw is not None:
         seconds = annotation_seconds(raw)
         total = math.nan if seconds is None else seconds
-    if len(_EXPECTED) >= 65536:
-        _EXPECTED.clear()
-    _EXPECTED[id(pod)] = (pod, total, service)
     return total, service
-
-
-_EXPECTED: dict[int, tuple[Pod, float | None, bool]] = {}
 
 
 @dataclass(slots=True)

@@ -49,20 +49,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from extender.model import NodeKind, Pod, Resources
+from extender.model import Node, NodeKind, Pod, Resources
 from extender.policy import ResourcePolicy
 
-from .context import Context, Growth, policy_of
+from .context import Context, Growth, by_identity, policy_of, vector
 from .costs import break_even_fraction
 from .demand import remaining
 from .eviction import move_blocker
 from .expanders import Option, expander_for
-from .nodegroup import NodeGroup
+from .nodegroup import NodeGroup, PlannerSettings
 
 if TYPE_CHECKING:
     from .forecast import Forecast, Forecaster
@@ -302,36 +302,22 @@ def pinned(
     return out
 
 
+@by_identity(65536)
 def _on_eci(
     policies: tuple[ResourcePolicy, ...], pod: Pod
 ) -> tuple[str, int, ResourcePolicy | None, bool]:
     """What ``pinned`` reads of a pod on ECI that does not depend on the time: its class and
     demand (``demand_class``), its policy if that has an unbounded ECS unit (else None: the pod
     is no demand), and whether an eviction cannot move it (``eviction.move_blocker``).  Kept per
-    (policies, pod) pair of objects, both immutable (``context.policy_of``); an entry holds
-    both, so their ids cannot be reused while it exists.  Cleared at 65,536 entries."""
-    key = (id(policies), id(pod))
-    hit = _ON_ECI.get(key)
-    if hit is not None and hit[0] is policies and hit[1] is pod:
-        return hit[2]
+    (policies, pod) pair of objects, both immutable (``context.policy_of``)."""
     mine, amount = demand_class(pod.requests)
     policy = policy_of(policies, pod)
-    facts = (
+    return (
         mine,
         amount,
         policy if policy is not None and _unbounded_ecs(policy) else None,
         move_blocker(pod) is not None,
     )
-    if len(_ON_ECI) >= 65536:
-        _ON_ECI.clear()
-    _ON_ECI[key] = (policies, pod, facts)
-    return facts
-
-
-_ON_ECI: dict[
-    tuple[int, int],
-    tuple[object, Pod, tuple[str, int, ResourcePolicy | None, bool]],
-] = {}
 
 
 def _profile(pods: Sequence[tuple[float, float]], times: Sequence[float]) -> tuple[float, ...]:
@@ -359,15 +345,15 @@ def forecast_levels(
     return levels
 
 
-def _slice_value(ctx: Context, g: int, dim: int, hours: float) -> float:
-    """What ECI bills over ``hours`` for one node of group ``g``'s worth of demand."""
-    return float(ctx.settings.eci_price.per_hour(ctx.templates[g].allocatable)) * hours
+def _slice_value(settings: PlannerSettings, template: Node, hours: float) -> float:
+    """What ECI bills over ``hours`` for one node of a group's worth (its ``template``)."""
+    return float(settings.eci_price.per_hour(template.allocatable)) * hours
 
 
 @dataclass(frozen=True, slots=True)
 class _ClassGroups:
     """What ``_level`` reads of one class's groups: a function of the group objects, their
-    templates and the settings only (module ``_CLASS_GROUPS``)."""
+    templates and the settings only (``_groups_by_class``)."""
 
     groups: tuple[int, ...]
     fraction: float  # the lowest break-even fraction among them
@@ -379,47 +365,40 @@ class _ClassGroups:
 
 
 def _class_groups(ctx: Context, cls: str) -> _ClassGroups:
-    """``_ClassGroups`` of ``cls`` in ``ctx``, kept by the identity of the group objects and
-    of the settings (frozen; the templates are made from them): the planner plans the same
-    groups pass after pass.  An entry holds the objects, so their ids cannot be reused while
-    it exists.  Cleared at 256 entries."""
-    key = (cls, id(ctx.settings), *(id(gs.group) for gs in ctx.groups))
-    hit = _CLASS_GROUPS.get(key)
-    if (
-        hit is not None
-        and hit[0] is ctx.settings
-        and all(a is gs.group for a, gs in zip(hit[1], ctx.groups, strict=True))
-    ):
-        return hit[2]
-    dim = DIM[cls]
-    groups = tuple(g for g, gs in enumerate(ctx.groups) if group_class(gs.group) == cls)
-    fraction = math.inf
-    boot = per_node = node_cost = slice_value = 0.0
-    g = -1
-    if groups:
-        fraction = min(
-            break_even_fraction(
-                price_per_hour=ctx.groups[i].group.price_per_hour,
-                capacity=ctx.templates[i].allocatable,
-                eci=ctx.settings.eci_price,
+    """``_ClassGroups`` of ``cls`` in ``ctx``: the planner plans the same groups pass after pass."""
+    return _groups_by_class(ctx.settings, *(gs.group for gs in ctx.groups))[cls]
+
+
+@by_identity(256)
+def _groups_by_class(settings: PlannerSettings, *spec: NodeGroup) -> dict[str, _ClassGroups]:
+    """``_ClassGroups`` of every class, kept by the identity of the settings and group objects
+    (frozen; the templates are made from them, as ``Context``'s are)."""
+    templates = [group.template(overhead=settings.daemonset_overhead) for group in spec]
+    caps = [vector(t.allocatable) for t in templates]
+    out = {}
+    for cls, dim in DIM.items():
+        groups = tuple(g for g, group in enumerate(spec) if group_class(group) == cls)
+        fraction = math.inf
+        boot = per_node = node_cost = slice_value = 0.0
+        g = -1
+        if groups:
+            fraction = min(
+                break_even_fraction(
+                    price_per_hour=spec[i].price_per_hour,
+                    capacity=templates[i].allocatable,
+                    eci=settings.eci_price,
+                )
+                for i in groups
             )
-            for i in groups
-        )
-        boot = max(ctx.groups[i].group.boot_time for i in groups)
-        hours = ctx.settings.forecast_horizon / 3600
-        # the finest granularity among the class's groups: what one node more or less changes
-        g = min(groups, key=lambda i: (int(ctx.cap[i, dim]) or math.inf, i))
-        per_node = float(ctx.cap[g, dim])
-        node_cost = ctx.groups[g].group.price_per_hour * hours
-        slice_value = _slice_value(ctx, g, dim, hours)
-    found = _ClassGroups(groups, fraction, boot, g, per_node, node_cost, slice_value)
-    if len(_CLASS_GROUPS) >= 256:
-        _CLASS_GROUPS.clear()
-    _CLASS_GROUPS[key] = (ctx.settings, tuple(gs.group for gs in ctx.groups), found)
-    return found
-
-
-_CLASS_GROUPS: dict[tuple[Any, ...], tuple[object, tuple[NodeGroup, ...], _ClassGroups]] = {}
+            boot = max(spec[i].boot_time for i in groups)
+            hours = settings.forecast_horizon / 3600
+            # the finest granularity among the class's groups: what one node more or less changes
+            g = min(groups, key=lambda i: (caps[i][dim] or math.inf, i))
+            per_node = float(caps[g][dim])
+            node_cost = spec[g].price_per_hour * hours
+            slice_value = _slice_value(settings, templates[g], hours)
+        out[cls] = _ClassGroups(groups, fraction, boot, g, per_node, node_cost, slice_value)
+    return out
 
 
 def _level(
@@ -445,9 +424,58 @@ def _level(
         return None
     if float(max(now_window.max(), after_boot.max())) <= 0:
         return None  # no demand of this class in the window: nothing to hold or to add
+    stuck = pinned(ctx, cls, groups, now=now)
+    memo = ctx.memo
+    if memo is None or any(stuck) or type(now_steps) is not slice or type(boot_steps) is not slice:
+        return _level_of(ctx, cls, forecast, cg, now_steps, boot_steps, stuck, now=now, notes=notes)
+    # Nothing pinned: the level is a function of the forecast, the two windows' steps and the
+    # class's groups and settings (``cg``) alone; passes between two forecast steps see the same.
+    # The key holds the forecast and ``cg`` (so their ids are not reused) after their ids.
+    key = (
+        id(forecast),
+        id(cg),
+        now_steps.start,
+        now_steps.stop,
+        boot_steps.start,
+        boot_steps.stop,
+        forecast,
+        cg,
+    )
+    hit = memo.recall_key(_LEVEL + cls, key)
+    if hit is not None:
+        memo.skipped(_LEVEL + cls)
+        notes.extend(hit[1])
+        level: Level | None = hit[0]
+        return level
+    said: list[str] = []
+    level = _level_of(ctx, cls, forecast, cg, now_steps, boot_steps, stuck, now=now, notes=said)
+    memo.keep(_LEVEL + cls, ctx.state, key, (level, tuple(said)))
+    notes.extend(said)
+    return level
+
+
+_LEVEL = "forecast level: "  # its answers' names on the planner's memo, with the class
+
+
+def _level_of(
+    ctx: Context,
+    cls: str,
+    forecast: Forecast,
+    cg: _ClassGroups,
+    now_steps: slice | npt.NDArray[np.bool_],
+    boot_steps: slice | npt.NDArray[np.bool_],
+    stuck: list[list[tuple[float, float]]],
+    *,
+    now: float,
+    notes: list[str],
+) -> Level | None:
+    """``_level``'s answer from the windows' steps and what is pinned on ECI."""
+    groups = cg.groups
+    horizon = ctx.settings.forecast_horizon
+    now_window = forecast.point[now_steps]
+    after_boot = forecast.point[boot_steps]
     g = cg.g
     per_node = cg.per_node
-    stuck = pinned(ctx, cls, groups, now=now)
     if any(stuck):
         now_times = _times(forecast, now_steps)
         boot_times = _times(forecast, boot_steps)
@@ -551,7 +579,7 @@ def pre_provision(
             base=capacity,
             per_node=per_node,
             node_cost=gs.group.price_per_hour * paid,
-            slice_value=_slice_value(ctx, g, dim, hours),
+            slice_value=_slice_value(ctx.settings, ctx.templates[g], hours),
             limit=room,
         )
         if nodes == 0:
@@ -567,7 +595,7 @@ def pre_provision(
                 waste,
                 waste,
                 nodes * gs.group.price_per_hour * paid,
-                covered / per_node * _slice_value(ctx, g, dim, hours),
+                covered / per_node * _slice_value(ctx.settings, ctx.templates[g], hours),
             )
         )
     choice = expander_for(ctx.settings).choose(options)

@@ -16,23 +16,24 @@ lands on a ``pool=batch`` node); ECI virtual nodes are never scaled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from extender.model import Node, NodeKind, Pod, is_daemon_or_static
+from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy
 
 from .backends import Kernels
 from .consolidation import CONSOLIDATED, Consolidation, replacement
-from .context import Context, fmt_time, policy_of, vector
+from .context import Context, Usage, by_identity, fmt_time, policy_of, vector
 from .costs import node_share
-from .eviction import drain_blocker
+from .eviction import checkpoint_interval, drain_blocker
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
-from .nodegroup import MoveCosts
-from .state import DisruptionBudget
+from .nodegroup import MoveCosts, NodeGroup, PlannerSettings
+from .state import DisruptionBudget, GroupState
 
 __all__ = ["EMPTY", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
 
@@ -99,32 +100,16 @@ def scale_down(
     for name, g in ctx.node_group.items():
         node = state.nodes.get(name)
         u = ctx.usage(name)
-        pods, cpu_milli, memory = u.pods, u.cpu_milli, u.memory
-        kept += cpu_milli
+        kept += u.cpu_milli
         if node is None or node.kind is not NodeKind.ECS:
             continue
-        a = node.allocatable
-        cpu = cpu_milli / a.cpu_milli if a.cpu_milli else 1.0
-        mem = memory / a.memory if a.memory else 1.0
-        # GPU nodes are judged by their GPUs alone, as cluster-autoscaler does: a node whose
-        # GPUs are busy is needed however little cpu its pods ask for.
-        gpu = u.gpu_milli / a.gpu_milli if a.gpu_milli else None
-        below = (max(cpu, mem) if gpu is None else gpu) < threshold
-        if not below and consolidation is None:
+        judged = _judge(node, u, ctx.groups[g], g, settings, consolidation)
+        if judged is None:
             continue
-        movable = [p for p in pods if not is_daemon_or_static(p)]
-        gs = ctx.groups[g]
-        created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
-        newest_first = gs.group.removal_policy.value == "NewestInstance"
-        order: tuple[Any, ...] = (g, -created if newest_first else created, name)
-        if consolidation is not None:  # most expensive first: a replaced node before its successor
-            order = (-gs.group.price_per_hour, *order)
-        # the shares, put in words only for a node that is ready to go (most are not)
-        why: Why = (cpu, mem, gpu) if below else "its pods fit on other nodes"
-        candidate = (order, node, g, movable, why)
+        below, candidate = judged
         if below:
             candidates.append(candidate)
-        elif all(stuck_why(p, node, g) is None for p in movable):
+        elif not u.blocked and _movable_now(u, node, g, ctx.groups[g], settings, now, stuck_why):
             busy.append(candidate)
             fits_elsewhere.add(name)
     if busy:
@@ -263,6 +248,75 @@ def scale_down(
         elif outcome == DRAIN_RECEIVED:
             notes.append(f"node {node.name} stays: it receives pods from a removed node")
     return downs, unneeded
+
+
+@by_identity(65536)
+def _judge(
+    node: Node,
+    u: Usage,
+    gs: GroupState,
+    g: int,
+    settings: PlannerSettings,
+    consolidation: Consolidation | None,
+) -> tuple[bool, Candidate] | None:
+    """Whether group ``g``'s ``node`` (its ``u``sage) is below the utilization threshold, and
+    its candidate entry; None when it is above and there is no consolidation.  A function of
+    those objects alone (frozen; usage entries are replaced on change), kept by identity: most
+    nodes are the same pass after pass."""
+    a = node.allocatable
+    cpu = u.cpu_milli / a.cpu_milli if a.cpu_milli else 1.0
+    mem = u.memory / a.memory if a.memory else 1.0
+    # GPU nodes are judged by their GPUs alone, as cluster-autoscaler does: a node whose
+    # GPUs are busy is needed however little cpu its pods ask for.
+    gpu = u.gpu_milli / a.gpu_milli if a.gpu_milli else None
+    below = (max(cpu, mem) if gpu is None else gpu) < settings.scale_down_utilization_threshold
+    if not below and consolidation is None:
+        return None
+    name = node.name
+    created = node.created or next((m.created for m in gs.nodes if m.name == name), 0.0)
+    newest_first = gs.group.removal_policy.value == "NewestInstance"
+    order: tuple[Any, ...] = (g, -created if newest_first else created, name)
+    if consolidation is not None:  # most expensive first: a replaced node before its successor
+        order = (-gs.group.price_per_hour, *order)
+    # the shares, put in words only for a node that is ready to go (most are not)
+    why: Why = (cpu, mem, gpu) if below else "its pods fit on other nodes"
+    return below, (order, node, g, u.movable, why)
+
+
+def _movable_now(
+    u: Usage,
+    node: Node,
+    g: int,
+    gs: GroupState,
+    settings: PlannerSettings,
+    now: float,
+    stuck_why: Callable[[Pod, Node, int], str | None],
+) -> bool:
+    """Whether no pod of ``u.movable`` is stuck on ``node`` now (``stuck_why``).
+
+    A pod stuck for a reason that only grows with time stays stuck: a Job's pod without
+    checkpoints loses all it has run (``eviction.lost_work``: its age), so the price of its
+    lost work at a non-negative share of the node's price never falls again.  The first time
+    such a pod is found stuck is kept per (usage, node, group, settings) objects (what the
+    share, the price and the restart are made of; ``_stuck_since``), and later passes at that
+    time or after answer False without asking each pod again (busy nodes of long Jobs, pass
+    after pass)."""
+    since = _stuck_since(u, node, gs.group, settings)
+    if now >= since[0]:
+        return False
+    for p in u.movable:
+        if stuck_why(p, node, g) is not None:
+            if math.isinf(checkpoint_interval(p)) and gs.group.price_per_hour >= 0:
+                since[0] = now
+            return False
+    return True
+
+
+@by_identity(65536)
+def _stuck_since(u: Usage, node: Node, group: NodeGroup, settings: PlannerSettings) -> list[float]:
+    """A cell for ``_movable_now``: since when a pod of ``u`` is stuck on ``node`` for good
+    (``inf``: not known to be)."""
+    return [math.inf]
 
 
 # why a candidate is unneeded: its requested shares (cpu, memory, gpu or None) below the

@@ -120,6 +120,8 @@ def scale_up(
     else:
         waiting = np.zeros(len(demand.pods), np.bool_)
     remaining = ~waiting
+    if not remaining.any():  # many passes: every pod fits free or booting capacity
+        return out  # (the end would keep ``demand.moving`` as it is)
     stay_on_eci = 0
 
     g_count = len(ctx.groups)

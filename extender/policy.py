@@ -102,23 +102,112 @@ class ResourcePolicy:
         return not (pod.terminating and self.ignore_terminating_pods)
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
     """Where the policy puts one pod: a unit, the offered nodes in it, and why others were refused.
 
     ``no_room``: a unit before the chosen one was passed over only because none of its offered
     nodes could take the pod (it was under its ``max``), so the pod goes further down the list
-    for lack of room, not because the policy caps the unit."""
+    for lack of room, not because the policy caps the unit.
 
-    unit: int | None
-    accepted: tuple[str, ...]
-    unresolvable: Mapping[str, str]
-    reason: str
-    no_room: bool = False
+    ``reason`` and ``unresolvable`` are put in words when first read, from the facts ``decide``
+    kept (most callers in the autoscaler read neither).  Immutable; equal when every field
+    (words included) is."""
+
+    __slots__ = ("_facts", "_words", "accepted", "no_room", "unit")
+
+    def __init__(
+        self,
+        unit: int | None,
+        accepted: tuple[str, ...],
+        no_room: bool,
+        facts: _Facts,
+    ) -> None:
+        self.unit = unit
+        self.accepted = accepted
+        self.no_room = no_room
+        self._facts = facts
+        self._words: tuple[str, Mapping[str, str]] | None = None
+
+    @property
+    def reason(self) -> str:
+        return (self._words or self._say())[0]
+
+    @property
+    def unresolvable(self) -> Mapping[str, str]:
+        return (self._words or self._say())[1]
 
     @property
     def placed(self) -> bool:
         return self.unit is not None and bool(self.accepted)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.unit, self.accepted, self.unresolvable, self.reason, self.no_room)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # its words hold a dict: unhashable, as before
+
+    def __repr__(self) -> str:
+        unit, accepted, unresolvable, reason, no_room = self._fields()
+        return (
+            f"Decision(unit={unit!r}, accepted={accepted!r}, unresolvable={unresolvable!r}, "
+            f"reason={reason!r}, no_room={no_room!r})"
+        )
+
+    def _say(self) -> tuple[str, Mapping[str, str]]:
+        policy, candidates, unit_of, skipped, ordinal = self._facts
+        chosen = self.unit
+        where = f"policy {policy.key}"
+        said = []
+        for i, at_max, used in skipped:
+            unit = policy.units[i]
+            if ordinal is not None:
+                usage = f"ordinal {ordinal}"
+            else:
+                usage = f"{used}/{'∞' if unit.max is None else unit.max} used"
+            if at_max:
+                said.append(f"{unit.describe(i)} is at its max ({usage})")
+            else:
+                said.append(f"{unit.describe(i)} has no feasible node in this call ({usage})")
+        if chosen is None:
+            why = f"{where}: no unit can take the pod: " + "; ".join(said)
+            words: tuple[str, Mapping[str, str]] = (why, {n.name: why for n in candidates})
+            self._words = words
+            return words
+        target = policy.units[chosen].describe(chosen)
+        if self.accepted:
+            reason = f"{where}: {target}" + (" after " + "; ".join(said) if said else "")
+        else:
+            reason = (
+                f"{where}: waits for {target} (whenTryNextUnits=ExceedMax), none of its nodes "
+                "is feasible in this call"
+            )
+        unresolvable: dict[str, str] = {}
+        for node, index in zip(candidates, unit_of, strict=True):
+            if index == chosen:
+                continue
+            if index is None:
+                unresolvable[node.name] = f"{where}: node is in none of the policy's units"
+            else:
+                other = policy.units[index].describe(index)
+                unresolvable[node.name] = f"{where}: pod belongs on {target}, not {other}"
+        words = (reason, unresolvable)
+        self._words = words
+        return words
+
+
+# What ``Decision`` puts in words: the policy, the candidates and each one's unit, the units
+# passed over in order as (index, at its max, its count then), and the ordinal.
+_Facts = tuple[
+    "ResourcePolicy",
+    tuple[Node, ...],
+    list[int | None],
+    list[tuple[int, bool, int]],
+    int | None,
+]
 
 
 def policy_for(policies: Iterable[ResourcePolicy], pod: Pod) -> ResourcePolicy | None:
@@ -179,7 +268,7 @@ def decide(
     """Choose the unit for one pod among the offered candidate nodes."""
     unit_of = [policy.unit_of(node) for node in candidates]
     chosen: int | None = None
-    skipped: list[str] = []
+    skipped: list[tuple[int, bool, int]] = []  # put in words by ``Decision`` when read
     no_room = False
     limit = 0
     unlimited = False
@@ -190,39 +279,19 @@ def decide(
             limit += unit.max
         if ordinal is not None:
             under_max = unlimited or ordinal < limit
-            usage = f"ordinal {ordinal}"
         else:
             under_max = unit.max is None or counts[i] < unit.max
-            usage = f"{counts[i]}/{'∞' if unit.max is None else unit.max} used"
         if not under_max:
-            skipped.append(f"{unit.describe(i)} is at its max ({usage})")
+            skipped.append((i, True, counts[i] if ordinal is None else 0))
             continue
-        has_candidate = any(u == i for u in unit_of)
-        if has_candidate or policy.when_try_next is TryNext.EXCEED_MAX:
+        if i in unit_of or policy.when_try_next is TryNext.EXCEED_MAX:
             chosen = i
             break
-        skipped.append(f"{unit.describe(i)} has no feasible node in this call ({usage})")
+        skipped.append((i, False, counts[i] if ordinal is None else 0))
         no_room = True
-    where = f"policy {policy.key}"
+    offered = tuple(candidates)
+    facts = (policy, offered, unit_of, skipped, ordinal)
     if chosen is None:
-        why = f"{where}: no unit can take the pod: " + "; ".join(skipped)
-        return Decision(None, (), {n.name: why for n in candidates}, why)
-    target = policy.units[chosen].describe(chosen)
-    accepted = tuple(n.name for n, u in zip(candidates, unit_of, strict=True) if u == chosen)
-    if accepted:
-        reason = f"{where}: {target}" + (" after " + "; ".join(skipped) if skipped else "")
-    else:
-        reason = (
-            f"{where}: waits for {target} (whenTryNextUnits=ExceedMax), none of its nodes "
-            "is feasible in this call"
-        )
-    unresolvable: dict[str, str] = {}
-    for node, index in zip(candidates, unit_of, strict=True):
-        if index == chosen:
-            continue
-        if index is None:
-            unresolvable[node.name] = f"{where}: node is in none of the policy's units"
-        else:
-            other = policy.units[index].describe(index)
-            unresolvable[node.name] = f"{where}: pod belongs on {target}, not {other}"
-    return Decision(chosen, accepted, unresolvable, reason, no_room)
+        return Decision(None, (), False, facts)
+    accepted = tuple(n.name for n, u in zip(offered, unit_of, strict=True) if u == chosen)
+    return Decision(chosen, accepted, no_room, facts)

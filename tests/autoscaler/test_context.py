@@ -1,10 +1,12 @@
-"""``autoscaler.context``: the planner's memo of new-node templates (``PlannerMemo``)."""
+"""``autoscaler.context``: the planner's memo of new-node templates (``PlannerMemo``), and the
+identity-keyed memo of pure functions (``by_identity``)."""
 
 from __future__ import annotations
 
+import pytest
 from autoscaler_fakes import group_doc
 
-from autoscaler.context import PlannerMemo
+from autoscaler.context import PlannerMemo, by_identity
 from autoscaler.nodegroup import config_from_dict
 from extender.model import Resources
 
@@ -88,3 +90,27 @@ def test_policy_of_is_policy_for_kept_per_policies_and_pod_objects() -> None:
     assert policy_of(listed, w) is one[0]
     listed[0] = web("c")  # a list can change: never kept
     assert policy_of(listed, w) is listed[0]
+
+
+def test_by_identity_answers_the_same_objects_once_and_equal_objects_again() -> None:
+    calls: list[tuple[object, ...]] = []
+
+    @by_identity(2)
+    def joined(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+        calls.append((a, b))
+        return a + b
+
+    a, b = (1, 2), (3,)
+    first = joined(a, b)
+    assert joined(a, b) is first  # the same objects: kept
+    assert len(calls) == 1
+    equal = tuple([1, 2])  # equal to ``a``, another object: computed again
+    assert equal is not a
+    assert joined(equal, b) == first
+    assert len(calls) == 2
+    assert joined(b, a) == (3, 1, 2)  # the order of the objects is part of the key
+    assert len(calls) == 3  # the table was full (2): cleared, then kept
+    assert joined(b, a) == (3, 1, 2)
+    assert len(calls) == 3
+    with pytest.raises(TypeError, match="positional"):
+        joined(a, b=b)
