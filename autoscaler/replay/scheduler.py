@@ -55,6 +55,7 @@ __all__ = [
     "Scheduler",
     "admitted_tolerations",
     "balloon_workload",
+    "created_at",
     "is_balloon",
     "owner_of",
 ]
@@ -66,6 +67,14 @@ ECI_TOLERATION = Toleration(key=ECI_TAINT.key, operator="Exists")
 BALLOON_NAMESPACE = "kube-system"
 TRACE_GROUP = "(trace)"
 _BALLOON_PREFIX = "overprovisioning-"
+
+
+def created_at(now: float) -> float:
+    """``Pod.created`` of a pod the replay creates (or recreates) at ``now``: the replay's clock
+    starts at 0, but a ``created`` of 0 means "unknown" to the planner (``demand.remaining``,
+    ``predictive.pinned``: a pod without a creation time has no age), so a pod of the trace's
+    first instant gets the smallest positive time instead, an age of ``now`` to the planner."""
+    return now if now > 0 else math.ulp(0.0)
 
 
 def admitted_tolerations(requests: Resources, *, eci: bool) -> tuple[Toleration, ...]:
@@ -273,7 +282,7 @@ class Scheduler:
             annotations=template.annotations,
             requests=r,
             owner=owner_of(wl),
-            created=now,
+            created=created_at(now),
             workload=wl,
             tolerations=tolerations,
             priority=-1 if balloon else 0,
@@ -596,7 +605,7 @@ class Scheduler:
             rec.late += lost
             rec.redo += lost
             self.lost_s += lost
-            rec.pod = dataclasses.replace(rec.pod, created=now)
+            rec.pod = dataclasses.replace(rec.pod, created=created_at(now))
             self.state.upsert_pod(rec.pod)
 
     def move(self, uid: str) -> bool:
