@@ -22,10 +22,17 @@ whole: at every moment each group's demand is held by ``ceil(x)`` nodes (``x`` i
 count), or by ``floor(x)`` nodes and ECI for the rest, or all on ECI, whichever costs least at
 that moment (ECI for a part of the demand billed at the group's pods' mean ECI price per unit of
 demand, whole GPUs included).  Nodes still boot instantly, pack perfectly and go the moment they
-are not needed, so it is not a policy anyone could run; it is not a strict bound either (which
-pods go to ECI is not chosen, they pay the mean), but what it adds over the fluid bound is the
-price of whole nodes, which no node-by-node decision avoids: when a group's demand is a few GPUs,
-a whole 8-GPU node or ECI both cost more than the fluid bound's fraction of a node.
+are not needed, so it is not a policy anyone could run.  It is a heuristic reference, **not a
+lower bound** on what a policy that buys whole nodes pays: the part of the demand it puts on ECI
+pays the group's *mean* ECI price per unit of demand, while a policy chooses which pods go there
+and can send those that ECI bills least per unit.  Example: an 8-GPU node at 64 CNY/h, ECI at 12
+CNY/h per whole GPU, sixteen 0.5-GPU pods and one 1-GPU pod (9 GPUs, x = 1.125 nodes, ECI 204
+CNY/h for all): the reference takes min(2 x 64, 64 + 0.125 / 1.125 x 204, 204) = 86.7 CNY/h, but
+one node holding the sixteen half-GPU pods and the 1-GPU pod on ECI costs 64 + 12 = 76 CNY/h.
+A ratio to it is therefore no proof that a target in multiples of the fluid bound is out of
+reach; what it adds over the fluid bound still shows the price of whole nodes: when a group's
+demand is a few GPUs, a whole 8-GPU node or ECI both cost more than the fluid bound's fraction
+of a node.
 """
 
 from __future__ import annotations
@@ -568,8 +575,9 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
         f"Spillover costs {s.cost / c.bound.cost:.2f}x the fluid ECS lower bound"
         + (
             f" and {s.cost / c.bound.whole_node_cost:.2f}x the whole-node reference (the "
-            f"hindsight optimum with whole nodes, {c.bound.whole_node_cost / c.bound.cost:.2f}x "
-            "the fluid bound: what whole nodes cost more than fractions of them)."
+            f"same hindsight with whole nodes, {c.bound.whole_node_cost / c.bound.cost:.2f}x "
+            "the fluid bound: roughly what whole nodes cost more than fractions of them; a "
+            "heuristic, not a lower bound)."
             if c.bound.whole_node_cost > 0
             else "."
         )
