@@ -8,7 +8,8 @@ cluster-autoscaler would), and every pod running on ECI for lack of ECS room tha
 (``costs.ecs_cheaper``; scale-up then judges the nodes it really builds with
 ``costs.new_node_pays``).  The expected remaining run time is the annotation
 ``spillover.dev/expected-duration`` (``8h``, ``3600``) less the pod's age or, for Deployments,
-StatefulSets and ReplicaSets without it, the whole horizon; a Job's pod is expected to run at
+StatefulSets and ReplicaSets without it or past it (still serving), the whole horizon (the
+planner and rebalance pass ``outlived``); a Job's pod is expected to run at
 least as long again as it has run (without the annotation, or past it: heavy-tailed lifetimes,
 as ``predictive.pinned`` assumes).  A Job's pod moved to ECS runs again the work it has lost
 (``eviction.lost_work``), which the new node must pay for too.  DaemonSet
