@@ -17,6 +17,16 @@ perfectly (nodes needed = the largest of cpu, memory, GPU and pod-count sums ove
 fraction), nodes appear instantly and cost nothing when idle.  Pods that fit no group are
 charged at ECI prices.
 
+ECI pod-hours (``Result``): every pod-hour on ECI (``eci_pod_hours_share``); of it, those of pods
+the policy sent there for lack of ECS room (``eci_pod_hours_share_no_room``, issue 12's 2 %
+target: ``extender.policy.Decision.no_room``); and of those, the pods that went there *by price*
+(``eci_pod_hours_share_no_room_by_price``): when the pod went to ECI, the planner's own
+break-even (``autoscaler.demand.new_node_could_pay``, the function the live controller's planner
+uses, with its expected remaining run time, ``demand.remaining``) judged that no new node of any
+group its policy may use could make it cheaper than ECI.  The rest
+(``eci_pod_hours_share_no_room_ecs_would_pay``) are pods for which a new node could have paid,
+had other pods filled the rest of it.  All three are always shown; the first is never replaced.
+
 The whole-node reference (``Bound.whole_node_cost``) is the same hindsight with nodes that come
 whole: at every moment each group's demand is held by ``ceil(x)`` nodes (``x`` its fluid node
 count), or by ``floor(x)`` nodes and ECI for the rest, or all on ECI, whichever costs least at
@@ -493,6 +503,11 @@ def result_row(r: Result) -> dict[str, Any]:
         ],
         "eci_pod_hours_share": round(r.eci_share, 4),
         "eci_pod_hours_share_no_room": round(r.eci_no_room_share, 4),
+        # of it: ECI cheaper than any new ECS node by the planner's break-even (module docstring)
+        "eci_pod_hours_share_no_room_by_price": round(r.eci_by_price_share, 4),
+        "eci_pod_hours_share_no_room_ecs_would_pay": round(
+            r.eci_no_room_share - r.eci_by_price_share, 4
+        ),
         "scaling_actions": len(r.actions),
         "peak_nodes": r.peak_nodes,
         "evictions": r.evictions,
@@ -535,7 +550,7 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
         "",
         *([f"**{unmatched_note(s)}**", ""] if s.unmanaged else []),
         "| variant | total CNY | ECS CNY | ECS node-h | ECI CNY | ECI vCPU-s | ECI GiB-s "
-        "| pending p50 / p95 / p99 s | never started | ECI pod-h share (no room) | scaling actions "
+        "| pending p50 / p95 / p99 s | never started | ECI pod-h share (no room; of it by price) | scaling actions "
         "| peak nodes |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -546,7 +561,8 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
             f"| {r.eci_cost:,.0f} | {r.eci_vcpu_seconds:,.0f} | {r.eci_gib_seconds:,.0f} "
             f"| {r.pending_percentile(50):.1f} / {r.pending_percentile(95):.1f} / "
             f"{r.pending_percentile(99):.1f} | {r.never_started} | {r.eci_share:.1%} "
-            f"({r.eci_no_room_share:.1%}) | {len(r.actions)} | {r.peak_nodes} |"
+            f"({r.eci_no_room_share:.1%}; {r.eci_by_price_share:.1%}) | {len(r.actions)} "
+            f"| {r.peak_nodes} |"
         )
     lines.append(
         f"| fluid ECS lower bound | {c.bound.cost:,.0f} | | "
