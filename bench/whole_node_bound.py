@@ -6,12 +6,15 @@ The report's whole-node reference (``autoscaler.replay.report``) bills the part 
 demand it leaves to ECI at the group's mean ECI price, so a policy that chooses which pods go to
 ECI can pay less: it is a heuristic.  This bound cannot be beaten by such a policy under the same
 relaxations (nodes boot instantly and go the moment they are not needed, pods pack perfectly, the
-scenario's prices and each pod in the group ``report.fluid_bound`` gives it): at every moment, for
-each group and each node count ``n`` from 0 to ``ceil(x)`` (``x`` the fluid node count), the pods
+scenario's prices; each pod in the group ``report.fluid_bound`` gives it).  The GPU group (one,
+tainted, as in the default scenario: only GPU pods use it, and they no other group): at every
+moment, for each node count ``n`` from 0 to ``ceil(x)`` (``x`` the fluid node count), the pods
 left to ECI must cover, in every dimension d (cpu, memory, GPU, pods), what ``n`` nodes cannot
-hold; the cheapest ECI bill that does is at least the fractional knapsack over d (pods by ECI
-price per unit of d, cheapest first, the last one in part).  The bound takes
-``min over n of n x price + max over d of that knapsack``.  Pods no group holds pay ECI.
+hold; their ECI bill is at least the fractional knapsack over d (pods by ECI price per unit of d,
+cheapest first, the last one in part); the bound takes ``min over n of n x price + max over d``.
+The other groups pooled (a pod may use any of them): per dimension d, each pod at the lesser of
+ECI's price and its d at the cheapest of those groups' prices per unit of d; the largest of those
+sums over d.  Pods no group holds pay ECI.
 
 Prints, per file: fluid bound, this bound, the whole-node reference, each as CNY and over the
 fluid bound.  Never asserts; exact (no sampling), independent of the machine's load.
@@ -67,37 +70,57 @@ def bound(path: Path) -> None:
     caps = {
         n: g.template(overhead=settings.daemonset_overhead).allocatable for n, g in groups.items()
     }
-    live: dict[str, dict[str, tuple[tuple[int, int, int, int], float]]] = {n: {} for n in groups}
-    where: dict[str, tuple[str, float]] = {}
+    gpu_groups = [n for n, c in caps.items() if c.gpu_milli > 0]
+    if len(gpu_groups) != 1 or any(not groups[n].taints for n in gpu_groups):
+        print(f"| {path.stem} | needs one tainted GPU group, as the default scenario has | | |")
+        return
+    (gpu,) = gpu_groups
+    # The other groups pooled: per unit of each dimension, the cheapest of them
+    pooled = [
+        min(
+            groups[n].price_per_hour / 3600 / k
+            for n, c in caps.items()
+            if n != gpu
+            for k in [(c.cpu_milli, c.memory, c.gpu_milli, c.pods)[d]]
+            if k > 0
+        )
+        if d != 2
+        else 0.0
+        for d in range(4)
+    ]
+    pool = [0.0, 0.0, 0.0, 0.0]  # per dimension: sum over pods of min(its ECS price, ECI's)
+    live: dict[str, tuple[tuple[int, int, int, int], float]] = {}
+    where: dict[str, tuple[str, float, tuple[int, int, int, int]]] = {}
     choice: dict[Resources, str] = {}
     total, eci_only, eci_rate, last = 0.0, 0.0, 0.0, 0.0
-    dirty: dict[str, float] = {}  # group -> its bound rate per second, while unchanged
+    cached: list[float] = []  # the GPU group's bound rate per second, while unchanged
 
-    def rate_of(name: str) -> float:
-        pods = list(live[name].values())
+    def gpu_rate() -> float:
+        pods = list(live.values())
         if not pods:
             return 0.0
-        cap = caps[name]
+        cap = caps[gpu]
         c = (cap.cpu_milli, cap.memory, cap.gpu_milli, cap.pods)
         sums = [sum(p[0][d] for p in pods) for d in range(4)]
         x = max(s / k if k else (math.inf if s else 0.0) for s, k in zip(sums, c, strict=True))
-        price = groups[name].price_per_hour / 3600
+        price = groups[gpu].price_per_hour / 3600
         sacks = [Knapsack(pods, d) for d in range(4)]
         best = math.inf
         for n in range(math.ceil(x - 1e-9) + 1):
-            eci_part = max(
-                sacks[d].cost(sums[d] - n * c[d] - 1e-6 * c[d]) for d in range(4) if c[d] or sums[d]
-            )
+            eci_part = max(sacks[d].cost(sums[d] - n * c[d] - 1e-6 * c[d]) for d in range(4))
             best = min(best, n * price + eci_part)
         return best
+
+    def add(req: tuple[int, int, int, int], per_second: float, k: int) -> None:
+        for d in (0, 1, 3):
+            pool[d] += k * min(req[d] * pooled[d], per_second)
 
     for ev in trace.events:
         dt = ev.t - last
         if dt > 0:
-            for name in groups:
-                if name not in dirty:
-                    dirty[name] = rate_of(name)
-                total += dirty[name] * dt
+            if not cached:
+                cached.append(gpu_rate())
+            total += (cached[0] + max(pool)) * dt
             eci_only += eci_rate * dt
             last = ev.t
         if isinstance(ev, PodCreated):
@@ -106,22 +129,27 @@ def bound(path: Path) -> None:
                 choice[r] = _cheapest(r, scenario)[0]
             group = choice[r]
             per_second = eci.per_hour(r) / 3600
-            where[ev.uid] = (group, per_second)
+            req = (r.cpu_milli, r.memory, r.gpu_milli, 1)
+            where[ev.uid] = (group, per_second, req)
             if not group:
                 eci_rate += per_second
-                continue
-            live[group][ev.uid] = ((r.cpu_milli, r.memory, r.gpu_milli, 1), per_second)
-            dirty.pop(group, None)
+            elif group == gpu:
+                live[ev.uid] = (req, per_second)
+                cached.clear()
+            else:
+                add(req, per_second, 1)
         elif isinstance(ev, PodDeleted):
             found = where.pop(ev.uid, None)
             if found is None:
                 continue
-            group, per_second = found
+            group, per_second, req = found
             if not group:
                 eci_rate -= per_second
-                continue
-            live[group].pop(ev.uid, None)
-            dirty.pop(group, None)
+            elif group == gpu:
+                live.pop(ev.uid, None)
+                cached.clear()
+            else:
+                add(req, per_second, -1)
     fluid = fluid_bound(trace, scenario)
     lower = total + eci_only
     print(
