@@ -40,7 +40,8 @@ CNY/h per whole GPU, sixteen 0.5-GPU pods and one 1-GPU pod (9 GPUs, x = 1.125 n
 CNY/h for all): the reference takes min(2 x 64, 64 + 0.125 / 1.125 x 204, 204) = 86.7 CNY/h, but
 one node holding the sixteen half-GPU pods and the 1-GPU pod on ECI costs 64 + 12 = 76 CNY/h.
 A ratio to it is therefore no proof that a target in multiples of the fluid bound is out of
-reach; what it adds over the fluid bound still shows the price of whole nodes: when a group's
+reach (``bench/whole_node_bound.py`` computes a true lower bound for whole-node policies under
+the same relaxations); what it adds over the fluid bound still shows the price of whole nodes: when a group's
 demand is a few GPUs, a whole 8-GPU node or ECI both cost more than the fluid bound's fraction
 of a node.
 """
