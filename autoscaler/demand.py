@@ -8,7 +8,8 @@ cluster-autoscaler would), and every pod running on ECI for lack of ECS room tha
 (``costs.ecs_cheaper``; scale-up then judges the nodes it really builds with
 ``costs.new_node_pays``).  The expected remaining run time is the annotation
 ``spillover.dev/expected-duration`` (``8h``, ``3600``) less the pod's age or, for Deployments,
-StatefulSets and ReplicaSets without it, the whole horizon; a Job's pod is expected to run at
+StatefulSets and ReplicaSets without it or past it (still serving), the whole horizon (the
+planner and rebalance pass ``outlived``); a Job's pod is expected to run at
 least as long again as it has run (without the annotation, or past it: heavy-tailed lifetimes,
 as ``predictive.pinned`` assumes).  A Job's pod moved to ECS runs again the work it has lost
 (``eviction.lost_work``), which the new node must pay for too.  DaemonSet
@@ -19,7 +20,7 @@ its allocatable.  Pending pods no policy unit can take get their reason in ``uns
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +33,17 @@ from extender.policy import ResourcePolicy, decide, unit_counts
 from .context import Context, IntArray, by_identity, policy_of
 from .costs import ecs_cheaper
 from .eviction import loses_progress, lost_work, move_blocker
-from .nodegroup import annotation_seconds
+from .nodegroup import NodeGroup, PlannerSettings, annotation_seconds
 
-__all__ = ["EXPECTED_DURATION", "Demand", "Keep", "cheaper_on_a_new_node", "collect", "remaining"]
+__all__ = [
+    "EXPECTED_DURATION",
+    "Demand",
+    "Keep",
+    "cheaper_on_a_new_node",
+    "collect",
+    "new_node_could_pay",
+    "remaining",
+]
 
 EXPECTED_DURATION = "spillover.dev/expected-duration"
 _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
@@ -139,22 +148,45 @@ def cheaper_on_a_new_node(
     ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit: int, left: float, now: float
 ) -> bool:
     """Whether a new node of some group the pod may use could make ``pod`` (on ECI, ``left``
-    seconds to go at ``now``, heading for ``unit``) cheaper (``costs.ecs_cheaper``; a Job's pod
-    runs again the work it will have lost once the node is up: ``eviction.lost_work``)."""
-    settings = ctx.settings
+    seconds to go at ``now``, heading for ``unit``) cheaper (``new_node_could_pay``)."""
+    return new_node_could_pay(
+        pod,
+        (
+            (ctx.groups[g].group, t)
+            for g, t in enumerate(ctx.templates)
+            if ctx.classes[cls].groups[g] and policy.units[unit].contains(t)
+        ),
+        settings=ctx.settings,
+        left=left,
+        now=now,
+    )
+
+
+def new_node_could_pay(
+    pod: Pod,
+    groups: Iterable[tuple[NodeGroup, Node]],
+    *,
+    settings: PlannerSettings,
+    left: float,
+    now: float,
+) -> bool:
+    """Whether a new node of one of ``groups`` (each with its node template; those ``pod`` may
+    use) could make ``pod``, on ECI with ``left`` seconds to go at ``now``, cheaper
+    (``costs.ecs_cheaper``; a Job's pod runs again the work it will have lost once the node is
+    up: ``eviction.lost_work``).  The planner's break-even, and the replay's test of whether a
+    pod on ECI for lack of room is there by price (``autoscaler.replay.scheduler``)."""
     return any(
         ecs_cheaper(
             pod.requests,
-            price_per_hour=ctx.groups[g].group.price_per_hour,
-            capacity=ctx.templates[g].allocatable,
+            price_per_hour=group.price_per_hour,
+            capacity=template.allocatable,
             eci=settings.eci_price,
             remaining=left,
-            boot=ctx.groups[g].group.boot_time,
+            boot=group.boot_time,
             linger=settings.scale_down_unneeded_time,
-            redo=lost_work(pod, ran=now + ctx.groups[g].group.boot_time - pod.created),
+            redo=lost_work(pod, ran=now + group.boot_time - pod.created),
         )
-        for g, t in enumerate(ctx.templates)
-        if ctx.classes[cls].groups[g] and policy.units[unit].contains(t)
+        for group, template in groups
     )
 
 

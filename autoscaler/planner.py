@@ -198,7 +198,9 @@ def plan(
     ctx = Context(state, groups, settings, memo=memo)
     notes: list[str] = []
     unschedulable: dict[str, str] = {}
-    demand = demand_pass.collect(ctx, unschedulable, now=now)
+    # A replica past its expected duration is still serving: one more horizon, as rebalance
+    # and a replica without the annotation expect (demand.remaining)
+    demand = demand_pass.collect(ctx, unschedulable, now=now, outlived=settings.forecast_horizon)
     if demand.on_eci:
         notes.append(f"{demand.on_eci} pending pod(s) belong on ECI by policy: not ECS demand")
     added = scaleup.scale_up(ctx, demand, k, now=now, unschedulable=unschedulable, notes=notes)

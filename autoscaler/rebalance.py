@@ -180,8 +180,8 @@ def rebalance(
         rate = rate_of(ctx, pod, cls, policy, unit)
         return _saving(pod, left, now=now, rate=rate, settings=settings, costs=costs) > 0
 
-    # A replica that has outlived its expected duration is still serving: into room that is
-    # already paid for, it is expected to run one more horizon (a new node is not built on it).
+    # A replica that has outlived its expected duration is still serving: it is expected to run
+    # one more horizon (the planner's new nodes expect the same).
     horizon = settings.forecast_horizon
     demand = demand_pass.collect(ctx, {}, now=now, keep=worth, outlived=horizon)
 

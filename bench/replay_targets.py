@@ -9,7 +9,9 @@ demand series in ../shared/data (or the FILEs given) and prints one Markdown row
 (<= 1.3x), the whole-node reference (the same hindsight with whole nodes: what no node-by-node
 decision can avoid; autoscaler.replay.report) and static keep-N (<= 0.85x), the share of
 pod-hours on ECI (in brackets: of pods the policy sent there for lack of ECS room, the <= 2 %
-target; the rest went beyond a unit's ``max``), pods moved back, and the two largest items of the
+target; after the semicolon the part of it that went there by price: the planner's break-even
+judged ECI cheaper than any new node, ``autoscaler.replay.report``; the rest went beyond a unit's
+``max``), pods moved back, and the two largest items of the
 cost split.  Never asserts; a file the replay refuses gets its one-line reason.  Series replay
 with the command's default ``--per-replica auto``, except the two established ones
 (crane-series-daily and -weekly), which keep the demo's explicit ``--per-replica 20`` so that
@@ -44,7 +46,7 @@ SERIES = [
 ESTABLISHED = ("crane-series-daily", "crane-series-weekly")  # replayed at the demo's scale
 HEADER = (
     "| file | run | cost (ECS / ECI) | p99 s | vs reactive | vs fluid | vs whole-node | vs static "
-    "| ECI share (no room) | moves | largest costs |\n"
+    "| ECI share (no room; by price) | moves | largest costs |\n"
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 )
 
@@ -81,7 +83,8 @@ def row(name: str, label: str, d: dict[str, Any] | str) -> str:
         f"| {ratio((d.get('fluid_ecs_lower_bound') or {}).get('cost'))} "
         f"| {ratio((d.get('whole_node_reference') or {}).get('cost'))} "
         f"| {ratio(base.get('static-N', {}).get('cost'))} | {s['eci_pod_hours_share']:.1%} "
-        f"({s.get('eci_pod_hours_share_no_room', 0.0):.1%}) "
+        f"({s.get('eci_pod_hours_share_no_room', 0.0):.1%}; "
+        f"{s.get('eci_pod_hours_share_no_room_by_price', 0.0):.1%}) "
         f"| {s.get('moves', 0)} | {', '.join(f'{k} {v:,.0f}' for k, v in top)} |"
     )
 

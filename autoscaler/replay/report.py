@@ -17,15 +17,33 @@ perfectly (nodes needed = the largest of cpu, memory, GPU and pod-count sums ove
 fraction), nodes appear instantly and cost nothing when idle.  Pods that fit no group are
 charged at ECI prices.
 
+ECI pod-hours (``Result``): every pod-hour on ECI (``eci_pod_hours_share``); of it, those of pods
+the policy sent there for lack of ECS room (``eci_pod_hours_share_no_room``, issue 12's 2 %
+target: ``extender.policy.Decision.no_room``); and of those, the pods that went there *by price*
+(``eci_pod_hours_share_no_room_by_price``): when the pod went to ECI, the planner's own
+break-even (``autoscaler.demand.new_node_could_pay``, the function the live controller's planner
+uses, with its expected remaining run time, ``demand.remaining``) judged that no new node of any
+group its policy may use could make it cheaper than ECI.  The rest
+(``eci_pod_hours_share_no_room_ecs_would_pay``) are pods for which a new node could have paid,
+had other pods filled the rest of it.  All three are always shown; the first is never replaced.
+
 The whole-node reference (``Bound.whole_node_cost``) is the same hindsight with nodes that come
 whole: at every moment each group's demand is held by ``ceil(x)`` nodes (``x`` its fluid node
 count), or by ``floor(x)`` nodes and ECI for the rest, or all on ECI, whichever costs least at
 that moment (ECI for a part of the demand billed at the group's pods' mean ECI price per unit of
 demand, whole GPUs included).  Nodes still boot instantly, pack perfectly and go the moment they
-are not needed, so it is not a policy anyone could run; it is not a strict bound either (which
-pods go to ECI is not chosen, they pay the mean), but what it adds over the fluid bound is the
-price of whole nodes, which no node-by-node decision avoids: when a group's demand is a few GPUs,
-a whole 8-GPU node or ECI both cost more than the fluid bound's fraction of a node.
+are not needed, so it is not a policy anyone could run.  It is a heuristic reference, **not a
+lower bound** on what a policy that buys whole nodes pays: the part of the demand it puts on ECI
+pays the group's *mean* ECI price per unit of demand, while a policy chooses which pods go there
+and can send those that ECI bills least per unit.  Example: an 8-GPU node at 64 CNY/h, ECI at 12
+CNY/h per whole GPU, sixteen 0.5-GPU pods and one 1-GPU pod (9 GPUs, x = 1.125 nodes, ECI 204
+CNY/h for all): the reference takes min(2 x 64, 64 + 0.125 / 1.125 x 204, 204) = 86.7 CNY/h, but
+one node holding the sixteen half-GPU pods and the 1-GPU pod on ECI costs 64 + 12 = 76 CNY/h.
+A ratio to it is therefore no proof that a target in multiples of the fluid bound is out of
+reach (``bench/whole_node_bound.py`` computes a true lower bound for whole-node policies under
+the same relaxations); what it adds over the fluid bound still shows the price of whole nodes: when a group's
+demand is a few GPUs, a whole 8-GPU node or ECI both cost more than the fluid bound's fraction
+of a node.
 """
 
 from __future__ import annotations
@@ -486,6 +504,11 @@ def result_row(r: Result) -> dict[str, Any]:
         ],
         "eci_pod_hours_share": round(r.eci_share, 4),
         "eci_pod_hours_share_no_room": round(r.eci_no_room_share, 4),
+        # of it: ECI cheaper than any new ECS node by the planner's break-even (module docstring)
+        "eci_pod_hours_share_no_room_by_price": round(r.eci_by_price_share, 4),
+        "eci_pod_hours_share_no_room_ecs_would_pay": round(
+            r.eci_no_room_share - r.eci_by_price_share, 4
+        ),
         "scaling_actions": len(r.actions),
         "peak_nodes": r.peak_nodes,
         "evictions": r.evictions,
@@ -528,7 +551,7 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
         "",
         *([f"**{unmatched_note(s)}**", ""] if s.unmanaged else []),
         "| variant | total CNY | ECS CNY | ECS node-h | ECI CNY | ECI vCPU-s | ECI GiB-s "
-        "| pending p50 / p95 / p99 s | never started | ECI pod-h share (no room) | scaling actions "
+        "| pending p50 / p95 / p99 s | never started | ECI pod-h share (no room; of it by price) | scaling actions "
         "| peak nodes |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -539,7 +562,8 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
             f"| {r.eci_cost:,.0f} | {r.eci_vcpu_seconds:,.0f} | {r.eci_gib_seconds:,.0f} "
             f"| {r.pending_percentile(50):.1f} / {r.pending_percentile(95):.1f} / "
             f"{r.pending_percentile(99):.1f} | {r.never_started} | {r.eci_share:.1%} "
-            f"({r.eci_no_room_share:.1%}) | {len(r.actions)} | {r.peak_nodes} |"
+            f"({r.eci_no_room_share:.1%}; {r.eci_by_price_share:.1%}) | {len(r.actions)} "
+            f"| {r.peak_nodes} |"
         )
     lines.append(
         f"| fluid ECS lower bound | {c.bound.cost:,.0f} | | "
@@ -568,8 +592,9 @@ def summary_markdown(c: Comparison, *, closing: str = "") -> str:
         f"Spillover costs {s.cost / c.bound.cost:.2f}x the fluid ECS lower bound"
         + (
             f" and {s.cost / c.bound.whole_node_cost:.2f}x the whole-node reference (the "
-            f"hindsight optimum with whole nodes, {c.bound.whole_node_cost / c.bound.cost:.2f}x "
-            "the fluid bound: what whole nodes cost more than fractions of them)."
+            f"same hindsight with whole nodes, {c.bound.whole_node_cost / c.bound.cost:.2f}x "
+            "the fluid bound: roughly what whole nodes cost more than fractions of them; a "
+            "heuristic, not a lower bound)."
             if c.bound.whole_node_cost > 0
             else "."
         )

@@ -150,6 +150,9 @@ class Result:
     # of eci_pod_seconds: pods the policy sent to ECI because no ECS node had room (not beyond
     # a unit's max, not an ECI-only policy)
     eci_no_room_pod_seconds: float = 0.0
+    # of eci_no_room_pod_seconds: pods the planner's break-even judged cheaper on ECI than on
+    # any new ECS node for their expected remaining run when they went there (by price)
+    eci_by_price_pod_seconds: float = 0.0
     # work Job pods lost to evictions and ran again (``autoscaler.eviction.lost_work``)
     lost_work_pod_seconds: float = 0.0
 
@@ -167,6 +170,13 @@ class Result:
         """The share of pod-hours on ECI for lack of ECS room (issue 12's <= 2 % target)."""
         total = self.ecs_pod_seconds + self.eci_pod_seconds
         return self.eci_no_room_pod_seconds / total if total > 0 else 0.0
+
+    @property
+    def eci_by_price_share(self) -> float:
+        """Of ``eci_no_room_share``: pods ECI was cheaper for by the planner's own break-even
+        when they went there (``autoscaler.replay.scheduler``; README, "Why pods ran on ECI")."""
+        total = self.ecs_pod_seconds + self.eci_pod_seconds
+        return self.eci_by_price_pod_seconds / total if total > 0 else 0.0
 
     def pending_percentile(self, q: float) -> float:
         return float(np.percentile(self.pending, q)) if self.pending.size else 0.0

@@ -23,6 +23,7 @@ from typing import Any
 
 from autoscaler import predictive
 from autoscaler.context import Context, Usage
+from autoscaler.demand import new_node_could_pay, remaining
 from autoscaler.eviction import lost_work, move_blocker
 from autoscaler.nodegroup import NodeGroup, PlannerSettings
 from extender import policy as placement
@@ -55,6 +56,7 @@ __all__ = [
     "Scheduler",
     "admitted_tolerations",
     "balloon_workload",
+    "created_at",
     "is_balloon",
     "owner_of",
 ]
@@ -66,6 +68,14 @@ ECI_TOLERATION = Toleration(key=ECI_TAINT.key, operator="Exists")
 BALLOON_NAMESPACE = "kube-system"
 TRACE_GROUP = "(trace)"
 _BALLOON_PREFIX = "overprovisioning-"
+
+
+def created_at(now: float) -> float:
+    """``Pod.created`` of a pod the replay creates (or recreates) at ``now``: the replay's clock
+    starts at 0, but a ``created`` of 0 means "unknown" to the planner (``demand.remaining``,
+    ``predictive.pinned``: a pod without a creation time has no age), so a pod of the trace's
+    first instant gets the smallest positive time instead, an age of ``now`` to the planner."""
+    return now if now > 0 else math.ulp(0.0)
 
 
 def admitted_tolerations(requests: Resources, *, eci: bool) -> tuple[Toleration, ...]:
@@ -107,6 +117,7 @@ class PodRecord:
     __slots__ = (
         "balloon",
         "bound",
+        "by_price",
         "created",
         "demand",
         "gpus",
@@ -154,6 +165,9 @@ class PodRecord:
         self.ordinal = pod.ordinal  # a StatefulSet pod's, for decide (fixed for its life)
         # on ECI because no ECS node had room (``Decision.no_room``), not by the policy's max
         self.no_room = False
+        # of those: the planner's break-even (``demand.new_node_could_pay``) judged ECI cheaper
+        # than any new ECS node for its expected remaining run when it went there
+        self.by_price = False
         self.demand = (predictive.CPU, 0)  # what this pod adds to its class's demand now
         # A Job's pod evicted after running a while (``eviction.lost_work``): its end is ``late``
         # seconds after the trace's, and its next ``redo`` seconds of running are that work again
@@ -206,6 +220,9 @@ class Scheduler:
         self.request_plan = request_plan
         # Cheapest group first: the scheduler-side tie-break between accepted nodes.
         self.group_order = sorted(groups, key=lambda n: (groups[n].price_per_hour, n))
+        self.templates = {
+            n: g.template(overhead=settings.daemonset_overhead) for n, g in groups.items()
+        }
         self.eci_node = Node(
             name=ECI_NODE,
             labels={"type": "virtual-kubelet"},
@@ -247,6 +264,7 @@ class Scheduler:
         self.ecs_pod_s = 0.0
         self.eci_pod_s = 0.0
         self.eci_no_room_s = 0.0  # of eci_pod_s: pods the policy sent there for lack of room
+        self.eci_by_price_s = 0.0  # of eci_no_room_s: those ECI was cheaper for (PodRecord)
         self.lost_s = 0.0  # pod-seconds of work Job pods lost to evictions (run again)
 
     # -- pods -------------------------------------------------------------------------------------
@@ -273,7 +291,7 @@ class Scheduler:
             annotations=template.annotations,
             requests=r,
             owner=owner_of(wl),
-            created=now,
+            created=created_at(now),
             workload=wl,
             tolerations=tolerations,
             priority=-1 if balloon else 0,
@@ -340,11 +358,7 @@ class Scheduler:
         key = (tuple(pod.node_selector.items()), pod.required_affinity, pod.tolerations, group)
         ok = self.fit_cache.get(key)
         if ok is None:
-            template = (
-                self.groups[group].template(overhead=self.settings.daemonset_overhead)
-                if group in self.groups
-                else None
-            )
+            template = self.templates.get(group)
             ok = template is not None and can_hold(rec.pod, template)
             self.fit_cache[key] = ok
         return ok
@@ -411,12 +425,30 @@ class Scheduler:
         chosen = decision.accepted[0]
         if chosen == ECI_NODE:
             rec.no_room = decision.no_room
+            rec.by_price = decision.no_room and self._by_price(rec)
             self.bind(rec, None)
         else:  # the extender's unit; kube-scheduler's scores pick among its nodes
             best = self._best(rec, (self.nodes[n] for n in decision.accepted))
             assert best is not None  # every candidate fits
             self.bind(rec, best)
         return True
+
+    def _by_price(self, rec: PodRecord) -> bool:
+        """Whether no new node of a group ``rec``'s policy may use could make it cheaper than
+        ECI over its expected remaining run (the planner's break-even and expectation:
+        ``demand.new_node_could_pay``, ``demand.remaining`` with the planner's ``outlived``)."""
+        policy = rec.policy
+        assert policy is not None
+        now, horizon = self.clock.now, self.settings.forecast_horizon
+        left = remaining(rec.pod, now=now, horizon=horizon, outlived=horizon)
+        groups = [
+            (self.groups[g], t)
+            for g in self.group_order
+            if self.fits_group(rec, g)
+            for t in [self.templates[g]]
+            if any(u.resource is NodeKind.ECS and u.contains(t) for u in policy.units)
+        ]
+        return not new_node_could_pay(rec.pod, groups, settings=self.settings, left=left, now=now)
 
     def _preempt(self, rec: PodRecord) -> bool:
         """Evict one lower-priority placeholder whose node then fits the pod, then bind there."""
@@ -517,6 +549,8 @@ class Scheduler:
                 self.eci_pod_s += ran
                 if rec.no_room:
                     self.eci_no_room_s += ran
+                    if rec.by_price:
+                        self.eci_by_price_s += ran
         else:
             self.n_ecs_pods -= 1
             target = node.node
@@ -596,7 +630,7 @@ class Scheduler:
             rec.late += lost
             rec.redo += lost
             self.lost_s += lost
-            rec.pod = dataclasses.replace(rec.pod, created=now)
+            rec.pod = dataclasses.replace(rec.pod, created=created_at(now))
             self.state.upsert_pod(rec.pod)
 
     def move(self, uid: str) -> bool:

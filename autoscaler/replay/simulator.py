@@ -444,6 +444,7 @@ class Simulation:
             ecs_pod_seconds=s.ecs_pod_s,
             eci_pod_seconds=s.eci_pod_s,
             eci_no_room_pod_seconds=s.eci_no_room_s,
+            eci_by_price_pod_seconds=s.eci_by_price_s,
             lost_work_pod_seconds=s.lost_s,
             actions=tuple(a.actions),
             peak_nodes=s.peak_nodes,

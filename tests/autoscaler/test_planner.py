@@ -311,6 +311,9 @@ def test_policy_sends_only_the_first_n_to_ecs() -> None:
         ("1560", 0.0, True),
         ("24m", 0.0, False),
         ("55m", NOW - 35 * 60, False),  # 20 min left
+        # past its estimate, a replica still serves: one more horizon (3,600 s > 1,501 s), as
+        # rebalance and a replica without the annotation expect
+        ("30m", NOW - 40 * 60, True),
         ("soon", 0.0, False),
     ],
 )

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import extender.policies
+from autoscaler.demand import remaining
 from autoscaler.nodegroup import MoveCosts
 from autoscaler.replay.report import fluid_bound, variants
 from autoscaler.replay.scenario import Scenario
@@ -210,3 +211,17 @@ def test_a_jobs_pod_whose_rerun_costs_more_than_its_eci_bill_left_stays() -> Non
     assert job.moves == 0
     assert job.lost_work_pod_seconds == 0.0
     assert job.eci_pod_seconds == pytest.approx(989.0)
+
+
+def test_a_jobs_pod_created_at_the_traces_start_has_an_age() -> None:
+    # The replay's clock starts at 0, and a created time of 0 means "unknown" to the planner.
+    # A Job's pod of the trace's first instant, on ECI, one hour later: at least as long again
+    # as it has run (demand.remaining), 3,600 s, where "unknown age" would give 0 (never moved).
+    trace = Trace(TraceHeader(), [])
+    scenario = small_scenario()
+    chosen = variants(scenario, fluid_bound(trace, scenario))[0]
+    scheduler = Simulation(trace, scenario, chosen).scheduler
+    job = WorkloadKey("batch", "Job", "train")
+    rec = scheduler.new_pod("j", job, "j", Template(Resources(1000, 2**30, 1, 0), {"app": "t"}))
+    assert 0.0 < rec.pod.created < 1e-300
+    assert remaining(rec.pod, now=3600.0, horizon=3600.0) == pytest.approx(3600.0)

@@ -68,7 +68,49 @@ def test_hand_computed_spillover(scenario: Scenario) -> None:
     assert r.cost == pytest.approx(0.0545787, rel=1e-9)
     assert r.eci_share == 1.0
     assert r.eci_no_room_share == 1.0  # the policy's ECS unit had no node: lack of room
+    # and by price: no expected run time left, so no new node could be cheaper (the planner's
+    # break-even, demand.new_node_could_pay)
+    assert r.eci_by_price_share == 1.0
     assert r.actions == ()
+
+
+def test_eci_for_lack_of_room_is_split_by_the_planners_break_even() -> None:
+    # A 2 cpu / 8 GiB node at 0.353 CNY/h, 60 s boot, 100 s unneeded time.  At t=0 there is no
+    # node: both pods overflow to ECI (no room) and start at 10.  The replica w (2 cpu / 8 GiB,
+    # a Deployment's, no expected duration: one horizon, 3,600 s): a new node costs 0.353 CNY/h
+    # x (60 + 3,600 + 100) s = 0.3687 CNY, ECI 0.5293 CNY/h x 3,540 s = 0.5205: ECS would pay,
+    # the planner adds the node (Ready at 61) and rebalance moves w there: its time on ECI is
+    # not by price.  The bare pod b (no expected run time: 0 s left) stays on ECI by price
+    # until t=1000: 990 s.
+    group = {**SMALL_GROUP, "pricePerHour": 0.353}
+    scenario = small_scenario(
+        autoscaler={
+            "groups": [group],
+            "settings": {
+                "scaleDownUtilizationThreshold": 0.5,
+                "scaleDownUnneededTime": "100s",
+                "scaleDownDelayAfterAdd": "0s",
+                "eciPrice": ECI_PRICE,
+            },
+        }
+    )
+    whole = Template(Resources(2000, 8 * 2**30, 1, 0), {"app": "w"})
+    trace = Trace(
+        TraceHeader(),
+        [
+            PodCreated(0.0, "w", WorkloadKey("shop", "Deployment", "w"), "w", whole),
+            PodCreated(0.0, "b", WorkloadKey("shop", "Pod", "b"), "b", ONE),
+            PodDeleted(1000.0, "w"),
+            PodDeleted(1000.0, "b"),
+        ],
+    )
+    r = simulate(trace, scenario, by_name(scenario, trace)["spillover"], audit=True)
+    assert r.moves == 1
+    assert r.eci_no_room_pod_seconds == r.eci_pod_seconds  # both went there for lack of room
+    assert r.eci_by_price_pod_seconds == pytest.approx(990.0)
+    assert 60.0 <= r.eci_no_room_pod_seconds - 990.0 < 100.0  # w: from 10 until moved
+    total = r.ecs_pod_seconds + r.eci_pod_seconds
+    assert r.eci_by_price_share == pytest.approx(990.0 / total)
 
 
 def test_hand_computed_reactive_all_ecs(scenario: Scenario) -> None:
