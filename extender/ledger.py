@@ -25,7 +25,7 @@ reservation chose until its node is known.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, replace
 
 from .model import WorkloadKey
@@ -56,8 +56,10 @@ class Ledger:
         self.limit = limit
         self._by_uid: dict[str, Reservation] = {}
         self._by_workload: dict[WorkloadKey, set[str]] = defaultdict(set)
-        # pod UID -> deadline of the reservations that expire, oldest first (held ones are not here)
-        self._deadlines: dict[str, float] = {}
+        # pod UID -> deadline of the reservations that expire, oldest first (held ones are not
+        # here).  An OrderedDict: a dict's first key is found by skipping the slots of the keys
+        # deleted before it, which made each reserve at the limit cost a scan.
+        self._deadlines: OrderedDict[str, float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._by_uid)
