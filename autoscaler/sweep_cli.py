@@ -6,7 +6,9 @@ Every cell of the grid (``autoscaler.replay.grid``) is replayed on every trace w
 variant; the baselines run once per trace on the grid's base scenario.  Writes ``sweep.csv``,
 ``sweep.json``, ``summary.md`` (the Pareto front of cost against pending p99 and a
 recommendation) and ``pareto.png`` to ``--out``, plus ``cells.jsonl``, the log that lets a rerun
-skip finished replays.  Replays run in a local process pool (``--workers``, default: the CPUs
+skip finished replays.  Traces are read as ``replay`` reads them, with the same options
+(``--per-replica`` and the other series options, ``--owners`` and the other openb options);
+replays read with other options are not reused.  Replays run in a local process pool (``--workers``, default: the CPUs
 this process may use), or as Ray tasks with ``--ray-address ADDRESS`` (or ``RAY_ADDRESS``;
 ``local`` starts Ray here); Ray is the extra ``pip install 'spillover[sweep]'``.
 
@@ -25,7 +27,7 @@ from typing import Any
 
 from extender.commandline import fail, plain
 
-from .replay.cli import FORMATS
+from .replay.cli import FORMATS, add_import_options
 
 __all__ = ["add_parser", "run"]
 
@@ -52,12 +54,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run on Ray at this address ('local': start one here); default $RAY_ADDRESS",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    add_import_options(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from .replay.cli import load_trace
+    from .replay.cli import import_options, load_trace
     from .replay.executors import ExecutorError, default_workers, make_executor
     from .replay.grid import GridError, load_grid
     from .replay.sweep import run_sweep, trace_inputs
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     limit_blas_threads()
     try:
         grid = load_grid(args.grid)
-        traces = trace_inputs(args.traces, args.format)
+        traces = trace_inputs(args.traces, args.format, import_options(args))
     except (GridError, TraceError) as err:
         return fail(err)
     if args.workers < 0:

@@ -25,22 +25,24 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from extender.commandline import at_least, fail, plain
 from extender.model import ModelError, Resources, parse_resources
 
 from .threads import limit_blas_threads
-from .trace import INPUT_FORMATS, Trace, TraceError, detect_format
+from .trace import IMPORT_DEFAULTS, INPUT_FORMATS, ImportOptions, Trace, TraceError, detect_format
 
 if TYPE_CHECKING:
     from .report import Comparison
 
 __all__ = [
     "FORMATS",
+    "add_import_options",
     "add_parsers",
+    "import_options",
     "load_input",
     "load_trace",
     "main",
@@ -52,7 +54,7 @@ __all__ = [
 FORMATS = ("auto", *INPUT_FORMATS)  # replay's and sweep's --format
 
 
-def _per_replica(text: str) -> float | str:
+def _per_replica(text: str) -> float | Literal["auto"]:
     """``--per-replica``: ``auto`` or a number above 0."""
     if text.strip().lower() == "auto":
         return "auto"
@@ -61,6 +63,62 @@ def _per_replica(text: str) -> float | str:
     except argparse.ArgumentTypeError as err:
         raise argparse.ArgumentTypeError(f"{err}, or auto") from None
     return number
+
+
+def add_import_options(p: argparse.ArgumentParser) -> None:
+    """Add the options that say how an openb list or a series is read (``replay``, ``sweep``);
+    ``import_options`` reads them back."""
+    p.add_argument(
+        "--per-replica",
+        type=_per_replica,
+        default=IMPORT_DEFAULTS.per_replica,
+        help="series: demand one replica serves, or auto (default): the series' 99th "
+        "percentile over time is 50 replicas",
+    )
+    p.add_argument(
+        "--replica-cpu",
+        default=IMPORT_DEFAULTS.replica_cpu,
+        help="series: cpu request of one replica",
+    )
+    p.add_argument(
+        "--replica-memory",
+        default=IMPORT_DEFAULTS.replica_memory,
+        help="series: memory request of one replica",
+    )
+    p.add_argument(
+        "--min-replicas",
+        type=at_least(int, 0),
+        default=IMPORT_DEFAULTS.min_replicas,
+        help="series: fewest replicas",
+    )
+    p.add_argument(
+        "--include-unscheduled", action="store_true", help="openb: replay pods that never ran"
+    )
+    p.add_argument(
+        "--group-by",
+        choices=("pod", "shape"),
+        default=IMPORT_DEFAULTS.group_by,
+        help="openb workloads",
+    )
+    p.add_argument(
+        "--owners",
+        choices=("qos", "services", "pod"),  # importers.OPENB_OWNERS (imported lazily)
+        default=IMPORT_DEFAULTS.owners,
+        help="openb: who recreates a task's pod: qos = LS tasks are single-replica Deployments "
+        "(movable at settings.rebalance.restartCost), the others one-pod Jobs (movable, their "
+        "work run again); services = LS Deployments, the others bare pods; pod = all bare pods",
+    )
+    p.add_argument(
+        "--expected-duration",
+        choices=("history", "none"),
+        default=IMPORT_DEFAULTS.expected_duration,
+        help="openb: annotate pods with the median run time of finished pods of their shape",
+    )
+
+
+def import_options(args: argparse.Namespace) -> ImportOptions:
+    """The options ``add_import_options`` added, as parsed."""
+    return ImportOptions(**{f.name: getattr(args, f.name) for f in fields(ImportOptions)})
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -92,36 +150,7 @@ def add_parsers(subparsers: Any) -> None:
         action="store_true",
         help="apply the scenario's policies to every namespace of the trace (everyNamespace)",
     )
-    p.add_argument(
-        "--per-replica",
-        type=_per_replica,
-        default="auto",
-        help="series: demand one replica serves, or auto (default): the series' 99th "
-        "percentile over time is 50 replicas",
-    )
-    p.add_argument("--replica-cpu", default="2", help="series: cpu request of one replica")
-    p.add_argument("--replica-memory", default="8Gi", help="series: memory request of one replica")
-    p.add_argument(
-        "--min-replicas", type=at_least(int, 0), default=1, help="series: fewest replicas"
-    )
-    p.add_argument(
-        "--include-unscheduled", action="store_true", help="openb: replay pods that never ran"
-    )
-    p.add_argument("--group-by", choices=("pod", "shape"), default="pod", help="openb workloads")
-    p.add_argument(
-        "--owners",
-        choices=("qos", "services", "pod"),  # importers.OPENB_OWNERS (imported lazily)
-        default="qos",
-        help="openb: who recreates a task's pod: qos = LS tasks are single-replica Deployments "
-        "(movable at settings.rebalance.restartCost), the others one-pod Jobs (movable, their "
-        "work run again); services = LS Deployments, the others bare pods; pod = all bare pods",
-    )
-    p.add_argument(
-        "--expected-duration",
-        choices=("history", "none"),
-        default="history",
-        help="openb: annotate pods with the median run time of finished pods of their shape",
-    )
+    add_import_options(p)
     p.set_defaults(func=run)
     r: argparse.ArgumentParser = subparsers.add_parser(
         "record",
@@ -138,39 +167,34 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def load_input(args: argparse.Namespace) -> Trace:
+    """The trace of ``replay``'s arguments."""
+    return load_trace(args.trace, args.format, import_options(args))
+
+
+def load_trace(path: str, fmt: str, options: ImportOptions = IMPORT_DEFAULTS) -> Trace:
+    """The trace as ``replay PATH --format FMT`` reads it with ``options`` (the one reader of
+    ``replay`` and ``sweep``)."""
     from .importers import import_openb, import_series
     from .trace import read_trace
 
-    fmt = detect_format(args.trace) if args.format == "auto" else args.format
+    fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "openb":
-        return import_openb(
-            args.trace,
-            include_unscheduled=args.include_unscheduled,
-            group_by=args.group_by,
-            expected_duration=args.expected_duration,
-            owners=args.owners,
-        )
+        return import_openb(path, **options.of_format(fmt))
     if fmt == "series":
         try:
             requests = parse_resources(
-                {"cpu": args.replica_cpu, "memory": args.replica_memory}, where="--replica-*"
+                {"cpu": options.replica_cpu, "memory": options.replica_memory},
+                where="--replica-*",
             )
         except ModelError as err:
             raise TraceError(f"error: {err}") from None
         return import_series(
-            args.trace,
-            per_replica=args.per_replica,
+            path,
+            per_replica=options.per_replica,
             requests=Resources(requests.cpu_milli, requests.memory, 1),
-            min_replicas=args.min_replicas,
+            min_replicas=options.min_replicas,
         )
-    return read_trace(args.trace)
-
-
-def load_trace(path: str, fmt: str) -> Trace:
-    """The trace as ``replay PATH --format FMT`` reads it (the replay's own defaults)."""
-    parser = argparse.ArgumentParser()
-    add_parsers(parser.add_subparsers())
-    return load_input(parser.parse_args(["replay", path, "--format", fmt]))
+    return read_trace(path)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -2,12 +2,13 @@
 
 The work is a list of tasks, each one replay: ``(trace, cell)`` for the Spillover variant of the
 cell's scenario, and ``(trace, baseline)`` for every baseline of the grid's base scenario.  Each
-task has a key (a hash of the trace's bytes, the base scenario, the cell's values and the variant),
-and every finished task is appended as one JSON line to ``OUT/cells.jsonl`` at once, so that
+task has a key (a hash of the trace's bytes and the options it is read with, the base scenario,
+the cell's values and the variant), and every finished task is appended as one JSON line to
+``OUT/cells.jsonl`` at once, so that
 
 - Ctrl-C stops the executor and keeps every finished replay (the tables are written from them);
 - a rerun with the same ``--out`` runs only the tasks whose key is not in the log; a changed
-  trace or scenario changes the keys, so stale rows are never reused.
+  trace, scenario or import option changes the keys, so stale rows are never reused.
 
 From the log come ``sweep.csv`` and ``sweep.json`` (a row per replay, in grid order, so every
 executor writes the same table), ``summary.md`` (the Pareto front and the recommendation,
@@ -40,7 +41,7 @@ from .report import Bound, fluid_bound, result_row, used_groups, variants
 from .results import Result, Variant
 from .scenario import Scenario, scenario_from_dict
 from .simulator import simulate
-from .trace import Trace, TraceError, detect_format
+from .trace import IMPORT_DEFAULTS, ImportOptions, Trace, TraceError, detect_format
 
 __all__ = [
     "LOG",
@@ -62,7 +63,8 @@ class TraceInput:
     name: str  # shown in the tables (the file name; the path when two files share a name)
     path: str
     format: str  # jsonl | openb | series
-    digest: str  # of the file's bytes and the format
+    digest: str  # of the file's bytes, the format and the options it is read with
+    options: ImportOptions = IMPORT_DEFAULTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,11 @@ class SweepOutcome:
     paths: Mapping[str, Path]
 
 
-def trace_inputs(paths: Sequence[str], fmt: str) -> list[TraceInput]:
+def trace_inputs(
+    paths: Sequence[str], fmt: str, options: ImportOptions = IMPORT_DEFAULTS
+) -> list[TraceInput]:
+    """The traces at ``paths``; the digest of each covers the ``options`` its format reads with
+    (a log row made with other options is not reused)."""
     names = [Path(p).name for p in paths]
     out = []
     for p, name in zip(paths, names, strict=True):
@@ -104,7 +110,9 @@ def trace_inputs(paths: Sequence[str], fmt: str) -> list[TraceInput]:
         except OSError as err:
             raise TraceError(f"{p}: {err.strerror or err}") from None
         digest = hashlib.sha256(data + f.encode()).hexdigest()[:16]
-        out.append(TraceInput(name if names.count(name) == 1 else p, p, f, digest))
+        if options.of_format(f):
+            digest = _key(digest, options.of_format(f))
+        out.append(TraceInput(name if names.count(name) == 1 else p, p, f, digest, options))
     return out
 
 
@@ -283,19 +291,20 @@ def run_sweep(
     *,
     out: Path,
     executor: Executor,
-    load: Callable[[str, str], Trace],
+    load: Callable[[str, str, ImportOptions], Trace],
     progress: bool = False,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepOutcome:
     """Run what the log in ``out`` does not have yet; write the tables (also when interrupted).
 
-    ``load(path, format)`` reads a trace: the command passes ``replay.cli.load_trace`` (the
-    replay's own reading), which this module cannot import (the command sits above it).
+    ``load(path, format, options)`` reads a trace: the command passes ``replay.cli.load_trace``
+    (the replay's own reading), which this module cannot import (the command sits above it).
     """
     base = scenario_from_dict(dict(grid.base))
-    loaded = {t.name: load(t.path, t.format) for t in traces}
-    # How a file was read is part of its key, not only its bytes: a series' replica scale
-    # (--per-replica auto) and an openb list's options are in the importer's notes.
+    loaded = {t.name: load(t.path, t.format, t.options) for t in traces}
+    # How a file was read is part of its key, not only its bytes: the options asked for are in
+    # its digest (trace_inputs), and what the importer made of them (the scale of
+    # --per-replica auto) in its notes.
     traces = [replace(t, digest=_key(t.digest, loaded[t.name].header.notes)) for t in traces]
     bounds = {name: fluid_bound(trace, base) for name, trace in loaded.items()}
     baselines = [v.name for v in _variants_of(base)[1:]] if grid.baselines else []

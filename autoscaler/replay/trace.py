@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
 import msgspec
 
@@ -44,12 +44,14 @@ from extender.model import ModelError, Resources, WorkloadKey, parse_resources
 
 __all__ = [
     "FORMAT",
+    "IMPORT_DEFAULTS",
     "INPUT_FORMATS",
     "MAX_REPLICAS",
     "MAX_SPAN",
     "SCHEMA_PATH",
     "VERSION",
     "Event",
+    "ImportOptions",
     "NodeAdded",
     "NodeRemoved",
     "PodCreated",
@@ -79,6 +81,35 @@ MAX_REPLICAS = 100_000
 # What ``replay`` and ``sweep`` read: this format, an Alibaba openb pod list, a ts,value series.
 INPUT_FORMATS = ("jsonl", "openb", "series")
 _FIRST_LINE = 1 << 16  # bytes read to tell the formats apart
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOptions:
+    """How an openb pod list or a demand series is read (``importers``), as ``replay`` and
+    ``sweep`` take it; the defaults are the commands' defaults.  Here, not in ``importers``, so
+    that building the commands' parsers does not import the planner."""
+
+    # series: ceil(value / per_replica) replicas of replica_cpu / replica_memory, at least min
+    per_replica: float | Literal["auto"] = "auto"
+    replica_cpu: str = "2"
+    replica_memory: str = "8Gi"
+    min_replicas: int = 1
+    # openb
+    include_unscheduled: bool = False
+    group_by: str = "pod"
+    owners: str = "qos"
+    expected_duration: str = "history"
+
+    def of_format(self, fmt: str) -> dict[str, Any]:
+        """The options that change how a file of ``fmt`` is read (none for this format)."""
+        return {name: getattr(self, name) for name in _IMPORT_OPTIONS.get(fmt, ())}
+
+
+_IMPORT_OPTIONS = {
+    "series": ("per_replica", "replica_cpu", "replica_memory", "min_replicas"),
+    "openb": ("include_unscheduled", "group_by", "owners", "expected_duration"),
+}
+IMPORT_DEFAULTS = ImportOptions()
 
 
 class TraceError(DocumentError):

@@ -101,12 +101,16 @@ def test_unconfirmed_reservations_expire_after_the_ttl() -> None:
 
 
 def test_the_lifespan_expires_the_ledger_in_the_background() -> None:
+    """Many reservations that nothing confirms (as in bench/extender.py): the service holds at
+    most its ledger's limit, and none once they expire."""
     clock = FakeClock()
-    ledger = Ledger(ttl=30)
+    ledger = Ledger(ttl=30, limit=40)
     with client(_state(3), ledger, clock=clock, settings=Settings(expire_interval=0.01)) as c:
-        _filter(c, 0)
-        _filter(c, 1)
-        assert len(ledger) == 2
+        for i in range(100):
+            _filter(c, i)
+            clock.now += 0.1
+        assert len(ledger) == 40
+        assert "spillover_extender_ledger_reservations 40.0" in c.get("/metrics").text
         clock.now += 31
         for _ in range(500):  # polls the effect; no assertion on elapsed time
             if not len(ledger):

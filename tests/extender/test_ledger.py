@@ -75,6 +75,24 @@ def test_release_and_expire_count_what_they_drop() -> None:
 def test_ttl_must_be_positive() -> None:
     with pytest.raises(ValueError, match="ttl"):
         Ledger(ttl=0)
+    with pytest.raises(ValueError, match="limit"):
+        Ledger(limit=0)
+
+
+def test_at_its_limit_the_ledger_drops_the_oldest_reservation() -> None:
+    ledger = Ledger(ttl=30.0, limit=3)
+    ledger.reserve(uid="held", workload=WEB, policy="shop/p", unit=0, now=0.0)
+    ledger.seen_bound("held", node="n-new", node_known=False)  # held: not expiring, kept
+    for t, uid in enumerate("abcde"):
+        ledger.reserve(uid=uid, workload=WEB, policy="shop/p", unit=0, now=float(t))
+    assert ledger.reserved(WEB, policy="shop/p", now=5.0) == dict.fromkeys(("held", *"cde"), 0)
+    ledger.reserve(uid="c", workload=WEB, policy="shop/p", unit=1, now=6.0)  # c is now the newest
+    ledger.reserve(uid="f", workload=DB, policy="shop/db", unit=0, now=7.0)
+    assert [uid for uid in "abcdef" if ledger.get(uid)] == ["c", "e", "f"]
+    assert len(ledger) == 4
+    assert ledger.expire(35.0) == 1  # e (made at 4); c (6) and f (7) live on
+    assert ledger.expire(40.0) == 2
+    assert len(ledger) == 1
 
 
 def test_a_pod_bound_to_an_unknown_node_is_counted_by_its_held_reservation() -> None:

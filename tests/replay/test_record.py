@@ -111,6 +111,21 @@ def recording(
     return writer, stop, asyncio.create_task(run)
 
 
+async def records_the_next_pod_and_stops(
+    kube_api: KubeEmulator, writer: Writer, stop: asyncio.Event, task: asyncio.Task[int]
+) -> None:
+    """After job-1 and some failed requests: job-2, created now, is recorded by the recording
+    still running, which then stops and counts every event it wrote."""
+    kube_api.create(make_pod("job-2", "batch", owner=("Job", "etl")))
+    await until(
+        lambda: [e.name for e in writer.seen if isinstance(e, PodCreated)] == ["job-1", "job-2"],
+        what="the pod created after the failed requests",
+    )
+    assert not task.done()
+    stop.set()
+    assert await task == len(writer.seen)
+
+
 async def test_the_recording_survives_server_errors_mid_recording(
     kube_api: KubeEmulator, kube_client: client.ApiClient, tmp_path: Path
 ) -> None:
@@ -122,16 +137,7 @@ async def test_the_recording_survives_server_errors_mid_recording(
         kube_api.fail("^/api/v1/pods$", status=500, times=3)  # the next watches and lists
         kube_api.drop_watches("pods")
         await until(lambda: len(kube_api.requests_to("GET", "^/api/v1/pods$")) >= 5, what="retries")
-        kube_api.create(make_pod("job-2", "batch", owner=("Job", "etl")))
-        await until(
-            lambda: (
-                [e.name for e in writer.seen if isinstance(e, PodCreated)] == ["job-1", "job-2"]
-            ),
-            what="the pod created after the errors",
-        )
-        assert not task.done()
-        stop.set()
-        assert await task == len(writer.seen)
+        await records_the_next_pod_and_stops(kube_api, writer, stop, task)
     writer.close()
 
 
@@ -241,16 +247,7 @@ async def test_a_refusal_after_the_verb_worked_is_retried(
             lambda: len(kube_api.requests_to("GET", "^/api/v1/pods$")) >= before + 4,
             what="the refused requests retried",
         )
-        kube_api.create(make_pod("job-2", "batch", owner=("Job", "etl")))
-        await until(
-            lambda: (
-                [e.name for e in writer.seen if isinstance(e, PodCreated)] == ["job-1", "job-2"]
-            ),
-            what="the pod created after the refusals",
-        )
-        assert not task.done()
-        stop.set()
-        await task
+        await records_the_next_pod_and_stops(kube_api, writer, stop, task)
     writer.close()
 
 

@@ -437,3 +437,79 @@ def test_a_series_read_another_way_is_replayed_again(
     assert load_trace(str(series), "auto").header.notes.startswith("replicas = ceil(value / 0.8)")
     rescaled = sweep()
     assert (rescaled.ran, rescaled.reused) == (5, 0)
+
+
+OPENB = (
+    "name,cpu_milli,memory_mib,num_gpu,gpu_milli,qos,pod_phase,creation_time,deletion_time,"
+    "scheduled_time\n"
+    + "".join(
+        f"t{k},1000,1024,0,0,BE,Succeeded,{300 * k},{300 * k + 900},{300 * k}\n" for k in range(8)
+    )
+    + "never,1000,1024,0,0,LS,Pending,0,3000,\n"
+)
+
+
+def _import_traces(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A grid of one cell without baselines, a demand series and an openb list."""
+    (tmp_path / "scenario.yaml").write_text(SCENARIO_YAML + "everyNamespace: true\n")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("scenario: scenario.yaml\nbaselines: false\naxes:\n  eci_price: [1.0]\n")
+    series = tmp_path / "demand.csv"
+    series.write_text("ts,value\n" + "".join(f"{60 * k},{1 + k % 4}\n" for k in range(30)))
+    openb = tmp_path / "pods.csv"
+    openb.write_text(OPENB)
+    return grid, [str(series), str(openb)]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--per-replica", "0.5", "--min-replicas", "3", "--replica-cpu", "1500m"],
+        ["--include-unscheduled", "--owners", "pod", "--expected-duration", "none"],
+    ],
+    ids=["series", "openb"],
+)
+def test_sweep_reads_a_trace_as_replay_does_with_the_same_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str]
+) -> None:
+    grid, traces = _import_traces(tmp_path)
+    trace = traces[0] if options[0] == "--per-replica" else traces[1]
+    replay = ["replay", trace, "--scenario", str(tmp_path / "scenario.yaml"), "--workers", "1"]
+    assert autoscaler_main([*replay, "--out", str(tmp_path / "r"), "--json", *options]) == 0
+    replayed = json.loads(capsys.readouterr().out)["summary"]
+
+    def swept(out: str, *flags: str) -> dict[str, Any]:
+        argv = ["sweep", str(grid), trace, "--out", str(tmp_path / out), "--workers", "1"]
+        assert autoscaler_main([*argv, "--quiet", *flags]) == 0
+        (row,) = json.loads((tmp_path / out / "sweep.json").read_text())
+        return {k: v for k, v in row.items() if k in replayed}
+
+    assert swept("with", *options) == {k: replayed[k] for k in swept("with", *options)}
+    assert swept("without") != swept("with", *options)  # the options change the replay
+
+
+def test_rows_read_with_other_import_options_are_replayed_again(tmp_path: Path) -> None:
+    """A row is reused only when its trace is read with the same options; options of the
+    other formats do not count."""
+    from autoscaler.replay.grid import load_grid
+    from autoscaler.replay.trace import IMPORT_DEFAULTS, ImportOptions
+
+    grid, traces = _import_traces(tmp_path)
+    out = tmp_path / "out"
+
+    def sweep(options: ImportOptions) -> tuple[int, int]:
+        inputs = trace_inputs(traces, "auto", options)
+        assert [t.format for t in inputs] == ["series", "openb"]
+        outcome = run_sweep(
+            load_grid(grid), inputs, out=out, executor=SerialExecutor(), load=load_trace
+        )
+        return outcome.ran, outcome.reused
+
+    assert sweep(IMPORT_DEFAULTS) == (2, 0)
+    assert sweep(IMPORT_DEFAULTS) == (0, 2)
+    assert sweep(ImportOptions(min_replicas=3)) == (1, 1)  # the series again, not the list
+    assert sweep(ImportOptions(min_replicas=3, expected_duration="none")) == (1, 1)
+    assert sweep(ImportOptions(min_replicas=3, expected_duration="none", owners="pod")) == (1, 1)
+    same_list = ImportOptions(replica_memory="4Gi", expected_duration="none", owners="pod")
+    assert sweep(same_list) == (1, 1)
+    assert sweep(IMPORT_DEFAULTS) == (0, 2)  # every row of the first run is still in the log
