@@ -100,6 +100,7 @@ __all__ = [
     "StaticForecaster",
     "backtest",
     "backtest_moved",
+    "backtest_refit",
     "detect_period",
     "fit_forecast",
     "read_series",
@@ -1093,3 +1094,62 @@ def backtest_moved(
     if not keep.any() or t[keep][-1] - t[0] < holdout + min_train - step:
         return None
     return backtest(t[keep], v[keep], holdout=holdout)
+
+
+def backtest_refit(
+    ts: npt.ArrayLike,
+    values: npt.ArrayLike,
+    *,
+    every: float,
+    holdout: float = 2 * DAY,
+    quantile: float = 0.9,
+    settings: ForecastSettings | None = None,
+) -> Backtest:
+    """The last ``holdout`` seconds forecast as the controller and the replay forecast them:
+    refitted every ``every`` seconds (at most a day) on all the data before, each fit forecasting
+    until the next. :func:`backtest` forecasts the whole holdout from its start; a live
+    forecast never reaches that far (the controller refits every 15 minutes and reaches an hour
+    or two, the replay every 6 hours and reaches about 7).
+
+    The yardsticks get the same information: seasonal-naive is the value a day (a week) before
+    each held-out step, known at the fit before it. The returned forecast is the fits' points and
+    bands joined; its model is the one chosen most often, its scores and cuts the last fit's."""
+    if not 0.0 < every <= DAY:
+        raise ValueError(f"refit every {every:g}s: must be in (0, 1 day]")
+    start, step, y = _regular(np.asarray(ts, np.float64), np.asarray(values, np.float64))
+    hold, per = round(holdout / step), max(1, round(every / step))
+    if hold <= 0 or hold >= y.size - 1:
+        raise ValueError(f"holdout {holdout:g}s leaves no training or no test data")
+    first = y.size - hold
+    fits = []
+    for o in range(first, y.size, per):
+        grid = start + step * np.arange(o, dtype=np.float64)
+        n = min(per, y.size - o)
+        fits.append(
+            (n, fit_forecast(grid, y[:o], horizon=n * step, quantile=quantile, settings=settings))
+        )
+    point = np.concatenate([fc.point[:n] for n, fc in fits])
+    upper = np.concatenate([fc.upper[:n] for n, fc in fits])
+    test = y[first:]
+    models = [fc.model for _, fc in fits]
+    last = fits[-1][1]
+    joined = replace(
+        last,
+        start=start + step * first,
+        point=point,
+        upper=upper,
+        model=max(models, key=models.count),
+    )
+
+    def naive(period: float) -> float:
+        p = round(period / step)
+        return wape(test, y[first - p : y.size - p]) if first >= p else math.nan
+
+    return Backtest(
+        forecast=joined,
+        actual=test,
+        wape=wape(test, point),
+        wape_seasonal_naive_day=naive(DAY),
+        wape_seasonal_naive_week=naive(WEEK),
+        coverage=float(np.mean(test <= upper)),
+    )

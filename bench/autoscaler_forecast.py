@@ -1,6 +1,7 @@
 """Forecast benchmark: every shared series against seasonal-naive, coverage, fit+predict time.
 
-Run: ``.venv/bin/python bench/autoscaler_forecast.py [--no-append] [--holt-winters] [--shifts 1,2]``.
+Run: ``.venv/bin/python bench/autoscaler_forecast.py [--no-append] [--holt-winters] [--shifts 1,2]
+[--refit 6]``.
 For each series in ``../shared/data`` (the two crane-series-*.csv and crane/*.csv), holding out
 the last 2 days, prints the period and model chosen, the WAPE of our forecast and of
 seasonal-naive (same time yesterday / last week), the ratio to the better seasonal-naive chosen
@@ -9,6 +10,9 @@ the last two days plus a two-day forecast). Then the same ratio and coverage wit
 held-out days moved ``--shifts`` days earlier (the series truncated there; left out where under
 three days of training would remain): a change that helps one holdout only does not generalise.
 ``--shifts 1,2,3,4,5,6,7,8`` gives the wider check (94 holdouts) with one line pooling them all.
+``--refit 6`` (hours, at most 24) adds the same holdout at the end forecast as the replay forecasts
+it: refitted every 6 hours, each fit scored until the next, against seasonal-naive with the same
+information (``autoscaler.forecast.backtest_refit``).
 Then the geometric mean of the ratios and the time of one ``fit_forecast`` on 14 days of
 one-minute data with a one-day horizon (target: <= 200 ms).
 Appends a dated section to ``bench/RESULTS.md``.
@@ -39,6 +43,7 @@ from autoscaler.forecast import (  # noqa: E402
     DAY,
     backtest,
     backtest_moved,
+    backtest_refit,
     fit_forecast,
     read_series,
     wape,
@@ -120,7 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         default="1,2",
         help="also hold out the two days ending this many days earlier (comma-separated; '' for none)",
     )
+    parser.add_argument(
+        "--refit",
+        default="",
+        help="also forecast the holdout refitted every this many hours (comma-separated)",
+    )
     args = parser.parse_args(argv)
+    refits = [float(x) for x in args.refit.split(",") if x.strip()]
     shifts = [int(x) for x in args.shifts.split(",") if x.strip()]
     limit_blas_threads()
 
@@ -203,6 +214,26 @@ def main(argv: list[str] | None = None) -> int:
             "",
             pooled(ratios + [r for k in shifts for r, _ in scored[k]], everywhere),
         ]
+    if refits:
+        head = "| series | ratio, one origin | " + " | ".join(
+            f"ratio, refitted every {h:g} h | coverage | model (most fits)" for h in refits
+        )
+        lines = [head + " |", "|" + " --- |" * head.count("|")]
+        again: dict[float, list[float]] = {h: [] for h in refits}
+        for i, path in enumerate(series()):
+            ts, values = read_series(path)
+            cells = []
+            for h in refits:
+                bt = backtest_refit(ts, values, every=h * 3600.0, holdout=HOLDOUT)
+                again[h].append(bt.ratio)
+                cells.append(f"{bt.ratio:.3f} | {100 * bt.coverage:.1f}% | {bt.forecast.model}")
+            lines.append(f"| {path.name} | {ratios[i]:.3f} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| geometric mean | {geomean:.3f} | "
+            + " | ".join(f"{geometric_mean(again[h]):.3f} | |" for h in refits)
+            + " |"
+        )
+        rows += ["", *lines]
     ts, values = read_series(DATA / "crane-series-daily.csv")
     n14 = 14 * 1440
     median_ms, best_ms = time_fit(ts[-n14:], values[-n14:])

@@ -15,6 +15,7 @@ from autoscaler.forecast import (
     SeasonalForecaster,
     StaticForecaster,
     backtest,
+    backtest_refit,
     detect_period,
     fit_forecast,
     read_series,
@@ -638,6 +639,23 @@ def test_persistence_of_level_steps_is_near_one_and_of_bursts_near_zero() -> Non
         bursts[start : start + 60] = 1.0
     shares = _persistence(fitted * (1 + 0.5 * bursts), fitted, 2, step=MINUTE, s=ForecastSettings())
     assert max(shares) < 0.3
+
+
+def test_a_refitted_backtest_gives_the_yardstick_what_the_fits_knew() -> None:
+    # a daily cycle whose level doubles for the two held-out days: refitted every 6 hours, the
+    # second day's "same time yesterday" is the first held-out day (exact), so seasonal-naive
+    # misses only the first day (a quarter of the total); from one origin it misses both (half)
+    day = np.tile(100 + 50 * np.sin(2 * np.pi * np.arange(1440) / 1440), 5)
+    day[-2 * 1440 :] *= 2.0
+    ts = minutes(day.size)
+    refitted = backtest_refit(ts, day, every=6 * 3600.0, holdout=2 * DAY)
+    once = backtest(ts, day, holdout=2 * DAY)
+    assert refitted.wape_seasonal_naive_day == pytest.approx(0.25)
+    assert once.wape_seasonal_naive_day == pytest.approx(0.5)
+    assert refitted.actual.size == refitted.forecast.point.size == refitted.forecast.upper.size
+    assert refitted.forecast.start == ts[-2 * 1440]
+    with pytest.raises(ValueError, match="refit every"):
+        backtest_refit(ts, day, every=2 * DAY)
 
 
 def test_persistence_needs_pairs() -> None:

@@ -20,12 +20,22 @@ every change on all 94 holdouts of the bench's --shifts 1,...,8).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
-from autoscaler.forecast import DAY, Backtest, backtest, backtest_moved, read_series
+from autoscaler.forecast import (
+    DAY,
+    Backtest,
+    backtest,
+    backtest_moved,
+    backtest_refit,
+    read_series,
+)
 from autoscaler.replay.threads import limit_blas_threads
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -34,6 +44,8 @@ SERIES = [
     "crane-series-weekly.csv",
     *sorted(f"crane/{p.name}" for p in (DATA / "crane").glob("*.csv")),
 ]
+T = TypeVar("T")
+Series = npt.NDArray[np.float64]
 TOLERANCE = {"crane/input6.csv": 0.01}
 GEOMEAN_NOW = 0.8033  # measured 0.8023 (bench/RESULTS.md, sixth pass)
 KNOWN_SHORT = {
@@ -47,12 +59,14 @@ KNOWN_SHORT = {
         "prefers them or not by a few percent depending on their window: not fixable without "
         "tuning to this file. Re-anchoring its damped-level-profile by the persistence its "
         "backtest measures reached 1.035, but counts the last hours twice (bench/RESULTS.md, "
-        "fifth and sixth passes)"
+        "fifth and sixth passes). A level-shift test on whole days (the last day's level against "
+        "the earlier days', t test) does not call its last day a shift (p 0.22); one on its hours "
+        "does, and on the two holdouts before as well, where the level did not stay (seventh pass)"
     ),
 }
 # The same check with the two held-out days moved 1 and 2 days earlier (the series truncated
 # there): a change that helps the official holdout only shows here. Levels reached, as guards.
-MOVED_NOW = {1: 0.7824, 2: 0.9979}  # measured 0.7814 and 0.9969 (bench/RESULTS.md)
+MOVED_NOW = {1: 0.7824, 2: 0.9979}  # measured 0.7814 and 0.9970 (bench/RESULTS.md)
 # The upper band's coverage is checked on the 94 holdouts of the bench's --shifts 1,...,8 (the
 # end and 1 to 8 days earlier where three days of training remain): pooled, and per series over
 # its own holdouts. A holdout either shares its cuts' level shifts and spikes or not, so one
@@ -81,50 +95,91 @@ COVERAGE_SHORT = {
 COVERAGE_ABOVE = {"crane/input15.csv": 1.0}
 
 
-@pytest.fixture(scope="module")
-def results() -> dict[str, Backtest]:
+def _every_series(run: Callable[[Series, Series], T]) -> dict[str, T]:
+    """``run(ts, values)`` on every shared series (skipped without the shared data)."""
     if not (DATA / "crane").is_dir():
         pytest.skip(f"shared data {DATA} not available")
     limit_blas_threads()
-    out = {}
-    for name in SERIES:
-        ts, values = read_series(DATA / name)
-        out[name] = backtest(ts, values, holdout=2 * DAY)
-    return out
+    return {name: run(*read_series(DATA / name)) for name in SERIES}
+
+
+def _each_series(short: dict[str, str]) -> list[Any]:
+    """Every series as a test parameter, a strict xfail with its reason where ``short`` says."""
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=short[name]))
+        if name in short
+        else name
+        for name in SERIES
+    ]
+
+
+def _assert_no_worse_than_the_better_seasonal_naive(name: str, bt: Backtest) -> None:
+    assert bt.actual.size == bt.forecast.point.size == round(2 * DAY / bt.forecast.step)
+    assert bt.ratio <= 1.0 + TOLERANCE.get(name, 0.0)
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, Backtest]:
+    return _every_series(lambda ts, values: backtest(ts, values, holdout=2 * DAY))
 
 
 @pytest.fixture(scope="module")
 def moved() -> dict[int, dict[str, Backtest]]:
-    if not (DATA / "crane").is_dir():
-        pytest.skip(f"shared data {DATA} not available")
-    limit_blas_threads()
-    out: dict[int, dict[str, Backtest]] = {days: {} for days in SHIFTS}
-    for name in SERIES:
-        ts, values = read_series(DATA / name)
-        for days in SHIFTS:
-            bt = backtest_moved(ts, values, days=days, holdout=2 * DAY)
-            if bt is not None:
-                out[days][name] = bt
+    out: dict[int, dict[str, Backtest]] = {}
+    for days in SHIFTS:
+        found = _every_series(
+            lambda ts, values: backtest_moved(ts, values, days=days, holdout=2 * DAY)  # noqa: B023
+        )
+        out[days] = {name: bt for name, bt in found.items() if bt is not None}
     return out
+
+
+# The tests above forecast the two held-out days from one origin, as the issue asks; the
+# controller refits every 15 minutes and reaches an hour or two, the replay refits every 6 hours
+# and reaches about 7. So the same holdout again, refitted every 6 hours as the replay does, each
+# fit scored until the next, against seasonal-naive with the same information (the value a day
+# and a week before each held-out step: on the second day, yesterday is the first held-out day).
+# This adds to the issue's check and replaces none of it. Level reached, as a guard:
+REFIT = 6 * 3600.0
+REFIT_NOW = 0.8040  # measured 0.8030 (bench/RESULTS.md, seventh pass)
+REFIT_SHORT = {
+    "crane/input8.csv": (
+        "an evening drop (to a tenth of the day's level) whose hour moves from day to day, "
+        "19-22 h: refitted every 6 hours, the weekly profile (the same weekday of the two weeks "
+        "before, averaged) spreads it, and yesterday's copy, which on the second day is the first "
+        "held-out day, is closer (ratio 1.29; 0.991 from one origin, where yesterday is two days "
+        "old on the second day)"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def refitted() -> dict[str, Backtest]:
+    return _every_series(
+        lambda ts, values: backtest_refit(ts, values, every=REFIT, holdout=2 * DAY)
+    )
+
+
+@pytest.mark.parametrize("name", _each_series(REFIT_SHORT))
+def test_refitted_as_the_replay_refits_no_worse_than_the_better_seasonal_naive(
+    name: str, refitted: dict[str, Backtest]
+) -> None:
+    _assert_no_worse_than_the_better_seasonal_naive(name, refitted[name])
+
+
+def test_refitted_geometric_mean_holds_its_level(refitted: dict[str, Backtest]) -> None:
+    ratios = [bt.ratio for bt in refitted.values()]
+    assert len(ratios) == 11
+    assert math.exp(float(np.mean(np.log(ratios)))) <= REFIT_NOW
 
 
 def test_every_shared_series_is_covered(results: dict[str, Backtest]) -> None:
     assert len(results) == 11
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_SHORT[name]))
-        if name in KNOWN_SHORT
-        else name
-        for name in SERIES
-    ],
-)
+@pytest.mark.parametrize("name", _each_series(KNOWN_SHORT))
 def test_no_worse_than_the_better_seasonal_naive(name: str, results: dict[str, Backtest]) -> None:
-    bt = results[name]
-    assert bt.actual.size == bt.forecast.point.size == round(2 * DAY / bt.forecast.step)
-    assert bt.ratio <= 1.0 + TOLERANCE.get(name, 0.0)
+    _assert_no_worse_than_the_better_seasonal_naive(name, results[name])
 
 
 def test_the_week_copy_is_forecast_as_that_week(results: dict[str, Backtest]) -> None:
