@@ -10,12 +10,18 @@ all) and then, per run, creates ``--pods`` pending pods (each a new replica of a
 Deployment, tolerating the virtual node as Spillover's webhook makes them) while no scheduler
 runs, starts kube-scheduler and times the binds it makes, seen through a watch:
 
-- ``alone``: kube-scheduler with ``percentageOfNodesToScore: 100`` and no extender;
-- ``extender``: the same plus ``spillover-extender serve`` (its default settings, fed by its
-  own list+watch of this API server), registered exactly as ``manifests/kind/scheduler-config
-  .yaml`` registers it (filter, prioritize, preempt, weight 5, nodeCacheCapable, ignorable).
+- ``alone``: kube-scheduler as ``manifests/overlays/default-scheduler/scheduler-config.yaml``
+  configures it (every feasible node scored, bin-packing), no Spillover process at all;
+- ``extender``: Spillover deployed as the manifests deploy it: the scheduler's extender
+  (``overlays/default-scheduler``: loopback, ``--no-deletion-cost``), registered as that file
+  registers it (filter, prioritize, preempt, weight 5, nodeCacheCapable, ignorable), and the
+  extender Deployment of ``base/`` (HTTPS; its mutating webhook registered with the API server;
+  the pod-deletion-cost reconciler), each fed by its own list+watch of this API server;
+- ``extender+managed``: the same with the ``managedResources`` opt-in of manifests/README.md
+  (the webhook adds ``spillover.dev/managed`` to managed pods; kube-scheduler calls the extender
+  only for those).
 
-The modes alternate run by run, on one control plane.  Throughput is binds per second between
+The modes take turns run by run, on one control plane.  Throughput is binds per second between
 the first and the last bind (kube-scheduler's QPS limits are its defaults, 50/100, as a user
 has them).  The extender's placement is checked too: no managed Deployment has more than 3
 pods on ECS nodes.  Both the scheduler and the API server share the machine's cores with the
@@ -26,12 +32,17 @@ Optional: without the binaries it prints why it skipped and exits 0; nothing in 
 needs it.
 
     sh bench/k8s/build.sh                      # once: bench/k8s/bin/{kube-apiserver,kube-scheduler}
-    .venv/bin/python bench/kube_scheduler.py [--nodes 5000] [--pods 3000] [--runs 2]
+    .venv/bin/python bench/kube_scheduler.py [--nodes 5000] [--pods 3000] [--runs 2] [--modes ...]
+
+Each row also says where the CPU went (scheduler, API server and etcd, both extender processes)
+and what the scheduler's extender served (calls and mean time per verb, from its /metrics);
+``--profile PY_SPY`` samples the scheduler's extender with py-spy.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import http.client
 import importlib.util
@@ -217,28 +228,62 @@ class ControlPlane:
                     ) from None
                 time.sleep(0.5)
 
-    def scheduler(self, extender_port: int | None, tag: str) -> subprocess.Popen[bytes]:
+    def scheduler(
+        self, extender_port: int | None, tag: str, *, managed_resource: str = ""
+    ) -> subprocess.Popen[bytes]:
+        """kube-scheduler as ``manifests/overlays/default-scheduler/scheduler-config.yaml``
+        configures it, in v1.20's v1beta1 terms: every feasible node scored, bin-packing
+        (``NodeResourcesMostAllocated`` over cpu, memory and GPUs; no balanced allocation) and,
+        with an extender port, the extender entry of that file (with ``managedResources`` when
+        ``managed_resource`` is set: the opt-in of manifests/README.md)."""
         config: dict[str, Any] = {
             "apiVersion": "kubescheduler.config.k8s.io/v1beta1",
             "kind": "KubeSchedulerConfiguration",
             "clientConnection": {"kubeconfig": str(self.kubeconfig)},
             "leaderElection": {"leaderElect": False},
             "percentageOfNodesToScore": 100,
+            "profiles": [
+                {
+                    "schedulerName": "default-scheduler",
+                    "plugins": {
+                        "score": {
+                            "disabled": [
+                                {"name": "NodeResourcesLeastAllocated"},
+                                {"name": "NodeResourcesBalancedAllocation"},
+                            ],
+                            "enabled": [{"name": "NodeResourcesMostAllocated", "weight": 1}],
+                        }
+                    },
+                    "pluginConfig": [
+                        {
+                            "name": "NodeResourcesMostAllocated",
+                            "args": {
+                                "resources": [
+                                    {"name": "cpu", "weight": 1},
+                                    {"name": "memory", "weight": 1},
+                                    {"name": "nvidia.com/gpu", "weight": 1},
+                                ]
+                            },
+                        }
+                    ],
+                }
+            ],
         }
         if extender_port is not None:
-            config["extenders"] = [
-                {
-                    "urlPrefix": f"http://127.0.0.1:{extender_port}",
-                    "filterVerb": "filter",
-                    "prioritizeVerb": "prioritize",
-                    "preemptVerb": "preempt",
-                    "weight": 5,
-                    "enableHTTPS": False,
-                    "nodeCacheCapable": True,
-                    "httpTimeout": "3s",
-                    "ignorable": True,
-                }
-            ]
+            entry: dict[str, Any] = {
+                "urlPrefix": f"http://127.0.0.1:{extender_port}",
+                "filterVerb": "filter",
+                "prioritizeVerb": "prioritize",
+                "preemptVerb": "preempt",
+                "weight": 5,
+                "enableHTTPS": False,
+                "nodeCacheCapable": True,
+                "httpTimeout": "3s",
+                "ignorable": True,
+            }
+            if managed_resource:
+                entry["managedResources"] = [{"name": managed_resource, "ignoredByScheduler": True}]
+            config["extenders"] = [entry]
         path = self.dir / f"scheduler-{tag}.yaml"
         path.write_text(yaml.safe_dump(config))
         return self._start(
@@ -358,30 +403,99 @@ def _watch_binds(
     resp.close()
 
 
-def _extender(cp: ControlPlane, port: int) -> subprocess.Popen[bytes]:
+def _extender(
+    cp: ControlPlane,
+    port: int,
+    name: str,
+    extra: list[str],
+    *,
+    tls: tuple[Path, Path] | None = None,
+) -> subprocess.Popen[bytes]:
     exe = ROOT / ".venv/bin/spillover-extender"
-    proc = cp._start(
-        "spillover-extender",
-        [
-            str(exe),
-            "serve",
-            f"--kubeconfig={cp.kubeconfig}",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            "--log-level=warning",
-        ],
-    )
+    argv = [
+        str(exe),
+        "serve",
+        f"--kubeconfig={cp.kubeconfig}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--log-level=warning",
+        *extra,
+    ]
+    if tls is not None:
+        argv += [f"--tls-cert={tls[0]}", f"--tls-key={tls[1]}"]
+    proc = cp._start(name, argv)
+    ctx = ssl.create_default_context(cafile=str(tls[0])) if tls is not None else None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn: http.client.HTTPConnection = (
+                http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ctx)
+                if ctx is not None
+                else http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            )
             conn.request("GET", "/readyz")
             if conn.getresponse().status == 200:
                 return proc
         except OSError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"spillover-extender not ready; see {cp.dir / 'spillover-extender.log'}")
+    raise RuntimeError(f"{name} not ready; see {cp.dir / (name + '.log')}")
+
+
+WEBHOOK = "spillover-bench"
+
+
+def _serving_cert(d: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (the webhook's URL), made once."""
+    cert, key = d / "webhook.crt", d / "webhook.key"
+    if not cert.exists():
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return cert, key
+
+
+def _register_webhook(api: Api, port: int, cert: Path) -> None:
+    """``manifests/base/extender/webhook.yaml``'s webhook, reached by URL instead of Service."""
+    hook = yaml.safe_load((ROOT / "manifests/base/extender/webhook.yaml").read_text())
+    entry = hook["webhooks"][0]
+    entry["clientConfig"] = {
+        "url": f"https://127.0.0.1:{port}/mutate",
+        "caBundle": base64.b64encode(cert.read_bytes()).decode(),
+    }
+    hook["metadata"] = {"name": WEBHOOK}
+    api.call("POST", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", hook)
+
+
+def _unregister_webhook(api: Api) -> None:
+    api.call(
+        "DELETE",
+        f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{WEBHOOK}",
+        ok=(200, 404),
+    )
+
+
+MODES = ("alone", "extender", "extender+managed")
+MANAGED_RESOURCE = "spillover.dev/managed"
 
 
 def one_run(
@@ -392,12 +506,57 @@ def one_run(
     run: int,
     pods: int,
     virtual: str,
+    profile: str | None = None,
 ) -> dict[str, Any]:
-    ext_port = _free_port() if mode == "extender" else None
-    ext = _extender(cp, ext_port) if ext_port is not None else None
+    """One run of ``mode``: Spillover deployed as the manifests deploy it, or not at all.
+
+    ``extender``: the scheduler's extender as ``overlays/default-scheduler`` runs it (loopback,
+    ``--no-deletion-cost``) plus the extender Deployment of ``base/`` (HTTPS, the mutating
+    webhook registered with the API server, the pod-deletion-cost reconciler).
+    ``extender+managed``: the same with the ``managedResources`` opt-in (manifests/README.md):
+    the webhook adds ``spillover.dev/managed`` to the pods a policy manages and kube-scheduler
+    calls the extender only for those.  ``alone``: no Spillover process at all."""
+    managed = MANAGED_RESOURCE if mode == "extender+managed" else ""
+    ext = base = spy = None
+    ext_port = None
+    if mode != "alone":
+        cert, key = _serving_cert(cp.dir)
+        base_port = _free_port()
+        extra = ["--failure-policy=pass", "--reservation-ttl=30"]
+        extra += [f"--managed-resource={managed}"] if managed else []
+        base = _extender(cp, base_port, f"spillover-base-{run}", extra, tls=(cert, key))
+        _register_webhook(api, base_port, cert)
+        ext_port = _free_port()
+        ext = _extender(
+            cp,
+            ext_port,
+            f"spillover-sidecar-{run}",
+            ["--failure-policy=pass", "--reservation-ttl=30", "--no-deletion-cost"],
+        )
+    if ext is not None and profile:
+        # py-spy samples the scheduler's extender from before the pods exist to the last bind
+        # (collapsed stacks: one line per stack, its sample count last), idle time included
+        spy = subprocess.Popen(
+            [
+                profile,
+                "record",
+                "--idle",
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "-o",
+                str(ROOT / f"bench/k8s/last-logs-profile-{run}.txt"),
+                "-p",
+                str(ext.pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)
     batch = _pending_pods(template, pods, run, seed=1000 + run)
     with ThreadPoolExecutor(8) as pool:
-        list(
+        created = list(
             pool.map(
                 lambda p: api.call(
                     "POST", f"/api/v1/namespaces/{p['metadata']['namespace']}/pods", p
@@ -405,39 +564,91 @@ def one_run(
                 batch,
             )
         )
+    marked = sum(
+        1
+        for p in created
+        if MANAGED_RESOURCE
+        in (p["spec"]["containers"][0].get("resources") or {}).get("requests", {})
+    )
     binds: dict[str, tuple[float, str]] = {}
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_binds, args=(api, run, pods, binds, stop), daemon=True)
     watcher.start()
     time.sleep(1.0)  # the watch is open before the scheduler starts
-    cpu_before = _cpu_of(ext)
-    sched = cp.scheduler(ext_port, f"{mode}-{run}")
+    procs = {"sidecar": ext, "base": base, "apiserver+etcd": None}
+    cpu_before = {name: _cpu_of(proc) for name, proc in procs.items() if proc is not None}
+    cp_before = sum(_cpu_of(p) for p in cp.procs[:2])
+    sched = cp.scheduler(ext_port, f"{mode}-{run}", managed_resource=managed)
     deadline = time.monotonic() + max(300.0, pods / 2.0)
     while len(binds) < pods and time.monotonic() < deadline and sched.poll() is None:
         time.sleep(0.2)
-    ext_cpu = _cpu_of(ext) - cpu_before
+    cpu = {name: _cpu_of(procs[name]) - before for name, before in cpu_before.items()}
+    cpu["apiserver+etcd"] = sum(_cpu_of(p) for p in cp.procs[:2]) - cp_before
+    cpu["scheduler"] = _cpu_of(sched)
+    served = _served(ext_port) if ext_port is not None else {}
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+    if base is not None:
+        served["patches"] = _served(base_port, tls=cert)["patches"]
     stop.set()
     _stop(sched)
     times = sorted(t for t, _ in binds.values())
     on_eci = sum(1 for _, node in binds.values() if node == virtual)
     span = times[-1] - times[0] if len(times) > 1 else float("nan")
-    violations = _keep_n_violations(api, virtual) if mode == "extender" else 0
+    violations = _keep_n_violations(api, virtual) if mode != "alone" else 0
+    if base is not None:
+        _unregister_webhook(api)
     for i in range(bench.NAMESPACES):
         q = urllib.parse.urlencode({"labelSelector": f"bench-run={run}", "gracePeriodSeconds": "0"})
         api.call("DELETE", f"/api/v1/namespaces/ns-{i}/pods?{q}")
-    if ext is not None:
-        _stop(ext)
+    for proc in (ext, base):
+        if proc is not None:
+            _stop(proc)
     return {
         "mode": mode,
         "run": run,
         "bound": len(binds),
         "pods": pods,
+        "marked": marked,
         "span": span,
         "rate": (len(times) - 1) / span if len(times) > 1 else 0.0,
         "on_eci": on_eci,
         "violations": violations,
-        "extender_cpu": ext_cpu,
+        "cpu": cpu,
+        **served,
     }
+
+
+def _served(port: int, tls: Path | None = None) -> dict[str, float]:
+    """The extender's own account of the run, from its /metrics: calls and mean server time per
+    verb (the time kube-scheduler waits beyond it is its client, the wire and the CPU queue),
+    and the pod-deletion-cost annotations it wrote."""
+    conn: http.client.HTTPConnection = (
+        http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=10, context=ssl.create_default_context(cafile=str(tls))
+        )
+        if tls is not None
+        else http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    )
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        key, _, value = line.rpartition(" ")
+        sums[key] = sums.get(key, 0.0) + float(value)
+    out: dict[str, float] = {}
+    for verb in ("filter", "prioritize"):
+        count = sums.get(f'spillover_extender_request_seconds_count{{verb="{verb}"}}', 0.0)
+        total = sums.get(f'spillover_extender_request_seconds_sum{{verb="{verb}"}}', 0.0)
+        out[f"{verb}_calls"] = count
+        out[f"{verb}_ms"] = 1000 * total / count if count else 0.0
+    out["patches"] = sums.get(
+        'spillover_extender_deletion_cost_patches_total{outcome="written"}', 0.0
+    )
+    return out
 
 
 def _cpu_of(proc: subprocess.Popen[bytes] | None) -> float:
@@ -462,16 +673,34 @@ def _keep_n_violations(api: Api, virtual: str) -> int:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| mode | run | pods bound | first to last bind s | binds/s | on the virtual node | managed Deployments over max on ECS | extender CPU s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| mode | run | pods bound | with the managed resource | first to last bind s | binds/s "
+        "| on the virtual node | managed Deployments over max on ECS | CPU s: scheduler "
+        "| apiserver+etcd | extender (scheduler's) | extender (webhook, deletion cost) "
+        "| filter calls, mean server ms | prioritize calls, mean server ms "
+        "| deletion-cost patches |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | ---: |",
     ]
     for r in rows:
+        cpu = r["cpu"]
+        spill = r["mode"] != "alone"
         lines.append(
-            f"| {r['mode']} | {r['run']} | {r['bound']} / {r['pods']} | {r['span']:.2f} | {r['rate']:.1f} | "
-            f"{r['on_eci']} | {r['violations'] if r['mode'] == 'extender' else '-'} | "
-            f"{r['extender_cpu']:.1f} |"
+            f"| {r['mode']} | {r['run']} | {r['bound']} / {r['pods']} | {r['marked']} "
+            f"| {r['span']:.2f} | {r['rate']:.1f} | {r['on_eci']} "
+            f"| {r['violations'] if spill else '-'} | {cpu['scheduler']:.1f} "
+            f"| {cpu['apiserver+etcd']:.1f} | "
+            + (
+                f"{cpu['sidecar']:.1f} | {cpu['base']:.1f} | {_calls(r, 'filter')} "
+                f"| {_calls(r, 'prioritize')} | {r['patches']:.0f} |"
+                if spill
+                else "- | - | - | - | - |"
+            )
         )
     return "\n".join(lines)
+
+
+def _calls(row: dict[str, Any], verb: str) -> str:
+    return f"{row[f'{verb}_calls']:.0f}, {row[f'{verb}_ms']:.2f}"
 
 
 def main() -> None:
@@ -483,7 +712,18 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=2, help="runs of each mode, alternated")
     parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated, run in turn: {', '.join(MODES)}",
+    )
+    parser.add_argument(
         "--no-publish", action="store_true", help="do not append to bench/RESULTS.md"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PY_SPY",
+        help="path of a py-spy executable: sample the extender in its runs (collapsed stacks "
+        "in bench/k8s/last-logs-profile-RUN.txt)",
     )
     parser.add_argument(
         "--note", default="", help="a line about the machine's state for RESULTS.md"
@@ -511,9 +751,15 @@ def main() -> None:
             print(f"populated {args.nodes} nodes in {time.monotonic() - t0:.1f} s", file=sys.stderr)
             virtual = bench._cluster(2)[0][-1]["metadata"]["name"]
             rows = []
-            for run in range(args.runs * 2):
-                mode = ("alone", "extender")[run % 2]
-                row = one_run(cp, api, template, mode, run, args.pods, virtual)
+            modes = args.modes.split(",")
+            unknown = sorted(set(modes) - set(MODES))
+            if unknown:
+                raise SystemExit(
+                    f"--modes: unknown mode {unknown[0]!r} (known: {', '.join(MODES)})"
+                )
+            for run in range(args.runs * len(modes)):
+                mode = modes[run % len(modes)]
+                row = one_run(cp, api, template, mode, run, args.pods, virtual, args.profile)
                 print(row, file=sys.stderr)
                 rows.append(row)
         finally:
@@ -523,20 +769,26 @@ def main() -> None:
             shutil.copytree(
                 tmp, logs, ignore=shutil.ignore_patterns("etcd", "certs", "*.pem", "tokens.csv")
             )
-    alone = [r["rate"] for r in rows if r["mode"] == "alone"]
-    ext = [r["rate"] for r in rows if r["mode"] == "extender"]
-    ratio = statistics.median(ext) / statistics.median(alone)
+    rates = {m: [r["rate"] for r in rows if r["mode"] == m] for m in modes}
+    alone = statistics.median(rates["alone"]) if rates.get("alone") else float("nan")
+    summary = "; ".join(
+        f"{m} {statistics.median(v):.1f}"
+        + ("" if m == "alone" else f" (**{statistics.median(v) / alone:.2f}x**)")
+        for m, v in rates.items()
+        if v
+    )
     section = (
         f"\n## A real kube-scheduler with and without the extender ({started:%Y-%m-%d %H:%M} UTC)\n\n"
         f"Machine: {os.cpu_count()} CPUs, {platform.python_implementation()} {platform.python_version()}; "
         f"{version} and kube-apiserver built by bench/k8s/build.sh, etcd {_etcd_version()}; "
         f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after. {args.note}\n"
-        f"`bench/kube_scheduler.py --nodes {args.nodes} --pods {args.pods} --runs {args.runs}`: "
-        f"{args.nodes:,} nodes (one virtual), 1,000 Deployments with 2 bound pods each, 500 ResourcePolicies; "
-        f"per run {args.pods:,} pending pods, kube-scheduler started after they exist, modes alternated.\n\n"
+        f"`bench/kube_scheduler.py --nodes {args.nodes} --pods {args.pods} --runs {args.runs} "
+        f"--modes {args.modes}`: {args.nodes:,} nodes (one virtual), 1,000 Deployments with 2 bound "
+        f"pods each, 500 ResourcePolicies (every other Deployment); per run {args.pods:,} pending pods, "
+        f"kube-scheduler (bin-packing, as the manifests configure it) started after they exist, "
+        f"modes in turn.\n\n"
         f"{_table(rows)}\n\n"
-        f"Median binds/s: alone {statistics.median(alone):.1f}, with the extender {statistics.median(ext):.1f}: "
-        f"**{ratio:.2f}x** (goal >= 0.9x).\n"
+        f"Median binds/s: {summary} (goal >= 0.9x of alone).\n"
     )
     print(section)
     if not args.no_publish:
