@@ -281,8 +281,9 @@ class _Handlers:
         """How to group offered names for a policy (the list is decoded only if a policy asks)."""
 
         def by_names(policy: ResourcePolicy) -> Offer:
-            listed = names or self.names.parse(raw)
-            return self.caches.offer(policy, state=self.state, names=listed)
+            nonlocal names  # matched against the known lists once, when a policy first asks
+            names = self.names.known(names) if names is not None else self.names.parse(raw)
+            return self.caches.offer(policy, state=self.state, names=names)
 
         return by_names
 
@@ -319,7 +320,7 @@ class _Handlers:
             raw_names = msgspec.Raw(memoryview(body)[start:end])  # a view: the list is not copied
             try:
                 args = wire.decode_raw_args(head, node_names=raw_names)
-                names = self.names.parse_at(body, start, end)
+                names = self.names.read_at(body, start, end)
             except (wire.WireError, UnicodeDecodeError):
                 pass  # decoded as a whole below, which names the problem as usual
             else:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import msgspec
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -80,6 +81,10 @@ RawObject = Mapping[str, Any]
 
 GROUP, VERSION, PLURAL = "spillover.dev", "v1alpha1", "resourcepolicies"
 _MANAGED_KINDS = frozenset({"Deployment", "ReplicaSet"})
+_decode_json = msgspec.json.Decoder().decode
+"""A list body or one watch line into dicts and lists: about 2.5x json.loads on a Pod (invalid
+JSON raises ``msgspec.DecodeError``, a ``ValueError``, as json.loads does)."""
+
 _NETWORK_ERRORS = (ApiException, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
@@ -346,7 +351,7 @@ class ListWatch:
             absent = listing.status == 404 and self.optional
             if listing.status != 200 and not absent:
                 raise ApiException(status=listing.status, reason=await listing.text())
-            body = {} if absent else await listing.json(content_type=None)
+            body = {} if absent else _decode_json(await listing.read())
         self._succeeded("list")
         items = [i for i in body.get("items") or () if isinstance(i, Mapping)]
         self.replace(items)
@@ -380,7 +385,7 @@ class ListWatch:
             while line := await response.content.readline():
                 if not line.strip():
                     continue
-                self.version = self._event(json.loads(line)) or self.version
+                self.version = self._event(_decode_json(line)) or self.version
                 # A burst of events is already buffered, so readline() would not yield: give
                 # the waiting requests their turn after every event, never after the batch.
                 await asyncio.sleep(0)

@@ -307,13 +307,15 @@ def locate_node_names(body: bytes) -> tuple[bytes, int] | None:
 
 class NameList:
     """One offered ``NodeNames`` list: its names (in the order first seen).  Hashable by
-    identity, so caches of what was computed from the list can be keyed on it."""
+    identity, so caches of what was computed from the list can be keyed on it.  A list read but
+    not yet matched against the known ones (``NameLists.read_at``) keeps its bytes until it is."""
 
-    __slots__ = ("__weakref__", "_set", "names")
+    __slots__ = ("__weakref__", "_set", "_spelling", "names")
 
-    def __init__(self, names: tuple[str, ...]) -> None:
+    def __init__(self, names: tuple[str, ...], spelling: bytes | None = None) -> None:
         self.names = names
         self._set: frozenset[str] | None = None
+        self._spelling = spelling
 
     def name_set(self) -> frozenset[str]:
         if self._set is None:
@@ -362,11 +364,27 @@ class NameLists:
 
     def parse_at(self, body: bytes, start: int, end: int) -> NameList:
         """``parse(body[start:end])``, copying the bytes only when the list is new."""
+        return self.known(self.read_at(body, start, end))
+
+    def read_at(self, body: bytes, start: int, end: int) -> NameList:
+        """The known list spelled ``body[start:end]``, or the names decoded (``WireError`` if
+        not a list of strings) into a list not yet matched against the known ones: ``known``
+        does that, only for a request that needs the offered names grouped.  A pod no policy
+        manages passes every offered node through and never pays for the matching."""
         known = self.find_at(body, start, end)
         if known is not None:
             return known
         data = body if start == 0 and end == len(body) else body[start:end]
-        names = tuple(decode_node_names(msgspec.Raw(data)))
+        return NameList(tuple(decode_node_names(msgspec.Raw(data))), spelling=data)
+
+    def known(self, listed: NameList) -> NameList:
+        """``listed`` as the known list with the same names, if one is (another order of it),
+        else remembered as a new one; a list that came from here already is returned as is."""
+        data = listed._spelling
+        if data is None:
+            return listed
+        listed._spelling = None
+        names = listed.names
         offered: frozenset[str] | None = None
         for _, other in reversed(self._order):  # newest first
             if len(other.names) != len(names):
@@ -377,7 +395,9 @@ class NameLists:
                     break  # a name twice: not another order of a known list
             if other.name_set() == offered:
                 return self._remember(data, other)
-        return self._remember(data, NameList(names))
+        if offered is not None and len(offered) == len(names):
+            listed._set = offered
+        return self._remember(data, listed)
 
     def add(self, raw: bytes | msgspec.Raw, names: tuple[str, ...]) -> NameList:
         """Remember a list (also one the extender encoded itself: prioritize offers it back).

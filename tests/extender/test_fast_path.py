@@ -172,3 +172,41 @@ def test_a_scheduling_cycle_decodes_the_pod_once_and_decides_once(
         scored = http.post("/prioritize", content=_compact(pod, accepted))
         assert scored.json() == []
     assert calls == {"decide": 3, "pod": 3, "group": 2}  # groups: the offered and the accepted
+
+
+def test_offers_in_new_orders_are_matched_only_for_managed_pods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kube-scheduler's parallel filter offers the same feasible nodes in a new order on every
+    call.  A pod no policy manages passes them all through: its list is decoded (checked) but
+    never matched against the known lists; a managed pod's list is matched once and its grouping
+    reused, whatever the order."""
+    calls = {"known": 0, "group": 0}
+    known = wire.NameLists.known
+
+    def counting_known(self: wire.NameLists, listed: wire.NameList) -> wire.NameList:
+        calls["known"] += 1
+        return known(self, listed)
+
+    def counting_group(*args: Any, **kwargs: Any) -> verbs.Offer:
+        calls["group"] += 1
+        return group_offer(*args, **kwargs)
+
+    group_offer = verbs.group_offer
+    monkeypatch.setattr(wire.NameLists, "known", counting_known)
+    monkeypatch.setattr(verbs, "group_offer", counting_group)
+    state = ClusterState(nodes=big_cluster(500), policies=shop_policies(web_max=5))
+    names = [n.name for n in big_cluster(500)]
+    http = client(state)
+    for i in range(3):
+        order = names[i:] + names[:i]
+        pod = web_pod_dict(i)
+        pod["metadata"]["labels"] = {"app": "no-policy"}
+        assert http.post("/filter", content=_compact(pod, order)).json()["NodeNames"] == order
+        assert http.post("/prioritize", content=_compact(pod, order)).json() == []
+    assert calls == {"known": 0, "group": 0}
+    for i in range(3):
+        order = names[i:] + names[:i]
+        accepted = http.post("/filter", content=_compact(web_pod_dict(i), order)).json()
+        assert len(accepted["NodeNames"]) == 499  # the ECS nodes
+    assert calls == {"known": 3, "group": 1}  # three orders, one grouping

@@ -137,6 +137,27 @@ def test_a_list_in_another_order_is_the_same_list() -> None:
     assert lists.parse(b'["a","b","d"]') is not first
 
 
+def test_a_list_read_is_matched_only_when_asked() -> None:
+    """``read_at`` decodes (and so checks) a new list but leaves it unmatched and unremembered
+    (a pod no policy manages passes every node through); ``known`` matches it once."""
+    lists = wire.NameLists()
+    first = lists.parse(b'["a","b","c"]')
+    body = b'{"NodeNames":["c","a","b"]}'
+    start, end = body.index(b"["), len(body) - 1
+    read = lists.read_at(body, start, end)
+    assert read is not first
+    assert read.names == ("c", "a", "b")
+    assert lists.find(b'["c","a","b"]') is None  # not remembered by reading it
+    assert lists.known(read) is first
+    assert lists.find(b'["c","a","b"]') is first
+    assert lists.known(first) is first
+    new = lists.read_at(b'["x","y"]', 0, 9)
+    assert lists.known(new) is new
+    assert lists.find(b'["x","y"]') is new
+    with pytest.raises(wire.WireError, match="NodeNames must be a list of strings"):
+        lists.read_at(b'["x",2]', 0, 7)
+
+
 def test_adding_the_same_encoding_again_compares_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Filter adds a unit's memoised encoding for every pod it sends there: known by identity
     while its spelling is known; once evicted it is compared and remembered again."""
