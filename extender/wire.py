@@ -340,6 +340,7 @@ class NameLists:
         self._by_length: dict[int, list[tuple[bytes, NameList]]] = {}
         self._order: list[tuple[bytes, NameList]] = []
         self._added: dict[int, tuple[object, tuple[bytes, NameList]]] = {}
+        self._read: NameList | None = None  # the last list read and not yet matched
 
     def find(self, raw: bytes | msgspec.Raw) -> NameList | None:
         data = raw if isinstance(raw, bytes) else bytes(raw)  # a copy (fast)
@@ -374,8 +375,15 @@ class NameLists:
         known = self.find_at(body, start, end)
         if known is not None:
             return known
+        read = self._read
+        if read is not None and read._spelling is not None:
+            spelling = read._spelling
+            if len(spelling) == end - start and body.startswith(spelling, start):
+                return read
         data = body if start == 0 and end == len(body) else body[start:end]
-        return NameList(tuple(decode_node_names(msgspec.Raw(data))), spelling=data)
+        listed = NameList(tuple(decode_node_names(msgspec.Raw(data))), spelling=data)
+        self._read = listed  # prioritize offers the same bytes again moments later
+        return listed
 
     def known(self, listed: NameList) -> NameList:
         """``listed`` as the known list with the same names, if one is (another order of it),

@@ -148,6 +148,7 @@ def test_a_list_read_is_matched_only_when_asked() -> None:
     assert read is not first
     assert read.names == ("c", "a", "b")
     assert lists.find(b'["c","a","b"]') is None  # not remembered by reading it
+    assert lists.read_at(b'["c","a","b"]', 0, 13) is read  # but read again without decoding
     assert lists.known(read) is first
     assert lists.find(b'["c","a","b"]') is first
     assert lists.known(first) is first
