@@ -46,8 +46,9 @@ def fit_order(req: IntArray, from_eci: npt.NDArray[np.bool_]) -> IntArray:
 @dataclass(slots=True)
 class _Absorbing:
     """Consolidation's part in scale-up (``consolidation.absorb``): the nodes each group's new
-    nodes may take the pods of, found once per group and pass, those already taken, and how
-    many nodes above its minimum each group may still lose."""
+    nodes may take the pods of, found once per group and pass, those already taken (and those
+    that receive pods in this pass: their pods are more than they hold now), and how many nodes
+    above its minimum each group may still lose."""
 
     pdbs: Sequence[DisruptionBudget]
     budget: list[int]
@@ -186,6 +187,7 @@ def scale_up(
         ).reshape(len(demand.pack_keys), len(nodes))
         fitted = k.fit_existing(req, order=order, free=free, pod_class=pack, elig=elig_nodes)
         waiting = fitted >= 0
+        receiving = {nodes[int(i)].name for i in np.unique(fitted[waiting])}
         booting = int(np.count_nonzero(fitted >= len(ctx.ecs_nodes)))
         demand.about_to_land = int(np.count_nonzero(waiting & ~demand.from_eci))
         if waiting.any():
@@ -195,6 +197,7 @@ def scale_up(
             )
     else:
         waiting = np.zeros(len(demand.pods), np.bool_)
+        receiving = set()
     remaining = ~waiting
     if not remaining.any():  # many passes: every pod fits free or booting capacity
         return out  # (the end would keep ``demand.moving`` as it is)
@@ -276,7 +279,8 @@ def scale_up(
         g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
         assign = assign_r[inverse[g]]
         if consolidation is not None and absorbing is None:
-            absorbing = _Absorbing(pdbs, [gs.target_size - gs.group.min_size for gs in ctx.groups])
+            budget = [gs.target_size - gs.group.min_size for gs in ctx.groups]
+            absorbing = _Absorbing(pdbs, budget, taken=set(receiving))
         unpaid = _unpaid(ctx, demand, assign, g, now=now, absorbing=absorbing, notes=notes)
         placed = (assign >= 0) & ~unpaid
         if unpaid.any():

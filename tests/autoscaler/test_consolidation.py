@@ -297,3 +297,13 @@ def test_the_nodes_a_new_node_took_go_once_it_holds_the_replica() -> None:
         ("n1", "consolidated"),
     ]
     assert result.scale_ups == ()
+
+
+def test_a_node_that_receives_pending_pods_is_not_taken() -> None:
+    # As above with two small nodes, but a pending 3-cpu pod fits one of them (3 cpu free): that
+    # node will be full, so a new node cannot take its pods.  With the other alone the new node
+    # does not pay (5.91114 < 6.68347): no scale-up, the pending pod lands, "big" stays on ECI.
+    pods, nodes, groups = _absorbing(2)
+    pods.append(pod("p", 3000, 4 * GIB, app="p"))
+    result = run(pods, groups, nodes, unneeded={}, policies=[EVERYONE])
+    assert result.scale_ups == ()
