@@ -30,6 +30,7 @@ before it deletes the node.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ __all__ = [
     "absorbable",
     "drain_stuck",
     "replacement",
+    "shed_bound",
 ]
 
 CONSOLIDATED = "consolidated"  # the code of a removal or replacement consolidation decided
@@ -170,6 +172,24 @@ def absorbable(
             price = ctx.groups[h].group.price_per_hour
             out.append(Absorbable(node.name, h, price, used, life, len(u.movable)))
     out.sort(key=lambda a: (-a.price_per_hour, a.used[0], a.node))
+    return out
+
+
+def shed_bound(ctx: Context, *, room: IntArray) -> list[Absorbable]:
+    """Every ready, unblocked group node with pods to move whose pods fit ``room`` alone, as if
+    each went for all the time a new node is paid and moved its pods without a restart: more
+    than ``absorb`` can take from ``absorbable``, so a new node that does not pay with all of
+    these pays with none of those (the cheap test before the per-pod rules)."""
+    out = []
+    for node in ctx.ecs_nodes:
+        h = ctx.node_group.get(node.name)
+        if h is None or not node.ready or node.unschedulable:
+            continue
+        u = ctx.usage(node.name)
+        used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.movable))
+        if u.blocked or not u.movable or (np.array(used, np.int64) > room).any():
+            continue
+        out.append(Absorbable(node.name, h, ctx.groups[h].group.price_per_hour, used, math.inf, 0))
     return out
 
 

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from extender.model import Node, Resources
 
 from .backends import Kernels
-from .consolidation import Absorbable, Consolidation, absorb, absorbable
+from .consolidation import Absorbable, Consolidation, absorb, absorbable, shed_bound
 from .context import Context, Growth, IntArray, fmt_time, vector
 from .costs import GIB, new_node_pays
 from .demand import Demand
@@ -113,11 +113,11 @@ def _unpaid(
         if pays(()):
             continue
         taken = None
-        if absorbing is not None:
+        room = ctx.cap[g] - demand.req[on].sum(axis=0)
+        if absorbing is not None and pays(shed_bound(ctx, room=room)):
             found = absorbing.found.get(g)
             if found is None:
                 found = absorbing.found[g] = absorbable(ctx, g=g, now=now, pdbs=absorbing.pdbs)
-            room = ctx.cap[g] - demand.req[on].sum(axis=0)
             taken = absorb(
                 [a for a in found if a.node not in absorbing.taken],
                 room=room,

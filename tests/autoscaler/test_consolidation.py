@@ -12,7 +12,7 @@ from test_planner import G8 as PLAIN_G8
 
 from autoscaler.consolidation import Consolidation
 from autoscaler.context import PlannerMemo
-from autoscaler.nodegroup import InstanceType, NodeGroup, PlannerSettings
+from autoscaler.nodegroup import InstanceType, PlannerSettings
 from autoscaler.planner import Plan, plan
 from autoscaler.state import DisruptionBudget, GroupState
 from extender.model import Node, NodeKind, Pod
@@ -227,21 +227,17 @@ def test_each_busy_node_gets_its_own_drain_answer() -> None:
 
 # Issue 12: a new node that takes a replica off ECI and lets half-used nodes go.  Prices as the
 # default scenario's: 8 cpu / 32 GiB at 1.412 CNY/h, 32 cpu / 128 GiB at 5.648 (60 s boots).
-SMALL = NodeGroup(
-    "g8c",
-    InstanceType("ecs.8c32g", 8000, 32 * GIB),
-    labels={"pool": "general"},
+SMALL = dataclasses.replace(
+    GENERAL4,
+    name="g8c",
+    instance_type=InstanceType("ecs.8c32g", 8000, 32 * GIB),
     price_per_hour=1.412,
-    max_size=10,
-    boot_time=60.0,
 )
-LARGE = NodeGroup(
-    "g32c",
-    InstanceType("ecs.32c128g", 32000, 128 * GIB),
-    labels={"pool": "general"},
+LARGE = dataclasses.replace(
+    SMALL,
+    name="g32c",
+    instance_type=InstanceType("ecs.32c128g", 32000, 128 * GIB),
     price_per_hour=5.648,
-    max_size=10,
-    boot_time=60.0,
 )
 
 
