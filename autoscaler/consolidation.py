@@ -31,7 +31,7 @@ before it deletes the node.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +39,7 @@ import numpy as np
 from extender.model import Node, Pod
 
 from .backends import Kernels
-from .context import Context, IntArray, policy_of
+from .context import Context, IntArray, Usage, policy_of
 from .costs import node_share
 from .demand import remaining
 from .eviction import drain_blocker
@@ -142,13 +142,7 @@ def absorbable(
     policies = ctx.state.policies
     horizon = ctx.settings.forecast_horizon
     out = []
-    for node in ctx.ecs_nodes:
-        h = ctx.node_group.get(node.name)
-        if h is None or not node.ready or node.unschedulable:
-            continue
-        u = ctx.usage(node.name)
-        if u.blocked or not u.movable:
-            continue
+    for node, h, u in _drainable(ctx):
         ok = True
         life = 0.0
         for pod in u.movable:
@@ -181,16 +175,24 @@ def shed_bound(ctx: Context, *, room: IntArray) -> list[Absorbable]:
     than ``absorb`` can take from ``absorbable``, so a new node that does not pay with all of
     these pays with none of those (the cheap test before the per-pod rules)."""
     out = []
+    for node, h, u in _drainable(ctx):
+        used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.movable))
+        if not (np.array(used, np.int64) > room).any():
+            price = ctx.groups[h].group.price_per_hour
+            out.append(Absorbable(node.name, h, price, used, math.inf, 0))
+    return out
+
+
+def _drainable(ctx: Context) -> Iterator[tuple[Node, int, Usage]]:
+    """Ready, schedulable group nodes with pods to move and none that can never be evicted,
+    each with its group index and usage."""
     for node in ctx.ecs_nodes:
         h = ctx.node_group.get(node.name)
         if h is None or not node.ready or node.unschedulable:
             continue
         u = ctx.usage(node.name)
-        used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.movable))
-        if u.blocked or not u.movable or (np.array(used, np.int64) > room).any():
-            continue
-        out.append(Absorbable(node.name, h, ctx.groups[h].group.price_per_hour, used, math.inf, 0))
-    return out
+        if not u.blocked and u.movable:
+            yield node, h, u
 
 
 def absorb(
