@@ -12,7 +12,15 @@ holds the rules; this module holds the settings and the replacement search) also
 - removes the most expensive candidates first;
 - replaces an unneeded node whose pods fit nowhere else by one new node of a *cheaper* group they
   all fit on (``replacement``, first-fit by ``k.ffd`` onto one template); once that node is up,
-  the old node's pods fit on it and the old node goes by the rules above.
+  the old node's pods fit on it and the old node goes by the rules above;
+- counts pods on ECI: a new node that scale-up would build for pods on ECI alone, and that does
+  not pay for itself (``costs.new_node_pays``), may also take all the pods of existing nodes
+  (``absorbable``, ``absorb``), which can then go: the node pays when ECI's bill saved plus
+  the price of the nodes it lets go (each from the unneeded time after the node is up until
+  its own pods would have ended) exceeds its price, less a restart per pod it takes.  A
+  32-core node that takes a 20-core replica off ECI and the pods of two half-used 8-core nodes
+  is such a node.  Once it is up, rebalance moves the pods on ECI onto it, the other nodes'
+  pods fit on the rest, and those nodes go by the rules above.
 
 The settings (``Consolidation``) live with the other planner settings in ``nodegroup``, read
 from the groups YAML (``settings.consolidation``) by the controller and from the scenario by the
@@ -22,17 +30,32 @@ before it deletes the node.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from extender.model import Node, Pod
 
 from .backends import Kernels
-from .context import Context, policy_of
-from .nodegroup import Consolidation
+from .context import Context, IntArray, Usage, policy_of
+from .costs import node_share
+from .demand import remaining
+from .eviction import drain_blocker
+from .nodegroup import Consolidation, MoveCosts
+from .state import DisruptionBudget
 
-__all__ = ["CONSOLIDATED", "Consolidation", "replacement"]
+__all__ = [
+    "CONSOLIDATED",
+    "Absorbable",
+    "Consolidation",
+    "absorb",
+    "absorbable",
+    "drain_stuck",
+    "replacement",
+    "shed_bound",
+]
 
 CONSOLIDATED = "consolidated"  # the code of a removal or replacement consolidation decided
 
@@ -85,3 +108,115 @@ def replacement(
         f"its {len(movable)} pod(s) fit on one {new.name} node at {new.price_per_hour:g}/h "
         f"instead of {old.name} at {old.price_per_hour:g}/h"
     )
+
+
+def drain_stuck(ctx: Context, pod: Pod, node: Node, g: int, *, now: float) -> str | None:
+    """Why draining ``pod`` off group ``g``'s ``node`` now is not allowed
+    (``eviction.drain_blocker``, its lost work at its share of the node's price), or None."""
+    share = min(node_share(pod.requests, node.allocatable), 1.0)
+    price = share * ctx.groups[g].group.price_per_hour
+    restart = (ctx.settings.rebalance or MoveCosts()).restart
+    return drain_blocker(pod, now=now, share_per_hour=price, restart=restart)
+
+
+@dataclass(frozen=True, slots=True)
+class Absorbable:
+    """An existing node whose pods a new node could take, so that it can go."""
+
+    node: str
+    group: int
+    price_per_hour: float
+    used: tuple[int, int, int, int]  # what its pods ask: cpu, memory, GPU, pod slots
+    life: float  # seconds it would still be paid for: its pods' longest expected run
+    pods: int
+
+
+def absorbable(
+    ctx: Context, *, g: int, now: float, pdbs: Sequence[DisruptionBudget]
+) -> list[Absorbable]:
+    """Ready group nodes whose pods all may move onto a new node of group ``g`` (the same
+    rules as a drain: controllers, ``drain_stuck``, PodDisruptionBudgets that allow a
+    disruption, node selectors and taints, each managed pod within the unit it runs in), most
+    expensive first.  A node without pods to move is not one: it goes as empty anyway."""
+    template = ctx.templates[g]
+    policies = ctx.state.policies
+    horizon = ctx.settings.forecast_horizon
+    out = []
+    for node, h, u in _drainable(ctx):
+        ok = True
+        life = 0.0
+        for pod in u.movable:
+            policy = policy_of(policies, pod) if policies else None
+            unit = policy.unit_of(node) if policy is not None else None
+            if (
+                not ctx.classes[ctx.class_of(pod)].groups[g]
+                or (
+                    policy is not None
+                    and unit is not None
+                    and not policy.units[unit].contains(template)
+                )
+                or any(b.covers(pod) and b.disruptions_allowed <= 0 for b in pdbs)
+                or drain_stuck(ctx, pod, node, h, now=now) is not None
+            ):
+                ok = False
+                break
+            life = max(life, remaining(pod, now=now, horizon=horizon, outlived=horizon))
+        if ok and life > 0:
+            used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.movable))
+            price = ctx.groups[h].group.price_per_hour
+            out.append(Absorbable(node.name, h, price, used, life, len(u.movable)))
+    out.sort(key=lambda a: (-a.price_per_hour, a.used[0], a.node))
+    return out
+
+
+def shed_bound(ctx: Context, *, room: IntArray) -> list[Absorbable]:
+    """Every ready, unblocked group node with pods to move whose pods fit ``room`` alone, as if
+    each went for all the time a new node is paid and moved its pods without a restart: more
+    than ``absorb`` can take from ``absorbable``, so a new node that does not pay with all of
+    these pays with none of those (the cheap test before the per-pod rules)."""
+    out = []
+    for node, h, u in _drainable(ctx):
+        used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.movable))
+        if not (np.array(used, np.int64) > room).any():
+            price = ctx.groups[h].group.price_per_hour
+            out.append(Absorbable(node.name, h, price, used, math.inf, 0))
+    return out
+
+
+def _drainable(ctx: Context) -> Iterator[tuple[Node, int, Usage]]:
+    """Ready, schedulable group nodes with pods to move and none that can never be evicted,
+    each with its group index and usage."""
+    for node in ctx.ecs_nodes:
+        h = ctx.node_group.get(node.name)
+        if h is None or not node.ready or node.unschedulable:
+            continue
+        u = ctx.usage(node.name)
+        if not u.blocked and u.movable:
+            yield node, h, u
+
+
+def absorb(
+    candidates: Sequence[Absorbable],
+    *,
+    room: IntArray,
+    budget: list[int],
+    pays: Callable[[Sequence[Absorbable]], bool],
+) -> list[Absorbable] | None:
+    """The fewest of ``candidates`` (taken in their order, each whose pods fit the ``room`` the
+    others leave and whose group's ``budget``, nodes above its minimum, allows one more) with
+    which the new node ``pays``; None if none do.  Takes the chosen nodes' budget."""
+    chosen: list[Absorbable] = []
+    left = room.copy()
+    spent = [0] * len(budget)
+    for c in candidates:
+        used = np.array(c.used, np.int64)
+        if budget[c.group] - spent[c.group] <= 0 or (used > left).any():
+            continue
+        chosen.append(c)
+        left -= used
+        spent[c.group] += 1
+        if pays(chosen):
+            for i, n in enumerate(spent):
+                budget[i] -= n
+            return chosen
+    return None

@@ -140,18 +140,28 @@ def new_node_pays(
     boot: float,
     linger: float,
     redo: Sequence[float] = (),
+    freed: Sequence[tuple[float, float]] = (),
+    drain_wait: float = 0.0,
+    restarts: float = 0.0,
 ) -> bool:
     """Whether moving ``pods`` (requests, remaining seconds) from ECI onto one new node saves
     money: ECI's bill for the time each keeps running once the node is up, against the node's
     price for all the time it is paid (``new_node_seconds`` of the longest pod, its ``redo``
-    included: per pod, in order, the work it would run again; none when empty)."""
+    included: per pod, in order, the work it would run again; none when empty).
+
+    ``freed``: existing nodes whose pods the new node also takes, so that they can go
+    (``consolidation.absorbable``), each as (price per hour, seconds it would still be paid
+    for: its pods' longest expected run).  Each goes ``drain_wait`` after the new node is up
+    (the scale-down unneeded time) and is saved from then until the new node's paid time ends
+    or its pods would have ended; ``restarts``: the restart cost of the pods it takes."""
     if not pods:
         return False
     saved = sum(eci_cost(r, eci=eci, seconds=left - boot) for r, left in pods)
     again = list(redo) or [0.0] * len(pods)
     runs = max(left + max(r, 0.0) for (_, left), r in zip(pods, again, strict=True))
-    node = price_per_hour * new_node_seconds(boot=boot, runs=runs, linger=linger) / 3600
-    return node < saved
+    paid = new_node_seconds(boot=boot, runs=runs, linger=linger)
+    shed = sum(p * max(min(paid, life) - boot - drain_wait, 0.0) for p, life in freed) / 3600
+    return price_per_hour * paid / 3600 < saved + shed - restarts
 
 
 def move_saving(

@@ -203,7 +203,16 @@ def plan(
     demand = demand_pass.collect(ctx, unschedulable, now=now, outlived=settings.forecast_horizon)
     if demand.on_eci:
         notes.append(f"{demand.on_eci} pending pod(s) belong on ECI by policy: not ECS demand")
-    added = scaleup.scale_up(ctx, demand, k, now=now, unschedulable=unschedulable, notes=notes)
+    added = scaleup.scale_up(
+        ctx,
+        demand,
+        k,
+        now=now,
+        unschedulable=unschedulable,
+        notes=notes,
+        consolidation=consolidation,
+        pdbs=pdbs,
+    )
     floors: list[Floor] = []
     for level in predictive.forecast_levels(
         ctx, predictive.by_class(forecast), now=now, notes=notes

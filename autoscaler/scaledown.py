@@ -27,12 +27,11 @@ from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy
 
 from .backends import Kernels
-from .consolidation import CONSOLIDATED, Consolidation, replacement
+from .consolidation import CONSOLIDATED, Consolidation, drain_stuck, replacement
 from .context import Context, Usage, by_identity, fmt_time, policy_of, vector
-from .costs import node_share
-from .eviction import checkpoint_interval, drain_blocker
+from .eviction import checkpoint_interval
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
-from .nodegroup import MoveCosts, NodeGroup, PlannerSettings
+from .nodegroup import NodeGroup, PlannerSettings
 from .state import DisruptionBudget, GroupState
 
 __all__ = ["EMPTY", "UNDERUTILIZED", "Floor", "Removal", "scale_down"]
@@ -90,12 +89,9 @@ def scale_down(
     kept = migrating_milli  # cpu that group nodes must keep: their pods and pods moving to ECS
     busy: list[Candidate] = []  # above the threshold: unneeded only if their pods fit elsewhere
     fits_elsewhere: set[str] = set()
-    restart = (settings.rebalance or MoveCosts()).restart
 
     def stuck_why(pod: Pod, node: Node, g: int) -> str | None:
-        share = min(node_share(pod.requests, node.allocatable), 1.0)
-        price = share * ctx.groups[g].group.price_per_hour
-        return drain_blocker(pod, now=now, share_per_hour=price, restart=restart)
+        return drain_stuck(ctx, pod, node, g, now=now)
 
     for name, g in ctx.node_group.items():
         node = state.nodes.get(name)

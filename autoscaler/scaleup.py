@@ -12,18 +12,24 @@ nothing can take get a reason.  The packing runs in ``k`` (``autoscaler.kernels`
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from extender.model import Node
+from extender.model import Node, Resources
 
 from .backends import Kernels
+from .consolidation import Absorbable, Consolidation, absorb, absorbable, shed_bound
 from .context import Context, Growth, IntArray, fmt_time, vector
 from .costs import GIB, new_node_pays
 from .demand import Demand
 from .eviction import lost_work
 from .expanders import Option, expander_for
+from .nodegroup import MoveCosts, NodeGroup, PlannerSettings
+from .state import DisruptionBudget
 
 __all__ = ["ECI_CHEAPER_ON_ECS", "PENDING_PODS", "fit_order", "free_capacity", "scale_up"]
 
@@ -37,12 +43,58 @@ def fit_order(req: IntArray, from_eci: npt.NDArray[np.bool_]) -> IntArray:
     return np.lexsort((-req[:, 1], -req[:, 0], -req[:, 2], from_eci)).astype(np.int64)
 
 
+@dataclass(slots=True)
+class _Absorbing:
+    """Consolidation's part in scale-up (``consolidation.absorb``): the nodes each group's new
+    nodes may take the pods of, found once per group and pass, those already taken (and those
+    that receive pods in this pass: their pods are more than they hold now), and how many nodes
+    above its minimum each group may still lose."""
+
+    pdbs: Sequence[DisruptionBudget]
+    budget: list[int]
+    found: dict[int, list[Absorbable]] = field(default_factory=dict)
+    taken: set[str] = field(default_factory=set)
+
+
+def _pays(
+    pods: Sequence[tuple[Resources, float]],
+    freed: Sequence[Absorbable],
+    *,
+    group: NodeGroup,
+    settings: PlannerSettings,
+    redo: Sequence[float],
+) -> bool:
+    """``costs.new_node_pays`` for a new node of ``group`` holding ``pods`` from ECI and the
+    pods of the ``freed`` nodes (a restart each), which then go after the unneeded time."""
+    wait = settings.scale_down_unneeded_time
+    return new_node_pays(
+        pods,
+        price_per_hour=group.price_per_hour,
+        eci=settings.eci_price,
+        boot=group.boot_time,
+        linger=wait,
+        redo=redo,
+        freed=[(a.price_per_hour, a.life) for a in freed],
+        drain_wait=wait,
+        restarts=sum(a.pods for a in freed) * (settings.rebalance or MoveCosts()).restart,
+    )
+
+
 def _unpaid(
-    ctx: Context, demand: Demand, assign: IntArray, g: int, *, now: float
+    ctx: Context,
+    demand: Demand,
+    assign: IntArray,
+    g: int,
+    *,
+    now: float,
+    absorbing: _Absorbing | None,
+    notes: list[str],
 ) -> npt.NDArray[np.bool_]:
     """Pods on new nodes of group ``g`` that hold only pods now on ECI and do not pay for
     themselves (``costs.new_node_pays``, with the work a Job's pod runs again once the node is
-    up: ``eviction.lost_work``): those pods stay on ECI."""
+    up: ``eviction.lost_work``), not even with the pods of existing nodes it could take so that
+    they go (``absorbing``: consolidation on; ``consolidation.absorb``): those pods stay on
+    ECI."""
     out = np.zeros(len(assign), np.bool_)
     group, settings = ctx.groups[g].group, ctx.settings
     for n in np.unique(assign[assign >= 0]):
@@ -51,15 +103,36 @@ def _unpaid(
             continue  # a pending pod needs this node anyway
         pods = [(demand.pods[i].requests, float(demand.eci_hours[i]) * 3600) for i in on]
         up = now + group.boot_time
-        if not new_node_pays(
+        pays = functools.partial(
+            _pays,
             pods,
-            price_per_hour=group.price_per_hour,
-            eci=settings.eci_price,
-            boot=group.boot_time,
-            linger=settings.scale_down_unneeded_time,
+            group=group,
+            settings=settings,
             redo=[lost_work(demand.pods[i], ran=up - demand.pods[i].created) for i in on],
-        ):
+        )
+        if pays(()):
+            continue
+        taken = None
+        room = ctx.cap[g] - demand.req[on].sum(axis=0)
+        if absorbing is not None and pays(shed_bound(ctx, room=room)):
+            found = absorbing.found.get(g)
+            if found is None:
+                found = absorbing.found[g] = absorbable(ctx, g=g, now=now, pdbs=absorbing.pdbs)
+            taken = absorb(
+                [a for a in found if a.node not in absorbing.taken],
+                room=room,
+                budget=absorbing.budget,
+                pays=pays,
+            )
+        if taken is None:
             out[on] = True
+            continue
+        assert absorbing is not None
+        absorbing.taken.update(a.node for a in taken)
+        notes.append(
+            f"a new {group.name} node for {len(on)} pod(s) on ECI also takes the pods of "
+            f"{', '.join(a.node for a in taken)}, which can then go"
+        )
     return out
 
 
@@ -94,8 +167,12 @@ def scale_up(
     now: float,
     unschedulable: dict[str, str],
     notes: list[str],
+    consolidation: Consolidation | None = None,
+    pdbs: Sequence[DisruptionBudget] = (),
 ) -> dict[int, Growth]:
-    """Nodes to add per group index; sets ``demand.about_to_land``."""
+    """Nodes to add per group index; sets ``demand.about_to_land``.  With ``consolidation``, a
+    new node for pods on ECI may also take the pods of existing nodes (``_unpaid``), within
+    ``pdbs``."""
     settings = ctx.settings
     out: dict[int, Growth] = {}
     if not demand.pods:
@@ -110,6 +187,7 @@ def scale_up(
         ).reshape(len(demand.pack_keys), len(nodes))
         fitted = k.fit_existing(req, order=order, free=free, pod_class=pack, elig=elig_nodes)
         waiting = fitted >= 0
+        receiving = {nodes[int(i)].name for i in np.unique(fitted[waiting])}
         booting = int(np.count_nonzero(fitted >= len(ctx.ecs_nodes)))
         demand.about_to_land = int(np.count_nonzero(waiting & ~demand.from_eci))
         if waiting.any():
@@ -119,6 +197,7 @@ def scale_up(
             )
     else:
         waiting = np.zeros(len(demand.pods), np.bool_)
+        receiving = set()
     remaining = ~waiting
     if not remaining.any():  # many passes: every pod fits free or booting capacity
         return out  # (the end would keep ``demand.moving`` as it is)
@@ -150,6 +229,7 @@ def scale_up(
             room[g] = gs.group.max_size - gs.target_size
     loop_left = settings.max_nodes_per_loop
     expander = expander_for(settings)
+    absorbing: _Absorbing | None = None
     # Groups with the same new-node allocatable, the same eligible pods and the same room pack
     # identically (typically one instance type in several zones): pack each kind once.
     template_key = [ctx.cap[g].tobytes() + pack_groups[g].tobytes() for g in range(g_count)]
@@ -198,7 +278,10 @@ def scale_up(
         option, why = choice
         g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
         assign = assign_r[inverse[g]]
-        unpaid = _unpaid(ctx, demand, assign, g, now=now)
+        if consolidation is not None and absorbing is None:
+            budget = [gs.target_size - gs.group.min_size for gs in ctx.groups]
+            absorbing = _Absorbing(pdbs, budget, taken=set(receiving))
+        unpaid = _unpaid(ctx, demand, assign, g, now=now, absorbing=absorbing, notes=notes)
         placed = (assign >= 0) & ~unpaid
         if unpaid.any():
             stay_on_eci += int(unpaid.sum())

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import pytest
 from test_planner import BATCH4 as BATCH_POOL
 from test_planner import ECI, GENERAL4, GIB, NOW, node, pod
 from test_planner import G8 as PLAIN_G8
 
 from autoscaler.consolidation import Consolidation
 from autoscaler.context import PlannerMemo
-from autoscaler.nodegroup import PlannerSettings
+from autoscaler.nodegroup import InstanceType, PlannerSettings
 from autoscaler.planner import Plan, plan
 from autoscaler.state import DisruptionBudget, GroupState
 from extender.model import Node, NodeKind, Pod
@@ -29,6 +30,9 @@ GENERAL_WEB = ResourcePolicy(
     "default",
     LabelSelector({"app": "web"}),
     (Unit(NodeKind.ECS, node_selector={"pool": "general"}), Unit(NodeKind.ECI)),
+)
+EVERYONE = ResourcePolicy(
+    "all", "default", LabelSelector({}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
 )
 
 
@@ -219,3 +223,83 @@ def test_each_busy_node_gets_its_own_drain_answer() -> None:
     got = run(pods, [GroupState(G4, 2), GroupState(general8, 1)], nodes, unneeded=long_ago)
     assert [d.node for d in got.scale_downs] == ["g1"]
     assert sorted(got.unneeded) == ["g1"]
+
+
+# Issue 12: a new node that takes a replica off ECI and lets half-used nodes go.  Prices as the
+# default scenario's: 8 cpu / 32 GiB at 1.412 CNY/h, 32 cpu / 128 GiB at 5.648 (60 s boots).
+SMALL = dataclasses.replace(
+    GENERAL4,
+    name="g8c",
+    instance_type=InstanceType("ecs.8c32g", 8000, 32 * GIB),
+    price_per_hour=1.412,
+)
+LARGE = dataclasses.replace(
+    SMALL,
+    name="g32c",
+    instance_type=InstanceType("ecs.32c128g", 32000, 128 * GIB),
+    price_per_hour=5.648,
+)
+
+
+def _absorbing(small_nodes: int) -> tuple[list[Pod], list[Node], list[GroupState]]:
+    # each small node holds one 5-cpu / 8 GiB replica (62.5 %: busy, and its pod fits no other
+    # small node); the 20-cpu / 64 GiB replica of "big" runs on ECI for lack of room
+    nodes = [ECI, *(node(f"n{i}", SMALL, created=float(i)) for i in range(small_nodes))]
+    pods = [pod(f"s{i}", 5000, 8 * GIB, node=f"n{i}", app=f"s{i}") for i in range(small_nodes)]
+    pods.append(pod("big", 20000, 64 * GIB, node=ECI.name, app="big"))
+    groups = [GroupState(SMALL, small_nodes, last_scale_up=0.0), GroupState(LARGE, 0)]
+    return pods, nodes, groups
+
+
+@pytest.mark.parametrize(("small_nodes", "added"), [(2, True), (1, False)])
+def test_a_new_node_pays_with_the_ecs_nodes_it_lets_go(small_nodes: int, added: bool) -> None:
+    # The replica is expected to run one more horizon (3600 s; it has no expected duration).
+    # ECI: 20 * 0.1764 + 64 * 0.022068 = 4.940352 CNY/h, over the 3600 - 60 s after the boot:
+    # 4.85801.  A g32c node alone is paid 60 + 3600 + 600 s (boot, run, unneeded time):
+    # 5.648 * 4260 / 3600 = 6.68347 > 4.85801, so alone it stays on ECI (as before).  The node
+    # also takes the small nodes' pods (5 cpu / 8 GiB each fit its 12 cpu / 64 GiB left); each
+    # small node then goes 600 s after the new node is up and its replica runs 3600 s, so it is
+    # saved from 60 + 600 to 3600 s: 1.412 * 2940 / 3600 = 1.15313, less a 0.1 restart: 1.05313.
+    # Two: 4.85801 + 2 * 1.05313 = 6.96427 > 6.68347: one g32c node.  One: 5.91114 < 6.68347.
+    pods, nodes, groups = _absorbing(small_nodes)
+    result = run(pods, groups, nodes, unneeded={}, policies=[EVERYONE])
+    if not added:
+        assert result.scale_ups == ()
+        return
+    (up,) = result.scale_ups
+    assert (up.group, up.delta, up.pods, up.code) == (
+        "g32c",
+        1,
+        ("default/big",),
+        "eci-cheaper-on-ecs",
+    )
+    assert "a new g32c node for 1 pod(s) on ECI also takes the pods of n0, n1" in result.notes[-1]
+    # without consolidation the node is judged alone
+    classic = run(pods, groups, nodes, unneeded={}, policies=[EVERYONE], consolidation=None)
+    assert classic.scale_ups == ()
+
+
+def test_the_nodes_a_new_node_took_go_once_it_holds_the_replica() -> None:
+    # The g32c node is up and rebalance moved "big" onto it (20 of 32 cpu: busy, and "big" fits
+    # nowhere else); n0's and n1's replicas fit its 12 cpu left: both go (consolidated).
+    pods, nodes, groups = _absorbing(2)
+    pods = [*pods[:-1], pod("big", 20000, 64 * GIB, node="l0", app="big")]
+    nodes = [*nodes, node("l0", LARGE, created=5.0)]
+    groups = [GroupState(SMALL, 2, last_scale_up=0.0), GroupState(LARGE, 1, last_scale_up=0.0)]
+    since = {"n0": NOW - 900, "n1": NOW - 900}
+    result = run(pods, groups, nodes, unneeded=since, policies=[EVERYONE])
+    assert sorted((d.node, d.code) for d in result.scale_downs) == [
+        ("n0", "consolidated"),
+        ("n1", "consolidated"),
+    ]
+    assert result.scale_ups == ()
+
+
+def test_a_node_that_receives_pending_pods_is_not_taken() -> None:
+    # As above with two small nodes, but a pending 3-cpu pod fits one of them (3 cpu free): that
+    # node will be full, so a new node cannot take its pods.  With the other alone the new node
+    # does not pay (5.91114 < 6.68347): no scale-up, the pending pod lands, "big" stays on ECI.
+    pods, nodes, groups = _absorbing(2)
+    pods.append(pod("p", 3000, 4 * GIB, app="p"))
+    result = run(pods, groups, nodes, unneeded={}, policies=[EVERYONE])
+    assert result.scale_ups == ()

@@ -296,6 +296,29 @@ def test_a_new_node_pays_with_whole_gpus_on_eci() -> None:
     assert not new_node_pays([(half, 3600.0)] * 8, redo=[0.0] * 7 + [900.0], **args)
 
 
+def test_a_new_node_pays_with_the_nodes_it_lets_go() -> None:
+    # A 20-cpu / 64 GiB replica with 1 h left: ECI 4.940352 CNY/h * 3540 s = 4.85801; a 32-cpu
+    # node at 5.648 CNY/h (60 s boot, 600 s linger) is paid 4260 s: 6.68347.  An 8-cpu node at
+    # 1.412 whose pods it takes goes 600 s after the boot and would be paid until its pods end
+    # (3600 s): saved 1.412 * (3600 - 660) s = 1.15313; two, less two 0.1 restarts: 6.96427 >
+    # 6.68347.  If the second node's pods end at 700 s it saves only 1.412 * 40 s = 0.01569:
+    # 5.82683 < 6.68347.  Its pods outliving the new node count to its paid end: 4260 s.
+    big = Resources(20000, 64 * GIB, 1, 0)
+    args: dict[str, Any] = {
+        "price_per_hour": 5.648,
+        "eci": EciPrice(),
+        "boot": 60.0,
+        "linger": 600.0,
+        "drain_wait": 600.0,
+        "restarts": 0.2,
+    }
+    assert not new_node_pays([(big, 3600.0)], **{**args, "restarts": 0.0})
+    assert new_node_pays([(big, 3600.0)], freed=[(1.412, 3600.0)] * 2, **args)
+    assert not new_node_pays([(big, 3600.0)], freed=[(1.412, 3600.0), (1.412, 700.0)], **args)
+    # one node whose pods run a day: 1.412 * (4260 - 660) s = 1.412 - 0.1 -> 6.17001 < 6.68347
+    assert not new_node_pays([(big, 3600.0)], freed=[(1.412, 86400.0)], **{**args, "restarts": 0.1})
+
+
 def test_a_moves_saving_pays_for_the_work_run_again() -> None:
     # A 1-GPU pod (12 CNY/h on ECI) moved into a free GPU of an 8-GPU node at 64 CNY/h: its share
     # is 8 CNY/h.  A service replica with 2 h left saves 24 - 0.1 = 23.9 CNY; a Job's pod 2 h
