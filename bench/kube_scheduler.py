@@ -229,13 +229,19 @@ class ControlPlane:
                 time.sleep(0.5)
 
     def scheduler(
-        self, extender_port: int | None, tag: str, *, managed_resource: str = ""
+        self,
+        extender_port: int | None,
+        tag: str,
+        *,
+        managed_resource: str = "",
+        scoring: str = "bin-packing",
     ) -> subprocess.Popen[bytes]:
         """kube-scheduler as ``manifests/overlays/default-scheduler/scheduler-config.yaml``
         configures it, in v1.20's v1beta1 terms: every feasible node scored, bin-packing
         (``NodeResourcesMostAllocated`` over cpu, memory and GPUs; no balanced allocation) and,
         with an extender port, the extender entry of that file (with ``managedResources`` when
-        ``managed_resource`` is set: the opt-in of manifests/README.md)."""
+        ``managed_resource`` is set: the opt-in of manifests/README.md).  ``scoring="default"``:
+        kube-scheduler's own default scoring instead (least allocated, balanced allocation)."""
         config: dict[str, Any] = {
             "apiVersion": "kubescheduler.config.k8s.io/v1beta1",
             "kind": "KubeSchedulerConfiguration",
@@ -269,6 +275,8 @@ class ControlPlane:
                 }
             ],
         }
+        if scoring == "default":
+            del config["profiles"]
         if extender_port is not None:
             entry: dict[str, Any] = {
                 "urlPrefix": f"http://127.0.0.1:{extender_port}",
@@ -507,6 +515,7 @@ def one_run(
     pods: int,
     virtual: str,
     profile: str | None = None,
+    scoring: str = "bin-packing",
 ) -> dict[str, Any]:
     """One run of ``mode``: Spillover deployed as the manifests deploy it, or not at all.
 
@@ -578,7 +587,7 @@ def one_run(
     procs = {"sidecar": ext, "base": base, "apiserver+etcd": None}
     cpu_before = {name: _cpu_of(proc) for name, proc in procs.items() if proc is not None}
     cp_before = sum(_cpu_of(p) for p in cp.procs[:2])
-    sched = cp.scheduler(ext_port, f"{mode}-{run}", managed_resource=managed)
+    sched = cp.scheduler(ext_port, f"{mode}-{run}", managed_resource=managed, scoring=scoring)
     deadline = time.monotonic() + max(300.0, pods / 2.0)
     while len(binds) < pods and time.monotonic() < deadline and sched.poll() is None:
         time.sleep(0.2)
@@ -699,6 +708,12 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+_SCORING = {
+    "bin-packing": "bin-packing, as the manifests configure it",
+    "default": "its own default scoring: least allocated, balanced allocation",
+}
+
+
 def _calls(row: dict[str, Any], verb: str) -> str:
     return f"{row[f'{verb}_calls']:.0f}, {row[f'{verb}_ms']:.2f}"
 
@@ -711,6 +726,12 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=5000)
     parser.add_argument("--pods", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=2, help="runs of each mode, alternated")
+    parser.add_argument(
+        "--scoring",
+        choices=("bin-packing", "default"),
+        default="bin-packing",
+        help="kube-scheduler's scoring: the manifests' bin-packing, or its own default",
+    )
     parser.add_argument(
         "--modes",
         default=",".join(MODES),
@@ -759,7 +780,9 @@ def main() -> None:
                 )
             for run in range(args.runs * len(modes)):
                 mode = modes[run % len(modes)]
-                row = one_run(cp, api, template, mode, run, args.pods, virtual, args.profile)
+                row = one_run(
+                    cp, api, template, mode, run, args.pods, virtual, args.profile, args.scoring
+                )
                 print(row, file=sys.stderr)
                 rows.append(row)
         finally:
@@ -783,9 +806,9 @@ def main() -> None:
         f"{version} and kube-apiserver built by bench/k8s/build.sh, etcd {_etcd_version()}; "
         f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after. {args.note}\n"
         f"`bench/kube_scheduler.py --nodes {args.nodes} --pods {args.pods} --runs {args.runs} "
-        f"--modes {args.modes}`: {args.nodes:,} nodes (one virtual), 1,000 Deployments with 2 bound "
+        f"--modes {args.modes} --scoring {args.scoring}`: {args.nodes:,} nodes (one virtual), 1,000 Deployments with 2 bound "
         f"pods each, 500 ResourcePolicies (every other Deployment); per run {args.pods:,} pending pods, "
-        f"kube-scheduler (bin-packing, as the manifests configure it) started after they exist, "
+        f"kube-scheduler ({_SCORING[args.scoring]}) started after they exist, "
         f"modes in turn.\n\n"
         f"{_table(rows)}\n\n"
         f"Median binds/s: {summary} (goal >= 0.9x of alone).\n"
