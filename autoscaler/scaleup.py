@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +25,8 @@ from extender.model import Node, Resources
 from .backends import Kernels
 from .consolidation import Absorbable, Consolidation, absorb, absorbable, shed_bound
 from .context import Context, Growth, IntArray, fmt_time, vector
-from .costs import GIB, new_node_pays
+from .costs import GIB, new_node_pays, new_node_seconds
+from .costs import eci_cost as eci_bill
 from .demand import Demand
 from .eviction import lost_work
 from .expanders import Option, expander_for
@@ -136,6 +138,48 @@ def _unpaid(
     return out
 
 
+def _packable(
+    ctx: Context,
+    req: IntArray,
+    base_elig: npt.NDArray[np.bool_],
+    remaining: npt.NDArray[np.bool_],
+    max_nodes: IntArray,
+) -> npt.NDArray[np.bool_]:
+    """Per group and pod: ``remaining`` pods a new node of the group would take on its own
+    (eligible, within a new node's allocatable, the group may add a node).  The packing loop
+    places each such pod in some pass of it, whichever groups the expander picks."""
+    fits = np.all(req[None, :, :] <= ctx.cap[:, None, :], axis=2)
+    out: npt.NDArray[np.bool_] = base_elig & fits & remaining[None, :] & (max_nodes >= 1)[:, None]
+    return out
+
+
+def _none_pays(ctx: Context, demand: Demand, packable: npt.NDArray[np.bool_]) -> bool:
+    """Whether no new node of any group, holding any of the pods it could take (all of them on
+    ECI), would pay for itself (``_unpaid`` would keep every pod it packs on ECI): even all of
+    a group's pods' ECI bills together stay below what one node costs for the shortest of
+    their remaining times.  Bounds of ``costs.new_node_pays``: a node's pods save at most the
+    sum over all of them (terms >= 0; a relative 1e-9 covers another order of addition), and
+    the node runs at least its boot, the shortest remaining time and the linger (lost work
+    only adds; ``new_node_seconds`` is monotone, so the bound is exact below)."""
+    settings = ctx.settings
+    eci = settings.eci_price
+    for g in np.flatnonzero(packable.any(axis=1)):
+        group = ctx.groups[g].group
+        if group.price_per_hour < 0:
+            return False
+        boot = group.boot_time
+        saved = 0.0
+        shortest = math.inf
+        for i in np.flatnonzero(packable[g]):
+            left = float(demand.eci_hours[i]) * 3600
+            saved += eci_bill(demand.pods[i].requests, eci=eci, seconds=left - boot)
+            shortest = min(shortest, left)
+        least = new_node_seconds(boot=boot, runs=shortest, linger=settings.scale_down_unneeded_time)
+        if not group.price_per_hour * least / 3600 >= saved * (1 + 1e-9):
+            return False
+    return True
+
+
 def free_capacity(ctx: Context, *, booting: bool = True) -> tuple[list[Node], IntArray]:
     """Existing ECS nodes' free capacity, then (``booting``) one template per node still
     booting."""
@@ -230,10 +274,24 @@ def scale_up(
     loop_left = settings.max_nodes_per_loop
     expander = expander_for(settings)
     absorbing: _Absorbing | None = None
+    settled = False
+    if consolidation is None and loop_left > 0 and demand.from_eci[remaining].all():
+        # Only pods on ECI are left (most passes of a cluster that spills): when no node of
+        # any group would pay for the pods it could take, the loop below would pack pod after
+        # pod only to keep each on ECI, until none is left that a group could take.  Not with
+        # consolidation: a new node may then also pay by taking existing nodes' pods, which
+        # this bound does not count.
+        packable = _packable(ctx, req, base_elig, remaining, np.minimum(room, loop_left))
+        if _none_pays(ctx, demand, packable):
+            stays = packable.any(axis=0)
+            stay_on_eci = int(np.count_nonzero(stays))
+            remaining &= ~stays
+            demand.moving &= ~stays
+            settled = True  # what is left, no group can take: the loop would pack nothing
     # Groups with the same new-node allocatable, the same eligible pods and the same room pack
     # identically (typically one instance type in several zones): pack each kind once.
     template_key = [ctx.cap[g].tobytes() + pack_groups[g].tobytes() for g in range(g_count)]
-    while remaining.any() and loop_left > 0:
+    while not settled and remaining.any() and loop_left > 0:
         max_nodes = np.minimum(room, loop_left)
         kinds: dict[tuple[bytes, int], int] = {}
         first_of_kind: list[int] = []

@@ -766,3 +766,24 @@ def test_the_fourier_solve_is_scipys_cho_solve_to_the_bit() -> None:
         assert got.tobytes() == want.tobytes()
         assert got.shape == want.shape
         assert _cho_solve(chol, b).tobytes() == want.tobytes()  # b was left as it was
+
+
+def test_the_column_medians_are_numpys_to_the_bit() -> None:
+    # forecast._column_medians (the day profiles, the median combination) partitions and
+    # averages the middle rows as np.median(rows, axis=0) does, NaN columns included
+    from autoscaler.forecast import _column_medians
+
+    rng = np.random.default_rng(11)
+    special = np.array([0.0, -0.0, 1.5, -1.5, 2.0, np.nan, np.inf, -np.inf, 1e-300, -1e300])
+    for i in range(2000):
+        shape = (int(rng.integers(1, 12)), int(rng.integers(1, 20)))
+        if i % 2:
+            a = rng.choice(special, size=shape)
+        else:
+            a = rng.normal(size=shape) * 10.0 ** int(rng.integers(-5, 5))
+        if i % 5 == 0:
+            a = a[:, ::2]  # a strided view
+        with np.errstate(invalid="ignore"):
+            want = np.median(a, axis=0)
+            got = _column_medians(a)
+        assert got.tobytes() == want.tobytes(), (a.tolist(), want, got)

@@ -183,3 +183,47 @@ def test_default_settings_are_what_the_hand_computations_assume() -> None:
         60.0,
     )
     assert (by_name["gpu-8x"].price_per_hour, by_name["gpu-8x"].boot_time) == (64.0, 180.0)
+
+
+def test_scale_up_skips_packing_only_when_the_packing_would_keep_every_pod_on_eci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # scaleup._none_pays bounds new_node_pays for every group: when it holds, scale-up keeps
+    # the pods on ECI without packing them.  Each cluster below is planned with the bound and
+    # with the packing loop alone (the bound refused): the same plan, notes and reasons
+    # included; both outcomes occur (the bound holds, a node pays).
+    import random
+
+    from autoscaler import scaleup
+
+    rng = random.Random(14)
+    held = {True: 0, False: 0}
+    bound = scaleup._none_pays
+
+    def counted(*args: Any) -> bool:
+        found = bound(*args)
+        held[found] += 1
+        return found
+
+    for case in range(60):
+        pods = [
+            on_eci(
+                f"e{i}",
+                rng.choice([250, 1000, 2000, 6000]),
+                rng.choice([1, 2, 8, 30]) * GIB,
+                rng.choice(["5m", "30m", "2h", "9h", "40h"]),
+            )
+            for i in range(rng.randint(1, 7))
+        ]
+        if case % 4 == 0:
+            pods.append(pod("waiting", 1000, 2 * GIB))  # a pending pod: the loop always packs
+        groups = default_groups()
+        if case % 5 == 0:
+            groups[0] = GroupState(groups[0].group, 0, last_scale_up=NOW - 10)  # in cooldown
+        monkeypatch.setattr(scaleup, "_none_pays", counted)
+        fast = run(pods, groups, nodes=[ECI], policies=[ECS_THEN_ECI])
+        monkeypatch.setattr(scaleup, "_none_pays", lambda *args: False)
+        packed = run(pods, groups, nodes=[ECI], policies=[ECS_THEN_ECI])
+        assert fast == packed, case
+    assert held[True] > 5, held
+    assert held[False] > 5, held
