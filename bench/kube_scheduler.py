@@ -432,15 +432,10 @@ def _extender(
     if tls is not None:
         argv += [f"--tls-cert={tls[0]}", f"--tls-key={tls[1]}"]
     proc = cp._start(name, argv)
-    ctx = ssl.create_default_context(cafile=str(tls[0])) if tls is not None else None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            conn: http.client.HTTPConnection = (
-                http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ctx)
-                if ctx is not None
-                else http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            )
+            conn = _connect(port, None if tls is None else tls[0], timeout=2)
             conn.request("GET", "/readyz")
             if conn.getresponse().status == 200:
                 return proc
@@ -448,6 +443,14 @@ def _extender(
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{name} not ready; see {cp.dir / (name + '.log')}")
+
+
+def _connect(port: int, cafile: Path | None, *, timeout: float) -> http.client.HTTPConnection:
+    """A connection to an extender process on loopback: HTTPS trusting ``cafile`` if given."""
+    if cafile is None:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
 
 
 WEBHOOK = "spillover-bench"
@@ -633,13 +636,7 @@ def _served(port: int, tls: Path | None = None) -> dict[str, float]:
     """The extender's own account of the run, from its /metrics: calls and mean server time per
     verb (the time kube-scheduler waits beyond it is its client, the wire and the CPU queue),
     and the pod-deletion-cost annotations it wrote."""
-    conn: http.client.HTTPConnection = (
-        http.client.HTTPSConnection(
-            "127.0.0.1", port, timeout=10, context=ssl.create_default_context(cafile=str(tls))
-        )
-        if tls is not None
-        else http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    )
+    conn = _connect(port, tls, timeout=10)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     sums: dict[str, float] = {}
