@@ -431,11 +431,21 @@ def _extender(
     ]
     if tls is not None:
         argv += [f"--tls-cert={tls[0]}", f"--tls-key={tls[1]}"]
-    proc = cp._start(name, argv)
+    return _ready(cp, cp._start(name, argv), port, name, None if tls is None else tls[0])
+
+
+def _ready(
+    cp: ControlPlane,
+    proc: subprocess.Popen[bytes],
+    port: int,
+    name: str,
+    cafile: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """``proc`` once its /readyz answers 200 (two minutes at most)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            conn = _connect(port, None if tls is None else tls[0], timeout=2)
+            conn = _connect(port, cafile, timeout=2)
             conn.request("GET", "/readyz")
             if conn.getresponse().status == 200:
                 return proc
@@ -443,6 +453,12 @@ def _extender(
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{name} not ready; see {cp.dir / (name + '.log')}")
+
+
+def _passthrough(cp: ControlPlane, port: int, name: str) -> subprocess.Popen[bytes]:
+    """``bench/passthrough_extender.py`` on loopback, once it answers."""
+    argv = [sys.executable, str(ROOT / "bench/passthrough_extender.py"), str(port)]
+    return _ready(cp, cp._start(name, argv), port, name)
 
 
 def _connect(port: int, cafile: Path | None, *, timeout: float) -> http.client.HTTPConnection:
@@ -505,7 +521,7 @@ def _unregister_webhook(api: Api) -> None:
     )
 
 
-MODES = ("alone", "extender", "extender+managed")
+MODES = ("alone", "extender", "extender+managed", "passthrough")
 MANAGED_RESOURCE = "spillover.dev/managed"
 
 
@@ -527,11 +543,16 @@ def one_run(
     webhook registered with the API server, the pod-deletion-cost reconciler).
     ``extender+managed``: the same with the ``managedResources`` opt-in (manifests/README.md):
     the webhook adds ``spillover.dev/managed`` to the pods a policy manages and kube-scheduler
-    calls the extender only for those.  ``alone``: no Spillover process at all."""
+    calls the extender only for those.  ``alone``: no Spillover process at all.
+    ``passthrough``: ``bench/passthrough_extender.py`` registered as Spillover is, nothing else:
+    what merely being an HTTP extender in Python costs the scheduler on this machine."""
     managed = MANAGED_RESOURCE if mode == "extender+managed" else ""
     ext = base = spy = None
     ext_port = None
-    if mode != "alone":
+    if mode == "passthrough":
+        ext_port = _free_port()
+        ext = _passthrough(cp, ext_port, f"passthrough-{run}")
+    elif mode != "alone":
         cert, key = _serving_cert(cp.dir)
         base_port = _free_port()
         extra = ["--failure-policy=pass", "--reservation-ttl=30"]
@@ -597,7 +618,7 @@ def one_run(
     cpu = {name: _cpu_of(procs[name]) - before for name, before in cpu_before.items()}
     cpu["apiserver+etcd"] = sum(_cpu_of(p) for p in cp.procs[:2]) - cp_before
     cpu["scheduler"] = _cpu_of(sched)
-    served = _served(ext_port) if ext_port is not None else {}
+    served = _served(ext_port) if ext_port is not None and mode != "passthrough" else {}
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
@@ -608,7 +629,7 @@ def one_run(
     times = sorted(t for t, _ in binds.values())
     on_eci = sum(1 for _, node in binds.values() if node == virtual)
     span = times[-1] - times[0] if len(times) > 1 else float("nan")
-    violations = _keep_n_violations(api, virtual) if mode != "alone" else 0
+    violations = _keep_n_violations(api, virtual) if base is not None else 0
     if base is not None:
         _unregister_webhook(api)
     for i in range(bench.NAMESPACES):
@@ -689,7 +710,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         cpu = r["cpu"]
-        spill = r["mode"] != "alone"
+        spill = r["mode"] not in ("alone", "passthrough")
         lines.append(
             f"| {r['mode']} | {r['run']} | {r['bound']} / {r['pods']} | {r['marked']} "
             f"| {r['span']:.2f} | {r['rate']:.1f} | {r['on_eci']} "
@@ -699,6 +720,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 f"{cpu['sidecar']:.1f} | {cpu['base']:.1f} | {_calls(r, 'filter')} "
                 f"| {_calls(r, 'prioritize')} | {r['patches']:.0f} |"
                 if spill
+                else f"{cpu['sidecar']:.1f} | - | - | - | - |"
+                if "sidecar" in cpu
                 else "- | - | - | - | - |"
             )
         )
@@ -793,7 +816,7 @@ def main() -> None:
     alone = statistics.median(rates["alone"]) if rates.get("alone") else float("nan")
     summary = "; ".join(
         f"{m} {statistics.median(v):.1f}"
-        + ("" if m == "alone" else f" (**{statistics.median(v) / alone:.2f}x**)")
+        + ("" if m == "alone" or alone != alone else f" (**{statistics.median(v) / alone:.2f}x**)")
         for m, v in rates.items()
         if v
     )
