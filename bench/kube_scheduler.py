@@ -521,7 +521,7 @@ def _unregister_webhook(api: Api) -> None:
     )
 
 
-MODES = ("alone", "extender", "extender+managed", "passthrough")
+MODES = ("alone", "extender", "extender+managed", "passthrough", "extender-no-deletion-cost")
 MANAGED_RESOURCE = "spillover.dev/managed"
 
 
@@ -544,6 +544,8 @@ def one_run(
     ``extender+managed``: the same with the ``managedResources`` opt-in (manifests/README.md):
     the webhook adds ``spillover.dev/managed`` to the pods a policy manages and kube-scheduler
     calls the extender only for those.  ``alone``: no Spillover process at all.
+    ``extender-no-deletion-cost``: ``extender`` with the reconciler off in the base process too,
+    to show what the annotation writes (and their watch events) cost the control plane.
     ``passthrough``: ``bench/passthrough_extender.py`` registered as Spillover is, nothing else:
     what merely being an HTTP extender in Python costs the scheduler on this machine."""
     managed = MANAGED_RESOURCE if mode == "extender+managed" else ""
@@ -557,6 +559,7 @@ def one_run(
         base_port = _free_port()
         extra = ["--failure-policy=pass", "--reservation-ttl=30"]
         extra += [f"--managed-resource={managed}"] if managed else []
+        extra += ["--no-deletion-cost"] if mode == "extender-no-deletion-cost" else []
         base = _extender(cp, base_port, f"spillover-base-{run}", extra, tls=(cert, key))
         _register_webhook(api, base_port, cert)
         ext_port = _free_port()
