@@ -15,6 +15,7 @@ whole group, because ``decide`` looks at nothing but each node's unit.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +104,46 @@ def _layout(policy: ResourcePolicy) -> Hashable:
     return tuple((u.resource, tuple(sorted(u.node_selector.items()))) for u in policy.units)
 
 
+_NO_UNIT = -1
+_UNKNOWN = -2
+
+
+def unit_index(policy: ResourcePolicy, nodes: Mapping[str, Node]) -> dict[str, int]:
+    """Node name -> the policy's unit of that node (``-1``: in no unit), for every known node."""
+    unit_of = policy.unit_of
+    index: dict[str, int] = {}
+    for name, node in nodes.items():
+        unit = unit_of(node)
+        index[name] = _NO_UNIT if unit is None else unit
+    return index
+
+
+def group_indexed(
+    index: Mapping[str, int], names: Sequence[str], nodes: Mapping[str, Node]
+) -> Offer:
+    """``group_offer`` over the cache's nodes, with every node's unit looked up in ``index``
+    (``unit_index`` of the same policy layout and nodes): the same ``Offer``, built by C-level
+    passes over the names (one lookup pass, one selection pass per distinct unit) instead of a
+    Python loop that asks each node's unit."""
+    units = list(map(index.get, names, itertools.repeat(_UNKNOWN)))
+    groups: dict[int | None, tuple[str, ...]] = {}
+    reps: list[Node] = []
+    unknown: tuple[str, ...] = ()
+    distinct = dict.fromkeys(units)
+    for unit in distinct:
+        members = (
+            tuple(names)
+            if len(distinct) == 1
+            else tuple(itertools.compress(names, map(unit.__eq__, units)))
+        )
+        if unit == _UNKNOWN:
+            unknown = members
+            continue
+        groups[None if unit == _NO_UNIT else unit] = members
+        reps.append(nodes[members[0]])
+    return Offer(groups, unknown, tuple(reps))
+
+
 def group_offer(
     policy: ResourcePolicy,
     names: Iterable[str],
@@ -158,6 +199,8 @@ class Caches:
     policy index    ``state.policies`` (identity)      rebuilt when the cache's policy tuple is
                     then (namespace, labels)           replaced; matches cleared at 65,536
     ECI taints      node generation                    recomputed on a new generation
+    unit indexes    node generation, then the policy's  node name -> unit, rebuilt on a new
+                    unit layout                        generation; at most 64 layouts
     ``encodings``   identity of a tuple ``offers``     the entry keeps the tuple, so its id is
                     handed out (``wire.Encodings``)    never reused; FIFO of 64 lists/templates/
                                                        scores and 64 reason maps
@@ -179,6 +222,9 @@ class Caches:
     _by_namespace: dict[str, tuple[ResourcePolicy, ...]] = field(default_factory=dict)
     _matches: dict[Hashable, ResourcePolicy | None] = field(default_factory=dict)
     _eci_taints: tuple[int, tuple[Taint, ...]] = (-1, ())
+    _unit_indexes: tuple[int, dict[Hashable, dict[str, int]]] = field(
+        default_factory=lambda: (-1, {})
+    )
 
     def eci_taints(self, state: ClusterState) -> tuple[Taint, ...]:
         """The distinct taints with the ECI taint key on the cache's ECI nodes (per generation)."""
@@ -241,12 +287,31 @@ class Caches:
         return cached
 
     def offer(self, policy: ResourcePolicy, *, state: ClusterState, names: NameList) -> Offer:
-        """The grouping of one offered name list, memoised per (unit layout, node generation)."""
-        key = (_layout(policy), state.generation, names)
+        """The grouping of one offered name list, memoised per (unit layout, node generation).
+        A list not seen before is grouped through the layout's unit index (``group_indexed``):
+        kube-scheduler offers a new list, in a new order, on most calls."""
+        layout = _layout(policy)
+        key = (layout, state.generation, names)
         offer = self.offers.get(key)
         if offer is None:
-            offer = self.offers.put(key, group_offer(policy, names.names, nodes=state.nodes))
+            index = self._unit_index(layout, policy, state)
+            offer = self.offers.put(key, group_indexed(index, names.names, state.nodes))
         return offer
+
+    def _unit_index(
+        self, layout: Hashable, policy: ResourcePolicy, state: ClusterState
+    ) -> dict[str, int]:
+        """``unit_index`` per unit layout, rebuilt on a new node generation."""
+        generation, indexes = self._unit_indexes
+        if generation != state.generation:
+            indexes = {}
+            self._unit_indexes = (state.generation, indexes)
+        index = indexes.get(layout)
+        if index is None:
+            if len(indexes) >= 64:
+                indexes.clear()
+            index = indexes[layout] = unit_index(policy, state.nodes)
+        return index
 
     def pod_json(self, raw: bytes) -> Pod:
         """``pod_from_dict`` of a Pod still in JSON, memoised by its exact bytes: on a hit

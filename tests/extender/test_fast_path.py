@@ -9,6 +9,7 @@ count the work the caches save (the style of
 from __future__ import annotations
 
 import json
+import random
 import re
 from typing import Any
 
@@ -27,7 +28,9 @@ from hypothesis import strategies as st
 
 from extender import policy as policy_module
 from extender import verbs, wire
-from extender.model import pod_from_dict
+from extender.model import Node, NodeKind, pod_from_dict
+from extender.policy import ResourcePolicy, Unit
+from extender.selectors import LabelSelector
 from extender.settings import Settings
 from extender.snapshot import ClusterState
 
@@ -160,7 +163,7 @@ def test_a_scheduling_cycle_decodes_the_pod_once_and_decides_once(
 
     monkeypatch.setattr(verbs, "decide", counting("decide", policy_module.decide))
     monkeypatch.setattr(verbs, "pod_from_dict", counting("pod", pod_from_dict))
-    monkeypatch.setattr(verbs, "group_offer", counting("group", verbs.group_offer))
+    monkeypatch.setattr(verbs, "group_indexed", counting("group", verbs.group_indexed))
     state = ClusterState(nodes=big_cluster(2_000), policies=shop_policies(web_max=5))
     names = [n.name for n in big_cluster(2_000)]
     http = client(state)
@@ -190,11 +193,11 @@ def test_offers_in_new_orders_are_matched_only_for_managed_pods(
 
     def counting_group(*args: Any, **kwargs: Any) -> verbs.Offer:
         calls["group"] += 1
-        return group_offer(*args, **kwargs)
+        return group_indexed(*args, **kwargs)
 
-    group_offer = verbs.group_offer
+    group_indexed = verbs.group_indexed
     monkeypatch.setattr(wire.NameLists, "known", counting_known)
-    monkeypatch.setattr(verbs, "group_offer", counting_group)
+    monkeypatch.setattr(verbs, "group_indexed", counting_group)
     state = ClusterState(nodes=big_cluster(500), policies=shop_policies(web_max=5))
     names = [n.name for n in big_cluster(500)]
     http = client(state)
@@ -210,3 +213,35 @@ def test_offers_in_new_orders_are_matched_only_for_managed_pods(
         accepted = http.post("/filter", content=_compact(web_pod_dict(i), order)).json()
         assert len(accepted["NodeNames"]) == 499  # the ECS nodes
     assert calls == {"known": 3, "group": 1}  # three orders, one grouping
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    picks=st.lists(st.integers(min_value=0, max_value=39), max_size=60),
+    unknown=st.lists(st.sampled_from(["gone-1", "gone-2"]), max_size=3),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_indexed_grouping_is_the_grouping(picks: list[int], unknown: list[str], seed: int) -> None:
+    """``group_indexed`` (the unit index, C-level passes) gives exactly ``group_offer``'s Offer:
+    the same groups in the same order, duplicates kept, unknown names apart, the same
+    representatives; for a policy whose units select by labels, leave some nodes in no unit."""
+    rng = random.Random(seed)
+    nodes: dict[str, Node] = {}
+    for i in range(40):
+        kind = NodeKind.ECI if i % 13 == 0 else NodeKind.ECS
+        pool = rng.choice(["a", "b", "c"])
+        nodes[f"n{i}"] = Node(name=f"n{i}", kind=kind, labels={"pool": pool})
+    policy = ResourcePolicy(
+        name="p",
+        namespace="ns",
+        selector=LabelSelector({}),
+        units=(
+            Unit(NodeKind.ECS, max=3, node_selector={"pool": "a"}),
+            Unit(NodeKind.ECS, node_selector={"pool": "b"}),
+            Unit(NodeKind.ECI),
+        ),
+    )
+    names = [f"n{i}" for i in picks] + unknown
+    rng.shuffle(names)
+    index = verbs.unit_index(policy, nodes)
+    assert verbs.group_indexed(index, names, nodes) == verbs.group_offer(policy, names, nodes=nodes)
