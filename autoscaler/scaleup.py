@@ -190,7 +190,7 @@ def _none_pays(
             left = float(demand.eci_hours[i]) * 3600
             saved += eci_bill(demand.pods[i].requests, eci=eci, seconds=left - boot)
             shortest = min(shortest, left)
-        freed = 0.0 if absorbing is None else _freeable(ctx, g, demand.req[pods], absorbing)
+        freed = 0.0 if absorbing is None else _freeable(ctx, int(g), demand.req[pods], absorbing)
         least = new_node_seconds(boot=boot, runs=shortest, linger=wait)
         if _may_pay(group, paid=least, saved=saved, freed=freed, wait=wait):
             return False
