@@ -153,31 +153,82 @@ def _packable(
     return out
 
 
-def _none_pays(ctx: Context, demand: Demand, packable: npt.NDArray[np.bool_]) -> bool:
+def _none_pays(
+    ctx: Context,
+    demand: Demand,
+    packable: npt.NDArray[np.bool_],
+    *,
+    now: float,
+    absorbing: _Absorbing | None,
+) -> bool:
     """Whether no new node of any group, holding any of the pods it could take (all of them on
-    ECI), would pay for itself (``_unpaid`` would keep every pod it packs on ECI): even all of
-    a group's pods' ECI bills together stay below what one node costs for the shortest of
-    their remaining times.  Bounds of ``costs.new_node_pays``: a node's pods save at most the
-    sum over all of them (terms >= 0; a relative 1e-9 covers another order of addition), and
-    the node runs at least its boot, the shortest remaining time and the linger (lost work
-    only adds; ``new_node_seconds`` is monotone, so the bound is exact below)."""
+    ECI), would pay for itself (``_unpaid`` would keep every pod it packs on ECI), not even with
+    the existing nodes it could let go (``absorbing``: consolidation on): even all of a group's
+    pods' ECI bills together, plus the price of every node ``_unpaid`` could free, stay below
+    what one node costs for all its paid time.
+
+    Bounds of ``costs.new_node_pays``: a node's pods save at most the sum over all of them
+    (terms >= 0; a relative 1e-9 covers another order of addition); the node is paid
+    ``new_node_seconds`` of its longest pod, at least with the shortest remaining time (redo
+    only adds), at most with the longest remaining time plus its redo (``eviction.lost_work``);
+    the freed nodes are at most ``_freeable``'s, each saved from the unneeded time after the
+    boot until the node's paid time ends, no restart paid (restart costs are >= 0).  Node
+    price less freed prices over the paid time is concave in it (piecewise linear): when it
+    stays above the ECI bills at both ends of that interval, it does within it."""
     settings = ctx.settings
     eci = settings.eci_price
+    wait = settings.scale_down_unneeded_time
     for g in np.flatnonzero(packable.any(axis=1)):
         group = ctx.groups[g].group
         if group.price_per_hour < 0:
             return False
         boot = group.boot_time
+        pods = np.flatnonzero(packable[g])
         saved = 0.0
         shortest = math.inf
-        for i in np.flatnonzero(packable[g]):
+        for i in pods:
             left = float(demand.eci_hours[i]) * 3600
             saved += eci_bill(demand.pods[i].requests, eci=eci, seconds=left - boot)
             shortest = min(shortest, left)
-        least = new_node_seconds(boot=boot, runs=shortest, linger=settings.scale_down_unneeded_time)
-        if not group.price_per_hour * least / 3600 >= saved * (1 + 1e-9):
+        freed = 0.0 if absorbing is None else _freeable(ctx, int(g), demand.req[pods], absorbing)
+        least = new_node_seconds(boot=boot, runs=shortest, linger=wait)
+        if _may_pay(group, paid=least, saved=saved, freed=freed, wait=wait):
             return False
+        if freed > group.price_per_hour:  # the freed nodes may make a longer node pay
+            up = now + boot
+            longest = max(
+                float(demand.eci_hours[i]) * 3600
+                + max(lost_work(demand.pods[i], ran=up - demand.pods[i].created), 0.0)
+                for i in pods
+            )
+            most = new_node_seconds(boot=boot, runs=longest, linger=wait)
+            if _may_pay(group, paid=most, saved=saved, freed=freed, wait=wait):
+                return False
     return True
+
+
+def _may_pay(group: NodeGroup, *, paid: float, saved: float, freed: float, wait: float) -> bool:
+    """Whether a new node of ``group`` paid ``paid`` seconds may cost less than ``saved`` (ECI's
+    bills) plus ``freed`` (per hour) from ``wait`` after its boot until its paid time ends."""
+    shed = freed * max(paid - group.boot_time - wait, 0.0) / 3600
+    return not group.price_per_hour * paid / 3600 >= (saved + shed) * (1 + 1e-9)
+
+
+def _freeable(ctx: Context, g: int, req: IntArray, absorbing: _Absorbing) -> float:
+    """The summed price per hour of the most existing nodes a new node of group ``g`` holding
+    some of the pods ``req`` could let go (``absorb``): each node whose pods fit what a new
+    node leaves beside the smallest of them (``consolidation.shed_bound``), none ``absorbing``
+    has taken, per group at most its budget."""
+    room = ctx.cap[g] - req.min(axis=0)
+    count = [0] * len(ctx.groups)
+    for a in shed_bound(ctx, room=room):
+        if a.node not in absorbing.taken:
+            count[a.group] += 1
+    return sum(
+        max(ctx.groups[h].group.price_per_hour, 0.0) * min(n, max(absorbing.budget[h], 0))
+        for h, n in enumerate(count)
+        if n
+    )
 
 
 def free_capacity(ctx: Context, *, booting: bool = True) -> tuple[list[Node], IntArray]:
@@ -274,15 +325,17 @@ def scale_up(
     loop_left = settings.max_nodes_per_loop
     expander = expander_for(settings)
     absorbing: _Absorbing | None = None
+    if consolidation is not None:
+        budget = [gs.target_size - gs.group.min_size for gs in ctx.groups]
+        absorbing = _Absorbing(pdbs, budget, taken=set(receiving))
     settled = False
-    if consolidation is None and loop_left > 0 and demand.from_eci[remaining].all():
+    if loop_left > 0 and demand.from_eci[remaining].all():
         # Only pods on ECI are left (most passes of a cluster that spills): when no node of
-        # any group would pay for the pods it could take, the loop below would pack pod after
-        # pod only to keep each on ECI, until none is left that a group could take.  Not with
-        # consolidation: a new node may then also pay by taking existing nodes' pods, which
-        # this bound does not count.
+        # any group would pay for the pods it could take, not even with the nodes it could
+        # let go, the loop below would pack pod after pod only to keep each on ECI, until
+        # none is left that a group could take.
         packable = _packable(ctx, req, base_elig, remaining, np.minimum(room, loop_left))
-        if _none_pays(ctx, demand, packable):
+        if _none_pays(ctx, demand, packable, now=now, absorbing=absorbing):
             stays = packable.any(axis=0)
             stay_on_eci = int(np.count_nonzero(stays))
             remaining &= ~stays
@@ -336,9 +389,6 @@ def scale_up(
         option, why = choice
         g = next(i for i, gs in enumerate(ctx.groups) if gs.group is option.group)
         assign = assign_r[inverse[g]]
-        if consolidation is not None and absorbing is None:
-            budget = [gs.target_size - gs.group.min_size for gs in ctx.groups]
-            absorbing = _Absorbing(pdbs, budget, taken=set(receiving))
         unpaid = _unpaid(ctx, demand, assign, g, now=now, absorbing=absorbing, notes=notes)
         placed = (assign >= 0) & ~unpaid
         if unpaid.any():

@@ -13,7 +13,7 @@ from test_planner import G8 as PLAIN_G8
 from autoscaler.consolidation import Consolidation
 from autoscaler.context import PlannerMemo
 from autoscaler.nodegroup import InstanceType, PlannerSettings
-from autoscaler.planner import Plan, plan
+from autoscaler.planner import EXPECTED_DURATION, Plan, plan
 from autoscaler.state import DisruptionBudget, GroupState
 from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy, Unit
@@ -277,6 +277,111 @@ def test_a_new_node_pays_with_the_ecs_nodes_it_lets_go(small_nodes: int, added: 
     # without consolidation the node is judged alone
     classic = run(pods, groups, nodes, unneeded={}, policies=[EVERYONE], consolidation=None)
     assert classic.scale_ups == ()
+
+
+def test_the_nodes_a_new_node_could_let_go_count_in_the_bound_that_skips_the_packing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # scaleup._none_pays: only "big" is left (on ECI), only g32c can take it.  Its ECI bill after
+    # the boot is 4.85801 and a g32c node costs at least 5.648 * (60 + 3600 + 600) / 3600 =
+    # 6.68347 (as above).  The bound counts each small node a new g32c node could let go at its
+    # whole price (1.412/h) from 600 s after the boot until the node's paid time ends (3600 s
+    # of it), no restart: 1.412 each.  Two small nodes: 4.85801 + 2.824 = 7.68201 > 6.68347:
+    # the bound cannot tell, the packing runs, and the node pays (6.96427 above).  One:
+    # 4.85801 + 1.412 = 6.27001 < 6.68347: no node pays, the packing is skipped (it keeps "big"
+    # on ECI: 5.91114 < 6.68347 above).  Without consolidation the bound holds with two:
+    # 4.85801 < 6.68347.
+    from autoscaler import scaleup
+
+    held: list[bool] = []
+    bound = scaleup._none_pays
+
+    def spied(*args: object, **kwargs: object) -> bool:
+        found = bound(*args, **kwargs)  # type: ignore[arg-type]
+        held.append(found)
+        return found
+
+    monkeypatch.setattr(scaleup, "_none_pays", spied)
+    for small_nodes, consolidation, skipped in [(2, ON, False), (1, ON, True), (2, None, True)]:
+        held.clear()
+        pods, nodes, groups = _absorbing(small_nodes)
+        run(pods, groups, nodes, unneeded={}, policies=[EVERYONE], consolidation=consolidation)
+        assert held == [skipped], (small_nodes, consolidation)
+    # a node at its group's minimum cannot go: with min 2, neither small node counts
+    held.clear()
+    pods, nodes, groups = _absorbing(2)
+    groups[0] = GroupState(dataclasses.replace(SMALL, min_size=2), 2, last_scale_up=0.0)
+    result = run(pods, groups, nodes, unneeded={}, policies=[EVERYONE])
+    assert (held, result.scale_ups) == ([True], ())
+
+
+def test_freed_nodes_dearer_than_the_new_node_count_at_its_longest_paid_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Job's pod on ECI (1 cpu, 4 GiB, 0.1 GPU: ECI bills a whole GPU, 12.264672 CNY/h), 1 h
+    # old, expected to run 2 h: 3600 s left; moved, it runs its hour again once the node is up
+    # (redo 3600 + 180 s boot).  Only "gpu8" (8 GPUs, 64 CNY/h, 180 s boot) may take it (its
+    # node selector).  Two "old" nodes (33 CNY/h each) hold one 1-GPU replica each (24 h to
+    # go): a gpu8 node could take both, then they go.  ECI saves 12.264672 * 3420 / 3600 =
+    # 11.65144.  The bound at the node's shortest paid time (180 + 3600 + 600 s = 4380 s):
+    # 64 * 4380 / 3600 = 77.86667 >= 11.65144 + 66 * (4380 - 780) / 3600 = 77.65144: no pay.
+    # But the freed nodes (66/h) cost more than the node (64/h): the longer the node is paid,
+    # the more they save.  Its paid time with the redo, 180 + 3600 + 3780 + 600 = 8160 s:
+    # 64 * 8160 / 3600 = 145.06667 < 11.65144 + 66 * 7380 / 3600 - 2 * 0.1 restarts =
+    # 146.75144: the node pays, and the bound must not skip the packing.
+    from autoscaler import scaleup
+
+    gpu = dict(cpu_milli=96000, memory=384 * GIB, gpu_milli=8000)
+    new = dataclasses.replace(
+        SMALL,
+        name="gpu8",
+        instance_type=InstanceType("gpu8", **gpu),
+        labels={"pool": "new"},
+        price_per_hour=64.0,
+        boot_time=180.0,
+    )
+    old = dataclasses.replace(
+        new,
+        name="old",
+        instance_type=InstanceType("old4", 48000, 192 * GIB, 4000),
+        labels={"pool": "old"},
+        price_per_hour=33.0,
+    )
+    nodes = [ECI, node("o0", old), node("o1", old)]
+    day = {EXPECTED_DURATION: "24h"}
+    pods = [
+        pod(f"r{i}", 4000, 16 * GIB, node=f"o{i}", app=f"r{i}", gpu=1000, created=NOW - 60)
+        for i in (0, 1)
+    ]
+    pods = [dataclasses.replace(p, annotations=day) for p in pods]
+    job = pod(
+        "job",
+        1000,
+        4 * GIB,
+        node=ECI.name,
+        kind="Job",
+        gpu=100,
+        created=NOW - 3600,
+        annotations={EXPECTED_DURATION: "2h"},
+        node_selector={"pool": "new"},
+    )
+    groups = [GroupState(new, 0), GroupState(old, 2, last_scale_up=0.0)]
+    held: list[bool] = []
+    bound = scaleup._none_pays
+
+    def spied(*args: object, **kwargs: object) -> bool:
+        found = bound(*args, **kwargs)  # type: ignore[arg-type]
+        held.append(found)
+        return found
+
+    monkeypatch.setattr(scaleup, "_none_pays", spied)
+    result = run([*pods, job], groups, nodes, unneeded={}, policies=[EVERYONE])
+    assert held == [False]
+    (up,) = result.scale_ups
+    assert (up.group, up.delta, up.pods) == ("gpu8", 1, ("default/job",))
+    assert result.notes == (
+        "a new gpu8 node for 1 pod(s) on ECI also takes the pods of o0, o1, which can then go",
+    )
 
 
 def test_the_nodes_a_new_node_took_go_once_it_holds_the_replica() -> None:

@@ -6,6 +6,9 @@ GiB-second (0.022068 per GiB-hour), 12 CNY per started GPU-hour (a fraction of a
 
 from __future__ import annotations
 
+import dataclasses
+import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +25,15 @@ from test_planner import (
     run,
 )
 
+from autoscaler.consolidation import Consolidation
+from autoscaler.eviction import CHECKPOINT_INTERVAL
 from autoscaler.nodegroup import InstanceType, NodeGroup, load_config
-from autoscaler.planner import EXPECTED_DURATION, SAFE_TO_EVICT
-from autoscaler.state import GroupState
-from extender.model import NodeKind, Pod
+from autoscaler.planner import EXPECTED_DURATION, SAFE_TO_EVICT, Plan, plan
+from autoscaler.state import DisruptionBudget, GroupState
+from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy, Unit
 from extender.selectors import LabelSelector
+from extender.snapshot import ClusterState
 
 DEFAULTS = load_config(Path(__file__).parents[2] / "autoscaler" / "data" / "default-groups.yaml")
 ECS_THEN_ECI = ResourcePolicy(
@@ -192,16 +198,14 @@ def test_scale_up_skips_packing_only_when_the_packing_would_keep_every_pod_on_ec
     # the pods on ECI without packing them.  Each cluster below is planned with the bound and
     # with the packing loop alone (the bound refused): the same plan, notes and reasons
     # included; both outcomes occur (the bound holds, a node pays).
-    import random
-
     from autoscaler import scaleup
 
     rng = random.Random(14)
     held = {True: 0, False: 0}
     bound = scaleup._none_pays
 
-    def counted(*args: Any) -> bool:
-        found = bound(*args)
+    def counted(*args: Any, **kwargs: Any) -> bool:
+        found = bound(*args, **kwargs)
         held[found] += 1
         return found
 
@@ -222,8 +226,121 @@ def test_scale_up_skips_packing_only_when_the_packing_would_keep_every_pod_on_ec
             groups[0] = GroupState(groups[0].group, 0, last_scale_up=NOW - 10)  # in cooldown
         monkeypatch.setattr(scaleup, "_none_pays", counted)
         fast = run(pods, groups, nodes=[ECI], policies=[ECS_THEN_ECI])
-        monkeypatch.setattr(scaleup, "_none_pays", lambda *args: False)
+        monkeypatch.setattr(scaleup, "_none_pays", lambda *args, **kwargs: False)
         packed = run(pods, groups, nodes=[ECI], policies=[ECS_THEN_ECI])
         assert fast == packed, case
     assert held[True] > 5, held
     assert held[False] > 5, held
+
+
+def _random_consolidating_cluster(rng: random.Random) -> Callable[[], Plan]:
+    """A pass with consolidation on over a random cluster of the default groups: nodes of the
+    general groups with one or two pods each (replicas, Jobs run for a while, some with a
+    checkpoint interval or an expected duration), some at their group's minimum or in cooldown,
+    pods on ECI of random sizes and remaining times, sometimes a pending pod and a
+    PodDisruptionBudget that allows none."""
+    nodes: list[Node] = [ECI]
+    pods: list[Pod] = []
+    groups: list[GroupState] = []
+    for group in DEFAULTS.groups:
+        count = 0 if group.instance_type.gpu_milli else rng.randint(0, 3)
+        it = group.instance_type
+        for j in range(count):
+            name = f"{group.name}-{j}"
+            nodes.append(node(name, group, created=float(j)))
+            for k in range(rng.randint(1, 2)):
+                share = rng.choice([0.25, 0.45])
+                notes: dict[str, str] = {}
+                if rng.random() < 0.5:
+                    notes[EXPECTED_DURATION] = rng.choice(["10m", "1h", "5h"])
+                if rng.random() < 0.3:
+                    notes[CHECKPOINT_INTERVAL] = rng.choice(["0s", "5m"])
+                pods.append(
+                    pod(
+                        f"{name}-{k}",
+                        int(it.cpu_milli * share),
+                        int(it.memory * share),
+                        node=name,
+                        app=f"{name}-{k}",
+                        kind=rng.choice(["ReplicaSet", "ReplicaSet", "Job"]),
+                        created=NOW - rng.choice([30.0, 900.0, 4 * 3600.0]),
+                        annotations=notes,
+                    )
+                )
+        cooldown = rng.random() < 0.15
+        groups.append(
+            GroupState(
+                dataclasses.replace(group, min_size=rng.choice([0, 0, count])),
+                count,
+                last_scale_up=NOW - 10 if cooldown else 0.0,
+            )
+        )
+    for i in range(rng.randint(1, 6)):
+        pods.append(
+            on_eci(
+                f"e{i}",
+                rng.choice([2000, 6000, 14000]),
+                rng.choice([4, 16, 48]) * GIB,
+                rng.choice(["1h", "3h", "12h"]),
+                kind=rng.choice(["ReplicaSet", "ReplicaSet", "Job"]),
+                created=NOW - rng.choice([60.0, 3600.0]),
+            )
+        )
+    if rng.random() < 0.2:
+        pods.append(pod("waiting", 1000, 2 * GIB))
+    taken = [p for p in pods if p.node_name not in ("", ECI.name)]
+    pdbs: list[DisruptionBudget] = []
+    if taken and rng.random() < 0.3:
+        app = rng.choice(taken).labels["app"]
+        pdbs.append(DisruptionBudget("default", LabelSelector({"app": app}), 0))
+    state = ClusterState(nodes=nodes, pods=pods, policies=[ECS_THEN_ECI])
+
+    def once() -> Plan:
+        return plan(
+            state,
+            groups,
+            forecast=None,
+            settings=DEFAULTS.settings,
+            now=NOW,
+            pdbs=pdbs,
+            consolidation=Consolidation(),
+        )
+
+    return once
+
+
+def test_with_consolidation_scale_up_skips_packing_only_when_no_node_would_pay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The same proof as above with consolidation on: a new node may also pay by letting go the
+    # existing nodes whose pods it takes (scaleup._unpaid), which scaleup._none_pays bounds
+    # too.  Each random cluster is planned with the bound and with the packing loop alone: the
+    # same plan, notes and reasons included.  Both outcomes occur, nodes are let go in some
+    # plans, and in some passes the freed nodes alone make the bound refuse (it would have held
+    # without them).
+    from autoscaler import scaleup
+
+    rng = random.Random(8)
+    held = {True: 0, False: 0}
+    refused_for_freed = absorbed = 0
+    bound = scaleup._none_pays
+
+    def counted(*args: Any, **kwargs: Any) -> bool:
+        nonlocal refused_for_freed
+        found = bound(*args, **kwargs)
+        held[found] += 1
+        refused_for_freed += not found and bound(*args, **{**kwargs, "absorbing": None})
+        return found
+
+    for case in range(120):
+        once = _random_consolidating_cluster(rng)
+        monkeypatch.setattr(scaleup, "_none_pays", counted)
+        fast = once()
+        monkeypatch.setattr(scaleup, "_none_pays", lambda *args, **kwargs: False)
+        packed = once()
+        assert fast == packed, case
+        absorbed += any("also takes the pods of" in n for n in packed.notes)
+    assert held[True] > 10, held
+    assert held[False] > 10, held
+    assert absorbed > 2, absorbed
+    assert refused_for_freed > 2, refused_for_freed
