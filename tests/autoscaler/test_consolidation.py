@@ -291,17 +291,8 @@ def test_the_nodes_a_new_node_could_let_go_count_in_the_bound_that_skips_the_pac
     # 4.85801 + 1.412 = 6.27001 < 6.68347: no node pays, the packing is skipped (it keeps "big"
     # on ECI: 5.91114 < 6.68347 above).  Without consolidation the bound holds with two:
     # 4.85801 < 6.68347.
-    from autoscaler import scaleup
 
-    held: list[bool] = []
-    bound = scaleup._none_pays
-
-    def spied(*args: object, **kwargs: object) -> bool:
-        found = bound(*args, **kwargs)  # type: ignore[arg-type]
-        held.append(found)
-        return found
-
-    monkeypatch.setattr(scaleup, "_none_pays", spied)
+    held = _spy_on_the_bound(monkeypatch)
     for small_nodes, consolidation, skipped in [(2, ON, False), (1, ON, True), (2, None, True)]:
         held.clear()
         pods, nodes, groups = _absorbing(small_nodes)
@@ -329,7 +320,6 @@ def test_freed_nodes_dearer_than_the_new_node_count_at_its_longest_paid_time(
     # the more they save.  Its paid time with the redo, 180 + 3600 + 3780 + 600 = 8160 s:
     # 64 * 8160 / 3600 = 145.06667 < 11.65144 + 66 * 7380 / 3600 - 2 * 0.1 restarts =
     # 146.75144: the node pays, and the bound must not skip the packing.
-    from autoscaler import scaleup
 
     gpu = dict(cpu_milli=96000, memory=384 * GIB, gpu_milli=8000)
     new = dataclasses.replace(
@@ -366,15 +356,7 @@ def test_freed_nodes_dearer_than_the_new_node_count_at_its_longest_paid_time(
         node_selector={"pool": "new"},
     )
     groups = [GroupState(new, 0), GroupState(old, 2, last_scale_up=0.0)]
-    held: list[bool] = []
-    bound = scaleup._none_pays
-
-    def spied(*args: object, **kwargs: object) -> bool:
-        found = bound(*args, **kwargs)  # type: ignore[arg-type]
-        held.append(found)
-        return found
-
-    monkeypatch.setattr(scaleup, "_none_pays", spied)
+    held = _spy_on_the_bound(monkeypatch)
     result = run([*pods, job], groups, nodes, unneeded={}, policies=[EVERYONE])
     assert held == [False]
     (up,) = result.scale_ups
@@ -408,3 +390,19 @@ def test_a_node_that_receives_pending_pods_is_not_taken() -> None:
     pods.append(pod("p", 3000, 4 * GIB, app="p"))
     result = run(pods, groups, nodes, unneeded={}, policies=[EVERYONE])
     assert result.scale_ups == ()
+
+
+def _spy_on_the_bound(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What each call of ``scaleup._none_pays`` answers (True: the packing is skipped)."""
+    from autoscaler import scaleup
+
+    held: list[bool] = []
+    bound = scaleup._none_pays
+
+    def spied(*args: object, **kwargs: object) -> bool:
+        found = bound(*args, **kwargs)  # type: ignore[arg-type]
+        held.append(found)
+        return found
+
+    monkeypatch.setattr(scaleup, "_none_pays", spied)
+    return held
