@@ -621,7 +621,7 @@ def one_run(
     cpu = {name: _cpu_of(procs[name]) - before for name, before in cpu_before.items()}
     cpu["apiserver+etcd"] = sum(_cpu_of(p) for p in cp.procs[:2]) - cp_before
     cpu["scheduler"] = _cpu_of(sched)
-    served = _served(ext_port) if ext_port is not None and mode != "passthrough" else {}
+    served = _served(ext_port) if ext_port is not None and base is not None else {}
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
@@ -816,10 +816,10 @@ def main() -> None:
                 tmp, logs, ignore=shutil.ignore_patterns("etcd", "certs", "*.pem", "tokens.csv")
             )
     rates = {m: [r["rate"] for r in rows if r["mode"] == m] for m in modes}
-    alone = statistics.median(rates["alone"]) if rates.get("alone") else float("nan")
+    alone = statistics.median(rates["alone"]) if rates.get("alone") else None
     summary = "; ".join(
         f"{m} {statistics.median(v):.1f}"
-        + ("" if m == "alone" or alone != alone else f" (**{statistics.median(v) / alone:.2f}x**)")
+        + ("" if m == "alone" or alone is None else f" (**{statistics.median(v) / alone:.2f}x**)")
         for m, v in rates.items()
         if v
     )

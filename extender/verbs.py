@@ -151,28 +151,24 @@ def group_offer(
     nodes: Mapping[str, Node],
     offered: Mapping[str, Node] | None = None,
 ) -> Offer:
-    """Group offered names by unit; the cache's node wins over an offered Node object."""
-    groups: dict[int | None, list[str]] = {}
-    reps: dict[int | None, Node] = {}
-    unknown: list[str] = []
+    """Group offered names by unit; the cache's node wins over an offered Node object.  The
+    names' units are looked up once each and grouped by ``group_indexed``, as the cache's
+    memoised path groups them."""
+    names = tuple(names)
+    found: dict[str, Node] = {}
+    index: dict[str, int] = {}
+    unit_of = policy.unit_of
     for name in names:
+        if name in found:
+            continue
         node = nodes.get(name)
         if node is None and offered is not None:
             node = offered.get(name)
-        if node is None:
-            unknown.append(name)
-            continue
-        unit = policy.unit_of(node)
-        members = groups.get(unit)
-        if members is None:
-            groups[unit] = members = []
-            reps[unit] = node
-        members.append(name)
-    return Offer(
-        {unit: tuple(members) for unit, members in groups.items()},
-        tuple(unknown),
-        tuple(reps.values()),
-    )
+        if node is not None:
+            unit = unit_of(node)
+            found[name] = node
+            index[name] = _NO_UNIT if unit is None else unit
+    return group_indexed(index, names, found)
 
 
 @dataclass(slots=True)

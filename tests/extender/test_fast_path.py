@@ -222,7 +222,8 @@ def test_offers_in_new_orders_are_matched_only_for_managed_pods(
     seed=st.integers(min_value=0, max_value=2**16),
 )
 def test_indexed_grouping_is_the_grouping(picks: list[int], unknown: list[str], seed: int) -> None:
-    """``group_indexed`` (the unit index, C-level passes) gives exactly ``group_offer``'s Offer:
+    """``group_indexed`` (the unit index, C-level passes) and ``group_offer`` (offered Node
+    objects beside the cache's) give exactly the grouping spelled out name by name:
     the same groups in the same order, duplicates kept, unknown names apart, the same
     representatives; for a policy whose units select by labels, leave some nodes in no unit."""
     rng = random.Random(seed)
@@ -243,5 +244,35 @@ def test_indexed_grouping_is_the_grouping(picks: list[int], unknown: list[str], 
     )
     names = [f"n{i}" for i in picks] + unknown
     rng.shuffle(names)
+    expected = _grouped_one_by_one(policy, names, nodes)
     index = verbs.unit_index(policy, nodes)
-    assert verbs.group_indexed(index, names, nodes) == verbs.group_offer(policy, names, nodes=nodes)
+    assert verbs.group_indexed(index, names, nodes) == expected
+    # offered Node objects for nodes the cache lacks: the cache's node wins where both exist
+    cached = {name: node for name, node in nodes.items() if name < "n2"}
+    offered = {name: Node(name=name, kind=NodeKind.ECI) for name in nodes if name >= "n1"}
+    expected = _grouped_one_by_one(policy, names, {**offered, **cached})
+    assert verbs.group_offer(policy, names, nodes=cached, offered=offered) == expected
+
+
+def _grouped_one_by_one(
+    policy: ResourcePolicy, names: list[str], nodes: dict[str, Node]
+) -> verbs.Offer:
+    """The grouping spelled out: name by name, each unit's names in the order offered,
+    duplicates kept, the first node of each unit its representative, unknown names apart."""
+    groups: dict[int | None, list[str]] = {}
+    reps: dict[int | None, Node] = {}
+    unknown: list[str] = []
+    for name in names:
+        node = nodes.get(name)
+        if node is None:
+            unknown.append(name)
+            continue
+        unit = policy.unit_of(node)
+        if unit not in groups:
+            groups[unit], reps[unit] = [], node
+        groups[unit].append(name)
+    return verbs.Offer(
+        {unit: tuple(members) for unit, members in groups.items()},
+        tuple(unknown),
+        tuple(reps.values()),
+    )
