@@ -1,24 +1,37 @@
 """Shrink-ECI-first for Deployments and ReplicaSets through ``pod-deletion-cost``.
 
 A ReplicaSet scaling in deletes pods with the lowest ``controller.kubernetes.io/pod-deletion-cost``
-first (an int32).  Each unit gets a band of ``STEP`` (10^8) values.  The order, first deleted first:
+first (an int32; a pod without the annotation costs 0).  The pods of the policy's *first* unit,
+within its ``max``, cost 0: they need no annotation at all, so the common case (replicas on their
+first unit, one write per pod created in the old scheme) costs the API server nothing.  Every
+other pod is ranked below them, in bands of ``STEP`` (10^8), first deleted first:
 
-1. pods beyond their unit's ``max`` (the newest ones, when a policy's max was lowered):
-   ``-STEP * (unit + 1)``;
-2. the pods of each unit in reverse unit order, so ECI (the last unit) before ECS: unit ``i`` of
-   ``n`` costs ``STEP * (n - i)`` plus an age bonus, so that inside a unit the newest pod goes
+1. pods beyond their unit's ``max`` (the newest ones, when a policy's max was lowered), the last
+   unit's first: ``-STEP * n - (unit + 1)``;
+2. the pods of units ``1 .. n-1`` in reverse unit order, so ECI (a later unit) before ECS: unit
+   ``i`` costs ``-STEP * i`` plus an age bonus, so that inside such a unit the newest pod goes
    first: ``STEP // 2 - 1`` minus the minutes from 2020-01-01 to the pod's creation.  The bonus
    depends on the pod alone, so neither a scale-up nor a scale-in rewrites the other pods'
    annotations; pods created in the same minute tie and the ReplicaSet controller's own order
    decides between them;
-3. pods on nodes in no unit: right after the pods of the *first* ECI unit, before any unit that
-   precedes it (``STEP * (n - first_eci) + STEP // 2``).  They are not where the policy wants
-   them, but the promise is "ECI first", so no ECI pod outlives them.  Without an ECI unit they
-   go right after the last unit (``STEP // 2``).
+3. pods on nodes in no unit: right after the pods of the *first* ECI unit ``e``, before any unit
+   that precedes it (``-STEP * e + STEP // 2``; above 0 when the first unit is ECI).  They are not
+   where the policy wants them, but the promise is "ECI first", so no ECI pod outlives them.
+   Without an ECI unit they go right before the last unit (``STEP // 2 - STEP * n``);
+4. the first unit's pods within its ``max``: 0, left to the ReplicaSet controller's own ranking
+   (``ActivePodsWithRanks``: pods on nodes crowded with their siblings first, then the pod ready
+   for the shortest time, the newest).
+
+So the first pod that overflows needs one write (its own), a first-unit pod never needs one, and
+until a written value reaches the API the pod costs 0 like every first-unit pod: the reconciler
+writes the lowest costs first, which keeps that window short for the pods that must go first.  A
+pod that still carries a value of the earlier scheme (positive bands, first unit included) is
+rewritten once, as any pod whose value differs.
 
 At most 16 units (``extender.policy.MAX_UNITS``, the CRD's ``maxItems``) keep every cost inside
 an int32.  ``desired_costs`` is pure; the reconciler writes only the annotations whose value
-changes.  DaemonSet and static pods never get one (``extender.model.is_daemon_or_static``).
+changes (an absent annotation is 0).  DaemonSet and static pods never get one
+(``extender.model.is_daemon_or_static``).
 """
 
 from __future__ import annotations
@@ -44,12 +57,12 @@ def age_bonus(created: float) -> int:
 def desired_costs(
     policy: ResourcePolicy, *, pods: Iterable[Pod], nodes: Mapping[str, Node]
 ) -> dict[str, int]:
-    """Pod UID -> deletion cost for the bound, live pods of one workload."""
+    """Pod UID -> deletion cost for the bound, live pods of one workload (0: no annotation)."""
     by_unit: dict[int, list[Pod]] = {}
     costs: dict[str, int] = {}
     n = len(policy.units)
     first_eci = next((i for i, u in enumerate(policy.units) if u.resource is NodeKind.ECI), None)
-    nowhere = STEP // 2 + (0 if first_eci is None else STEP * (n - first_eci))
+    nowhere = STEP // 2 - (STEP * n if first_eci is None else STEP * first_eci)
     for pod in pods:
         if not pod.node_name or pod.finished or pod.terminating or is_daemon_or_static(pod):
             continue
@@ -64,10 +77,17 @@ def desired_costs(
         limit = policy.units[unit].max
         for rank, pod in enumerate(members):
             if limit is not None and rank >= limit:
-                costs[pod.uid] = -STEP * (unit + 1)
+                costs[pod.uid] = -STEP * n - (unit + 1)
+            elif unit == 0:
+                costs[pod.uid] = 0
             else:
-                costs[pod.uid] = STEP * (n - unit) + age_bonus(pod.created)
+                costs[pod.uid] = -STEP * unit + age_bonus(pod.created)
     return costs
+
+
+def _current(pod: Pod) -> str:
+    """The pod's annotation as the ReplicaSet controller reads it: absent is ``"0"``."""
+    return pod.annotations.get(ANNOTATION, "0")
 
 
 def changed_costs(desired: Mapping[str, int], pods: Mapping[str, Pod]) -> dict[str, int]:
@@ -75,6 +95,6 @@ def changed_costs(desired: Mapping[str, int], pods: Mapping[str, Pod]) -> dict[s
     changed = {}
     for uid, cost in desired.items():
         pod = pods.get(uid)
-        if pod is not None and pod.annotations.get(ANNOTATION) != str(cost):
+        if pod is not None and _current(pod) != str(cost):
             changed[uid] = cost
     return changed

@@ -730,15 +730,20 @@ class DeletionCostReconciler:
 
     async def reconcile_once(self) -> int:
         """One pass over every policy; returns how many annotations were written."""
-        written = 0
+        todo: list[tuple[int, Pod]] = []
         for policy, workload_pods in self._managed():
             pods = {p.uid: p for p in workload_pods}
             desired = desired_costs(policy, pods=pods.values(), nodes=self.state.nodes)
             for uid, cost in changed_costs(desired, pods).items():
-                if self._written.get(uid) == str(cost):
-                    continue  # written, the watch has not shown it yet
-                if await self._patch(pods[uid], cost):
-                    written += 1
+                if self._written.get(uid) != str(cost):  # else written, not yet seen
+                    todo.append((cost, pods[uid]))
+        # Lowest first, across workloads: a pod that must go first and is not written yet
+        # costs 0 like every first-unit pod, so it is the one to write before the others.
+        todo.sort(key=lambda item: item[0])
+        written = 0
+        for cost, pod in todo:
+            if await self._patch(pod, cost):
+                written += 1
         self._forget_seen()
         return written
 

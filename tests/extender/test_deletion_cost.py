@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pure_helpers import ECI_NODE, ECS_NODE, ECS_OTHER, ns_pod, unit_policy
 
-from extender.deletion_cost import STEP, changed_costs, desired_costs
+from extender.deletion_cost import ANNOTATION, STEP, changed_costs, desired_costs
 from extender.model import (
     Node,
+    NodeKind,
     OwnerRef,
     Pod,
 )
@@ -29,22 +32,24 @@ def test_desired_costs_make_eci_and_surplus_pods_go_first() -> None:
     costs = desired_costs(policy, pods=pods, nodes=nodes)
     top = STEP // 2 - 1  # the age bonus of a pod created before 2020
     assert costs == {
-        "old-ecs": 2 * STEP + top,
-        "new-ecs": -STEP,
-        "eci": STEP + top,
-        "nowhere": STEP + STEP // 2,
+        "old-ecs": 0,  # the first unit within its max: no annotation needed
+        "new-ecs": -2 * STEP - 1,  # beyond max: below every band
+        "eci": -STEP + top,
+        "nowhere": -STEP + STEP // 2,
     }
     current = {p.uid: p for p in pods}
-    current["eci"] = ns_pod(
-        "eci",
-        node="vk",
-        annotations={"controller.kubernetes.io/pod-deletion-cost": str(STEP + top)},
-    )
+    current["eci"] = ns_pod("eci", node="vk", annotations={ANNOTATION: str(-STEP + top)})
+    assert changed_costs(costs, current) == {"new-ecs": -2 * STEP - 1, "nowhere": -STEP + STEP // 2}
+    # a value of the earlier scheme (positive bands) is rewritten once; "0" is as good as absent
+    current["old-ecs"] = ns_pod("old-ecs", node="ecs-1", annotations={ANNOTATION: str(2 * STEP)})
+    current["nowhere"] = ns_pod("nowhere", node="x", annotations={ANNOTATION: str(STEP)})
     assert changed_costs(costs, current) == {
-        "old-ecs": 2 * STEP + top,
-        "new-ecs": -STEP,
-        "nowhere": STEP + STEP // 2,
+        "old-ecs": 0,
+        "new-ecs": -2 * STEP - 1,
+        "nowhere": -STEP + STEP // 2,
     }
+    current["old-ecs"] = ns_pod("old-ecs", node="ecs-1", annotations={ANNOTATION: "0"})
+    assert "old-ecs" not in changed_costs(costs, current)
 
 
 def _deletion_order(policy: ResourcePolicy, pods: list[Pod], nodes: dict[str, Node]) -> list[str]:
@@ -70,18 +75,106 @@ def test_scale_in_removes_eci_before_pods_on_nodes_in_no_unit() -> None:
     assert _deletion_order(policy, pods, nodes) == ["on-eci", "outside", "on-ecs"]
 
 
-def test_scale_in_removes_the_newest_ecs_pod_first_and_never_rewrites_the_others() -> None:
-    policy = unit_policy({"resource": "ecs", "max": 10}, {"resource": "eci"})
+def test_first_unit_pods_are_never_written_and_later_units_go_newest_first() -> None:
+    policy = unit_policy({"resource": "ecs", "max": 4}, {"resource": "eci"})
     nodes = {"ecs-1": ECS_NODE, "vk": ECI_NODE}
-    pods = [ns_pod(f"p{i}", node="ecs-1", created=T0 + i * 3600) for i in range(4)]
-    assert _deletion_order(policy, pods, nodes) == ["p3", "p2", "p1", "p0"]
+    ecs = [ns_pod(f"s{i}", node="ecs-1", created=T0 + i * 3600) for i in range(4)]
+    eci = [ns_pod(f"e{i}", node="vk", created=T0 + DAY + i * 3600) for i in range(3)]
+    pods = ecs + eci
+    current = {p.uid: p for p in pods}
     before = desired_costs(policy, pods=pods, nodes=nodes)
-    after = desired_costs(policy, pods=pods[1:], nodes=nodes)  # p0 deleted
+    assert set(changed_costs(before, current)) == {"e0", "e1", "e2"}  # one write per ECI pod
+    assert _deletion_order(policy, pods, nodes)[:3] == ["e2", "e1", "e0"]
+    after = desired_costs(policy, pods=pods[1:], nodes=nodes)  # s0 deleted
     assert all(after[uid] == before[uid] for uid in after)
     grown = desired_costs(
-        policy, pods=[*pods, ns_pod("p4", node="ecs-1", created=T0 + DAY)], nodes=nodes
+        policy, pods=[*pods, ns_pod("e3", node="vk", created=T0 + 2 * DAY)], nodes=nodes
     )
     assert all(grown[uid] == before[uid] for uid in before)
+
+
+_UNIT_NODES = 4
+
+
+@st.composite
+def _workloads(draw: st.DrawFn) -> tuple[ResourcePolicy, list[Pod], dict[str, Node]]:
+    """A policy of up to 16 units (ECS units by label, at most one ECI unit anywhere) and bound
+    pods on its units' nodes, on a node in no unit and on a node the cache does not know."""
+    n_ecs = draw(st.integers(1, MAX_UNITS - 1))
+    units: list[dict[str, object]] = [
+        {"resource": "ecs", "nodeSelector": {"u": str(i)}, **({} if m is None else {"max": m})}
+        for i, m in enumerate(
+            draw(st.lists(st.none() | st.integers(0, 3), min_size=n_ecs, max_size=n_ecs))
+        )
+    ]
+    eci_at = draw(st.none() | st.integers(0, n_ecs))
+    if eci_at is not None:
+        units.insert(eci_at, {"resource": "eci"})
+    policy = unit_policy(*units)
+    nodes = {f"n{i}": Node(f"n{i}", {"u": str(i)}) for i in range(n_ecs)}
+    nodes["other"] = Node("other", {"u": "none"})
+    nodes["vk"] = ECI_NODE
+    names = [*nodes, "unknown"]
+    placed = draw(
+        st.lists(st.tuples(st.sampled_from(names), st.integers(0, 10**6)), min_size=1, max_size=40)
+    )
+    pods = [
+        ns_pod(f"p{k}", node=node, created=T0 + minutes * 60.0)
+        for k, (node, minutes) in enumerate(placed)
+    ]
+    return policy, pods, nodes
+
+
+@settings(max_examples=300, deadline=None)
+@given(_workloads())
+def test_every_pod_is_ranked_by_its_band_then_newest_first(
+    case: tuple[ResourcePolicy, list[Pod], dict[str, Node]],
+) -> None:
+    """The order spelled out pod by pod: beyond max (last unit first), then units last to first
+    with pods on no unit's node right after the first ECI unit's (without one, before the last
+    unit's), the first unit's pods within max at 0; the newest first inside units 1 .. n-1."""
+    policy, pods, nodes = case
+    n = len(policy.units)
+    eci = [i for i, u in enumerate(policy.units) if u.resource is NodeKind.ECI]
+    costs = desired_costs(policy, pods=pods, nodes=nodes)
+    assert set(costs) == {p.uid for p in pods}
+    assert all(-(2**31) <= c < 2**31 for c in costs.values())
+    rank_in_unit: dict[str, int] = {}
+    for unit in range(n):
+        members = sorted(
+            (
+                p
+                for p in pods
+                if p.node_name in nodes and policy.unit_of(nodes[p.node_name]) == unit
+            ),
+            key=lambda p: (p.created, p.name),
+        )
+        rank_in_unit.update((p.uid, r) for r, p in enumerate(members))
+
+    def band(pod: Pod) -> tuple[int, int, int]:
+        node = nodes.get(pod.node_name)
+        unit = policy.unit_of(node) if node is not None else None
+        if unit is None:
+            return (1, -eci[0], 1) if eci else (1, -n, 1)
+        limit = policy.units[unit].max
+        if limit is not None and rank_in_unit[pod.uid] >= limit:
+            return (0, -unit, 0)
+        return (1, -unit, 0)
+
+    for a in pods:
+        if band(a) == (1, 0, 0):
+            assert costs[a.uid] == 0
+        for b in pods:
+            if band(a) < band(b):
+                assert costs[a.uid] < costs[b.uid], (a.uid, b.uid)
+            elif (
+                band(a) == band(b)
+                and band(a)[0] == 1
+                and band(a) < (1, 0, 0)
+                and not band(a)[2]
+                and a.created // 60 > b.created // 60
+            ):  # units 1 .. n-1: the newer goes first
+                assert costs[a.uid] < costs[b.uid], (a.uid, b.uid)
 
 
 def test_deletion_costs_stay_inside_int32_with_the_most_units() -> None:

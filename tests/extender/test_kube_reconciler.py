@@ -102,18 +102,18 @@ async def test_writes_costs_ecs_within_max_over_eci_over_beyond_max(
     kube_api: KubeEmulator, kube_client: client.ApiClient, world: World
 ) -> None:
     written = await world.reconciler(kube_client).reconcile_once()
-    assert written == 5
+    assert written == 3
 
     def cost(band: int, name: str) -> str:
         [pod] = [p for p in world.state.pods.values() if p.name == name]
         return str(band * STEP + age_bonus(pod.created))
 
     assert annotations(kube_api) == {
-        "web-a": cost(2, "web-a"),  # ECS, within max 2
-        "web-b": cost(2, "web-b"),
-        "web-c": str(-STEP),  # ECS beyond max: deleted first
-        "web-d": cost(1, "web-d"),  # ECI
-        "web-e": cost(1, "web-e"),
+        "web-a": None,  # ECS, the first unit, within max 2: cost 0, never written
+        "web-b": None,
+        "web-c": str(-2 * STEP - 1),  # ECS beyond max: deleted first
+        "web-d": cost(-1, "web-d"),  # ECI
+        "web-e": cost(-1, "web-e"),
         "web-pending": None,  # not bound
         "db-0": None,  # StatefulSet: ordinal order already shrinks ECI first
         "bare": None,  # bare pod: no ReplicaSet deletes it
@@ -121,7 +121,10 @@ async def test_writes_costs_ecs_within_max_over_eci_over_beyond_max(
         "agent-x1": None,  # DaemonSet pod
         "static-ecs-2": None,  # mirror pod of a static pod
     }
-    assert world.patches("written") == 5
+    assert world.patches("written") == 3
+    # the lowest cost first: the pods a scale-in must take first are written first
+    names = [r.url.path.rsplit("/", 1)[1] for r in kube_api.requests_to("PATCH", PATCHES)]
+    assert (names[0], sorted(names[1:])) == ("web-c", ["web-d", "web-e"])
 
 
 async def test_does_not_patch_again_when_nothing_changed(
@@ -130,14 +133,12 @@ async def test_does_not_patch_again_when_nothing_changed(
     reconciler = world.reconciler(kube_client)
     await reconciler.reconcile_once()
     patches = len(kube_api.requests_to("PATCH", PATCHES))
-    assert patches == 5
+    assert patches == 3
     # before the watch shows the annotations: still no second write
     assert await reconciler.reconcile_once() == 0
     await until(
         lambda: all(
-            ANNOTATION in p.annotations
-            for p in world.state.pods.values()
-            if p.node_name and p.name.startswith("web-")
+            ANNOTATION in p.annotations for p in world.state.pods.values() if p.name in _WRITTEN
         ),
         what="annotations in the cache",
     )
@@ -150,23 +151,36 @@ async def test_patches_only_what_changed(
 ) -> None:
     reconciler = world.reconciler(kube_client)
     await reconciler.reconcile_once()
-    await until(lambda: _annotated(world) == 5, what="annotations in the cache")
+    await until(lambda: _annotated(world) == 3, what="annotations in the cache")
     kube_api.delete("pods", "web-a", "shop")  # web-c moves within max
     await until(lambda: len(list(world.state.pods_on("ecs-1"))) == 4, what="deletion seen")
     before = len(kube_api.requests_to("PATCH", PATCHES))
     assert await reconciler.reconcile_once() == 1
     [patch] = kube_api.requests_to("PATCH", PATCHES)[before:]
     assert patch.url.path.endswith("/web-c")
-    [web_c] = [p for p in world.state.pods.values() if p.name == "web-c"]
-    assert annotations(kube_api)["web-c"] == str(2 * STEP + age_bonus(web_c.created))
+    assert annotations(kube_api)["web-c"] == "0"  # was beyond max: within it on the first unit now
+
+
+async def test_values_of_the_earlier_scheme_are_rewritten_once_the_first_unit_last(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, world: World
+) -> None:
+    """Before 0 was the first unit's cost, every pod had a positive band (ECI 1e8 + bonus, ECS
+    2e8 + bonus): an upgrade rewrites them, the pods a scale-in must take first before the rest."""
+    for name, old in [("web-a", 2 * STEP + 7), ("web-b", 0), ("web-d", STEP + 7)]:
+        kube_api.patch("pods", name, {"metadata": {"annotations": {ANNOTATION: str(old)}}}, "shop")
+    await until(lambda: _annotated(world) == 3, what="old values in the cache")
+    assert await world.reconciler(kube_client).reconcile_once() == 4  # web-b's "0" is right
+    names = [r.url.path.rsplit("/", 1)[1] for r in kube_api.requests_to("PATCH", PATCHES)]
+    assert (names[0], sorted(names[1:3]), names[3:]) == ("web-c", ["web-d", "web-e"], ["web-a"])
+    assert annotations(kube_api)["web-a"] == "0"
 
 
 async def test_rate_limited_through_the_token_bucket(
     kube_api: KubeEmulator, kube_client: client.ApiClient, world: World
 ) -> None:
     reconciler = world.reconciler(kube_client, max_patches_per_second=2.0, burst=1)
-    assert await reconciler.reconcile_once() == 5
-    assert world.time.sleeps == [0.5, 0.5, 0.5, 0.5]  # 1 from the burst, then 2 per second
+    assert await reconciler.reconcile_once() == 3
+    assert world.time.sleeps == [0.5, 0.5]  # 1 from the burst, then 2 per second
 
 
 async def test_errors_are_counted_and_retried_next_pass(
@@ -174,10 +188,10 @@ async def test_errors_are_counted_and_retried_next_pass(
 ) -> None:
     kube_api.fail(PATCHES, status=500, times=2, method="PATCH")
     reconciler = world.reconciler(kube_client)
-    assert await reconciler.reconcile_once() == 3
+    assert await reconciler.reconcile_once() == 1
     assert world.patches("error") == 2
     assert await reconciler.reconcile_once() == 2
-    assert None not in {v for k, v in annotations(kube_api).items() if k in _MANAGED}
+    assert None not in {v for k, v in annotations(kube_api).items() if k in _WRITTEN}
 
 
 async def test_run_waits_for_the_interval_between_passes(
@@ -190,17 +204,17 @@ async def test_run_waits_for_the_interval_between_passes(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert world.time.sleeps[:2] == [7.0, 7.0]
-    assert world.patches("written") == 5
+    assert world.patches("written") == 3
 
 
-_MANAGED = {"web-a", "web-b", "web-c", "web-d", "web-e"}
+_WRITTEN = {"web-c", "web-d", "web-e"}  # the pods not on the first unit within its max
 
 
 def _annotated(world: World) -> int:
     return sum(1 for p in world.state.pods.values() if ANNOTATION in p.annotations)
 
 
-async def test_scale_in_order_is_eci_then_nodes_in_no_unit_then_ecs_newest_first(
+async def test_scale_in_order_is_eci_then_nodes_in_no_unit_then_ecs(
     kube_api: KubeEmulator, kube_client: client.ApiClient
 ) -> None:
     """Regression: pods on nodes in no unit got 0, below ECI's cost, so a ReplicaSet scale-in
@@ -229,10 +243,11 @@ async def test_scale_in_order_is_eci_then_nodes_in_no_unit_then_ecs_newest_first
         async with asyncio.timeout(10):  # safety net
             await watch.wait_synced()
         world = World(state, Metrics(), FakeTime())
-        assert await world.reconciler(kube_client).reconcile_once() == 4
-        costs = {k: int(v) for k, v in annotations(kube_api).items() if v is not None}
-        # a ReplicaSet deletes the lowest cost first
-        assert sorted(costs, key=costs.__getitem__) == ["web-eci", "web-gpu", "web-new", "web-old"]
+        assert await world.reconciler(kube_client).reconcile_once() == 2  # the ECS pods: none
+        costs = {k: int(v or 0) for k, v in annotations(kube_api).items()}  # absent: 0
+        # a ReplicaSet deletes the lowest cost first; the ECS pods tie at 0, its own ranks decide
+        assert sorted(costs, key=costs.__getitem__)[:2] == ["web-eci", "web-gpu"]
+        assert costs["web-new"] == costs["web-old"] == 0 > costs["web-gpu"]
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
