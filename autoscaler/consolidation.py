@@ -50,11 +50,13 @@ __all__ = [
     "CONSOLIDATED",
     "Absorbable",
     "Consolidation",
+    "Sheddable",
     "absorb",
     "absorbable",
     "drain_stuck",
     "replacement",
     "shed_bound",
+    "sheddable",
 ]
 
 CONSOLIDATED = "consolidated"  # the code of a removal or replacement consolidation decided
@@ -169,18 +171,41 @@ def absorbable(
     return out
 
 
-def shed_bound(ctx: Context, *, room: IntArray) -> list[Absorbable]:
-    """Every ready, unblocked group node with pods to move whose pods fit ``room`` alone, as if
-    each went for all the time a new node is paid and moved its pods without a restart: more
-    than ``absorb`` can take from ``absorbable``, so a new node that does not pay with all of
-    these pays with none of those (the cheap test before the per-pod rules)."""
+@dataclass(frozen=True, slots=True)
+class Sheddable:
+    """What ``shed_bound`` chooses from, listed once: every ready, unblocked group node with
+    pods to move (``_drainable``), as an ``Absorbable`` that goes for all the time a new node
+    is paid and moves its pods without a restart, with what its pods ask as rows of ``used``
+    and its group in ``group``.  A function of the pass's ``Context`` alone (its nodes and
+    their usage do not change within a pass)."""
+
+    nodes: tuple[Absorbable, ...]
+    used: IntArray  # (nodes, 4): cpu, memory, GPU, pod slots
+    group: IntArray
+
+
+def sheddable(ctx: Context) -> Sheddable:
+    """``Sheddable`` of this pass (scale-up lists it once and bounds each group with it)."""
     out = []
     for node, h, u in _drainable(ctx):
         used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.movable))
-        if not (np.array(used, np.int64) > room).any():
-            price = ctx.groups[h].group.price_per_hour
-            out.append(Absorbable(node.name, h, price, used, math.inf, 0))
-    return out
+        price = ctx.groups[h].group.price_per_hour
+        out.append(Absorbable(node.name, h, price, used, math.inf, 0))
+    rows = np.array([a.used for a in out], np.int64).reshape(len(out), 4)
+    return Sheddable(tuple(out), rows, np.array([a.group for a in out], np.int64))
+
+
+def shed_bound(
+    ctx: Context, *, room: IntArray, listed: Sheddable | None = None
+) -> list[Absorbable]:
+    """Every ready, unblocked group node with pods to move whose pods fit ``room`` alone, as if
+    each went for all the time a new node is paid and moved its pods without a restart: more
+    than ``absorb`` can take from ``absorbable``, so a new node that does not pay with all of
+    these pays with none of those (the cheap test before the per-pod rules).  ``listed``: this
+    pass's ``sheddable`` when the caller keeps it (else listed here)."""
+    found = sheddable(ctx) if listed is None else listed
+    fits = ~(found.used > room).any(axis=1)
+    return [found.nodes[i] for i in np.flatnonzero(fits)]
 
 
 def _drainable(ctx: Context) -> Iterator[tuple[Node, int, Usage]]:
