@@ -174,25 +174,26 @@ def absorbable(
 @dataclass(frozen=True, slots=True)
 class Sheddable:
     """What ``shed_bound`` chooses from, listed once: every ready, unblocked group node with
-    pods to move (``_drainable``), as an ``Absorbable`` that goes for all the time a new node
-    is paid and moves its pods without a restart, with what its pods ask as rows of ``used``
-    and its group in ``group``.  A function of the pass's ``Context`` alone (its nodes and
-    their usage do not change within a pass)."""
+    pods to move (``_drainable``): its name, group, what its pods ask (cpu, memory, GPU, pod
+    slots; also as the rows of ``used``).  A function of the pass's ``Context`` alone (its
+    nodes and their usage do not change within a pass)."""
 
-    nodes: tuple[Absorbable, ...]
-    used: IntArray  # (nodes, 4): cpu, memory, GPU, pod slots
-    group: IntArray
+    nodes: tuple[str, ...]
+    groups: tuple[int, ...]
+    asks: tuple[tuple[int, int, int, int], ...]
+    used: IntArray  # (nodes, 4)
+    group: IntArray  # ``groups`` as an array
 
 
 def sheddable(ctx: Context) -> Sheddable:
     """``Sheddable`` of this pass (scale-up lists it once and bounds each group with it)."""
-    out = []
+    names, groups, asks = [], [], []
     for node, h, u in _drainable(ctx):
-        used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.movable))
-        price = ctx.groups[h].group.price_per_hour
-        out.append(Absorbable(node.name, h, price, used, math.inf, 0))
-    rows = np.array([a.used for a in out], np.int64).reshape(len(out), 4)
-    return Sheddable(tuple(out), rows, np.array([a.group for a in out], np.int64))
+        names.append(node.name)
+        groups.append(h)
+        asks.append((u.cpu_milli, u.memory, u.gpu_milli, len(u.movable)))
+    rows = np.array(asks, np.int64).reshape(len(asks), 4)
+    return Sheddable(tuple(names), tuple(groups), tuple(asks), rows, np.array(groups, np.int64))
 
 
 def shed_bound(
@@ -205,7 +206,12 @@ def shed_bound(
     pass's ``sheddable`` when the caller keeps it (else listed here)."""
     found = sheddable(ctx) if listed is None else listed
     fits = ~(found.used > room).any(axis=1)
-    return [found.nodes[i] for i in np.flatnonzero(fits)]
+    out = []
+    for i in np.flatnonzero(fits).tolist():
+        h = found.groups[i]
+        price = ctx.groups[h].group.price_per_hour
+        out.append(Absorbable(found.nodes[i], h, price, found.asks[i], math.inf, 0))
+    return out
 
 
 def _drainable(ctx: Context) -> Iterator[tuple[Node, int, Usage]]:

@@ -191,12 +191,13 @@ def _none_pays(
     price less freed prices over the paid time is concave in it (piecewise linear): when it
     stays above the ECI bills at both ends of that interval, it does within it.
 
-    The bills alone are checked first: freed nodes only add to what is saved, so when the
-    bills alone may pay, the node may pay with them too, and ``_freeable`` is not asked."""
+    The bills alone are checked first, for every group: freed nodes only add to what is saved,
+    so when the bills alone may pay in some group, the node may pay with them too, and no
+    node to free is looked for."""
     wait = ctx.settings.scale_down_unneeded_time
     left = demand.eci_hours * 3600
-    free: npt.NDArray[np.bool_] | None = None
-    for g in np.flatnonzero(packable.any(axis=1)):
+    bills = []
+    for g in np.flatnonzero(packable.any(axis=1)).tolist():
         group = ctx.groups[g].group
         if group.price_per_hour < 0:
             return False
@@ -208,22 +209,24 @@ def _none_pays(
         least = new_node_seconds(boot=boot, runs=float(lefts.min()), linger=wait)
         if _may_pay(group, paid=least, saved=saved, freed=0.0, wait=wait):
             return False
-        if absorbing is None:
-            continue
-        listed = absorbing.listed(ctx)
-        if free is None:  # none is taken while the bound is asked
-            free = np.array([a.node not in absorbing.taken for a in listed.nodes], np.bool_)
-        freed = _freeable(ctx, int(g), demand.req[pods], absorbing, listed, free)
+        bills.append((g, group, pods, saved, least))
+    if absorbing is None:
+        return True
+    listed = absorbing.listed(ctx)
+    # none is taken while the bound is asked
+    free = np.array([name not in absorbing.taken for name in listed.nodes], np.bool_)
+    for g, group, pods, saved, least in bills:
+        freed = _freeable(ctx, g, demand.req[pods], absorbing, listed, free)
         if freed > 0 and _may_pay(group, paid=least, saved=saved, freed=freed, wait=wait):
             return False
         if freed > group.price_per_hour:  # the freed nodes may make a longer node pay
-            up = now + boot
+            up = now + group.boot_time
             longest = max(
                 float(demand.eci_hours[i]) * 3600
                 + max(lost_work(demand.pods[i], ran=up - demand.pods[i].created), 0.0)
                 for i in pods
             )
-            most = new_node_seconds(boot=boot, runs=longest, linger=wait)
+            most = new_node_seconds(boot=group.boot_time, runs=longest, linger=wait)
             if _may_pay(group, paid=most, saved=saved, freed=freed, wait=wait):
                 return False
     return True
