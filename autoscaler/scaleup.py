@@ -32,7 +32,7 @@ from .consolidation import (
     sheddable,
 )
 from .context import Context, Growth, IntArray, fmt_time, vector
-from .costs import GIB, new_node_pays, new_node_seconds
+from .costs import GIB, eci_costs, new_node_pays, new_node_seconds
 from .demand import Demand
 from .eviction import lost_work
 from .expanders import Option, expander_for
@@ -204,8 +204,7 @@ def _none_pays(
         boot = group.boot_time
         pods = np.flatnonzero(packable[g])
         lefts = left[pods]
-        # ``costs.eci_cost`` of each pod after the boot, added in the pods' order
-        saved = sum((per_hour[pods] * np.maximum(lefts - boot, 0.0) / 3600).tolist())
+        saved = sum(eci_costs(per_hour[pods], lefts - boot).tolist())  # in the pods' order
         least = new_node_seconds(boot=boot, runs=float(lefts.min()), linger=wait)
         if _may_pay(group, paid=least, saved=saved, freed=0.0, wait=wait):
             return False

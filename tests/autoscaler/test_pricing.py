@@ -442,3 +442,30 @@ def test_the_scale_up_bound_lists_the_drainable_nodes_once_and_answers_as_pod_by
     assert answers[True] > 10, answers
     assert answers[False] > 10, answers
     assert several > 5, several
+
+
+def test_eci_costs_is_eci_cost_pod_by_pod_bit_for_bit() -> None:
+    # costs.eci_costs, ECI's bill of many pods at once from EciPrice.per_hour_of (what the
+    # scale-up bound adds), is costs.eci_cost of each pod, to the last bit: random requests
+    # (fractions of GPUs, odd byte counts), negative and zero seconds among them, two price
+    # lists.
+    import numpy as np
+
+    from autoscaler.costs import EciPrice, eci_cost, eci_costs
+    from extender.model import Resources
+
+    rng = random.Random(3)
+    for eci in (EciPrice(), EciPrice(vcpu_second=0.0000371, gib_second=0.0000091, gpu_hour=7.3)):
+        pods = [
+            Resources(
+                cpu_milli=rng.randint(0, 96000),
+                memory=rng.randint(0, 512 * GIB) + rng.randint(0, 1023),
+                gpu_milli=rng.choice([0, 0, 250, 1000, 1500, 8000]),
+            )
+            for _ in range(500)
+        ]
+        seconds = [rng.choice([-60.0, 0.0, 0.5, rng.uniform(-3600, 40 * 3600)]) for _ in pods]
+        req = np.array([(r.cpu_milli, r.memory, r.gpu_milli) for r in pods], np.int64)
+        got = eci_costs(eci.per_hour_of(req[:, 0], req[:, 1], req[:, 2]), np.array(seconds))
+        want = [eci_cost(r, eci=eci, seconds=s) for r, s in zip(pods, seconds, strict=True)]
+        assert got.tobytes() == np.array(want, np.float64).tobytes()
