@@ -50,11 +50,13 @@ __all__ = [
     "CONSOLIDATED",
     "Absorbable",
     "Consolidation",
+    "Sheddable",
     "absorb",
     "absorbable",
     "drain_stuck",
     "replacement",
     "shed_bound",
+    "sheddable",
 ]
 
 CONSOLIDATED = "consolidated"  # the code of a removal or replacement consolidation decided
@@ -169,17 +171,46 @@ def absorbable(
     return out
 
 
-def shed_bound(ctx: Context, *, room: IntArray) -> list[Absorbable]:
+@dataclass(frozen=True, slots=True)
+class Sheddable:
+    """What ``shed_bound`` chooses from, listed once: every ready, unblocked group node with
+    pods to move (``_drainable``): its name, group, what its pods ask (cpu, memory, GPU, pod
+    slots; also as the rows of ``used``).  A function of the pass's ``Context`` alone (its
+    nodes and their usage do not change within a pass)."""
+
+    nodes: tuple[str, ...]
+    groups: tuple[int, ...]
+    asks: tuple[tuple[int, int, int, int], ...]
+    used: IntArray  # (nodes, 4)
+    group: IntArray  # ``groups`` as an array
+
+
+def sheddable(ctx: Context) -> Sheddable:
+    """``Sheddable`` of this pass (scale-up lists it once and bounds each group with it)."""
+    names, groups, asks = [], [], []
+    for node, h, u in _drainable(ctx):
+        names.append(node.name)
+        groups.append(h)
+        asks.append((u.cpu_milli, u.memory, u.gpu_milli, len(u.movable)))
+    rows = np.array(asks, np.int64).reshape(len(asks), 4)
+    return Sheddable(tuple(names), tuple(groups), tuple(asks), rows, np.array(groups, np.int64))
+
+
+def shed_bound(
+    ctx: Context, *, room: IntArray, listed: Sheddable | None = None
+) -> list[Absorbable]:
     """Every ready, unblocked group node with pods to move whose pods fit ``room`` alone, as if
     each went for all the time a new node is paid and moved its pods without a restart: more
     than ``absorb`` can take from ``absorbable``, so a new node that does not pay with all of
-    these pays with none of those (the cheap test before the per-pod rules)."""
+    these pays with none of those (the cheap test before the per-pod rules).  ``listed``: this
+    pass's ``sheddable`` when the caller keeps it (else listed here)."""
+    found = sheddable(ctx) if listed is None else listed
+    fits = ~(found.used > room).any(axis=1)
     out = []
-    for node, h, u in _drainable(ctx):
-        used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.movable))
-        if not (np.array(used, np.int64) > room).any():
-            price = ctx.groups[h].group.price_per_hour
-            out.append(Absorbable(node.name, h, price, used, math.inf, 0))
+    for i in np.flatnonzero(fits).tolist():
+        h = found.groups[i]
+        price = ctx.groups[h].group.price_per_hour
+        out.append(Absorbable(found.nodes[i], h, price, found.asks[i], math.inf, 0))
     return out
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from extender.model import Resources
 
@@ -38,6 +39,7 @@ __all__ = [
     "EciPrice",
     "break_even_fraction",
     "eci_cost",
+    "eci_costs",
     "ecs_cheaper",
     "move_saving",
     "new_node_pays",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 GIB = 2**30
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,13 @@ def break_even_fraction(*, price_per_hour: float, capacity: Resources, eci: EciP
 def eci_cost(requests: Resources, *, eci: EciPrice, seconds: float) -> float:
     """What ECI charges for ``seconds`` of a pod with these requests (whole GPUs)."""
     return eci.per_hour(requests) * max(seconds, 0.0) / 3600
+
+
+def eci_costs(per_hour: FloatArray, seconds: FloatArray) -> FloatArray:
+    """``eci_cost`` of many pods at once, from their prices per hour (``EciPrice.per_hour_of``):
+    element by element the same float operations."""
+    out: FloatArray = per_hour * np.maximum(seconds, 0.0) / 3600
+    return out
 
 
 def new_node_seconds(*, boot: float, runs: float, linger: float) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,10 +22,17 @@ import numpy.typing as npt
 from extender.model import Node, Resources
 
 from .backends import Kernels
-from .consolidation import Absorbable, Consolidation, absorb, absorbable, shed_bound
+from .consolidation import (
+    Absorbable,
+    Consolidation,
+    Sheddable,
+    absorb,
+    absorbable,
+    shed_bound,
+    sheddable,
+)
 from .context import Context, Growth, IntArray, fmt_time, vector
-from .costs import GIB, new_node_pays, new_node_seconds
-from .costs import eci_cost as eci_bill
+from .costs import GIB, eci_costs, new_node_pays, new_node_seconds
 from .demand import Demand
 from .eviction import lost_work
 from .expanders import Option, expander_for
@@ -49,13 +55,20 @@ def fit_order(req: IntArray, from_eci: npt.NDArray[np.bool_]) -> IntArray:
 class _Absorbing:
     """Consolidation's part in scale-up (``consolidation.absorb``): the nodes each group's new
     nodes may take the pods of, found once per group and pass, those already taken (and those
-    that receive pods in this pass: their pods are more than they hold now), and how many nodes
-    above its minimum each group may still lose."""
+    that receive pods in this pass: their pods are more than they hold now), how many nodes
+    above its minimum each group may still lose, and the nodes ``shed_bound`` chooses from,
+    listed once per pass (``listed``)."""
 
     pdbs: Sequence[DisruptionBudget]
     budget: list[int]
     found: dict[int, list[Absorbable]] = field(default_factory=dict)
     taken: set[str] = field(default_factory=set)
+    shed: Sheddable | None = None
+
+    def listed(self, ctx: Context) -> Sheddable:
+        if self.shed is None:
+            self.shed = sheddable(ctx)
+        return self.shed
 
 
 def _pays(
@@ -116,7 +129,7 @@ def _unpaid(
             continue
         taken = None
         room = ctx.cap[g] - demand.req[on].sum(axis=0)
-        if absorbing is not None and pays(shed_bound(ctx, room=room)):
+        if absorbing is not None and pays(shed_bound(ctx, room=room, listed=absorbing.listed(ctx))):
             found = absorbing.found.get(g)
             if found is None:
                 found = absorbing.found[g] = absorbable(ctx, g=g, now=now, pdbs=absorbing.pdbs)
@@ -160,12 +173,14 @@ def _none_pays(
     *,
     now: float,
     absorbing: _Absorbing | None,
+    per_hour: npt.NDArray[np.float64],
 ) -> bool:
     """Whether no new node of any group, holding any of the pods it could take (all of them on
     ECI), would pay for itself (``_unpaid`` would keep every pod it packs on ECI), not even with
     the existing nodes it could let go (``absorbing``: consolidation on): even all of a group's
     pods' ECI bills together, plus the price of every node ``_unpaid`` could free, stay below
-    what one node costs for all its paid time.
+    what one node costs for all its paid time.  ``per_hour``: ECI's price per hour of each
+    demand pod (``EciPrice.per_hour_of`` of ``demand.req``).
 
     Bounds of ``costs.new_node_pays``: a node's pods save at most the sum over all of them
     (terms >= 0; a relative 1e-9 covers another order of addition); the node is paid
@@ -174,34 +189,43 @@ def _none_pays(
     the freed nodes are at most ``_freeable``'s, each saved from the unneeded time after the
     boot until the node's paid time ends, no restart paid (restart costs are >= 0).  Node
     price less freed prices over the paid time is concave in it (piecewise linear): when it
-    stays above the ECI bills at both ends of that interval, it does within it."""
-    settings = ctx.settings
-    eci = settings.eci_price
-    wait = settings.scale_down_unneeded_time
-    for g in np.flatnonzero(packable.any(axis=1)):
+    stays above the ECI bills at both ends of that interval, it does within it.
+
+    The bills alone are checked first, for every group: freed nodes only add to what is saved,
+    so when the bills alone may pay in some group, the node may pay with them too, and no
+    node to free is looked for."""
+    wait = ctx.settings.scale_down_unneeded_time
+    left = demand.eci_hours * 3600
+    bills = []
+    for g in np.flatnonzero(packable.any(axis=1)).tolist():
         group = ctx.groups[g].group
         if group.price_per_hour < 0:
             return False
         boot = group.boot_time
         pods = np.flatnonzero(packable[g])
-        saved = 0.0
-        shortest = math.inf
-        for i in pods:
-            left = float(demand.eci_hours[i]) * 3600
-            saved += eci_bill(demand.pods[i].requests, eci=eci, seconds=left - boot)
-            shortest = min(shortest, left)
-        freed = 0.0 if absorbing is None else _freeable(ctx, int(g), demand.req[pods], absorbing)
-        least = new_node_seconds(boot=boot, runs=shortest, linger=wait)
-        if _may_pay(group, paid=least, saved=saved, freed=freed, wait=wait):
+        lefts = left[pods]
+        saved = sum(eci_costs(per_hour[pods], lefts - boot).tolist())  # in the pods' order
+        least = new_node_seconds(boot=boot, runs=float(lefts.min()), linger=wait)
+        if _may_pay(group, paid=least, saved=saved, freed=0.0, wait=wait):
+            return False
+        bills.append((g, group, pods, saved, least))
+    if absorbing is None:
+        return True
+    listed = absorbing.listed(ctx)
+    # none is taken while the bound is asked
+    free = np.array([name not in absorbing.taken for name in listed.nodes], np.bool_)
+    for g, group, pods, saved, least in bills:
+        freed = _freeable(ctx, g, demand.req[pods], absorbing, listed, free)
+        if freed > 0 and _may_pay(group, paid=least, saved=saved, freed=freed, wait=wait):
             return False
         if freed > group.price_per_hour:  # the freed nodes may make a longer node pay
-            up = now + boot
+            up = now + group.boot_time
             longest = max(
                 float(demand.eci_hours[i]) * 3600
                 + max(lost_work(demand.pods[i], ran=up - demand.pods[i].created), 0.0)
                 for i in pods
             )
-            most = new_node_seconds(boot=boot, runs=longest, linger=wait)
+            most = new_node_seconds(boot=group.boot_time, runs=longest, linger=wait)
             if _may_pay(group, paid=most, saved=saved, freed=freed, wait=wait):
                 return False
     return True
@@ -214,16 +238,22 @@ def _may_pay(group: NodeGroup, *, paid: float, saved: float, freed: float, wait:
     return not group.price_per_hour * paid / 3600 >= (saved + shed) * (1 + 1e-9)
 
 
-def _freeable(ctx: Context, g: int, req: IntArray, absorbing: _Absorbing) -> float:
+def _freeable(
+    ctx: Context,
+    g: int,
+    req: IntArray,
+    absorbing: _Absorbing,
+    listed: Sheddable,
+    free: npt.NDArray[np.bool_],
+) -> float:
     """The summed price per hour of the most existing nodes a new node of group ``g`` holding
-    some of the pods ``req`` could let go (``absorb``): each node whose pods fit what a new
-    node leaves beside the smallest of them (``consolidation.shed_bound``), none ``absorbing``
-    has taken, per group at most its budget."""
+    some of the pods ``req`` could let go (``absorb``): each node of ``listed`` (this pass's
+    ``consolidation.sheddable``) whose pods fit what a new node leaves beside the smallest of
+    them (``consolidation.shed_bound``), none ``absorbing`` has taken (``free``), per group at
+    most its budget."""
     room = ctx.cap[g] - req.min(axis=0)
-    count = [0] * len(ctx.groups)
-    for a in shed_bound(ctx, room=room):
-        if a.node not in absorbing.taken:
-            count[a.group] += 1
+    fits = ~(listed.used > room).any(axis=1) & free
+    count: list[int] = np.bincount(listed.group[fits], minlength=len(ctx.groups)).tolist()
     return sum(
         max(ctx.groups[h].group.price_per_hour, 0.0) * min(n, max(absorbing.budget[h], 0))
         for h, n in enumerate(count)
@@ -310,7 +340,8 @@ def scale_up(
     price = np.array([gs.group.price_per_hour for gs in ctx.groups], np.float64)
     eci = settings.eci_price
     hours = demand.eci_hours
-    eci_cost = eci.per_hour_of(req[:, 0], req[:, 1], req[:, 2]) * hours
+    per_hour = eci.per_hour_of(req[:, 0], req[:, 1], req[:, 2])
+    eci_cost = per_hour * hours
     horizon_h = settings.forecast_horizon / 3600
     blocked: list[str] = []
     room = np.zeros(g_count, np.int64)
@@ -335,7 +366,7 @@ def scale_up(
         # let go, the loop below would pack pod after pod only to keep each on ECI, until
         # none is left that a group could take.
         packable = _packable(ctx, req, base_elig, remaining, np.minimum(room, loop_left))
-        if _none_pays(ctx, demand, packable, now=now, absorbing=absorbing):
+        if _none_pays(ctx, demand, packable, now=now, absorbing=absorbing, per_hour=per_hour):
             stays = packable.any(axis=0)
             stay_on_eci = int(np.count_nonzero(stays))
             remaining &= ~stays

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+import numpy.typing as npt
 
 import autoscaler.planner as planner
 import autoscaler.rebalance as moving
@@ -96,9 +99,7 @@ class Autoscaler:
         self.fitted_at = -math.inf
         self.fc: dict[str, Forecast] = {}
         # The demand history, bounded by the forecast's history window.
-        self.keep = max(2, int(spec.history / spec.step) + 1)
-        self.fc_t: list[float] = []
-        self.fc_v: dict[str, list[float]] = {cls: [] for cls in predictive.CLASSES}
+        self.history = _History(predictive.CLASSES, keep=max(2, int(spec.history / spec.step) + 1))
         self.next_sample = 0.0 if self.predictive else math.inf
         self._states: dict[str, tuple[object, int, float | None, float | None, GroupState]] = {}
 
@@ -136,15 +137,11 @@ class Autoscaler:
             return
         step = self.scenario.forecast.step
         demand = self.scheduler.demand
+        history = self.history
         while self.next_sample <= t:
-            self.fc_t.append(self.next_sample)
-            for cls, series in self.fc_v.items():
-                series.append(demand[cls] / 1000)
+            history.add(self.next_sample, demand)
             self.next_sample += step
-        if len(self.fc_t) > 2 * self.keep:
-            del self.fc_t[: -self.keep]
-            for series in self.fc_v.values():
-                del series[: -self.keep]
+        history.trim()
 
     # -- one pass -----------------------------------------------------------------------------------
     def _group_states(self) -> list[GroupState]:
@@ -183,8 +180,7 @@ class Autoscaler:
     def _refit(self) -> None:
         now = self.clock.now
         self.fitted_at = now
-        n = max(0, len(self.fc_t) - self.keep)
-        histories = {cls: (self.fc_t[n:], series[n:]) for cls, series in self.fc_v.items()}
+        histories = self.history.window()
         reach = self.rule.reach(self.groups.values(), horizon=self.settings.forecast_horizon)
         self.fc, _ = self.rule.refit(histories, forecaster=self.forecaster, reach=reach)
         self.forecast_fits += len(self.fc)
@@ -310,3 +306,46 @@ class Autoscaler:
         if self.fc:
             # Pre-provisioning needs passes even when nothing happens.
             self.at(now + self.scenario.forecast.every)
+
+
+class _History:
+    """The demand history a refit reads: the sample times and each class's demand (in units,
+    not milli), in numpy buffers, so that a refit gets arrays without converting lists.  The
+    oldest samples are dropped once there are more than twice ``keep`` (after the samples of a
+    ``sample`` call); ``window`` gives the last ``keep`` (fewer while there are fewer)."""
+
+    __slots__ = ("keep", "n", "t", "v")
+
+    def __init__(self, classes: Iterable[str], *, keep: int) -> None:
+        self.keep = keep
+        self.n = 0
+        size = 2 * keep + 1
+        self.t: npt.NDArray[np.float64] = np.empty(size)
+        self.v = {cls: np.empty(size) for cls in classes}
+
+    def add(self, t: float, demand: Mapping[str, int]) -> None:
+        """One sample at ``t`` of ``demand`` (milli per class)."""
+        n = self.n
+        if n == len(self.t):  # many steps in one ``sample`` call: room for as many again
+            self.t = np.concatenate((self.t, np.empty(n)))
+            self.v = {cls: np.concatenate((v, np.empty(n))) for cls, v in self.v.items()}
+        self.t[n] = t
+        for cls, v in self.v.items():
+            v[n] = demand[cls] / 1000
+        self.n = n + 1
+
+    def trim(self) -> None:
+        """Keep the last ``keep`` samples once there are more than twice as many."""
+        n, keep = self.n, self.keep
+        if n > 2 * keep:
+            self.t[:keep] = self.t[n - keep : n]
+            for v in self.v.values():
+                v[:keep] = v[n - keep : n]
+            self.n = keep
+
+    def window(self) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+        """Per class, (times, values) of the last ``keep`` samples: copies (the buffers are
+        written again), the times one array for every class."""
+        first = max(0, self.n - self.keep)
+        ts = self.t[first : self.n].copy()
+        return {cls: (ts, v[first : self.n].copy()) for cls, v in self.v.items()}

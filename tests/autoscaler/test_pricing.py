@@ -344,3 +344,128 @@ def test_with_consolidation_scale_up_skips_packing_only_when_no_node_would_pay(
     assert held[False] > 10, held
     assert absorbed > 2, absorbed
     assert refused_for_freed > 2, refused_for_freed
+
+
+def _bound_pod_by_pod(
+    ctx: Any, demand: Any, packable: Any, *, now: float, absorbing: Any, **_: Any
+) -> bool:
+    """``scaleup._none_pays`` spelled out as session 8 wrote it: each pod's ECI bill by
+    ``costs.eci_cost``, the freed nodes of every group through ``shed_bound`` (listing the
+    drainable nodes again), and checked before the bills alone."""
+    import math
+
+    import numpy as np
+
+    from autoscaler import scaleup
+    from autoscaler.consolidation import shed_bound
+    from autoscaler.costs import eci_cost, new_node_seconds
+    from autoscaler.eviction import lost_work
+
+    eci, wait = ctx.settings.eci_price, ctx.settings.scale_down_unneeded_time
+    for g in np.flatnonzero(packable.any(axis=1)):
+        group = ctx.groups[g].group
+        if group.price_per_hour < 0:
+            return False
+        boot = group.boot_time
+        pods = np.flatnonzero(packable[g])
+        saved, shortest = 0.0, math.inf
+        for i in pods:
+            left = float(demand.eci_hours[i]) * 3600
+            saved += eci_cost(demand.pods[i].requests, eci=eci, seconds=left - boot)
+            shortest = min(shortest, left)
+        freed = 0.0
+        if absorbing is not None:
+            room = ctx.cap[g] - demand.req[pods].min(axis=0)
+            count = [0] * len(ctx.groups)
+            for a in shed_bound(ctx, room=room):
+                if a.node not in absorbing.taken:
+                    count[a.group] += 1
+            freed = sum(
+                max(ctx.groups[h].group.price_per_hour, 0.0) * min(n, max(absorbing.budget[h], 0))
+                for h, n in enumerate(count)
+                if n
+            )
+        least = new_node_seconds(boot=boot, runs=shortest, linger=wait)
+        if scaleup._may_pay(group, paid=least, saved=saved, freed=freed, wait=wait):
+            return False
+        if freed > group.price_per_hour:
+            longest = max(
+                float(demand.eci_hours[i]) * 3600
+                + max(lost_work(demand.pods[i], ran=now + boot - demand.pods[i].created), 0.0)
+                for i in pods
+            )
+            most = new_node_seconds(boot=boot, runs=longest, linger=wait)
+            if scaleup._may_pay(group, paid=most, saved=saved, freed=freed, wait=wait):
+                return False
+    return True
+
+
+def test_the_scale_up_bound_lists_the_drainable_nodes_once_and_answers_as_pod_by_pod(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # scaleup._none_pays prices ECI per pod as one vector, checks the bills alone before it
+    # looks for nodes to free, and lists the nodes it may free once per pass
+    # (consolidation.sheddable) instead of once per group.  On random clusters with
+    # consolidation on, every call answers as the bound spelled out pod by pod and group by
+    # group, the drainable nodes are listed at most once per call (session 8's bound listed
+    # them for each group that could take a pod: 2 or more in some calls here), and calls that
+    # several groups could serve, calls that hold and calls that refuse all occur.
+    from autoscaler import consolidation, scaleup
+
+    rng = random.Random(8)
+    bound = scaleup._none_pays
+    listings = 0
+    drainable = consolidation._drainable
+
+    def counted_listing(ctx: Any) -> Any:
+        nonlocal listings
+        listings += 1
+        return drainable(ctx)
+
+    answers = {True: 0, False: 0}
+    several = 0
+
+    def compared(*args: Any, **kwargs: Any) -> bool:
+        nonlocal listings, several
+        listings = 0
+        found = bound(*args, **kwargs)
+        assert listings <= 1, listings
+        assert found == _bound_pod_by_pod(*args, **kwargs)
+        answers[found] += 1
+        several += int(args[2].any(axis=1).sum()) > 1
+        return found
+
+    monkeypatch.setattr(consolidation, "_drainable", counted_listing)
+    monkeypatch.setattr(scaleup, "_none_pays", compared)
+    for _ in range(120):
+        _random_consolidating_cluster(rng)()
+    assert answers[True] > 10, answers
+    assert answers[False] > 10, answers
+    assert several > 5, several
+
+
+def test_eci_costs_is_eci_cost_pod_by_pod_bit_for_bit() -> None:
+    # costs.eci_costs, ECI's bill of many pods at once from EciPrice.per_hour_of (what the
+    # scale-up bound adds), is costs.eci_cost of each pod, to the last bit: random requests
+    # (fractions of GPUs, odd byte counts), negative and zero seconds among them, two price
+    # lists.
+    import numpy as np
+
+    from autoscaler.costs import EciPrice, eci_cost, eci_costs
+    from extender.model import Resources
+
+    rng = random.Random(3)
+    for eci in (EciPrice(), EciPrice(vcpu_second=0.0000371, gib_second=0.0000091, gpu_hour=7.3)):
+        pods = [
+            Resources(
+                cpu_milli=rng.randint(0, 96000),
+                memory=rng.randint(0, 512 * GIB) + rng.randint(0, 1023),
+                gpu_milli=rng.choice([0, 0, 250, 1000, 1500, 8000]),
+            )
+            for _ in range(500)
+        ]
+        seconds = [rng.choice([-60.0, 0.0, 0.5, rng.uniform(-3600, 40 * 3600)]) for _ in pods]
+        req = np.array([(r.cpu_milli, r.memory, r.gpu_milli) for r in pods], np.int64)
+        got = eci_costs(eci.per_hour_of(req[:, 0], req[:, 1], req[:, 2]), np.array(seconds))
+        want = [eci_cost(r, eci=eci, seconds=s) for r, s in zip(pods, seconds, strict=True)]
+        assert got.tobytes() == np.array(want, np.float64).tobytes()
