@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from extender.model import Node, Pod
 
@@ -184,6 +185,11 @@ class Sheddable:
     used: IntArray  # (nodes, 4)
     group: IntArray  # ``groups`` as an array
 
+    def fits(self, room: IntArray) -> npt.NDArray[np.bool_]:
+        """Per node: whether all its pods fit ``room`` (cpu, memory, GPU, pod slots) alone."""
+        over = np.asarray((self.used > room).any(axis=1), np.bool_)
+        return ~over
+
 
 def sheddable(ctx: Context) -> Sheddable:
     """``Sheddable`` of this pass (scale-up lists it once and bounds each group with it)."""
@@ -205,9 +211,8 @@ def shed_bound(
     these pays with none of those (the cheap test before the per-pod rules).  ``listed``: this
     pass's ``sheddable`` when the caller keeps it (else listed here)."""
     found = sheddable(ctx) if listed is None else listed
-    fits = ~(found.used > room).any(axis=1)
     out = []
-    for i in np.flatnonzero(fits).tolist():
+    for i in np.flatnonzero(found.fits(room)).tolist():
         h = found.groups[i]
         price = ctx.groups[h].group.price_per_hour
         out.append(Absorbable(found.nodes[i], h, price, found.asks[i], math.inf, 0))

@@ -252,7 +252,7 @@ def _freeable(
     them (``consolidation.shed_bound``), none ``absorbing`` has taken (``free``), per group at
     most its budget."""
     room = ctx.cap[g] - req.min(axis=0)
-    fits = ~(listed.used > room).any(axis=1) & free
+    fits = listed.fits(room) & free
     count: list[int] = np.bincount(listed.group[fits], minlength=len(ctx.groups)).tolist()
     return sum(
         max(ctx.groups[h].group.price_per_hour, 0.0) * min(n, max(absorbing.budget[h], 0))
