@@ -403,11 +403,13 @@ class Simulation:
 
         Its ``ActivePodsWithRanks.Less`` (``_deleted_before``), first deleted first; the
         ``pod-deletion-cost`` it reads is what ``extender.deletion_cost.desired_costs`` wants at
-        this moment (the reconciler's few seconds until a value is written are not modelled).
+        this moment (the reconciler's few seconds until a value is written are not modelled),
+        none in a variant without Spillover's reconciler (``Variant.deletion_cost``: the
+        cluster-autoscaler and all-ECI baselines, plain clusters).
         """
         policy = pods[0].policy
         costs: dict[str, int] = {}
-        if policy is not None:
+        if policy is not None and self.variant.deletion_cost:
             costs = deletion_cost.desired_costs(
                 policy,
                 pods=[p.pod for p in pods if p.bound],

@@ -325,6 +325,31 @@ def test_victims_of_one_cost_follow_the_replicaset_controllers_own_order() -> No
     assert sim._victims(rest, 2) == [rest[2], rest[3]]
 
 
+def test_settled_first_unit_pods_go_newest_first_only_where_spillover_writes_the_cost() -> None:
+    """Three replicas on one node of the first unit, all older than SETTLE: with Spillover's
+    reconciler the newest goes first (its age bonus, on the replay's clock); in a plain
+    cluster (the baselines: ``deletion_cost=False``) kube's own order, here the UID."""
+    scenario = small_scenario()
+    policy = scenario.policies[0]
+    variant = Variant("static", (policy,), autoscaling=False, forecast=False, static={"small": 1})
+    trace = Trace(TraceHeader(), [ReplicasChanged(0.0, WEB, 3, ONE)])
+    picks = []
+    for writes in (True, False):
+        sim = Simulation(trace, scenario, replace(variant, deletion_cost=writes))
+        [node] = [n for n, v in sim.scheduler.state.nodes.items() if v.kind is NodeKind.ECS]
+        assert policy.unit_of(sim.scheduler.state.nodes[node]) == 0
+        recs = [sim.scheduler.new_pod(f"shop/web-{i}", WEB, f"web-{i}", ONE) for i in range(3)]
+        for i, rec in enumerate(recs):
+            rec.created, rec.started, rec.bound = 1.0 + 120.0 * i, 11.0 + 120.0 * i, node
+            rec.pod = replace(rec.pod, node_name=node, created=rec.created)
+        sim.clock.now = 3000.0  # ready 2,750-2,990 s ago: one power of two (2^41 ns)
+        picks.append(sim._victims(recs, 1))
+    newest = recs[2]
+    by_uid = min(recs, key=lambda r: zlib.crc32(r.uid.encode()))
+    assert by_uid is not newest  # else the case shows nothing
+    assert [[r.uid for r in p] for p in picks] == [[newest.uid], [by_uid.uid]]
+
+
 def stateful_and_eci_only_pods(trace: Trace, n: int) -> Trace:
     """``trace`` plus, created at 0, the ``n`` pods of StatefulSet shop/db (db-0 ... db-n-1)
     and ``n`` pods of namespace batch (whose policy has no ECS unit)."""
