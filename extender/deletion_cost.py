@@ -23,9 +23,9 @@ first:
    (``ActivePodsWithRanks``: pods on nodes crowded with their siblings first, then the newest),
    and the settled ones newest first, which empties the newest nodes (the ones a scale-up added)
    instead of spreading the survivors over every node: in the replay of the crane series the
-   controller's own order alone costs 3-9 % more (bench/RESULTS.md).  ``SETTLE`` keeps these
-   writes off a burst of new pods, when the scheduler needs the API server, and spares the pods
-   that live only minutes.
+   controller's own order alone costs Spillover 3-7 % more (bench/RESULTS.md).  ``SETTLE``
+   keeps these writes off a burst of new pods, when the scheduler needs the API server, and
+   spares the pods that live only minutes.
 
 So the first pod that overflows needs one write (its own), a first-unit pod at most one, never
 while it is new, and until a written value reaches the API the pod costs 0 like a young
