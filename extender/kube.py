@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -710,8 +711,12 @@ class DeletionCostReconciler:
         burst: int = 10,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
+        wall: Clock = time.time,
     ) -> None:
+        """``clock``: the rate limit's (the event loop's); ``wall``: Unix seconds, the clock of
+        the pods' creation timestamps (``desired_costs``' ``now``)."""
         self._core = client.CoreV1Api(api)
+        self._wall = wall
         self.state = state
         self.metrics = metrics
         self.interval = interval
@@ -731,9 +736,10 @@ class DeletionCostReconciler:
     async def reconcile_once(self) -> int:
         """One pass over every policy; returns how many annotations were written."""
         todo: list[tuple[int, Pod]] = []
+        now = self._wall()
         for policy, workload_pods in self._managed():
             pods = {p.uid: p for p in workload_pods}
-            desired = desired_costs(policy, pods=pods.values(), nodes=self.state.nodes)
+            desired = desired_costs(policy, pods=pods.values(), nodes=self.state.nodes, now=now)
             for uid, cost in changed_costs(desired, pods).items():
                 if self._written.get(uid) != str(cost):  # else written, not yet seen
                     todo.append((cost, pods[uid]))

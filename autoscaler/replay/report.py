@@ -271,6 +271,7 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
                 headroom=h,
                 headroom_groups=used,
                 scoring=scenario.baseline_scoring,
+                deletion_cost=False,
                 description=(
                     "all ECS, cluster-autoscaler-like loop"
                     + (f", {h} spare node(s) in each of {', '.join(used)}" if h else "")
@@ -285,6 +286,7 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
             forecast=False,
             description="every managed pod on ECI",
             scoring=scenario.baseline_scoring,
+            deletion_cost=False,
         )
     )
     if scenario.static_nodes is not None:

@@ -35,6 +35,9 @@ class Variant:
     # kube-scheduler's resource scoring (autoscaler.replay.scoring): the stock profile, or the
     # bin-packing one Spillover's manifests ship (the scenario's scheduler.spillover says which)
     scoring: Scoring = STOCK
+    # Spillover's reconciler keeps pod-deletion-cost on the pods (extender.deletion_cost); off:
+    # a cluster without it, where the ReplicaSet controller's own order decides every scale-in
+    deletion_cost: bool = True
 
 
 @dataclass(frozen=True, slots=True)

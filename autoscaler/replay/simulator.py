@@ -30,9 +30,13 @@ the demand history only the forecast's history window.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import heapq
+import math
 import random
+import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
@@ -75,6 +79,9 @@ __all__ = [
 ]
 
 MAX_SAMPLES = 100_000
+# 2020-01-01 on the replay's clock, whose 0 is taken for 2026-01-01: the age bonus of
+# ``extender.deletion_cost`` counts minutes from it, so pods created apart get different costs
+REPLAY_EPOCH = deletion_cost.EPOCH - 1_767_225_600.0
 _READY, _PLAN, _RETRY, _RECLAIM, _DELETE = 0, 1, 2, 3, 4
 
 
@@ -392,25 +399,31 @@ class Simulation:
                 self._pod_deleted(rec.uid)
 
     def _victims(self, pods: list[PodRecord], k: int) -> list[PodRecord]:
-        """The ReplicaSet controller's choice of ``k`` pods to delete (``getPodsToDelete``)."""
+        """The ReplicaSet controller's choice of ``k`` pods to delete (``getPodsToDelete``).
+
+        Its ``ActivePodsWithRanks.Less`` (``_deleted_before``), first deleted first; the
+        ``pod-deletion-cost`` it reads is what ``extender.deletion_cost.desired_costs`` wants at
+        this moment (the reconciler's few seconds until a value is written are not modelled),
+        none in a variant without Spillover's reconciler (``Variant.deletion_cost``: the
+        cluster-autoscaler and all-ECI baselines, plain clusters).
+        """
         policy = pods[0].policy
         costs: dict[str, int] = {}
-        if policy is not None:
+        if policy is not None and self.variant.deletion_cost:
             costs = deletion_cost.desired_costs(
-                policy, pods=[p.pod for p in pods if p.bound], nodes=self.scheduler.state.nodes
+                policy,
+                pods=[p.pod for p in pods if p.bound],
+                nodes=self.scheduler.state.nodes,
+                now=self.clock.now,
+                epoch=REPLAY_EPOCH,
             )
+        on_node = Counter(p.bound for p in pods if p.bound)
         now = self.clock.now
-
-        def rank(p: PodRecord) -> tuple[int, int, int, float, float]:
-            return (
-                1 if p.bound else 0,
-                1 if p.started <= now else 0,
-                costs.get(p.uid, 0),
-                -p.started if p.started <= now else 0.0,
-                -p.created,
-            )
-
-        return heapq.nsmallest(k, pods, key=rank)
+        ranked = [
+            _Ranked(p, costs.get(p.uid, 0), on_node[p.bound] if p.bound else 0, now) for p in pods
+        ]
+        ranked.sort(key=functools.cmp_to_key(_deleted_before))
+        return [r.rec for r in ranked[:k]]
 
     # -- the end -------------------------------------------------------------------------------------
     def _finish(self) -> Result:
@@ -507,3 +520,56 @@ def _fewer_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*threshold)
+
+
+# -- the ReplicaSet controller's scale-in order ---------------------------------------------------
+class _Ranked:
+    """A pod as ``ActivePodsWithRanks`` sees it at ``now``: started = Running and Ready (the
+    replay models no readiness probe), bound but not started = Pending; ``rank``: how many of
+    the workload's pods share its node; the UID, random in a cluster, a CRC-32 of the uid."""
+
+    __slots__ = ("assigned", "cost", "created", "rank", "ready", "rec", "uid")
+
+    def __init__(self, rec: PodRecord, cost: int, rank: int, now: float) -> None:
+        self.rec = rec
+        self.assigned = bool(rec.bound)
+        self.cost = cost
+        self.rank = rank
+        self.ready = _log_age(now - rec.started) if rec.started <= now else None
+        self.created = (rec.created, _log_age(now - rec.created))
+        self.uid = zlib.crc32(rec.uid.encode())
+
+
+def _log_age(seconds: float) -> int:
+    """kube's ``logarithmicRankDiff`` term: ``int(log2(age in ns))``, -1 for no age."""
+    ns = seconds * 1e9
+    return int(math.log2(ns)) if ns > 0 else -1
+
+
+def _deleted_before(a: _Ranked, b: _Ranked) -> int:
+    """kube's ``ActivePodsWithRanks.Less`` (pkg/controller/controller_utils.go) with
+    ``PodDeletionCost`` and ``LogarithmicScaleDown`` on (their defaults since 1.22), as a
+    comparison: negative when ``a`` is deleted first.  1. unassigned first; 2-3. pending / not
+    ready first; 4. lower deletion cost; 5. more of the workload's pods on its node ("doubled
+    up"); 6. both ready: the younger ready time by powers of two of its age, the same power
+    decided by UID (equal ready times go on); 7. restart counts (the replay has none); 8. the
+    younger creation the same way (equal creation: a tie)."""
+    if a.assigned != b.assigned:
+        return -1 if not a.assigned else 1
+    if (a.ready is None) != (b.ready is None):
+        return -1 if a.ready is None else 1
+    if a.cost != b.cost:
+        return -1 if a.cost < b.cost else 1
+    if a.rank != b.rank:
+        return -1 if a.rank > b.rank else 1
+    if a.ready is not None and b.ready is not None and a.rec.started != b.rec.started:
+        return _younger(a.ready, b.ready, a.uid, b.uid)
+    if a.created[0] != b.created[0]:
+        return _younger(a.created[1], b.created[1], a.uid, b.uid)
+    return 0
+
+
+def _younger(a_log: int, b_log: int, a_uid: int, b_uid: int) -> int:
+    if a_log != b_log:
+        return -1 if a_log < b_log else 1
+    return -1 if a_uid < b_uid else 1 if a_uid > b_uid else 0

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pure_helpers import ECI_NODE, ECS_NODE, ECS_OTHER, ns_pod, unit_policy
 
-from extender.deletion_cost import ANNOTATION, STEP, changed_costs, desired_costs
+from extender.deletion_cost import (
+    ANNOTATION,
+    SETTLE,
+    STEP,
+    age_bonus,
+    changed_costs,
+    desired_costs,
+)
 from extender.model import (
     Node,
     NodeKind,
@@ -29,7 +36,7 @@ def test_desired_costs_make_eci_and_surplus_pods_go_first() -> None:
         ns_pod("pending"),
         ns_pod("gone", node="ecs-1", terminating=True),
     ]
-    costs = desired_costs(policy, pods=pods, nodes=nodes)
+    costs = desired_costs(policy, pods=pods, nodes=nodes, now=3.0)
     top = STEP // 2 - 1  # the age bonus of a pod created before 2020
     assert costs == {
         "old-ecs": 0,  # the first unit within its max: no annotation needed
@@ -50,10 +57,16 @@ def test_desired_costs_make_eci_and_surplus_pods_go_first() -> None:
     }
     current["old-ecs"] = ns_pod("old-ecs", node="ecs-1", annotations={ANNOTATION: "0"})
     assert "old-ecs" not in changed_costs(costs, current)
+    # once it has lived SETTLE seconds, the first unit's pod gets its age bonus, above every band
+    settled = desired_costs(policy, pods=pods, nodes=nodes, now=1.0 + SETTLE)
+    assert settled == costs | {"old-ecs": top}
+    assert changed_costs(settled, current)["old-ecs"] == top
 
 
-def _deletion_order(policy: ResourcePolicy, pods: list[Pod], nodes: dict[str, Node]) -> list[str]:
-    costs = desired_costs(policy, pods=pods, nodes=nodes)
+def _deletion_order(
+    policy: ResourcePolicy, pods: list[Pod], nodes: dict[str, Node], *, now: float
+) -> list[str]:
+    costs = desired_costs(policy, pods=pods, nodes=nodes, now=now)
     return sorted(costs, key=lambda uid: costs[uid])
 
 
@@ -72,32 +85,42 @@ def test_scale_in_removes_eci_before_pods_on_nodes_in_no_unit() -> None:
         ns_pod("on-eci", node="vk", created=T0 - DAY),
     ]
     assert policy.unit_of(ECS_OTHER) is None
-    assert _deletion_order(policy, pods, nodes) == ["on-eci", "outside", "on-ecs"]
+    assert _deletion_order(policy, pods, nodes, now=T0) == ["on-eci", "outside", "on-ecs"]
+    assert _deletion_order(policy, pods, nodes, now=T0 + SETTLE) == ["on-eci", "outside", "on-ecs"]
 
 
-def test_first_unit_pods_are_never_written_and_later_units_go_newest_first() -> None:
+def test_first_unit_pods_are_written_once_settled_and_every_unit_goes_newest_first() -> None:
     policy = unit_policy({"resource": "ecs", "max": 4}, {"resource": "eci"})
     nodes = {"ecs-1": ECS_NODE, "vk": ECI_NODE}
     ecs = [ns_pod(f"s{i}", node="ecs-1", created=T0 + i * 3600) for i in range(4)]
     eci = [ns_pod(f"e{i}", node="vk", created=T0 + DAY + i * 3600) for i in range(3)]
     pods = ecs + eci
     current = {p.uid: p for p in pods}
-    before = desired_costs(policy, pods=pods, nodes=nodes)
-    assert set(changed_costs(before, current)) == {"e0", "e1", "e2"}  # one write per ECI pod
-    assert _deletion_order(policy, pods, nodes)[:3] == ["e2", "e1", "e0"]
-    after = desired_costs(policy, pods=pods[1:], nodes=nodes)  # s0 deleted
+    now = T0 + 3 * 3600 + SETTLE - 1  # s3 is new, s0 .. s2 have settled
+    before = desired_costs(policy, pods=pods, nodes=nodes, now=now)
+    assert set(changed_costs(before, current)) == {"s0", "s1", "s2", "e0", "e1", "e2"}
+    assert before["s3"] == 0
+    # ECI newest first, then the new first-unit pod, then the settled ones newest first
+    order = ["e2", "e1", "e0", "s3", "s2", "s1", "s0"]
+    assert _deletion_order(policy, pods, nodes, now=now) == order
+    assert before["s0"] == age_bonus(T0) < STEP // 2
+    # neither a scale-in nor a scale-up rewrites the other pods
+    after = desired_costs(policy, pods=pods[1:], nodes=nodes, now=now)  # s0 deleted
     assert all(after[uid] == before[uid] for uid in after)
     grown = desired_costs(
-        policy, pods=[*pods, ns_pod("e3", node="vk", created=T0 + 2 * DAY)], nodes=nodes
+        policy, pods=[*pods, ns_pod("e3", node="vk", created=T0 + 2 * DAY)], nodes=nodes, now=now
     )
     assert all(grown[uid] == before[uid] for uid in before)
+    # time passing writes s3 once, and nothing else
+    later = desired_costs(policy, pods=pods, nodes=nodes, now=now + 1)
+    assert {uid for uid in later if later[uid] != before[uid]} == {"s3"}
 
 
 _UNIT_NODES = 4
 
 
 @st.composite
-def _workloads(draw: st.DrawFn) -> tuple[ResourcePolicy, list[Pod], dict[str, Node]]:
+def _workloads(draw: st.DrawFn) -> tuple[ResourcePolicy, list[Pod], dict[str, Node], float]:
     """A policy of up to 16 units (ECS units by label, at most one ECI unit anywhere) and bound
     pods on its units' nodes, on a node in no unit and on a node the cache does not know."""
     n_ecs = draw(st.integers(1, MAX_UNITS - 1))
@@ -122,21 +145,23 @@ def _workloads(draw: st.DrawFn) -> tuple[ResourcePolicy, list[Pod], dict[str, No
         ns_pod(f"p{k}", node=node, created=T0 + minutes * 60.0)
         for k, (node, minutes) in enumerate(placed)
     ]
-    return policy, pods, nodes
+    now = T0 + draw(st.integers(0, 10**6 + 20)) * 60.0 + draw(st.sampled_from([0.0, 0.5, 59.0]))
+    return policy, pods, nodes, now
 
 
 @settings(max_examples=300, deadline=None)
 @given(_workloads())
 def test_every_pod_is_ranked_by_its_band_then_newest_first(
-    case: tuple[ResourcePolicy, list[Pod], dict[str, Node]],
+    case: tuple[ResourcePolicy, list[Pod], dict[str, Node], float],
 ) -> None:
     """The order spelled out pod by pod: beyond max (last unit first), then units last to first
     with pods on no unit's node right after the first ECI unit's (without one, before the last
-    unit's), the first unit's pods within max at 0; the newest first inside units 1 .. n-1."""
-    policy, pods, nodes = case
+    unit's), the first unit's pods within max last: 0 while younger than SETTLE, then the settled
+    ones; the newest first inside units 1 .. n-1 and among the settled first-unit pods."""
+    policy, pods, nodes, now = case
     n = len(policy.units)
     eci = [i for i, u in enumerate(policy.units) if u.resource is NodeKind.ECI]
-    costs = desired_costs(policy, pods=pods, nodes=nodes)
+    costs = desired_costs(policy, pods=pods, nodes=nodes, now=now)
     assert set(costs) == {p.uid for p in pods}
     assert all(-(2**31) <= c < 2**31 for c in costs.values())
     rank_in_unit: dict[str, int] = {}
@@ -161,20 +186,23 @@ def test_every_pod_is_ranked_by_its_band_then_newest_first(
             return (0, -unit, 0)
         return (1, -unit, 0)
 
+    def settled(pod: Pod) -> bool:
+        return now - pod.created >= SETTLE
+
     for a in pods:
-        if band(a) == (1, 0, 0):
+        if band(a) == (1, 0, 0) and not settled(a):
             assert costs[a.uid] == 0
         for b in pods:
             if band(a) < band(b):
                 assert costs[a.uid] < costs[b.uid], (a.uid, b.uid)
-            elif (
-                band(a) == band(b)
-                and band(a)[0] == 1
-                and band(a) < (1, 0, 0)
-                and not band(a)[2]
-                and a.created // 60 > b.created // 60
-            ):  # units 1 .. n-1: the newer goes first
-                assert costs[a.uid] < costs[b.uid], (a.uid, b.uid)
+            elif band(a) != band(b) or band(a)[0] != 1 or band(a)[2]:
+                continue
+            elif band(a) < (1, 0, 0) and a.created // 60 > b.created // 60:
+                assert costs[a.uid] < costs[b.uid], (a.uid, b.uid)  # units 1 .. n-1: the newer
+            elif band(a) == (1, 0, 0) and settled(b) and not settled(a):
+                assert costs[a.uid] < costs[b.uid], (a.uid, b.uid)  # the first unit: new first
+            elif band(a) == (1, 0, 0) and settled(a) and a.created // 60 > b.created // 60:
+                assert costs[a.uid] < costs[b.uid], (a.uid, b.uid)  # then the newer settled
 
 
 def test_deletion_costs_stay_inside_int32_with_the_most_units() -> None:
@@ -186,7 +214,7 @@ def test_deletion_costs_stay_inside_int32_with_the_most_units() -> None:
     pods = [ns_pod(f"a{i}", node=f"n{i}") for i in range(15)]
     pods += [ns_pod(f"b{i}", node=f"n{i}", created=T0) for i in range(15)]  # beyond max 1
     pods += [ns_pod("e", node="vk"), ns_pod("x", node="elsewhere")]
-    costs = desired_costs(policy, pods=pods, nodes=nodes)
+    costs = desired_costs(policy, pods=pods, nodes=nodes, now=T0 + DAY)
     assert all(-(2**31) <= c < 2**31 for c in costs.values())
     with pytest.raises(PolicyError, match="at most 16 units"):
         unit_policy(*units, {"resource": "eci"}, {"resource": "eci"})
@@ -200,4 +228,4 @@ def test_daemonset_and_static_pods_get_no_deletion_cost() -> None:
         ns_pod("mirror", node="ecs-1", annotations={"kubernetes.io/config.mirror": "x"}),
         ns_pod("web", node="ecs-1"),
     ]
-    assert set(desired_costs(policy, pods=pods, nodes=nodes)) == {"web"}
+    assert set(desired_costs(policy, pods=pods, nodes=nodes, now=T0)) == {"web"}

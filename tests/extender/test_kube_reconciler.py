@@ -3,12 +3,13 @@
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from kube_emulator import KubeEmulator, make_node, make_pod, make_policy, until
 from kubernetes_asyncio import client
 
-from extender.deletion_cost import ANNOTATION, STEP, age_bonus
+from extender.deletion_cost import ANNOTATION, SETTLE, STEP, age_bonus
 from extender.kube import ClusterWatch, DeletionCostReconciler
 from extender.ledger import Ledger
 from extender.metrics import Metrics
@@ -39,14 +40,14 @@ class World:
     metrics: Metrics
     time: FakeTime
 
-    def reconciler(self, api: client.ApiClient, **kwargs: float) -> DeletionCostReconciler:
+    def reconciler(self, api: client.ApiClient, **kwargs: Any) -> DeletionCostReconciler:
         return DeletionCostReconciler(
             api,
             self.state,
             metrics=self.metrics,
             clock=self.time.clock,
             sleep=self.time.sleep,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
 
     def patches(self, outcome: str) -> float:
@@ -210,6 +211,28 @@ async def test_run_waits_for_the_interval_between_passes(
 _WRITTEN = {"web-c", "web-d", "web-e"}  # the pods not on the first unit within its max
 
 
+async def test_first_unit_pods_are_written_once_they_have_settled(
+    kube_api: KubeEmulator, kube_client: client.ApiClient, world: World
+) -> None:
+    """A first-unit pod stays unannotated while it is new (a burst of new pods costs the API
+    server no write for them), then gets its age bonus, once, after every other pod."""
+    newest = max(p.created for p in world.state.pods.values())
+    young = world.reconciler(kube_client, wall=lambda: newest + SETTLE - 1.0)
+    assert await young.reconcile_once() == 3
+    await until(lambda: _annotated(world) == 3, what="annotations in the cache")
+    settled = world.reconciler(kube_client, wall=lambda: newest + SETTLE)
+    assert await settled.reconcile_once() == 2
+    names = [r.url.path.rsplit("/", 1)[1] for r in kube_api.requests_to("PATCH", PATCHES)]
+    assert sorted(names[3:]) == ["web-a", "web-b"]
+    pods = {p.name: p for p in world.state.pods.values()}
+    got = annotations(kube_api)
+    assert {n: got[n] for n in ("web-a", "web-b")} == {
+        n: str(age_bonus(pods[n].created)) for n in ("web-a", "web-b")
+    }
+    await until(lambda: _annotated(world) == 5, what="settled annotations in the cache")
+    assert await settled.reconcile_once() == 0
+
+
 def _annotated(world: World) -> int:
     return sum(1 for p in world.state.pods.values() if ANNOTATION in p.annotations)
 
@@ -243,11 +266,15 @@ async def test_scale_in_order_is_eci_then_nodes_in_no_unit_then_ecs(
         async with asyncio.timeout(10):  # safety net
             await watch.wait_synced()
         world = World(state, Metrics(), FakeTime())
-        assert await world.reconciler(kube_client).reconcile_once() == 2  # the ECS pods: none
+        # created in January: the ECS pods have settled, so they are written too, after the rest
+        assert await world.reconciler(kube_client).reconcile_once() == 4
         costs = {k: int(v or 0) for k, v in annotations(kube_api).items()}  # absent: 0
-        # a ReplicaSet deletes the lowest cost first; the ECS pods tie at 0, its own ranks decide
-        assert sorted(costs, key=costs.__getitem__)[:2] == ["web-eci", "web-gpu"]
-        assert costs["web-new"] == costs["web-old"] == 0 > costs["web-gpu"]
+        # a ReplicaSet deletes the lowest cost first: ECI, the node in no unit, the newest ECS pod
+        order = ["web-eci", "web-gpu", "web-new", "web-old"]
+        assert sorted(costs, key=costs.__getitem__) == order
+        assert costs["web-gpu"] < 0 < costs["web-new"] < costs["web-old"] < STEP // 2
+        names = [r.url.path.rsplit("/", 1)[1] for r in kube_api.requests_to("PATCH", PATCHES)]
+        assert names == order  # written lowest first
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

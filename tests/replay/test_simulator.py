@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+import zlib
 from dataclasses import replace
 from typing import Any
 
@@ -287,6 +289,65 @@ def test_scale_in_removes_eci_replicas_first() -> None:
     assert sim.scheduler.eci_pod_s == pytest.approx(3 * 90.0)  # started at 10, all deleted at 100
     assert sim.scheduler.eci_no_room_s == 0.0  # beyond the max (3 nodes had room): by policy
     assert sim.scheduler.ecs_pod_s == pytest.approx(2 * 200.0)  # the ECS pods ran to the end
+
+
+def test_victims_of_one_cost_follow_the_replicaset_controllers_own_order() -> None:
+    """Pods of one deletion cost (here on nodes in no unit: one band) are left to kube's own
+    order (``ActivePodsWithRanks.Less``): the node holding most of the workload's pods first,
+    then the younger ready time by powers of two of its age in ns, the same power by UID."""
+    scenario = small_scenario()
+    trace = Trace(TraceHeader(), [ReplicasChanged(0.0, WEB, 5, ONE)])
+    sim = Simulation(trace, scenario, by_name(scenario, trace)["spillover"])
+    recs = [sim.scheduler.new_pod(f"shop/web-{i}", WEB, f"web-{i}", ONE) for i in range(5)]
+    sim.clock.now = 1000.0
+    # (node, started): web-4 is the newest but alone with web-3 on its node
+    layout = [("n1", 100.0), ("n1", 200.0), ("n1", 300.0), ("n2", 100.0), ("n2", 990.0)]
+    for rec, (node, started) in zip(recs, layout, strict=True):
+        rec.bound, rec.created, rec.started = node, started - 5.0, started
+    # n1 holds 3: one of its pods goes first.  Ready 700, 800 and 900 s ago: 2^39 ns = 549.8 s,
+    # 2^40 ns = 1099.5 s, so one power of two for the three: the UID decides.
+    first = min(recs[:3], key=lambda r: zlib.crc32(r.uid.encode()))
+    assert sim._victims(recs, 1) == [first]
+    # n1 down to 2 pods ties with n2: web-4 (ready 10 s ago, 2^33 ns) is the youngest
+    rest = [r for r in recs if r is not first]
+    assert sim._victims(rest, 1) == [recs[4]]
+    # the same ready time: creation decides, by powers of two of its age, then the UID
+    old, young = sorted(rest[:2], key=lambda r: zlib.crc32(r.uid.encode()))  # both on n1
+    old.started = young.started = 300.0
+    young.created, old.created = 290.0, 10.0  # 710 s and 990 s ago: both 2^39 ns, the UID
+    assert sim._victims([old, young], 1) == [old]
+    old.created = -200.0  # 1,200 s ago: 2^40 ns, an older power of two than 710 s
+    assert sim._victims([old, young], 1) == [young]
+    # a pod not started (not ready) goes before every ready one, an unassigned one before it
+    rest[2].started = rest[3].started = math.inf
+    assert sim._victims(rest, 1) == [rest[3]]  # web-4: pending, younger creation
+    rest[2].bound = ""
+    assert sim._victims(rest, 2) == [rest[2], rest[3]]
+
+
+def test_settled_first_unit_pods_go_newest_first_only_where_spillover_writes_the_cost() -> None:
+    """Three replicas on one node of the first unit, all older than SETTLE: with Spillover's
+    reconciler the newest goes first (its age bonus, on the replay's clock); in a plain
+    cluster (the baselines: ``deletion_cost=False``) kube's own order, here the UID."""
+    scenario = small_scenario()
+    policy = scenario.policies[0]
+    variant = Variant("static", (policy,), autoscaling=False, forecast=False, static={"small": 1})
+    trace = Trace(TraceHeader(), [ReplicasChanged(0.0, WEB, 3, ONE)])
+    picks = []
+    for writes in (True, False):
+        sim = Simulation(trace, scenario, replace(variant, deletion_cost=writes))
+        [node] = [n for n, v in sim.scheduler.state.nodes.items() if v.kind is NodeKind.ECS]
+        assert policy.unit_of(sim.scheduler.state.nodes[node]) == 0
+        recs = [sim.scheduler.new_pod(f"shop/web-{i}", WEB, f"web-{i}", ONE) for i in range(3)]
+        for i, rec in enumerate(recs):
+            rec.created, rec.started, rec.bound = 1.0 + 120.0 * i, 11.0 + 120.0 * i, node
+            rec.pod = replace(rec.pod, node_name=node, created=rec.created)
+        sim.clock.now = 3000.0  # ready 2,750-2,990 s ago: one power of two (2^41 ns)
+        picks.append(sim._victims(recs, 1))
+    newest = recs[2]
+    by_uid = min(recs, key=lambda r: zlib.crc32(r.uid.encode()))
+    assert by_uid is not newest  # else the case shows nothing
+    assert [[r.uid for r in p] for p in picks] == [[newest.uid], [by_uid.uid]]
 
 
 def stateful_and_eci_only_pods(trace: Trace, n: int) -> Trace:
