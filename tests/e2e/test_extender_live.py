@@ -241,7 +241,8 @@ async def test_overflow_after_n_then_shrink_eci_first(
         return costs if eci_written else None
 
     costs = await _eventually(costs_written, what="pod-deletion-cost on every ECI replica")
-    # the first unit's pods need no annotation: absent is 0, above every ECI pod's cost
+    # the first unit's pods, new (younger than deletion_cost.SETTLE), have no annotation:
+    # absent is 0, above every ECI pod's cost
     ecs_costs = [int(v or 0) for k, v in costs.items() if k.startswith("ecs/")]
     eci_costs = [int(v or 0) for k, v in costs.items() if k.startswith("eci/")]
     assert max(eci_costs) < 0 == min(ecs_costs) == max(ecs_costs)
