@@ -42,7 +42,7 @@ from extender.model import Node, Pod
 from .backends import Kernels
 from .context import Context, IntArray, Usage, policy_of
 from .costs import node_share
-from .demand import remaining
+from .demand import only_pod, remaining
 from .eviction import drain_blocker
 from .nodegroup import Consolidation, MoveCosts
 from .state import DisruptionBudget
@@ -163,7 +163,9 @@ def absorbable(
             ):
                 ok = False
                 break
-            life = max(life, remaining(pod, now=now, horizon=horizon, outlived=horizon))
+            alone = only_pod(ctx.state, pod)
+            left = remaining(pod, now=now, horizon=horizon, outlived=horizon, alone=alone)
+            life = max(life, left)
         if ok and life > 0:
             used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.movable))
             price = ctx.groups[h].group.price_per_hour

@@ -157,7 +157,8 @@ def new_node_pays(
     """Whether moving ``pods`` (requests, remaining seconds) from ECI onto one new node saves
     money: ECI's bill for the time each keeps running once the node is up, against the node's
     price for all the time it is paid (``new_node_seconds`` of the longest pod, its ``redo``
-    included: per pod, in order, the work it would run again; none when empty).
+    included: per pod, in order, the work it would run again; none when empty).  Scale-up
+    passes each pod's expected run cut to the shortest of them (``scaleup._unpaid``).
 
     ``freed``: existing nodes whose pods the new node also takes, so that they can go
     (``consolidation.absorbable``), each as (price per hour, seconds it would still be paid

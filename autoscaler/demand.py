@@ -11,7 +11,9 @@ cluster-autoscaler would), and every pod running on ECI for lack of ECS room tha
 StatefulSets and ReplicaSets without it or past it (still serving), the whole horizon (the
 planner and rebalance pass ``outlived``); a Job's pod is expected to run at
 least as long again as it has run (without the annotation, or past it: heavy-tailed lifetimes,
-as ``predictive.pinned`` assumes).  A Job's pod moved to ECS runs again the work it has lost
+as ``predictive.pinned`` assumes), and so is a replica without the annotation that is its
+workload's only pod (``only_pod``; a replica with siblings on ECI is the first a scale-in takes:
+``extender.deletion_cost``).  A Job's pod moved to ECS runs again the work it has lost
 (``eviction.lost_work``), which the new node must pay for too.  DaemonSet
 pods are not demand: a new node's DaemonSets are ``settings.daemonset_overhead``, subtracted from
 its allocatable.  Pending pods no policy unit can take get their reason in ``unschedulable``.
@@ -29,6 +31,7 @@ import numpy.typing as npt
 
 from extender.model import Node, NodeKind, Pod, is_daemon_or_static
 from extender.policy import ResourcePolicy, decide, unit_counts
+from extender.snapshot import ClusterState
 
 from .context import Context, IntArray, by_identity, policy_of
 from .costs import ecs_cheaper
@@ -42,6 +45,7 @@ __all__ = [
     "cheaper_on_a_new_node",
     "collect",
     "new_node_could_pay",
+    "only_pod",
     "remaining",
 ]
 
@@ -49,9 +53,15 @@ EXPECTED_DURATION = "spillover.dev/expected-duration"
 _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
 
 
-def remaining(pod: Pod, *, now: float, horizon: float, outlived: float = 0.0) -> float:
+def remaining(
+    pod: Pod, *, now: float, horizon: float, outlived: float = 0.0, alone: bool = False
+) -> float:
     """Seconds ``pod`` is expected to keep running; 0 when unknown (it then stays on ECI).
-    A Job's pod (``eviction.loses_progress``): at least its age.
+    A Job's pod (``eviction.loses_progress``): at least its age.  A replica of a Deployment,
+    StatefulSet or ReplicaSet without ``expected-duration``: the ``horizon``, and, when it is
+    its workload's only pod (``alone``: ``only_pod``), at least its age (Lindy: a service that
+    has run for weeks is expected to run for weeks more, as a Job's pod is; a replica with
+    siblings on ECI is the first its workload's scale-in takes, so its age says nothing).
 
     ``outlived``: what a replica of a Deployment, StatefulSet or ReplicaSet that has outlived
     its ``expected-duration`` is still expected to run (it is still serving; 0: nothing)."""
@@ -64,7 +74,18 @@ def remaining(pod: Pod, *, now: float, horizon: float, outlived: float = 0.0) ->
             return 0.0
         left = max(total - age, 0.0)
         return max(left, floor) if left > 0 or not service else outlived
-    return horizon if service else floor
+    if not service:
+        return floor
+    return max(horizon, age) if alone else horizon
+
+
+def only_pod(state: ClusterState, pod: Pod) -> bool:
+    """Whether ``pod`` is the only pod of its workload in ``state`` (``remaining``'s ``alone``)."""
+    if pod.workload is None:
+        return False
+    pods = iter(state.workload_pods(pod.workload))
+    next(pods, None)
+    return next(pods, None) is None  # at most one: itself
 
 
 @by_identity(65536)
@@ -265,7 +286,8 @@ def collect(
                 continue
             if move_blocker(pod) is not None:
                 continue
-            left = remaining(pod, now=now, horizon=horizon, outlived=outlived)
+            alone = only_pod(state, pod)
+            left = remaining(pod, now=now, horizon=horizon, outlived=outlived, alone=alone)
             if left > 0:
                 movable.append((pod.created, pod.key, pod, left))
         movable.sort(key=lambda m: (m[0], m[1]))

@@ -120,14 +120,24 @@ def _share_price(ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit:
     return min(prices, default=0.0)
 
 
-def _still_idle(idle: _Idle, *, now: float, settings: PlannerSettings, costs: MoveCosts) -> bool:
+def _still_idle(
+    idle: _Idle,
+    state: ClusterState,
+    *,
+    now: float,
+    settings: PlannerSettings,
+    costs: MoveCosts,
+) -> bool:
     """Whether ``rebalance`` would give ``idle.answer`` again now, in the same state with the
-    same groups, settings, costs and backend (module docstring)."""
+    same groups, settings, costs and backend (module docstring).  ``state`` is the one the
+    answer was kept for, at the same revision: each judged pod is its workload's only pod
+    (``demand.only_pod``) or not as then."""
     if now < idle.at:
         return False
     horizon = settings.forecast_horizon
     for pod, was, rate in idle.judged:
-        left = demand_pass.remaining(pod, now=now, horizon=horizon, outlived=horizon)
+        alone = demand_pass.only_pod(state, pod)
+        left = demand_pass.remaining(pod, now=now, horizon=horizon, outlived=horizon, alone=alone)
         worth = left > 0 and _saving(pod, left, now=now, rate=rate, settings=settings, costs=costs)
         if (worth > 0) != was:
             return False
@@ -158,7 +168,9 @@ def rebalance(
         return Moves()
     key = (tuple(groups), settings, costs, backend)
     idle = memo.recall(REBALANCE, state, key) if memo is not None else None
-    if isinstance(idle, _Idle) and _still_idle(idle, now=now, settings=settings, costs=costs):
+    if isinstance(idle, _Idle) and _still_idle(
+        idle, state, now=now, settings=settings, costs=costs
+    ):
         assert memo is not None
         memo.skipped(REBALANCE)
         return idle.answer

@@ -109,14 +109,24 @@ def _unpaid(
     themselves (``costs.new_node_pays``, with the work a Job's pod runs again once the node is
     up: ``eviction.lost_work``), not even with the pods of existing nodes it could take so that
     they go (``absorbing``: consolidation on; ``consolidation.absorb``): those pods stay on
-    ECI."""
+    ECI.
+
+    A node is judged over the time all its pods are expected to run, the shortest of their
+    expected runs (``demand.remaining``): their ECI bills over it against the node's price for
+    its boot, that time, the longest work run again and the unneeded time.  Those of its pods
+    that run on past it keep a node already judged worth it, as they did when every replica
+    without an estimate was expected to run one horizon.  Paid for its longest pod instead, a
+    node for young replicas and one that has run for weeks (expected to run for weeks more:
+    ``demand.remaining``) would never pay (bench/RESULTS.md, issue 12, session 10)."""
     out = np.zeros(len(assign), np.bool_)
     group, settings = ctx.groups[g].group, ctx.settings
     for n in np.unique(assign[assign >= 0]):
         on = np.flatnonzero(assign == n)
         if not demand.from_eci[on].all():
             continue  # a pending pod needs this node anyway
-        pods = [(demand.pods[i].requests, float(demand.eci_hours[i]) * 3600) for i in on]
+        # judged over the time all its pods are expected to run (docstring)
+        window = float(demand.eci_hours[on].min()) * 3600
+        pods = [(demand.pods[i].requests, window) for i in on]
         up = now + group.boot_time
         pays = functools.partial(
             _pays,
@@ -184,8 +194,9 @@ def _none_pays(
 
     Bounds of ``costs.new_node_pays``: a node's pods save at most the sum over all of them
     (terms >= 0; a relative 1e-9 covers another order of addition); the node is paid
-    ``new_node_seconds`` of its longest pod, at least with the shortest remaining time (redo
-    only adds), at most with the longest remaining time plus its redo (``eviction.lost_work``);
+    ``new_node_seconds`` of its pods' shortest remaining time plus their longest redo
+    (``_unpaid``), so at least with the shortest remaining time of them all (redo only adds),
+    at most with the longest remaining time plus its redo (``eviction.lost_work``);
     the freed nodes are at most ``_freeable``'s, each saved from the unneeded time after the
     boot until the node's paid time ends, no restart paid (restart costs are >= 0).  Node
     price less freed prices over the paid time is concave in it (piecewise linear): when it

@@ -23,7 +23,7 @@ from typing import Any
 
 from autoscaler import predictive
 from autoscaler.context import Context, Usage
-from autoscaler.demand import new_node_could_pay, remaining
+from autoscaler.demand import new_node_could_pay, only_pod, remaining
 from autoscaler.eviction import lost_work, move_blocker
 from autoscaler.nodegroup import NodeGroup, PlannerSettings
 from extender import policy as placement
@@ -440,7 +440,8 @@ class Scheduler:
         policy = rec.policy
         assert policy is not None
         now, horizon = self.clock.now, self.settings.forecast_horizon
-        left = remaining(rec.pod, now=now, horizon=horizon, outlived=horizon)
+        alone = only_pod(self.state, rec.pod)
+        left = remaining(rec.pod, now=now, horizon=horizon, outlived=horizon, alone=alone)
         groups = [
             (self.groups[g], t)
             for g in self.group_order

@@ -340,6 +340,67 @@ def test_eci_pods_cheaper_on_ecs_break_even(duration: str, created: float, moves
         assert result.scale_ups == ()
 
 
+G2_DEAR = NodeGroup("g2", InstanceType("ecs.2c8g", 2000, 8 * GIB), price_per_hour=0.48, max_size=5)
+
+
+@pytest.mark.parametrize(
+    ("age", "sibling", "moves"),
+    [
+        # expected to run 3 h more: ECS 0.48 * 11,460 / 3600 = 1.528 < ECI 0.529344 * 10,740 /
+        # 3600 = 1.579210
+        (3 * 3600.0, False, True),
+        # 100 min old: ECS 0.48 * 6,660 / 3600 = 0.888 > ECI 0.529344 * 5,940 / 3600 = 0.873418
+        (6000.0, False, False),
+        # a replica with a sibling is the first a scale-in takes: one horizon, ECS 0.48 * 4,260
+        # / 3600 = 0.568 > ECI 0.529344 * 3,540 / 3600 = 0.520522 (for each of the two)
+        (3 * 3600.0, True, False),
+    ],
+)
+def test_a_lone_replica_on_eci_is_expected_to_run_as_long_again_as_it_has_run(
+    age: float, sibling: bool, moves: bool
+) -> None:
+    # A 2 cpu / 8 GiB replica without an expected duration, alone on a new 2 cpu / 8 GiB node
+    # at 0.48 CNY/h (ECI 0.529344 CNY/h), 60 s boot, 10 min unneeded time: ECS is cheaper when
+    # 0.48 * (660 + R) < 0.529344 * (R - 60), that is when it has more than R = 7,064.5 s left,
+    # which the horizon (3,600 s) never is
+    on_eci = [pod("e0", 2000, 8 * GIB, node=ECI.name, created=NOW - age)]
+    if sibling:
+        on_eci.append(pod("e1", 2000, 8 * GIB, node=ECI.name, created=NOW - age))
+    result = run(on_eci, [GroupState(G2_DEAR, 0)], nodes=[ECI], policies=[policy(3)])
+    if moves:
+        (up,) = result.scale_ups
+        assert (up.group, up.delta, up.pods) == ("g2", 1, ("default/e0",))
+        assert up.code == "eci-cheaper-on-ecs"
+    else:
+        assert result.scale_ups == ()
+
+
+def test_a_new_node_for_pods_on_eci_is_judged_over_the_time_all_of_them_run() -> None:
+    # Two 2 cpu / 8 GiB replicas of two single-pod Deployments on ECI (0.529344 CNY/h each):
+    # one 10 h old (expected to run 10 h more), one a minute old (the horizon, 1 h).  A new
+    # 4 cpu / 16 GiB node at 0.7 CNY/h holds both.  Over the hour both run it costs 0.7 * (60
+    # + 3,600 + 600) / 3600 = 0.828333 against ECI's 2 * 0.529344 * 3,540 / 3600 = 1.041043:
+    # it pays.  Paid for the older one's 10 h (36,660 s: 7.128333) against ECI's 0.529344 *
+    # (35,940 + 3,540) / 3600 = 5.805139, it would not.  Each alone: the per-pod filter passes
+    # (half the node: 0.35 * 4,260 / 3600 = 0.414167 < 0.520522; 0.35 * 36,660 / 3600 =
+    # 3.564167 < 5.284629).
+    g4 = NodeGroup("g4", InstanceType("ecs.4c16g", 4000, 16 * GIB), price_per_hour=0.7, max_size=5)
+    old, new = (
+        pod(
+            name,
+            2000,
+            8 * GIB,
+            node=ECI.name,
+            created=NOW - age,
+            workload=WorkloadKey("default", "Deployment", name),
+        )
+        for name, age in (("old", 36_000.0), ("new", 60.0))
+    )
+    result = run([old, new], [GroupState(g4, 0)], nodes=[ECI], policies=[policy(3)])
+    (up,) = result.scale_ups
+    assert (up.group, up.delta, sorted(up.pods)) == ("g4", 1, ["default/new", "default/old"])
+
+
 def test_eci_pods_beyond_the_ecs_max_stay() -> None:
     g2 = NodeGroup("g2", InstanceType("ecs.2c8g", 2000, 8 * GIB), price_per_hour=0.353, max_size=5)
     n1 = node("n1", g2)

@@ -184,6 +184,23 @@ def test_remaining_after_the_expected_duration() -> None:
     assert remaining(bare, now=NOW, horizon=3600, outlived=3600) == 0.0  # no replica: it ends
 
 
+def test_a_lone_replica_without_an_estimate_is_expected_to_run_as_long_again() -> None:
+    # Lindy, as for a Job's pod: a replica that is its workload's only pod and has no estimate
+    # is expected to run at least as long again as it has run; with siblings (the first a
+    # scale-in takes on ECI) or with an estimate it is not
+    from autoscaler.demand import only_pod, remaining
+
+    old = pod("e0", node=ECI.name, created=NOW - 3 * 3600)
+    assert remaining(old, now=NOW, horizon=3600, alone=True) == 3 * 3600.0
+    assert remaining(old, now=NOW, horizon=3600) == 3600.0
+    young = pod("e1", node=ECI.name, created=NOW - 600)
+    assert remaining(young, now=NOW, horizon=3600, alone=True) == 3600.0  # at least the horizon
+    late = on_eci("e2", "2h", created=NOW - 3 * 3600)  # past its estimate: one more horizon
+    assert remaining(late, now=NOW, horizon=3600, outlived=3600, alone=True) == 3600.0
+    assert only_pod(ClusterState(nodes=[ECI], pods=[old]), old)
+    assert not only_pod(ClusterState(nodes=[ECI], pods=[old, young]), old)  # both app=web
+
+
 def test_remaining_reads_each_pod_once_and_a_bad_annotation_stays_unknown() -> None:
     # what remaining reads of a pod (its expected duration, whether it is a replica) is kept
     # per pod object; the answers, asked twice, are those of the annotation each pod has
