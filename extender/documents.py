@@ -16,6 +16,7 @@ The extender's hot path (``Pod`` and ``Node`` on ``/filter``) keeps its hand par
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -48,10 +49,17 @@ FINITE = sys.float_info.max
 
 
 def dotted(segments: Sequence[str | int]) -> str:
-    """``groups[2].min`` from ``("groups", 2, "min")``."""
+    """``groups[2].min`` from ``("groups", 2, "min")``; a key that cannot be printed as it is
+    (a newline, a control character) in JSON's quotes and escapes, so the message stays one
+    line: ``["ne\\nw"]``."""
     text = ""
     for s in segments:
-        text += f"[{s}]" if isinstance(s, int) else (f".{s}" if text else s)
+        if isinstance(s, int):
+            text += f"[{s}]"
+        elif not s.isprintable():
+            text += f"[{json.dumps(s)}]"
+        else:
+            text += f".{s}" if text else s
     return text
 
 

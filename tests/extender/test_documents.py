@@ -47,8 +47,23 @@ class Outer(msgspec.Struct, forbid_unknown_fields=True):
             "table.*.y: unknown field (known: maxPods, mode)",
         ),
         ({"items": [{}], "colour": 1}, "colour: unknown field (known: items, price, table)"),
+        (
+            {"items": [{"max\nPods": 1}]},
+            'items[0]["max\\nPods"]: unknown field (known: maxPods, mode)',
+        ),
     ],
-    ids=["empty", "positive", "unknown", "choice", "required", "negative", "inf", "map", "top"],
+    ids=[
+        "empty",
+        "positive",
+        "unknown",
+        "choice",
+        "required",
+        "negative",
+        "inf",
+        "map",
+        "top",
+        "newline",
+    ],
 )
 def test_conversion_errors_name_the_field(raw: object, message: str) -> None:
     with pytest.raises(DocumentError) as err:
