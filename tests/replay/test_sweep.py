@@ -305,6 +305,9 @@ import signal, sys
 from autoscaler.cli import main
 from autoscaler.replay import sweep
 
+# Ctrl-C as a terminal delivers it: a test run as a background job of a script inherits SIGINT
+# ignored (the shell ignores it in such jobs), and an ignored Ctrl-C would stop nothing.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 run = sweep.run_task
 
 
