@@ -202,13 +202,15 @@ def test_by_identity_never_answers_for_a_freed_object_whose_id_is_reused(
 
 def test_by_identity_calls_one_and_two_parameter_functions_without_packing_arguments() -> None:
     # (the point of those wrappers: a hit answered by the id alone, no ``*args`` tuple to build)
-    for fn in (_one, _two):
+    fixed: list[Callable[..., int]] = [_one, _two]
+    for fn in fixed:
         code = by_identity(4)(fn).__code__
         assert not code.co_flags & inspect.CO_VARARGS
         assert code.co_argcount == code.co_posonlyargcount == fn.__code__.co_argcount
-    for fn in (_three, _variadic):
+    others: list[Callable[..., int]] = [_three, _variadic]
+    for fn in others:
         assert by_identity(4)(fn).__code__.co_flags & inspect.CO_VARARGS
-    one = by_identity(4)(_one)
+    one: Callable[..., int] = by_identity(4)(_one)
     with pytest.raises(TypeError):
         one(Box(1), Box(2))
     with pytest.raises(TypeError, match="positional"):
