@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,9 @@ from autoscaler.replay.cli import load_trace  # noqa: E402
 from autoscaler.replay.demo import data_file  # noqa: E402
 from autoscaler.replay.executors import PoolExecutor, SerialExecutor  # noqa: E402
 from autoscaler.replay.report import fluid_bound, variants  # noqa: E402
-from autoscaler.replay.results import Result, Variant  # noqa: E402
-from autoscaler.replay.scenario import Scenario, load_scenario  # noqa: E402
+from autoscaler.replay.scenario import load_scenario  # noqa: E402
 from autoscaler.replay.simulator import simulate  # noqa: E402
 from autoscaler.replay.sweep import simulate_variants  # noqa: E402
-from autoscaler.replay.trace import Trace  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRACES = [
@@ -73,29 +70,22 @@ def fingerprint(value: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def _audited(trace: Trace, scenario: Scenario, vs: list[Variant]) -> list[Result]:
-    return [simulate(trace, scenario, v, audit=True) for v in vs]
-
-
 def rows(*, audit: bool, workers: int) -> dict[str, dict[str, Any]]:
     scenario = load_scenario(None)
     out: dict[str, dict[str, Any]] = {}
     for path, fmt in TRACES:
         trace = load_trace(path, fmt)
         bound = fluid_bound(trace, scenario)
-        vs = variants(scenario, bound)
-        run: Callable[[Trace, Scenario, list[Variant]], list[Result]]
         if audit:
-            run = _audited
+            results = [simulate(trace, scenario, v, audit=True) for v in variants(scenario, bound)]
         else:
             ex = PoolExecutor(workers) if workers > 1 else SerialExecutor()
-
-            def run(t: Trace, s: Scenario, v: list[Variant], ex: Any = ex) -> list[Result]:
-                return simulate_variants(t, s, v, executor=ex)
-
+            parts_bound, results = simulate_variants(trace, scenario, executor=ex)
+            if fingerprint(parts_bound) != fingerprint(bound):  # the bound the baselines used
+                sys.exit(f"{path}: simulate_variants' fluid bound is not fluid_bound's")
         name = Path(path).name
         out[f"{name} fluid-bound"] = {"hash": fingerprint(bound), "cost": None}
-        for r in run(trace, scenario, vs):
+        for r in results:
             out[f"{name} {r.name}"] = {
                 "hash": fingerprint(r),
                 "cost": round(r.ecs_cost + r.eci_cost + r.restart_cost),

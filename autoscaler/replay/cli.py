@@ -262,8 +262,8 @@ def progress_bar(
 
 def run_replay(args: argparse.Namespace) -> int:
     from .executors import PoolExecutor, default_workers
-    from .report import compare, summary_json, unmatched_note, variants
-    from .results import Result, Variant
+    from .report import NO_BOUND, Bound, compare, summary_json, unmatched_note, variants
+    from .results import Result
     from .scenario import Scenario, ScenarioError, load_scenario
     from .sweep import simulate_variants
 
@@ -275,17 +275,15 @@ def run_replay(args: argparse.Namespace) -> int:
         return fail(err)
     if args.every_namespace:
         scenario = replace(scenario, every_namespace=True)
-    from .report import fluid_bound
-
-    n_variants = len(variants(scenario, fluid_bound(trace, scenario)))
+    n_variants = len(variants(scenario, NO_BOUND))  # how many does not depend on the bound
     workers = min(args.workers or default_workers(), n_variants)
     run_variants = None
     if workers > 1:
         # The variants in parallel (the same results as one after the other); the bar counts them.
         tick, bar = progress_bar(n_variants, args.quiet)
 
-        def run_variants(t: Trace, s: Scenario, vs: list[Variant]) -> list[Result]:
-            return simulate_variants(t, s, vs, executor=PoolExecutor(workers), done=variant_done)
+        def run_variants(t: Trace, s: Scenario) -> tuple[Bound, list[Result]]:
+            return simulate_variants(t, s, executor=PoolExecutor(workers), done=variant_done)
 
         finished = 0
 

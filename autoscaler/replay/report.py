@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from autoscaler.context import by_identity
 from autoscaler.costs import EciPrice, node_share
 from extender.model import NodeKind, Pod, Resources
 from extender.policy import ResourcePolicy, Unit
@@ -66,17 +67,20 @@ from .simulator import CostSplit, Result, Variant, simulate
 from .trace import PodCreated, PodDeleted, ReplicasChanged, Trace
 
 __all__ = [
+    "NO_BOUND",
     "Bound",
     "Comparison",
     "closing_note",
     "compare",
     "fluid_bound",
+    "kept_bound",
     "result_row",
     "split_table",
     "summary_json",
     "summary_markdown",
     "unmatched_note",
     "used_groups",
+    "variant_of",
     "variants",
 ]
 
@@ -88,6 +92,11 @@ class Bound:
     eci_cost: float  # pods no group can hold
     mean_nodes_by_group: dict[str, float]
     whole_node_cost: float = 0.0  # the whole-node reference (module docstring)
+
+
+# Where only the variants' names and flags, or Spillover's variant, are needed: none of these
+# depends on the bound (the baselines' spare and static nodes do).
+NO_BOUND = Bound(0.0, {}, 0.0, {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,32 +317,48 @@ def variants(scenario: Scenario, bound: Bound) -> list[Variant]:
     return out
 
 
+kept_bound = by_identity(8)(fluid_bound)
+"""``fluid_bound``, kept per (trace, scenario) pair of objects (both never change)."""
+
+
+def variant_of(trace: Trace, scenario: Scenario, name: str) -> Variant:
+    """The variant ``name`` of ``variants(scenario, fluid_bound(trace, scenario))``: Spillover's
+    without the bound (it does not depend on it), a baseline's from ``kept_bound`` (computed
+    once per trace and scenario in a process that replays several baselines)."""
+    spillover = variants(scenario, NO_BOUND)[0]
+    if name == spillover.name:
+        return spillover
+    return next(v for v in variants(scenario, kept_bound(trace, scenario)) if v.name == name)
+
+
 def compare(
     trace: Trace,
     scenario: Scenario,
     *,
     name: str = "",
     progress: Callable[[str, int], None] | None = None,
-    run_variants: Callable[[Trace, Scenario, list[Variant]], list[Result]] | None = None,
+    run_variants: Callable[[Trace, Scenario], tuple[Bound, list[Result]]] | None = None,
 ) -> Comparison:
     """Spillover and every baseline on one trace, with the bound and the verdict.
 
     ``run_variants`` replays the variants elsewhere (``autoscaler.replay.sweep.simulate_variants``
-    runs them in parallel); it returns the results in the order of the variants.
+    runs them in parallel, Spillover's before the bound is known); it returns the fluid bound
+    and the results in the order of ``variants``.
     """
-    bound = fluid_bound(trace, scenario)
-    results = []
     if run_variants is not None:
-        results = run_variants(trace, scenario, variants(scenario, bound))
-    for variant in variants(scenario, bound) if run_variants is None else ():
-        tick = None
-        if progress is not None:
-            vname = variant.name
+        bound, results = run_variants(trace, scenario)
+    else:
+        bound = fluid_bound(trace, scenario)
+        results = []
+        for variant in variants(scenario, bound):
+            tick = None
+            if progress is not None:
+                vname = variant.name
 
-            def tick(n: int, vname: str = vname) -> None:
-                progress(vname, n)
+                def tick(n: int, vname: str = vname) -> None:
+                    progress(vname, n)
 
-        results.append(simulate(trace, scenario, variant, progress=tick))
+            results.append(simulate(trace, scenario, variant, progress=tick))
     verdict, dominates = _verdict(results, scenario.pending_target_p99)
     created: dict[str, float] = {}
     lives = []

@@ -37,7 +37,16 @@ from .frontier import (
     table_json,
 )
 from .grid import Cell, Grid, format_value
-from .report import Bound, fluid_bound, result_row, used_groups, variants
+from .report import (
+    NO_BOUND,
+    Bound,
+    fluid_bound,
+    kept_bound,
+    result_row,
+    used_groups,
+    variant_of,
+    variants,
+)
 from .results import Result, Variant
 from .scenario import Scenario, scenario_from_dict
 from .simulator import simulate
@@ -116,12 +125,6 @@ def trace_inputs(
     return out
 
 
-def _variants_of(scenario: Scenario) -> list[Variant]:
-    """The scenario's variants where only their names and the Spillover variant are needed
-    (those do not depend on the trace's fluid bound; the baselines' sizes do)."""
-    return variants(scenario, Bound(0.0, {}, 0.0, {}))
-
-
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
@@ -174,13 +177,12 @@ def run_task(job: TraceJob, task: Task) -> dict[str, Any]:
     """One replay (in a worker): the task's row, metrics included."""
     if task.cell is not None:
         scenario = job.grid.scenario(task.cell)
-        spill = _variants_of(scenario)[0]
+        spill = variants(scenario, NO_BOUND)[0]
         headroom = int(task.cell.value("headroom", 0))
         variant = replace(spill, headroom=headroom, headroom_groups=job.used if headroom else ())
     else:
         scenario = job.base
-        bound = fluid_bound(job.trace, scenario)
-        variant = next(v for v in variants(scenario, bound) if v.name == task.variant)
+        variant = variant_of(job.trace, scenario, task.variant)
     return describe(task, job.grid) | metrics(simulate(job.trace, scenario, variant))
 
 
@@ -189,37 +191,51 @@ def _expected_work(v: Variant) -> tuple[bool, bool, int]:
     return (not (v.forecast and v.autoscaling), not v.autoscaling, -v.headroom)
 
 
-def _simulate_variant(job: tuple[Trace, Scenario], variant: Variant) -> Result:
-    return simulate(job[0], job[1], variant)
+def _replay_part(job: tuple[Trace, Scenario], variant: str | None) -> Result | Bound:
+    """One task of ``simulate_variants``: the named variant's replay, or (``None``) the bound."""
+    trace, scenario = job
+    if variant is None:
+        return kept_bound(trace, scenario)
+    return simulate(trace, scenario, variant_of(trace, scenario, variant))
 
 
 def simulate_variants(
     trace: Trace,
     scenario: Scenario,
-    variant_list: Sequence[Variant],
     *,
     executor: Executor,
     done: Callable[[str], None] | None = None,
-) -> list[Result]:
-    """Every variant's replay on ``executor``, in the order given (as a serial run).
+) -> tuple[Bound, list[Result]]:
+    """The fluid bound and every variant's replay on ``executor``, the results in the order of
+    ``report.variants`` (as a serial run); ``done`` gets each variant's name as it ends.
 
     The replays start longest first (the forecast's, then the autoscaled ones, most spare nodes
-    first), so the last to finish is a short one.
+    first), so the last to finish is a short one.  Spillover's, the longest, does not depend on
+    the bound: it starts at once, and the bound is the next task; the worker that computes it
+    keeps it for the baselines it replays next (``report.variant_of``).
     """
     if isinstance(executor, PoolExecutor):
         from autoscaler.kernels import warm_up
 
         warm_up()  # once, before the workers fork, instead of once in every worker
-    results: list[Result | None] = [None] * len(variant_list)
-    order = sorted(range(len(variant_list)), key=lambda i: _expected_work(variant_list[i]))
-    tasks = [("job", variant_list[i]) for i in order]
-    for k, result in executor.map_unordered(_simulate_variant, tasks, {"job": (trace, scenario)}):
-        results[order[k]] = result
+    table = variants(scenario, NO_BOUND)  # names and kinds: none of them depends on the bound
+    order = sorted(range(len(table)), key=lambda i: _expected_work(table[i]))
+    parts = [order[0], None, *order[1:]]
+    tasks = [("job", None if i is None else table[i].name) for i in parts]
+    bound: Bound | None = None
+    results: list[Result | None] = [None] * len(table)
+    for k, value in executor.map_unordered(_replay_part, tasks, {"job": (trace, scenario)}):
+        i = parts[k]
+        if i is None:
+            bound = value
+            continue
+        results[i] = value
         if done is not None:
-            done(variant_list[order[k]].name)
+            done(table[i].name)
     out = [r for r in results if r is not None]
-    assert len(out) == len(variant_list)
-    return out
+    assert bound is not None
+    assert len(out) == len(table)
+    return bound, out
 
 
 # -- the log ---------------------------------------------------------------------------------------
@@ -307,7 +323,7 @@ def run_sweep(
     # --per-replica auto) in its notes.
     traces = [replace(t, digest=_key(t.digest, loaded[t.name].header.notes)) for t in traces]
     bounds = {name: fluid_bound(trace, base) for name, trace in loaded.items()}
-    baselines = [v.name for v in _variants_of(base)[1:]] if grid.baselines else []
+    baselines = [v.name for v in variants(base, NO_BOUND)[1:]] if grid.baselines else []
     tasks = plan_tasks(grid, traces, baselines)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOG

@@ -3,6 +3,12 @@ identity-keyed memo of pure functions (``by_identity``)."""
 
 from __future__ import annotations
 
+import functools
+import gc
+import inspect
+import weakref
+from collections.abc import Callable
+
 import pytest
 from autoscaler_fakes import group_doc
 
@@ -114,3 +120,98 @@ def test_by_identity_answers_the_same_objects_once_and_equal_objects_again() -> 
     assert len(calls) == 3
     with pytest.raises(TypeError, match="positional"):
         joined(a, b=b)
+
+
+class Box:
+    """A value in an object of its own: two boxes of one value are equal, never the same."""
+
+    __slots__ = ("__weakref__", "value")
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Box) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def _one(a: Box) -> int:
+    return a.value
+
+
+def _two(a: Box, b: Box) -> int:
+    return a.value * 1000 + b.value
+
+
+def _three(a: Box, b: Box, c: Box) -> int:
+    return a.value * 1_000_000 + b.value * 1000 + c.value
+
+
+def _variadic(a: Box, *more: Box) -> int:
+    return a.value * 1000 + sum(b.value for b in more)
+
+
+CASES = [(_one, 1), (_two, 2), (_three, 3), (_variadic, 2), (_variadic, 3)]
+
+
+@pytest.mark.parametrize(("fn", "n"), CASES)
+def test_by_identity_never_answers_for_other_objects_of_equal_value(
+    fn: Callable[..., int], n: int
+) -> None:
+    calls: list[tuple[Box, ...]] = []
+
+    def counted(*args: Box) -> int:
+        calls.append(args)
+        return fn(*args)
+
+    kept = by_identity(64)(functools.wraps(fn)(counted))
+    first = [Box(k) for k in range(1, n + 1)]
+    assert kept(*first) == fn(*first)
+    assert kept(*first) == fn(*first)
+    assert len(calls) == 1  # the same objects: kept
+    equal = [Box(k) for k in range(1, n + 1)]
+    assert equal == first
+    assert kept(*equal) == fn(*equal)
+    assert len(calls) == 2  # equal values in other objects: asked again, not a shared entry
+    assert kept(*equal) == fn(*equal)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(("fn", "n"), CASES)
+def test_by_identity_never_answers_for_a_freed_object_whose_id_is_reused(
+    fn: Callable[..., int], n: int
+) -> None:
+    kept = by_identity(64)(fn)
+    # CPython gives a freed object's memory, and so its id, to the next object of its size: a
+    # table that kept answers by id without holding the objects would answer for the old ones.
+    for k in range(300):
+        expected = fn(*[Box(k + j) for j in range(n)])
+        assert kept(*[Box(k + j) for j in range(n)]) == expected
+    held = Box(5)
+    alive = weakref.ref(held)
+    kept(*[held] * n)
+    del held
+    gc.collect()
+    assert alive() is not None  # the entry holds its objects: their ids cannot be reused
+    for k in range(64):
+        kept(*[Box(k)] * n)  # the table fills up and is cleared: the entry goes, and its objects
+    assert alive() is None
+
+
+def test_by_identity_calls_one_and_two_parameter_functions_without_packing_arguments() -> None:
+    # (the point of those wrappers: a hit answered by the id alone, no ``*args`` tuple to build)
+    fixed: list[Callable[..., int]] = [_one, _two]
+    for fn in fixed:
+        code = by_identity(4)(fn).__code__
+        assert not code.co_flags & inspect.CO_VARARGS
+        assert code.co_argcount == code.co_posonlyargcount == fn.__code__.co_argcount
+    others: list[Callable[..., int]] = [_three, _variadic]
+    for fn in others:
+        assert by_identity(4)(fn).__code__.co_flags & inspect.CO_VARARGS
+    one: Callable[..., int] = by_identity(4)(_one)
+    with pytest.raises(TypeError):
+        one(Box(1), Box(2))
+    with pytest.raises(TypeError, match="positional"):
+        one(a=Box(1))

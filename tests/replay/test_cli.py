@@ -308,6 +308,13 @@ def test_progress_bar_is_quiet_without_a_terminal() -> None:
     bar.close()
 
 
+def _one_pod() -> Trace:
+    created = PodCreated(
+        0.0, "a", WorkloadKey("shop", "Pod", "a"), "a", Template(Resources(1000, 2**30, 1))
+    )
+    return Trace(TraceHeader(), [created, PodDeleted(3600.0, "a")])
+
+
 def test_plot_title_names_the_file_not_its_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -315,16 +322,7 @@ def test_plot_title_names_the_file_not_its_directory(
 
     from autoscaler.replay.plot import plot_comparison
 
-    trace = Trace(
-        TraceHeader(),
-        [
-            PodCreated(
-                0.0, "a", WorkloadKey("shop", "Pod", "a"), "a", Template(Resources(1000, 2**30, 1))
-            ),
-            PodDeleted(3600.0, "a"),
-        ],
-    )
-    c = compare(trace, small_scenario(), name="crane-daily (/work/shared/data/crane.csv)")
+    c = compare(_one_pod(), small_scenario(), name="crane-daily (/work/shared/data/crane.csv)")
     figures: list[Any] = []
     monkeypatch.setattr(plt, "close", figures.append)
     plot_comparison(c, tmp_path / "p.png")
@@ -333,6 +331,26 @@ def test_plot_title_names_the_file_not_its_directory(
     # no GPU pods: no GPU panel; pods on ECS and ECI are separate lines, not a stack
     labels = [line.get_label() for line in fig.axes[1].get_lines()]
     assert labels == ["pods on ECS", "pods on ECI", "pending pods"]
+
+
+def test_the_plot_is_drawn_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.figure import Figure
+
+    from autoscaler.replay.plot import plot_comparison
+
+    c = compare(_one_pod(), small_scenario())
+    draws: list[object] = []
+    draw = Figure.draw
+
+    def counted(fig: Figure, renderer: Any) -> None:
+        draws.append(renderer)
+        draw(fig, renderer)
+
+    monkeypatch.setattr(Figure, "draw", counted)
+    plot_comparison(c, tmp_path / "p.png")
+    # tight_layout measures without drawing; savefig then draws once (not a layout pass first)
+    assert len(draws) == 1
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 
 OPENB_HEADER = "name,cpu_milli,memory_mib,num_gpu,gpu_milli\n"
