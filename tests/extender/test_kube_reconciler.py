@@ -110,7 +110,7 @@ async def test_writes_costs_ecs_within_max_over_eci_over_beyond_max(
         return str(band * STEP + age_bonus(pod.created))
 
     assert annotations(kube_api) == {
-        "web-a": None,  # ECS, the first unit, within max 2: cost 0, never written
+        "web-a": None,  # ECS, the first unit, within max 2: new: cost 0, not written yet
         "web-b": None,
         "web-c": str(-2 * STEP - 1),  # ECS beyond max: deleted first
         "web-d": cost(-1, "web-d"),  # ECI
