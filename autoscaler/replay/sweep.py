@@ -40,7 +40,6 @@ from .grid import Cell, Grid, format_value
 from .report import (
     NO_BOUND,
     Bound,
-    fluid_bound,
     kept_bound,
     result_row,
     used_groups,
@@ -322,7 +321,9 @@ def run_sweep(
     # its digest (trace_inputs), and what the importer made of them (the scale of
     # --per-replica auto) in its notes.
     traces = [replace(t, digest=_key(t.digest, loaded[t.name].header.notes)) for t in traces]
-    bounds = {name: fluid_bound(trace, base) for name, trace in loaded.items()}
+    # kept: forked workers inherit the table, so their baselines (``report.variant_of``) find
+    # the bound of these same trace and scenario objects instead of computing it again
+    bounds = {name: kept_bound(trace, base) for name, trace in loaded.items()}
     baselines = [v.name for v in variants(base, NO_BOUND)[1:]] if grid.baselines else []
     tasks = plan_tasks(grid, traces, baselines)
     out.mkdir(parents=True, exist_ok=True)
