@@ -528,15 +528,16 @@ class _Ranked:
     replay models no readiness probe), bound but not started = Pending; ``rank``: how many of
     the workload's pods share its node; the UID, random in a cluster, a CRC-32 of the uid."""
 
-    __slots__ = ("assigned", "cost", "created", "rank", "ready", "rec", "uid")
+    __slots__ = ("assigned", "born", "cost", "rank", "ready", "rec", "uid")
 
     def __init__(self, rec: PodRecord, cost: int, rank: int, now: float) -> None:
         self.rec = rec
         self.assigned = bool(rec.bound)
         self.cost = cost
         self.rank = rank
+        # ``_log_age`` of the ready time (None: not ready) and of the creation
         self.ready = _log_age(now - rec.started) if rec.started <= now else None
-        self.created = (rec.created, _log_age(now - rec.created))
+        self.born = _log_age(now - rec.created)
         self.uid = zlib.crc32(rec.uid.encode())
 
 
@@ -564,8 +565,8 @@ def _deleted_before(a: _Ranked, b: _Ranked) -> int:
         return -1 if a.rank > b.rank else 1
     if a.ready is not None and b.ready is not None and a.rec.started != b.rec.started:
         return _younger(a.ready, b.ready, a.uid, b.uid)
-    if a.created[0] != b.created[0]:
-        return _younger(a.created[1], b.created[1], a.uid, b.uid)
+    if a.rec.created != b.rec.created:
+        return _younger(a.born, b.born, a.uid, b.uid)
     return 0
 
 
