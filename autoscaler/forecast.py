@@ -274,10 +274,15 @@ def wape(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
     p = np.asarray(predicted, np.float64)
     if a.shape != p.shape:
         raise ValueError(f"actual has shape {a.shape}, predicted {p.shape}")
-    error = float(np.abs(a - p).sum())
+    return _wape(a, p, float(np.abs(a).sum()))
+
+
+def _wape(actual: FloatArray, predicted: FloatArray, total: float) -> float:
+    """:func:`wape` of float64 arrays of one shape, given ``sum |actual|`` (a backtest scores
+    every candidate against one actual)."""
+    error = float(np.abs(actual - predicted).sum())
     if error == 0.0:
         return 0.0
-    total = float(np.abs(a).sum())
     return error / total if total > 0.0 else math.inf
 
 
@@ -348,20 +353,24 @@ def _regular(ts: FloatArray, values: FloatArray) -> tuple[float, float, FloatArr
     values = np.asarray(values, np.float64)
     if ts.ndim != 1 or ts.shape != values.shape or ts.size < 2:
         raise ValueError("need two equally long 1-d arrays with at least two samples")
-    if np.any(np.diff(ts) < 0):
+    diffs = np.diff(ts)
+    if (diffs < 0).any():
         raise ValueError("timestamps must be non-decreasing")
     ok = np.isfinite(values)
-    if not ok.any():
-        raise ValueError("no finite values")
-    ts, values = ts[ok], values[ok]
-    diffs = np.diff(ts)
+    if not ok.all():
+        if not ok.any():
+            raise ValueError("no finite values")
+        ts, values = ts[ok], values[ok]
+        diffs = np.diff(ts)
     diffs = diffs[diffs > 0]
-    step = float(np.median(diffs)) if diffs.size else 60.0
+    step = _median(diffs) if diffs.size else 60.0
     if step >= 1.0:
         step = float(round(step))  # jittered 15 s samples are a 15 s series, not a 14.99 s one
     n = round((ts[-1] - ts[0]) / step) + 1
     grid = ts[0] + step * np.arange(n, dtype=np.float64)
-    if n == ts.size and np.allclose(grid, ts, rtol=0.0, atol=step * 1e-6):
+    # np.allclose(grid, ts, rtol=0.0, atol=step * 1e-6) without its wrappers (the same test on
+    # these finite times)
+    if n == ts.size and bool((np.abs(grid - ts) <= step * 1e-6).all()):
         return float(ts[0]), step, values.copy()
     return float(ts[0]), step, np.interp(grid, ts, values)
 
@@ -430,8 +439,24 @@ def detect_period(
 Model = Callable[[FloatArray, int], FloatArray]
 
 
+@functools.lru_cache(maxsize=64)
+def _cycle(steps: int, size: int) -> npt.NDArray[np.intp]:
+    """``np.arange(steps) % size``, kept: every cut and fit asks for the same few. Read-only."""
+    out = np.arange(steps) % size
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _halving(steps: int, half_life: int) -> FloatArray:
+    """``0.5 ** (i / half_life)`` for ``i < steps``, kept as :func:`_cycle` is. Read-only."""
+    out: FloatArray = 0.5 ** (np.arange(steps, dtype=np.float64) / half_life)
+    out.setflags(write=False)
+    return out
+
+
 def _tile(profile: FloatArray, steps: int) -> FloatArray:
-    return np.asarray(profile[np.arange(steps) % profile.size], np.float64)
+    return np.asarray(profile[_cycle(steps, profile.size)], np.float64)
 
 
 def _smooth(profile: FloatArray, width: int) -> FloatArray:
@@ -522,11 +547,13 @@ def _corrected(base: Model, window: int, half_life: int, clip: float = 0.0) -> M
     def predict(train: FloatArray, steps: int) -> FloatArray:
         ahead = base(train[:-window], window + steps)
         seen, future = ahead[:window], ahead[window:]
-        damping = 0.5 ** (np.arange(steps, dtype=np.float64) / half_life)
+        damping = _halving(steps, half_life)
         if clip:
             expected = _median(seen)
             ratio = _median(train[-window:]) / expected if expected > 0.0 else 1.0
-            return np.asarray(future * (1.0 + (np.clip(ratio, 1.0 / clip, clip) - 1.0) * damping))
+            # np.clip(ratio, 1 / clip, clip) of a float (NaN stays NaN)
+            ratio = min(max(ratio, 1.0 / clip), clip)
+            return np.asarray(future * (1.0 + (ratio - 1.0) * damping))
         return np.asarray(future + _median(train[-window:] - seen) * damping)
 
     return predict
@@ -770,12 +797,15 @@ def _origins(n: int, hold: int, day: int, s: ForecastSettings) -> list[int]:
     return [o for o in origins if o >= earliest] or [n - hold]
 
 
-def _combine(preds: dict[str, FloatArray], weights: dict[str, float]) -> dict[str, FloatArray]:
-    out = {"median": _column_medians(np.stack(list(preds.values())))}
+def _combine(
+    names: tuple[str, ...], preds: FloatArray, weights: dict[str, float]
+) -> dict[str, FloatArray]:
+    """The combinations of the forecasts ``preds`` (one row per name)."""
+    out = {"median": _column_medians(preds)}
     if weights:
         mean = np.zeros_like(out["median"])
         for k, w in weights.items():
-            mean += w * preds[k]
+            mean += w * preds[names.index(k)]
         out["weighted-mean"] = mean / sum(weights.values())
     return out
 
@@ -793,14 +823,17 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
         return _Choice("robust-baseline", {}, np.zeros(0), {}, 0, ("robust-baseline",))
     origins = _origins(y.size, hold, day, s)
     models = _candidates(min(origins), step, period, s)
-    preds: dict[str, list[FloatArray]] = {name: [] for name in models}
+    names = tuple(models)
+    # one row per candidate: its forecasts of the cuts, joined in the order of the origins
+    preds = np.empty((len(names), len(origins) * hold))
     actual = np.concatenate([y[o : o + hold] for o in origins])
-    for o in origins:
+    for j, o in enumerate(origins):
         train = y[:o]
-        for name, model in models.items():
-            preds[name].append(np.maximum(model(train, hold), 0.0))
-    joined = {name: np.concatenate(p) for name, p in preds.items()}
-    scores = {name: wape(actual, p) for name, p in joined.items()}
+        for i, model in enumerate(models.values()):
+            np.maximum(model(train, hold), 0.0, out=preds[i, j * hold : (j + 1) * hold])
+    joined = dict(zip(names, preds, strict=True))
+    total = float(np.abs(actual).sum())
+    scores = {name: _wape(actual, p, total) for name, p in joined.items()}
     weights: dict[str, float] = {}
     if len(joined) > 2:
         best: list[str] = []
@@ -811,14 +844,14 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
                 best.append(k)
         inverse = {k: 1.0 / max(scores[k], 1e-6) for k in best}
         weights = {k: w / sum(inverse.values()) for k, w in inverse.items()}
-        for name, p in _combine(joined, weights).items():
+        for name, p in _combine(names, preds, weights).items():
             joined[name] = p
-            scores[name] = wape(actual, p)
+            scores[name] = _wape(actual, p, total)
     chosen = min(scores, key=lambda k: scores[k])  # first of equals: the simplest
     single = min(models, key=lambda k: scores[k])
     if chosen not in models and scores[chosen] > (1.0 - _COMBINATION_MARGIN) * scores[single]:
         chosen = single  # a combination's own score is optimistic: it must win clearly
-    choice = _Choice(chosen, scores, actual - joined[chosen], weights, len(origins), tuple(models))
+    choice = _Choice(chosen, scores, actual - joined[chosen], weights, len(origins), names)
     members = {chosen} | set(
         weights if chosen == "weighted-mean" else models if chosen == "median" else ()
     )
@@ -833,7 +866,7 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
     anchored = replace(choice, persistence=persistence)
     lifts = [_lift(y[:o], hold, anchored, step=step, period=period, s=s) for o in origins]
     point = joined[chosen] * np.concatenate(lifts)
-    score = wape(actual, point)
+    score = _wape(actual, point, total)
     if not score < scores[chosen]:
         return choice  # re-anchoring did not beat the model in its own backtest
     return replace(anchored, residuals=actual - point, anchored_wape=score)
@@ -858,8 +891,8 @@ def _model_of(
         return None
 
     def predict(train: FloatArray, steps: int) -> FloatArray:
-        preds = {k: np.maximum(models[k](train, steps), 0.0) for k in candidates}
-        return _combine(preds, weights)[model]
+        preds = np.stack([np.maximum(models[k](train, steps), 0.0) for k in candidates])
+        return _combine(candidates, preds, weights)[model]
 
     return predict
 
