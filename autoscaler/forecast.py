@@ -1,6 +1,7 @@
 """Demand forecasting: candidate models chosen by a rolling-origin backtest, a calibrated upper band.
 
-The forecaster is pure (numpy and scipy only) and works on one series.
+The forecaster is pure (numpy, scipy and the numba kernels of :mod:`autoscaler.forecast_kernels`)
+and works on one series.
 
 1. The series is put on a regular grid at its median step (gaps interpolated; a 15-second series
    stays at 15 seconds) and its period detected (:func:`detect_period`): ``day``, ``week`` (a
@@ -87,7 +88,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.linalg
 import scipy.linalg.lapack
-import scipy.ndimage
+
+from autoscaler import forecast_kernels
 
 __all__ = [
     "DAY",
@@ -414,7 +416,7 @@ def detect_period(
     day = round(DAY / (step * factor))
     if day < 2 or c.size < 2 * day:
         return "none"
-    detrended = c - scipy.ndimage.uniform_filter1d(c, day, mode="nearest")
+    detrended = c - forecast_kernels.moving_mean(c, day, wrap=False)
     if _acf(detrended, day) < s.day_acf:
         return "none"
     weeks = c.size // (7 * day)
@@ -462,7 +464,7 @@ def _tile(profile: FloatArray, steps: int) -> FloatArray:
 def _smooth(profile: FloatArray, width: int) -> FloatArray:
     if width < 2:
         return profile
-    return np.asarray(scipy.ndimage.uniform_filter1d(profile, width, mode="wrap"))
+    return forecast_kernels.moving_mean(profile, width, wrap=True)
 
 
 def _days(train: FloatArray, day: int, most: int) -> FloatArray:
@@ -480,13 +482,17 @@ def _seasonal_naive(period_steps: int) -> Model:
 
 def _median(values: FloatArray) -> float:
     """``float(np.median(values))`` of a non-empty 1-d float array, without its wrappers (most
-    of its time on the short windows of the backtests): the same order statistics from
-    ``np.partition`` with the same ``kth``, the middle two added and halved as ``np.mean`` does
-    (its sum starts at +0.0, so -0.0 comes out 0.0; halved), and NaN when the array holds one,
-    as its NaN check gives."""
+    of its time on the short windows of the backtests): a numba selection
+    (:func:`autoscaler.forecast_kernels.median`), or on an array holding a NaN or a -0.0 the
+    same order statistics from ``np.partition`` with the same ``kth``, the middle two added and
+    halved as ``np.mean`` does (its sum starts at +0.0, so -0.0 comes out 0.0; halved), and NaN
+    when the array holds one, as its NaN check gives."""
     n = values.size
     if n == 0 or values.ndim != 1 or values.dtype != np.float64:
         return float(np.median(values))
+    found = forecast_kernels.median(values)
+    if not math.isnan(found):
+        return found
     h = n // 2
     if n % 2:
         part = np.partition(values, [h, -1])
@@ -499,13 +505,17 @@ def _median(values: FloatArray) -> float:
 
 def _column_medians(rows: FloatArray) -> FloatArray:
     """``np.median(rows, axis=0)`` of a 2-d float64 array with at least one row, without its
-    wrappers (the day profiles and the backtests' median combination, thousands a replay): the
-    same ``np.partition`` along the rows with the same ``kth``, the middle row or two summed by
-    ``np.add.reduce`` and divided by their count as ``np.mean`` does, and NaN where a column
-    holds one, as its NaN check gives."""
+    wrappers (the day profiles and the backtests' median combination, thousands a replay): a
+    numba kernel (:func:`autoscaler.forecast_kernels.column_medians`), or where a column holds a
+    NaN or a -0.0 the same ``np.partition`` along the rows with the same ``kth``, the middle row
+    or two summed by ``np.add.reduce`` and divided by their count as ``np.mean`` does, and NaN
+    where a column holds one, as its NaN check gives."""
     n = rows.shape[0] if rows.ndim == 2 else 0
     if n == 0 or rows.dtype != np.float64:
         return np.asarray(np.median(rows, axis=0))
+    found = forecast_kernels.column_medians(rows)
+    if found is not None:
+        return found
     h = n // 2
     if n % 2:
         part = np.partition(rows, [h, -1], axis=0)
@@ -1004,6 +1014,7 @@ def _persistence(
 
 
 _LEVELS = np.linspace(0.5, 0.999, 500)  # the quantile levels the band's calibration tries
+_LEVELS = _LEVELS[_LEVELS < 1.0]
 _LOO_CUTS = 3  # fewest cut points that calibrate the level by leaving one out
 
 
@@ -1015,7 +1026,30 @@ def _sorted_quantile(ordered: FloatArray, levels: FloatArray) -> FloatArray:
     return np.asarray(ordered[below] + (position - below) * (ordered[above] - ordered[below]))
 
 
-def _band_level(blocks: list[FloatArray], quantile: float) -> float:
+def _quantile(ordered: FloatArray, level: float) -> float:
+    """``float(np.quantile(x, level))`` (linear) of a float ``level`` and ``x`` sorted, without
+    its wrappers: its virtual index, neighbours (the same order statistics: its partition and a
+    sort agree on them, but for the sign of a zero, so an ``x`` holding -0.0 goes through
+    ``np.quantile``), weight and ``_lerp``, in the same float operations."""
+    n = ordered.size
+    if n == 0 or bool(((ordered == 0.0) & np.signbit(ordered)).any()):
+        return float(np.quantile(ordered, level))
+    virtual = (n - 1) * level
+    if math.isnan(virtual) or virtual >= n - 1:
+        below = above = -1
+    elif virtual < 0:
+        below = above = 0
+    else:
+        below = math.floor(virtual)
+        above = below + 1
+    a, b = float(ordered[below]), float(ordered[above])
+    gamma = virtual - below
+    diff = b - a
+    out = b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+    return math.nan if math.isnan(ordered[-1]) else out
+
+
+def _band_level(blocks: FloatArray, quantile: float) -> float:
     """The quantile level of the pooled backtest residuals that makes the band cover
     ``quantile`` of a cut it has not seen: leave each cut out in turn, take the residuals'
     quantile at a level over the other cuts, count how much of the left-out cut falls at or
@@ -1026,17 +1060,33 @@ def _band_level(blocks: list[FloatArray], quantile: float) -> float:
     like the average one, less of a cut that differs, and the cuts differ. The more they do,
     the higher the level. With fewer than three cuts there is nothing to leave out, and the level
     is halfway between ``quantile`` and 1 (0.95 for p90): how far the next cut differs is
-    unknown."""
-    if len(blocks) < _LOO_CUTS:
+    unknown.
+
+    ``blocks`` holds one cut a row. The cuts' sorts and quantiles are taken a row each in one
+    call (:func:`_sorted_quantile`'s operations), the coverages summed cut by cut."""
+    cuts, size = blocks.shape
+    if cuts < _LOO_CUTS:
         return 0.5 * (1.0 + quantile)
-    levels = _LEVELS[_LEVELS < 1.0]
-    covered = np.zeros(levels.size)
-    for i, block in enumerate(blocks):
-        rest = np.sort(np.concatenate(blocks[:i] + blocks[i + 1 :]))
-        edges = _sorted_quantile(rest, levels)
-        covered += np.searchsorted(np.sort(block), edges, side="right") / block.size
-    enough = np.flatnonzero(covered / len(blocks) >= quantile)
-    return float(levels[enough[0]]) if enough.size else float(levels[-1])
+    rest = np.sort(blocks[_others(cuts)].reshape(cuts, -1), axis=1)  # row i: all cuts but i
+    position = _LEVELS * (rest.shape[1] - 1)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, rest.shape[1] - 1)
+    low = rest[:, below]
+    edges = low + (position - below) * (rest[:, above] - low)
+    ordered = np.sort(blocks, axis=1)
+    covered = np.zeros(_LEVELS.size)
+    for i in range(cuts):
+        covered += np.searchsorted(ordered[i], edges[i], side="right") / size
+    enough = np.flatnonzero(covered / cuts >= quantile)
+    return float(_LEVELS[enough[0]]) if enough.size else float(_LEVELS[-1])
+
+
+@functools.lru_cache(maxsize=8)
+def _others(cuts: int) -> npt.NDArray[np.intp]:
+    """Row ``i``: the indices of every cut but ``i``, in order (read-only)."""
+    out = np.array([[j for j in range(cuts) if j != i] for i in range(cuts)], np.intp)
+    out.setflags(write=False)
+    return out
 
 
 def _margin(residuals: FloatArray, cuts: int, quantile: float) -> float:
@@ -1045,8 +1095,8 @@ def _margin(residuals: FloatArray, cuts: int, quantile: float) -> float:
     :func:`_band_level` calibrates. 0 without a backtest."""
     if residuals.size == 0:
         return 0.0
-    level = _band_level(np.split(residuals, max(1, cuts)), quantile)
-    return float(np.quantile(residuals, level))
+    level = _band_level(residuals.reshape(max(1, cuts), -1), quantile)
+    return _quantile(np.sort(residuals), level)
 
 
 def fit_forecast(

@@ -1,0 +1,146 @@
+"""numba kernels of the forecast: the medians its candidate models take thousands of times a replay.
+
+A median is an order statistic, so any selection finds numpy's value; what differs is the cost
+(``np.partition`` along the rows of a few days is one small partition per column, each behind
+numpy's wrappers). The kernels return numpy's bits: the middle value, or the middle two added and
+halved as ``np.median`` (and :func:`autoscaler.forecast._column_medians`) do. Two inputs are
+left to numpy, since there the result depends on more than the value: a NaN (numpy's payload
+and NaN check) and a -0.0 (equal to 0.0, so which of the two ``np.partition`` leaves in the
+middle is its algorithm's choice, and the sign of a zero median with it). On those the kernels
+report ``False`` and the public wrappers fall back to numpy; forecasts of demand, which holds
+neither, never do.
+
+Kernels are private behind the wrappers, as in :mod:`autoscaler.kernels`; ``cache=True``, and
+``warm_up()`` compiles (or loads) them on tiny inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+__all__ = ["column_medians", "median", "moving_mean", "warm_up"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@njit(cache=True)
+def _unordered(x: float) -> bool:
+    """A value whose place in numpy's partition is not fixed by its value: NaN or -0.0."""
+    return math.isnan(x) or (x == 0.0 and math.copysign(1.0, x) < 0.0)
+
+
+@njit(cache=True)
+def _column_medians_kernel(rows: FloatArray, out: FloatArray) -> bool:
+    k, d = rows.shape
+    h = k // 2
+    buf = np.empty(k)
+    for j in range(d):
+        # insertion sort of the column (a few days: a handful of values)
+        for i in range(k):
+            x = rows[i, j]
+            if _unordered(x):
+                return False
+            m = i
+            while m > 0 and buf[m - 1] > x:
+                buf[m] = buf[m - 1]
+                m -= 1
+            buf[m] = x
+        out[j] = buf[h] if k % 2 else (buf[h - 1] + buf[h]) / 2.0
+    return True
+
+
+@njit(cache=True)
+def _median_kernel(values: FloatArray) -> float:
+    """The median, or NaN where numpy must decide (:func:`_unordered`)."""
+    n = values.size
+    buf = np.empty(n)
+    for i in range(n):
+        x = values[i]
+        if _unordered(x):
+            return math.nan
+        buf[i] = x
+    h = n // 2
+    # Hoare's selection (Wirth's form): buf[h] becomes the h-th smallest, none above it smaller
+    lo, hi = 0, n - 1
+    while lo < hi:
+        pivot = buf[h]
+        i, j = lo, hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while pivot < buf[j]:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if j < h:
+            lo = i
+        if h < i:
+            hi = j
+    if n % 2:
+        return float(buf[h])
+    below = buf[0]
+    for i in range(1, h):
+        below = max(below, buf[i])
+    return float((below + buf[h]) / 2.0)
+
+
+@njit(cache=True)
+def _moving_mean_kernel(values: FloatArray, size: int, wrap: bool) -> FloatArray:
+    n = values.size
+    before = size // 2
+    after = size - before - 1
+    line = np.empty(n + size - 1)  # the values extended by the mode, as scipy's line buffer
+    for i in range(before):
+        line[i] = values[(i - before) % n] if wrap else values[0]
+    line[before : before + n] = values
+    for i in range(after):
+        line[before + n + i] = values[i % n] if wrap else values[n - 1]
+    out = np.empty(n)
+    total = 0.0
+    for i in range(size):
+        total += line[i]
+    out[0] = total / size
+    for i in range(1, n):
+        total += line[i + size - 1] - line[i - 1]
+        out[i] = total / size
+    return out
+
+
+def column_medians(rows: FloatArray) -> FloatArray | None:
+    """The median of each column of a 2-d float64 array with at least one row, as
+    ``np.median(rows, axis=0)`` gives it; ``None`` where numpy must compute it (a NaN or a -0.0)."""
+    if rows.ndim != 2 or rows.shape[0] == 0 or rows.dtype != np.float64:
+        raise ValueError(f"column_medians: need a 2-d float64 array with rows, got {rows.shape}")
+    out = np.empty(rows.shape[1])
+    return out if _column_medians_kernel(rows, out) else None
+
+
+def median(values: FloatArray) -> float:
+    """``float(np.median(values))`` of a non-empty 1-d float64 array; NaN where numpy must
+    compute it (a NaN or a -0.0: the caller asks numpy then)."""
+    if values.ndim != 1 or values.size == 0 or values.dtype != np.float64:
+        raise ValueError(f"median: need a non-empty 1-d float64 array, got {values.shape}")
+    return float(_median_kernel(values))
+
+
+def moving_mean(values: FloatArray, size: int, *, wrap: bool) -> FloatArray:
+    """``scipy.ndimage.uniform_filter1d(values, size, mode="wrap" if wrap else "nearest")`` of
+    a non-empty 1-d float64 array: scipy's running sum over its extended line, each output the
+    sum divided by ``size``, in the same order (without its wrappers: a profile is smoothed
+    thousands of times a replay)."""
+    if values.ndim != 1 or values.size == 0 or values.dtype != np.float64 or size < 1:
+        raise ValueError(f"moving_mean: need a non-empty 1-d float64 array, size >= 1, got {size}")
+    return np.asarray(_moving_mean_kernel(values, size, wrap))
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) every kernel on tiny inputs."""
+    column_medians(np.ones((3, 2)))
+    median(np.ones(2))
+    moving_mean(np.ones(2), 2, wrap=True)
