@@ -1062,11 +1062,22 @@ def _band_level(blocks: FloatArray, quantile: float) -> float:
     is halfway between ``quantile`` and 1 (0.95 for p90): how far the next cut differs is
     unknown.
 
-    ``blocks`` holds one cut a row. The cuts' sorts and quantiles are taken a row each in one
-    call (:func:`_sorted_quantile`'s operations), the coverages summed cut by cut."""
-    cuts, size = blocks.shape
+    ``blocks`` holds one cut a row."""
+    cuts = blocks.shape[0]
     if cuts < _LOO_CUTS:
         return 0.5 * (1.0 + quantile)
+    covered = forecast_kernels.loo_coverage(blocks, _LEVELS)
+    if covered is None:
+        covered = _loo_coverage(blocks)
+    enough = np.flatnonzero(covered / cuts >= quantile)
+    return float(_LEVELS[enough[0]]) if enough.size else float(_LEVELS[-1])
+
+
+def _loo_coverage(blocks: FloatArray) -> FloatArray:
+    """:func:`autoscaler.forecast_kernels.loo_coverage` by numpy (the cuts' sorts and
+    :func:`_sorted_quantile`'s operations a row each in one call, the coverages summed cut by
+    cut), for residuals that hold a NaN."""
+    cuts, size = blocks.shape
     rest = np.sort(blocks[_others(cuts)].reshape(cuts, -1), axis=1)  # row i: all cuts but i
     position = _LEVELS * (rest.shape[1] - 1)
     below = np.floor(position).astype(np.int64)
@@ -1077,8 +1088,7 @@ def _band_level(blocks: FloatArray, quantile: float) -> float:
     covered = np.zeros(_LEVELS.size)
     for i in range(cuts):
         covered += np.searchsorted(ordered[i], edges[i], side="right") / size
-    enough = np.flatnonzero(covered / cuts >= quantile)
-    return float(_LEVELS[enough[0]]) if enough.size else float(_LEVELS[-1])
+    return covered
 
 
 @functools.lru_cache(maxsize=8)

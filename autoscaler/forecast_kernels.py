@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-__all__ = ["column_medians", "median", "moving_mean", "warm_up"]
+__all__ = ["column_medians", "loo_coverage", "median", "moving_mean", "warm_up"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -112,6 +112,40 @@ def _moving_mean_kernel(values: FloatArray, size: int, wrap: bool) -> FloatArray
     return out
 
 
+@njit(cache=True)
+def _loo_coverage_kernel(blocks: FloatArray, levels: FloatArray, covered: FloatArray) -> bool:
+    cuts, size = blocks.shape
+    for i in range(cuts):
+        for j in range(size):
+            if math.isnan(blocks[i, j]):
+                return False
+    m = (cuts - 1) * size
+    rest = np.empty(m)
+    for i in range(cuts):
+        mine = np.sort(blocks[i])
+        k = 0
+        for j in range(cuts):
+            if j != i:
+                rest[k : k + size] = blocks[j]
+                k += size
+        rest.sort()
+        count = 0
+        for v in range(levels.size):
+            position = levels[v] * (m - 1)
+            below = math.floor(position)
+            above = min(below + 1, m - 1)
+            low = rest[below]
+            edge = low + (position - below) * (rest[above] - low)
+            # the values at or below the edge: a prefix of the sorted cut (the edges rise with
+            # the levels, so the count moves a little each time; both ways, to be exact)
+            while count < size and mine[count] <= edge:
+                count += 1
+            while count > 0 and mine[count - 1] > edge:
+                count -= 1
+            covered[v] += count / size
+    return True
+
+
 def column_medians(rows: FloatArray) -> FloatArray | None:
     """The median of each column of a 2-d float64 array with at least one row, as
     ``np.median(rows, axis=0)`` gives it; ``None`` where numpy must compute it (a NaN or a -0.0)."""
@@ -139,8 +173,21 @@ def moving_mean(values: FloatArray, size: int, *, wrap: bool) -> FloatArray:
     return np.asarray(_moving_mean_kernel(values, size, wrap))
 
 
+def loo_coverage(blocks: FloatArray, levels: FloatArray) -> FloatArray | None:
+    """Per level, the sum over the cuts (rows of ``blocks``, at least two) of the fraction of
+    the cut at or below the quantile (``np.quantile``'s linear one) of all the other cuts at
+    that level: :func:`autoscaler.forecast._band_level`'s leave-one-out coverage, with the same
+    interpolation and the same sums in the same order. ``None`` where a value is NaN (numpy's
+    sort and search place it)."""
+    if blocks.ndim != 2 or blocks.shape[0] < 2 or blocks.shape[1] == 0 or levels.ndim != 1:
+        raise ValueError(f"loo_coverage: need two cuts or more, got {blocks.shape}")
+    covered = np.zeros(levels.size)
+    return covered if _loo_coverage_kernel(blocks, levels, covered) else None
+
+
 def warm_up() -> None:
     """Compile (or load from cache) every kernel on tiny inputs."""
     column_medians(np.ones((3, 2)))
     median(np.ones(2))
     moving_mean(np.ones(2), 2, wrap=True)
+    loo_coverage(np.ones((3, 2)), np.array([0.5, 0.9]))

@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autoscaler import forecast_kernels
+from autoscaler.forecast import _LEVELS as _LEVELS
 from autoscaler.forecast import _column_medians as _column_medians
+from autoscaler.forecast import _loo_coverage as _loo_coverage
 from autoscaler.forecast import _median as _median
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -110,3 +112,28 @@ def test_wrappers_check_their_input() -> None:
     with pytest.raises(ValueError, match="moving_mean"):
         forecast_kernels.moving_mean(np.ones(3), 0, wrap=True)
     forecast_kernels.warm_up()
+
+
+@SETTINGS
+@given(st.integers(2, 6), st.integers(1, 80), st.integers(0, 2**32 - 1), st.booleans())
+def test_loo_coverage_is_numpys_sort_quantile_and_search(
+    cuts: int, size: int, seed: int, ties: bool
+) -> None:
+    """The kernel against the numpy computation it replaces (forecast._loo_coverage, itself
+    pinned to the loop over cuts in test_forecast_exact.py): the same sums, bit for bit."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.normal(rng.normal(0.0, 5.0, (cuts, 1)), 10.0, (cuts, size))
+    if ties:
+        blocks = blocks.round(0)  # residuals of exact forecasts: many equal values, zeros
+        blocks[blocks == 0.0] = 0.0
+    found = forecast_kernels.loo_coverage(blocks, _LEVELS)
+    assert found is not None
+    assert _bits(found) == _bits(_loo_coverage(blocks))
+
+
+def test_loo_coverage_leaves_a_nan_to_numpy() -> None:
+    blocks = np.arange(12.0).reshape(3, 4)
+    blocks[1, 2] = np.nan
+    assert forecast_kernels.loo_coverage(blocks, _LEVELS) is None
+    with pytest.raises(ValueError, match="loo_coverage"):
+        forecast_kernels.loo_coverage(np.ones((1, 3)), _LEVELS)
