@@ -1066,25 +1066,26 @@ def _band_level(blocks: FloatArray, quantile: float) -> float:
     cuts = blocks.shape[0]
     if cuts < _LOO_CUTS:
         return 0.5 * (1.0 + quantile)
-    covered = forecast_kernels.loo_coverage(blocks, _LEVELS)
-    if covered is None:
-        covered = _loo_coverage(blocks)
+    ordered = np.sort(blocks, axis=1)
+    rest = np.sort(blocks[_others(cuts)].reshape(cuts, -1), axis=1)  # row i: all cuts but i
+    if np.isnan(rest[:, -1]).any():
+        covered = _loo_coverage(ordered, rest)
+    else:
+        covered = forecast_kernels.loo_coverage(ordered, rest, _LEVELS)
     enough = np.flatnonzero(covered / cuts >= quantile)
     return float(_LEVELS[enough[0]]) if enough.size else float(_LEVELS[-1])
 
 
-def _loo_coverage(blocks: FloatArray) -> FloatArray:
-    """:func:`autoscaler.forecast_kernels.loo_coverage` by numpy (the cuts' sorts and
-    :func:`_sorted_quantile`'s operations a row each in one call, the coverages summed cut by
-    cut), for residuals that hold a NaN."""
-    cuts, size = blocks.shape
-    rest = np.sort(blocks[_others(cuts)].reshape(cuts, -1), axis=1)  # row i: all cuts but i
+def _loo_coverage(ordered: FloatArray, rest: FloatArray) -> FloatArray:
+    """:func:`autoscaler.forecast_kernels.loo_coverage` by numpy (:func:`_sorted_quantile`'s
+    operations a row each in one call, the coverages summed cut by cut): residuals that hold a
+    NaN take it, since ``np.searchsorted`` places one."""
+    cuts, size = ordered.shape
     position = _LEVELS * (rest.shape[1] - 1)
     below = np.floor(position).astype(np.int64)
     above = np.minimum(below + 1, rest.shape[1] - 1)
     low = rest[:, below]
     edges = low + (position - below) * (rest[:, above] - low)
-    ordered = np.sort(blocks, axis=1)
     covered = np.zeros(_LEVELS.size)
     for i in range(cuts):
         covered += np.searchsorted(ordered[i], edges[i], side="right") / size

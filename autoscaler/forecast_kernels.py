@@ -113,37 +113,26 @@ def _moving_mean_kernel(values: FloatArray, size: int, wrap: bool) -> FloatArray
 
 
 @njit(cache=True)
-def _loo_coverage_kernel(blocks: FloatArray, levels: FloatArray, covered: FloatArray) -> bool:
-    cuts, size = blocks.shape
+def _loo_coverage_kernel(
+    ordered: FloatArray, rest: FloatArray, levels: FloatArray, covered: FloatArray
+) -> None:
+    cuts, size = ordered.shape
+    m = rest.shape[1]
     for i in range(cuts):
-        for j in range(size):
-            if math.isnan(blocks[i, j]):
-                return False
-    m = (cuts - 1) * size
-    rest = np.empty(m)
-    for i in range(cuts):
-        mine = np.sort(blocks[i])
-        k = 0
-        for j in range(cuts):
-            if j != i:
-                rest[k : k + size] = blocks[j]
-                k += size
-        rest.sort()
         count = 0
         for v in range(levels.size):
             position = levels[v] * (m - 1)
             below = math.floor(position)
             above = min(below + 1, m - 1)
-            low = rest[below]
-            edge = low + (position - below) * (rest[above] - low)
+            low = rest[i, below]
+            edge = low + (position - below) * (rest[i, above] - low)
             # the values at or below the edge: a prefix of the sorted cut (the edges rise with
             # the levels, so the count moves a little each time; both ways, to be exact)
-            while count < size and mine[count] <= edge:
+            while count < size and ordered[i, count] <= edge:
                 count += 1
-            while count > 0 and mine[count - 1] > edge:
+            while count > 0 and ordered[i, count - 1] > edge:
                 count -= 1
             covered[v] += count / size
-    return True
 
 
 def column_medians(rows: FloatArray) -> FloatArray | None:
@@ -173,16 +162,24 @@ def moving_mean(values: FloatArray, size: int, *, wrap: bool) -> FloatArray:
     return np.asarray(_moving_mean_kernel(values, size, wrap))
 
 
-def loo_coverage(blocks: FloatArray, levels: FloatArray) -> FloatArray | None:
-    """Per level, the sum over the cuts (rows of ``blocks``, at least two) of the fraction of
-    the cut at or below the quantile (``np.quantile``'s linear one) of all the other cuts at
-    that level: :func:`autoscaler.forecast._band_level`'s leave-one-out coverage, with the same
-    interpolation and the same sums in the same order. ``None`` where a value is NaN (numpy's
-    sort and search place it)."""
-    if blocks.ndim != 2 or blocks.shape[0] < 2 or blocks.shape[1] == 0 or levels.ndim != 1:
-        raise ValueError(f"loo_coverage: need two cuts or more, got {blocks.shape}")
+def loo_coverage(ordered: FloatArray, rest: FloatArray, levels: FloatArray) -> FloatArray:
+    """Per level, the sum over the cuts of the fraction of cut ``i`` (row ``i`` of ``ordered``,
+    sorted) at or below the quantile (``np.quantile``'s linear one) of the other cuts (row ``i``
+    of ``rest``, sorted) at that level: :func:`autoscaler.forecast._band_level`'s leave-one-out
+    coverage, with the same interpolation and the same sums in the same order as its numpy
+    form. Counts values at or below each edge as ``np.searchsorted(side="right")`` does: the
+    rows must hold no NaN (which numpy's search places)."""
+    if (
+        ordered.ndim != 2
+        or rest.shape[0] != ordered.shape[0]
+        or ordered.shape[1] == 0
+        or rest.shape[1] == 0
+        or levels.ndim != 1
+    ):
+        raise ValueError(f"loo_coverage: cuts of {ordered.shape} and the rest {rest.shape}")
     covered = np.zeros(levels.size)
-    return covered if _loo_coverage_kernel(blocks, levels, covered) else None
+    _loo_coverage_kernel(ordered, rest, levels, covered)
+    return covered
 
 
 def warm_up() -> None:
@@ -190,4 +187,4 @@ def warm_up() -> None:
     column_medians(np.ones((3, 2)))
     median(np.ones(2))
     moving_mean(np.ones(2), 2, wrap=True)
-    loo_coverage(np.ones((3, 2)), np.array([0.5, 0.9]))
+    loo_coverage(np.ones((3, 2)), np.ones((3, 4)), np.array([0.5, 0.9]))

@@ -16,6 +16,7 @@ from autoscaler.forecast import _LEVELS as _LEVELS
 from autoscaler.forecast import _column_medians as _column_medians
 from autoscaler.forecast import _loo_coverage as _loo_coverage
 from autoscaler.forecast import _median as _median
+from autoscaler.forecast import _others as _others
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -115,25 +116,22 @@ def test_wrappers_check_their_input() -> None:
 
 
 @SETTINGS
-@given(st.integers(2, 6), st.integers(1, 80), st.integers(0, 2**32 - 1), st.booleans())
-def test_loo_coverage_is_numpys_sort_quantile_and_search(
+@given(st.integers(3, 6), st.integers(1, 80), st.integers(0, 2**32 - 1), st.booleans())
+def test_loo_coverage_is_numpys_quantile_and_search(
     cuts: int, size: int, seed: int, ties: bool
 ) -> None:
-    """The kernel against the numpy computation it replaces (forecast._loo_coverage, itself
-    pinned to the loop over cuts in test_forecast_exact.py): the same sums, bit for bit."""
+    """The kernel against the numpy computation it replaces (forecast._loo_coverage; the whole
+    band level is pinned to the loop over cuts in test_forecast_exact.py): the same sums."""
     rng = np.random.default_rng(seed)
     blocks = rng.normal(rng.normal(0.0, 5.0, (cuts, 1)), 10.0, (cuts, size))
     if ties:
         blocks = blocks.round(0)  # residuals of exact forecasts: many equal values, zeros
-        blocks[blocks == 0.0] = 0.0
-    found = forecast_kernels.loo_coverage(blocks, _LEVELS)
-    assert found is not None
-    assert _bits(found) == _bits(_loo_coverage(blocks))
+    ordered = np.sort(blocks, axis=1)
+    rest = np.sort(blocks[_others(cuts)].reshape(cuts, -1), axis=1)
+    found = forecast_kernels.loo_coverage(ordered, rest, _LEVELS)
+    assert _bits(found) == _bits(_loo_coverage(ordered, rest))
 
 
-def test_loo_coverage_leaves_a_nan_to_numpy() -> None:
-    blocks = np.arange(12.0).reshape(3, 4)
-    blocks[1, 2] = np.nan
-    assert forecast_kernels.loo_coverage(blocks, _LEVELS) is None
+def test_loo_coverage_checks_its_input() -> None:
     with pytest.raises(ValueError, match="loo_coverage"):
-        forecast_kernels.loo_coverage(np.ones((1, 3)), _LEVELS)
+        forecast_kernels.loo_coverage(np.ones((3, 2)), np.ones((2, 4)), _LEVELS)
