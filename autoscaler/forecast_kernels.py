@@ -57,31 +57,38 @@ def _column_medians_kernel(rows: FloatArray, out: FloatArray) -> bool:
 def _median_kernel(values: FloatArray) -> float:
     """The median, or NaN where numpy must decide (:func:`_unordered`)."""
     n = values.size
-    buf = np.empty(n)
+    buf = values.copy()
     for i in range(n):
-        x = values[i]
-        if _unordered(x):
+        x = buf[i]
+        if (x == 0.0 or x != x) and _unordered(x):
             return math.nan
-        buf[i] = x
     h = n // 2
-    # Hoare's selection (Wirth's form): buf[h] becomes the h-th smallest, none above it smaller
+    # quickselect with a three-way partition (demand is often flat: many equal values are one
+    # pass), until buf[h] is the h-th smallest and nothing before it is larger
     lo, hi = 0, n - 1
     while lo < hi:
-        pivot = buf[h]
-        i, j = lo, hi
-        while i <= j:
-            while buf[i] < pivot:
+        a, b, c = buf[lo], buf[(lo + hi) // 2], buf[hi]
+        pivot = max(min(a, b), min(max(a, b), c))  # the median of three
+        lt, i, gt = lo, lo, hi
+        while i <= gt:
+            x = buf[i]
+            if x < pivot:
+                buf[i] = buf[lt]
+                buf[lt] = x
+                lt += 1
                 i += 1
-            while pivot < buf[j]:
-                j -= 1
-            if i <= j:
-                buf[i], buf[j] = buf[j], buf[i]
+            elif x > pivot:
+                buf[i] = buf[gt]
+                buf[gt] = x
+                gt -= 1
+            else:
                 i += 1
-                j -= 1
-        if j < h:
-            lo = i
-        if h < i:
-            hi = j
+        if h < lt:
+            hi = lt - 1
+        elif h > gt:
+            lo = gt + 1
+        else:
+            break
     if n % 2:
         return float(buf[h])
     below = buf[0]
