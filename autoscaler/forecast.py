@@ -282,7 +282,10 @@ def wape(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
 def _wape(actual: FloatArray, predicted: FloatArray, total: float) -> float:
     """:func:`wape` of float64 arrays of one shape, given ``sum |actual|`` (a backtest scores
     every candidate against one actual)."""
-    error = float(np.abs(actual - predicted).sum())
+    return _relative(float(np.abs(actual - predicted).sum()), total)
+
+
+def _relative(error: float, total: float) -> float:
     if error == 0.0:
         return 0.0
     return error / total if total > 0.0 else math.inf
@@ -843,7 +846,10 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
             np.maximum(model(train, hold), 0.0, out=preds[i, j * hold : (j + 1) * hold])
     joined = dict(zip(names, preds, strict=True))
     total = float(np.abs(actual).sum())
-    scores = {name: _wape(actual, p, total) for name, p in joined.items()}
+    # every candidate's error in one call: a row's sum along the row is the pairwise sum of
+    # a 1-d array's, so each is wape's
+    errors = np.abs(actual - preds).sum(axis=1)
+    scores = {name: _relative(float(e), total) for name, e in zip(names, errors, strict=True)}
     weights: dict[str, float] = {}
     if len(joined) > 2:
         best: list[str] = []
