@@ -79,9 +79,10 @@ import functools
 import io
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -738,15 +739,18 @@ def _fourier(step: float, s: ForecastSettings, *, weekly: bool) -> Model:
     return predict
 
 
-def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> dict[str, Model]:
+@functools.lru_cache(maxsize=64)
+def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> Mapping[str, Model]:
     """The models that can be fitted on ``n`` samples, simplest first (ties go to the first).
 
     The seasonal-naive forecasts are always among them when the history holds a day (a week).
+    Kept, read-only: the models are pure functions of their arguments, and every backtest and
+    refit of one length asks for the same.
     """
     models: dict[str, Model] = {"robust-baseline": _robust_baseline(step, s)}
     day = round(DAY / step)
     if day < 2 or n < day:
-        return models
+        return MappingProxyType(models)
     models["seasonal-naive-day"] = _seasonal_naive(day)
     if n >= 7 * day:
         # Listed first, so that it wins the tie: with one week of history it is
@@ -774,7 +778,7 @@ def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> dict[s
         models["day-type"] = _day_type(day, width, s)
     if n >= 2 * day:
         models["fourier+trend"] = _fourier(step, s, weekly=period == "week" and n >= 7 * day)
-    return models
+    return MappingProxyType(models)
 
 
 # --- fitting ---------------------------------------------------------------------------------
@@ -843,7 +847,8 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
     for j, o in enumerate(origins):
         train = y[:o]
         for i, model in enumerate(models.values()):
-            np.maximum(model(train, hold), 0.0, out=preds[i, j * hold : (j + 1) * hold])
+            preds[i, j * hold : (j + 1) * hold] = model(train, hold)
+    np.maximum(preds, 0.0, out=preds)
     joined = dict(zip(names, preds, strict=True))
     total = float(np.abs(actual).sum())
     # every candidate's error in one call: a row's sum along the row is the pairwise sum of

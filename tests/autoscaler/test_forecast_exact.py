@@ -97,12 +97,12 @@ def test_regular_is_the_allclose_and_median_formula(
     gaps: list[float], values: list[float], holes: int
 ) -> None:
     """Regular, jittered and gapped times, some values missing: the same grid and values."""
-    ts = 1.6e9 + np.concatenate(([0.0], np.cumsum(gaps)))
+    ts = np.asarray(1.6e9 + np.concatenate(([0.0], np.cumsum(gaps))), np.float64)
     v = np.array(values[: ts.size])
     v[:holes] = np.nan
     if holes >= v.size:
         return
-    for t in (ts, 1.6e9 + 60.0 * np.arange(ts.size)):
+    for t in (ts, 1.6e9 + 60.0 * np.arange(ts.size, dtype=np.float64)):
         got, want = _regular(t, v), _regular_ref(t, v)
         assert got[:2] == want[:2]
         assert _bits(got[2]) == _bits(want[2])
@@ -202,3 +202,13 @@ def test_backtest_scores_are_each_candidates_own_forecasts() -> None:
     for name, model in _candidates(min(origins), step, fc.period, s).items():
         joined = np.concatenate([np.maximum(model(y[:o], day), 0.0) for o in origins])
         assert fc.scores[name] == wape(actual, joined)
+
+
+def test_candidates_are_kept_and_read_only() -> None:
+    """Every backtest and refit of one length shares one set of models (pure functions)."""
+    s = ForecastSettings()
+    models = _candidates(3 * 288, 300.0, "day", s)
+    assert _candidates(3 * 288, 300.0, "day", s) is models
+    assert _candidates(3 * 288, 300.0, "none", s) is not models
+    with pytest.raises(TypeError):
+        models["robust-baseline"] = models["seasonal-profile"]  # type: ignore[index]
