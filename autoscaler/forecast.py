@@ -1,6 +1,7 @@
 """Demand forecasting: candidate models chosen by a rolling-origin backtest, a calibrated upper band.
 
-The forecaster is pure (numpy and scipy only) and works on one series.
+The forecaster is pure (numpy, scipy and the numba kernels of :mod:`autoscaler.forecast_kernels`)
+and works on one series.
 
 1. The series is put on a regular grid at its median step (gaps interpolated; a 15-second series
    stays at 15 seconds) and its period detected (:func:`detect_period`): ``day``, ``week`` (a
@@ -78,16 +79,18 @@ import functools
 import io
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import scipy.linalg
 import scipy.linalg.lapack
-import scipy.ndimage
+
+from autoscaler import forecast_kernels
 
 __all__ = [
     "DAY",
@@ -274,10 +277,18 @@ def wape(actual: npt.ArrayLike, predicted: npt.ArrayLike) -> float:
     p = np.asarray(predicted, np.float64)
     if a.shape != p.shape:
         raise ValueError(f"actual has shape {a.shape}, predicted {p.shape}")
-    error = float(np.abs(a - p).sum())
+    return _wape(a, p, float(np.abs(a).sum()))
+
+
+def _wape(actual: FloatArray, predicted: FloatArray, total: float) -> float:
+    """:func:`wape` of float64 arrays of one shape, given ``sum |actual|`` (a backtest scores
+    every candidate against one actual)."""
+    return _relative(float(np.abs(actual - predicted).sum()), total)
+
+
+def _relative(error: float, total: float) -> float:
     if error == 0.0:
         return 0.0
-    total = float(np.abs(a).sum())
     return error / total if total > 0.0 else math.inf
 
 
@@ -348,20 +359,24 @@ def _regular(ts: FloatArray, values: FloatArray) -> tuple[float, float, FloatArr
     values = np.asarray(values, np.float64)
     if ts.ndim != 1 or ts.shape != values.shape or ts.size < 2:
         raise ValueError("need two equally long 1-d arrays with at least two samples")
-    if np.any(np.diff(ts) < 0):
+    diffs = np.diff(ts)
+    if (diffs < 0).any():
         raise ValueError("timestamps must be non-decreasing")
     ok = np.isfinite(values)
-    if not ok.any():
-        raise ValueError("no finite values")
-    ts, values = ts[ok], values[ok]
-    diffs = np.diff(ts)
+    if not ok.all():
+        if not ok.any():
+            raise ValueError("no finite values")
+        ts, values = ts[ok], values[ok]
+        diffs = np.diff(ts)
     diffs = diffs[diffs > 0]
-    step = float(np.median(diffs)) if diffs.size else 60.0
+    step = _median(diffs) if diffs.size else 60.0
     if step >= 1.0:
         step = float(round(step))  # jittered 15 s samples are a 15 s series, not a 14.99 s one
     n = round((ts[-1] - ts[0]) / step) + 1
     grid = ts[0] + step * np.arange(n, dtype=np.float64)
-    if n == ts.size and np.allclose(grid, ts, rtol=0.0, atol=step * 1e-6):
+    # np.allclose(grid, ts, rtol=0.0, atol=step * 1e-6) without its wrappers (the same test on
+    # these finite times)
+    if n == ts.size and bool((np.abs(grid - ts) <= step * 1e-6).all()):
         return float(ts[0]), step, values.copy()
     return float(ts[0]), step, np.interp(grid, ts, values)
 
@@ -405,7 +420,7 @@ def detect_period(
     day = round(DAY / (step * factor))
     if day < 2 or c.size < 2 * day:
         return "none"
-    detrended = c - scipy.ndimage.uniform_filter1d(c, day, mode="nearest")
+    detrended = c - forecast_kernels.moving_mean(c, day, wrap=False)
     if _acf(detrended, day) < s.day_acf:
         return "none"
     weeks = c.size // (7 * day)
@@ -430,14 +445,30 @@ def detect_period(
 Model = Callable[[FloatArray, int], FloatArray]
 
 
+@functools.lru_cache(maxsize=64)
+def _cycle(steps: int, size: int) -> npt.NDArray[np.intp]:
+    """``np.arange(steps) % size``, kept: every cut and fit asks for the same few. Read-only."""
+    out = np.arange(steps) % size
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _halving(steps: int, half_life: int) -> FloatArray:
+    """``0.5 ** (i / half_life)`` for ``i < steps``, kept as :func:`_cycle` is. Read-only."""
+    out: FloatArray = 0.5 ** (np.arange(steps, dtype=np.float64) / half_life)
+    out.setflags(write=False)
+    return out
+
+
 def _tile(profile: FloatArray, steps: int) -> FloatArray:
-    return np.asarray(profile[np.arange(steps) % profile.size], np.float64)
+    return np.asarray(profile[_cycle(steps, profile.size)], np.float64)
 
 
 def _smooth(profile: FloatArray, width: int) -> FloatArray:
     if width < 2:
         return profile
-    return np.asarray(scipy.ndimage.uniform_filter1d(profile, width, mode="wrap"))
+    return forecast_kernels.moving_mean(profile, width, wrap=True)
 
 
 def _days(train: FloatArray, day: int, most: int) -> FloatArray:
@@ -455,13 +486,17 @@ def _seasonal_naive(period_steps: int) -> Model:
 
 def _median(values: FloatArray) -> float:
     """``float(np.median(values))`` of a non-empty 1-d float array, without its wrappers (most
-    of its time on the short windows of the backtests): the same order statistics from
-    ``np.partition`` with the same ``kth``, the middle two added and halved as ``np.mean`` does
-    (its sum starts at +0.0, so -0.0 comes out 0.0; halved), and NaN when the array holds one,
-    as its NaN check gives."""
+    of its time on the short windows of the backtests): a numba selection
+    (:func:`autoscaler.forecast_kernels.median`), or on an array holding a NaN or a -0.0 the
+    same order statistics from ``np.partition`` with the same ``kth``, the middle two added and
+    halved as ``np.mean`` does (its sum starts at +0.0, so -0.0 comes out 0.0; halved), and NaN
+    when the array holds one, as its NaN check gives."""
     n = values.size
     if n == 0 or values.ndim != 1 or values.dtype != np.float64:
         return float(np.median(values))
+    found = forecast_kernels.median(values)
+    if not math.isnan(found):
+        return found
     h = n // 2
     if n % 2:
         part = np.partition(values, [h, -1])
@@ -474,13 +509,17 @@ def _median(values: FloatArray) -> float:
 
 def _column_medians(rows: FloatArray) -> FloatArray:
     """``np.median(rows, axis=0)`` of a 2-d float64 array with at least one row, without its
-    wrappers (the day profiles and the backtests' median combination, thousands a replay): the
-    same ``np.partition`` along the rows with the same ``kth``, the middle row or two summed by
-    ``np.add.reduce`` and divided by their count as ``np.mean`` does, and NaN where a column
-    holds one, as its NaN check gives."""
+    wrappers (the day profiles and the backtests' median combination, thousands a replay): a
+    numba kernel (:func:`autoscaler.forecast_kernels.column_medians`), or where a column holds a
+    NaN or a -0.0 the same ``np.partition`` along the rows with the same ``kth``, the middle row
+    or two summed by ``np.add.reduce`` and divided by their count as ``np.mean`` does, and NaN
+    where a column holds one, as its NaN check gives."""
     n = rows.shape[0] if rows.ndim == 2 else 0
     if n == 0 or rows.dtype != np.float64:
         return np.asarray(np.median(rows, axis=0))
+    found = forecast_kernels.column_medians(rows)
+    if found is not None:
+        return found
     h = n // 2
     if n % 2:
         part = np.partition(rows, [h, -1], axis=0)
@@ -522,11 +561,13 @@ def _corrected(base: Model, window: int, half_life: int, clip: float = 0.0) -> M
     def predict(train: FloatArray, steps: int) -> FloatArray:
         ahead = base(train[:-window], window + steps)
         seen, future = ahead[:window], ahead[window:]
-        damping = 0.5 ** (np.arange(steps, dtype=np.float64) / half_life)
+        damping = _halving(steps, half_life)
         if clip:
             expected = _median(seen)
             ratio = _median(train[-window:]) / expected if expected > 0.0 else 1.0
-            return np.asarray(future * (1.0 + (np.clip(ratio, 1.0 / clip, clip) - 1.0) * damping))
+            # np.clip(ratio, 1 / clip, clip) of a float (NaN stays NaN)
+            ratio = min(max(ratio, 1.0 / clip), clip)
+            return np.asarray(future * (1.0 + (ratio - 1.0) * damping))
         return np.asarray(future + _median(train[-window:] - seen) * damping)
 
     return predict
@@ -698,15 +739,18 @@ def _fourier(step: float, s: ForecastSettings, *, weekly: bool) -> Model:
     return predict
 
 
-def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> dict[str, Model]:
+@functools.lru_cache(maxsize=64)
+def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> Mapping[str, Model]:
     """The models that can be fitted on ``n`` samples, simplest first (ties go to the first).
 
     The seasonal-naive forecasts are always among them when the history holds a day (a week).
+    Kept, read-only: the models are pure functions of their arguments, and every backtest and
+    refit of one length asks for the same.
     """
     models: dict[str, Model] = {"robust-baseline": _robust_baseline(step, s)}
     day = round(DAY / step)
     if day < 2 or n < day:
-        return models
+        return MappingProxyType(models)
     models["seasonal-naive-day"] = _seasonal_naive(day)
     if n >= 7 * day:
         # Listed first, so that it wins the tie: with one week of history it is
@@ -734,7 +778,7 @@ def _candidates(n: int, step: float, period: str, s: ForecastSettings) -> dict[s
         models["day-type"] = _day_type(day, width, s)
     if n >= 2 * day:
         models["fourier+trend"] = _fourier(step, s, weekly=period == "week" and n >= 7 * day)
-    return models
+    return MappingProxyType(models)
 
 
 # --- fitting ---------------------------------------------------------------------------------
@@ -770,12 +814,15 @@ def _origins(n: int, hold: int, day: int, s: ForecastSettings) -> list[int]:
     return [o for o in origins if o >= earliest] or [n - hold]
 
 
-def _combine(preds: dict[str, FloatArray], weights: dict[str, float]) -> dict[str, FloatArray]:
-    out = {"median": _column_medians(np.stack(list(preds.values())))}
+def _combine(
+    names: tuple[str, ...], preds: FloatArray, weights: dict[str, float]
+) -> dict[str, FloatArray]:
+    """The combinations of the forecasts ``preds`` (one row per name)."""
+    out = {"median": _column_medians(preds)}
     if weights:
         mean = np.zeros_like(out["median"])
         for k, w in weights.items():
-            mean += w * preds[k]
+            mean += w * preds[names.index(k)]
         out["weighted-mean"] = mean / sum(weights.values())
     return out
 
@@ -793,14 +840,21 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
         return _Choice("robust-baseline", {}, np.zeros(0), {}, 0, ("robust-baseline",))
     origins = _origins(y.size, hold, day, s)
     models = _candidates(min(origins), step, period, s)
-    preds: dict[str, list[FloatArray]] = {name: [] for name in models}
+    names = tuple(models)
+    # one row per candidate: its forecasts of the cuts, joined in the order of the origins
+    preds = np.empty((len(names), len(origins) * hold))
     actual = np.concatenate([y[o : o + hold] for o in origins])
-    for o in origins:
+    for j, o in enumerate(origins):
         train = y[:o]
-        for name, model in models.items():
-            preds[name].append(np.maximum(model(train, hold), 0.0))
-    joined = {name: np.concatenate(p) for name, p in preds.items()}
-    scores = {name: wape(actual, p) for name, p in joined.items()}
+        for i, model in enumerate(models.values()):
+            preds[i, j * hold : (j + 1) * hold] = model(train, hold)
+    np.maximum(preds, 0.0, out=preds)
+    joined = dict(zip(names, preds, strict=True))
+    total = float(np.abs(actual).sum())
+    # every candidate's error in one call: a row's sum along the row is the pairwise sum of
+    # a 1-d array's, so each is wape's
+    errors = np.abs(actual - preds).sum(axis=1)
+    scores = {name: _relative(float(e), total) for name, e in zip(names, errors, strict=True)}
     weights: dict[str, float] = {}
     if len(joined) > 2:
         best: list[str] = []
@@ -811,14 +865,14 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
                 best.append(k)
         inverse = {k: 1.0 / max(scores[k], 1e-6) for k in best}
         weights = {k: w / sum(inverse.values()) for k, w in inverse.items()}
-        for name, p in _combine(joined, weights).items():
+        for name, p in _combine(names, preds, weights).items():
             joined[name] = p
-            scores[name] = wape(actual, p)
+            scores[name] = _wape(actual, p, total)
     chosen = min(scores, key=lambda k: scores[k])  # first of equals: the simplest
     single = min(models, key=lambda k: scores[k])
     if chosen not in models and scores[chosen] > (1.0 - _COMBINATION_MARGIN) * scores[single]:
         chosen = single  # a combination's own score is optimistic: it must win clearly
-    choice = _Choice(chosen, scores, actual - joined[chosen], weights, len(origins), tuple(models))
+    choice = _Choice(chosen, scores, actual - joined[chosen], weights, len(origins), names)
     members = {chosen} | set(
         weights if chosen == "weighted-mean" else models if chosen == "median" else ()
     )
@@ -833,7 +887,7 @@ def _choose(y: FloatArray, *, step: float, steps: int, period: str, s: ForecastS
     anchored = replace(choice, persistence=persistence)
     lifts = [_lift(y[:o], hold, anchored, step=step, period=period, s=s) for o in origins]
     point = joined[chosen] * np.concatenate(lifts)
-    score = wape(actual, point)
+    score = _wape(actual, point, total)
     if not score < scores[chosen]:
         return choice  # re-anchoring did not beat the model in its own backtest
     return replace(anchored, residuals=actual - point, anchored_wape=score)
@@ -858,8 +912,8 @@ def _model_of(
         return None
 
     def predict(train: FloatArray, steps: int) -> FloatArray:
-        preds = {k: np.maximum(models[k](train, steps), 0.0) for k in candidates}
-        return _combine(preds, weights)[model]
+        preds = np.stack([np.maximum(models[k](train, steps), 0.0) for k in candidates])
+        return _combine(candidates, preds, weights)[model]
 
     return predict
 
@@ -971,6 +1025,7 @@ def _persistence(
 
 
 _LEVELS = np.linspace(0.5, 0.999, 500)  # the quantile levels the band's calibration tries
+_LEVELS = _LEVELS[_LEVELS < 1.0]
 _LOO_CUTS = 3  # fewest cut points that calibrate the level by leaving one out
 
 
@@ -982,7 +1037,30 @@ def _sorted_quantile(ordered: FloatArray, levels: FloatArray) -> FloatArray:
     return np.asarray(ordered[below] + (position - below) * (ordered[above] - ordered[below]))
 
 
-def _band_level(blocks: list[FloatArray], quantile: float) -> float:
+def _quantile(ordered: FloatArray, level: float) -> float:
+    """``float(np.quantile(x, level))`` (linear) of a float ``level`` and ``x`` sorted, without
+    its wrappers: its virtual index, neighbours (the same order statistics: its partition and a
+    sort agree on them, but for the sign of a zero, so an ``x`` holding -0.0 goes through
+    ``np.quantile``), weight and ``_lerp``, in the same float operations."""
+    n = ordered.size
+    if n == 0 or bool(((ordered == 0.0) & np.signbit(ordered)).any()):
+        return float(np.quantile(ordered, level))
+    virtual = (n - 1) * level
+    if math.isnan(virtual) or virtual >= n - 1:
+        below = above = -1
+    elif virtual < 0:
+        below = above = 0
+    else:
+        below = math.floor(virtual)
+        above = below + 1
+    a, b = float(ordered[below]), float(ordered[above])
+    gamma = virtual - below
+    diff = b - a
+    out = b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+    return math.nan if math.isnan(ordered[-1]) else out
+
+
+def _band_level(blocks: FloatArray, quantile: float) -> float:
     """The quantile level of the pooled backtest residuals that makes the band cover
     ``quantile`` of a cut it has not seen: leave each cut out in turn, take the residuals'
     quantile at a level over the other cuts, count how much of the left-out cut falls at or
@@ -993,17 +1071,44 @@ def _band_level(blocks: list[FloatArray], quantile: float) -> float:
     like the average one, less of a cut that differs, and the cuts differ. The more they do,
     the higher the level. With fewer than three cuts there is nothing to leave out, and the level
     is halfway between ``quantile`` and 1 (0.95 for p90): how far the next cut differs is
-    unknown."""
-    if len(blocks) < _LOO_CUTS:
+    unknown.
+
+    ``blocks`` holds one cut a row."""
+    cuts = blocks.shape[0]
+    if cuts < _LOO_CUTS:
         return 0.5 * (1.0 + quantile)
-    levels = _LEVELS[_LEVELS < 1.0]
-    covered = np.zeros(levels.size)
-    for i, block in enumerate(blocks):
-        rest = np.sort(np.concatenate(blocks[:i] + blocks[i + 1 :]))
-        edges = _sorted_quantile(rest, levels)
-        covered += np.searchsorted(np.sort(block), edges, side="right") / block.size
-    enough = np.flatnonzero(covered / len(blocks) >= quantile)
-    return float(levels[enough[0]]) if enough.size else float(levels[-1])
+    ordered = np.sort(blocks, axis=1)
+    rest = np.sort(blocks[_others(cuts)].reshape(cuts, -1), axis=1)  # row i: all cuts but i
+    if np.isnan(rest[:, -1]).any():
+        covered = _loo_coverage(ordered, rest)
+    else:
+        covered = forecast_kernels.loo_coverage(ordered, rest, _LEVELS)
+    enough = np.flatnonzero(covered / cuts >= quantile)
+    return float(_LEVELS[enough[0]]) if enough.size else float(_LEVELS[-1])
+
+
+def _loo_coverage(ordered: FloatArray, rest: FloatArray) -> FloatArray:
+    """:func:`autoscaler.forecast_kernels.loo_coverage` by numpy (:func:`_sorted_quantile`'s
+    operations a row each in one call, the coverages summed cut by cut): residuals that hold a
+    NaN take it, since ``np.searchsorted`` places one."""
+    cuts, size = ordered.shape
+    position = _LEVELS * (rest.shape[1] - 1)
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, rest.shape[1] - 1)
+    low = rest[:, below]
+    edges = low + (position - below) * (rest[:, above] - low)
+    covered = np.zeros(_LEVELS.size)
+    for i in range(cuts):
+        covered += np.searchsorted(ordered[i], edges[i], side="right") / size
+    return covered
+
+
+@functools.lru_cache(maxsize=8)
+def _others(cuts: int) -> npt.NDArray[np.intp]:
+    """Row ``i``: the indices of every cut but ``i``, in order (read-only)."""
+    out = np.array([[j for j in range(cuts) if j != i] for i in range(cuts)], np.intp)
+    out.setflags(write=False)
+    return out
 
 
 def _margin(residuals: FloatArray, cuts: int, quantile: float) -> float:
@@ -1012,8 +1117,8 @@ def _margin(residuals: FloatArray, cuts: int, quantile: float) -> float:
     :func:`_band_level` calibrates. 0 without a backtest."""
     if residuals.size == 0:
         return 0.0
-    level = _band_level(np.split(residuals, max(1, cuts)), quantile)
-    return float(np.quantile(residuals, level))
+    level = _band_level(residuals.reshape(max(1, cuts), -1), quantile)
+    return _quantile(np.sort(residuals), level)
 
 
 def fit_forecast(
