@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from autoscaler import forecast_kernels
+
 __all__ = [
     "DIMS",
     "DRAIN_MIN_SIZE",
@@ -442,7 +444,9 @@ def drain(
 
 
 def warm_up() -> None:
-    """Compile (or load from cache) every kernel on tiny inputs; call before declaring ready."""
+    """Compile (or load from cache) every kernel on tiny inputs, the forecast's
+    (:mod:`autoscaler.forecast_kernels`) too; call before declaring ready."""
+    forecast_kernels.warm_up()
     req = np.array([[1000, 2**30, 0, 1], [500, 2**29, 0, 1]], np.int64)
     cap = np.array([[2000, 2**32, 0, 110]], np.int64)
     order = np.array([0, 1], np.int64)

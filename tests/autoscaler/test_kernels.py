@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba.core.registry import CPUDispatcher as Dispatcher
 
-from autoscaler import kernels, kernels_ref
+from autoscaler import forecast_kernels, kernels, kernels_ref
 
 GIB = 2**30
 SETTINGS = settings(max_examples=150, deadline=None)
@@ -159,6 +160,17 @@ def test_wrappers_check_shapes() -> None:
         )
 
 
-def test_warm_up_compiles() -> None:
+def test_warm_up_compiles_every_kernel_the_forecasts_too() -> None:
     kernels.warm_up()
     kernels_ref.warm_up()
+    dispatchers = {
+        f"{module.__name__}.{name}": value
+        for module in (kernels, forecast_kernels)
+        for name, value in vars(module).items()
+        if isinstance(value, Dispatcher)
+    }
+    if not dispatchers:
+        pytest.skip("NUMBA_DISABLE_JIT: the kernels are plain Python, nothing to compile")
+    assert "autoscaler.forecast_kernels._median_kernel" in dispatchers
+    cold = [name for name, kernel in dispatchers.items() if not kernel.signatures]
+    assert cold == [], "warm_up left these kernels to compile on first use"
