@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from extender.model import Node, NodeKind, Pod, Resources, is_daemon_or_static
-from extender.policy import ResourcePolicy, policy_for
+from extender.policy import Decision, ResourcePolicy, decide, policy_for
 from extender.selectors import can_hold, why_not_held
 from extender.snapshot import ClusterState
 
@@ -112,12 +112,26 @@ def _positional_arity(fn: Callable[..., object]) -> int:
 
 @dataclass(slots=True)
 class PodClass:
-    """Pods that match nodes the same way (node selector, required affinity, tolerations)."""
+    """Pods that match nodes the same way (node selector, required affinity, tolerations).
+
+    ``pod``: the first of them seen (what the class's answers are computed from: they read
+    only those three fields); ``offered``: the nodes a placement decision is offered for them
+    (``demand.collect``): the templates of the groups they may use, then ``eci_nodes``.
+    ``new_groups`` and ``decided`` keep ``Context.new_node_groups``' and
+    ``Context.decide``'s answers for the class (its table lives as long as its templates and
+    ECI nodes: ``PlannerMemo.pod_classes``)."""
 
     pod: Pod
     groups: list[bool]
     group_why: list[str]
     eci_nodes: list[Node]
+    offered: list[Node] = field(default_factory=list)
+    new_groups: dict[tuple[int, int], tuple[ResourcePolicy | None, tuple[int, ...]]] = field(
+        default_factory=dict
+    )
+    decided: dict[tuple[int, tuple[int, ...], int | None], tuple[ResourcePolicy, Decision]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +198,9 @@ class Context:
         self.registered = members.registered
         self.eci_nodes = members.eci_nodes
         self.ecs_nodes = members.ecs_nodes
-        self.classes: list[PodClass] = []
-        self._class_index: dict[int, int] = {}
+        table = memo.pod_classes(self.templates, self.eci_nodes) if memo is not None else _Classes()
+        self.classes = table.classes
+        self._class_index = table.index
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._elig_nodes: dict[str, tuple[Sequence[Node], tuple[str, ...]]] = {}
         self.memo = memo
@@ -226,9 +241,46 @@ class Context:
         why = [why_not_held(pod, template) for template in self.templates]
         ok = [not reason for reason in why]
         eci = [n for n in self.eci_nodes if can_hold(pod, n)]
-        self.classes.append(PodClass(pod, ok, why, eci))
+        offered = [t for t, fits in zip(self.templates, ok, strict=True) if fits] + eci
+        self.classes.append(PodClass(pod, ok, why, eci, offered))
         self._class_index[key] = len(self.classes) - 1
         return len(self.classes) - 1
+
+    def new_node_groups(
+        self, cls: int, policy: ResourcePolicy | None, unit: int
+    ) -> tuple[int, ...]:
+        """The groups whose new nodes pods of class ``cls`` may use, within ``policy``'s
+        ``unit`` (any group the class may use without a policy)."""
+        c = self.classes[cls]
+        key = (id(policy), unit)
+        found = c.new_groups.get(key)
+        if found is None:  # the entry holds the policy: its id is not reused while it exists
+            unit_obj = policy.units[unit] if policy is not None else None
+            found = c.new_groups[key] = (
+                policy,
+                tuple(
+                    g
+                    for g, t in enumerate(self.templates)
+                    if c.groups[g] and (unit_obj is None or unit_obj.contains(t))
+                ),
+            )
+        return found[1]
+
+    def decide(
+        self, cls: int, policy: ResourcePolicy, counts: Sequence[int], ordinal: int | None
+    ) -> Decision:
+        """``extender.policy.decide`` for a pod of class ``cls`` offered the class's
+        ``offered`` nodes, kept per (policy object, counts, ordinal): a pure function of them
+        (the policy is frozen, the offered nodes are the class's own)."""
+        c = self.classes[cls]
+        key = (id(policy), tuple(counts), ordinal)
+        found = c.decided.get(key)
+        if found is None:
+            if len(c.decided) >= _DECIDED:
+                c.decided.clear()
+            decision = decide(policy, counts=counts, candidates=c.offered, ordinal=ordinal)
+            found = c.decided[key] = (policy, decision)
+        return found[1]
 
     def node_elig(
         self,
@@ -326,6 +378,18 @@ class _Members:
         return registered
 
 
+class _Classes:
+    """Pod classes over one list of new-node templates and ECI nodes (``Context.class_of``):
+    the classes in the order first seen and their index by signature (``_signature``)."""
+
+    __slots__ = ("classes", "index")
+
+    def __init__(self) -> None:
+        self.classes: list[PodClass] = []
+        self.index: dict[int, int] = {}
+
+
+_DECIDED = 4096  # decisions kept per pod class (``Context.decide``); cleared when reached
 _TemplateKey = tuple[tuple[int, ...], int]
 _Templates = tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]
 
@@ -358,6 +422,11 @@ class PlannerMemo:
       ``generation`` (bumped by every node added, removed or changed; pods do not change it)
       and the same ``GroupState`` objects (frozen; the replay reuses them while unchanged).
       A node written again equal keeps the generation: the entry holds an equal node.
+    - ``pod_classes``: the pod classes (``Context.class_of``) over one list of templates (the
+      list ``templates`` keeps) and ECI node objects, with each class's answers
+      (``Context.new_node_groups``, ``Context.decide``): a class is a function of its
+      signature, the templates and the ECI nodes (all frozen; the key is their identity, and
+      an entry holds them).  Cleared at ``size`` tables.
     - ``answers`` (``recall``/``keep``): a pass's answer by name with the ``ClusterState`` and
       the ``key`` it was computed from; ``recall`` gives it back only for the same state object
       at the same ``revision`` (no pod, node, policy or ordinal start written since) and an
@@ -375,12 +444,12 @@ class PlannerMemo:
     ``nodegroup._text_seconds`` and ``forecast._day_profile`` (by the bytes it reads).
 
     Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to
-    invalidate): pod classes by (node selector, required affinity, tolerations), eligible nodes
+    invalidate): pod classes (without a memo), eligible nodes
     per (class, policy, unit, purpose), each node's usage (unless ``usage`` keeps it), the
     registered capacity per group.
     """
 
-    __slots__ = ("_answers", "_members", "_size", "_templates", "skips", "usage")
+    __slots__ = ("_answers", "_classes", "_members", "_size", "_templates", "skips", "usage")
 
     def __init__(self, size: int = 256, *, usage: MutableMapping[str, Usage] | None = None) -> None:
         self._size = size
@@ -389,6 +458,19 @@ class PlannerMemo:
         self._answers: dict[str, tuple[ClusterState, int, tuple[Any, ...], Any]] = {}
         self.skips: dict[str, int] = {}
         self._members: tuple[ClusterState, int, tuple[GroupState, ...], str, _Members] | None = None
+        self._classes: dict[tuple[int, ...], tuple[tuple[object, ...], _Classes]] = {}
+
+    def pod_classes(self, templates: list[Node], eci_nodes: Sequence[Node]) -> _Classes:
+        """The pod classes kept for this templates list object and these ECI node objects."""
+        key = (id(templates), *map(id, eci_nodes))
+        hit = self._classes.get(key)
+        if hit is not None:
+            return hit[1]
+        if len(self._classes) >= self._size:
+            self._classes.clear()
+        table = _Classes()
+        self._classes[key] = ((templates, *eci_nodes), table)
+        return table
 
     def members(
         self, state: ClusterState, groups: Sequence[GroupState], settings: PlannerSettings

@@ -24,13 +24,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from extender.model import Node, NodeKind, Pod, is_daemon_or_static
-from extender.policy import ResourcePolicy, decide, unit_counts
+from extender.policy import ResourcePolicy, unit_counts
 from extender.snapshot import ClusterState
 
 from .context import Context, IntArray, by_identity, policy_of
@@ -51,6 +51,7 @@ __all__ = [
 
 EXPECTED_DURATION = "spillover.dev/expected-duration"
 _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
+_T = TypeVar("_T", bound=np.generic)
 
 
 def remaining(
@@ -102,6 +103,17 @@ def _expected(pod: Pod) -> tuple[float | None, bool]:
     return total, service
 
 
+def _read_only(a: npt.NDArray[_T]) -> npt.NDArray[_T]:
+    a.flags.writeable = False
+    return a
+
+
+_NO_REQ: IntArray = _read_only(np.zeros((0, 4), np.int64))
+_NO_INTS: IntArray = _read_only(np.zeros(0, np.int64))
+_NO_FLOATS: npt.NDArray[np.float64] = _read_only(np.zeros(0))
+_NO_BOOLS: npt.NDArray[np.bool_] = _read_only(np.zeros(0, np.bool_))
+
+
 @dataclass(slots=True)
 class Demand:
     """ECS demand, collected per pod in lists, then turned into arrays by ``finish``."""
@@ -117,14 +129,14 @@ class Demand:
     # the order they were judged; whether each is demand is decided from these
     eci_candidates: list[tuple[Pod, float]] = field(default_factory=list)
     about_to_land: int = 0  # pending pods that fit free or booting capacity (set by scale-up)
-    # filled by finish()
-    req: IntArray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
-    pack: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # filled by finish(); until then (most passes: no demand) the shared read-only empties
+    req: IntArray = field(default_factory=lambda: _NO_REQ)
+    pack: IntArray = field(default_factory=lambda: _NO_INTS)
     pack_keys: list[tuple[int, ResourcePolicy | None, int]] = field(default_factory=list)
-    eci_hours: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
-    from_eci: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    eci_hours: npt.NDArray[np.float64] = field(default_factory=lambda: _NO_FLOATS)
+    from_eci: npt.NDArray[np.bool_] = field(default_factory=lambda: _NO_BOOLS)
     # set by scale-up: pods from ECI that fit free capacity or a new node that pays for itself
-    moving: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    moving: npt.NDArray[np.bool_] = field(default_factory=lambda: _NO_BOOLS)
 
     def add(
         self, pod: Pod, cls: int, policy: ResourcePolicy | None, unit: int, eci_hours: float = -1
@@ -172,11 +184,7 @@ def cheaper_on_a_new_node(
     seconds to go at ``now``, heading for ``unit``) cheaper (``new_node_could_pay``)."""
     return new_node_could_pay(
         pod,
-        (
-            (ctx.groups[g].group, t)
-            for g, t in enumerate(ctx.templates)
-            if ctx.classes[cls].groups[g] and policy.units[unit].contains(t)
-        ),
+        ((ctx.groups[g].group, ctx.templates[g]) for g in ctx.new_node_groups(cls, policy, unit)),
         settings=ctx.settings,
         left=left,
         now=now,
@@ -240,17 +248,6 @@ def collect(
             counts[key] = found
         return found
 
-    offered: dict[int, list[Node]] = {}
-
-    def candidates(cls: int) -> list[Node]:
-        found = offered.get(cls)
-        if found is None:  # once per class and pass (decide only reads it)
-            c = ctx.classes[cls]
-            found = [t for t, ok in zip(ctx.templates, c.groups, strict=True) if ok]
-            found += c.eci_nodes
-            offered[cls] = found
-        return found
-
     for pod in state.pending_pods():
         if pod.terminating or is_daemon_or_static(pod):
             continue
@@ -260,12 +257,7 @@ def collect(
             demand.add(pod, cls, None, -1)
             continue
         unit_counts_now = counts_for(policy, pod)
-        decision = decide(
-            policy,
-            counts=unit_counts_now,
-            candidates=candidates(cls),
-            ordinal=state.ordinal(pod),
-        )
+        decision = ctx.decide(cls, policy, unit_counts_now, state.ordinal(pod))
         if decision.unit is None:
             unschedulable[pod.key] = decision.reason
             continue
@@ -301,9 +293,7 @@ def collect(
             now_counts = counts_for(policy, pod)
             trial = list(now_counts)
             trial[own] -= 1
-            decision = decide(
-                policy, counts=trial, candidates=candidates(cls), ordinal=state.ordinal(pod)
-            )
+            decision = ctx.decide(cls, policy, trial, state.ordinal(pod))
             if decision.unit is None or policy.units[decision.unit].resource is not NodeKind.ECS:
                 continue
             if not keep(ctx, pod, cls, policy, decision.unit, left, now):
