@@ -117,9 +117,9 @@ class PodClass:
     ``pod``: the first of them seen (what the class's answers are computed from: they read
     only those three fields); ``offered``: the nodes a placement decision is offered for them
     (``demand.collect``): the templates of the groups they may use, then ``eci_nodes``.
-    ``new_groups`` and ``decided`` keep ``Context.new_node_groups``' and
-    ``Context.decide``'s answers for the class (its table lives as long as its templates and
-    ECI nodes: ``PlannerMemo.pod_classes``)."""
+    ``new_groups``, ``decided`` and ``rows`` keep ``Context.new_node_groups``',
+    ``Context.decide``'s and ``Context.node_elig``'s answers for the class (its table lives as
+    long as its templates and ECI nodes: ``PlannerMemo.pod_classes``)."""
 
     pod: Pod
     groups: list[bool]
@@ -132,6 +132,9 @@ class PodClass:
     decided: dict[tuple[int, tuple[int, ...], int | None], tuple[ResourcePolicy, Decision]] = field(
         default_factory=dict
     )
+    rows: dict[
+        tuple[int, ...], tuple[ResourcePolicy | None, tuple[Node, ...], npt.NDArray[np.bool_]]
+    ] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,13 +310,22 @@ class Context:
         found = self._node_elig.get(key)
         if found is not None:
             return found
-        pod = self.classes[cls].pod
-        unit_obj = policy.units[unit] if policy is not None and unit >= 0 else None
-        out = np.array(
-            [can_hold(pod, n) and (unit_obj is None or unit_obj.contains(n)) for n in nodes],
-            np.bool_,
-        )
-        self._node_elig[key] = out
+        c = self.classes[cls]
+        # across passes, per class: the same node objects in the same order have the same row
+        # (the entry holds them and the policy, so none of their ids is reused meanwhile)
+        kept_key = (id(policy), unit, *map(id, nodes))
+        kept = c.rows.get(kept_key)
+        if kept is None:
+            unit_obj = policy.units[unit] if policy is not None and unit >= 0 else None
+            row = np.array(
+                [can_hold(c.pod, n) and (unit_obj is None or unit_obj.contains(n)) for n in nodes],
+                np.bool_,
+            )
+            row.flags.writeable = False
+            if len(c.rows) >= _ROWS:
+                c.rows.clear()
+            kept = c.rows[kept_key] = (policy, tuple(nodes), row)
+        out = self._node_elig[key] = kept[2]
         return out
 
     def capacity_milli(
@@ -390,6 +402,7 @@ class _Classes:
 
 
 _DECIDED = 4096  # decisions kept per pod class (``Context.decide``); cleared when reached
+_ROWS = 256  # eligibility rows kept per pod class (``Context.node_elig``); cleared when reached
 _TemplateKey = tuple[tuple[int, ...], int]
 _Templates = tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]
 
