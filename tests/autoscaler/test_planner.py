@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -1083,3 +1084,35 @@ def test_paying_nodes_bisection_is_the_scan(
         slice_value=slice_value,
         limit=limit,
     )
+
+
+@given(
+    points=st.lists(st.floats(-1e3, 1e3) | st.just(math.nan) | st.just(-0.0), min_size=1),
+    a=st.tuples(st.integers(0, 30), st.integers(1, 30)),
+    b=st.tuples(st.integers(0, 30), st.integers(1, 30)),
+    masked=st.booleans(),
+)
+@example(points=[math.nan, 1.0, -2.0], a=(0, 2), b=(1, 2), masked=False)
+@example(points=[1.0, math.nan, -2.0], a=(0, 2), b=(2, 1), masked=False)
+def test_forecast_windows_are_numpy_s(
+    points: list[float], a: tuple[int, int], b: tuple[int, int], masked: bool
+) -> None:
+    """``predictive._window`` and ``_window_max`` (the forecast's points listed once) give what
+    ``forecast.point[steps]`` and numpy's maximum of the two windows give, NaN included."""
+    from autoscaler.predictive import _window, _window_max
+
+    forecast = dataclasses.replace(flat(0.0), point=np.array(points), upper=np.array(points))
+    n = len(points)
+
+    def steps(at: tuple[int, int]) -> slice | np.ndarray[Any, np.dtype[np.bool_]]:
+        first, size = min(at[0], n - 1), at[1]
+        if masked:
+            return (np.arange(n) >= first) & (np.arange(n) < first + size)
+        return slice(first, min(first + size, n))
+
+    sa, sb = steps(a), steps(b)
+    wa, wb = _window(forecast, sa), _window(forecast, sb)
+    assert [repr(v) for v in wa] == [repr(v) for v in forecast.point[sa].tolist()]
+    assert [repr(v) for v in wb] == [repr(v) for v in forecast.point[sb].tolist()]
+    plain = float(max(forecast.point[sa].max(), forecast.point[sb].max()))
+    assert repr(_window_max(forecast, sa, wa, sb, wb)) == repr(plain)
