@@ -270,20 +270,8 @@ def collect(
     if not policies:
         demand.finish()
         return demand
-    for node in ctx.eci_nodes:
-        # cheap filters first: most pods on ECI are short (no expected duration) and stay there
-        movable = []
-        for pod in state.pods_on(node.name):
-            if pod.finished or pod.terminating or pod.workload is None:
-                continue
-            if move_blocker(pod) is not None:
-                continue
-            alone = only_pod(state, pod)
-            left = remaining(pod, now=now, horizon=horizon, outlived=outlived, alone=alone)
-            if left > 0:
-                movable.append((pod.created, pod.key, pod, left))
-        movable.sort(key=lambda m: (m[0], m[1]))
-        for _, _, pod, left in movable:
+    for node, movable in _movable(ctx, now=now, outlived=outlived):
+        for pod, left in movable:
             demand.eci_candidates.append((pod, left))
             policy = policy_of(policies, pod)
             own = policy.unit_of(node) if policy is not None else None
@@ -303,6 +291,44 @@ def collect(
             demand.add(pod, cls, policy, decision.unit, left / 3600)
     demand.finish()
     return demand
+
+
+_MOVABLE = "demand: movable pods on ECI"  # ``_movable``'s answers' name on the planner's memo
+
+
+def _movable(
+    ctx: Context, *, now: float, outlived: float
+) -> list[tuple[Node, list[tuple[Pod, float]]]]:
+    """Per ECI node, its pods an eviction could move that are expected to run on
+    (``remaining`` > 0), with that time, oldest first (by creation, then key): the pods on ECI
+    ``collect`` judges.  A function of the cluster, ``now``, the horizon and ``outlived``: kept
+    on the planner's memo for the state at its revision (``PlannerMemo.recall``), so the
+    planner's and rebalance's ``collect`` of one pass compute it once."""
+    state, memo = ctx.state, ctx.memo
+    horizon = ctx.settings.forecast_horizon
+    key = (now, horizon, outlived)
+    if memo is not None:
+        hit: list[tuple[Node, list[tuple[Pod, float]]]] | None = memo.recall(_MOVABLE, state, key)
+        if hit is not None:
+            return hit
+    out = []
+    for node in ctx.eci_nodes:
+        # cheap filters first: most pods on ECI are short (no expected duration) and stay there
+        movable = []
+        for pod in state.pods_on(node.name):
+            if pod.finished or pod.terminating or pod.workload is None:
+                continue
+            if move_blocker(pod) is not None:
+                continue
+            alone = only_pod(state, pod)
+            left = remaining(pod, now=now, horizon=horizon, outlived=outlived, alone=alone)
+            if left > 0:
+                movable.append((pod.created, pod.key, pod, left))
+        movable.sort(key=lambda m: (m[0], m[1]))
+        out.append((node, [(pod, left) for _, _, pod, left in movable]))
+    if memo is not None:
+        memo.keep(_MOVABLE, state, key, out)
+    return out
 
 
 # -- scale-up ----------------------------------------------------------------------------------

@@ -241,7 +241,7 @@ def paying_nodes(
 
     def pays(k: int) -> bool:
         lo = base + k * per_node
-        held = sum(min(max(d - lo, 0.0), per_node) for d in demand) / n
+        held = sum([min(max(d - lo, 0.0), per_node) for d in demand]) / n
         return held / per_node * slice_value > node_cost
 
     first, last = 0, limit  # the answer is in [first, last]

@@ -1116,3 +1116,33 @@ def test_forecast_windows_are_numpy_s(
     assert [repr(v) for v in wb] == [repr(v) for v in forecast.point[sb].tolist()]
     plain = float(max(forecast.point[sa].max(), forecast.point[sb].max()))
     assert repr(_window_max(forecast, sa, wa, sb, wb)) == repr(plain)
+
+
+def test_the_pods_on_eci_collect_judges_are_found_once_per_state_revision_and_time() -> None:
+    """``demand._movable`` is kept on the memo for the state at its revision and the same
+    ``now``, horizon and ``outlived``: the planner's and rebalance's ``collect`` of one pass
+    share it; another time or a write to the cluster computes it again."""
+    from autoscaler.context import Context, PlannerMemo
+    from autoscaler.demand import _movable
+
+    web = ResourcePolicy(
+        "web", "default", LabelSelector({"app": "web"}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+    )
+    annotated = {EXPECTED_DURATION: "2h"}
+    old = pod("e0", node=ECI.name, created=NOW - 600, annotations=annotated)
+    young = pod("e1", node=ECI.name, created=NOW - 60, annotations=annotated)
+    state = ClusterState(nodes=[ECI], pods=[young, old], policies=[web])
+    settings, memo = PlannerSettings(), PlannerMemo()
+    groups = [GroupState(G4, 0)]
+    first = _movable(Context(state, groups, settings, memo=memo), now=NOW, outlived=3600.0)
+    assert first == [(ECI, [(old, 6600.0), (young, 7140.0)])]  # oldest first
+    again = _movable(Context(state, groups, settings, memo=memo), now=NOW, outlived=3600.0)
+    assert again is first
+    later = _movable(Context(state, groups, settings, memo=memo), now=NOW + 60, outlived=3600.0)
+    assert later == [(ECI, [(old, 6540.0), (young, 7080.0)])]
+    state.remove_pod("e1")
+    assert _movable(Context(state, groups, settings, memo=memo), now=NOW + 60, outlived=3600.0) == [
+        (ECI, [(old, 6540.0)])
+    ]
+    plain = _movable(Context(state, groups, settings), now=NOW + 60, outlived=3600.0)
+    assert plain == [(ECI, [(old, 6540.0)])]
