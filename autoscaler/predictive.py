@@ -270,6 +270,8 @@ def pinned(
         return out
     cap = ctx.cap
     horizon = ctx.settings.forecast_horizon
+    # per (pod class, policy): the groups of ``groups`` an unbounded ECS unit gives the class
+    unbounded: dict[tuple[int, int], set[int]] = {}
     for node in ctx.eci_nodes:
         for pod in ctx.state.pods_on(node.name):
             if pod.finished or pod.terminating:
@@ -282,20 +284,30 @@ def pinned(
             until = now + max(remaining(pod, now=now, horizon=horizon), age)
             if until <= now:
                 continue
-            c = -1 if stuck else ctx.class_of(pod)
-            for i, g in enumerate(groups):
-                takes = (
-                    not stuck
-                    and ctx.classes[c].groups[g]
-                    and r.cpu_milli <= cap[g, 0]
-                    and r.memory <= cap[g, 1]
-                    and r.gpu_milli <= cap[g, 2]
+            if stuck:  # no group's nodes take it
+                for held in out:
+                    held.append((until, float(amount)))
+                continue
+            c = ctx.class_of(pod)
+            given = unbounded.get((c, id(policy)))
+            if given is None:
+                given = unbounded[c, id(policy)] = {
+                    g
+                    for g in groups
+                    if ctx.classes[c].groups[g]
                     and any(
                         u.resource is NodeKind.ECS
                         and u.max is None
                         and u.contains(ctx.templates[g])
                         for u in policy.units
                     )
+                }
+            for i, g in enumerate(groups):
+                takes = (
+                    g in given
+                    and r.cpu_milli <= cap[g, 0]
+                    and r.memory <= cap[g, 1]
+                    and r.gpu_milli <= cap[g, 2]
                 )
                 if not takes:
                     out[i].append((until, float(amount)))

@@ -1146,3 +1146,86 @@ def test_the_pods_on_eci_collect_judges_are_found_once_per_state_revision_and_ti
     ]
     plain = _movable(Context(state, groups, settings), now=NOW + 60, outlived=3600.0)
     assert plain == [(ECI, [(old, 6540.0)])]
+
+
+def _pinned_by_hand(
+    ctx: Any, cls: str, groups: Sequence[int], *, now: float
+) -> list[list[tuple[float, float]]]:
+    """``predictive.pinned``'s rule pod by pod and group by group, as the module states it."""
+    from autoscaler.demand import remaining
+    from autoscaler.eviction import move_blocker
+    from autoscaler.predictive import class_demand_of, demand_class
+    from extender.policy import policy_for
+
+    out: list[list[tuple[float, float]]] = [[] for _ in groups]
+    for node_ in ctx.eci_nodes:
+        for p in ctx.state.pods_on(node_.name):
+            policy = policy_for(ctx.state.policies, p)
+            mine, amount = class_demand_of(p.requests, on=NodeKind.ECI, policy=policy)
+            if p.finished or p.terminating or mine != cls or amount <= 0 or policy is None:
+                continue
+            assert demand_class(p.requests) == (mine, amount)
+            age = now - p.created if p.created > 0 else 0.0
+            until = now + max(remaining(p, now=now, horizon=3600.0), age)
+            if until <= now:
+                continue
+            for i, g in enumerate(groups):
+                t = ctx.templates[g]
+                takes = (
+                    move_blocker(p) is None
+                    and ctx.classes[ctx.class_of(p)].groups[g]
+                    and p.requests.cpu_milli <= t.allocatable.cpu_milli
+                    and p.requests.memory <= t.allocatable.memory
+                    and p.requests.gpu_milli <= t.allocatable.gpu_milli
+                    and any(
+                        u.resource is NodeKind.ECS and u.max is None and u.contains(t)
+                        for u in policy.units
+                    )
+                )
+                if not takes:
+                    out[i].append((until, float(amount)))
+    return out
+
+
+@pytest.mark.parametrize("cls", ["cpu", "gpu"])
+def test_pinned_is_the_rule_pod_by_pod(cls: str) -> None:
+    """On ECI: a bare pod (stuck), a replica that fits both general groups, one too big for g4,
+    one whose policy's ECS unit only takes the batch pool, one under a bounded ECS unit (no
+    demand), GPU pods (bare and a Job's); the general and batch groups and a GPU group."""
+    from autoscaler.context import Context, PlannerMemo
+    from autoscaler.predictive import pinned
+
+    gpu8 = NodeGroup(
+        "gpu8", InstanceType("ecs.gpu", 32000, 128 * GIB, gpu_milli=8000), price_per_hour=20.0
+    )
+    groups = [GroupState(G4, 0), GroupState(G8, 0), GroupState(BATCH4, 0), GroupState(gpu8, 0)]
+    selector = LabelSelector
+
+    def web(name: str, app: str, *units: Unit) -> ResourcePolicy:
+        return ResourcePolicy(name, "default", selector({"app": app}), units)
+
+    policies = [
+        web("a", "web", Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
+        web("b", "batch", Unit(NodeKind.ECS, node_selector={"pool": "batch"}), Unit(NodeKind.ECI)),
+        web("c", "capped", Unit(NodeKind.ECS, 1), Unit(NodeKind.ECI)),
+        web("d", "gpu", Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
+    ]
+    two_h = {EXPECTED_DURATION: "2h"}
+    on_eci = [
+        pod("bare", node=ECI.name, kind="Pod", created=NOW - 600),
+        pod("fits", node=ECI.name, created=NOW - 60, annotations=two_h),
+        pod("big", 6000, 20 * GIB, node=ECI.name, created=NOW - 900),
+        pod("pool", node=ECI.name, app="batch", created=NOW - 30, annotations=two_h),
+        pod("capped", node=ECI.name, app="capped", created=NOW - 30),
+        pod("g-bare", 4000, GIB, node=ECI.name, app="gpu", kind="Pod", gpu=2000, created=NOW - 5),
+        pod("g-job", 4000, GIB, node=ECI.name, app="gpu", kind="Job", gpu=1000, created=NOW - 50),
+    ]
+    state = ClusterState(nodes=[ECI], pods=on_eci, policies=policies)
+    for memo in (None, PlannerMemo()):
+        ctx = Context(state, groups, PlannerSettings(), memo=memo)
+        for chosen in ([0, 1, 2], [3], [2, 0]):
+            assert pinned(ctx, cls, chosen, now=NOW) == _pinned_by_hand(ctx, cls, chosen, now=NOW)
+    ctx = Context(state, groups, PlannerSettings())
+    held = pinned(ctx, "cpu", [0, 1, 2], now=NOW)
+    # g4: bare, big (6 cpu), pool (batch pool only); g8: bare, pool; batch: bare, big
+    assert [len(h) for h in held] == [3, 2, 2]
