@@ -445,8 +445,11 @@ class PlannerMemo:
       at the same ``revision`` (no pod, node, policy or ordinal start written since) and an
       equal key, which must hold every other input (the caller's rule; ``skips`` counts the
       passes answered so, by name).  ``rebalance`` keeps its last answer that moved nothing
-      (and checks again the pods whose worth depends on the time).  ``recall_key`` gives an
-      answer back for an equal key alone, whatever the state: the key then holds the part of
+      (and checks again the pods whose worth depends on the time); ``demand.collect`` the
+      workloads' unit counts (key: none) and the pods on ECI it judges (``demand._movable``;
+      key: the time, horizon and ``outlived``), so the planner's and rebalance's collects of
+      one pass find them once (parts of a pass, not passes: not counted in ``skips``).
+      ``recall_key`` gives an answer back for an equal key alone, whatever the state: the key then holds the part of
       the cluster the answer reads (scale-down's which busy nodes' pods fit elsewhere,
       ``scaledown._busy_drain``: the ECS nodes, their usage and the pods to move).
 

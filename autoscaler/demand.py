@@ -238,14 +238,27 @@ def collect(
     demand = Demand(horizon / 3600)
     policies = state.policies
     counts: dict[Any, list[int]] = {}
+    # the counts as the cluster has them, kept for the state at its revision (the planner's and
+    # rebalance's collects of one pass, and passes with nothing written between them, share it)
+    live: dict[Any, tuple[int, ...]] | None = None
+    if ctx.memo is not None:
+        live = ctx.memo.recall(_COUNTS, state, ())
+        if live is None:
+            live = {}
+            ctx.memo.keep(_COUNTS, state, (), live)
 
     def counts_for(policy: ResourcePolicy, pod: Pod) -> list[int]:
+        """The workload's pods per unit of ``policy``, as this pass has counted them so far."""
         key = (policy.key, pod.workload)
         found = counts.get(key)
         if found is None:
-            pods = state.workload_pods(pod.workload) if pod.workload is not None else ()
-            found = unit_counts(policy, pods=pods, nodes=state.nodes, reserved={})
-            counts[key] = found
+            start = live.get(key) if live is not None else None
+            if start is None:
+                pods = state.workload_pods(pod.workload) if pod.workload is not None else ()
+                start = tuple(unit_counts(policy, pods=pods, nodes=state.nodes, reserved={}))
+                if live is not None:
+                    live[key] = start
+            found = counts[key] = list(start)
         return found
 
     for pod in state.pending_pods():
@@ -294,6 +307,7 @@ def collect(
 
 
 _MOVABLE = "demand: movable pods on ECI"  # ``_movable``'s answers' name on the planner's memo
+_COUNTS = "demand: unit counts"  # ``collect``'s workloads' unit counts, on the planner's memo
 
 
 def _movable(

@@ -433,7 +433,7 @@ def _level(
     if not now_window or not after_boot:
         notes.append(f"{cls} forecast ignored: it does not cover the next boot time + horizon")
         return None
-    if _window_max(forecast, now_steps, now_window, boot_steps, after_boot) <= 0:
+    if _none_above_zero(forecast, now_steps, now_window, boot_steps, after_boot):
         return None  # no demand of this class in the window: nothing to hold or to add
     stuck = pinned(ctx, cls, groups, now=now)
     memo = ctx.memo
@@ -554,15 +554,16 @@ def _window(forecast: Forecast, steps: _Steps) -> list[float]:
     return out
 
 
-def _window_max(
+def _none_above_zero(
     forecast: Forecast, a: _Steps, a_points: list[float], b: _Steps, b_points: list[float]
-) -> float:
-    """``float(max(forecast.point[a].max(), forecast.point[b].max()))`` of two non-empty
+) -> bool:
+    """``float(max(forecast.point[a].max(), forecast.point[b].max())) <= 0`` of two non-empty
     windows and their points (``_window``): over the listed floats unless the forecast has a
-    NaN (numpy's maximum propagates it, Python's ``max`` depends on where it is)."""
+    NaN (numpy's maximum propagates it, Python's ``max`` depends on where it is; the two may
+    differ only in the sign of a zero maximum, which ``<= 0`` does not see)."""
     if _points(forecast)[1]:
-        return float(max(forecast.point[a].max(), forecast.point[b].max()))
-    return float(max(max(a_points), max(b_points)))
+        return float(max(forecast.point[a].max(), forecast.point[b].max())) <= 0
+    return max(max(a_points), max(b_points)) <= 0
 
 
 @by_identity(64)

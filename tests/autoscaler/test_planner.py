@@ -1094,12 +1094,13 @@ def test_paying_nodes_bisection_is_the_scan(
 )
 @example(points=[math.nan, 1.0, -2.0], a=(0, 2), b=(1, 2), masked=False)
 @example(points=[1.0, math.nan, -2.0], a=(0, 2), b=(2, 1), masked=False)
+@example(points=[-0.0, 0.0], a=(0, 1), b=(1, 1), masked=False)
 def test_forecast_windows_are_numpy_s(
     points: list[float], a: tuple[int, int], b: tuple[int, int], masked: bool
 ) -> None:
-    """``predictive._window`` and ``_window_max`` (the forecast's points listed once) give what
-    ``forecast.point[steps]`` and numpy's maximum of the two windows give, NaN included."""
-    from autoscaler.predictive import _window, _window_max
+    """``predictive._window`` and ``_none_above_zero`` (the forecast's points listed once) give
+    what ``forecast.point[steps]`` and numpy's maximum of the two windows give, NaN included."""
+    from autoscaler.predictive import _none_above_zero, _window
 
     forecast = dataclasses.replace(flat(0.0), point=np.array(points), upper=np.array(points))
     n = len(points)
@@ -1114,8 +1115,8 @@ def test_forecast_windows_are_numpy_s(
     wa, wb = _window(forecast, sa), _window(forecast, sb)
     assert [repr(v) for v in wa] == [repr(v) for v in forecast.point[sa].tolist()]
     assert [repr(v) for v in wb] == [repr(v) for v in forecast.point[sb].tolist()]
-    plain = float(max(forecast.point[sa].max(), forecast.point[sb].max()))
-    assert repr(_window_max(forecast, sa, wa, sb, wb)) == repr(plain)
+    plain = float(max(forecast.point[sa].max(), forecast.point[sb].max())) <= 0
+    assert _none_above_zero(forecast, sa, wa, sb, wb) is plain
 
 
 def test_the_pods_on_eci_collect_judges_are_found_once_per_state_revision_and_time() -> None:
@@ -1229,3 +1230,37 @@ def test_pinned_is_the_rule_pod_by_pod(cls: str) -> None:
     held = pinned(ctx, "cpu", [0, 1, 2], now=NOW)
     # g4: bare, big (6 cpu), pool (batch pool only); g8: bare, pool; batch: bare, big
     assert [len(h) for h in held] == [3, 2, 2]
+
+
+def test_collect_counts_each_workload_once_per_state_revision() -> None:
+    """``demand.collect`` keeps the workloads' unit counts as the cluster has them on the memo
+    for the state at its revision: a second collect of the same revision (rebalance's after
+    the planner's) reads them, a write counts again; the demand is the one without a memo."""
+    from autoscaler.context import Context, PlannerMemo
+    from autoscaler.demand import _COUNTS, cheaper_on_a_new_node, collect
+
+    web = ResourcePolicy(
+        "web", "default", LabelSelector({"app": "web"}), (Unit(NodeKind.ECS, 3), Unit(NodeKind.ECI))
+    )
+    day = {EXPECTED_DURATION: "24h"}
+    pods = [pod(f"s{i}", node="n1") for i in range(2)]
+    pods += [pod(f"e{i}", node=ECI.name, created=NOW - 60, annotations=day) for i in range(3)]
+    state = ClusterState(nodes=[node("n1", G4), ECI], pods=pods, policies=[web])
+    settings, memo = PlannerSettings(), PlannerMemo()
+    groups = [GroupState(G4, 1)]
+
+    def demand_of(memo: PlannerMemo | None) -> list[str]:
+        ctx = Context(state, groups, settings, memo=memo)
+        d = collect(ctx, {}, now=NOW, keep=cheaper_on_a_new_node, outlived=3600.0)
+        return [p.key for p in d.pods]
+
+    plain = demand_of(None)
+    assert plain == ["default/e0"]  # the ECS unit holds 2 of 3: one more may go there
+    assert demand_of(memo) == plain
+    live = memo.recall(_COUNTS, state, ())
+    assert live == {("default/web", pods[0].workload): (2, 3)}
+    assert demand_of(memo) == plain  # the same revision: the same table, not counted again
+    assert memo.recall(_COUNTS, state, ()) is live
+    state.remove_pod("s1")  # a write: counted again, (1, 3): two may go to ECS
+    assert demand_of(memo) == demand_of(None) == ["default/e0", "default/e1"]
+    assert memo.recall(_COUNTS, state, ()) == {("default/web", pods[0].workload): (1, 3)}
