@@ -190,7 +190,6 @@ class Context:
         self.templates, self.cap, self._cap_rows = (memo or _SHARED).templates(
             [gs.group for gs in self.groups], settings.daemonset_overhead
         )
-        self.template_group = {t.name: g for g, t in enumerate(self.templates)}
         members = memo.members(state, self.groups, settings) if memo is not None else None
         if members is None:
             members = _Members(state, self.groups, settings.node_group_label)

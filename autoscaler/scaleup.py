@@ -323,7 +323,7 @@ def scale_up(
         ).reshape(len(demand.pack_keys), len(nodes))
         fitted = k.fit_existing(req, order=order, free=free, pod_class=pack, elig=elig_nodes)
         waiting = fitted >= 0
-        receiving = {nodes[int(i)].name for i in np.unique(fitted[waiting])}
+        receiving = {nodes[i].name for i in fitted[waiting].tolist()}
         booting = int(np.count_nonzero(fitted >= len(ctx.ecs_nodes)))
         demand.about_to_land = int(np.count_nonzero(waiting & ~demand.from_eci))
         if waiting.any():
