@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from extender.model import Node, NodeKind, Pod, Resources, is_daemon_or_static
-from extender.policy import ResourcePolicy, policy_for
+from extender.policy import Decision, ResourcePolicy, decide, policy_for
 from extender.selectors import can_hold, why_not_held
 from extender.snapshot import ClusterState
 
@@ -112,12 +112,29 @@ def _positional_arity(fn: Callable[..., object]) -> int:
 
 @dataclass(slots=True)
 class PodClass:
-    """Pods that match nodes the same way (node selector, required affinity, tolerations)."""
+    """Pods that match nodes the same way (node selector, required affinity, tolerations).
+
+    ``pod``: the first of them seen (what the class's answers are computed from: they read
+    only those three fields); ``offered``: the nodes a placement decision is offered for them
+    (``demand.collect``): the templates of the groups they may use, then ``eci_nodes``.
+    ``new_groups``, ``decided`` and ``rows`` keep ``Context.new_node_groups``',
+    ``Context.decide``'s and ``Context.node_elig``'s answers for the class (its table lives as
+    long as its templates and ECI nodes: ``PlannerMemo.pod_classes``)."""
 
     pod: Pod
     groups: list[bool]
     group_why: list[str]
     eci_nodes: list[Node]
+    offered: list[Node] = field(default_factory=list)
+    new_groups: dict[tuple[int, int], tuple[ResourcePolicy | None, tuple[int, ...]]] = field(
+        default_factory=dict
+    )
+    decided: dict[tuple[int, tuple[int, ...], int | None], tuple[ResourcePolicy, Decision]] = field(
+        default_factory=dict
+    )
+    rows: dict[
+        tuple[int, ...], tuple[ResourcePolicy | None, tuple[Node, ...], npt.NDArray[np.bool_]]
+    ] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +190,6 @@ class Context:
         self.templates, self.cap, self._cap_rows = (memo or _SHARED).templates(
             [gs.group for gs in self.groups], settings.daemonset_overhead
         )
-        self.template_group = {t.name: g for g, t in enumerate(self.templates)}
         members = memo.members(state, self.groups, settings) if memo is not None else None
         if members is None:
             members = _Members(state, self.groups, settings.node_group_label)
@@ -184,8 +200,9 @@ class Context:
         self.registered = members.registered
         self.eci_nodes = members.eci_nodes
         self.ecs_nodes = members.ecs_nodes
-        self.classes: list[PodClass] = []
-        self._class_index: dict[int, int] = {}
+        table = memo.pod_classes(self.templates, self.eci_nodes) if memo is not None else _Classes()
+        self.classes = table.classes
+        self._class_index = table.index
         self._node_elig: dict[tuple[str, int, str, int], npt.NDArray[np.bool_]] = {}
         self._elig_nodes: dict[str, tuple[Sequence[Node], tuple[str, ...]]] = {}
         self.memo = memo
@@ -226,9 +243,46 @@ class Context:
         why = [why_not_held(pod, template) for template in self.templates]
         ok = [not reason for reason in why]
         eci = [n for n in self.eci_nodes if can_hold(pod, n)]
-        self.classes.append(PodClass(pod, ok, why, eci))
+        offered = [t for t, fits in zip(self.templates, ok, strict=True) if fits] + eci
+        self.classes.append(PodClass(pod, ok, why, eci, offered))
         self._class_index[key] = len(self.classes) - 1
         return len(self.classes) - 1
+
+    def new_node_groups(
+        self, cls: int, policy: ResourcePolicy | None, unit: int
+    ) -> tuple[int, ...]:
+        """The groups whose new nodes pods of class ``cls`` may use, within ``policy``'s
+        ``unit`` (any group the class may use without a policy)."""
+        c = self.classes[cls]
+        key = (id(policy), unit)
+        found = c.new_groups.get(key)
+        if found is None:  # the entry holds the policy: its id is not reused while it exists
+            unit_obj = policy.units[unit] if policy is not None else None
+            found = c.new_groups[key] = (
+                policy,
+                tuple(
+                    g
+                    for g, t in enumerate(self.templates)
+                    if c.groups[g] and (unit_obj is None or unit_obj.contains(t))
+                ),
+            )
+        return found[1]
+
+    def decide(
+        self, cls: int, policy: ResourcePolicy, counts: Sequence[int], ordinal: int | None
+    ) -> Decision:
+        """``extender.policy.decide`` for a pod of class ``cls`` offered the class's
+        ``offered`` nodes, kept per (policy object, counts, ordinal): a pure function of them
+        (the policy is frozen, the offered nodes are the class's own)."""
+        c = self.classes[cls]
+        key = (id(policy), tuple(counts), ordinal)
+        found = c.decided.get(key)
+        if found is None:
+            if len(c.decided) >= _DECIDED:
+                c.decided.clear()
+            decision = decide(policy, counts=counts, candidates=c.offered, ordinal=ordinal)
+            found = c.decided[key] = (policy, decision)
+        return found[1]
 
     def node_elig(
         self,
@@ -255,13 +309,22 @@ class Context:
         found = self._node_elig.get(key)
         if found is not None:
             return found
-        pod = self.classes[cls].pod
-        unit_obj = policy.units[unit] if policy is not None and unit >= 0 else None
-        out = np.array(
-            [can_hold(pod, n) and (unit_obj is None or unit_obj.contains(n)) for n in nodes],
-            np.bool_,
-        )
-        self._node_elig[key] = out
+        c = self.classes[cls]
+        # across passes, per class: the same node objects in the same order have the same row
+        # (the entry holds them and the policy, so none of their ids is reused meanwhile)
+        kept_key = (id(policy), unit, *map(id, nodes))
+        kept = c.rows.get(kept_key)
+        if kept is None:
+            unit_obj = policy.units[unit] if policy is not None and unit >= 0 else None
+            row = np.array(
+                [can_hold(c.pod, n) and (unit_obj is None or unit_obj.contains(n)) for n in nodes],
+                np.bool_,
+            )
+            row.flags.writeable = False
+            if len(c.rows) >= _ROWS:
+                c.rows.clear()
+            kept = c.rows[kept_key] = (policy, tuple(nodes), row)
+        out = self._node_elig[key] = kept[2]
         return out
 
     def capacity_milli(
@@ -326,6 +389,19 @@ class _Members:
         return registered
 
 
+class _Classes:
+    """Pod classes over one list of new-node templates and ECI nodes (``Context.class_of``):
+    the classes in the order first seen and their index by signature (``_signature``)."""
+
+    __slots__ = ("classes", "index")
+
+    def __init__(self) -> None:
+        self.classes: list[PodClass] = []
+        self.index: dict[int, int] = {}
+
+
+_DECIDED = 4096  # decisions kept per pod class (``Context.decide``); cleared when reached
+_ROWS = 256  # eligibility rows kept per pod class (``Context.node_elig``); cleared when reached
 _TemplateKey = tuple[tuple[int, ...], int]
 _Templates = tuple[list[Node], IntArray, list[tuple[int, int, int, int]]]
 
@@ -358,13 +434,21 @@ class PlannerMemo:
       ``generation`` (bumped by every node added, removed or changed; pods do not change it)
       and the same ``GroupState`` objects (frozen; the replay reuses them while unchanged).
       A node written again equal keeps the generation: the entry holds an equal node.
+    - ``pod_classes``: the pod classes (``Context.class_of``) over one list of templates (the
+      list ``templates`` keeps) and ECI node objects, with each class's answers
+      (``Context.new_node_groups``, ``Context.decide``): a class is a function of its
+      signature, the templates and the ECI nodes (all frozen; the key is their identity, and
+      an entry holds them).  Cleared at ``size`` tables.
     - ``answers`` (``recall``/``keep``): a pass's answer by name with the ``ClusterState`` and
       the ``key`` it was computed from; ``recall`` gives it back only for the same state object
       at the same ``revision`` (no pod, node, policy or ordinal start written since) and an
       equal key, which must hold every other input (the caller's rule; ``skips`` counts the
       passes answered so, by name).  ``rebalance`` keeps its last answer that moved nothing
-      (and checks again the pods whose worth depends on the time).  ``recall_key`` gives an
-      answer back for an equal key alone, whatever the state: the key then holds the part of
+      (and checks again the pods whose worth depends on the time); ``demand.collect`` the
+      workloads' unit counts (key: none) and the pods on ECI it judges (``demand._movable``;
+      key: the time, horizon and ``outlived``), so the planner's and rebalance's collects of
+      one pass find them once (parts of a pass, not passes: not counted in ``skips``).
+      ``recall_key`` gives an answer back for an equal key alone, whatever the state: the key then holds the part of
       the cluster the answer reads (scale-down's which busy nodes' pods fit elsewhere,
       ``scaledown._busy_drain``: the ECS nodes, their usage and the pods to move).
 
@@ -375,12 +459,12 @@ class PlannerMemo:
     ``nodegroup._text_seconds`` and ``forecast._day_profile`` (by the bytes it reads).
 
     Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to
-    invalidate): pod classes by (node selector, required affinity, tolerations), eligible nodes
+    invalidate): pod classes (without a memo), eligible nodes
     per (class, policy, unit, purpose), each node's usage (unless ``usage`` keeps it), the
     registered capacity per group.
     """
 
-    __slots__ = ("_answers", "_members", "_size", "_templates", "skips", "usage")
+    __slots__ = ("_answers", "_classes", "_members", "_size", "_templates", "skips", "usage")
 
     def __init__(self, size: int = 256, *, usage: MutableMapping[str, Usage] | None = None) -> None:
         self._size = size
@@ -389,6 +473,19 @@ class PlannerMemo:
         self._answers: dict[str, tuple[ClusterState, int, tuple[Any, ...], Any]] = {}
         self.skips: dict[str, int] = {}
         self._members: tuple[ClusterState, int, tuple[GroupState, ...], str, _Members] | None = None
+        self._classes: dict[tuple[int, ...], tuple[tuple[object, ...], _Classes]] = {}
+
+    def pod_classes(self, templates: list[Node], eci_nodes: Sequence[Node]) -> _Classes:
+        """The pod classes kept for this templates list object and these ECI node objects."""
+        key = (id(templates), *map(id, eci_nodes))
+        hit = self._classes.get(key)
+        if hit is not None:
+            return hit[1]
+        if len(self._classes) >= self._size:
+            self._classes.clear()
+        table = _Classes()
+        self._classes[key] = ((templates, *eci_nodes), table)
+        return table
 
     def members(
         self, state: ClusterState, groups: Sequence[GroupState], settings: PlannerSettings

@@ -24,13 +24,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from extender.model import Node, NodeKind, Pod, is_daemon_or_static
-from extender.policy import ResourcePolicy, decide, unit_counts
+from extender.policy import ResourcePolicy, unit_counts
 from extender.snapshot import ClusterState
 
 from .context import Context, IntArray, by_identity, policy_of
@@ -51,6 +51,7 @@ __all__ = [
 
 EXPECTED_DURATION = "spillover.dev/expected-duration"
 _LONG_RUNNING = ("Deployment", "StatefulSet", "ReplicaSet")
+_T = TypeVar("_T", bound=np.generic)
 
 
 def remaining(
@@ -102,6 +103,17 @@ def _expected(pod: Pod) -> tuple[float | None, bool]:
     return total, service
 
 
+def _read_only(a: npt.NDArray[_T]) -> npt.NDArray[_T]:
+    a.flags.writeable = False
+    return a
+
+
+_NO_REQ: IntArray = _read_only(np.zeros((0, 4), np.int64))
+_NO_INTS: IntArray = _read_only(np.zeros(0, np.int64))
+_NO_FLOATS: npt.NDArray[np.float64] = _read_only(np.zeros(0))
+_NO_BOOLS: npt.NDArray[np.bool_] = _read_only(np.zeros(0, np.bool_))
+
+
 @dataclass(slots=True)
 class Demand:
     """ECS demand, collected per pod in lists, then turned into arrays by ``finish``."""
@@ -117,14 +129,14 @@ class Demand:
     # the order they were judged; whether each is demand is decided from these
     eci_candidates: list[tuple[Pod, float]] = field(default_factory=list)
     about_to_land: int = 0  # pending pods that fit free or booting capacity (set by scale-up)
-    # filled by finish()
-    req: IntArray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
-    pack: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # filled by finish(); until then (most passes: no demand) the shared read-only empties
+    req: IntArray = field(default_factory=lambda: _NO_REQ)
+    pack: IntArray = field(default_factory=lambda: _NO_INTS)
     pack_keys: list[tuple[int, ResourcePolicy | None, int]] = field(default_factory=list)
-    eci_hours: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
-    from_eci: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    eci_hours: npt.NDArray[np.float64] = field(default_factory=lambda: _NO_FLOATS)
+    from_eci: npt.NDArray[np.bool_] = field(default_factory=lambda: _NO_BOOLS)
     # set by scale-up: pods from ECI that fit free capacity or a new node that pays for itself
-    moving: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+    moving: npt.NDArray[np.bool_] = field(default_factory=lambda: _NO_BOOLS)
 
     def add(
         self, pod: Pod, cls: int, policy: ResourcePolicy | None, unit: int, eci_hours: float = -1
@@ -172,11 +184,7 @@ def cheaper_on_a_new_node(
     seconds to go at ``now``, heading for ``unit``) cheaper (``new_node_could_pay``)."""
     return new_node_could_pay(
         pod,
-        (
-            (ctx.groups[g].group, t)
-            for g, t in enumerate(ctx.templates)
-            if ctx.classes[cls].groups[g] and policy.units[unit].contains(t)
-        ),
+        ((ctx.groups[g].group, ctx.templates[g]) for g in ctx.new_node_groups(cls, policy, unit)),
         settings=ctx.settings,
         left=left,
         now=now,
@@ -230,25 +238,27 @@ def collect(
     demand = Demand(horizon / 3600)
     policies = state.policies
     counts: dict[Any, list[int]] = {}
+    # the counts as the cluster has them, kept for the state at its revision (the planner's and
+    # rebalance's collects of one pass, and passes with nothing written between them, share it)
+    live: dict[Any, tuple[int, ...]] | None = None
+    if ctx.memo is not None:
+        live = ctx.memo.recall(_COUNTS, state, ())
+        if live is None:
+            live = {}
+            ctx.memo.keep(_COUNTS, state, (), live)
 
     def counts_for(policy: ResourcePolicy, pod: Pod) -> list[int]:
+        """The workload's pods per unit of ``policy``, as this pass has counted them so far."""
         key = (policy.key, pod.workload)
         found = counts.get(key)
         if found is None:
-            pods = state.workload_pods(pod.workload) if pod.workload is not None else ()
-            found = unit_counts(policy, pods=pods, nodes=state.nodes, reserved={})
-            counts[key] = found
-        return found
-
-    offered: dict[int, list[Node]] = {}
-
-    def candidates(cls: int) -> list[Node]:
-        found = offered.get(cls)
-        if found is None:  # once per class and pass (decide only reads it)
-            c = ctx.classes[cls]
-            found = [t for t, ok in zip(ctx.templates, c.groups, strict=True) if ok]
-            found += c.eci_nodes
-            offered[cls] = found
+            start = live.get(key) if live is not None else None
+            if start is None:
+                pods = state.workload_pods(pod.workload) if pod.workload is not None else ()
+                start = tuple(unit_counts(policy, pods=pods, nodes=state.nodes, reserved={}))
+                if live is not None:
+                    live[key] = start
+            found = counts[key] = list(start)
         return found
 
     for pod in state.pending_pods():
@@ -260,12 +270,7 @@ def collect(
             demand.add(pod, cls, None, -1)
             continue
         unit_counts_now = counts_for(policy, pod)
-        decision = decide(
-            policy,
-            counts=unit_counts_now,
-            candidates=candidates(cls),
-            ordinal=state.ordinal(pod),
-        )
+        decision = ctx.decide(cls, policy, unit_counts_now, state.ordinal(pod))
         if decision.unit is None:
             unschedulable[pod.key] = decision.reason
             continue
@@ -278,6 +283,49 @@ def collect(
     if not policies:
         demand.finish()
         return demand
+    for node, movable in _movable(ctx, now=now, outlived=outlived):
+        for pod, left in movable:
+            demand.eci_candidates.append((pod, left))
+            policy = policy_of(policies, pod)
+            own = policy.unit_of(node) if policy is not None else None
+            if policy is None or own is None:
+                continue
+            cls = ctx.class_of(pod)
+            now_counts = counts_for(policy, pod)
+            trial = list(now_counts)
+            trial[own] -= 1
+            decision = ctx.decide(cls, policy, trial, state.ordinal(pod))
+            if decision.unit is None or policy.units[decision.unit].resource is not NodeKind.ECS:
+                continue
+            if not keep(ctx, pod, cls, policy, decision.unit, left, now):
+                continue
+            now_counts[own] -= 1
+            now_counts[decision.unit] += 1
+            demand.add(pod, cls, policy, decision.unit, left / 3600)
+    demand.finish()
+    return demand
+
+
+_MOVABLE = "demand: movable pods on ECI"  # ``_movable``'s answers' name on the planner's memo
+_COUNTS = "demand: unit counts"  # ``collect``'s workloads' unit counts, on the planner's memo
+
+
+def _movable(
+    ctx: Context, *, now: float, outlived: float
+) -> list[tuple[Node, list[tuple[Pod, float]]]]:
+    """Per ECI node, its pods an eviction could move that are expected to run on
+    (``remaining`` > 0), with that time, oldest first (by creation, then key): the pods on ECI
+    ``collect`` judges.  A function of the cluster, ``now``, the horizon and ``outlived``: kept
+    on the planner's memo for the state at its revision (``PlannerMemo.recall``), so the
+    planner's and rebalance's ``collect`` of one pass compute it once."""
+    state, memo = ctx.state, ctx.memo
+    horizon = ctx.settings.forecast_horizon
+    key = (now, horizon, outlived)
+    if memo is not None:
+        hit: list[tuple[Node, list[tuple[Pod, float]]]] | None = memo.recall(_MOVABLE, state, key)
+        if hit is not None:
+            return hit
+    out = []
     for node in ctx.eci_nodes:
         # cheap filters first: most pods on ECI are short (no expected duration) and stay there
         movable = []
@@ -291,28 +339,10 @@ def collect(
             if left > 0:
                 movable.append((pod.created, pod.key, pod, left))
         movable.sort(key=lambda m: (m[0], m[1]))
-        for _, _, pod, left in movable:
-            demand.eci_candidates.append((pod, left))
-            policy = policy_of(policies, pod)
-            own = policy.unit_of(node) if policy is not None else None
-            if policy is None or own is None:
-                continue
-            cls = ctx.class_of(pod)
-            now_counts = counts_for(policy, pod)
-            trial = list(now_counts)
-            trial[own] -= 1
-            decision = decide(
-                policy, counts=trial, candidates=candidates(cls), ordinal=state.ordinal(pod)
-            )
-            if decision.unit is None or policy.units[decision.unit].resource is not NodeKind.ECS:
-                continue
-            if not keep(ctx, pod, cls, policy, decision.unit, left, now):
-                continue
-            now_counts[own] -= 1
-            now_counts[decision.unit] += 1
-            demand.add(pod, cls, policy, decision.unit, left / 3600)
-    demand.finish()
-    return demand
+        out.append((node, [(pod, left) for _, _, pod, left in movable]))
+    if memo is not None:
+        memo.keep(_MOVABLE, state, key, out)
+    return out
 
 
 # -- scale-up ----------------------------------------------------------------------------------

@@ -241,7 +241,7 @@ def paying_nodes(
 
     def pays(k: int) -> bool:
         lo = base + k * per_node
-        held = sum(min(max(d - lo, 0.0), per_node) for d in demand) / n
+        held = sum([min(max(d - lo, 0.0), per_node) for d in demand]) / n
         return held / per_node * slice_value > node_cost
 
     first, last = 0, limit  # the answer is in [first, last]
@@ -270,6 +270,8 @@ def pinned(
         return out
     cap = ctx.cap
     horizon = ctx.settings.forecast_horizon
+    # per (pod class, policy): the groups of ``groups`` an unbounded ECS unit gives the class
+    unbounded: dict[tuple[int, int], set[int]] = {}
     for node in ctx.eci_nodes:
         for pod in ctx.state.pods_on(node.name):
             if pod.finished or pod.terminating:
@@ -282,20 +284,30 @@ def pinned(
             until = now + max(remaining(pod, now=now, horizon=horizon), age)
             if until <= now:
                 continue
-            c = -1 if stuck else ctx.class_of(pod)
-            for i, g in enumerate(groups):
-                takes = (
-                    not stuck
-                    and ctx.classes[c].groups[g]
-                    and r.cpu_milli <= cap[g, 0]
-                    and r.memory <= cap[g, 1]
-                    and r.gpu_milli <= cap[g, 2]
+            if stuck:  # no group's nodes take it
+                for held in out:
+                    held.append((until, float(amount)))
+                continue
+            c = ctx.class_of(pod)
+            given = unbounded.get((c, id(policy)))
+            if given is None:
+                given = unbounded[c, id(policy)] = {
+                    g
+                    for g in groups
+                    if ctx.classes[c].groups[g]
                     and any(
                         u.resource is NodeKind.ECS
                         and u.max is None
                         and u.contains(ctx.templates[g])
                         for u in policy.units
                     )
+                }
+            for i, g in enumerate(groups):
+                takes = (
+                    g in given
+                    and r.cpu_milli <= cap[g, 0]
+                    and r.memory <= cap[g, 1]
+                    and r.gpu_milli <= cap[g, 2]
                 )
                 if not takes:
                     out[i].append((until, float(amount)))
@@ -417,17 +429,26 @@ def _level(
     # the point forecast at the steps whose time is within the windows (each found once)
     now_steps = _steps(forecast, now - forecast.step, now + horizon)
     boot_steps = _steps(forecast, now + boot, now + boot + horizon)
-    now_window = forecast.point[now_steps]
-    after_boot = forecast.point[boot_steps]
-    if now_window.size == 0 or after_boot.size == 0:
+    now_window, after_boot = _window(forecast, now_steps), _window(forecast, boot_steps)
+    if not now_window or not after_boot:
         notes.append(f"{cls} forecast ignored: it does not cover the next boot time + horizon")
         return None
-    if float(max(now_window.max(), after_boot.max())) <= 0:
+    if _none_above_zero(forecast, now_steps, now_window, boot_steps, after_boot):
         return None  # no demand of this class in the window: nothing to hold or to add
     stuck = pinned(ctx, cls, groups, now=now)
     memo = ctx.memo
     if memo is None or any(stuck) or type(now_steps) is not slice or type(boot_steps) is not slice:
-        return _level_of(ctx, cls, forecast, cg, now_steps, boot_steps, stuck, now=now, notes=notes)
+        return _level_of(
+            ctx,
+            cls,
+            forecast,
+            cg,
+            (now_steps, now_window),
+            (boot_steps, after_boot),
+            stuck,
+            now=now,
+            notes=notes,
+        )
     # Nothing pinned: the level is a function of the forecast, the two windows' steps and the
     # class's groups and settings (``cg``) alone; passes between two forecast steps see the same.
     # The key holds the forecast and ``cg`` (so their ids are not reused) after their ids.
@@ -448,7 +469,17 @@ def _level(
         level: Level | None = hit[0]
         return level
     said: list[str] = []
-    level = _level_of(ctx, cls, forecast, cg, now_steps, boot_steps, stuck, now=now, notes=said)
+    level = _level_of(
+        ctx,
+        cls,
+        forecast,
+        cg,
+        (now_steps, now_window),
+        (boot_steps, after_boot),
+        stuck,
+        now=now,
+        notes=said,
+    )
     memo.keep(_LEVEL + cls, ctx.state, key, (level, tuple(said)))
     notes.extend(said)
     return level
@@ -462,28 +493,28 @@ def _level_of(
     cls: str,
     forecast: Forecast,
     cg: _ClassGroups,
-    now_steps: slice | npt.NDArray[np.bool_],
-    boot_steps: slice | npt.NDArray[np.bool_],
+    now_at: tuple[_Steps, list[float]],
+    boot_at: tuple[_Steps, list[float]],
     stuck: list[list[tuple[float, float]]],
     *,
     now: float,
     notes: list[str],
 ) -> Level | None:
-    """``_level``'s answer from the windows' steps and what is pinned on ECI."""
+    """``_level``'s answer from the windows (their steps and point forecasts: ``_window``)
+    and what is pinned on ECI."""
     groups = cg.groups
     horizon = ctx.settings.forecast_horizon
-    now_window = forecast.point[now_steps]
-    after_boot = forecast.point[boot_steps]
+    (now_steps, now_window), (boot_steps, after_boot) = now_at, boot_at
     g = cg.g
     per_node = cg.per_node
     if any(stuck):
         now_times = _times(forecast, now_steps)
         boot_times = _times(forecast, boot_steps)
     else:  # most passes: nothing on ECI that new nodes would not take
-        now_times, boot_times = [now] * now_window.size, [now] * after_boot.size
+        now_times, boot_times = [now] * len(now_window), [now] * len(after_boot)
     held = _profile(stuck[groups.index(g)], now_times)
-    demand = [max(v * 1000 - h, 0.0) for v, h in zip(now_window.tolist(), held, strict=True)]
-    ahead = tuple(max(v, 0.0) * 1000 for v in after_boot.tolist())
+    demand = [max(v * 1000 - h, 0.0) for v, h in zip(now_window, held, strict=True)]
+    ahead = tuple(max(v, 0.0) * 1000 for v in after_boot)
     pinned_ahead = tuple(_profile(p, boot_times) for p in stuck)
     if max(demand) <= 0 and all(
         d <= h for p in pinned_ahead for d, h in zip(ahead, p, strict=True)
@@ -510,6 +541,38 @@ def _level_of(
         + f"), so ECS keeps {level.describe(level.milli)}"
     )
     return level
+
+
+_Steps = slice | npt.NDArray[np.bool_]  # the steps of a window (``_steps``)
+
+
+def _window(forecast: Forecast, steps: _Steps) -> list[float]:
+    """``forecast.point[steps].tolist()``; a slice of the forecast's points listed once."""
+    if isinstance(steps, slice):
+        return _points(forecast)[0][steps]
+    out: list[float] = forecast.point[steps].tolist()
+    return out
+
+
+def _none_above_zero(
+    forecast: Forecast, a: _Steps, a_points: list[float], b: _Steps, b_points: list[float]
+) -> bool:
+    """``float(max(forecast.point[a].max(), forecast.point[b].max())) <= 0`` of two non-empty
+    windows and their points (``_window``): over the listed floats unless the forecast has a
+    NaN (numpy's maximum propagates it, Python's ``max`` depends on where it is; the two may
+    differ only in the sign of a zero maximum, which ``<= 0`` does not see)."""
+    if _points(forecast)[1]:
+        return float(max(forecast.point[a].max(), forecast.point[b].max())) <= 0
+    return max(max(a_points), max(b_points)) <= 0
+
+
+@by_identity(64)
+def _points(forecast: Forecast) -> tuple[list[float], bool]:
+    """A forecast's point forecast as floats and whether one is NaN, kept per forecast object
+    (frozen; the planner reads the windows of the same forecast pass after pass until a
+    refit)."""
+    points: list[float] = forecast.point.tolist()
+    return points, any(math.isnan(v) for v in points)
 
 
 def _times(forecast: Forecast, steps: slice | npt.NDArray[np.bool_]) -> list[float]:

@@ -112,9 +112,8 @@ def _share_price(ctx: Context, pod: Pod, cls: int, policy: ResourcePolicy, unit:
     price; ``costs.node_share``), 0 when none may hold it."""
     prices = [
         share * ctx.groups[g].group.price_per_hour
-        for g, t in enumerate(ctx.templates)
-        if ctx.classes[cls].groups[g] and policy.units[unit].contains(t)
-        for share in [node_share(pod.requests, t.allocatable)]
+        for g in ctx.new_node_groups(cls, policy, unit)
+        for share in [node_share(pod.requests, ctx.templates[g].allocatable)]
         if share <= 1.0
     ]
     return min(prices, default=0.0)

@@ -323,7 +323,7 @@ def scale_up(
         ).reshape(len(demand.pack_keys), len(nodes))
         fitted = k.fit_existing(req, order=order, free=free, pod_class=pack, elig=elig_nodes)
         waiting = fitted >= 0
-        receiving = {nodes[int(i)].name for i in np.unique(fitted[waiting])}
+        receiving = {nodes[i].name for i in fitted[waiting].tolist()}
         booting = int(np.count_nonzero(fitted >= len(ctx.ecs_nodes)))
         demand.about_to_land = int(np.count_nonzero(waiting & ~demand.from_eci))
         if waiting.any():
@@ -342,11 +342,7 @@ def scale_up(
     g_count = len(ctx.groups)
     pack_groups = np.zeros((g_count, len(demand.pack_keys)), np.bool_)
     for j, (cls, policy, unit) in enumerate(demand.pack_keys):
-        c = ctx.classes[cls]
-        for g in range(g_count):
-            pack_groups[g, j] = c.groups[g] and (
-                policy is None or policy.units[unit].contains(ctx.templates[g])
-            )
+        pack_groups[list(ctx.new_node_groups(cls, policy, unit)), j] = True
     base_elig = pack_groups[:, pack]
     price = np.array([gs.group.price_per_hour for gs in ctx.groups], np.float64)
     eci = settings.eci_price

@@ -8,13 +8,16 @@ import gc
 import inspect
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from autoscaler_fakes import group_doc
+from hypothesis import given
+from hypothesis import strategies as st
 
 from autoscaler.context import PlannerMemo, by_identity
 from autoscaler.nodegroup import config_from_dict
-from extender.model import Resources
+from extender.model import NodeKind, Resources
 
 CONFIG = {"groups": [group_doc("a"), group_doc("b")]}
 
@@ -215,3 +218,108 @@ def test_by_identity_calls_one_and_two_parameter_functions_without_packing_argum
         one(Box(1), Box(2))
     with pytest.raises(TypeError, match="positional"):
         one(a=Box(1))
+
+
+def _classes_cluster() -> tuple[Any, Any, Any, Any]:
+    from test_planner import ECI, G4, GENERAL4, LABEL, pod
+
+    from autoscaler.state import GroupState
+    from extender.model import NodeKind
+    from extender.policy import ResourcePolicy, Unit
+    from extender.selectors import LabelSelector
+    from extender.snapshot import ClusterState
+
+    policy = ResourcePolicy(
+        "web", "default", LabelSelector({"app": "web"}), (Unit(NodeKind.ECS, 2), Unit(NodeKind.ECI))
+    )
+    state = ClusterState(
+        nodes=[ECI], pods=[pod("a", node=ECI.name), pod("b", node=LABEL)], policies=[policy]
+    )
+    groups = [GroupState(G4, 0), GroupState(GENERAL4, 0)]
+    return state, groups, policy, pod
+
+
+def test_pod_classes_are_kept_across_passes_for_the_same_templates_and_eci_nodes() -> None:
+    import dataclasses
+
+    from test_planner import ECI
+
+    from autoscaler.context import Context
+    from autoscaler.nodegroup import PlannerSettings
+
+    state, groups, _, pod = _classes_cluster()
+    settings = PlannerSettings()
+    memo = PlannerMemo()
+    first = Context(state, groups, settings, memo=memo)
+    cls = first.class_of(pod("x"))
+    again = Context(state, groups, settings, memo=memo)
+    assert again.classes is first.classes  # the same table: no class computed again
+    assert again.class_of(pod("y")) == cls
+    assert len(again.classes) == 1
+    c = again.classes[cls]
+    assert c.offered == [t for t, ok in zip(again.templates, c.groups, strict=True) if ok] + [ECI]
+    # Without a memo every pass has its own classes (the plain computation the audit compares).
+    assert Context(state, groups, settings).classes is not first.classes
+    # Another ECI node object (equal or not) is another table.
+    state.upsert_node(dataclasses.replace(ECI, labels={"type": "virtual-kubelet", "z": "1"}))
+    assert Context(state, groups, settings, memo=memo).classes is not first.classes
+
+
+@given(
+    counts=st.lists(st.integers(0, 4), min_size=2, max_size=2),
+    ordinal=st.none() | st.integers(0, 5),
+)
+def test_a_class_s_decision_is_decide_s(counts: list[int], ordinal: int | None) -> None:
+    from autoscaler.context import Context
+    from autoscaler.nodegroup import PlannerSettings
+    from extender.policy import decide
+
+    state, groups, policy, pod = _classes_cluster()
+    memo, settings = PlannerMemo(), PlannerSettings()
+    ctx = Context(state, groups, settings, memo=memo)
+    cls = ctx.class_of(pod("x"))
+    plain = decide(policy, counts=counts, candidates=ctx.classes[cls].offered, ordinal=ordinal)
+    kept = ctx.decide(cls, policy, counts, ordinal)
+    assert kept == plain
+    assert (kept.unit, kept.reason, dict(kept.unresolvable)) == (
+        plain.unit,
+        plain.reason,
+        dict(plain.unresolvable),
+    )
+    # the next pass: the same object for the same policy, counts and ordinal
+    assert (
+        Context(state, groups, settings, memo=memo).decide(cls, policy, list(counts), ordinal)
+        is kept
+    )
+
+
+def test_new_node_groups_and_eligible_rows_are_the_plain_computation_kept() -> None:
+    from test_planner import G4, GENERAL4, node
+
+    from autoscaler.context import Context
+    from autoscaler.nodegroup import PlannerSettings
+    from extender.policy import ResourcePolicy, Unit
+    from extender.selectors import LabelSelector, can_hold
+
+    state, groups, policy, pod = _classes_cluster()
+    pooled = ResourcePolicy(
+        "pool",
+        "default",
+        LabelSelector({"app": "web"}),
+        (Unit(NodeKind.ECS, node_selector={"pool": "general"}), Unit(NodeKind.ECI)),
+    )
+    memo, settings = PlannerMemo(), PlannerSettings()
+    ctx = Context(state, groups, settings, memo=memo)
+    cls = ctx.class_of(pod("x"))
+    assert ctx.new_node_groups(cls, policy, 0) == (0, 1)
+    assert ctx.new_node_groups(cls, pooled, 0) == (1,)  # only GENERAL4 has the pool label
+    assert ctx.new_node_groups(cls, None, -1) == (0, 1)
+    nodes = [node("n1", G4), node("n2", GENERAL4)]
+    row = ctx.node_elig(cls, pooled, 0, nodes, purpose="fit")
+    plain = [can_hold(pod("x"), n) and pooled.units[0].contains(n) for n in nodes]
+    assert row.tolist() == plain == [False, True]
+    assert not row.flags.writeable  # shared by the passes: nobody may write it
+    later = Context(state, groups, settings, memo=memo)
+    assert later.node_elig(cls, pooled, 0, list(nodes), purpose="fit") is row
+    other = [node("n1", G4), node("n2", GENERAL4)]  # equal nodes, other objects: computed again
+    assert later.node_elig(cls, pooled, 0, other, purpose="drain") is not row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -1083,3 +1084,183 @@ def test_paying_nodes_bisection_is_the_scan(
         slice_value=slice_value,
         limit=limit,
     )
+
+
+@given(
+    points=st.lists(st.floats(-1e3, 1e3) | st.just(math.nan) | st.just(-0.0), min_size=1),
+    a=st.tuples(st.integers(0, 30), st.integers(1, 30)),
+    b=st.tuples(st.integers(0, 30), st.integers(1, 30)),
+    masked=st.booleans(),
+)
+@example(points=[math.nan, 1.0, -2.0], a=(0, 2), b=(1, 2), masked=False)
+@example(points=[1.0, math.nan, -2.0], a=(0, 2), b=(2, 1), masked=False)
+@example(points=[-0.0, 0.0], a=(0, 1), b=(1, 1), masked=False)
+def test_forecast_windows_are_numpy_s(
+    points: list[float], a: tuple[int, int], b: tuple[int, int], masked: bool
+) -> None:
+    """``predictive._window`` and ``_none_above_zero`` (the forecast's points listed once) give
+    what ``forecast.point[steps]`` and numpy's maximum of the two windows give, NaN included."""
+    from autoscaler.predictive import _none_above_zero, _window
+
+    forecast = dataclasses.replace(flat(0.0), point=np.array(points), upper=np.array(points))
+    n = len(points)
+
+    def steps(at: tuple[int, int]) -> slice | np.ndarray[Any, np.dtype[np.bool_]]:
+        first, size = min(at[0], n - 1), at[1]
+        if masked:
+            return (np.arange(n) >= first) & (np.arange(n) < first + size)
+        return slice(first, min(first + size, n))
+
+    sa, sb = steps(a), steps(b)
+    wa, wb = _window(forecast, sa), _window(forecast, sb)
+    assert [repr(v) for v in wa] == [repr(v) for v in forecast.point[sa].tolist()]
+    assert [repr(v) for v in wb] == [repr(v) for v in forecast.point[sb].tolist()]
+    plain = float(max(forecast.point[sa].max(), forecast.point[sb].max())) <= 0
+    assert _none_above_zero(forecast, sa, wa, sb, wb) is plain
+
+
+def test_the_pods_on_eci_collect_judges_are_found_once_per_state_revision_and_time() -> None:
+    """``demand._movable`` is kept on the memo for the state at its revision and the same
+    ``now``, horizon and ``outlived``: the planner's and rebalance's ``collect`` of one pass
+    share it; another time or a write to the cluster computes it again."""
+    from autoscaler.context import Context, PlannerMemo
+    from autoscaler.demand import _movable
+
+    web = ResourcePolicy(
+        "web", "default", LabelSelector({"app": "web"}), (Unit(NodeKind.ECS), Unit(NodeKind.ECI))
+    )
+    annotated = {EXPECTED_DURATION: "2h"}
+    old = pod("e0", node=ECI.name, created=NOW - 600, annotations=annotated)
+    young = pod("e1", node=ECI.name, created=NOW - 60, annotations=annotated)
+    state = ClusterState(nodes=[ECI], pods=[young, old], policies=[web])
+    settings, memo = PlannerSettings(), PlannerMemo()
+    groups = [GroupState(G4, 0)]
+    first = _movable(Context(state, groups, settings, memo=memo), now=NOW, outlived=3600.0)
+    assert first == [(ECI, [(old, 6600.0), (young, 7140.0)])]  # oldest first
+    again = _movable(Context(state, groups, settings, memo=memo), now=NOW, outlived=3600.0)
+    assert again is first
+    later = _movable(Context(state, groups, settings, memo=memo), now=NOW + 60, outlived=3600.0)
+    assert later == [(ECI, [(old, 6540.0), (young, 7080.0)])]
+    state.remove_pod("e1")
+    assert _movable(Context(state, groups, settings, memo=memo), now=NOW + 60, outlived=3600.0) == [
+        (ECI, [(old, 6540.0)])
+    ]
+    plain = _movable(Context(state, groups, settings), now=NOW + 60, outlived=3600.0)
+    assert plain == [(ECI, [(old, 6540.0)])]
+
+
+def _pinned_by_hand(
+    ctx: Any, cls: str, groups: Sequence[int], *, now: float
+) -> list[list[tuple[float, float]]]:
+    """``predictive.pinned``'s rule pod by pod and group by group, as the module states it."""
+    from autoscaler.demand import remaining
+    from autoscaler.eviction import move_blocker
+    from autoscaler.predictive import class_demand_of, demand_class
+    from extender.policy import policy_for
+
+    out: list[list[tuple[float, float]]] = [[] for _ in groups]
+    for node_ in ctx.eci_nodes:
+        for p in ctx.state.pods_on(node_.name):
+            policy = policy_for(ctx.state.policies, p)
+            mine, amount = class_demand_of(p.requests, on=NodeKind.ECI, policy=policy)
+            if p.finished or p.terminating or mine != cls or amount <= 0 or policy is None:
+                continue
+            assert demand_class(p.requests) == (mine, amount)
+            age = now - p.created if p.created > 0 else 0.0
+            until = now + max(remaining(p, now=now, horizon=3600.0), age)
+            if until <= now:
+                continue
+            for i, g in enumerate(groups):
+                t = ctx.templates[g]
+                takes = (
+                    move_blocker(p) is None
+                    and ctx.classes[ctx.class_of(p)].groups[g]
+                    and p.requests.cpu_milli <= t.allocatable.cpu_milli
+                    and p.requests.memory <= t.allocatable.memory
+                    and p.requests.gpu_milli <= t.allocatable.gpu_milli
+                    and any(
+                        u.resource is NodeKind.ECS and u.max is None and u.contains(t)
+                        for u in policy.units
+                    )
+                )
+                if not takes:
+                    out[i].append((until, float(amount)))
+    return out
+
+
+@pytest.mark.parametrize("cls", ["cpu", "gpu"])
+def test_pinned_is_the_rule_pod_by_pod(cls: str) -> None:
+    """On ECI: a bare pod (stuck), a replica that fits both general groups, one too big for g4,
+    one whose policy's ECS unit only takes the batch pool, one under a bounded ECS unit (no
+    demand), GPU pods (bare and a Job's); the general and batch groups and a GPU group."""
+    from autoscaler.context import Context, PlannerMemo
+    from autoscaler.predictive import pinned
+
+    gpu8 = NodeGroup(
+        "gpu8", InstanceType("ecs.gpu", 32000, 128 * GIB, gpu_milli=8000), price_per_hour=20.0
+    )
+    groups = [GroupState(G4, 0), GroupState(G8, 0), GroupState(BATCH4, 0), GroupState(gpu8, 0)]
+    selector = LabelSelector
+
+    def web(name: str, app: str, *units: Unit) -> ResourcePolicy:
+        return ResourcePolicy(name, "default", selector({"app": app}), units)
+
+    policies = [
+        web("a", "web", Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
+        web("b", "batch", Unit(NodeKind.ECS, node_selector={"pool": "batch"}), Unit(NodeKind.ECI)),
+        web("c", "capped", Unit(NodeKind.ECS, 1), Unit(NodeKind.ECI)),
+        web("d", "gpu", Unit(NodeKind.ECS), Unit(NodeKind.ECI)),
+    ]
+    two_h = {EXPECTED_DURATION: "2h"}
+    on_eci = [
+        pod("bare", node=ECI.name, kind="Pod", created=NOW - 600),
+        pod("fits", node=ECI.name, created=NOW - 60, annotations=two_h),
+        pod("big", 6000, 20 * GIB, node=ECI.name, created=NOW - 900),
+        pod("pool", node=ECI.name, app="batch", created=NOW - 30, annotations=two_h),
+        pod("capped", node=ECI.name, app="capped", created=NOW - 30),
+        pod("g-bare", 4000, GIB, node=ECI.name, app="gpu", kind="Pod", gpu=2000, created=NOW - 5),
+        pod("g-job", 4000, GIB, node=ECI.name, app="gpu", kind="Job", gpu=1000, created=NOW - 50),
+    ]
+    state = ClusterState(nodes=[ECI], pods=on_eci, policies=policies)
+    for memo in (None, PlannerMemo()):
+        ctx = Context(state, groups, PlannerSettings(), memo=memo)
+        for chosen in ([0, 1, 2], [3], [2, 0]):
+            assert pinned(ctx, cls, chosen, now=NOW) == _pinned_by_hand(ctx, cls, chosen, now=NOW)
+    ctx = Context(state, groups, PlannerSettings())
+    held = pinned(ctx, "cpu", [0, 1, 2], now=NOW)
+    # g4: bare, big (6 cpu), pool (batch pool only); g8: bare, pool; batch: bare, big
+    assert [len(h) for h in held] == [3, 2, 2]
+
+
+def test_collect_counts_each_workload_once_per_state_revision() -> None:
+    """``demand.collect`` keeps the workloads' unit counts as the cluster has them on the memo
+    for the state at its revision: a second collect of the same revision (rebalance's after
+    the planner's) reads them, a write counts again; the demand is the one without a memo."""
+    from autoscaler.context import Context, PlannerMemo
+    from autoscaler.demand import _COUNTS, cheaper_on_a_new_node, collect
+
+    web = ResourcePolicy(
+        "web", "default", LabelSelector({"app": "web"}), (Unit(NodeKind.ECS, 3), Unit(NodeKind.ECI))
+    )
+    day = {EXPECTED_DURATION: "24h"}
+    pods = [pod(f"s{i}", node="n1") for i in range(2)]
+    pods += [pod(f"e{i}", node=ECI.name, created=NOW - 60, annotations=day) for i in range(3)]
+    state = ClusterState(nodes=[node("n1", G4), ECI], pods=pods, policies=[web])
+    settings, memo = PlannerSettings(), PlannerMemo()
+    groups = [GroupState(G4, 1)]
+
+    def demand_of(memo: PlannerMemo | None) -> list[str]:
+        ctx = Context(state, groups, settings, memo=memo)
+        d = collect(ctx, {}, now=NOW, keep=cheaper_on_a_new_node, outlived=3600.0)
+        return [p.key for p in d.pods]
+
+    plain = demand_of(None)
+    assert plain == ["default/e0"]  # the ECS unit holds 2 of 3: one more may go there
+    assert demand_of(memo) == plain
+    live = memo.recall(_COUNTS, state, ())
+    assert live == {("default/web", pods[0].workload): (2, 3)}
+    assert demand_of(memo) == plain  # the same revision: the same table, not counted again
+    assert memo.recall(_COUNTS, state, ()) is live
+    state.remove_pod("s1")  # a write: counted again, (1, 3): two may go to ECS
+    assert demand_of(memo) == demand_of(None) == ["default/e0", "default/e1"]
+    assert memo.recall(_COUNTS, state, ()) == {("default/web", pods[0].workload): (1, 3)}

@@ -7,12 +7,15 @@ GiB-second (0.022068 per GiB-hour), 12 CNY per started GPU-hour (a fraction of a
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_planner import (
     BATCH4,
     ECI,
@@ -30,7 +33,7 @@ from autoscaler.eviction import CHECKPOINT_INTERVAL
 from autoscaler.nodegroup import InstanceType, NodeGroup, load_config
 from autoscaler.planner import EXPECTED_DURATION, SAFE_TO_EVICT, Plan, plan
 from autoscaler.state import DisruptionBudget, GroupState
-from extender.model import Node, NodeKind, Pod
+from extender.model import Node, NodeKind, Pod, Resources
 from extender.policy import ResourcePolicy, Unit
 from extender.selectors import LabelSelector
 from extender.snapshot import ClusterState
@@ -469,3 +472,28 @@ def test_eci_costs_is_eci_cost_pod_by_pod_bit_for_bit() -> None:
         got = eci_costs(eci.per_hour_of(req[:, 0], req[:, 1], req[:, 2]), np.array(seconds))
         want = [eci_cost(r, eci=eci, seconds=s) for r, s in zip(pods, seconds, strict=True)]
         assert got.tobytes() == np.array(want, np.float64).tobytes()
+
+
+def _share_by_loop(cpu_milli: int, memory: int, gpu_milli: int, capacity: Resources) -> float:
+    """The definition of ``costs.share_of``: the largest requested fraction, pair by pair."""
+    share = 0.0
+    pairs = ((cpu_milli, capacity.cpu_milli), (memory, capacity.memory))
+    for want, have in (*pairs, (gpu_milli, capacity.gpu_milli)):
+        if want > 0:
+            part = want / have if have > 0 else math.inf
+            if part > share:
+                share = part
+    return share
+
+
+@given(
+    want=st.tuples(*[st.integers(-2, 2**40) | st.just(0)] * 3),
+    have=st.tuples(*[st.integers(-2, 2**40) | st.just(0)] * 3),
+)
+def test_share_of_is_the_largest_requested_fraction(
+    want: tuple[int, int, int], have: tuple[int, int, int]
+) -> None:
+    from autoscaler.costs import share_of
+
+    capacity = Resources(cpu_milli=have[0], memory=have[1], gpu_milli=have[2])
+    assert repr(share_of(*want, capacity)) == repr(_share_by_loop(*want, capacity))
