@@ -27,9 +27,16 @@ from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy
 
 from .backends import Kernels
-from .consolidation import CONSOLIDATED, Consolidation, drain_stuck, replacement
+from .consolidation import (
+    CONSOLIDATED,
+    Consolidation,
+    drain_price,
+    drain_stuck,
+    replacement,
+    restart_cost,
+)
 from .context import Context, Usage, by_identity, fmt_time, policy_of, vector
-from .eviction import checkpoint_interval
+from .eviction import checkpoint_interval, drain_clear_until
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
 from .nodegroup import NodeGroup, PlannerSettings
 from .state import DisruptionBudget, GroupState
@@ -121,11 +128,12 @@ def scale_down(
             wait = min(wait, consolidation.empty_after)
         if now - since < wait:
             continue
-        stuck = next(((p, w) for p in movable if (w := stuck_why(p, node, g)) is not None), None)
+        gs = ctx.groups[g]
+        stay = _stay(ctx.usage(name), node, gs.group, settings)
+        stuck = _first_stuck(stay, movable, node, g, now, stuck_why)
         if stuck is not None:
             notes.append(f"node {name} stays: pod {stuck[0].key} {stuck[1]}")
             continue
-        gs = ctx.groups[g]
         if gs.in_cooldown(now):
             notes.append(f"node {name} stays: group {gs.group.name} is in cooldown")
             continue
@@ -288,31 +296,66 @@ def _movable_now(
     now: float,
     stuck_why: Callable[[Pod, Node, int], str | None],
 ) -> bool:
-    """Whether no pod of ``u.movable`` is stuck on ``node`` now (``stuck_why``).
+    """Whether no pod of ``u.movable`` is stuck on ``node`` now (``stuck_why``; ``_first_stuck``
+    asks only the pods that may be).
 
     A pod stuck for a reason that only grows with time stays stuck: a Job's pod without
     checkpoints loses all it has run (``eviction.lost_work``: its age), so the price of its
     lost work at a non-negative share of the node's price never falls again.  The first time
-    such a pod is found stuck is kept per (usage, node, group, settings) objects (what the
-    share, the price and the restart are made of; ``_stuck_since``), and later passes at that
-    time or after answer False without asking each pod again (busy nodes of long Jobs, pass
-    after pass)."""
-    since = _stuck_since(u, node, gs.group, settings)
-    if now >= since[0]:
+    such a pod is found stuck is kept (``_Stay.since``), and later passes at that time or after
+    answer False without asking each pod again (busy nodes of long Jobs, pass after pass)."""
+    stay = _stay(u, node, gs.group, settings)
+    if now >= stay.since:
         return False
-    for p in u.movable:
-        if stuck_why(p, node, g) is not None:
-            if math.isinf(checkpoint_interval(p)) and gs.group.price_per_hour >= 0:
-                since[0] = now
-            return False
-    return True
+    stuck = _first_stuck(stay, u.movable, node, g, now, stuck_why)
+    if stuck is None:
+        return True
+    if math.isinf(checkpoint_interval(stuck[0])) and gs.group.price_per_hour >= 0:
+        stay.since = now
+    return False
+
+
+@dataclass(slots=True)
+class _Stay:
+    """What scale-down knows of when the pods of one usage entry are stuck on a node
+    (``consolidation.drain_stuck``): ``clear``, per pod of ``movable``, a time up to which it is
+    not (``eviction.drain_clear_until``), ``until`` the least of them, and ``since``, a time
+    from which one is stuck for good (``inf``: not known; ``_movable_now`` sets it)."""
+
+    clear: list[float]
+    until: float
+    since: float = math.inf
 
 
 @by_identity(65536)
-def _stuck_since(u: Usage, node: Node, group: NodeGroup, settings: PlannerSettings) -> list[float]:
-    """A cell for ``_movable_now``: since when a pod of ``u`` is stuck on ``node`` for good
-    (``inf``: not known to be)."""
-    return [math.inf]
+def _stay(u: Usage, node: Node, group: NodeGroup, settings: PlannerSettings) -> _Stay:
+    """``_Stay`` of ``u``'s pods on ``node`` of ``group``: a function of those objects (what the
+    share, the price and the restart are made of), kept by identity, so each pod's time is
+    found once per usage entry, not once per pass."""
+    restart = restart_cost(settings)
+    clear = [
+        drain_clear_until(p, share_per_hour=drain_price(p, node, group), restart=restart)
+        for p in u.movable
+    ]
+    return _Stay(clear, min(clear, default=math.inf))
+
+
+def _first_stuck(
+    stay: _Stay,
+    movable: Sequence[Pod],
+    node: Node,
+    g: int,
+    now: float,
+    stuck_why: Callable[[Pod, Node, int], str | None],
+) -> tuple[Pod, str] | None:
+    """The first pod of ``movable`` (whose ``_Stay`` is ``stay``) stuck on ``node`` now, and
+    why (``stuck_why``), or None; the pods clear at ``now`` are not asked."""
+    if now <= stay.until:
+        return None
+    for pod, clear in zip(movable, stay.clear, strict=True):
+        if now > clear and (why := stuck_why(pod, node, g)) is not None:
+            return pod, why
+    return None
 
 
 # why a candidate is unneeded: its requested shares (cpu, memory, gpu or None) below the

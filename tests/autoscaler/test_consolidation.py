@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from test_planner import BATCH4 as BATCH_POOL
 from test_planner import ECI, GENERAL4, GIB, NOW, node, pod
 from test_planner import G8 as PLAIN_G8
 
+import autoscaler.scaledown
 from autoscaler.consolidation import Consolidation
 from autoscaler.context import PlannerMemo
 from autoscaler.nodegroup import InstanceType, PlannerSettings
@@ -91,6 +93,37 @@ def test_a_busy_node_whose_pods_fit_on_the_rest_goes() -> None:
     fresh = run(pods, groups, nodes, unneeded={})
     assert fresh.scale_downs == ()
     assert set(fresh.unneeded) == {"n1"}
+
+
+def test_a_busy_node_with_a_jobs_pod_is_consolidated_until_its_work_is_worth_a_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As above, with n1's second pod a Job's (1.25 cpu of a 0.706 CNY/h node: 0.2206 CNY/h,
+    # worth more than the 0.1 CNY restart after 1631.7 s).  Until then n1's pods fit elsewhere
+    # and no pod is asked about (drain_stuck); after, it is not unneeded, the Job's pod asked.
+    asked: list[str] = []
+    stuck = autoscaler.scaledown.drain_stuck
+
+    def counting(ctx: Any, pod: Pod, *args: Any, **kwargs: Any) -> str | None:
+        asked.append(pod.name)
+        return stuck(ctx, pod, *args, **kwargs)
+
+    monkeypatch.setattr(autoscaler.scaledown, "drain_stuck", counting)
+    nodes = [node(f"n{i}", G4, created=float(i)) for i in (1, 2, 3)]
+    groups = [GroupState(G4, 3, last_scale_up=0.0)]
+    long_ago = {f"n{i}": NOW - 3600 for i in (1, 2, 3)}
+    for age, goes in ((1631.0, True), (1700.0, False)):
+        asked.clear()
+        pods = [
+            pod("a", 1250, GIB, node="n1"),
+            pod("b", 1250, GIB, node="n1", kind="Job", created=NOW - age),
+            pod("c", 2500, GIB, node="n2"),
+            pod("d", 2500, GIB, node="n3"),
+        ]
+        result = run(pods, groups, nodes, unneeded=long_ago)
+        assert [d.node for d in result.scale_downs] == (["n1"] if goes else [])
+        assert sorted(result.unneeded) == (["n1"] if goes else [])
+        assert asked == ([] if goes else ["b"])
 
 
 def test_a_node_is_replaced_by_a_cheaper_groups_node_and_then_goes() -> None:
