@@ -11,6 +11,7 @@ from test_planner import BATCH4 as BATCH_POOL
 from test_planner import ECI, GENERAL4, GIB, NOW, node, pod
 from test_planner import G8 as PLAIN_G8
 
+import autoscaler.consolidation
 import autoscaler.scaledown
 from autoscaler.consolidation import Consolidation
 from autoscaler.context import PlannerMemo
@@ -102,7 +103,7 @@ def test_a_busy_node_with_a_jobs_pod_is_consolidated_until_its_work_is_worth_a_r
     # worth more than the 0.1 CNY restart after 1631.7 s).  Until then n1's pods fit elsewhere
     # and no pod is asked about (drain_stuck); after, it is not unneeded, the Job's pod asked.
     asked: list[str] = []
-    stuck = autoscaler.scaledown.drain_stuck
+    stuck = autoscaler.consolidation.drain_stuck
 
     def counting(ctx: Any, pod: Pod, *args: Any, **kwargs: Any) -> str | None:
         asked.append(pod.name)

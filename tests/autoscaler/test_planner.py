@@ -13,6 +13,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+import autoscaler.consolidation
 import autoscaler.scaledown
 from autoscaler.forecast import Forecast
 from autoscaler.nodegroup import InstanceType, NodeGroup, PlannerSettings, RemovalPolicy
@@ -824,7 +825,7 @@ def test_a_jobs_pod_keeps_its_node_once_its_work_is_worth_a_restart_and_is_asked
     # and no pod is asked about (drain_stuck): the replica never stays, the Job's pod not yet.
     # After, n1 stays and only the Job's pod is asked.
     asked: list[str] = []
-    stuck = autoscaler.scaledown.drain_stuck
+    stuck = autoscaler.consolidation.drain_stuck
 
     def counting(ctx: Any, pod: Pod, *args: Any, **kwargs: Any) -> str | None:
         asked.append(pod.name)
