@@ -378,9 +378,10 @@ def _busy_drain(
     PodDisruptionBudgets and the kernels.  Kept on the planner's memo with all of those as the
     key (``PlannerMemo.recall_key``): a pass after a change elsewhere (a pod on ECI, an
     unrelated write) gets the same answer without draining again.  Nodes and pods are frozen and
-    usage entries are replaced on change, so the key compares mostly by identity.  On a hit the
-    drain's pod classes are registered in the same order, as the full computation would (class
-    indices are the pass's)."""
+    usage entries are replaced on change, so the key compares mostly by identity.  A hit
+    registers no pod class: a class's index is the pass's own name for it, and what the later
+    readers (the drain of ready nodes, ``replacement``) read of a class depends on its pods'
+    node selector, affinity and tolerations alone, which make the class."""
     memo = ctx.memo
     ordered = sorted(busy, key=lambda c: c[0])
     found = None
@@ -398,9 +399,6 @@ def _busy_drain(
     if found is not None:
         assert memo is not None
         memo.skipped(BUSY_DRAIN)
-        for c in ordered:
-            for pod in c[3]:
-                ctx.class_of(pod)
         by_name: dict[str, int] = found
     else:
         status, _, _, _ = _simulate(ctx, k, ordered, pdbs)

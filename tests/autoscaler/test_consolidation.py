@@ -14,7 +14,7 @@ from test_planner import G8 as PLAIN_G8
 import autoscaler.consolidation
 import autoscaler.scaledown
 from autoscaler.consolidation import Consolidation
-from autoscaler.context import PlannerMemo
+from autoscaler.context import Context, PlannerMemo
 from autoscaler.nodegroup import InstanceType, PlannerSettings
 from autoscaler.planner import EXPECTED_DURATION, Plan, plan
 from autoscaler.state import DisruptionBudget, GroupState
@@ -197,7 +197,7 @@ def test_a_pass_over_the_same_cluster_decides_from_the_memo_as_afresh() -> None:
     # g1 (general pool) is full of web pods (busy: the consolidation drain asks whether they fit
     # elsewhere), b1 is an empty batch node, g2 holds one web pod and has been unneeded for
     # 1,000 s (ready to go: the second drain).  A second pass over the same cluster takes the
-    # busy drain's answer from the memo, and must leave the pass's caches as the drain does.
+    # busy drain's answer from the memo and decides as the first.
     web = GENERAL_WEB
     nodes = [node("g1", G4), node("b1", BATCH4), node("g2", G4)]
     pods = [pod(f"w{i}", 1000, GIB, node="g1") for i in range(4)]
@@ -216,6 +216,35 @@ def test_a_pass_over_the_same_cluster_decides_from_the_memo_as_afresh() -> None:
     # drains of the pass share the "drain" eligibility rows; read against the other drain's node
     # order, w9 "fitted" on b1 and g2 went (the rows are now kept for one node list at a time).
     assert first.scale_downs == ()
+
+
+def test_a_busy_drain_answered_from_the_memo_asks_no_pod_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The cluster above: the first pass drains g1 (busy) and g2 (ready) and classes their pods;
+    # the second takes g1's answer from the memo and classes only g2's pod, for its own drain
+    # (a class's index is the pass's name for it; the rows read from it depend on the pods'
+    # selectors and tolerations alone), and decides the same.
+    nodes = [node("g1", G4), node("b1", BATCH4), node("g2", G4)]
+    pods = [pod(f"w{i}", 1000, GIB, node="g1") for i in range(4)]
+    pods.append(pod("w9", 1000, GIB, node="g2"))
+    state = ClusterState(nodes=nodes, pods=pods, policies=[GENERAL_WEB])
+    groups = [GroupState(G4, 2), GroupState(BATCH4, 1)]
+    memo = PlannerMemo()
+    classed: list[str] = []
+    class_of = Context.class_of
+
+    def counting(ctx: Context, pod: Pod) -> int:
+        classed.append(pod.name)
+        return class_of(ctx, pod)
+
+    monkeypatch.setattr(Context, "class_of", counting)
+    first = g2_unneeded_pass(state, groups, memo)
+    assert sorted(set(classed)) == ["w0", "w1", "w2", "w3", "w9"]
+    classed.clear()
+    assert g2_unneeded_pass(state, groups, memo) == first
+    assert memo.skips == {"scale-down: busy nodes": 1}
+    assert set(classed) == {"w9"}
 
 
 def test_the_busy_drain_answer_is_kept_across_writes_it_does_not_read() -> None:
