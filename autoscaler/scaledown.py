@@ -17,7 +17,6 @@ lands on a ``pool=batch`` node); ECI virtual nodes are never scaled.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -90,24 +89,32 @@ def scale_down(
     whose pods fit nowhere else but on one new node of a cheaper group gets that node: the pair
     ``(group index, reason)`` is appended to ``replacements``.
     """
-    settings = ctx.settings
+    state, settings = ctx.state, ctx.settings
     threshold = settings.scale_down_utilization_threshold
     unneeded: dict[str, float] = {}
-    judged = _judge_all(ctx, consolidation)
-    candidates = list(judged.below)
-    # cpu that group nodes must keep: their pods and pods moving to ECS
-    kept = migrating_milli + judged.cpu_milli
+    candidates: list[Candidate] = []
+    kept = migrating_milli  # cpu that group nodes must keep: their pods and pods moving to ECS
     busy: list[Candidate] = []  # above the threshold: unneeded only if their pods fit elsewhere
     fits_elsewhere: set[str] = set()
 
     def stuck_why(pod: Pod, node: Node, g: int) -> str | None:
         return drain_stuck(ctx, pod, node, g, now=now)
 
-    for candidate, u in judged.above:
-        _, node, g, _, _ = candidate
-        if _movable_now(u, node, g, ctx.groups[g], settings, now, stuck_why):
+    for name, g in ctx.node_group.items():
+        node = state.nodes.get(name)
+        u = ctx.usage(name)
+        kept += u.cpu_milli
+        if node is None or node.kind is not NodeKind.ECS:
+            continue
+        judged = _judge(node, u, ctx.groups[g], g, settings, consolidation)
+        if judged is None:
+            continue
+        below, candidate = judged
+        if below:
+            candidates.append(candidate)
+        elif not u.blocked and _movable_now(u, node, g, ctx.groups[g], settings, now, stuck_why):
             busy.append(candidate)
-            fits_elsewhere.add(node.name)
+            fits_elsewhere.add(name)
     if busy:
         status = _busy_drain(ctx, k, busy, pdbs)
         candidates += [c for c, st in zip(busy, status, strict=True) if st == DRAIN_REMOVED]
@@ -245,84 +252,6 @@ def scale_down(
         elif outcome == DRAIN_RECEIVED:
             notes.append(f"node {node.name} stays: it receives pods from a removed node")
     return downs, unneeded
-
-
-JUDGED = "scale-down: judged nodes"  # ``_judge_all``'s answer's name on the planner's memo
-
-
-@dataclass(frozen=True, slots=True)
-class _Judged:
-    """A pass's group nodes (``Context.node_group``, in its order), each with its node (None:
-    not in the cluster), usage and ``_judge`` answer (None also for a node that is not ECS);
-    and what scale-down reads of them: the summed cpu of their usage, the candidates below the
-    threshold, and the others whose pods may all be evicted (not ``Usage.blocked``; with
-    consolidation, unneeded if their pods fit elsewhere) with their usage, each in node order."""
-
-    names: tuple[str, ...]
-    groups: tuple[int, ...]
-    nodes: tuple[Node | None, ...]
-    usages: tuple[Usage, ...]
-    judged: tuple[tuple[bool, Candidate] | None, ...]
-    cpu_milli: int
-    below: tuple[Candidate, ...]
-    above: tuple[tuple[Candidate, Usage], ...]
-
-
-def _judge_all(ctx: Context, consolidation: Consolidation | None) -> _Judged:
-    """Every group node of the pass judged (``_judge``), as ``_Judged``.
-
-    ``_judge`` reads a node, its usage, its group's state, the settings and ``consolidation``.
-    Kept on the planner's memo (``PlannerMemo.recall_key``) with the state object, its node
-    ``generation`` (the nodes and so the group of each: ``Context.node_group``), the group
-    states, the settings and ``consolidation`` as the key; a pass with the same key judges
-    again only the nodes whose usage entry was replaced (entries are replaced on change), and
-    one where none was takes the kept answer whole: the nodes of a pass change a few at a
-    time."""
-    state, settings, groups, usage = ctx.state, ctx.settings, ctx.groups, ctx.usage
-    memo = ctx.memo
-    key = (state, state.generation, tuple(groups), settings, consolidation)
-    last: _Judged | None = None if memo is None else memo.recall_key(JUDGED, key)
-    if last is None:
-        names = tuple(ctx.node_group)
-        by_group = tuple(ctx.node_group.values())
-        nodes = tuple(map(state.nodes.get, names))
-        usages = tuple(map(usage, names))
-        judged = tuple(
-            None
-            if node is None or node.kind is not NodeKind.ECS
-            else _judge(node, u, groups[g], g, settings, consolidation)
-            for node, u, g in zip(nodes, usages, by_group, strict=True)
-        )
-    else:
-        names, by_group, nodes = last.names, last.groups, last.nodes
-        usages = tuple(map(usage, names))
-        if all(map(operator.is_, usages, last.usages)):
-            return last
-        judged = tuple(
-            was
-            if u is before or node is None or node.kind is not NodeKind.ECS
-            else _judge(node, u, groups[g], g, settings, consolidation)
-            for node, u, g, before, was in zip(
-                nodes, usages, by_group, last.usages, last.judged, strict=True
-            )
-        )
-    found = _Judged(
-        names,
-        by_group,
-        nodes,
-        usages,
-        judged,
-        sum(u.cpu_milli for u in usages),
-        tuple(j[1] for j in judged if j is not None and j[0]),
-        tuple(
-            (j[1], u)
-            for j, u in zip(judged, usages, strict=True)
-            if j is not None and not j[0] and not u.blocked
-        ),
-    )
-    if memo is not None:
-        memo.keep(JUDGED, state, key, found)
-    return found
 
 
 @by_identity(65536)

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 import autoscaler.consolidation
 import autoscaler.scaledown
-from autoscaler.context import PlannerMemo, Usage
 from autoscaler.forecast import Forecast
 from autoscaler.nodegroup import InstanceType, NodeGroup, PlannerSettings, RemovalPolicy
 from autoscaler.planner import EXPECTED_DURATION, Plan, plan
@@ -847,55 +846,6 @@ def test_a_jobs_pod_keeps_its_node_once_its_work_is_worth_a_restart_and_is_asked
         "node n1 stays: pod default/job would lose 35 min of its Job's work (0.10 CNY"
         in (result.notes)[0]
     )
-
-
-def test_a_pass_judges_again_only_the_nodes_whose_usage_changed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # With a memo that keeps usage (the replay's; its keeper drops a node's entry when a pod
-    # binds to it), a pass over the same nodes judges only the nodes whose usage entry was
-    # replaced: none, then n2 after a pod bound to it; a node written anew judges all of them
-    # again.  Each pass decides as a pass without the memo.
-    judged: list[str] = []
-    judge = autoscaler.scaledown._judge
-
-    def counting(node: Node, *args: Any) -> Any:
-        judged.append(node.name)
-        return judge(node, *args)
-
-    monkeypatch.setattr(autoscaler.scaledown, "_judge", counting)
-    nodes, pods = half_empty()
-    nodes.append(node("n3", G4, created=3.0))
-    state = ClusterState(nodes=nodes, pods=pods)
-    groups = [GroupState(G4, 3, last_scale_up=0.0)]
-    usage: dict[str, Usage] = {}
-    memo = PlannerMemo(usage=usage)
-
-    def once(memo: PlannerMemo | None) -> Plan:
-        return plan(
-            state,
-            groups,
-            forecast=None,
-            settings=PlannerSettings(),
-            now=NOW,
-            unneeded={"n1": 0.0, "n3": NOW - 60},
-            memo=memo,
-        )
-
-    def judged_by_memo() -> list[str]:
-        judged.clear()
-        found = once(memo)
-        names = list(judged)
-        assert found == once(None)
-        return names
-
-    assert judged_by_memo() == ["n1", "n2", "n3"]
-    assert judged_by_memo() == []
-    state.upsert_pod(pod("more", 500, GIB, node="n2"))
-    usage.pop("n2")
-    assert judged_by_memo() == ["n2"]
-    state.upsert_node(node("n3", G4, created=4.0))
-    assert judged_by_memo() == ["n1", "n2", "n3"]
 
 
 def test_daemonset_pods_do_not_block() -> None:
