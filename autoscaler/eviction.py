@@ -95,7 +95,7 @@ def drain_clear_until(pod: Pod, *, share_per_hour: float, restart: float) -> flo
     floats): the time found (the price's crossing of the restart, a little before, checked with
     ``drain_blocker`` itself, else the pod's creation, when it has run nothing) holds for every
     earlier time too.  A pod ``blocker`` refuses, or with checkpoints (its lost work falls at
-    each one), gets ``-inf``."""
+    each one), gets ``-inf``; the answer is never NaN."""
     if blocker(pod) is not None or not restart >= 0:
         return -math.inf
     every = checkpoint_interval(pod) if loses_progress(pod) else 0.0
@@ -104,6 +104,8 @@ def drain_clear_until(pod: Pod, *, share_per_hour: float, restart: float) -> flo
     if not math.isinf(every):
         return -math.inf
     crossing = pod.created + restart * 3600 / share_per_hour * (1 - 1e-9)
+    if math.isnan(crossing):
+        return -math.inf
     if drain_blocker(pod, now=crossing, share_per_hour=share_per_hour, restart=restart) is None:
         return crossing
     return pod.created

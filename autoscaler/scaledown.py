@@ -128,12 +128,14 @@ def scale_down(
             wait = min(wait, consolidation.empty_after)
         if now - since < wait:
             continue
-        gs = ctx.groups[g]
-        stay = _stay(ctx.usage(name), node, gs.group, settings)
-        stuck = _first_stuck(stay, movable, node, g, now, stuck_why)
+        # a node this close to going is asked about each pod in order until one is stuck (most
+        # often the first: a long Job's pod), without ``_first_stuck``'s times (found per pod
+        # once per usage entry, they cost more than they save here, measured on the replay)
+        stuck = next(((p, w) for p in movable if (w := stuck_why(p, node, g)) is not None), None)
         if stuck is not None:
             notes.append(f"node {name} stays: pod {stuck[0].key} {stuck[1]}")
             continue
+        gs = ctx.groups[g]
         if gs.in_cooldown(now):
             notes.append(f"node {name} stays: group {gs.group.name} is in cooldown")
             continue
@@ -319,25 +321,32 @@ def _movable_now(
 class _Stay:
     """What scale-down knows of when the pods of one usage entry are stuck on a node
     (``consolidation.drain_stuck``): ``clear``, per pod of ``movable``, a time up to which it is
-    not (``eviction.drain_clear_until``), ``until`` the least of them, and ``since``, a time
+    not (``eviction.drain_clear_until``; NaN until ``_first_stuck`` first asks about the pod),
+    ``until`` the least of them once all are known (``-inf`` before), and ``since``, a time
     from which one is stuck for good (``inf``: not known; ``_movable_now`` sets it)."""
 
+    group: NodeGroup
+    settings: PlannerSettings
     clear: list[float]
-    until: float
+    until: float = -math.inf
     since: float = math.inf
 
 
 @by_identity(65536)
 def _stay(u: Usage, node: Node, group: NodeGroup, settings: PlannerSettings) -> _Stay:
     """``_Stay`` of ``u``'s pods on ``node`` of ``group``: a function of those objects (what the
-    share, the price and the restart are made of), kept by identity, so each pod's time is
-    found once per usage entry, not once per pass."""
-    restart = restart_cost(settings)
-    clear = [
-        drain_clear_until(p, share_per_hour=drain_price(p, node, group), restart=restart)
-        for p in u.movable
-    ]
-    return _Stay(clear, min(clear, default=math.inf))
+    share, the price and the restart are made of), kept by identity, so that what is known of
+    them lasts as long as the usage entry (each pod's time: ``_clear_until``)."""
+    return _Stay(group, settings, [math.nan] * len(u.movable))
+
+
+@by_identity(65536)
+def _clear_until(pod: Pod, node: Node, group: NodeGroup, settings: PlannerSettings) -> float:
+    """``eviction.drain_clear_until`` of ``pod`` on ``node`` of ``group``, at the price and
+    restart ``consolidation.drain_stuck`` weighs: a function of those objects, kept by identity
+    (a pod stays on its node while other pods come and go, each a new usage entry)."""
+    price = drain_price(pod, node, group)
+    return drain_clear_until(pod, share_per_hour=price, restart=restart_cost(settings))
 
 
 def _first_stuck(
@@ -349,12 +358,18 @@ def _first_stuck(
     stuck_why: Callable[[Pod, Node, int], str | None],
 ) -> tuple[Pod, str] | None:
     """The first pod of ``movable`` (whose ``_Stay`` is ``stay``) stuck on ``node`` now, and
-    why (``stuck_why``), or None; the pods clear at ``now`` are not asked."""
+    why (``stuck_why``), or None; a pod clear at ``now`` is not asked (its time is found the
+    first time the scan reaches it: a scan that stops at an early stuck pod finds no other)."""
     if now <= stay.until:
         return None
-    for pod, clear in zip(movable, stay.clear, strict=True):
-        if now > clear and (why := stuck_why(pod, node, g)) is not None:
+    clear = stay.clear
+    for i, pod in enumerate(movable):
+        t = clear[i]
+        if t != t:  # NaN: not found yet
+            t = clear[i] = _clear_until(pod, node, stay.group, stay.settings)
+        if now > t and (why := stuck_why(pod, node, g)) is not None:
             return pod, why
+    stay.until = min(clear, default=math.inf)
     return None
 
 

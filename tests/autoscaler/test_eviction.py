@@ -96,7 +96,7 @@ def test_a_live_jobs_pod_is_priced_from_its_owner_references_and_annotation() ->
     owner=st.sampled_from(["Job", "ReplicaSet", None]),
     every=st.sampled_from([None, "0", "15m", "often"]),
     safe=st.sampled_from([None, "false"]),
-    created=st.floats(0, 2e9),
+    created=st.one_of(st.floats(0, 2e9), st.sampled_from([math.nan, math.inf, -math.inf])),
     share=st.one_of(st.floats(allow_nan=True), st.floats(0, 20)),
     restart=st.one_of(st.floats(allow_nan=True), st.floats(0, 5)),
     before=st.floats(0, 1e7),
@@ -120,12 +120,14 @@ def test_a_pod_clear_until_a_time_is_clear_at_every_earlier_one(
     candidate = dataclasses.replace(pod(owner), annotations=annotations, created=created)
     costs = {"share_per_hour": share, "restart": restart}
     clear = drain_clear_until(candidate, **costs)
+    assert not math.isnan(clear)
     if math.isinf(clear) and clear > 0:
         times = [created, created + before, created + 1e9, math.inf]
     else:
         times = [clear, clear - before] if math.isfinite(clear) else []
     for t in times:
         assert drain_blocker(candidate, now=t, **costs) is None
-    if owner == "Job" and every is None and safe is None and share >= 1e-3 and 0 <= restart <= 5:
+    found = owner == "Job" and every is None and safe is None and math.isfinite(created)
+    if found and share >= 1e-3 and 0 <= restart <= 5:
         assert math.isfinite(clear)
         assert drain_blocker(candidate, now=clear + max(1.0, clear * 1e-8), **costs) is not None
