@@ -417,7 +417,7 @@ def _busy_drain(
         by_name: dict[str, int] = found
     else:
         status, _, _, _ = _simulate(ctx, k, ordered, pdbs)
-        by_name = {c[1].name: int(st) for c, st in zip(ordered, status, strict=True)}
+        by_name = {c[1].name: st for c, st in zip(ordered, status.tolist(), strict=True)}
         if memo is not None:
             memo.keep(BUSY_DRAIN, ctx.state, key, by_name)
     return [by_name[c[1].name] for c in busy]
@@ -450,21 +450,28 @@ def _simulate(
     keys: dict[tuple[int, str, int], int] = {}
     rows_of: list[tuple[int, ResourcePolicy | None, int]] = []
     for _, node, _, movable, _ in candidates:
+        # the unit of the node per policy (by the policy object's id: the pass's policies
+        # tuple holds them all): the pods of one node mostly share a policy
+        units: dict[int, tuple[ResourcePolicy | None, str, int]] = {}
         for pod in movable:
             r = pod.requests
             req_rows.append((r.cpu_milli, r.memory, r.gpu_milli, 1))
             policy = policy_of(policies, pod) if policies else None
-            unit = policy.unit_of(node) if policy is not None else None
-            if unit is None:
-                policy, unit = None, -1
+            found = units.get(id(policy))
+            if found is None:
+                unit = policy.unit_of(node) if policy is not None else None
+                found = units[id(policy)] = (
+                    (None, "", -1) if policy is None or unit is None else (policy, policy.key, unit)
+                )
             cls = ctx.class_of(pod)
-            row_key = (cls, policy.key if policy is not None else "", unit)
+            row_key = (cls, found[1], found[2])
             row = keys.get(row_key)
             if row is None:
                 row = keys[row_key] = len(rows_of)
-                rows_of.append((cls, policy, unit))
+                rows_of.append((cls, found[0], found[2]))
             pod_class.append(row)
-            pod_pdb.append(next((b for b, pdb in enumerate(pdbs) if pdb.covers(pod)), -1))
+            covers = (b for b, pdb in enumerate(pdbs) if pdb.covers(pod)) if pdbs else ()
+            pod_pdb.append(next(iter(covers), -1))
         starts.append(len(req_rows))
         cand_node.append(position[node.name])
     elig = (
