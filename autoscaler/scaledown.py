@@ -129,8 +129,8 @@ def scale_down(
         if now - since < wait:
             continue
         # a node this close to going is asked about each pod in order until one is stuck (most
-        # often the first: a long Job's pod), without ``_first_stuck``'s times (found per pod
-        # once per usage entry, they cost more than they save here, measured on the replay)
+        # often the first: a long Job's pod), without ``_first_stuck``'s times: here they cost
+        # more than they save (measured on the replay, bench/RESULTS.md, session 11)
         stuck = next(((p, w) for p in movable if (w := stuck_why(p, node, g)) is not None), None)
         if stuck is not None:
             notes.append(f"node {name} stays: pod {stuck[0].key} {stuck[1]}")
