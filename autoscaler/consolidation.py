@@ -44,7 +44,7 @@ from .context import Context, IntArray, Usage, policy_of
 from .costs import node_share
 from .demand import only_pod, remaining
 from .eviction import drain_blocker
-from .nodegroup import Consolidation, MoveCosts
+from .nodegroup import Consolidation, MoveCosts, NodeGroup, PlannerSettings
 from .state import DisruptionBudget
 
 __all__ = [
@@ -54,8 +54,10 @@ __all__ = [
     "Sheddable",
     "absorb",
     "absorbable",
+    "drain_price",
     "drain_stuck",
     "replacement",
+    "restart_cost",
     "shed_bound",
     "sheddable",
 ]
@@ -116,10 +118,22 @@ def replacement(
 def drain_stuck(ctx: Context, pod: Pod, node: Node, g: int, *, now: float) -> str | None:
     """Why draining ``pod`` off group ``g``'s ``node`` now is not allowed
     (``eviction.drain_blocker``, its lost work at its share of the node's price), or None."""
-    share = min(node_share(pod.requests, node.allocatable), 1.0)
-    price = share * ctx.groups[g].group.price_per_hour
-    restart = (ctx.settings.rebalance or MoveCosts()).restart
-    return drain_blocker(pod, now=now, share_per_hour=price, restart=restart)
+    price = drain_price(pod, node, ctx.groups[g].group)
+    return drain_blocker(pod, now=now, share_per_hour=price, restart=restart_cost(ctx.settings))
+
+
+def drain_price(pod: Pod, node: Node, group: NodeGroup) -> float:
+    """Per hour, what ``drain_stuck`` prices ``pod``'s lost work at: its share of the price of
+    ``node`` (of ``group``)."""
+    return min(node_share(pod.requests, node.allocatable), 1.0) * group.price_per_hour
+
+
+def restart_cost(settings: PlannerSettings) -> float:
+    """What ``drain_stuck`` weighs a pod's lost work against: a restart (``MoveCosts``)."""
+    return (settings.rebalance or _MOVES).restart
+
+
+_MOVES = MoveCosts()
 
 
 @dataclass(frozen=True, slots=True)

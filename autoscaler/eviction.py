@@ -44,6 +44,7 @@ __all__ = [
     "blocker",
     "checkpoint_interval",
     "drain_blocker",
+    "drain_clear_until",
     "loses_progress",
     "lost_work",
     "move_blocker",
@@ -80,6 +81,34 @@ def drain_blocker(pod: Pod, *, now: float, share_per_hour: float, restart: float
                 f"of the node, more than a {restart:g} CNY restart)"
             )
     return why
+
+
+def drain_clear_until(pod: Pod, *, share_per_hour: float, restart: float) -> float:
+    """A time up to which ``drain_blocker`` lets ``pod`` go: at every ``now`` at or before it,
+    ``drain_blocker(pod, now=now, share_per_hour=..., restart=...)`` is None (``-inf``: none
+    known, ``inf``: never blocked).  Scale-down asks each pass whether a node's pods may go;
+    before this time it need not ask about the pod again.
+
+    A pod whose lost work is always 0 (not a Job's, or checkpointing always) costs 0, never more
+    than a non-negative restart.  A Job's pod without checkpoints loses all it ran, which only
+    grows with ``now``, and so does its price at a positive share (rounding keeps the order of
+    floats): the time found (the price's crossing of the restart, a little before, checked with
+    ``drain_blocker`` itself, else the pod's creation, when it has run nothing) holds for every
+    earlier time too.  A pod ``blocker`` refuses, or with checkpoints (its lost work falls at
+    each one), gets ``-inf``; the answer is never NaN."""
+    if blocker(pod) is not None or not restart >= 0:
+        return -math.inf
+    every = checkpoint_interval(pod) if loses_progress(pod) else 0.0
+    if every <= 0 or not share_per_hour > 0 or math.isinf(restart):
+        return math.inf
+    if not math.isinf(every):
+        return -math.inf
+    crossing = pod.created + restart * 3600 / share_per_hour * (1 - 1e-9)
+    if math.isnan(crossing):
+        return -math.inf
+    if drain_blocker(pod, now=crossing, share_per_hour=share_per_hour, restart=restart) is None:
+        return crossing
+    return pod.created
 
 
 def move_blocker(pod: Pod) -> str | None:

@@ -27,9 +27,16 @@ from extender.model import Node, NodeKind, Pod
 from extender.policy import ResourcePolicy
 
 from .backends import Kernels
-from .consolidation import CONSOLIDATED, Consolidation, drain_stuck, replacement
+from .consolidation import (
+    CONSOLIDATED,
+    Consolidation,
+    drain_price,
+    drain_stuck,
+    replacement,
+    restart_cost,
+)
 from .context import Context, Usage, by_identity, fmt_time, policy_of, vector
-from .eviction import checkpoint_interval
+from .eviction import checkpoint_interval, drain_clear_until
 from .kernels import DRAIN_MIN_SIZE, DRAIN_NO_FIT, DRAIN_PDB, DRAIN_RECEIVED, DRAIN_REMOVED
 from .nodegroup import NodeGroup, PlannerSettings
 from .state import DisruptionBudget, GroupState
@@ -121,6 +128,9 @@ def scale_down(
             wait = min(wait, consolidation.empty_after)
         if now - since < wait:
             continue
+        # a node this close to going is asked about each pod in order until one is stuck (most
+        # often the first: a long Job's pod), without ``_first_stuck``'s times: here they cost
+        # more than they save (measured on the replay, bench/RESULTS.md, session 11)
         stuck = next(((p, w) for p in movable if (w := stuck_why(p, node, g)) is not None), None)
         if stuck is not None:
             notes.append(f"node {name} stays: pod {stuck[0].key} {stuck[1]}")
@@ -288,31 +298,79 @@ def _movable_now(
     now: float,
     stuck_why: Callable[[Pod, Node, int], str | None],
 ) -> bool:
-    """Whether no pod of ``u.movable`` is stuck on ``node`` now (``stuck_why``).
+    """Whether no pod of ``u.movable`` is stuck on ``node`` now (``stuck_why``; ``_first_stuck``
+    asks only the pods that may be).
 
     A pod stuck for a reason that only grows with time stays stuck: a Job's pod without
     checkpoints loses all it has run (``eviction.lost_work``: its age), so the price of its
     lost work at a non-negative share of the node's price never falls again.  The first time
-    such a pod is found stuck is kept per (usage, node, group, settings) objects (what the
-    share, the price and the restart are made of; ``_stuck_since``), and later passes at that
-    time or after answer False without asking each pod again (busy nodes of long Jobs, pass
-    after pass)."""
-    since = _stuck_since(u, node, gs.group, settings)
-    if now >= since[0]:
+    such a pod is found stuck is kept (``_Stay.since``), and later passes at that time or after
+    answer False without asking each pod again (busy nodes of long Jobs, pass after pass)."""
+    stay = _stay(u, node, gs.group, settings)
+    if now >= stay.since:
         return False
-    for p in u.movable:
-        if stuck_why(p, node, g) is not None:
-            if math.isinf(checkpoint_interval(p)) and gs.group.price_per_hour >= 0:
-                since[0] = now
-            return False
-    return True
+    stuck = _first_stuck(stay, u.movable, node, g, now, stuck_why)
+    if stuck is None:
+        return True
+    if math.isinf(checkpoint_interval(stuck[0])) and gs.group.price_per_hour >= 0:
+        stay.since = now
+    return False
+
+
+@dataclass(slots=True)
+class _Stay:
+    """What scale-down knows of when the pods of one usage entry are stuck on a node
+    (``consolidation.drain_stuck``): ``clear``, per pod of ``movable``, a time up to which it is
+    not (``eviction.drain_clear_until``; NaN until ``_first_stuck`` first asks about the pod),
+    ``until`` the least of them once all are known (``-inf`` before), and ``since``, a time
+    from which one is stuck for good (``inf``: not known; ``_movable_now`` sets it)."""
+
+    group: NodeGroup
+    settings: PlannerSettings
+    clear: list[float]
+    until: float = -math.inf
+    since: float = math.inf
 
 
 @by_identity(65536)
-def _stuck_since(u: Usage, node: Node, group: NodeGroup, settings: PlannerSettings) -> list[float]:
-    """A cell for ``_movable_now``: since when a pod of ``u`` is stuck on ``node`` for good
-    (``inf``: not known to be)."""
-    return [math.inf]
+def _stay(u: Usage, node: Node, group: NodeGroup, settings: PlannerSettings) -> _Stay:
+    """``_Stay`` of ``u``'s pods on ``node`` of ``group``: a function of those objects (what the
+    share, the price and the restart are made of), kept by identity, so that what is known of
+    them lasts as long as the usage entry (each pod's time: ``_clear_until``)."""
+    return _Stay(group, settings, [math.nan] * len(u.movable))
+
+
+@by_identity(65536)
+def _clear_until(pod: Pod, node: Node, group: NodeGroup, settings: PlannerSettings) -> float:
+    """``eviction.drain_clear_until`` of ``pod`` on ``node`` of ``group``, at the price and
+    restart ``consolidation.drain_stuck`` weighs: a function of those objects, kept by identity
+    (a pod stays on its node while other pods come and go, each a new usage entry)."""
+    price = drain_price(pod, node, group)
+    return drain_clear_until(pod, share_per_hour=price, restart=restart_cost(settings))
+
+
+def _first_stuck(
+    stay: _Stay,
+    movable: Sequence[Pod],
+    node: Node,
+    g: int,
+    now: float,
+    stuck_why: Callable[[Pod, Node, int], str | None],
+) -> tuple[Pod, str] | None:
+    """The first pod of ``movable`` (whose ``_Stay`` is ``stay``) stuck on ``node`` now, and
+    why (``stuck_why``), or None; a pod clear at ``now`` is not asked (its time is found the
+    first time the scan reaches it: a scan that stops at an early stuck pod finds no other)."""
+    if now <= stay.until:
+        return None
+    clear = stay.clear
+    for i, pod in enumerate(movable):
+        t = clear[i]
+        if t != t:  # NaN: not found yet
+            t = clear[i] = _clear_until(pod, node, stay.group, stay.settings)
+        if now > t and (why := stuck_why(pod, node, g)) is not None:
+            return pod, why
+    stay.until = min(clear, default=math.inf)
+    return None
 
 
 # why a candidate is unneeded: its requested shares (cpu, memory, gpu or None) below the
@@ -335,9 +393,10 @@ def _busy_drain(
     PodDisruptionBudgets and the kernels.  Kept on the planner's memo with all of those as the
     key (``PlannerMemo.recall_key``): a pass after a change elsewhere (a pod on ECI, an
     unrelated write) gets the same answer without draining again.  Nodes and pods are frozen and
-    usage entries are replaced on change, so the key compares mostly by identity.  On a hit the
-    drain's pod classes are registered in the same order, as the full computation would (class
-    indices are the pass's)."""
+    usage entries are replaced on change, so the key compares mostly by identity.  A hit
+    registers no pod class: a class's index is the pass's own name for it, and what the later
+    readers (the drain of ready nodes, ``replacement``) read of a class depends on its pods'
+    node selector, affinity and tolerations alone, which make the class."""
     memo = ctx.memo
     ordered = sorted(busy, key=lambda c: c[0])
     found = None
@@ -355,13 +414,10 @@ def _busy_drain(
     if found is not None:
         assert memo is not None
         memo.skipped(BUSY_DRAIN)
-        for c in ordered:
-            for pod in c[3]:
-                ctx.class_of(pod)
         by_name: dict[str, int] = found
     else:
         status, _, _, _ = _simulate(ctx, k, ordered, pdbs)
-        by_name = {c[1].name: int(st) for c, st in zip(ordered, status, strict=True)}
+        by_name = {c[1].name: st for c, st in zip(ordered, status.tolist(), strict=True)}
         if memo is not None:
             memo.keep(BUSY_DRAIN, ctx.state, key, by_name)
     return [by_name[c[1].name] for c in busy]
@@ -394,21 +450,28 @@ def _simulate(
     keys: dict[tuple[int, str, int], int] = {}
     rows_of: list[tuple[int, ResourcePolicy | None, int]] = []
     for _, node, _, movable, _ in candidates:
+        # the unit of the node per policy (by the policy object's id: the pass's policies
+        # tuple holds them all): the pods of one node mostly share a policy
+        units: dict[int, tuple[ResourcePolicy | None, str, int]] = {}
         for pod in movable:
             r = pod.requests
             req_rows.append((r.cpu_milli, r.memory, r.gpu_milli, 1))
             policy = policy_of(policies, pod) if policies else None
-            unit = policy.unit_of(node) if policy is not None else None
-            if unit is None:
-                policy, unit = None, -1
+            found = units.get(id(policy))
+            if found is None:
+                unit = policy.unit_of(node) if policy is not None else None
+                found = units[id(policy)] = (
+                    (None, "", -1) if policy is None or unit is None else (policy, policy.key, unit)
+                )
             cls = ctx.class_of(pod)
-            row_key = (cls, policy.key if policy is not None else "", unit)
+            row_key = (cls, found[1], found[2])
             row = keys.get(row_key)
             if row is None:
                 row = keys[row_key] = len(rows_of)
-                rows_of.append((cls, policy, unit))
+                rows_of.append((cls, found[0], found[2]))
             pod_class.append(row)
-            pod_pdb.append(next((b for b, pdb in enumerate(pdbs) if pdb.covers(pod)), -1))
+            covers = (b for b, pdb in enumerate(pdbs) if pdb.covers(pod)) if pdbs else ()
+            pod_pdb.append(next(iter(covers), -1))
         starts.append(len(req_rows))
         cand_node.append(position[node.name])
     elig = (

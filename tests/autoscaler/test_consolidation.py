@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from test_planner import BATCH4 as BATCH_POOL
 from test_planner import ECI, GENERAL4, GIB, NOW, node, pod
 from test_planner import G8 as PLAIN_G8
 
+import autoscaler.consolidation
+import autoscaler.scaledown
 from autoscaler.consolidation import Consolidation
-from autoscaler.context import PlannerMemo
+from autoscaler.context import Context, PlannerMemo
 from autoscaler.nodegroup import InstanceType, PlannerSettings
 from autoscaler.planner import EXPECTED_DURATION, Plan, plan
 from autoscaler.state import DisruptionBudget, GroupState
@@ -93,6 +96,38 @@ def test_a_busy_node_whose_pods_fit_on_the_rest_goes() -> None:
     assert set(fresh.unneeded) == {"n1"}
 
 
+def test_a_busy_node_with_a_jobs_pod_is_consolidated_until_its_work_is_worth_a_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As above, with n1's second pod a Job's (1.25 cpu of a 0.706 CNY/h node: 0.2206 CNY/h,
+    # worth more than the 0.1 CNY restart after 1631.7 s).  Until then n1's pods fit elsewhere
+    # and the busy nodes' pods are not asked about (drain_stuck), only n1's once it is ready
+    # to go; after, n1 is not unneeded and only the Job's pod was asked.
+    asked: list[str] = []
+    stuck = autoscaler.consolidation.drain_stuck
+
+    def counting(ctx: Any, pod: Pod, *args: Any, **kwargs: Any) -> str | None:
+        asked.append(pod.name)
+        return stuck(ctx, pod, *args, **kwargs)
+
+    monkeypatch.setattr(autoscaler.scaledown, "drain_stuck", counting)
+    nodes = [node(f"n{i}", G4, created=float(i)) for i in (1, 2, 3)]
+    groups = [GroupState(G4, 3, last_scale_up=0.0)]
+    long_ago = {f"n{i}": NOW - 3600 for i in (1, 2, 3)}
+    for age, goes in ((1631.0, True), (1700.0, False)):
+        asked.clear()
+        pods = [
+            pod("a", 1250, GIB, node="n1"),
+            pod("b", 1250, GIB, node="n1", kind="Job", created=NOW - age),
+            pod("c", 2500, GIB, node="n2"),
+            pod("d", 2500, GIB, node="n3"),
+        ]
+        result = run(pods, groups, nodes, unneeded=long_ago)
+        assert [d.node for d in result.scale_downs] == (["n1"] if goes else [])
+        assert sorted(result.unneeded) == (["n1"] if goes else [])
+        assert asked == (["a", "b"] if goes else ["b"])
+
+
 def test_a_node_is_replaced_by_a_cheaper_groups_node_and_then_goes() -> None:
     # n8 (8 cpu, 1.0/h) holds one 2-cpu pod (25 %) and nothing else could take it.  One g4 node
     # (0.706/h) holds it: scale g4 up by one.  Next pass, with that node up, n8's pod fits on it
@@ -163,7 +198,7 @@ def test_a_pass_over_the_same_cluster_decides_from_the_memo_as_afresh() -> None:
     # g1 (general pool) is full of web pods (busy: the consolidation drain asks whether they fit
     # elsewhere), b1 is an empty batch node, g2 holds one web pod and has been unneeded for
     # 1,000 s (ready to go: the second drain).  A second pass over the same cluster takes the
-    # busy drain's answer from the memo, and must leave the pass's caches as the drain does.
+    # busy drain's answer from the memo and decides as the first.
     web = GENERAL_WEB
     nodes = [node("g1", G4), node("b1", BATCH4), node("g2", G4)]
     pods = [pod(f"w{i}", 1000, GIB, node="g1") for i in range(4)]
@@ -182,6 +217,35 @@ def test_a_pass_over_the_same_cluster_decides_from_the_memo_as_afresh() -> None:
     # drains of the pass share the "drain" eligibility rows; read against the other drain's node
     # order, w9 "fitted" on b1 and g2 went (the rows are now kept for one node list at a time).
     assert first.scale_downs == ()
+
+
+def test_a_busy_drain_answered_from_the_memo_asks_no_pod_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The cluster above: the first pass drains g1 (busy) and g2 (ready) and classes their pods;
+    # the second takes g1's answer from the memo and classes only g2's pod, for its own drain
+    # (a class's index is the pass's name for it; the rows read from it depend on the pods'
+    # selectors and tolerations alone), and decides the same.
+    nodes = [node("g1", G4), node("b1", BATCH4), node("g2", G4)]
+    pods = [pod(f"w{i}", 1000, GIB, node="g1") for i in range(4)]
+    pods.append(pod("w9", 1000, GIB, node="g2"))
+    state = ClusterState(nodes=nodes, pods=pods, policies=[GENERAL_WEB])
+    groups = [GroupState(G4, 2), GroupState(BATCH4, 1)]
+    memo = PlannerMemo()
+    classed: list[str] = []
+    class_of = Context.class_of
+
+    def counting(ctx: Context, pod: Pod) -> int:
+        classed.append(pod.name)
+        return class_of(ctx, pod)
+
+    monkeypatch.setattr(Context, "class_of", counting)
+    first = g2_unneeded_pass(state, groups, memo)
+    assert sorted(set(classed)) == ["w0", "w1", "w2", "w3", "w9"]
+    classed.clear()
+    assert g2_unneeded_pass(state, groups, memo) == first
+    assert memo.skips == {"scale-down: busy nodes": 1}
+    assert set(classed) == {"w9"}
 
 
 def test_the_busy_drain_answer_is_kept_across_writes_it_does_not_read() -> None:

@@ -816,6 +816,23 @@ def test_pods_that_cannot_move_keep_their_node() -> None:
         assert any(why in n for n in result.notes)
 
 
+def test_a_jobs_pod_keeps_its_node_once_its_work_is_worth_a_restart() -> None:
+    # n1 holds a replica and a Job's pod of 1 cpu (a quarter of a 0.706 CNY/h node: 0.1765
+    # CNY/h): its work is worth more than the 0.1 CNY restart after 2039.7 s.  Before, n1 goes;
+    # after, it stays, and the note says why.
+    nodes, pods = half_empty()
+    pods[1] = pod("big", 2000, 4 * GIB, node="n2")
+    groups = [GroupState(G4, 2, last_scale_up=0.0)]
+    for age, goes in ((2039.0, True), (2100.0, False)):
+        job = pod("job", 1000, 2 * GIB, node="n1", kind="Job", created=NOW - age)
+        result = run([*pods, job], groups, nodes=nodes, unneeded={"n1": 0.0})
+        assert [d.node for d in result.scale_downs] == (["n1"] if goes else [])
+    assert (
+        "node n1 stays: pod default/job would lose 35 min of its Job's work (0.10 CNY"
+        in (result.notes)[0]
+    )
+
+
 def test_daemonset_pods_do_not_block() -> None:
     _, pods = half_empty()
     ds = pod("proxy-n1", 100, GIB, node="n1", kind="DaemonSet", app="kube-proxy")
