@@ -120,6 +120,7 @@ class PodRecord:
         "by_price",
         "created",
         "demand",
+        "fits",
         "gpus",
         "key",
         "late",
@@ -169,6 +170,9 @@ class PodRecord:
         # than any new ECS node for its expected remaining run when it went there
         self.by_price = False
         self.demand = (predictive.CPU, 0)  # what this pod adds to its class's demand now
+        # the node groups whose nodes it fits, cheapest first (``Scheduler.fitting``: selector,
+        # affinity and tolerations, which stay with the pod for its life)
+        self.fits: tuple[str, ...] = ()
         # A Job's pod evicted after running a while (``eviction.lost_work``): its end is ``late``
         # seconds after the trace's, and its next ``redo`` seconds of running are that work again
         self.late = 0.0
@@ -176,7 +180,7 @@ class PodRecord:
 
 
 class NodeRecord:
-    __slots__ = ("cpu", "gpu", "group", "mem", "members", "name", "node", "pods")
+    __slots__ = ("alloc", "cpu", "gpu", "group", "mem", "members", "name", "node", "pods")
 
     def __init__(self, node: Node, group: str) -> None:
         a = node.allocatable
@@ -184,6 +188,7 @@ class NodeRecord:
         self.node = node
         self.group = group
         self.cpu, self.mem, self.gpu, self.pods = a.cpu_milli, a.memory, a.gpu_milli, a.pods
+        self.alloc = (a.cpu_milli, a.memory, a.gpu_milli)  # what ``scoring.score`` reads
         self.members: dict[str, PodRecord] = {}
 
 
@@ -242,9 +247,12 @@ class Scheduler:
         self.pending: dict[str, PodRecord] = {}
         self.counts: dict[tuple[WorkloadKey, str], list[int]] = {}
         self.unit_cache: dict[tuple[str, str], int | None] = {}
-        self.fit_cache: dict[tuple[Any, ...], bool] = {}
-        self.policy_cache: dict[
-            tuple[WorkloadKey, frozenset[tuple[str, str]]], ResourcePolicy | None
+        self.fit_cache: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        # ``policy_for`` of a pod that is not a placeholder: its namespace and labels decide
+        self.policy_cache: dict[tuple[str, frozenset[tuple[str, str]]], ResourcePolicy | None] = {}
+        # ``_by_price``'s groups, by policy and the groups the pod fits
+        self.price_groups: dict[
+            tuple[str, tuple[str, ...]], tuple[tuple[NodeGroup, Node], ...]
         ] = {}
         self.demand = dict.fromkeys(predictive.CLASSES, 0)  # class demand, milli-units
         self.pending_times: list[float] = []
@@ -272,15 +280,16 @@ class Scheduler:
         """A pod as the API server would hold it after admission (the webhook's toleration)."""
         now = self.clock.now
         r = template.requests
-        key = (wl, frozenset(template.labels.items()))
         balloon = is_balloon(wl)
-        if key in self.policy_cache:
-            policy = self.policy_cache[key]
-        elif balloon:
-            policy = self.policy_cache[key] = None
-        else:
-            probe = Pod(uid=uid, name=name, namespace=wl.namespace, labels=template.labels)
-            policy = self.policy_cache[key] = placement.policy_for(self.state.policies, probe)
+        policy: ResourcePolicy | None = None
+        if not balloon:
+            # The probe has no owner and no annotations: only its namespace and labels count.
+            key = (wl.namespace, frozenset(template.labels.items()))
+            if key in self.policy_cache:
+                policy = self.policy_cache[key]
+            else:
+                probe = Pod(uid=uid, name=name, namespace=wl.namespace, labels=template.labels)
+                policy = self.policy_cache[key] = placement.policy_for(self.state.policies, probe)
         tol_eci = policy is not None and policy.has_eci and self.eci
         tolerations = admitted_tolerations(r, eci=bool(tol_eci))
         pod = Pod(
@@ -298,6 +307,7 @@ class Scheduler:
         )
         rec = PodRecord(uid, wl, pod, policy, now, balloon=balloon)
         rec.tol_eci = tol_eci
+        rec.fits = self.fitting(pod)
         if rec.key is not None and rec.key not in self.counts:
             assert policy is not None
             self.counts[rec.key] = [0] * len(policy.units)
@@ -351,49 +361,45 @@ class Scheduler:
                 del self.pending[uid]
 
     # -- placement (the scheduler's part, the policy's decision) ---------------------------------
-    def fits_group(self, rec: PodRecord, group: str) -> bool:
-        # Pods that match nodes the same way (selector, affinity, tolerations) share the answer:
-        # an openb list has a workload per pod, but two or three ways to match.
-        pod = rec.pod
-        key = (tuple(pod.node_selector.items()), pod.required_affinity, pod.tolerations, group)
-        ok = self.fit_cache.get(key)
-        if ok is None:
-            template = self.templates.get(group)
-            ok = template is not None and can_hold(rec.pod, template)
-            self.fit_cache[key] = ok
-        return ok
+    def fitting(self, pod: Pod) -> tuple[str, ...]:
+        """The node groups, cheapest first, whose nodes ``pod`` fits (``can_hold`` on the
+        group's template).  Pods that match nodes the same way (selector, affinity,
+        tolerations) share the answer: an openb list has a workload per pod, but two or three
+        ways to match."""
+        key = (tuple(pod.node_selector.items()), pod.required_affinity, pod.tolerations)
+        fits = self.fit_cache.get(key)
+        if fits is None:
+            fits = tuple(g for g in self.group_order if can_hold(pod, self.templates[g]))
+            self.fit_cache[key] = fits
+        return fits
 
-    def _score(self, rec: PodRecord, node: NodeRecord) -> int:
-        assert self.scoring is not None
-        a = node.node.allocatable
-        return score(
-            self.scoring,
-            free=(node.cpu, node.mem, node.gpu),
-            alloc=(a.cpu_milli, a.memory, a.gpu_milli),
-            req=rec.req,
-        )
+    def fits_group(self, rec: PodRecord, group: str) -> bool:
+        return group in rec.fits
 
     def _best(self, rec: PodRecord, nodes: Iterable[NodeRecord]) -> NodeRecord | None:
         """kube-scheduler's pick among ``nodes``: the best score of those that fit (the first
         of equals), or the first that fits without a scoring."""
-        cpu, mem, gpu = rec.req
+        req = rec.req
+        cpu, mem, gpu = req
+        scoring = self.scoring
         best, best_score = None, -1
         for node in nodes:
             if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
-                if self.scoring is None:
+                if scoring is None:
                     return node
-                value = self._score(rec, node)
+                value = score(
+                    scoring, free=(node.cpu, node.mem, node.gpu), alloc=node.alloc, req=req
+                )
                 if value > best_score:
                     best, best_score = node, value
         return best
 
     def candidates(self, rec: PodRecord) -> list[NodeRecord]:
         found = []
-        for group in self.group_order:
-            if self.fits_group(rec, group):
-                node = self._best(rec, self.by_group.get(group, ()))
-                if node is not None:
-                    found.append(node)
+        for group in rec.fits:
+            node = self._best(rec, self.by_group[group])
+            if node is not None:
+                found.append(node)
         for node in self.by_group.get(TRACE_GROUP, ()):
             if can_hold(rec.pod, node.node):
                 cpu, mem, gpu = rec.req
@@ -442,13 +448,15 @@ class Scheduler:
         now, horizon = self.clock.now, self.settings.forecast_horizon
         alone = only_pod(self.state, rec.pod)
         left = remaining(rec.pod, now=now, horizon=horizon, outlived=horizon, alone=alone)
-        groups = [
-            (self.groups[g], t)
-            for g in self.group_order
-            if self.fits_group(rec, g)
-            for t in [self.templates[g]]
-            if any(u.resource is NodeKind.ECS and u.contains(t) for u in policy.units)
-        ]
+        key = (policy.key, rec.fits)
+        groups = self.price_groups.get(key)
+        if groups is None:
+            groups = self.price_groups[key] = tuple(
+                (self.groups[g], t)
+                for g in rec.fits
+                for t in [self.templates[g]]
+                if any(u.resource is NodeKind.ECS and u.contains(t) for u in policy.units)
+            )
         return not new_node_could_pay(rec.pod, groups, settings=self.settings, left=left, now=now)
 
     def _preempt(self, rec: PodRecord) -> bool:
@@ -456,9 +464,7 @@ class Scheduler:
         if rec.balloon or not self.preemption:
             return False
         cpu, mem, gpu = rec.req
-        for group in self.group_order:
-            if not self.fits_group(rec, group):
-                continue
+        for group in rec.fits:
             for node in self.by_group[group]:
                 for other in node.members.values():
                     if not other.balloon:
