@@ -666,7 +666,8 @@ class Scheduler:
 
     def check(self) -> None:
         """Invariants: no pod on two nodes, no node over its allocatable, the unit counts are the
-        extender's (``extender.policy.unit_counts``), the class demand is the controller's."""
+        extender's (``extender.policy.unit_counts``), the class demand is the controller's, each
+        pod's kept facts (groups it fits, policy) those worked out afresh."""
         seen: set[str] = set()
         for node in self.nodes.values():
             a = node.node.allocatable
@@ -691,6 +692,12 @@ class Scheduler:
             _require(not rec.bound and uid not in seen, f"pending pod {uid} is bound")
         for rec in self.pods.values():
             assert rec.bound or rec.uid in self.pending, f"pod {rec.uid} neither bound nor pending"
+            pod = rec.pod
+            fits = tuple(g for g in self.group_order if can_hold(pod, self.templates[g]))
+            _require(rec.fits == fits, f"pod {rec.uid}: fits groups {rec.fits}, not {fits}")
+            probe = Pod(uid=rec.uid, name=pod.name, namespace=pod.namespace, labels=pod.labels)
+            policy = None if rec.balloon else placement.policy_for(self.state.policies, probe)
+            _require(rec.policy is policy, f"pod {rec.uid}: kept policy is not policy_for's")
         by_key: dict[tuple[WorkloadKey, str], list[PodRecord]] = {}
         for rec in self.pods.values():
             if rec.key is not None:

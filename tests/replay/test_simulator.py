@@ -638,3 +638,23 @@ def test_memory_is_bounded_by_the_trace_not_its_span() -> None:
             scenario,
             by_name(scenario, trace)["spillover"],
         )
+
+
+def test_kept_per_pod_facts_are_worked_out_afresh_by_the_audit() -> None:
+    """The groups a pod fits and its policy are worked out once per pod (and shared by pods
+    that match alike); the audit recomputes both for every pod: a pod of another namespace
+    with the same labels gets its own namespace's policy (here none)."""
+    scenario = small_scenario()
+    trace = Trace(TraceHeader(), [PodDeleted(100.0, "none")])
+    sim = Simulation(trace, scenario, by_name(scenario, trace)["spillover"], audit=True)
+    s = sim.scheduler
+    for ns in ("shop", "shop", "elsewhere"):
+        wl = WorkloadKey(ns, "Deployment", "web")
+        s.schedule(s.new_pod(f"{ns}/{len(s.pods)}", wl, f"web-{len(s.pods)}", ONE))
+    sim.check()
+    recs = list(s.pods.values())
+    assert [r.policy is not None for r in recs] == [True, True, False]
+    assert all(r.fits == ("small",) for r in recs)
+    recs[0].fits = ()
+    with pytest.raises(AssertionError, match="fits groups"):
+        sim.check()
