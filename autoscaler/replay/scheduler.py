@@ -134,6 +134,7 @@ class PodRecord:
         "started",
         "tol_eci",
         "uid",
+        "unit",
         "waited",
         "wl",
     )
@@ -162,6 +163,8 @@ class PodRecord:
         self.started = math.inf
         self.waited = -1.0  # pending time, set at the first start
         self.tol_eci = False
+        # the unit of its policy its node is in while bound, the count it adds to (``bind``)
+        self.unit: int | None = None
         self.balloon = balloon
         self.ordinal = pod.ordinal  # a StatefulSet pod's, for decide (fixed for its life)
         # on ECI because no ECS node had room (``Decision.no_room``), not by the policy's max
@@ -290,7 +293,7 @@ class Scheduler:
             else:
                 probe = Pod(uid=uid, name=name, namespace=wl.namespace, labels=template.labels)
                 policy = self.policy_cache[key] = placement.policy_for(self.state.policies, probe)
-        tol_eci = policy is not None and policy.has_eci and self.eci
+        tol_eci = policy is not None and self.eci and policy.has_eci
         tolerations = admitted_tolerations(r, eci=bool(tol_eci))
         pod = Pod(
             uid=uid,
@@ -376,49 +379,60 @@ class Scheduler:
     def fits_group(self, rec: PodRecord, group: str) -> bool:
         return group in rec.fits
 
-    def _best(self, rec: PodRecord, nodes: Iterable[NodeRecord]) -> NodeRecord | None:
-        """kube-scheduler's pick among ``nodes``: the best score of those that fit (the first
-        of equals), or the first that fits without a scoring."""
-        req = rec.req
-        cpu, mem, gpu = req
+    def _score(self, rec: PodRecord, node: NodeRecord) -> int:
+        """kube-scheduler's score of ``node`` for ``rec`` (0 for every node without a scoring)."""
+        if self.scoring is None:
+            return 0
+        return score(
+            self.scoring, free=(node.cpu, node.mem, node.gpu), alloc=node.alloc, req=rec.req
+        )
+
+    def _best(self, rec: PodRecord, nodes: Iterable[NodeRecord]) -> tuple[NodeRecord, int] | None:
+        """kube-scheduler's pick among ``nodes``, with its score: the best score of those that
+        fit (the first of equals), or the first that fits without a scoring."""
+        cpu, mem, gpu = rec.req
         scoring = self.scoring
-        best, best_score = None, -1
+        best = None
         for node in nodes:
             if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
                 if scoring is None:
-                    return node
+                    return node, 0
                 value = score(
-                    scoring, free=(node.cpu, node.mem, node.gpu), alloc=node.alloc, req=req
+                    scoring, free=(node.cpu, node.mem, node.gpu), alloc=node.alloc, req=rec.req
                 )
-                if value > best_score:
-                    best, best_score = node, value
+                if best is None or value > best[1]:
+                    best = node, value
         return best
 
     def candidates(self, rec: PodRecord) -> list[NodeRecord]:
+        return [node for node, _ in self._candidates(rec)]
+
+    def _candidates(self, rec: PodRecord) -> list[tuple[NodeRecord, int]]:
+        """The node of each group that kube-scheduler would offer the extender, with its score
+        (nothing changes between the offer and the bind, so the pick among the accepted ones
+        reuses it)."""
         found = []
         for group in rec.fits:
-            node = self._best(rec, self.by_group[group])
-            if node is not None:
-                found.append(node)
+            picked = self._best(rec, self.by_group[group])
+            if picked is not None:
+                found.append(picked)
         for node in self.by_group.get(TRACE_GROUP, ()):
             if can_hold(rec.pod, node.node):
                 cpu, mem, gpu = rec.req
                 if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
-                    found.append(node)
+                    found.append((node, self._score(rec, node)))
                     break
         return found
 
     def place(self, rec: PodRecord) -> bool:
-        ecs = self.candidates(rec)
+        ecs = self._candidates(rec)
         policy = rec.policy
         if policy is None:
             if not ecs:
                 return self._preempt(rec)
-            best = self._best(rec, ecs)
-            assert best is not None  # every candidate fits
-            self.bind(rec, best)
+            self.bind(rec, _top(ecs))
             return True
-        offered = [n.node for n in ecs]
+        offered = [n.node for n, _ in ecs]
         if rec.tol_eci:
             offered.append(self.eci_node)
         assert rec.key is not None
@@ -434,9 +448,8 @@ class Scheduler:
             rec.by_price = decision.no_room and self._by_price(rec)
             self.bind(rec, None)
         else:  # the extender's unit; kube-scheduler's scores pick among its nodes
-            best = self._best(rec, (self.nodes[n] for n in decision.accepted))
-            assert best is not None  # every candidate fits
-            self.bind(rec, best)
+            accepted = set(decision.accepted)  # in the order offered
+            self.bind(rec, _top([(n, v) for n, v in ecs if n.name in accepted]))
         return True
 
     def _by_price(self, rec: PodRecord) -> bool:
@@ -488,13 +501,20 @@ class Scheduler:
             self.unit_cache[key] = policy.unit_of(node)
         return self.unit_cache[key]
 
-    def _count(self, rec: PodRecord, target: Node, delta: int) -> None:
-        """Add ``delta`` to the count of the unit of ``rec``'s policy that ``target`` is in."""
+    def _count(self, rec: PodRecord, target: Node) -> None:
+        """Count ``rec``, bound to ``target``, in its policy's unit there; ``_uncount`` takes
+        it off the same unit (kept in ``rec.unit``) when it leaves."""
         if rec.policy is not None:
-            unit = self._unit(rec.policy, target)
+            unit = rec.unit = self._unit(rec.policy, target)
             if unit is not None:
                 assert rec.key is not None
-                self.counts[rec.key][unit] += delta
+                self.counts[rec.key][unit] += 1
+
+    def _uncount(self, rec: PodRecord) -> None:
+        if rec.unit is not None:
+            assert rec.key is not None
+            self.counts[rec.key][rec.unit] -= 1
+            rec.unit = None
 
     def bind(self, rec: PodRecord, node: NodeRecord | None) -> None:
         now = self.clock.now
@@ -527,7 +547,7 @@ class Scheduler:
             rec.waited = rec.started - rec.created
             if not rec.balloon:
                 self.pending_times.append(rec.waited)
-        self._count(rec, target, 1)
+        self._count(rec, target)
         rec.pod = rec.pod.placed(rec.bound, "Running")
         if node is None:
             # Waiting and on ECS count alike in the rule; only a move to or from ECI can change
@@ -548,7 +568,6 @@ class Scheduler:
         if node is None:
             self.n_eci_pods -= 1
             self.n_eci_movable -= move_blocker(rec.pod) is None
-            target = self.eci_node
             if ran > 0 and not rec.balloon:
                 again = min(ran, rec.redo)
                 rec.redo -= again
@@ -560,7 +579,6 @@ class Scheduler:
                         self.eci_by_price_s += ran
         else:
             self.n_ecs_pods -= 1
-            target = node.node
             cpu, mem, gpu = rec.req
             node.cpu += cpu
             node.mem += mem
@@ -575,7 +593,7 @@ class Scheduler:
                     rec.redo -= again
                     self.billing.redone_on_node(node.name, rec.pod.requests, again)
             self._room_on_ecs()
-        self._count(rec, target, -1)
+        self._uncount(rec)
         rec.node = None
         rec.bound = ""
         rec.started = math.inf
@@ -698,6 +716,10 @@ class Scheduler:
             probe = Pod(uid=rec.uid, name=pod.name, namespace=pod.namespace, labels=pod.labels)
             policy = None if rec.balloon else placement.policy_for(self.state.policies, probe)
             _require(rec.policy is policy, f"pod {rec.uid}: kept policy is not policy_for's")
+            unit = None
+            if policy is not None and rec.bound:
+                unit = policy.unit_of(self.eci_node if rec.node is None else rec.node.node)
+            _require(rec.unit == unit, f"pod {rec.uid}: kept unit {rec.unit}, not {unit}")
         by_key: dict[tuple[WorkloadKey, str], list[PodRecord]] = {}
         for rec in self.pods.values():
             if rec.key is not None:
@@ -736,6 +758,15 @@ class Scheduler:
             cls, amount = predictive.class_demand_of(rec.pod.requests, on=on, policy=rec.policy)
             total[cls] += amount
         _require(total == self.demand, f"class demand {self.demand}, the rule's {total}")
+
+
+def _top(scored: list[tuple[NodeRecord, int]]) -> NodeRecord:
+    """The first node of the best score (kube-scheduler's pick; the replay's tie-break)."""
+    best, best_score = scored[0]
+    for node, value in scored[1:]:
+        if value > best_score:
+            best, best_score = node, value
+    return best
 
 
 def _require(ok: bool, message: str) -> None:
