@@ -669,7 +669,7 @@ def test_kept_per_pod_facts_are_worked_out_afresh_by_the_audit() -> None:
 def test_a_placement_scores_each_offered_node_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pick among the nodes the extender accepts reuses the scores the offer was made
     with (nothing changes in between): one node, one score."""
-    import autoscaler.replay.scheduler as scheduler_module
+    from autoscaler.replay.scoring import score
 
     scenario = small_scenario()
     trace = Trace(TraceHeader(), [PodDeleted(100.0, "none")])
@@ -677,14 +677,12 @@ def test_a_placement_scores_each_offered_node_once(monkeypatch: pytest.MonkeyPat
     s = sim.scheduler
     assert len(s.nodes) == 1
     calls: list[int] = []
-    plain = scheduler_module.score
-
     def counted(*args: Any, **kwargs: Any) -> int:
-        value = plain(*args, **kwargs)
+        value = score(*args, **kwargs)
         calls.append(value)
         return value
 
-    monkeypatch.setattr(scheduler_module, "score", counted)
+    monkeypatch.setattr("autoscaler.replay.scheduler.score", counted)
     rec = s.new_pod("shop/a", WEB, "a", ONE)
     s.schedule(rec)
     assert rec.node is not None
