@@ -677,6 +677,7 @@ def test_a_placement_scores_each_offered_node_once(monkeypatch: pytest.MonkeyPat
     s = sim.scheduler
     assert len(s.nodes) == 1
     calls: list[int] = []
+
     def counted(*args: Any, **kwargs: Any) -> int:
         value = score(*args, **kwargs)
         calls.append(value)
