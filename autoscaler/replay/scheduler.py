@@ -120,6 +120,7 @@ class PodRecord:
         "by_price",
         "created",
         "demand",
+        "fits",
         "gpus",
         "key",
         "late",
@@ -133,6 +134,7 @@ class PodRecord:
         "started",
         "tol_eci",
         "uid",
+        "unit",
         "waited",
         "wl",
     )
@@ -161,6 +163,8 @@ class PodRecord:
         self.started = math.inf
         self.waited = -1.0  # pending time, set at the first start
         self.tol_eci = False
+        # the unit of its policy its node is in while bound, the count it adds to (``bind``)
+        self.unit: int | None = None
         self.balloon = balloon
         self.ordinal = pod.ordinal  # a StatefulSet pod's, for decide (fixed for its life)
         # on ECI because no ECS node had room (``Decision.no_room``), not by the policy's max
@@ -169,6 +173,9 @@ class PodRecord:
         # than any new ECS node for its expected remaining run when it went there
         self.by_price = False
         self.demand = (predictive.CPU, 0)  # what this pod adds to its class's demand now
+        # the node groups whose nodes it fits, cheapest first (``Scheduler.fitting``: selector,
+        # affinity and tolerations, which stay with the pod for its life)
+        self.fits: tuple[str, ...] = ()
         # A Job's pod evicted after running a while (``eviction.lost_work``): its end is ``late``
         # seconds after the trace's, and its next ``redo`` seconds of running are that work again
         self.late = 0.0
@@ -176,7 +183,7 @@ class PodRecord:
 
 
 class NodeRecord:
-    __slots__ = ("cpu", "gpu", "group", "mem", "members", "name", "node", "pods")
+    __slots__ = ("alloc", "cpu", "gpu", "group", "mem", "members", "name", "node", "pods")
 
     def __init__(self, node: Node, group: str) -> None:
         a = node.allocatable
@@ -184,6 +191,7 @@ class NodeRecord:
         self.node = node
         self.group = group
         self.cpu, self.mem, self.gpu, self.pods = a.cpu_milli, a.memory, a.gpu_milli, a.pods
+        self.alloc = (a.cpu_milli, a.memory, a.gpu_milli)  # what ``scoring.score`` reads
         self.members: dict[str, PodRecord] = {}
 
 
@@ -242,9 +250,12 @@ class Scheduler:
         self.pending: dict[str, PodRecord] = {}
         self.counts: dict[tuple[WorkloadKey, str], list[int]] = {}
         self.unit_cache: dict[tuple[str, str], int | None] = {}
-        self.fit_cache: dict[tuple[Any, ...], bool] = {}
-        self.policy_cache: dict[
-            tuple[WorkloadKey, frozenset[tuple[str, str]]], ResourcePolicy | None
+        self.fit_cache: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        # ``policy_for`` of a pod that is not a placeholder: its namespace and labels decide
+        self.policy_cache: dict[tuple[str, frozenset[tuple[str, str]]], ResourcePolicy | None] = {}
+        # ``_by_price``'s groups, by policy and the groups the pod fits
+        self.price_groups: dict[
+            tuple[str, tuple[str, ...]], tuple[tuple[NodeGroup, Node], ...]
         ] = {}
         self.demand = dict.fromkeys(predictive.CLASSES, 0)  # class demand, milli-units
         self.pending_times: list[float] = []
@@ -272,16 +283,17 @@ class Scheduler:
         """A pod as the API server would hold it after admission (the webhook's toleration)."""
         now = self.clock.now
         r = template.requests
-        key = (wl, frozenset(template.labels.items()))
         balloon = is_balloon(wl)
-        if key in self.policy_cache:
-            policy = self.policy_cache[key]
-        elif balloon:
-            policy = self.policy_cache[key] = None
-        else:
-            probe = Pod(uid=uid, name=name, namespace=wl.namespace, labels=template.labels)
-            policy = self.policy_cache[key] = placement.policy_for(self.state.policies, probe)
-        tol_eci = policy is not None and policy.has_eci and self.eci
+        policy: ResourcePolicy | None = None
+        if not balloon:
+            # The probe has no owner and no annotations: only its namespace and labels count.
+            key = (wl.namespace, frozenset(template.labels.items()))
+            if key in self.policy_cache:
+                policy = self.policy_cache[key]
+            else:
+                probe = Pod(uid=uid, name=name, namespace=wl.namespace, labels=template.labels)
+                policy = self.policy_cache[key] = placement.policy_for(self.state.policies, probe)
+        tol_eci = policy is not None and self.eci and policy.has_eci
         tolerations = admitted_tolerations(r, eci=bool(tol_eci))
         pod = Pod(
             uid=uid,
@@ -298,6 +310,7 @@ class Scheduler:
         )
         rec = PodRecord(uid, wl, pod, policy, now, balloon=balloon)
         rec.tol_eci = tol_eci
+        rec.fits = self.fitting(pod)
         if rec.key is not None and rec.key not in self.counts:
             assert policy is not None
             self.counts[rec.key] = [0] * len(policy.units)
@@ -351,68 +364,75 @@ class Scheduler:
                 del self.pending[uid]
 
     # -- placement (the scheduler's part, the policy's decision) ---------------------------------
+    def fitting(self, pod: Pod) -> tuple[str, ...]:
+        """The node groups, cheapest first, whose nodes ``pod`` fits (``can_hold`` on the
+        group's template).  Pods that match nodes the same way (selector, affinity,
+        tolerations) share the answer: an openb list has a workload per pod, but two or three
+        ways to match."""
+        key = (tuple(pod.node_selector.items()), pod.required_affinity, pod.tolerations)
+        fits = self.fit_cache.get(key)
+        if fits is None:
+            fits = tuple(g for g in self.group_order if can_hold(pod, self.templates[g]))
+            self.fit_cache[key] = fits
+        return fits
+
     def fits_group(self, rec: PodRecord, group: str) -> bool:
-        # Pods that match nodes the same way (selector, affinity, tolerations) share the answer:
-        # an openb list has a workload per pod, but two or three ways to match.
-        pod = rec.pod
-        key = (tuple(pod.node_selector.items()), pod.required_affinity, pod.tolerations, group)
-        ok = self.fit_cache.get(key)
-        if ok is None:
-            template = self.templates.get(group)
-            ok = template is not None and can_hold(rec.pod, template)
-            self.fit_cache[key] = ok
-        return ok
+        return group in rec.fits
 
     def _score(self, rec: PodRecord, node: NodeRecord) -> int:
-        assert self.scoring is not None
-        a = node.node.allocatable
+        """kube-scheduler's score of ``node`` for ``rec`` (0 for every node without a scoring)."""
+        if self.scoring is None:
+            return 0
         return score(
-            self.scoring,
-            free=(node.cpu, node.mem, node.gpu),
-            alloc=(a.cpu_milli, a.memory, a.gpu_milli),
-            req=rec.req,
+            self.scoring, free=(node.cpu, node.mem, node.gpu), alloc=node.alloc, req=rec.req
         )
 
-    def _best(self, rec: PodRecord, nodes: Iterable[NodeRecord]) -> NodeRecord | None:
-        """kube-scheduler's pick among ``nodes``: the best score of those that fit (the first
-        of equals), or the first that fits without a scoring."""
+    def _best(self, rec: PodRecord, nodes: Iterable[NodeRecord]) -> tuple[NodeRecord, int] | None:
+        """kube-scheduler's pick among ``nodes``, with its score: the best score of those that
+        fit (the first of equals), or the first that fits without a scoring."""
         cpu, mem, gpu = rec.req
-        best, best_score = None, -1
+        scoring = self.scoring
+        best = None
         for node in nodes:
             if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
-                if self.scoring is None:
-                    return node
-                value = self._score(rec, node)
-                if value > best_score:
-                    best, best_score = node, value
+                if scoring is None:
+                    return node, 0
+                value = score(
+                    scoring, free=(node.cpu, node.mem, node.gpu), alloc=node.alloc, req=rec.req
+                )
+                if best is None or value > best[1]:
+                    best = node, value
         return best
 
     def candidates(self, rec: PodRecord) -> list[NodeRecord]:
+        return [node for node, _ in self._candidates(rec)]
+
+    def _candidates(self, rec: PodRecord) -> list[tuple[NodeRecord, int]]:
+        """The node of each group that kube-scheduler would offer the extender, with its score
+        (nothing changes between the offer and the bind, so the pick among the accepted ones
+        reuses it)."""
         found = []
-        for group in self.group_order:
-            if self.fits_group(rec, group):
-                node = self._best(rec, self.by_group.get(group, ()))
-                if node is not None:
-                    found.append(node)
+        for group in rec.fits:
+            picked = self._best(rec, self.by_group[group])
+            if picked is not None:
+                found.append(picked)
         for node in self.by_group.get(TRACE_GROUP, ()):
             if can_hold(rec.pod, node.node):
                 cpu, mem, gpu = rec.req
                 if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
-                    found.append(node)
+                    found.append((node, self._score(rec, node)))
                     break
         return found
 
     def place(self, rec: PodRecord) -> bool:
-        ecs = self.candidates(rec)
+        ecs = self._candidates(rec)
         policy = rec.policy
         if policy is None:
             if not ecs:
                 return self._preempt(rec)
-            best = self._best(rec, ecs)
-            assert best is not None  # every candidate fits
-            self.bind(rec, best)
+            self.bind(rec, _top(ecs))
             return True
-        offered = [n.node for n in ecs]
+        offered = [n.node for n, _ in ecs]
         if rec.tol_eci:
             offered.append(self.eci_node)
         assert rec.key is not None
@@ -428,9 +448,8 @@ class Scheduler:
             rec.by_price = decision.no_room and self._by_price(rec)
             self.bind(rec, None)
         else:  # the extender's unit; kube-scheduler's scores pick among its nodes
-            best = self._best(rec, (self.nodes[n] for n in decision.accepted))
-            assert best is not None  # every candidate fits
-            self.bind(rec, best)
+            accepted = set(decision.accepted)  # in the order offered
+            self.bind(rec, _top([(n, v) for n, v in ecs if n.name in accepted]))
         return True
 
     def _by_price(self, rec: PodRecord) -> bool:
@@ -442,13 +461,15 @@ class Scheduler:
         now, horizon = self.clock.now, self.settings.forecast_horizon
         alone = only_pod(self.state, rec.pod)
         left = remaining(rec.pod, now=now, horizon=horizon, outlived=horizon, alone=alone)
-        groups = [
-            (self.groups[g], t)
-            for g in self.group_order
-            if self.fits_group(rec, g)
-            for t in [self.templates[g]]
-            if any(u.resource is NodeKind.ECS and u.contains(t) for u in policy.units)
-        ]
+        key = (policy.key, rec.fits)
+        groups = self.price_groups.get(key)
+        if groups is None:
+            groups = self.price_groups[key] = tuple(
+                (self.groups[g], t)
+                for g in rec.fits
+                for t in [self.templates[g]]
+                if any(u.resource is NodeKind.ECS and u.contains(t) for u in policy.units)
+            )
         return not new_node_could_pay(rec.pod, groups, settings=self.settings, left=left, now=now)
 
     def _preempt(self, rec: PodRecord) -> bool:
@@ -456,9 +477,7 @@ class Scheduler:
         if rec.balloon or not self.preemption:
             return False
         cpu, mem, gpu = rec.req
-        for group in self.group_order:
-            if not self.fits_group(rec, group):
-                continue
+        for group in rec.fits:
             for node in self.by_group[group]:
                 for other in node.members.values():
                     if not other.balloon:
@@ -482,13 +501,20 @@ class Scheduler:
             self.unit_cache[key] = policy.unit_of(node)
         return self.unit_cache[key]
 
-    def _count(self, rec: PodRecord, target: Node, delta: int) -> None:
-        """Add ``delta`` to the count of the unit of ``rec``'s policy that ``target`` is in."""
+    def _count(self, rec: PodRecord, target: Node) -> None:
+        """Count ``rec``, bound to ``target``, in its policy's unit there; ``_uncount`` takes
+        it off the same unit (kept in ``rec.unit``) when it leaves."""
         if rec.policy is not None:
-            unit = self._unit(rec.policy, target)
+            unit = rec.unit = self._unit(rec.policy, target)
             if unit is not None:
                 assert rec.key is not None
-                self.counts[rec.key][unit] += delta
+                self.counts[rec.key][unit] += 1
+
+    def _uncount(self, rec: PodRecord) -> None:
+        if rec.unit is not None:
+            assert rec.key is not None
+            self.counts[rec.key][rec.unit] -= 1
+            rec.unit = None
 
     def bind(self, rec: PodRecord, node: NodeRecord | None) -> None:
         now = self.clock.now
@@ -521,7 +547,7 @@ class Scheduler:
             rec.waited = rec.started - rec.created
             if not rec.balloon:
                 self.pending_times.append(rec.waited)
-        self._count(rec, target, 1)
+        self._count(rec, target)
         rec.pod = rec.pod.placed(rec.bound, "Running")
         if node is None:
             # Waiting and on ECS count alike in the rule; only a move to or from ECI can change
@@ -542,7 +568,6 @@ class Scheduler:
         if node is None:
             self.n_eci_pods -= 1
             self.n_eci_movable -= move_blocker(rec.pod) is None
-            target = self.eci_node
             if ran > 0 and not rec.balloon:
                 again = min(ran, rec.redo)
                 rec.redo -= again
@@ -554,7 +579,6 @@ class Scheduler:
                         self.eci_by_price_s += ran
         else:
             self.n_ecs_pods -= 1
-            target = node.node
             cpu, mem, gpu = rec.req
             node.cpu += cpu
             node.mem += mem
@@ -569,7 +593,7 @@ class Scheduler:
                     rec.redo -= again
                     self.billing.redone_on_node(node.name, rec.pod.requests, again)
             self._room_on_ecs()
-        self._count(rec, target, -1)
+        self._uncount(rec)
         rec.node = None
         rec.bound = ""
         rec.started = math.inf
@@ -660,7 +684,8 @@ class Scheduler:
 
     def check(self) -> None:
         """Invariants: no pod on two nodes, no node over its allocatable, the unit counts are the
-        extender's (``extender.policy.unit_counts``), the class demand is the controller's."""
+        extender's (``extender.policy.unit_counts``), the class demand is the controller's, each
+        pod's kept facts (groups it fits, policy) those worked out afresh."""
         seen: set[str] = set()
         for node in self.nodes.values():
             a = node.node.allocatable
@@ -685,6 +710,16 @@ class Scheduler:
             _require(not rec.bound and uid not in seen, f"pending pod {uid} is bound")
         for rec in self.pods.values():
             assert rec.bound or rec.uid in self.pending, f"pod {rec.uid} neither bound nor pending"
+            pod = rec.pod
+            fits = tuple(g for g in self.group_order if can_hold(pod, self.templates[g]))
+            _require(rec.fits == fits, f"pod {rec.uid}: fits groups {rec.fits}, not {fits}")
+            probe = Pod(uid=rec.uid, name=pod.name, namespace=pod.namespace, labels=pod.labels)
+            policy = None if rec.balloon else placement.policy_for(self.state.policies, probe)
+            _require(rec.policy is policy, f"pod {rec.uid}: kept policy is not policy_for's")
+            unit = None
+            if policy is not None and rec.bound:
+                unit = policy.unit_of(self.eci_node if rec.node is None else rec.node.node)
+            _require(rec.unit == unit, f"pod {rec.uid}: kept unit {rec.unit}, not {unit}")
         by_key: dict[tuple[WorkloadKey, str], list[PodRecord]] = {}
         for rec in self.pods.values():
             if rec.key is not None:
@@ -723,6 +758,15 @@ class Scheduler:
             cls, amount = predictive.class_demand_of(rec.pod.requests, on=on, policy=rec.policy)
             total[cls] += amount
         _require(total == self.demand, f"class demand {self.demand}, the rule's {total}")
+
+
+def _top(scored: list[tuple[NodeRecord, int]]) -> NodeRecord:
+    """The first node of the best score (kube-scheduler's pick; the replay's tie-break)."""
+    best, best_score = scored[0]
+    for node, value in scored[1:]:
+        if value > best_score:
+            best, best_score = node, value
+    return best
 
 
 def _require(ok: bool, message: str) -> None:

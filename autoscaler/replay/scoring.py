@@ -31,7 +31,7 @@ of the default openb list asks for no memory).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["BIN_PACKING", "PROFILES", "STOCK", "Scoring", "from_profile", "score"]
@@ -46,6 +46,13 @@ class Scoring:
     strategy: str  # "MostAllocated" | "LeastAllocated"
     weights: tuple[tuple[str, int], ...]  # (resource, weight) of NodeResourcesFit
     balanced: bool  # NodeResourcesBalancedAllocation enabled (cpu, memory; weight 1)
+    # ``weights`` as (index in score's tuples, weight), worked out once: ``score`` runs for every
+    # node that fits every pod the replay places
+    terms: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {"cpu": 0, "memory": 1, GPU: 2}
+        object.__setattr__(self, "terms", tuple((index.get(n, -1), w) for n, w in self.weights))
 
 
 STOCK = Scoring("LeastAllocated", (("cpu", 1), ("memory", 1)), balanced=True)
@@ -61,26 +68,27 @@ def score(
     req: tuple[int, int, int],
 ) -> int:
     """The node's total resource score for a pod (cpu millicores, memory bytes, GPU-milli)."""
-    after = {
-        "cpu": (alloc[0] - free[0] + req[0], alloc[0], True),
-        "memory": (alloc[1] - free[1] + req[1], alloc[1], True),
-        GPU: (alloc[2] - free[2] + req[2], alloc[2], req[2] > 0),
-    }
+    most = s.strategy == "MostAllocated"
     total = weight_sum = 0
-    for name, weight in s.weights:
-        used, cap, counted = after[name]
-        if not counted or cap <= 0:
+    for i, weight in s.terms:
+        if i < 0:
+            raise KeyError(next(n for n, _ in s.weights if n not in ("cpu", "memory", GPU)))
+        cap = alloc[i]
+        if cap <= 0 or (i == 2 and req[2] <= 0):  # GPU: counted only when the pod requests it
             continue
-        used = min(used, cap)
-        total += weight * (
-            used * 100 // cap if s.strategy == "MostAllocated" else (cap - used) * 100 // cap
-        )
+        used = min(alloc[i] - free[i] + req[i], cap)
+        total += weight * (used * 100 // cap if most else (cap - used) * 100 // cap)
         weight_sum += weight
     fit = total // weight_sum if weight_sum else 0
     if not s.balanced:
         return fit
-    fractions = [min(u / c, 1.0) for u, c, _ in (after["cpu"], after["memory"]) if c > 0]
-    std = abs(fractions[0] - fractions[1]) / 2 if len(fractions) == 2 else 0.0
+    cpu, mem = alloc[0], alloc[1]
+    if cpu > 0 and mem > 0:
+        a = min((cpu - free[0] + req[0]) / cpu, 1.0)
+        b = min((mem - free[1] + req[1]) / mem, 1.0)
+        std = abs(a - b) / 2
+    else:
+        std = 0.0
     return fit + int((1 - std) * 100)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from autoscaler.replay.scoring import BIN_PACKING, STOCK, score
+from autoscaler.replay.scoring import BIN_PACKING, GPU, STOCK, Scoring, score
 
 GIB = 2**30
 ALLOC = (96_000, 384 * GIB, 8000)  # a gpu-8x node
@@ -60,3 +62,62 @@ def test_the_scenario_names_each_side_s_profile() -> None:
         scenario_from_dict({**doc, "scheduler": {"spillover": "MostAllocated"}})
     with pytest.raises(ScenarioError, match=r"^scheduler\.plugins: unknown field"):
         scenario_from_dict({**doc, "scheduler": {"plugins": []}})
+
+
+def _score_reference(
+    s: Scoring, *, free: tuple[int, int, int], alloc: tuple[int, int, int], req: Req
+) -> int:
+    """``score`` as first written, resource by resource: the reference the fast one must match."""
+    after = {
+        "cpu": (alloc[0] - free[0] + req[0], alloc[0], True),
+        "memory": (alloc[1] - free[1] + req[1], alloc[1], True),
+        GPU: (alloc[2] - free[2] + req[2], alloc[2], req[2] > 0),
+    }
+    total = weight_sum = 0
+    for name, weight in s.weights:
+        used, cap, counted = after[name]
+        if not counted or cap <= 0:
+            continue
+        used = min(used, cap)
+        total += weight * (
+            used * 100 // cap if s.strategy == "MostAllocated" else (cap - used) * 100 // cap
+        )
+        weight_sum += weight
+    fit = total // weight_sum if weight_sum else 0
+    if not s.balanced:
+        return fit
+    fractions = [min(u / c, 1.0) for u, c, _ in (after["cpu"], after["memory"]) if c > 0]
+    std = abs(fractions[0] - fractions[1]) / 2 if len(fractions) == 2 else 0.0
+    return fit + int((1 - std) * 100)
+
+
+Req = tuple[int, int, int]
+_AMOUNT = st.integers(0, 400 * GIB)
+_SCORINGS = st.builds(
+    Scoring,
+    strategy=st.sampled_from(["MostAllocated", "LeastAllocated"]),
+    weights=st.lists(
+        st.tuples(st.sampled_from(["cpu", "memory", GPU]), st.integers(1, 5)), max_size=3
+    ).map(tuple),
+    balanced=st.booleans(),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    s=st.one_of(st.sampled_from([STOCK, BIN_PACKING]), _SCORINGS),
+    alloc=st.tuples(_AMOUNT, _AMOUNT, _AMOUNT),
+    used=st.tuples(_AMOUNT, _AMOUNT, _AMOUNT),
+    req=st.tuples(_AMOUNT, _AMOUNT, _AMOUNT),
+)
+def test_score_is_the_reference_computation(s: Scoring, alloc: Req, used: Req, req: Req) -> None:
+    free = (alloc[0] - used[0], alloc[1] - used[1], alloc[2] - used[2])  # may be overcommitted
+    assert score(s, free=free, alloc=alloc, req=req) == _score_reference(
+        s, free=free, alloc=alloc, req=req
+    )
+
+
+def test_an_unknown_resource_fails_as_it_did() -> None:
+    odd = Scoring("MostAllocated", (("cpu", 1), ("ephemeral-storage", 1)), balanced=False)
+    with pytest.raises(KeyError, match="ephemeral-storage"):
+        score(odd, free=ALLOC, alloc=ALLOC, req=(1, 1, 0))

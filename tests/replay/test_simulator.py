@@ -638,3 +638,54 @@ def test_memory_is_bounded_by_the_trace_not_its_span() -> None:
             scenario,
             by_name(scenario, trace)["spillover"],
         )
+
+
+def test_kept_per_pod_facts_are_worked_out_afresh_by_the_audit() -> None:
+    """The groups a pod fits, its policy and its node's unit are worked out once per pod (the
+    first two shared by pods that match alike); the audit recomputes them for every pod: a pod of another namespace
+    with the same labels gets its own namespace's policy (here none)."""
+    scenario = small_scenario()
+    trace = Trace(TraceHeader(), [PodDeleted(100.0, "none")])
+    sim = Simulation(trace, scenario, by_name(scenario, trace)["spillover"], audit=True)
+    s = sim.scheduler
+    for ns in ("shop", "shop", "elsewhere"):
+        wl = WorkloadKey(ns, "Deployment", "web")
+        s.schedule(s.new_pod(f"{ns}/{len(s.pods)}", wl, f"web-{len(s.pods)}", ONE))
+    sim.check()
+    recs = list(s.pods.values())
+    assert [r.policy is not None for r in recs] == [True, True, False]
+    assert all(r.fits == ("small",) for r in recs)
+    assert [r.unit for r in recs] == [1, 1, None]  # no node yet: ECI, counted until unbound
+    recs[0].unit = 0
+    with pytest.raises(AssertionError, match="kept unit"):
+        sim.check()
+    recs[0].unit = 1
+    sim.check()
+    recs[0].fits = ()
+    with pytest.raises(AssertionError, match="fits groups"):
+        sim.check()
+
+
+def test_a_placement_scores_each_offered_node_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pick among the nodes the extender accepts reuses the scores the offer was made
+    with (nothing changes in between): one node, one score."""
+    from autoscaler.replay.scoring import score
+
+    scenario = small_scenario()
+    trace = Trace(TraceHeader(), [PodDeleted(100.0, "none")])
+    sim = Simulation(trace, scenario, by_name(scenario, trace)["static-N"], audit=True)
+    s = sim.scheduler
+    assert len(s.nodes) == 1
+    calls: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> int:
+        value = score(*args, **kwargs)
+        calls.append(value)
+        return value
+
+    monkeypatch.setattr("autoscaler.replay.scheduler.score", counted)
+    rec = s.new_pod("shop/a", WEB, "a", ONE)
+    s.schedule(rec)
+    assert rec.node is not None
+    assert len(calls) == 1
+    sim.check()
