@@ -408,9 +408,10 @@ class Scheduler:
         return [node for node, _ in self._candidates(rec)]
 
     def _candidates(self, rec: PodRecord) -> list[tuple[NodeRecord, int]]:
-        """The node of each group that kube-scheduler would offer the extender, with its score
-        (nothing changes between the offer and the bind, so the pick among the accepted ones
-        reuses it)."""
+        """The nodes kube-scheduler would offer the extender, with their scores (nothing changes
+        between the offer and the bind, so the pick among the accepted ones reuses them): the
+        best of each group, whose nodes are alike (the template's labels), and every trace node
+        that fits, each with its own labels (a policy unit may select some of them)."""
         found = []
         for group in rec.fits:
             picked = self._best(rec, self.by_group[group])
@@ -421,7 +422,6 @@ class Scheduler:
                 cpu, mem, gpu = rec.req
                 if node.cpu >= cpu and node.mem >= mem and node.gpu >= gpu and node.pods >= 1:
                     found.append((node, self._score(rec, node)))
-                    break
         return found
 
     def place(self, rec: PodRecord) -> bool:
@@ -491,11 +491,12 @@ class Scheduler:
         return False
 
     def _unit(self, policy: ResourcePolicy, node: Node) -> int | None:
+        """``policy.unit_of(node)``, kept per group (its nodes carry the template's labels), per
+        node for ECI and the trace's nodes (each has its own labels)."""
+        group = node.labels.get(self.settings.node_group_label, node.name)
         key = (
             policy.key,
-            node.name
-            if node.kind is NodeKind.ECI
-            else node.labels.get(self.settings.node_group_label, node.name),
+            node.name if node.kind is NodeKind.ECI or group == TRACE_GROUP else group,
         )
         if key not in self.unit_cache:
             self.unit_cache[key] = policy.unit_of(node)

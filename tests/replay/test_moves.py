@@ -13,7 +13,14 @@ from autoscaler.nodegroup import MoveCosts
 from autoscaler.replay.report import fluid_bound, variants
 from autoscaler.replay.scenario import Scenario
 from autoscaler.replay.simulator import Result, Simulation, simulate
-from autoscaler.replay.trace import PodCreated, PodDeleted, Template, Trace, TraceHeader
+from autoscaler.replay.trace import (
+    NodeAdded,
+    PodCreated,
+    PodDeleted,
+    Template,
+    Trace,
+    TraceHeader,
+)
 from extender.model import Resources, WorkloadKey
 
 from .conftest import small_scenario
@@ -225,3 +232,44 @@ def test_a_jobs_pod_created_at_the_traces_start_has_an_age() -> None:
     rec = scheduler.new_pod("j", job, "j", Template(Resources(1000, 2**30, 1, 0), {"app": "t"}))
     assert 0.0 < rec.pod.created < 1e-300
     assert remaining(rec.pod, now=3600.0, horizon=3600.0) == pytest.approx(3600.0)
+
+
+def test_trace_nodes_are_counted_in_their_own_units() -> None:
+    """Nodes the trace adds share one group label, but a unit's selector reads their own labels:
+    a pod on the zone-b node is counted in the zone-b unit, not in the first trace node's."""
+    units = [
+        {"resource": "ecs", "max": 1, "nodeSelector": {"zone": "a"}},
+        {"resource": "ecs", "nodeSelector": {"zone": "b"}},
+        {"resource": "eci"},
+    ]
+    policy = {
+        "apiVersion": "spillover.dev/v1alpha1",
+        "kind": "ResourcePolicy",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {}, "units": units},
+    }
+    scenario = small_scenario(policies=[policy])
+    web = WorkloadKey("shop", "Deployment", "web")
+    pod = Template(Resources(1000, 2**30, 1, 0), {"app": "web"})
+    big = Resources(4000, 16 * 2**30, 110, 0)
+    trace = Trace(
+        TraceHeader(),
+        [
+            NodeAdded(0.0, "a1", big, {"zone": "a"}),
+            NodeAdded(0.0, "b1", big, {"zone": "b"}),
+            PodCreated(1.0, "p1", web, "p1", pod),
+            PodCreated(2.0, "p2", web, "p2", pod),
+            PodCreated(3.0, "p3", web, "p3", pod),
+            PodDeleted(600.0, "p1"),
+            PodDeleted(600.0, "p2"),
+            PodDeleted(600.0, "p3"),
+        ],
+    )
+    for variant in variants(scenario, fluid_bound(trace, scenario)):
+        sim = Simulation(trace, scenario, variant, audit=True)
+        # the audit compares every pod's kept unit with policy.unit_of(its node) at every event
+        sim.run()
+        if variant.name == "spillover":
+            # b1 is offered beside a1 (kube-scheduler offers every feasible node): p2 and p3
+            # take zone b's unit, nothing goes to ECI
+            assert sim.scheduler.eci_pod_s == 0.0
