@@ -1373,3 +1373,69 @@ def test_collect_counts_each_workload_once_per_state_revision() -> None:
     state.remove_pod("s1")  # a write: counted again, (1, 3): two may go to ECS
     assert demand_of(memo) == demand_of(None) == ["default/e0", "default/e1"]
     assert memo.recall(_COUNTS, state, ()) == {("default/web", pods[0].workload): (1, 3)}
+
+
+def test_the_free_capacity_of_ecs_nodes_is_found_once_per_state_revision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``scaleup.free_capacity``'s rows of the ECS nodes are kept on the memo for the state at
+    its revision: scale-up's and rebalance's of one pass read them once, each gets its own
+    array, and a write to the cluster computes them again, as a planner without a memo does."""
+    from autoscaler.context import Context, PlannerMemo
+    from autoscaler.scaleup import free_capacity
+
+    state = ClusterState(
+        nodes=[node("a", G4, 1.0), node("b", G4, 2.0)], pods=[pod("p", 1500, node="a")]
+    )
+    settings, memo = PlannerSettings(), PlannerMemo()
+    groups = [GroupState(G4, 3, (GroupNode("a", 1.0), GroupNode("b", 2.0)))]  # one booting
+
+    def plain(booting: bool) -> list[list[int]]:
+        return free_capacity(Context(state, groups, settings), booting=booting)[1].tolist()
+
+    nodes, free = free_capacity(Context(state, groups, settings, memo=memo))
+    assert [n.name for n in nodes][:2] == ["a", "b"]
+    assert len(nodes) == 3
+    assert free.tolist() == plain(True)
+    assert free[0, 0] == 4000 - 1500
+    free[:] = 0  # the caller's own array
+    asked: list[str] = []
+    usage = Context.usage
+    monkeypatch.setattr(Context, "usage", lambda self, n: asked.append(n) or usage(self, n))
+    again = free_capacity(Context(state, groups, settings, memo=memo), booting=False)[1]
+    assert asked == []
+    assert again.tolist() == plain(False) == plain(True)[:2]
+    state.upsert_pod(pod("q", 1000, node="b"))
+    asked.clear()
+    after = free_capacity(Context(state, groups, settings, memo=memo), booting=False)[1]
+    assert asked == ["a", "b"]
+    assert after.tolist() == plain(False)
+    assert after[1, 0] == 4000 - 1000
+
+
+@given(
+    req=st.lists(st.tuples(*[st.integers(0, 9)] * 4), max_size=12),
+    cap=st.lists(st.tuples(*[st.integers(0, 9)] * 4), min_size=1, max_size=5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_packable_pods_are_the_plain_ones(
+    req: list[tuple[int, int, int, int]], cap: list[tuple[int, int, int, int]], seed: int
+) -> None:
+    """``scaleup._packable`` compares resource by resource what the plain expression compares
+    in one reduction over a 3-D array."""
+    from types import SimpleNamespace
+
+    from autoscaler.scaleup import _packable
+
+    rng = np.random.default_rng(seed)
+    r = np.array(req, np.int64).reshape(len(req), 4)
+    c = np.array(cap, np.int64)
+    elig = rng.random((len(cap), len(req))) < 0.7
+    remaining = rng.random(len(req)) < 0.7
+    max_nodes = rng.integers(0, 3, len(cap))
+    ctx: Any = SimpleNamespace(cap=c)
+    plain = np.all(r[None, :, :] <= c[:, None, :], axis=2)
+    want = elig & plain & remaining[None, :] & (max_nodes >= 1)[:, None]
+    got = _packable(ctx, r, elig, remaining, max_nodes)
+    assert got.shape == want.shape
+    assert got.tolist() == want.tolist()
