@@ -212,15 +212,22 @@ def _none_pays(
     wait = ctx.settings.scale_down_unneeded_time
     left = demand.eci_hours * 3600
     bills = []
+    # groups of one instance type in several zones take the same pods with the same boot
+    same: dict[tuple[bytes, float], tuple[IntArray, float, float]] = {}
     for g in np.flatnonzero(packable.any(axis=1)).tolist():
         group = ctx.groups[g].group
         if group.price_per_hour < 0:
             return False
         boot = group.boot_time
-        pods = np.flatnonzero(packable[g])
-        lefts = left[pods]
-        saved = sum(eci_costs(per_hour[pods], lefts - boot).tolist())  # in the pods' order
-        least = new_node_seconds(boot=boot, runs=float(lefts.min()), linger=wait)
+        kind = (packable[g].tobytes(), boot)
+        found = same.get(kind)
+        if found is None:
+            pods = np.flatnonzero(packable[g])
+            lefts = left[pods]
+            saved = sum(eci_costs(per_hour[pods], lefts - boot).tolist())  # in the pods' order
+            least = new_node_seconds(boot=boot, runs=float(lefts.min()), linger=wait)
+            found = same[kind] = (pods, saved, least)
+        pods, saved, least = found
         if _may_pay(group, paid=least, saved=saved, freed=0.0, wait=wait):
             return False
         bills.append((g, group, pods, saved, least))
