@@ -447,7 +447,9 @@ class PlannerMemo:
       (and checks again the pods whose worth depends on the time); ``demand.collect`` the
       workloads' unit counts (key: none) and the pods on ECI it judges (``demand._movable``;
       key: the time, horizon and ``outlived``), so the planner's and rebalance's collects of
-      one pass find them once (parts of a pass, not passes: not counted in ``skips``).
+      one pass find them once (parts of a pass, not passes: not counted in ``skips``);
+      ``scaleup.free_capacity`` the ECS nodes' free rows (key: the nodes), which scale-up's and
+      rebalance's of one pass, and passes in which nothing moved, share.
       ``recall_key`` gives an answer back for an equal key alone, whatever the state: the key then holds the part of
       the cluster the answer reads (scale-down's which busy nodes' pods fit elsewhere,
       ``scaledown._busy_drain``: the ECS nodes, their usage and the pods to move).
@@ -455,7 +457,7 @@ class PlannerMemo:
     Kept in their modules instead, for every planner: pure functions of immutable objects, by
     identity (``by_identity``, each entry holding its objects): ``policy_of`` and
     ``_signature`` here, ``predictive._on_eci``, ``predictive._groups_by_class``,
-    ``demand._expected``; by value: ``predictive.paying_nodes``'s answers,
+    ``predictive._points`` and ``_milli``, ``demand._expected``; by value: ``predictive.paying_nodes``'s answers,
     ``nodegroup._text_seconds`` and ``forecast._day_profile`` (by the bytes it reads).
 
     Per pass, on the ``Context`` (built by each ``plan`` call and dropped with it, so nothing to

@@ -230,7 +230,13 @@ def paying_nodes(
     A pure function of its arguments, called again and again with the same ones (passes between
     two forecast steps see the same window): the last answers are kept in ``_PAID`` (arguments
     that compare equal give the same answer: the sums only add and compare floats, and 0.0 and
-    -0.0 add the same)."""
+    -0.0 add the same).
+
+    Of finite numbers, only the demand above ``base`` is summed: a step at or below a node's
+    bottom ``lo`` (>= ``base``) holds 0.0 or -0.0 of it, which leaves the sum as it is (the sum
+    is never -0.0: it starts as ``0 + `` the first term, and no term is below zero); a step
+    above holds ``min(d - lo, per_node)``, the same float.  With a NaN or an infinity (where
+    ``d - lo`` may be NaN), every step is summed as defined."""
     if per_node <= 0 or not demand or limit <= 0:
         return 0
     key = (tuple(demand), base, per_node, node_cost, slice_value, limit)
@@ -238,11 +244,20 @@ def paying_nodes(
     if found is not None:
         return found
     n = len(demand)
+    if math.isfinite(base) and math.isfinite(per_node) and all(map(math.isfinite, demand)):
+        above = [d for d in demand if d > base]
 
-    def pays(k: int) -> bool:
-        lo = base + k * per_node
-        held = sum([min(max(d - lo, 0.0), per_node) for d in demand]) / n
-        return held / per_node * slice_value > node_cost
+        def pays(k: int) -> bool:
+            lo = base + k * per_node
+            held = sum([min(d - lo, per_node) for d in above if d > lo]) / n
+            return held / per_node * slice_value > node_cost
+
+    else:
+
+        def pays(k: int) -> bool:
+            lo = base + k * per_node
+            held = sum([min(max(d - lo, 0.0), per_node) for d in demand]) / n
+            return held / per_node * slice_value > node_cost
 
     first, last = 0, limit  # the answer is in [first, last]
     while first < last:
@@ -512,9 +527,16 @@ def _level_of(
         boot_times = _times(forecast, boot_steps)
     else:  # most passes: nothing on ECI that new nodes would not take
         now_times, boot_times = [now] * len(now_window), [now] * len(after_boot)
-    held = _profile(stuck[groups.index(g)], now_times)
-    demand = [max(v * 1000 - h, 0.0) for v, h in zip(now_window, held, strict=True)]
-    ahead = tuple(max(v, 0.0) * 1000 for v in after_boot)
+    mine = stuck[groups.index(g)]
+    held = _profile(mine, now_times)
+    if mine or type(now_steps) is not slice:
+        demand = [max(v * 1000 - h, 0.0) for v, h in zip(now_window, held, strict=True)]
+    else:  # most passes: nothing held on ECI, the forecast's steps listed once (``_milli``)
+        demand = _milli(forecast)[0][now_steps]
+    if type(boot_steps) is slice:
+        ahead = tuple(_milli(forecast)[1][boot_steps])
+    else:
+        ahead = tuple(max(v, 0.0) * 1000 for v in after_boot)
     pinned_ahead = tuple(_profile(p, boot_times) for p in stuck)
     if max(demand) <= 0 and all(
         d <= h for p in pinned_ahead for d, h in zip(ahead, p, strict=True)
@@ -573,6 +595,16 @@ def _points(forecast: Forecast) -> tuple[list[float], bool]:
     refit)."""
     points: list[float] = forecast.point.tolist()
     return points, any(math.isnan(v) for v in points)
+
+
+@by_identity(64)
+def _milli(forecast: Forecast) -> tuple[list[float], list[float]]:
+    """Per step of a forecast, in milli-units: the demand ``_level_of`` stacks nodes on with
+    nothing held on ECI (``max(v * 1000 - 0, 0.0)``, the same floats as with a held profile of
+    zeros) and the demand after the boot (``max(v, 0.0) * 1000``); kept per forecast object,
+    as ``_points``."""
+    points = _points(forecast)[0]
+    return [max(v * 1000 - 0, 0.0) for v in points], [max(v, 0.0) * 1000 for v in points]
 
 
 def _times(forecast: Forecast, steps: slice | npt.NDArray[np.bool_]) -> list[float]:

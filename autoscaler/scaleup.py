@@ -171,7 +171,11 @@ def _packable(
     """Per group and pod: ``remaining`` pods a new node of the group would take on its own
     (eligible, within a new node's allocatable, the group may add a node).  The packing loop
     places each such pod in some pass of it, whichever groups the expander picks."""
-    fits = np.all(req[None, :, :] <= ctx.cap[:, None, :], axis=2)
+    cap = ctx.cap
+    # ``np.all(req[None] <= cap[:, None], axis=2)``, per resource (no reduction over a 3-D array)
+    fits = req[:, 0] <= cap[:, 0, None]
+    for d in range(1, req.shape[1]):
+        fits &= req[:, d] <= cap[:, d, None]
     out: npt.NDArray[np.bool_] = base_elig & fits & remaining[None, :] & (max_nodes >= 1)[:, None]
     return out
 
@@ -208,15 +212,22 @@ def _none_pays(
     wait = ctx.settings.scale_down_unneeded_time
     left = demand.eci_hours * 3600
     bills = []
+    # groups of one instance type in several zones take the same pods with the same boot
+    same: dict[tuple[bytes, float], tuple[IntArray, float, float]] = {}
     for g in np.flatnonzero(packable.any(axis=1)).tolist():
         group = ctx.groups[g].group
         if group.price_per_hour < 0:
             return False
         boot = group.boot_time
-        pods = np.flatnonzero(packable[g])
-        lefts = left[pods]
-        saved = sum(eci_costs(per_hour[pods], lefts - boot).tolist())  # in the pods' order
-        least = new_node_seconds(boot=boot, runs=float(lefts.min()), linger=wait)
+        kind = (packable[g].tobytes(), boot)
+        found = same.get(kind)
+        if found is None:
+            pods = np.flatnonzero(packable[g])
+            lefts = left[pods]
+            saved = sum(eci_costs(per_hour[pods], lefts - boot).tolist())  # in the pods' order
+            least = new_node_seconds(boot=boot, runs=float(lefts.min()), linger=wait)
+            found = same[kind] = (pods, saved, least)
+        pods, saved, least = found
         if _may_pay(group, paid=least, saved=saved, freed=0.0, wait=wait):
             return False
         bills.append((g, group, pods, saved, least))
@@ -276,6 +287,32 @@ def free_capacity(ctx: Context, *, booting: bool = True) -> tuple[list[Node], In
     """Existing ECS nodes' free capacity, then (``booting``) one template per node still
     booting."""
     nodes = list(ctx.ecs_nodes)
+    free = _ecs_free(ctx, nodes)
+    rows = []
+    for g in range(len(ctx.groups) if booting else 0):
+        for _ in range(ctx.upcoming(g)):
+            nodes.append(ctx.templates[g])
+            rows.append(vector(ctx.templates[g].allocatable))
+    if rows:
+        free = np.concatenate([free, np.array(rows, np.int64)])
+    return nodes, free
+
+
+_FREE = "free capacity of the ECS nodes"  # ``_ecs_free``'s answers' name on the planner's memo
+
+
+def _ecs_free(ctx: Context, nodes: list[Node]) -> IntArray:
+    """The free capacity of the ECS ``nodes`` (allocatable less usage), a new array each call.
+
+    Kept on the planner's memo (``PlannerMemo.recall``) for the state at its revision (no pod
+    or node written since) and the same nodes: scale-up's and rebalance's of one pass, and
+    passes in which nothing moved, read the same rows."""
+    memo = ctx.memo
+    key = (tuple(nodes),)
+    if memo is not None:
+        kept: IntArray | None = memo.recall(_FREE, ctx.state, key)
+        if kept is not None:
+            return kept.copy()
     rows = []
     for node in nodes:
         u = ctx.usage(node.name)
@@ -288,11 +325,10 @@ def free_capacity(ctx: Context, *, booting: bool = True) -> tuple[list[Node], In
                 a.pods - len(u.pods),
             )
         )
-    for g in range(len(ctx.groups) if booting else 0):
-        for _ in range(ctx.upcoming(g)):
-            nodes.append(ctx.templates[g])
-            rows.append(vector(ctx.templates[g].allocatable))
-    return nodes, np.array(rows, np.int64).reshape(len(rows), 4)
+    free = np.array(rows, np.int64).reshape(len(rows), 4)
+    if memo is not None:
+        memo.keep(_FREE, ctx.state, key, free.copy())
+    return free
 
 
 def scale_up(

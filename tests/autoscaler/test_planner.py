@@ -1103,6 +1103,70 @@ def test_paying_nodes_bisection_is_the_scan(
     )
 
 
+def _paying_nodes_every_step(
+    demand: list[float],
+    *,
+    base: float,
+    per_node: float,
+    node_cost: float,
+    slice_value: float,
+    limit: int,
+) -> int:
+    """``paying_nodes``'s bisection summing every step's term as defined, zeros included."""
+    n = len(demand)
+
+    def pays(k: int) -> bool:
+        lo = base + k * per_node
+        held = sum([min(max(d - lo, 0.0), per_node) for d in demand]) / n
+        return held / per_node * slice_value > node_cost
+
+    first, last = 0, limit
+    while first < last:
+        mid = (first + last) // 2
+        if pays(mid):
+            first = mid + 1
+        else:
+            last = mid
+    return first
+
+
+_ANY_FLOAT = st.floats(-1e6, 1e6) | st.sampled_from([0.0, -0.0, math.inf, -math.inf, math.nan])
+
+
+@given(
+    demand=st.lists(_ANY_FLOAT, min_size=1, max_size=40),
+    base=_ANY_FLOAT,
+    per_node=st.floats(1e-3, 1e5) | st.sampled_from([1e300, math.inf, math.nan]),
+    node_cost=st.floats(-1.0, 1e3),
+    slice_value=st.floats(0, 1e4),
+    limit=st.integers(1, 300),
+)
+@example(demand=[-0.0, 0.0, 3.0], base=-0.0, per_node=1.0, node_cost=0.0, slice_value=1.0, limit=3)
+@example(demand=[-0.0], base=0.0, per_node=1.0, node_cost=-1.0, slice_value=1.0, limit=1)
+@example(demand=[math.inf, 1.0], base=0.0, per_node=1e300, node_cost=0.0, slice_value=1.0, limit=5)
+@example(demand=[math.nan, 1.0], base=0.0, per_node=1.0, node_cost=-1.0, slice_value=1.0, limit=5)
+def test_paying_nodes_sums_only_the_demand_above_as_every_step(
+    demand: list[float],
+    base: float,
+    per_node: float,
+    node_cost: float,
+    slice_value: float,
+    limit: int,
+) -> None:
+    """Summing only the steps above a node's bottom (finite numbers) gives what summing every
+    step gives, -0.0, NaN and infinities included."""
+    from autoscaler import predictive
+
+    args = dict(base=base, per_node=per_node, node_cost=node_cost, slice_value=slice_value)
+    predictive._PAID.clear()
+    if not per_node > 0:
+        assert predictive.paying_nodes(demand, **args, limit=limit) == 0
+        return
+    assert predictive.paying_nodes(demand, **args, limit=limit) == _paying_nodes_every_step(
+        demand, **args, limit=limit
+    )
+
+
 @given(
     points=st.lists(st.floats(-1e3, 1e3) | st.just(math.nan) | st.just(-0.0), min_size=1),
     a=st.tuples(st.integers(0, 30), st.integers(1, 30)),
@@ -1134,6 +1198,34 @@ def test_forecast_windows_are_numpy_s(
     assert [repr(v) for v in wb] == [repr(v) for v in forecast.point[sb].tolist()]
     plain = float(max(forecast.point[sa].max(), forecast.point[sb].max())) <= 0
     assert _none_above_zero(forecast, sa, wa, sb, wb) is plain
+
+
+@given(
+    points=st.lists(
+        st.floats(-1e3, 1e3) | st.sampled_from([0.0, -0.0, math.nan, math.inf]), min_size=1
+    ),
+    first=st.integers(0, 30),
+    size=st.integers(0, 30),
+)
+@example(points=[-0.0, 0.0, -1.0, math.nan], first=0, size=4)
+def test_forecast_milli_units_are_listed_once_as_the_plain_steps(
+    points: list[float], first: int, size: int
+) -> None:
+    """``predictive._milli``, the forecast's steps in milli-units listed once per forecast,
+    holds the very floats ``_level_of`` computes step by step with nothing held on ECI (a held
+    profile of zeros: ``_profile``) and after the boot, -0.0 and NaN included."""
+    from autoscaler.predictive import _milli, _profile, _window
+
+    forecast = dataclasses.replace(flat(0.0), point=np.array(points), upper=np.array(points))
+    steps = slice(first, first + size)
+    window = _window(forecast, steps)
+    held = _profile((), window)
+    demand, ahead = _milli(forecast)
+    plain = [max(v * 1000 - h, 0.0) for v, h in zip(window, held, strict=True)]
+    assert [repr(v) for v in demand[steps]] == [repr(v) for v in plain]
+    plain_ahead = [max(v, 0.0) * 1000 for v in window]
+    assert [repr(v) for v in ahead[steps]] == [repr(v) for v in plain_ahead]
+    assert _milli(forecast) is _milli(forecast)  # kept per forecast object
 
 
 def test_the_pods_on_eci_collect_judges_are_found_once_per_state_revision_and_time() -> None:
@@ -1281,3 +1373,69 @@ def test_collect_counts_each_workload_once_per_state_revision() -> None:
     state.remove_pod("s1")  # a write: counted again, (1, 3): two may go to ECS
     assert demand_of(memo) == demand_of(None) == ["default/e0", "default/e1"]
     assert memo.recall(_COUNTS, state, ()) == {("default/web", pods[0].workload): (1, 3)}
+
+
+def test_the_free_capacity_of_ecs_nodes_is_found_once_per_state_revision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``scaleup.free_capacity``'s rows of the ECS nodes are kept on the memo for the state at
+    its revision: scale-up's and rebalance's of one pass read them once, each gets its own
+    array, and a write to the cluster computes them again, as a planner without a memo does."""
+    from autoscaler.context import Context, PlannerMemo
+    from autoscaler.scaleup import free_capacity
+
+    state = ClusterState(
+        nodes=[node("a", G4, 1.0), node("b", G4, 2.0)], pods=[pod("p", 1500, node="a")]
+    )
+    settings, memo = PlannerSettings(), PlannerMemo()
+    groups = [GroupState(G4, 3, (GroupNode("a", 1.0), GroupNode("b", 2.0)))]  # one booting
+
+    def plain(booting: bool) -> list[list[int]]:
+        return free_capacity(Context(state, groups, settings), booting=booting)[1].tolist()
+
+    nodes, free = free_capacity(Context(state, groups, settings, memo=memo))
+    assert [n.name for n in nodes][:2] == ["a", "b"]
+    assert len(nodes) == 3
+    assert free.tolist() == plain(True)
+    assert free[0, 0] == 4000 - 1500
+    free[:] = 0  # the caller's own array
+    asked: list[str] = []
+    usage = Context.usage
+    monkeypatch.setattr(Context, "usage", lambda self, n: asked.append(n) or usage(self, n))
+    again = free_capacity(Context(state, groups, settings, memo=memo), booting=False)[1]
+    assert asked == []
+    assert again.tolist() == plain(False) == plain(True)[:2]
+    state.upsert_pod(pod("q", 1000, node="b"))
+    asked.clear()
+    after = free_capacity(Context(state, groups, settings, memo=memo), booting=False)[1]
+    assert asked == ["a", "b"]
+    assert after.tolist() == plain(False)
+    assert after[1, 0] == 4000 - 1000
+
+
+@given(
+    req=st.lists(st.tuples(*[st.integers(0, 9)] * 4), max_size=12),
+    cap=st.lists(st.tuples(*[st.integers(0, 9)] * 4), min_size=1, max_size=5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_packable_pods_are_the_plain_ones(
+    req: list[tuple[int, int, int, int]], cap: list[tuple[int, int, int, int]], seed: int
+) -> None:
+    """``scaleup._packable`` compares resource by resource what the plain expression compares
+    in one reduction over a 3-D array."""
+    from types import SimpleNamespace
+
+    from autoscaler.scaleup import _packable
+
+    rng = np.random.default_rng(seed)
+    r = np.array(req, np.int64).reshape(len(req), 4)
+    c = np.array(cap, np.int64)
+    elig = rng.random((len(cap), len(req))) < 0.7
+    remaining = rng.random(len(req)) < 0.7
+    max_nodes = rng.integers(0, 3, len(cap))
+    ctx: Any = SimpleNamespace(cap=c)
+    plain = np.all(r[None, :, :] <= c[:, None, :], axis=2)
+    want = elig & plain & remaining[None, :] & (max_nodes >= 1)[:, None]
+    got = _packable(ctx, r, elig, remaining, max_nodes)
+    assert got.shape == want.shape
+    assert got.tolist() == want.tolist()

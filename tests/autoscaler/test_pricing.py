@@ -497,3 +497,22 @@ def test_share_of_is_the_largest_requested_fraction(
 
     capacity = Resources(cpu_milli=have[0], memory=have[1], gpu_milli=have[2])
     assert repr(share_of(*want, capacity)) == repr(_share_by_loop(*want, capacity))
+
+
+def test_groups_taking_the_same_pods_share_their_eci_bills(monkeypatch: pytest.MonkeyPatch) -> None:
+    # scaleup._none_pays sums the ECI bills of the pods a group could take once per set of pods
+    # and boot time: the general groups (and a second zone of one) all take these two small
+    # pods and boot in 60 s; the plan is the one the packing loop alone makes.
+    from autoscaler import scaleup
+
+    summed: list[int] = []
+    bills = scaleup.eci_costs
+    monkeypatch.setattr(scaleup, "eci_costs", lambda *args: summed.append(1) or bills(*args))
+    pods = [on_eci("e0", 1000, 2 * GIB, "1h"), on_eci("e1", 250, GIB, "1h")]
+    zone_b = dataclasses.replace(DEFAULTS.groups[1], name="general-4c16g-b")
+    groups = [*default_groups(), GroupState(zone_b, 0)]
+    fast = run(pods, groups, nodes=[ECI], policies=[ECS_THEN_ECI])
+    assert summed == [1]
+    assert not fast.scale_ups
+    monkeypatch.setattr(scaleup, "_none_pays", lambda *args, **kwargs: False)
+    assert run(pods, groups, nodes=[ECI], policies=[ECS_THEN_ECI]) == fast
