@@ -1381,7 +1381,7 @@ def test_the_free_capacity_of_ecs_nodes_is_found_once_per_state_revision(
     """``scaleup.free_capacity``'s rows of the ECS nodes are kept on the memo for the state at
     its revision: scale-up's and rebalance's of one pass read them once, each gets its own
     array, and a write to the cluster computes them again, as a planner without a memo does."""
-    from autoscaler.context import Context, PlannerMemo
+    from autoscaler.context import Context, PlannerMemo, Usage
     from autoscaler.scaleup import free_capacity
 
     state = ClusterState(
@@ -1391,7 +1391,10 @@ def test_the_free_capacity_of_ecs_nodes_is_found_once_per_state_revision(
     groups = [GroupState(G4, 3, (GroupNode("a", 1.0), GroupNode("b", 2.0)))]  # one booting
 
     def plain(booting: bool) -> list[list[int]]:
-        return free_capacity(Context(state, groups, settings), booting=booting)[1].tolist()
+        rows: list[list[int]] = free_capacity(Context(state, groups, settings), booting=booting)[
+            1
+        ].tolist()
+        return rows
 
     nodes, free = free_capacity(Context(state, groups, settings, memo=memo))
     assert [n.name for n in nodes][:2] == ["a", "b"]
@@ -1401,7 +1404,12 @@ def test_the_free_capacity_of_ecs_nodes_is_found_once_per_state_revision(
     free[:] = 0  # the caller's own array
     asked: list[str] = []
     usage = Context.usage
-    monkeypatch.setattr(Context, "usage", lambda self, n: asked.append(n) or usage(self, n))
+
+    def counted(self: Context, name: str) -> Usage:
+        asked.append(name)
+        return usage(self, name)
+
+    monkeypatch.setattr(Context, "usage", counted)
     again = free_capacity(Context(state, groups, settings, memo=memo), booting=False)[1]
     assert asked == []
     assert again.tolist() == plain(False) == plain(True)[:2]

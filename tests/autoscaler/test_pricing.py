@@ -503,11 +503,16 @@ def test_groups_taking_the_same_pods_share_their_eci_bills(monkeypatch: pytest.M
     # scaleup._none_pays sums the ECI bills of the pods a group could take once per set of pods
     # and boot time: the general groups (and a second zone of one) all take these two small
     # pods and boot in 60 s; the plan is the one the packing loop alone makes.
-    from autoscaler import scaleup
+    from autoscaler import costs, scaleup
 
     summed: list[int] = []
-    bills = scaleup.eci_costs
-    monkeypatch.setattr(scaleup, "eci_costs", lambda *args: summed.append(1) or bills(*args))
+    bills = costs.eci_costs
+
+    def counted(*args: Any) -> Any:
+        summed.append(1)
+        return bills(*args)
+
+    monkeypatch.setattr(scaleup, "eci_costs", counted)
     pods = [on_eci("e0", 1000, 2 * GIB, "1h"), on_eci("e1", 250, GIB, "1h")]
     zone_b = dataclasses.replace(DEFAULTS.groups[1], name="general-4c16g-b")
     groups = [*default_groups(), GroupState(zone_b, 0)]
