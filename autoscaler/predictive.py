@@ -46,6 +46,7 @@ as demand (``class_demand_of``): a pod beyond its unit's ``max`` never uses fore
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -451,19 +452,20 @@ def _level(
     if _none_above_zero(forecast, now_steps, now_window, boot_steps, after_boot):
         return None  # no demand of this class in the window: nothing to hold or to add
     stuck = pinned(ctx, cls, groups, now=now)
+    level_of = functools.partial(
+        _level_of,
+        ctx,
+        cls,
+        forecast,
+        cg,
+        (now_steps, now_window),
+        (boot_steps, after_boot),
+        stuck,
+        now=now,
+    )
     memo = ctx.memo
     if memo is None or any(stuck) or type(now_steps) is not slice or type(boot_steps) is not slice:
-        return _level_of(
-            ctx,
-            cls,
-            forecast,
-            cg,
-            (now_steps, now_window),
-            (boot_steps, after_boot),
-            stuck,
-            now=now,
-            notes=notes,
-        )
+        return level_of(notes=notes)
     # Nothing pinned: the level is a function of the forecast, the two windows' steps and the
     # class's groups and settings (``cg``) alone; passes between two forecast steps see the same.
     # The key holds the forecast and ``cg`` (so their ids are not reused) after their ids.
@@ -484,17 +486,7 @@ def _level(
         level: Level | None = hit[0]
         return level
     said: list[str] = []
-    level = _level_of(
-        ctx,
-        cls,
-        forecast,
-        cg,
-        (now_steps, now_window),
-        (boot_steps, after_boot),
-        stuck,
-        now=now,
-        notes=said,
-    )
+    level = level_of(notes=said)
     memo.keep(_LEVEL + cls, ctx.state, key, (level, tuple(said)))
     notes.extend(said)
     return level
