@@ -1030,11 +1030,14 @@ _LOO_CUTS = 3  # fewest cut points that calibrate the level by leaving one out
 
 
 def _sorted_quantile(ordered: FloatArray, levels: FloatArray) -> FloatArray:
-    """``np.quantile(x, levels)`` (linear interpolation) of ``x`` already sorted."""
-    position = levels * (ordered.size - 1)
+    """``np.quantile(x, levels)`` (linear interpolation) of ``x`` already sorted, along the last
+    axis (each row of a 2-d ``ordered`` is one ``x``: one row of quantiles each)."""
+    size = ordered.shape[-1]
+    position = levels * (size - 1)
     below = np.floor(position).astype(np.int64)
-    above = np.minimum(below + 1, ordered.size - 1)
-    return np.asarray(ordered[below] + (position - below) * (ordered[above] - ordered[below]))
+    above = np.minimum(below + 1, size - 1)
+    low = ordered[..., below]
+    return np.asarray(low + (position - below) * (ordered[..., above] - low))
 
 
 def _quantile(ordered: FloatArray, level: float) -> float:
@@ -1088,15 +1091,11 @@ def _band_level(blocks: FloatArray, quantile: float) -> float:
 
 
 def _loo_coverage(ordered: FloatArray, rest: FloatArray) -> FloatArray:
-    """:func:`autoscaler.forecast_kernels.loo_coverage` by numpy (:func:`_sorted_quantile`'s
-    operations a row each in one call, the coverages summed cut by cut): residuals that hold a
-    NaN take it, since ``np.searchsorted`` places one."""
+    """:func:`autoscaler.forecast_kernels.loo_coverage` by numpy (:func:`_sorted_quantile` of
+    every row in one call, the coverages summed cut by cut): residuals that hold a NaN take it,
+    since ``np.searchsorted`` places one."""
     cuts, size = ordered.shape
-    position = _LEVELS * (rest.shape[1] - 1)
-    below = np.floor(position).astype(np.int64)
-    above = np.minimum(below + 1, rest.shape[1] - 1)
-    low = rest[:, below]
-    edges = low + (position - below) * (rest[:, above] - low)
+    edges = _sorted_quantile(rest, _LEVELS)
     covered = np.zeros(_LEVELS.size)
     for i in range(cuts):
         covered += np.searchsorted(ordered[i], edges[i], side="right") / size
