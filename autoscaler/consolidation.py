@@ -42,7 +42,7 @@ from extender.model import Node, Pod
 from .backends import Kernels
 from .context import Context, IntArray, Usage, policy_of
 from .costs import node_share
-from .demand import only_pod, remaining
+from .demand import remaining_in
 from .eviction import drain_blocker
 from .nodegroup import Consolidation, MoveCosts, NodeGroup, PlannerSettings
 from .state import DisruptionBudget
@@ -177,9 +177,9 @@ def absorbable(
             ):
                 ok = False
                 break
-            alone = only_pod(ctx.state, pod)
-            left = remaining(pod, now=now, horizon=horizon, outlived=horizon, alone=alone)
-            life = max(life, left)
+            life = max(
+                life, remaining_in(ctx.state, pod, now=now, horizon=horizon, outlived=horizon)
+            )
         if ok and life > 0:
             used = (u.cpu_milli, u.memory, u.gpu_milli, len(u.movable))
             price = ctx.groups[h].group.price_per_hour

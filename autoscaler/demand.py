@@ -47,6 +47,7 @@ __all__ = [
     "new_node_could_pay",
     "only_pod",
     "remaining",
+    "remaining_in",
 ]
 
 EXPECTED_DURATION = "spillover.dev/expected-duration"
@@ -78,6 +79,15 @@ def remaining(
     if not service:
         return floor
     return max(horizon, age) if alone else horizon
+
+
+def remaining_in(
+    state: ClusterState, pod: Pod, *, now: float, horizon: float, outlived: float = 0.0
+) -> float:
+    """:func:`remaining` of ``pod`` in ``state``: ``alone`` is whether it is its workload's only
+    pod there (:func:`only_pod`), as the planner, rebalance and the replay judge it."""
+    alone = only_pod(state, pod)
+    return remaining(pod, now=now, horizon=horizon, outlived=outlived, alone=alone)
 
 
 def only_pod(state: ClusterState, pod: Pod) -> bool:
@@ -334,8 +344,7 @@ def _movable(
                 continue
             if move_blocker(pod) is not None:
                 continue
-            alone = only_pod(state, pod)
-            left = remaining(pod, now=now, horizon=horizon, outlived=outlived, alone=alone)
+            left = remaining_in(state, pod, now=now, horizon=horizon, outlived=outlived)
             if left > 0:
                 movable.append((pod.created, pod.key, pod, left))
         movable.sort(key=lambda m: (m[0], m[1]))

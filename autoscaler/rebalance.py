@@ -135,8 +135,7 @@ def _still_idle(
         return False
     horizon = settings.forecast_horizon
     for pod, was, rate in idle.judged:
-        alone = demand_pass.only_pod(state, pod)
-        left = demand_pass.remaining(pod, now=now, horizon=horizon, outlived=horizon, alone=alone)
+        left = demand_pass.remaining_in(state, pod, now=now, horizon=horizon, outlived=horizon)
         worth = left > 0 and _saving(pod, left, now=now, rate=rate, settings=settings, costs=costs)
         if (worth > 0) != was:
             return False

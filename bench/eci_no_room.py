@@ -34,7 +34,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from autoscaler import rebalance as moving  # noqa: E402
 from autoscaler.context import Context, policy_of  # noqa: E402
-from autoscaler.demand import cheaper_on_a_new_node, only_pod, remaining  # noqa: E402
+from autoscaler.demand import cheaper_on_a_new_node, remaining_in  # noqa: E402
 from autoscaler.eviction import lost_work, move_blocker  # noqa: E402
 from autoscaler.nodegroup import MoveCosts  # noqa: E402
 from autoscaler.replay import simulator as sim  # noqa: E402
@@ -158,8 +158,7 @@ def breakdown(path: Path, every: float) -> None:
             return "no policy"
         unit = next(i for i, u in enumerate(policy.units) if u.resource is NodeKind.ECS)
         cls = ctx.class_of(pod)
-        alone = only_pod(ctx.state, pod)
-        left = remaining(pod, now=now, horizon=horizon, outlived=horizon, alone=alone)
+        left = remaining_in(ctx.state, pod, now=now, horizon=horizon, outlived=horizon)
         if left <= 0:
             return "rebalance: no expected time left (remaining 0)"
         rate = (

@@ -23,7 +23,7 @@ from typing import Any
 
 from autoscaler import predictive
 from autoscaler.context import Context, Usage
-from autoscaler.demand import new_node_could_pay, only_pod, remaining
+from autoscaler.demand import new_node_could_pay, remaining_in
 from autoscaler.eviction import lost_work, move_blocker
 from autoscaler.nodegroup import NodeGroup, PlannerSettings
 from extender import policy as placement
@@ -459,8 +459,7 @@ class Scheduler:
         policy = rec.policy
         assert policy is not None
         now, horizon = self.clock.now, self.settings.forecast_horizon
-        alone = only_pod(self.state, rec.pod)
-        left = remaining(rec.pod, now=now, horizon=horizon, outlived=horizon, alone=alone)
+        left = remaining_in(self.state, rec.pod, now=now, horizon=horizon, outlived=horizon)
         key = (policy.key, rec.fits)
         groups = self.price_groups.get(key)
         if groups is None:

@@ -188,7 +188,7 @@ def test_a_lone_replica_without_an_estimate_is_expected_to_run_as_long_again() -
     # Lindy, as for a Job's pod: a replica that is its workload's only pod and has no estimate
     # is expected to run at least as long again as it has run; with siblings (the first a
     # scale-in takes on ECI) or with an estimate it is not
-    from autoscaler.demand import only_pod, remaining
+    from autoscaler.demand import only_pod, remaining, remaining_in
 
     old = pod("e0", node=ECI.name, created=NOW - 3 * 3600)
     assert remaining(old, now=NOW, horizon=3600, alone=True) == 3 * 3600.0
@@ -199,6 +199,10 @@ def test_a_lone_replica_without_an_estimate_is_expected_to_run_as_long_again() -
     assert remaining(late, now=NOW, horizon=3600, outlived=3600, alone=True) == 3600.0
     assert only_pod(ClusterState(nodes=[ECI], pods=[old]), old)
     assert not only_pod(ClusterState(nodes=[ECI], pods=[old, young]), old)  # both app=web
+    # remaining_in: the same, alone or not as the cluster has it
+    lone, pair = ClusterState(nodes=[ECI], pods=[old]), ClusterState(nodes=[ECI], pods=[old, young])
+    assert remaining_in(lone, old, now=NOW, horizon=3600) == 3 * 3600.0
+    assert remaining_in(pair, old, now=NOW, horizon=3600) == 3600.0
 
 
 def test_remaining_reads_each_pod_once_and_a_bad_annotation_stays_unknown() -> None:
