@@ -286,13 +286,14 @@ class Scheduler:
         balloon = is_balloon(wl)
         policy: ResourcePolicy | None = None
         if not balloon:
-            # The probe has no owner and no annotations: only its namespace and labels count.
+            # only its namespace and labels count (``_policy``)
             key = (wl.namespace, frozenset(template.labels.items()))
             if key in self.policy_cache:
                 policy = self.policy_cache[key]
             else:
-                probe = Pod(uid=uid, name=name, namespace=wl.namespace, labels=template.labels)
-                policy = self.policy_cache[key] = placement.policy_for(self.state.policies, probe)
+                policy = self.policy_cache[key] = self._policy(
+                    uid, name, wl.namespace, template.labels
+                )
         tol_eci = policy is not None and self.eci and policy.has_eci
         tolerations = admitted_tolerations(r, eci=bool(tol_eci))
         pod = Pod(
@@ -372,9 +373,21 @@ class Scheduler:
         key = (tuple(pod.node_selector.items()), pod.required_affinity, pod.tolerations)
         fits = self.fit_cache.get(key)
         if fits is None:
-            fits = tuple(g for g in self.group_order if can_hold(pod, self.templates[g]))
-            self.fit_cache[key] = fits
+            fits = self.fit_cache[key] = self._groups_fitting(pod)
         return fits
+
+    def _groups_fitting(self, pod: Pod) -> tuple[str, ...]:
+        """``fitting``'s answer worked out (the audit's too)."""
+        return tuple(g for g in self.group_order if can_hold(pod, self.templates[g]))
+
+    def _policy(
+        self, uid: str, name: str, namespace: str, labels: Mapping[str, str]
+    ) -> ResourcePolicy | None:
+        """``policy_for`` of a pod that is not a placeholder, from a probe of what it reads
+        (no owner, no annotations: only the namespace and labels count); ``new_pod`` keeps it
+        per namespace and labels, the audit works it out again."""
+        probe = Pod(uid=uid, name=name, namespace=namespace, labels=labels)
+        return placement.policy_for(self.state.policies, probe)
 
     def fits_group(self, rec: PodRecord, group: str) -> bool:
         return group in rec.fits
@@ -711,10 +724,11 @@ class Scheduler:
         for rec in self.pods.values():
             assert rec.bound or rec.uid in self.pending, f"pod {rec.uid} neither bound nor pending"
             pod = rec.pod
-            fits = tuple(g for g in self.group_order if can_hold(pod, self.templates[g]))
+            fits = self._groups_fitting(pod)
             _require(rec.fits == fits, f"pod {rec.uid}: fits groups {rec.fits}, not {fits}")
-            probe = Pod(uid=rec.uid, name=pod.name, namespace=pod.namespace, labels=pod.labels)
-            policy = None if rec.balloon else placement.policy_for(self.state.policies, probe)
+            policy = (
+                None if rec.balloon else self._policy(rec.uid, pod.name, pod.namespace, pod.labels)
+            )
             _require(rec.policy is policy, f"pod {rec.uid}: kept policy is not policy_for's")
             unit = None
             if policy is not None and rec.bound:
